@@ -1,0 +1,228 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `RESTREAM_*` env vars.
+//!
+//! Env vars use `__` between section and key: `RESTREAM_SERVER__LISTEN=0.0.0.0:5000`,
+//! `RESTREAM_PUSHPIN__PUBLISH=http`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: Server,
+    pub pushpin: Pushpin,
+    pub demand: DemandSettings,
+    pub fetchers: Fetchers,
+    pub keys: KeysSettings,
+    pub log: Log,
+    pub dev: Dev,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Where the backend listens for Pushpin's WebSocket-over-HTTP requests.
+    pub listen: SocketAddr,
+    /// Seconds between Pushpin's keep-alive requests on idle connections (Pushpin enforces ≥ 20).
+    pub keep_alive_interval: u32,
+    /// Must equal Pushpin's `connection_subscription_max`.
+    pub max_subscriptions_per_connection: usize,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishVia {
+    Zmq,
+    Http,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pushpin {
+    pub publish: PublishVia,
+    /// One ZeroMQ PULL endpoint per Pushpin instance.
+    pub zmq_push_specs: Vec<String>,
+    /// One HTTP publish base URL per Pushpin instance.
+    pub http_publish_urls: Vec<String>,
+    /// One stats PUB endpoint per Pushpin instance (needs `stats_format=json`).
+    pub stats_specs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DemandSettings {
+    /// How long a subscribe seen in a WOH request keeps its channel active without stats.
+    pub hint_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fetchers {
+    /// Folder holding one sub-folder per process fetcher (`<dir>/main.py`).
+    pub dir: PathBuf,
+    pub python: String,
+    pub timeout_secs: f64,
+    /// Per channel name, a poll interval in seconds that replaces the fetcher's own.
+    pub poll_interval_overrides: HashMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSettings {
+    /// JSON file `{"<channel>": {"<key name>": "<value>"}}`; missing means no keys.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info,restream=debug`; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+/// Settings for `restream dev`, which runs its own Pushpin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dev {
+    /// Public WebSocket/HTTP address of the Pushpin started by `restream dev`.
+    pub public_listen: SocketAddr,
+    /// First of five consecutive Pushpin ports: publish PULL, HTTP publish, SUB, command, stats.
+    pub pushpin_base_port: u16,
+    /// Pushpin's runtime folder (config, sockets, logs); keep the path short.
+    pub run_dir: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            server: Server {
+                listen: "127.0.0.1:5000".parse().expect("valid"),
+                keep_alive_interval: 30,
+                max_subscriptions_per_connection: 20,
+                workers: 2,
+            },
+            pushpin: Pushpin {
+                publish: PublishVia::Zmq,
+                zmq_push_specs: vec!["tcp://127.0.0.1:5560".into()],
+                http_publish_urls: vec!["http://127.0.0.1:5561".into()],
+                stats_specs: vec!["tcp://127.0.0.1:5564".into()],
+            },
+            demand: DemandSettings { hint_ttl_secs: 60 },
+            fetchers: Fetchers {
+                dir: "functions".into(),
+                python: "python3".into(),
+                timeout_secs: 30.0,
+                poll_interval_overrides: HashMap::new(),
+            },
+            keys: KeysSettings {
+                file: "keys.json".into(),
+            },
+            log: Log {
+                format: LogFormat::Text,
+                filter: "info".into(),
+            },
+            dev: Dev {
+                public_listen: "127.0.0.1:7999".parse().expect("valid"),
+                pushpin_base_port: 5560,
+                run_dir: std::env::temp_dir().join("restream-dev"),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` (if given), then `RESTREAM_*` env vars.
+    pub fn load(file: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let settings: Settings = fig
+            .merge(Env::prefixed("RESTREAM_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings
+            .validate()
+            .map_err(|m| Box::new(figment::Error::from(m)))?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.server.max_subscriptions_per_connection == 0 {
+            return Err("server.max_subscriptions_per_connection must be at least 1".into());
+        }
+        if self.fetchers.timeout_secs.is_nan() || self.fetchers.timeout_secs <= 0.0 {
+            return Err("fetchers.timeout_secs must be positive".into());
+        }
+        if let Some((name, _)) = self
+            .fetchers
+            .poll_interval_overrides
+            .iter()
+            .find(|(_, s)| s.is_nan() || **s < 0.05)
+        {
+            return Err(format!(
+                "fetchers.poll_interval_overrides.{name} must be at least 0.05 seconds"
+            ));
+        }
+        let specs = match self.pushpin.publish {
+            PublishVia::Zmq => &self.pushpin.zmq_push_specs,
+            PublishVia::Http => &self.pushpin.http_publish_urls,
+        };
+        if specs.is_empty() {
+            return Err("pushpin: at least one publish endpoint is required".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's own error type
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_env_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("r.toml", "[server]\nkeep_alive_interval = 25\n[fetchers.poll_interval_overrides]\n\"hn-top\" = 2.5\n")?;
+            jail.set_env("RESTREAM_PUSHPIN__PUBLISH", "http");
+            let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.server.keep_alive_interval, 25);
+            assert_eq!(s.pushpin.publish, PublishVia::Http);
+            assert_eq!(s.fetchers.poll_interval_overrides["hn-top"], 2.5);
+            assert_eq!(s.server.max_subscriptions_per_connection, 20);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisen = \"x\"\n")?;
+            let e = Settings::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("lisen"), "{e}");
+            jail.create_file(
+                "zero.toml",
+                "[server]\nmax_subscriptions_per_connection = 0\n",
+            )?;
+            assert!(Settings::load(Some(Path::new("zero.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

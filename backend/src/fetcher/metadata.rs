@@ -1,0 +1,215 @@
+//! Fetcher metadata: parsed and validated once at startup, with errors naming the field.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::channel::{is_valid_name, ParamSpec, ParamSpecs};
+
+/// Poll interval when a fetcher declares none (the original restream default).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(100);
+
+/// What a fetcher says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metadata {
+    pub name: String,
+    pub description: Option<String>,
+    pub id_field: String,
+    pub api_url: Option<String>,
+    pub doc_url: Option<String>,
+    pub keys: Vec<String>,
+    pub poll_interval: Duration,
+    pub params: ParamSpecs,
+}
+
+/// A metadata field that is missing or wrong.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("field `{field}`: {problem}")]
+pub struct MetadataError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn err(field: impl Into<String>, problem: impl Into<String>) -> MetadataError {
+    MetadataError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Metadata {
+    /// Validates a metadata response. Unknown fields are ignored for forward compatibility.
+    pub fn from_value(v: &Value) -> Result<Metadata, MetadataError> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| err("(root)", "metadata must be a JSON object"))?;
+        let opt_str = |f: &str| -> Result<Option<String>, MetadataError> {
+            match obj.get(f) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(err(f, "must be a string")),
+            }
+        };
+        let name = opt_str("name")?.ok_or_else(|| err("name", "is required"))?;
+        if !is_valid_name(&name) {
+            return Err(err(
+                "name",
+                format!("{name:?} must be 1-64 ASCII letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let id_field = opt_str("id_field")?.ok_or_else(|| err("id_field", "is required"))?;
+        if id_field.is_empty() {
+            return Err(err("id_field", "must not be empty"));
+        }
+        let poll_interval = match obj.get("poll_interval") {
+            None | Some(Value::Null) => DEFAULT_POLL_INTERVAL,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 * 7.0 => {
+                    Duration::from_secs_f64(s)
+                }
+                _ => {
+                    return Err(err(
+                        "poll_interval",
+                        "must be a number of seconds between 0 and one week",
+                    ))
+                }
+            },
+            Some(_) => return Err(err("poll_interval", "must be a number of seconds")),
+        };
+        let keys = match obj.get("keys") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|k| {
+                    k.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| err("keys", "must be a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(err("keys", "must be a list of strings")),
+        };
+        Ok(Metadata {
+            name,
+            description: opt_str("description")?,
+            id_field,
+            api_url: opt_str("api_url")?,
+            doc_url: opt_str("doc_url")?,
+            keys,
+            poll_interval,
+            params: parse_params(obj.get("params"))?,
+        })
+    }
+}
+
+fn parse_params(v: Option<&Value>) -> Result<ParamSpecs, MetadataError> {
+    let mut specs = ParamSpecs::new();
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(specs),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(err(
+                "params",
+                "must be an object of param name to declaration",
+            ))
+        }
+    };
+    for (key, decl) in obj {
+        let field = format!("params.{key}");
+        if !is_valid_name(key) {
+            return Err(err(
+                field,
+                "param names must be ASCII letters, digits, '-', '_' or '.'",
+            ));
+        }
+        let d = decl
+            .as_object()
+            .ok_or_else(|| err(&field, "must be an object"))?;
+        let required = match d.get("required") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(err(format!("{field}.required"), "must be a boolean")),
+        };
+        let default = match d.get("default") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            Some(_) => {
+                return Err(err(
+                    format!("{field}.default"),
+                    "must be a string, number or boolean",
+                ))
+            }
+        };
+        if required && default.is_some() {
+            return Err(err(field, "a required param cannot have a default"));
+        }
+        let description = match d.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(err(format!("{field}.description"), "must be a string")),
+        };
+        specs.insert(
+            key.clone(),
+            ParamSpec {
+                required,
+                default,
+                description,
+            },
+        );
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_original_fetcher_metadata() {
+        let m = Metadata::from_value(&json!({
+            "name": "nyt-top", "description": "New York Times top stories", "id_field": "short_url",
+            "api_url": "https://api.nytimes.com", "doc_url": "https://developer.nytimes.com",
+            "keys": ["api-key"], "poll_interval": 100
+        }))
+        .unwrap();
+        assert_eq!(m.name, "nyt-top");
+        assert_eq!(m.poll_interval, Duration::from_secs(100));
+        assert!(m.params.is_empty());
+    }
+
+    #[test]
+    fn parses_declared_params() {
+        let m = Metadata::from_value(&json!({
+            "name": "w", "id_field": "id", "poll_interval": 0.5,
+            "params": {"lat": {"required": true, "description": "latitude"}, "units": {"default": "metric"}}
+        }))
+        .unwrap();
+        assert!(m.params["lat"].required);
+        assert_eq!(m.params["units"].default.as_deref(), Some("metric"));
+        assert_eq!(m.poll_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let field = |v: Value| Metadata::from_value(&v).unwrap_err().field;
+        assert_eq!(field(json!({"id_field": "id"})), "name");
+        assert_eq!(field(json!({"name": "a b", "id_field": "id"})), "name");
+        assert_eq!(field(json!({"name": "a"})), "id_field");
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "poll_interval": -1})),
+            "poll_interval"
+        );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "keys": [1]})),
+            "keys"
+        );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "params": {"x": {"required": "yes"}}})),
+            "params.x.required"
+        );
+        assert_eq!(field(json!([])), "(root)");
+    }
+}

@@ -1,0 +1,69 @@
+//! Fetchers: the small stateless programs that call one upstream API per poll.
+//!
+//! Contract v1 (compatible with the original restream Lambdas): `{"call":"metadata"}` returns a
+//! [`Metadata`]; `{"call":"fetch",...}` returns `{"status_code":200,"result":[items]}` or
+//! `{"status_code":N,"result":"error text"}`.
+
+mod metadata;
+mod process;
+pub mod registry;
+mod response;
+
+pub use metadata::{Metadata, MetadataError};
+pub use process::ProcessFetcher;
+pub use registry::{FetcherEntry, Registry};
+pub use response::{parse_fetch_response, FetchOutcome};
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde_json::Value;
+use thiserror::Error;
+
+/// API keys for one fetcher, never logged.
+pub type Keys = BTreeMap<String, SecretString>;
+
+/// What a poll asks a fetcher for.
+#[derive(Debug)]
+pub struct FetchRequest<'a> {
+    pub channel: &'a str,
+    pub params: &'a BTreeMap<String, String>,
+    pub keys: &'a Keys,
+    pub state: Option<&'a Value>,
+}
+
+/// Why a fetcher call produced no usable answer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("fetcher {fetcher} did not answer within {seconds:.1}s")]
+    Timeout { fetcher: String, seconds: f64 },
+    #[error("fetcher {fetcher} crashed: {detail}")]
+    Crashed { fetcher: String, detail: String },
+    #[error("fetcher {fetcher} returned an invalid response: {detail}")]
+    InvalidResponse { fetcher: String, detail: String },
+    #[error("upstream of {fetcher} failed with status {status}: {message}")]
+    Upstream {
+        fetcher: String,
+        status: u16,
+        message: String,
+    },
+    #[error("could not start fetcher {fetcher}: {source}")]
+    Spawn {
+        fetcher: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One way of running a fetcher (a local process, Lambda, declarative HTTP).
+#[async_trait]
+pub trait Fetcher: Send + Sync {
+    /// A short name for logs and errors, e.g. the fetcher's directory.
+    fn label(&self) -> &str;
+    /// Calls `metadata`.
+    async fn metadata(&self) -> Result<Value, FetchError>;
+    /// Calls `fetch` and returns the raw response object.
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError>;
+}

@@ -1,0 +1,145 @@
+//! Validation of `fetch` responses.
+
+use serde_json::{Map, Value};
+
+use super::FetchError;
+
+/// A successful fetch: the items and the optional contract-v1 extensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchOutcome {
+    pub items: Vec<Map<String, Value>>,
+    /// Entries of `result` that were not JSON objects, counted so they are reported, not lost silently.
+    pub skipped_non_objects: usize,
+    pub state: Option<Value>,
+    pub complete: bool,
+    pub retry_after: Option<f64>,
+}
+
+/// Turns a raw fetch response into items or a precise error.
+pub fn parse_fetch_response(fetcher: &str, v: Value) -> Result<FetchOutcome, FetchError> {
+    let invalid = |detail: String| FetchError::InvalidResponse {
+        fetcher: fetcher.to_string(),
+        detail,
+    };
+    let Value::Object(mut obj) = v else {
+        return Err(invalid("response must be a JSON object".into()));
+    };
+    // A Lambda-style crash report: {"errorMessage": ..., "errorType": ...}.
+    if let Some(Value::String(msg)) = obj.get("errorMessage") {
+        return Err(FetchError::Crashed {
+            fetcher: fetcher.to_string(),
+            detail: msg.chars().take(500).collect(),
+        });
+    }
+    let status = match obj.get("status_code") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or_else(|| invalid("field `status_code` must be an HTTP status".into()))?,
+        Some(_) => return Err(invalid("field `status_code` must be a number".into())),
+        None => return Err(invalid("field `status_code` is missing".into())),
+    };
+    let result = obj.remove("result");
+    if status != 200 {
+        let message = match result {
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        return Err(FetchError::Upstream {
+            fetcher: fetcher.to_string(),
+            status,
+            message: message.chars().take(500).collect(),
+        });
+    }
+    let Some(Value::Array(result)) = result else {
+        return Err(invalid(
+            "field `result` must be a list of items when status_code is 200".into(),
+        ));
+    };
+    let total = result.len();
+    let items: Vec<_> = result
+        .into_iter()
+        .filter_map(|i| match i {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let complete = match obj.get("complete") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("field `complete` must be a boolean".into())),
+    };
+    let retry_after = match obj.get("retry_after") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64().filter(|s| *s >= 0.0),
+        Some(_) => {
+            return Err(invalid(
+                "field `retry_after` must be a number of seconds".into(),
+            ))
+        }
+    };
+    Ok(FetchOutcome {
+        skipped_non_objects: total - items.len(),
+        items,
+        state: obj.remove("state").filter(|s| !s.is_null()),
+        complete,
+        retry_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_items() {
+        let o = parse_fetch_response(
+            "f",
+            json!({"status_code": 200, "result": [{"id": 1}, 2], "state": "e1"}),
+        )
+        .unwrap();
+        assert_eq!(o.items.len(), 1);
+        assert_eq!(o.skipped_non_objects, 1);
+        assert_eq!(o.state, Some(json!("e1")));
+        assert!(!o.complete);
+    }
+
+    #[test]
+    fn upstream_errors_keep_status_and_text() {
+        match parse_fetch_response("f", json!({"status_code": 429, "result": "slow down"})) {
+            Err(FetchError::Upstream {
+                status: 429,
+                message,
+                ..
+            }) => assert_eq!(message, "slow down"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_invalid() {
+        for v in [
+            json!("x"),
+            json!({}),
+            json!({"status_code": "200"}),
+            json!({"status_code": 200}),
+            json!({"status_code": 200, "result": {}}),
+            json!({"status_code": 70000, "result": []}),
+            json!({"status_code": 200, "result": [], "complete": "yes"}),
+        ] {
+            assert!(matches!(
+                parse_fetch_response("f", v),
+                Err(FetchError::InvalidResponse { .. })
+            ));
+        }
+        assert!(matches!(
+            parse_fetch_response(
+                "f",
+                json!({"errorMessage": "boom", "errorType": "KeyError"})
+            ),
+            Err(FetchError::Crashed { .. })
+        ));
+    }
+}

@@ -1,0 +1,170 @@
+//! API keys for fetchers: a `KeyStore` trait and the default local JSON file.
+//!
+//! The file has the original restream layout: `{"<channel name>": {"<key name>": "<secret>"}}`.
+//! Values are held as `SecretString` and never logged.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::fetcher::Keys;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    #[error("cannot read keys file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("keys file {path} is invalid: {problem}")]
+    Invalid { path: String, problem: String },
+}
+
+/// Where fetchers' API keys come from.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The keys for one channel type; empty when none are configured.
+    async fn keys_for(&self, channel: &str) -> Result<Keys, KeyStoreError>;
+}
+
+type KeyMap = BTreeMap<String, BTreeMap<String, SecretString>>;
+
+/// Keys from a local JSON file, re-read when its modification time changes. A missing file
+/// means "no keys"; a broken file keeps the last good keys and reports the error.
+pub struct FileKeyStore {
+    path: PathBuf,
+    cache: Mutex<(Option<SystemTime>, KeyMap)>,
+}
+
+impl FileKeyStore {
+    pub fn new(path: impl Into<PathBuf>) -> FileKeyStore {
+        FileKeyStore {
+            path: path.into(),
+            cache: Mutex::new((None, KeyMap::new())),
+        }
+    }
+
+    fn refresh(&self) -> Result<(), KeyStoreError> {
+        let display = self.path.display().to_string();
+        let modified = match std::fs::metadata(&self.path) {
+            Ok(m) => m.modified().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *self.cache.lock().expect("keys lock") = (None, KeyMap::new());
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(KeyStoreError::Read {
+                    path: display,
+                    source,
+                })
+            }
+        };
+        if modified.is_some() && self.cache.lock().expect("keys lock").0 == modified {
+            return Ok(());
+        }
+        let text = std::fs::read(&self.path).map_err(|source| KeyStoreError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let parsed = parse_keys(&text).map_err(|problem| KeyStoreError::Invalid {
+            path: display,
+            problem,
+        })?;
+        *self.cache.lock().expect("keys lock") = (modified, parsed);
+        Ok(())
+    }
+}
+
+fn parse_keys(text: &[u8]) -> Result<KeyMap, String> {
+    let v: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(channels) = v else {
+        return Err("top level must be an object of channel name to keys".into());
+    };
+    let mut out = KeyMap::new();
+    for (channel, keys) in channels {
+        let Value::Object(keys) = keys else {
+            return Err(format!(
+                "entry {channel:?} must be an object of key name to value"
+            ));
+        };
+        let mut m = BTreeMap::new();
+        for (name, value) in keys {
+            let Value::String(s) = value else {
+                return Err(format!("key {channel}.{name} must be a string"));
+            };
+            m.insert(name, SecretString::from(s));
+        }
+        out.insert(channel, m);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl KeyStore for FileKeyStore {
+    async fn keys_for(&self, channel: &str) -> Result<Keys, KeyStoreError> {
+        let result = self.refresh();
+        let keys = self
+            .cache
+            .lock()
+            .expect("keys lock")
+            .1
+            .get(channel)
+            .cloned()
+            .unwrap_or_default();
+        match result {
+            Ok(()) => Ok(keys),
+            // Keep serving the last good keys; the caller logs the problem.
+            Err(e) if !keys.is_empty() => {
+                tracing::warn!(error = %e, "keeping last good keys");
+                Ok(keys)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[tokio::test]
+    async fn reads_and_keeps_last_good_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let store = FileKeyStore::new(&path);
+        assert!(store.keys_for("nyt-top").await.unwrap().is_empty());
+        std::fs::write(&path, r#"{"nyt-top": {"api-key": "abc"}}"#).unwrap();
+        assert_eq!(
+            store.keys_for("nyt-top").await.unwrap()["api-key"].expose_secret(),
+            "abc"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "{broken").unwrap();
+        let f = std::fs::File::options().append(true).open(&path).unwrap();
+        f.set_modified(SystemTime::now() + std::time::Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            store.keys_for("nyt-top").await.unwrap()["api-key"].expose_secret(),
+            "abc"
+        );
+        assert!(matches!(
+            store.keys_for("other").await,
+            Err(KeyStoreError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_never_contain_values() {
+        let e = parse_keys(br#"{"a": {"k": 12345}}"#).unwrap_err();
+        assert!(!e.contains("12345"));
+    }
+}

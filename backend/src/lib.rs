@@ -1,0 +1,33 @@
+//! restream: turns polling REST APIs into subscribable real-time streams behind Pushpin.
+//!
+//! # Layout
+//! - [`woh`] — WebSocket-over-HTTP codec for the bodies Pushpin exchanges with us.
+//! - [`grip`] — GRIP control messages and publish items.
+//! - [`protocol`] — the client protocol (`subscribe`, `unsubscribe`, ...; `ready`, `error`, ...).
+//! - [`channel`] — canonical, reversible channel ids.
+//! - [`connection`] — one WOH request for one connection; subscriptions kept in Pushpin meta.
+//! - [`demand`] / [`stats`] — which channels have subscribers, from Pushpin's stats socket.
+//! - [`scheduler`] / [`poller`] — one poll loop per active channel.
+//! - [`fetcher`] — the fetcher contract and the `process` kind (`functions/<dir>/main.py`).
+//! - [`keys`] — API keys for fetchers.
+//! - [`publisher`] — publishing to Pushpin over ZeroMQ or HTTP.
+//! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
+//! - [`pushpin`] — an isolated Pushpin child process for `restream dev` and tests.
+
+pub mod channel;
+pub mod config;
+pub mod connection;
+pub mod demand;
+pub mod fetcher;
+pub mod grip;
+pub mod keys;
+pub mod poller;
+pub mod protocol;
+pub mod publisher;
+pub mod pushpin;
+pub mod routes;
+pub mod scheduler;
+pub mod startup;
+pub mod stats;
+pub mod telemetry;
+pub mod woh;

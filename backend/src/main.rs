@@ -1,0 +1,84 @@
+//! The `restream` binary: `serve` (production) and `dev` (with its own Pushpin).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use restream::config::Settings;
+use restream::pushpin::{PushpinOptions, PushpinProcess};
+use restream::{startup, telemetry};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "restream",
+    version,
+    about = "Turns polling REST APIs into real-time streams behind Pushpin"
+)]
+struct Cli {
+    /// TOML settings file (defaults, then this file, then RESTREAM_* env vars).
+    #[arg(long, short, global = true, env = "RESTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the backend behind an existing Pushpin (the default).
+    Serve,
+    /// Start an isolated Pushpin on loopback, then the backend; Ctrl-C stops both.
+    Dev,
+    /// Print the effective settings as TOML-like JSON and exit.
+    Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    telemetry::init(&settings.log);
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => serve(settings).await,
+        Cmd::Dev => {
+            let options = PushpinOptions {
+                connection_subscription_max: settings.server.max_subscriptions_per_connection,
+                ..PushpinOptions::new(
+                    settings.dev.public_listen,
+                    settings.server.listen,
+                    settings.dev.pushpin_base_port,
+                    settings.dev.run_dir.clone(),
+                )
+            };
+            settings.pushpin.zmq_push_specs = vec![options.zmq_push_spec()];
+            settings.pushpin.http_publish_urls = vec![options.http_publish_url()];
+            settings.pushpin.stats_specs = vec![options.stats_spec()];
+            let pushpin =
+                tokio::task::spawn_blocking(move || PushpinProcess::start(options)).await??;
+            tracing::info!(
+                url = %format!("ws://{}/ws", settings.dev.public_listen),
+                pid = pushpin.pid(),
+                logs = %pushpin.options().run_dir.display(),
+                "pushpin started"
+            );
+            let result = serve(settings).await;
+            drop(pushpin);
+            result
+        }
+        Cmd::Config => {
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(settings.server.listen)
+        .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+    listener.set_nonblocking(true)?;
+    let shutdown = CancellationToken::new();
+    startup::cancel_on_signals(shutdown.clone());
+    startup::run(settings, listener, shutdown).await
+}

@@ -1,0 +1,305 @@
+//! The client protocol: JSON text frames between a WebSocket client and restream.
+//!
+//! Client → server actions are exact, case-sensitive strings: `subscribe`, `unsubscribe`,
+//! `unsubscribe_all`. Every server → client message carries a `type`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Version announced in the `ready` message.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest accepted `ref` once serialized; it is echoed back, so it stays small.
+pub const MAX_REF_LEN: usize = 256;
+/// Longest accepted client message.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// A parsed client request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    Subscribe {
+        channel: String,
+        params: Option<Value>,
+        since: Option<u64>,
+        reference: Option<Value>,
+    },
+    Unsubscribe {
+        channel: String,
+        params: Option<Value>,
+        reference: Option<Value>,
+    },
+    UnsubscribeAll {
+        reference: Option<Value>,
+    },
+}
+
+/// Error codes sent in `error` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadMessage,
+    UnknownAction,
+    UnknownChannel,
+    InvalidParams,
+    NotSubscribed,
+    TooManySubscriptions,
+    Unauthorized,
+}
+
+/// A request that could not be understood, with what is needed to answer it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub code: ErrorCode,
+    pub message: String,
+    pub reference: Option<Value>,
+}
+
+impl Rejection {
+    fn new(code: ErrorCode, message: impl Into<String>, reference: Option<Value>) -> Rejection {
+        Rejection {
+            code,
+            message: message.into(),
+            reference,
+        }
+    }
+}
+
+/// Parses one text frame. Unknown fields are rejected so typos (`param` for `params`) surface
+/// instead of silently subscribing to defaults.
+pub fn parse(text: &[u8]) -> Result<ClientMessage, Rejection> {
+    let bad = |m: String, r: Option<Value>| Rejection::new(ErrorCode::BadMessage, m, r);
+    if text.len() > MAX_MESSAGE_LEN {
+        return Err(bad(
+            format!("message longer than {MAX_MESSAGE_LEN} bytes"),
+            None,
+        ));
+    }
+    let value: Value =
+        serde_json::from_slice(text).map_err(|e| bad(format!("invalid JSON: {e}"), None))?;
+    let Value::Object(mut obj) = value else {
+        return Err(bad("message must be a JSON object".into(), None));
+    };
+    let reference = match obj.remove("ref") {
+        None | Some(Value::Null) => None,
+        Some(r @ (Value::String(_) | Value::Number(_))) if r.to_string().len() <= MAX_REF_LEN => {
+            Some(r)
+        }
+        Some(Value::String(_) | Value::Number(_)) => {
+            return Err(bad(
+                format!("ref longer than {MAX_REF_LEN} characters"),
+                None,
+            ))
+        }
+        Some(_) => return Err(bad("ref must be a string or a number".into(), None)),
+    };
+    let action = match obj.remove("action") {
+        Some(Value::String(a)) => a,
+        Some(_) => return Err(bad("action must be a string".into(), reference)),
+        None => return Err(bad("missing action".into(), reference)),
+    };
+    let allowed: &[&str] = match action.as_str() {
+        "subscribe" => &["channel", "params", "since"],
+        "unsubscribe" => &["channel", "params"],
+        "unsubscribe_all" => &[],
+        other => {
+            return Err(Rejection::new(
+                ErrorCode::UnknownAction,
+                format!(
+                    "unknown action {:?}; expected subscribe, unsubscribe or unsubscribe_all",
+                    other.chars().take(40).collect::<String>()
+                ),
+                reference,
+            ))
+        }
+    };
+    if let Some(extra) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let field: String = extra.chars().take(40).collect();
+        return Err(bad(
+            format!("unexpected field {field:?} for action {action}"),
+            reference,
+        ));
+    }
+    if action == "unsubscribe_all" {
+        return Ok(ClientMessage::UnsubscribeAll { reference });
+    }
+    let channel = match obj.remove("channel") {
+        Some(Value::String(c)) if !c.is_empty() => c,
+        Some(_) => return Err(bad("channel must be a non-empty string".into(), reference)),
+        None => return Err(bad("missing channel".into(), reference)),
+    };
+    let params = obj.remove("params");
+    if action == "unsubscribe" {
+        return Ok(ClientMessage::Unsubscribe {
+            channel,
+            params,
+            reference,
+        });
+    }
+    let since = match obj.remove("since") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(_) => {
+            return Err(bad(
+                "since must be a non-negative integer".into(),
+                reference,
+            ))
+        }
+    };
+    Ok(ClientMessage::Subscribe {
+        channel,
+        params,
+        since,
+        reference,
+    })
+}
+
+/// A message from restream to a client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Ready {
+        protocol: u32,
+    },
+    Subscribed {
+        channel: String,
+        params: BTreeMap<String, String>,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    Unsubscribed {
+        channel: String,
+        params: BTreeMap<String, String>,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// An item the channel had not seen before.
+    New {
+        channel: String,
+        params: BTreeMap<String, String>,
+        seq: u64,
+        item: Map<String, Value>,
+    },
+    /// A known item whose content changed.
+    Updated {
+        channel: String,
+        params: BTreeMap<String, String>,
+        seq: u64,
+        item: Map<String, Value>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+impl From<Rejection> for ServerMessage {
+    fn from(r: Rejection) -> ServerMessage {
+        ServerMessage::Error {
+            code: r.code,
+            message: r.message,
+            reference: r.reference,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_the_three_actions() {
+        assert_eq!(
+            parse(br#"{"action":"subscribe","channel":"nyt-top","params":{"section":"world"},"since":41,"ref":"x"}"#),
+            Ok(ClientMessage::Subscribe {
+                channel: "nyt-top".into(),
+                params: Some(json!({"section":"world"})),
+                since: Some(41),
+                reference: Some(json!("x"))
+            })
+        );
+        assert_eq!(
+            parse(br#"{"action":"unsubscribe","channel":"a"}"#),
+            Ok(ClientMessage::Unsubscribe {
+                channel: "a".into(),
+                params: None,
+                reference: None
+            })
+        );
+        assert_eq!(
+            parse(br#"{"action":"unsubscribe_all","ref":7}"#),
+            Ok(ClientMessage::UnsubscribeAll {
+                reference: Some(json!(7))
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_messages_with_codes() {
+        let code = |b: &[u8]| parse(b).unwrap_err().code;
+        assert_eq!(code(b"not json"), ErrorCode::BadMessage);
+        assert_eq!(code(b"[1]"), ErrorCode::BadMessage);
+        assert_eq!(code(br#"{"channel":"a"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(br#"{"action":"Subscribe","channel":"a"}"#),
+            ErrorCode::UnknownAction
+        );
+        assert_eq!(
+            code(br#"{"action":"unsubscribe-all"}"#),
+            ErrorCode::UnknownAction
+        );
+        assert_eq!(code(br#"{"action":"subscribe"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(br#"{"action":"subscribe","channel":5}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(br#"{"action":"subscribe","channel":"a","param":{}}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(br#"{"action":"subscribe","channel":"a","since":-1}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(br#"{"action":"subscribe","channel":"a","ref":{}}"#),
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
+    fn ref_is_echoed_in_errors_when_readable() {
+        let r = parse(br#"{"action":"nope","ref":"abc"}"#).unwrap_err();
+        assert_eq!(r.reference, Some(json!("abc")));
+        let long = format!(
+            r#"{{"action":"subscribe","channel":"a","ref":"{}"}}"#,
+            "x".repeat(300)
+        );
+        assert_eq!(parse(long.as_bytes()).unwrap_err().reference, None);
+    }
+
+    #[test]
+    fn server_messages_are_tagged() {
+        let m = ServerMessage::Error {
+            code: ErrorCode::UnknownChannel,
+            message: "m".into(),
+            reference: Some(json!(1)),
+        };
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            json!({"type":"error","code":"unknown_channel","message":"m","ref":1})
+        );
+        assert_eq!(
+            ServerMessage::Ready { protocol: 1 }.to_json(),
+            r#"{"type":"ready","protocol":1}"#
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The WebSocket-over-HTTP endpoint Pushpin forwards client WebSockets to.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::connection::{self, Limits, Subscriptions, SUBS_META};
+use crate::demand::Demand;
+use crate::fetcher::Registry;
+use crate::grip;
+use crate::woh;
+
+/// Shared, read-mostly state of the HTTP side.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub demand: Arc<Demand>,
+    pub limits: Limits,
+    pub keep_alive_interval: u32,
+}
+
+fn plain(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain")
+        .body(message + "\n")
+}
+
+pub async fn websocket_over_http(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with(woh::CONTENT_TYPE) {
+        return plain(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "this endpoint speaks WebSocket-over-HTTP ({}); connect through Pushpin",
+                woh::CONTENT_TYPE
+            ),
+        );
+    }
+    let Some(connection_id) = req
+        .headers()
+        .get("Connection-Id")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return plain(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "missing Connection-Id header".into(),
+        );
+    };
+    let span = tracing::debug_span!("woh", connection = %connection_id);
+    let _enter = span.enter();
+    let events = match woh::decode(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "malformed WebSocket-over-HTTP body");
+            return plain(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!("malformed body: {e}"),
+            );
+        }
+    };
+    let meta = req
+        .headers()
+        .get(format!("Meta-{SUBS_META}"))
+        .and_then(|v| v.to_str().ok());
+    let reply = connection::handle(
+        events,
+        Subscriptions::from_meta(meta),
+        &state.registry,
+        &state.limits,
+    );
+    let now = tokio::time::Instant::now();
+    for channel in &reply.live_channels {
+        state.demand.hint(channel, now);
+    }
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(woh::CONTENT_TYPE)
+        .insert_header(("Sec-WebSocket-Extensions", grip::WS_EXTENSION))
+        .insert_header(("Keep-Alive-Interval", state.keep_alive_interval.to_string()));
+    if reply.subscriptions_changed {
+        match HeaderValue::from_str(&reply.subscriptions.to_meta()) {
+            Ok(v) => {
+                response.insert_header((format!("Set-Meta-{SUBS_META}"), v));
+            }
+            Err(e) => tracing::error!(error = %e, "subscription meta is not a valid header value"),
+        }
+    }
+    response.body(woh::encode(&reply.events))
+}

@@ -1,0 +1,110 @@
+//! The scheduler: keeps exactly one poller running for every active channel we can serve.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::channel::ChannelId;
+use crate::demand::Demand;
+use crate::fetcher::Registry;
+use crate::poller::{self, PollerContext};
+
+/// How often demand is re-read even without a change notification (TTL expiry).
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    registry: Arc<Registry>,
+    demand: Arc<Demand>,
+    ctx: PollerContext,
+    tracker: TaskTracker,
+    pollers: HashMap<String, CancellationToken>,
+    /// Channels in demand that we cannot serve, remembered so they are logged once.
+    ignored: HashSet<String>,
+}
+
+impl Scheduler {
+    pub fn new(registry: Arc<Registry>, demand: Arc<Demand>, ctx: PollerContext) -> Scheduler {
+        Scheduler {
+            registry,
+            demand,
+            ctx,
+            tracker: TaskTracker::new(),
+            pollers: HashMap::new(),
+            ignored: HashSet::new(),
+        }
+    }
+
+    /// Runs until `shutdown`, then waits for every poller to stop.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            self.reconcile(&shutdown);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.demand.changed() => {}
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            }
+        }
+        for token in self.pollers.values() {
+            token.cancel();
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        tracing::info!("all pollers stopped");
+    }
+
+    fn reconcile(&mut self, shutdown: &CancellationToken) {
+        let active = self.demand.active(tokio::time::Instant::now());
+        self.pollers.retain(|channel, token| {
+            let keep = active.contains(channel);
+            if !keep {
+                tracing::info!(channel = %channel, "no subscribers left; stopping poller");
+                token.cancel();
+            }
+            keep
+        });
+        self.ignored.retain(|c| active.contains(c));
+        for channel in active {
+            if self.pollers.contains_key(&channel) || self.ignored.contains(&channel) {
+                continue;
+            }
+            match self.resolve(&channel) {
+                Ok((id, entry)) => {
+                    let token = shutdown.child_token();
+                    self.tracker
+                        .spawn(poller::run(id, entry, self.ctx.clone(), token.clone()));
+                    self.pollers.insert(channel, token);
+                }
+                Err(why) => {
+                    tracing::debug!(channel = %channel, reason = why, "channel has subscribers but is not ours to poll");
+                    self.ignored.insert(channel);
+                }
+            }
+        }
+    }
+
+    fn resolve(
+        &self,
+        channel: &str,
+    ) -> Result<(ChannelId, Arc<crate::fetcher::FetcherEntry>), &'static str> {
+        let id = ChannelId::parse(channel).map_err(|_| "not a canonical channel id")?;
+        let entry = self
+            .registry
+            .get(id.name())
+            .ok_or("no fetcher with this name")?;
+        // The id must be exactly what a subscribe would have produced (declared params,
+        // defaults applied), or it did not come from us.
+        let raw = serde_json::Value::Object(
+            id.params()
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        );
+        match ChannelId::from_request(id.name(), Some(&raw), &entry.metadata.params) {
+            Ok(canonical) if canonical == id => Ok((id, entry.clone())),
+            _ => Err("params do not match the fetcher's declaration"),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Wiring: builds every part from settings and runs the HTTP server, stats reader and scheduler
+//! under one cancellation tree.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{PublishVia, Settings};
+use crate::connection::Limits;
+use crate::demand::Demand;
+use crate::fetcher::{registry, Registry};
+use crate::keys::FileKeyStore;
+use crate::poller::PollerContext;
+use crate::publisher::{HttpPublisher, Publisher, ZmqPublisher};
+use crate::routes::{self, AppState};
+use crate::scheduler::Scheduler;
+use crate::stats;
+
+/// Loads the fetchers named by the settings.
+pub async fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
+    let f = &settings.fetchers;
+    let fetchers = registry::discover_process_fetchers(
+        &f.dir,
+        &f.python,
+        Duration::from_secs_f64(f.timeout_secs),
+    )
+    .with_context(|| format!("cannot read fetchers folder {}", f.dir.display()))?;
+    let registry = Registry::load(fetchers, &f.poll_interval_overrides).await;
+    if registry.is_empty() {
+        tracing::warn!(dir = %f.dir.display(), "no fetchers loaded; every subscribe will get unknown_channel");
+    }
+    Ok(registry)
+}
+
+fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
+    Ok(match settings.pushpin.publish {
+        PublishVia::Zmq => Arc::new(ZmqPublisher::connect(&settings.pushpin.zmq_push_specs)?),
+        PublishVia::Http => Arc::new(HttpPublisher::new(&settings.pushpin.http_publish_urls)),
+    })
+}
+
+/// Runs the service on `listener` until `shutdown` is cancelled, then drains: the HTTP server
+/// stops accepting, pollers finish their current step, the stats reader exits.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let registry = Arc::new(load_registry(&settings).await?);
+    let demand = Arc::new(Demand::new(Duration::from_secs(
+        settings.demand.hint_ttl_secs,
+    )));
+    let ctx = PollerContext {
+        keys: Arc::new(FileKeyStore::new(&settings.keys.file)),
+        publisher: publisher(&settings)?,
+    };
+    let stats_thread = stats::spawn_reader(
+        settings.pushpin.stats_specs.clone(),
+        demand.clone(),
+        shutdown.clone(),
+    );
+    let scheduler =
+        tokio::spawn(Scheduler::new(registry.clone(), demand.clone(), ctx).run(shutdown.clone()));
+
+    let state = web::Data::new(AppState {
+        registry,
+        demand,
+        limits: Limits {
+            max_subscriptions: settings.server.max_subscriptions_per_connection,
+        },
+        keep_alive_interval: settings.server.keep_alive_interval,
+    });
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(1024 * 1024))
+            .configure(routes::configure)
+    })
+    .workers(settings.server.workers.max(1))
+    .disable_signals()
+    .listen(listener)
+    .context("cannot serve on the listener")?
+    .run();
+    tracing::info!(%addr, "restream backend listening");
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    handle.stop(true).await;
+    let _ = server_task.await;
+    let _ = scheduler.await;
+    let _ = tokio::task::spawn_blocking(move || stats_thread.join()).await;
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("signal received; draining (signal again to exit now)");
+        token.cancel();
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        std::process::exit(130);
+    });
+}
