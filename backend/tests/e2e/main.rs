@@ -1,0 +1,7 @@
+//! End-to-end tests through a real Pushpin: one integration binary, one module per flow.
+
+mod support;
+
+mod fanout;
+mod lifecycle;
+mod smoke;

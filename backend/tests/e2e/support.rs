@@ -1,0 +1,376 @@
+//! Test stack: a real Pushpin, the real `restream` binary, a fake upstream HTTP server that the
+//! real fetchers in `functions/` read, and real WebSocket clients.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use restream::pushpin::{PushpinOptions, PushpinProcess};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const POLL_INTERVAL: f64 = 2.0;
+
+/// A local port nobody is listening on.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Five consecutive free ports for Pushpin's ZeroMQ and HTTP publish sockets.
+fn free_port_block() -> u16 {
+    for _ in 0..200 {
+        let base = 20000 + (rand_u32() % 40000) as u16;
+        let all_free = (0..5).all(|i| StdListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of 5 free ports");
+}
+
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    nanos ^ (std::process::id() << 16)
+}
+
+/// What the fake upstream serves and what it was asked.
+#[derive(Default)]
+pub struct UpstreamState {
+    /// Bumped by tests to make upstream data change.
+    pub generation: u64,
+    /// Request path (with query) → arrival times.
+    pub requests: HashMap<String, Vec<Instant>>,
+}
+
+/// A fake USGS + Open-Meteo server on loopback.
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<UpstreamState>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(UpstreamState::default()));
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                let st = st.clone();
+                tokio::spawn(async move { serve_one(sock, st).await });
+            }
+        });
+        Upstream { addr, state }
+    }
+
+    pub fn bump(&self) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        s.generation += 1;
+        s.generation
+    }
+
+    /// Request times for every path containing `needle`.
+    pub fn requests(&self, needle: &str) -> Vec<Instant> {
+        let s = self.state.lock().unwrap();
+        let mut v: Vec<_> = s
+            .requests
+            .iter()
+            .filter(|(p, _)| p.contains(needle))
+            .flat_map(|(_, t)| t.iter().copied())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.keys().cloned().collect()
+    }
+}
+
+async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let generation = {
+        let mut s = state.lock().unwrap();
+        s.requests.entry(path.clone()).or_default().push(Instant::now());
+        s.generation
+    };
+    let (status, body) = respond(&path, generation);
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(resp.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+fn respond(path: &str, generation: u64) -> (&'static str, String) {
+    if let Some(rest) = path.strip_prefix("/earthquakes/feed/v1.0/summary/") {
+        let feed = rest.trim_end_matches(".geojson");
+        // One quake per generation so far: every bump adds exactly one new item.
+        let features: Vec<Value> = (0..=generation)
+            .map(|g| json!({"type": "Feature", "id": format!("{feed}-g{g}"), "properties": {"mag": 2.5, "place": format!("gen {g}")}}))
+            .collect();
+        return ("200 OK", json!({"type": "FeatureCollection", "features": features}).to_string());
+    }
+    if path.starts_with("/v1/forecast") {
+        // The single current-weather item changes with every generation.
+        let body = json!({
+            "current": {"time": "2026-11-22T10:00", "temperature_2m": generation as f64, "wind_speed_10m": 3.0},
+            "current_units": {"temperature_2m": "°C"}
+        });
+        return ("200 OK", body.to_string());
+    }
+    ("404 Not Found", json!({"error": "not found"}).to_string())
+}
+
+/// The `restream` binary running as a child process.
+pub struct Backend {
+    child: Option<tokio::process::Child>,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Backend {
+    async fn spawn(&mut self) {
+        let log = std::fs::File::options().create(true).append(true).open(&self.log).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restream"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", "info,restream=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(self.addr).await {
+                let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await;
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out).await;
+                if out.starts_with(b"HTTP/1.1 200") || out.starts_with(b"HTTP/1.0 200") {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("backend did not become healthy; log: {}", self.log_text());
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Pushpin + backend + fake upstream, all on loopback, stopped on drop.
+pub struct Stack {
+    pub backend: Backend,
+    pub upstream: Upstream,
+    pub pushpin: PushpinProcess,
+    pub ws_url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub struct StackOptions {
+    pub subscription_linger: u32,
+    pub stats_subscription_ttl: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            subscription_linger: 1,
+            stats_subscription_ttl: 60,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Stack::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(opts: StackOptions) -> Stack {
+        let dir = tempfile::Builder::new().prefix("rs").tempdir_in("/tmp").unwrap();
+        let upstream = Upstream::start().await;
+        let backend_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut options = PushpinOptions::new(public, backend_addr, free_port_block(), dir.path().join("pp"));
+        options.subscription_linger = opts.subscription_linger;
+        options.stats_subscription_ttl = opts.stats_subscription_ttl;
+        options.message_rate = 50_000;
+        let functions = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
+        let config = dir.path().join("restream.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+listen = "{backend_addr}"
+keep_alive_interval = 20
+
+[pushpin]
+publish = "zmq"
+zmq_push_specs = ["{push}"]
+http_publish_urls = ["{http}"]
+stats_specs = ["{stats}"]
+
+[fetchers]
+dir = "{functions}"
+timeout_secs = 10
+
+[fetchers.poll_interval_overrides]
+"usgs-earthquakes" = {POLL_INTERVAL}
+"open-meteo-current" = {POLL_INTERVAL}
+
+[keys]
+file = "{keys}"
+"#,
+                push = options.zmq_push_spec(),
+                http = options.http_publish_url(),
+                stats = options.stats_spec(),
+                functions = functions.display(),
+                keys = dir.path().join("keys.json").display(),
+            ),
+        )
+        .unwrap();
+        let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(options))
+            .await
+            .unwrap()
+            .expect("pushpin starts");
+        let base = format!("http://{}", upstream.addr);
+        let mut backend = Backend {
+            child: None,
+            config,
+            env: vec![("USGS_BASE_URL".into(), base.clone()), ("OPEN_METEO_BASE_URL".into(), base)],
+            log: dir.path().join("backend.log"),
+            addr: backend_addr,
+        };
+        backend.spawn().await;
+        Stack {
+            backend,
+            upstream,
+            pushpin,
+            ws_url: format!("ws://{public}/ws"),
+            _dir: dir,
+        }
+    }
+}
+
+/// A WebSocket client connected through Pushpin.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    /// Connects and consumes the `ready` message.
+    pub async fn connect(url: &str) -> Client {
+        let mut last = None;
+        for _ in 0..5 {
+            match tokio_tungstenite::connect_async(url).await {
+                Ok((ws, _)) => {
+                    let mut c = Client { ws };
+                    let ready = c.recv(Duration::from_secs(10)).await.expect("ready message");
+                    assert_eq!(ready["type"], "ready", "{ready}");
+                    return c;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        panic!("cannot connect to {url}: {last:?}");
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next JSON text message, or None on timeout.
+    pub async fn recv(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            match msg {
+                Message::Text(t) => return Some(serde_json::from_str(&t).expect("server sends JSON")),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Receives until a message of `kind` arrives; returns it and everything skipped.
+    pub async fn recv_type(&mut self, kind: &str, timeout: Duration) -> (Value, Vec<Value>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Some(v) if v["type"] == kind => return (v, skipped),
+                Some(v) => skipped.push(v),
+                None => panic!("no {kind} message within {timeout:?}; got {skipped:?}"),
+            }
+        }
+    }
+
+    /// Sends a request and returns the first reply that is not a channel event.
+    pub async fn request(&mut self, v: Value) -> Value {
+        self.send(v).await;
+        loop {
+            let m = self.recv(Duration::from_secs(10)).await.expect("a reply");
+            if !matches!(m["type"].as_str(), Some("new" | "updated")) {
+                return m;
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, channel: &str, params: Value) -> Value {
+        let reply = self.request(json!({"action": "subscribe", "channel": channel, "params": params})).await;
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+        reply
+    }
+}
+
+/// Largest and smallest gap between consecutive request times.
+pub fn gaps(times: &[Instant]) -> (Duration, Duration) {
+    let gaps: Vec<_> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    (
+        gaps.iter().copied().min().unwrap_or(Duration::MAX),
+        gaps.iter().copied().max().unwrap_or(Duration::ZERO),
+    )
+}
