@@ -2,6 +2,8 @@
 
 mod support;
 
+mod bad_input;
 mod fanout;
 mod lifecycle;
+mod restart;
 mod smoke;
