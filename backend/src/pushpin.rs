@@ -128,7 +128,7 @@ pub struct PushpinProcess {
 
 impl PushpinProcess {
     /// Writes the config, starts `pushpin` and waits until it accepts connections and its
-    /// publish API answers.
+    /// publish API answers. Blocks; call it from a thread that lives as long as Pushpin should.
     pub fn start(options: PushpinOptions) -> Result<PushpinProcess, PushpinError> {
         let binary = find_on_path("pushpin").ok_or(PushpinError::NotInstalled)?;
         let dir = &options.run_dir;
@@ -152,16 +152,24 @@ impl PushpinProcess {
                 source,
             }
         })?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("--config")
             .arg(dir.join("pushpin.conf"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(PushpinError::Spawn)?)
             .stderr(log)
             // Its own process group, so a stop reaches condure, zurl, proxy and handler too.
-            .process_group(0)
-            .spawn()
-            .map_err(PushpinError::Spawn)?;
+            .process_group(0);
+        // If we die without stopping it (SIGKILL), the kernel sends the runner SIGTERM. The
+        // signal follows the spawning thread, so start Pushpin from a long-lived thread.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            })
+        };
+        let child = command.spawn().map_err(PushpinError::Spawn)?;
         let mut process = PushpinProcess {
             child: Some(child),
             options,

@@ -83,6 +83,8 @@ pub async fn run(
     })
     .workers(settings.server.workers.max(1))
     .disable_signals()
+    // Pushpin (zurl) keeps idle keep-alive connections open; do not wait 30 s for them.
+    .shutdown_timeout(3)
     .listen(listener)
     .context("cannot serve on the listener")?
     .run();

@@ -22,6 +22,16 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry of already-validated entries (tests and embedders).
+    pub fn from_entries(entries: impl IntoIterator<Item = FetcherEntry>) -> Registry {
+        Registry {
+            by_name: entries
+                .into_iter()
+                .map(|e| (e.metadata.name.clone(), Arc::new(e)))
+                .collect(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<FetcherEntry>> {
         self.by_name.get(name)
     }

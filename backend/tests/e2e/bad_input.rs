@@ -11,7 +11,10 @@ use crate::support::*;
 
 async fn expect_error(c: &mut Client, message: Message, code: &str) -> Value {
     c.ws.send(message.clone()).await.unwrap();
-    let reply = c.recv(Duration::from_secs(10)).await.expect("an error reply");
+    let reply = c
+        .recv(Duration::from_secs(10))
+        .await
+        .expect("an error reply");
     assert_eq!(reply["type"], "error", "{message:?} -> {reply}");
     assert_eq!(reply["code"], code, "{message:?} -> {reply}");
     assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -30,14 +33,44 @@ async fn bad_input_gets_errors_and_the_connection_survives() {
     expect_error(&mut c, Message::text("{not json"), "bad_message").await;
     expect_error(&mut c, Message::text("[1,2]"), "bad_message").await;
     expect_error(&mut c, Message::binary(vec![1u8, 2, 3]), "bad_message").await;
-    expect_error(&mut c, text(json!({"channel": "usgs-earthquakes"})), "bad_message").await;
+    expect_error(
+        &mut c,
+        text(json!({"channel": "usgs-earthquakes"})),
+        "bad_message",
+    )
+    .await;
     expect_error(&mut c, text(json!({"action": "subscribe"})), "bad_message").await;
-    expect_error(&mut c, text(json!({"action": "subscribe", "channel": "usgs-earthquakes", "param": {}})), "bad_message").await;
-    let r = expect_error(&mut c, text(json!({"action": "Subscribe", "channel": "x", "ref": "r1"})), "unknown_action").await;
+    expect_error(
+        &mut c,
+        text(json!({"action": "subscribe", "channel": "usgs-earthquakes", "param": {}})),
+        "bad_message",
+    )
+    .await;
+    let r = expect_error(
+        &mut c,
+        text(json!({"action": "Subscribe", "channel": "x", "ref": "r1"})),
+        "unknown_action",
+    )
+    .await;
     assert_eq!(r["ref"], "r1", "ref is echoed");
-    expect_error(&mut c, text(json!({"action": "unsubscribe-all"})), "unknown_action").await;
-    expect_error(&mut c, text(json!({"action": "subscribe", "channel": "no-such-channel"})), "unknown_channel").await;
-    expect_error(&mut c, text(json!({"action": "subscribe", "channel": "open-meteo-current"})), "invalid_params").await;
+    expect_error(
+        &mut c,
+        text(json!({"action": "unsubscribe-all"})),
+        "unknown_action",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        text(json!({"action": "subscribe", "channel": "no-such-channel"})),
+        "unknown_channel",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        text(json!({"action": "subscribe", "channel": "open-meteo-current"})),
+        "invalid_params",
+    )
+    .await;
     expect_error(
         &mut c,
         text(json!({"action": "subscribe", "channel": "open-meteo-current", "params": {"latitude": 1, "longitude": [2]}})),
@@ -50,12 +83,23 @@ async fn bad_input_gets_errors_and_the_connection_survives() {
         "invalid_params",
     )
     .await;
-    expect_error(&mut c, text(json!({"action": "unsubscribe", "channel": "usgs-earthquakes"})), "not_subscribed").await;
-    expect_error(&mut c, text(json!({"action": "unsubscribe_all"})), "not_subscribed").await;
+    expect_error(
+        &mut c,
+        text(json!({"action": "unsubscribe", "channel": "usgs-earthquakes"})),
+        "not_subscribed",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        text(json!({"action": "unsubscribe_all"})),
+        "not_subscribed",
+    )
+    .await;
 
     // Pushpin allows 20 subscriptions per connection; the 21st is refused, not silently lost.
     for i in 0..20 {
-        c.subscribe("open-meteo-current", json!({"latitude": i, "longitude": 0})).await;
+        c.subscribe("open-meteo-current", json!({"latitude": i, "longitude": 0}))
+            .await;
     }
     let r = expect_error(
         &mut c,
@@ -65,10 +109,16 @@ async fn bad_input_gets_errors_and_the_connection_survives() {
     .await;
     assert_eq!(r["ref"], 21);
     // A repeated subscribe is idempotent, even at the limit.
-    c.subscribe("open-meteo-current", json!({"latitude": 0, "longitude": "0"})).await;
+    c.subscribe(
+        "open-meteo-current",
+        json!({"latitude": 0, "longitude": "0"}),
+    )
+    .await;
 
     // Still fully working: ping/pong, unsubscribe, subscribe, live items.
-    c.ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    c.ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
     let pong = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match futures_util::StreamExt::next(&mut c.ws).await {
@@ -85,18 +135,18 @@ async fn bad_input_gets_errors_and_the_connection_survives() {
     for _ in 0..20 {
         c.recv_type("unsubscribed", Duration::from_secs(10)).await;
     }
-    c.subscribe("usgs-earthquakes", json!({"feed": "4.5_week"})).await;
+    c.subscribe("usgs-earthquakes", json!({"feed": "4.5_week"}))
+        .await;
     let (m, _) = c.recv_type("new", Duration::from_secs(10)).await;
     assert_eq!(m["params"]["feed"], "4.5_week");
 
     // A clean close is answered with the client's close code.
-    c.ws
-        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: 4100.into(),
-            reason: "bye".into(),
-        }))
-        .await
-        .unwrap();
+    c.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 4100.into(),
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match futures_util::StreamExt::next(&mut c.ws).await {

@@ -15,10 +15,26 @@ const CLIENTS: usize = 240;
 fn channels() -> Vec<(&'static str, Value, &'static str)> {
     vec![
         ("usgs-earthquakes", json!({}), "summary/all_hour"),
-        ("usgs-earthquakes", json!({"feed": "all_hour"}), "summary/all_hour"),
-        ("usgs-earthquakes", json!({"feed": "2.5_day"}), "summary/2.5_day"),
-        ("open-meteo-current", json!({"latitude": 52.52, "longitude": "13.41"}), "latitude=52.52"),
-        ("open-meteo-current", json!({"latitude": "-33.9", "longitude": 151.2}), "latitude=-33.9"),
+        (
+            "usgs-earthquakes",
+            json!({"feed": "all_hour"}),
+            "summary/all_hour",
+        ),
+        (
+            "usgs-earthquakes",
+            json!({"feed": "2.5_day"}),
+            "summary/2.5_day",
+        ),
+        (
+            "open-meteo-current",
+            json!({"latitude": 52.52, "longitude": "13.41"}),
+            "latitude=52.52",
+        ),
+        (
+            "open-meteo-current",
+            json!({"latitude": "-33.9", "longitude": 151.2}),
+            "latitude=-33.9",
+        ),
     ]
 }
 
@@ -77,23 +93,30 @@ async fn every_client_gets_its_channels_with_one_upstream_call_per_interval() {
     let window_end = Instant::now();
 
     // Drain every client and check it got exactly its channels, including both changes.
-    let results = futures_util::future::join_all(clients.iter_mut().zip(&plan).map(|(c, subs)| async move {
-        let mut got: HashMap<&'static str, BTreeSet<String>> = HashMap::new();
-        while let Some(m) = c.recv(Duration::from_millis(300)).await {
-            let kind = m["type"].as_str().unwrap().to_string();
-            assert!(kind == "new" || kind == "updated", "unexpected {m}");
-            let item = &m["item"];
-            let marker = item["id"].as_str().map(str::to_owned).unwrap_or_else(|| item["temperature_2m"].to_string());
-            got.entry(fragment_of(&m)).or_default().insert(marker);
-        }
-        (subs.clone(), got)
-    }))
-    .await;
+    let results =
+        futures_util::future::join_all(clients.iter_mut().zip(&plan).map(|(c, subs)| async move {
+            let mut got: HashMap<&'static str, BTreeSet<String>> = HashMap::new();
+            while let Some(m) = c.recv(Duration::from_millis(300)).await {
+                let kind = m["type"].as_str().unwrap().to_string();
+                assert!(kind == "new" || kind == "updated", "unexpected {m}");
+                let item = &m["item"];
+                let marker = item["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| item["temperature_2m"].to_string());
+                got.entry(fragment_of(&m)).or_default().insert(marker);
+            }
+            (subs.clone(), got)
+        }))
+        .await;
 
     for (i, (subs, got)) in results.iter().enumerate() {
         let wanted: BTreeSet<&str> = subs.iter().map(|&s| all[s].2).collect();
         let received: BTreeSet<&str> = got.keys().copied().collect();
-        assert_eq!(received, wanted, "client {i} received channels {received:?}, subscribed {wanted:?}");
+        assert_eq!(
+            received, wanted,
+            "client {i} received channels {received:?}, subscribed {wanted:?}"
+        );
         for fragment in &wanted {
             for g in &generations {
                 let marker = if fragment.starts_with("summary/") {
@@ -101,14 +124,22 @@ async fn every_client_gets_its_channels_with_one_upstream_call_per_interval() {
                 } else {
                     format!("{g}.0")
                 };
-                assert!(got[fragment].contains(&marker), "client {i} missed {marker} on {fragment}: {:?}", got[fragment]);
+                assert!(
+                    got[fragment].contains(&marker),
+                    "client {i} missed {marker} on {fragment}: {:?}",
+                    got[fragment]
+                );
             }
         }
     }
 
     // Upstream load: one request per channel per interval, whatever the number of clients.
     let paths = stack.upstream.paths();
-    assert_eq!(paths.len(), 4, "one upstream resource per distinct channel: {paths:?}");
+    assert_eq!(
+        paths.len(),
+        4,
+        "one upstream resource per distinct channel: {paths:?}"
+    );
     for (_, _, fragment) in all.iter().skip(1) {
         let times: Vec<_> = stack
             .upstream

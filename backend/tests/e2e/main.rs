@@ -4,6 +4,7 @@ mod support;
 
 mod bad_input;
 mod fanout;
+mod fetcher_failures;
 mod lifecycle;
 mod restart;
 mod smoke;

@@ -12,8 +12,10 @@ async fn backend_restart_is_invisible_to_clients() {
     let mut a = Client::connect(&stack.ws_url).await;
     let mut b = Client::connect(&stack.ws_url).await;
     a.subscribe("usgs-earthquakes", json!({})).await;
-    a.subscribe("open-meteo-current", json!({"latitude": 1, "longitude": 2})).await;
-    b.subscribe("usgs-earthquakes", json!({"feed": "2.5_day"})).await;
+    a.subscribe("open-meteo-current", json!({"latitude": 1, "longitude": 2}))
+        .await;
+    b.subscribe("usgs-earthquakes", json!({"feed": "2.5_day"}))
+        .await;
     a.recv_type("new", Duration::from_secs(10)).await;
     b.recv_type("new", Duration::from_secs(10)).await;
 
@@ -30,7 +32,9 @@ async fn backend_restart_is_invisible_to_clients() {
     let wanted = json!(format!("2.5_day-g{g}"));
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let m = b.recv(deadline.saturating_duration_since(Instant::now())).await;
+        let m = b
+            .recv(deadline.saturating_duration_since(Instant::now()))
+            .await;
         let m = m.expect("client B gets the new item after the restart");
         if m["type"] == "new" && m["item"]["id"] == wanted {
             break;
@@ -56,9 +60,18 @@ async fn backend_restart_is_invisible_to_clients() {
     // Exactly one poller per channel: never two requests for one resource within an interval.
     tokio::time::sleep(Duration::from_secs_f64(POLL_INTERVAL * 3.0)).await;
     for fragment in ["summary/all_hour", "summary/2.5_day", "latitude=1"] {
-        let times: Vec<_> = stack.upstream.requests(fragment).into_iter().filter(|t| *t >= restarted).collect();
+        let times: Vec<_> = stack
+            .upstream
+            .requests(fragment)
+            .into_iter()
+            .filter(|t| *t >= restarted)
+            .collect();
         let (min_gap, _) = gaps(&times);
-        assert!(times.len() >= 3, "{fragment}: polling resumed ({} requests)", times.len());
+        assert!(
+            times.len() >= 3,
+            "{fragment}: polling resumed ({} requests)",
+            times.len()
+        );
         assert!(
             min_gap >= Duration::from_secs_f64(POLL_INTERVAL * 0.8),
             "{fragment}: two requests {min_gap:?} apart means two pollers"
@@ -75,7 +88,8 @@ async fn backend_restart_is_invisible_to_clients() {
     left.sort();
     assert_eq!(left, vec!["open-meteo-current", "usgs-earthquakes"]);
     // And a duplicate subscribe is still recognised as one.
-    b.subscribe("usgs-earthquakes", json!({"feed": "2.5_day"})).await;
+    b.subscribe("usgs-earthquakes", json!({"feed": "2.5_day"}))
+        .await;
     let r = b.request(json!({"action": "unsubscribe", "channel": "usgs-earthquakes", "params": {"feed": "2.5_day"}})).await;
     assert_eq!(r["type"], "unsubscribed");
     let r = b.request(json!({"action": "unsubscribe", "channel": "usgs-earthquakes", "params": {"feed": "2.5_day"}})).await;

@@ -1,16 +1,44 @@
+//! Both publish paths (ZeroMQ PUSH and HTTP `/publish`) deliver in order with GRIP ids.
+
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribe_receives_items() {
-    let stack = Stack::start().await;
+async fn items_arrive_in_order(publish: &'static str) {
+    let stack = Stack::start_with(StackOptions {
+        publish,
+        ..StackOptions::default()
+    })
+    .await;
     let mut c = Client::connect(&stack.ws_url).await;
-    c.subscribe("usgs-earthquakes", json!({})).await;
-    let (m, _) = c.recv_type("new", Duration::from_secs(10)).await;
-    assert_eq!(m["channel"], "usgs-earthquakes");
-    println!("{m}");
-    println!("{}", stack.backend.log_text());
+    let r = c
+        .request(json!({"action": "subscribe", "channel": "usgs-earthquakes", "params": {"feed": "1.0_day"}, "ref": "s1"}))
+        .await;
+    assert_eq!(
+        r,
+        json!({"type": "subscribed", "channel": "usgs-earthquakes", "params": {"feed": "1.0_day"}, "ref": "s1"})
+    );
+    let (first, _) = c.recv_type("new", Duration::from_secs(10)).await;
+    assert_eq!(first["item"]["id"], "1.0_day-g0");
+    for _ in 0..3 {
+        stack.upstream.bump();
+    }
+    let mut seqs = vec![first["seq"].as_u64().unwrap()];
+    for _ in 0..3 {
+        let (m, _) = c.recv_type("new", Duration::from_secs(10)).await;
+        seqs.push(m["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4], "seq increases by one per event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zmq_publish_delivers() {
+    items_arrive_in_order("zmq").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publish_delivers() {
+    items_arrive_in_order("http").await;
 }

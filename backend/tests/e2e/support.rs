@@ -19,7 +19,11 @@ pub const POLL_INTERVAL: f64 = 2.0;
 
 /// A local port nobody is listening on.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Five consecutive free ports for Pushpin's ZeroMQ and HTTP publish sockets.
@@ -35,7 +39,10 @@ fn free_port_block() -> u16 {
 }
 
 fn rand_u32() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     nanos ^ (std::process::id() << 16)
 }
 
@@ -63,7 +70,9 @@ impl Upstream {
         let st = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let st = st.clone();
                 tokio::spawn(async move { serve_one(sock, st).await });
             }
@@ -91,7 +100,13 @@ impl Upstream {
     }
 
     pub fn paths(&self) -> Vec<String> {
-        self.state.lock().unwrap().requests.keys().cloned().collect()
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
@@ -108,7 +123,10 @@ async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     let generation = {
         let mut s = state.lock().unwrap();
-        s.requests.entry(path.clone()).or_default().push(Instant::now());
+        s.requests
+            .entry(path.clone())
+            .or_default()
+            .push(Instant::now());
         s.generation
     };
     let (status, body) = respond(&path, generation);
@@ -127,7 +145,10 @@ fn respond(path: &str, generation: u64) -> (&'static str, String) {
         let features: Vec<Value> = (0..=generation)
             .map(|g| json!({"type": "Feature", "id": format!("{feed}-g{g}"), "properties": {"mag": 2.5, "place": format!("gen {g}")}}))
             .collect();
-        return ("200 OK", json!({"type": "FeatureCollection", "features": features}).to_string());
+        return (
+            "200 OK",
+            json!({"type": "FeatureCollection", "features": features}).to_string(),
+        );
     }
     if path.starts_with("/v1/forecast") {
         // The single current-weather item changes with every generation.
@@ -151,7 +172,11 @@ pub struct Backend {
 
 impl Backend {
     async fn spawn(&mut self) {
-        let log = std::fs::File::options().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restream"))
             .arg("serve")
             .arg("--config")
@@ -200,7 +225,8 @@ impl Backend {
 pub struct Stack {
     pub backend: Backend,
     pub upstream: Upstream,
-    pub pushpin: PushpinProcess,
+    /// Held so Pushpin stops when the stack is dropped.
+    _pushpin: PushpinProcess,
     pub ws_url: String,
     _dir: tempfile::TempDir,
 }
@@ -208,6 +234,12 @@ pub struct Stack {
 pub struct StackOptions {
     pub subscription_linger: u32,
     pub stats_subscription_ttl: u32,
+    /// Fetcher folders served beside the real ones in `functions/`.
+    pub extra_fetchers: Vec<PathBuf>,
+    pub fetcher_timeout_secs: f64,
+    /// Extra environment for the backend (and so for its fetcher processes).
+    pub env: Vec<(String, String)>,
+    pub publish: &'static str,
 }
 
 impl Default for StackOptions {
@@ -215,8 +247,27 @@ impl Default for StackOptions {
         StackOptions {
             subscription_linger: 1,
             stats_subscription_ttl: 60,
+            extra_fetchers: Vec::new(),
+            fetcher_timeout_secs: 10.0,
+            env: Vec::new(),
+            publish: "zmq",
         }
     }
+}
+
+/// A folder of symlinks: every real fetcher plus the extras.
+fn fetchers_dir(root: &std::path::Path, extras: &[PathBuf]) -> PathBuf {
+    let real = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    if extras.is_empty() {
+        return real;
+    }
+    let dir = root.join("functions");
+    std::fs::create_dir_all(&dir).unwrap();
+    let reals = std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().path());
+    for src in reals.chain(extras.iter().cloned()) {
+        std::os::unix::fs::symlink(&src, dir.join(src.file_name().unwrap())).unwrap();
+    }
+    dir
 }
 
 impl Stack {
@@ -225,15 +276,23 @@ impl Stack {
     }
 
     pub async fn start_with(opts: StackOptions) -> Stack {
-        let dir = tempfile::Builder::new().prefix("rs").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rs")
+            .tempdir_in("/tmp")
+            .unwrap();
         let upstream = Upstream::start().await;
         let backend_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let mut options = PushpinOptions::new(public, backend_addr, free_port_block(), dir.path().join("pp"));
+        let mut options = PushpinOptions::new(
+            public,
+            backend_addr,
+            free_port_block(),
+            dir.path().join("pp"),
+        );
         options.subscription_linger = opts.subscription_linger;
         options.stats_subscription_ttl = opts.stats_subscription_ttl;
         options.message_rate = 50_000;
-        let functions = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
+        let functions = fetchers_dir(dir.path(), &opts.extra_fetchers);
         let config = dir.path().join("restream.toml");
         std::fs::write(
             &config,
@@ -244,14 +303,14 @@ listen = "{backend_addr}"
 keep_alive_interval = 20
 
 [pushpin]
-publish = "zmq"
+publish = "{publish}"
 zmq_push_specs = ["{push}"]
 http_publish_urls = ["{http}"]
 stats_specs = ["{stats}"]
 
 [fetchers]
 dir = "{functions}"
-timeout_secs = 10
+timeout_secs = {timeout}
 
 [fetchers.poll_interval_overrides]
 "usgs-earthquakes" = {POLL_INTERVAL}
@@ -264,6 +323,8 @@ file = "{keys}"
                 http = options.http_publish_url(),
                 stats = options.stats_spec(),
                 functions = functions.display(),
+                publish = opts.publish,
+                timeout = opts.fetcher_timeout_secs,
                 keys = dir.path().join("keys.json").display(),
             ),
         )
@@ -276,7 +337,13 @@ file = "{keys}"
         let mut backend = Backend {
             child: None,
             config,
-            env: vec![("USGS_BASE_URL".into(), base.clone()), ("OPEN_METEO_BASE_URL".into(), base)],
+            env: [
+                ("USGS_BASE_URL".to_string(), base.clone()),
+                ("OPEN_METEO_BASE_URL".to_string(), base),
+            ]
+            .into_iter()
+            .chain(opts.env)
+            .collect(),
             log: dir.path().join("backend.log"),
             addr: backend_addr,
         };
@@ -284,7 +351,7 @@ file = "{keys}"
         Stack {
             backend,
             upstream,
-            pushpin,
+            _pushpin: pushpin,
             ws_url: format!("ws://{public}/ws"),
             _dir: dir,
         }
@@ -304,7 +371,10 @@ impl Client {
             match tokio_tungstenite::connect_async(url).await {
                 Ok((ws, _)) => {
                     let mut c = Client { ws };
-                    let ready = c.recv(Duration::from_secs(10)).await.expect("ready message");
+                    let ready = c
+                        .recv(Duration::from_secs(10))
+                        .await
+                        .expect("ready message");
                     assert_eq!(ready["type"], "ready", "{ready}");
                     return c;
                 }
@@ -325,9 +395,14 @@ impl Client {
     pub async fn recv(&mut self, timeout: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
             match msg {
-                Message::Text(t) => return Some(serde_json::from_str(&t).expect("server sends JSON")),
+                Message::Text(t) => {
+                    return Some(serde_json::from_str(&t).expect("server sends JSON"))
+                }
                 Message::Close(_) => return None,
                 _ => continue,
             }
@@ -360,7 +435,9 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, channel: &str, params: Value) -> Value {
-        let reply = self.request(json!({"action": "subscribe", "channel": channel, "params": params})).await;
+        let reply = self
+            .request(json!({"action": "subscribe", "channel": channel, "params": params}))
+            .await;
         assert_eq!(reply["type"], "subscribed", "{reply}");
         reply
     }

@@ -1,0 +1,53 @@
+//! A fetcher that crashes, prints garbage, fails upstream or hangs is retried next interval;
+//! the backend, its other channels and its clients carry on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_fetcher_is_retried_and_harms_nobody() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fetchers");
+    let state_dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start_with(StackOptions {
+        extra_fetchers: vec![fixtures.join("flaky")],
+        fetcher_timeout_secs: 2.0,
+        env: vec![(
+            "FLAKY_STATE".into(),
+            state_dir.path().join("calls").display().to_string(),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let mut flaky = Client::connect(&stack.ws_url).await;
+    let mut steady = Client::connect(&stack.ws_url).await;
+    flaky.subscribe("flaky", json!({})).await;
+    steady.subscribe("usgs-earthquakes", json!({})).await;
+    steady.recv_type("new", Duration::from_secs(10)).await;
+
+    // Calls 0-3 fail (crash, garbage, 503, hang past the 2 s timeout); call 4 succeeds.
+    let (m, skipped) = flaky.recv_type("new", Duration::from_secs(30)).await;
+    assert_eq!(m["item"]["id"], "call-4", "{m}");
+    assert!(
+        skipped.is_empty(),
+        "failures are not sent to clients as items: {skipped:?}"
+    );
+
+    // Meanwhile the other channel kept going.
+    let g = stack.upstream.bump();
+    let (m, _) = steady.recv_type("new", Duration::from_secs(10)).await;
+    assert_eq!(m["item"]["id"], format!("all_hour-g{g}"));
+
+    let log = stack.backend.log_text();
+    for needle in [
+        "fetcher flaky crashed",
+        "fetcher flaky returned an invalid response",
+        "status 503",
+        "did not answer within 2.0s",
+    ] {
+        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
+}

@@ -1,0 +1,120 @@
+//! The `process` fetcher against real Python processes that misbehave in every way we know.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use restream::fetcher::registry::discover_process_fetchers;
+use restream::fetcher::{
+    parse_fetch_response, FetchError, FetchRequest, Fetcher, Keys, ProcessFetcher, Registry,
+};
+use secrecy::SecretString;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fetchers")
+        .join(name)
+}
+
+async fn fetch(
+    name: &str,
+    timeout: Duration,
+    keys: &Keys,
+) -> Result<serde_json::Value, FetchError> {
+    let f = ProcessFetcher::new(&fixture(name), "python3", timeout);
+    let params = BTreeMap::new();
+    f.fetch(FetchRequest {
+        channel: name,
+        params: &params,
+        keys,
+        state: None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_crash_is_reported_with_its_error() {
+    let raw = fetch("crash", Duration::from_secs(10), &Keys::new())
+        .await
+        .unwrap();
+    match parse_fetch_response("crash", raw) {
+        Err(FetchError::Crashed { detail, .. }) => assert!(detail.contains("api-key"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_hang_times_out_and_the_process_is_killed() {
+    let started = Instant::now();
+    let e = fetch("hang", Duration::from_millis(1500), &Keys::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FetchError::Timeout { .. }), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // kill_on_drop: no python process running the hang fixture survives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let hang_main = fixture("hang").join("main.py");
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains(&*hang_main.to_string_lossy()));
+}
+
+#[tokio::test]
+async fn garbage_output_is_an_invalid_response() {
+    let e = fetch("garbage", Duration::from_secs(10), &Keys::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FetchError::InvalidResponse { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn prints_do_not_corrupt_the_answer_and_secrets_stay_out_of_errors() {
+    let mut keys = Keys::new();
+    keys.insert("token".into(), SecretString::from("very-secret-token"));
+    let raw = fetch("noisy", Duration::from_secs(10), &keys)
+        .await
+        .unwrap();
+    let outcome = parse_fetch_response("noisy", raw).unwrap();
+    assert_eq!(outcome.items.len(), 1);
+    assert_eq!(outcome.items[0]["remaining_ms"], true);
+    let e = fetch("crash", Duration::from_secs(10), &keys)
+        .await
+        .unwrap();
+    assert!(!e.to_string().contains("very-secret-token"));
+}
+
+#[tokio::test]
+async fn a_missing_interpreter_is_a_spawn_error() {
+    let f = ProcessFetcher::new(
+        &fixture("noisy"),
+        "/nonexistent/python",
+        Duration::from_secs(1),
+    );
+    assert!(matches!(f.metadata().await, Err(FetchError::Spawn { .. })));
+}
+
+#[tokio::test]
+async fn the_registry_skips_fetchers_with_invalid_metadata() {
+    let fetchers =
+        discover_process_fetchers(&fixture(""), "python3", Duration::from_secs(10)).unwrap();
+    assert_eq!(fetchers.len(), 6);
+    let registry = Registry::load(fetchers, &HashMap::new()).await;
+    let names: Vec<_> = registry.names().collect();
+    assert_eq!(names, vec!["crash", "flaky", "garbage", "hang", "noisy"]);
+}
+
+#[tokio::test]
+async fn the_shipped_fetchers_load() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let fetchers = discover_process_fetchers(&dir, "python3", Duration::from_secs(10)).unwrap();
+    let n = fetchers.len();
+    let registry = Registry::load(fetchers, &HashMap::new()).await;
+    assert_eq!(
+        registry.len(),
+        n,
+        "every fetcher in functions/ has valid metadata"
+    );
+    assert!(registry.get("usgs-earthquakes").is_some());
+}

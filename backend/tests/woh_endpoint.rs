@@ -1,0 +1,112 @@
+//! The WOH endpoint's HTTP contract with Pushpin, without Pushpin: headers, meta, errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{test, web, App};
+use restream::connection::Limits;
+use restream::demand::Demand;
+use restream::fetcher::Registry;
+use restream::routes::{self, AppState};
+
+fn state() -> web::Data<AppState> {
+    web::Data::new(AppState {
+        registry: Arc::new(Registry::default()),
+        demand: Arc::new(Demand::new(Duration::from_secs(60))),
+        limits: Limits {
+            max_subscriptions: 20,
+        },
+        keep_alive_interval: 25,
+    })
+}
+
+#[actix_web::test]
+async fn open_negotiates_grip_and_keep_alive() {
+    let app = test::init_service(App::new().app_data(state()).configure(routes::configure)).await;
+    let req = test::TestRequest::post()
+        .uri("/ws")
+        .insert_header(("Content-Type", "application/websocket-events"))
+        .insert_header(("Connection-Id", "c1"))
+        .set_payload("OPEN\r\n")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(
+        h.get("Content-Type").unwrap(),
+        "application/websocket-events"
+    );
+    assert_eq!(
+        h.get("Sec-WebSocket-Extensions").unwrap(),
+        "grip; message-prefix=\"\""
+    );
+    assert_eq!(h.get("Keep-Alive-Interval").unwrap(), "25");
+    let body = test::read_body(resp).await;
+    assert_eq!(
+        &body[..],
+        b"OPEN\r\nTEXT 1d\r\n{\"type\":\"ready\",\"protocol\":1}\r\n"
+    );
+}
+
+#[actix_web::test]
+async fn keep_alive_requests_get_an_empty_answer() {
+    let app = test::init_service(App::new().app_data(state()).configure(routes::configure)).await;
+    let req = test::TestRequest::post()
+        .uri("/channels")
+        .insert_header(("Content-Type", "application/websocket-events"))
+        .insert_header(("Connection-Id", "c1"))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("Set-Meta-Restream-Subs").is_none());
+    assert!(test::read_body(resp).await.is_empty());
+}
+
+#[actix_web::test]
+async fn bad_requests_get_clear_errors() {
+    let app = test::init_service(App::new().app_data(state()).configure(routes::configure)).await;
+    let cases = [
+        (
+            Some("text/plain"),
+            Some("c"),
+            "OPEN\r\n",
+            415,
+            "connect through Pushpin",
+        ),
+        (
+            Some("application/websocket-events"),
+            None,
+            "OPEN\r\n",
+            400,
+            "Connection-Id",
+        ),
+        (
+            Some("application/websocket-events"),
+            Some("c"),
+            "TEXT 99\r\nx\r\n",
+            400,
+            "malformed body",
+        ),
+    ];
+    for (ct, cid, body, status, needle) in cases {
+        let mut req = test::TestRequest::post().uri("/ws").set_payload(body);
+        if let Some(ct) = ct {
+            req = req.insert_header(("Content-Type", ct));
+        }
+        if let Some(cid) = cid {
+            req = req.insert_header(("Connection-Id", cid));
+        }
+        let resp = test::call_service(&app, req.to_request()).await;
+        assert_eq!(resp.status(), status);
+        let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+        assert!(text.contains(needle), "{text}");
+    }
+}
+
+#[actix_web::test]
+async fn healthz_answers() {
+    let app = test::init_service(App::new().app_data(state()).configure(routes::configure)).await;
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(resp.status(), 200);
+}
