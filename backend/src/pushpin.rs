@@ -8,7 +8,8 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -121,14 +122,21 @@ subscription_linger={linger}\nstats_subscription_ttl={ttl}\nstats_report_interva
 }
 
 /// A running Pushpin; stopped (SIGTERM, then SIGKILL) on [`PushpinProcess::stop`] or drop.
+///
+/// The child is spawned and reaped by a supervisor thread that lives exactly as long as the
+/// child: Linux ties the parent-death signal (which stops Pushpin if we are SIGKILLed) to the
+/// spawning *thread*, so spawning from a pooled thread would kill Pushpin when that thread
+/// idles out.
 pub struct PushpinProcess {
-    child: Option<Child>,
+    pid: Option<libc::pid_t>,
+    exited: Arc<(Mutex<Option<ExitStatus>>, Condvar)>,
+    supervisor: Option<std::thread::JoinHandle<()>>,
     options: PushpinOptions,
 }
 
 impl PushpinProcess {
     /// Writes the config, starts `pushpin` and waits until it accepts connections and its
-    /// publish API answers. Blocks; call it from a thread that lives as long as Pushpin should.
+    /// publish API answers.
     pub fn start(options: PushpinOptions) -> Result<PushpinProcess, PushpinError> {
         let binary = find_on_path("pushpin").ok_or(PushpinError::NotInstalled)?;
         let dir = &options.run_dir;
@@ -161,17 +169,43 @@ impl PushpinProcess {
             .stderr(log)
             // Its own process group, so a stop reaches condure, zurl, proxy and handler too.
             .process_group(0);
-        // If we die without stopping it (SIGKILL), the kernel sends the runner SIGTERM. The
-        // signal follows the spawning thread, so start Pushpin from a long-lived thread.
+        // If we die without stopping it (SIGKILL), the kernel sends the runner SIGTERM.
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             })
         };
-        let child = command.spawn().map_err(PushpinError::Spawn)?;
+        let exited = Arc::new((Mutex::new(None), Condvar::new()));
+        let (spawned_tx, spawned_rx) = std::sync::mpsc::channel();
+        let status = exited.clone();
+        let supervisor = std::thread::Builder::new()
+            .name("pushpin-supervisor".into())
+            .spawn(move || {
+                let mut child = match command.spawn() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = spawned_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = spawned_tx.send(Ok(child.id() as libc::pid_t));
+                let result = child.wait();
+                let (lock, cvar) = &*status;
+                *lock.lock().expect("pushpin status lock") = Some(
+                    result.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(0)),
+                );
+                cvar.notify_all();
+            })
+            .map_err(PushpinError::Spawn)?;
+        let pid = spawned_rx
+            .recv()
+            .map_err(|_| PushpinError::Spawn(std::io::Error::other("supervisor thread died")))?
+            .map_err(PushpinError::Spawn)?;
         let mut process = PushpinProcess {
-            child: Some(child),
+            pid: Some(pid),
+            exited,
+            supervisor: Some(supervisor),
             options,
         };
         process.wait_ready(Duration::from_secs(20))?;
@@ -183,23 +217,30 @@ impl PushpinProcess {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.pid.map(|p| p as u32)
+    }
+
+    fn exit_status(&self, wait: Duration) -> Option<ExitStatus> {
+        let (lock, cvar) = &*self.exited;
+        let guard = lock.lock().expect("pushpin status lock");
+        let (guard, _) = cvar
+            .wait_timeout_while(guard, wait, |s| s.is_none())
+            .expect("pushpin status lock");
+        *guard
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<(), PushpinError> {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let mut output = String::new();
-                    let _ = std::fs::File::open(self.options.run_dir.join("pushpin.out"))
-                        .and_then(|mut f| f.read_to_string(&mut output));
-                    self.child = None;
-                    return Err(PushpinError::Exited {
-                        status: status.to_string(),
-                        output,
-                    });
-                }
+            if let Some(status) = self.exit_status(Duration::ZERO) {
+                let mut output = String::new();
+                let _ = std::fs::File::open(self.options.run_dir.join("pushpin.out"))
+                    .and_then(|mut f| f.read_to_string(&mut output));
+                self.pid = None;
+                return Err(PushpinError::Exited {
+                    status: status.to_string(),
+                    output,
+                });
             }
             let publish: SocketAddr = ([127, 0, 0, 1], self.options.base_port + 1).into();
             if accepts(self.options.public_listen) && publish_api_answers(publish) {
@@ -207,6 +248,7 @@ impl PushpinProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.stop();
         Err(PushpinError::NotReady(
             limit,
             self.options.run_dir.join("log").display().to_string(),
@@ -215,22 +257,17 @@ impl PushpinProcess {
 
     /// SIGTERM to the runner (it stops its services), SIGKILL to the group after 5 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = child.id() as libc::pid_t;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                // Sweep any service the runner left behind.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-                return;
+        if let Some(pid) = self.pid.take() {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            if self.exit_status(Duration::from_secs(5)).is_none() {
+                tracing::warn!(pid, "pushpin ignored SIGTERM; killing its process group");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Also sweeps any service the runner left behind.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-        let _ = child.wait();
+        if let Some(t) = self.supervisor.take() {
+            let _ = t.join();
+        }
     }
 }
 

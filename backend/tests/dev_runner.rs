@@ -38,6 +38,8 @@ fn dev_runs_pushpin_and_stops_it_on_interrupt() {
         .env("RESTREAM_DEV__PUBLIC_LISTEN", format!("127.0.0.1:{public}"))
         .env("RESTREAM_DEV__PUSHPIN_BASE_PORT", base_port().to_string())
         .env("RESTREAM_DEV__RUN_DIR", run_dir.path())
+        // Fetches go to a closed loopback port: this test never reaches the real USGS.
+        .env("USGS_BASE_URL", format!("http://127.0.0.1:{}", free_port()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -52,9 +54,15 @@ fn dev_runs_pushpin_and_stops_it_on_interrupt() {
             if let Ok((mut ws, _)) =
                 tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{public}/ws")).await
             {
-                use futures_util::StreamExt;
-                let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
-                break format!("{m:?}");
+                use futures_util::{SinkExt, StreamExt};
+                let ready = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+                // The default settings find the shipped fetchers in ./functions.
+                let sub = r#"{"action":"subscribe","channel":"usgs-earthquakes"}"#;
+                ws.send(tokio_tungstenite::tungstenite::Message::text(sub))
+                    .await
+                    .unwrap();
+                let subscribed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+                break format!("{ready:?} {subscribed:?}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -64,6 +72,7 @@ fn dev_runs_pushpin_and_stops_it_on_interrupt() {
         }
     });
     assert!(ready.contains(r#"\"type\":\"ready\""#), "{ready}");
+    assert!(ready.contains(r#"\"type\":\"subscribed\""#), "{ready}");
     unsafe { libc::kill(pid, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();
     assert!(

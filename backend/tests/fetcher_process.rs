@@ -106,8 +106,9 @@ async fn the_registry_skips_fetchers_with_invalid_metadata() {
 }
 
 #[tokio::test]
-async fn the_shipped_fetchers_load() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
+async fn the_shipped_fetchers_load_from_a_relative_folder() {
+    // Relative, as in the default `fetchers.dir = "functions"` (tests run in backend/).
+    let dir = PathBuf::from("../functions");
     let fetchers = discover_process_fetchers(&dir, "python3", Duration::from_secs(10)).unwrap();
     let n = fetchers.len();
     let registry = Registry::load(fetchers, &HashMap::new()).await;

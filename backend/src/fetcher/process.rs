@@ -30,13 +30,15 @@ pub struct ProcessFetcher {
 }
 
 impl ProcessFetcher {
+    /// `dir` is made absolute: the process runs inside it, so a relative path would not resolve.
     pub fn new(dir: &Path, python: &str, timeout: Duration) -> ProcessFetcher {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let label = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         ProcessFetcher {
-            dir: dir.to_path_buf(),
+            dir,
             label,
             python: python.to_string(),
             timeout,

@@ -59,6 +59,15 @@ impl Registry {
         let mut registry = Registry::default();
         for (fetcher, answer) in fetchers.into_iter().zip(answers) {
             let label = fetcher.label().to_string();
+            // A Lambda-style error object means the fetcher crashed, not that it lacks a name.
+            let answer =
+                answer.and_then(|v| match v.get("errorMessage").and_then(|m| m.as_str()) {
+                    Some(message) => Err(super::FetchError::Crashed {
+                        fetcher: label.clone(),
+                        detail: message.chars().take(500).collect(),
+                    }),
+                    None => Ok(v),
+                });
             let mut metadata = match answer.map(|v| Metadata::from_value(&v)) {
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) => {

@@ -70,11 +70,17 @@ pub async fn websocket_over_http(
         .headers()
         .get(format!("Meta-{SUBS_META}"))
         .and_then(|v| v.to_str().ok());
+    let event_count = events.len();
     let reply = connection::handle(
         events,
         Subscriptions::from_meta(meta),
         &state.registry,
         &state.limits,
+    );
+    tracing::debug!(
+        events = event_count,
+        subscriptions = reply.live_channels.len(),
+        "woh request"
     );
     let now = tokio::time::Instant::now();
     for channel in &reply.live_channels {
