@@ -119,17 +119,10 @@ async fn bad_input_gets_errors_and_the_connection_survives() {
     c.ws.send(Message::Ping(b"are you there".to_vec().into()))
         .await
         .unwrap();
-    let pong = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match futures_util::StreamExt::next(&mut c.ws).await {
-                Some(Ok(Message::Pong(p))) => return p,
-                Some(Ok(_)) => continue,
-                other => panic!("connection broke: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("pong");
+    let pong = match c.next_non_text(Duration::from_secs(5)).await {
+        Message::Pong(p) => p,
+        other => panic!("expected a pong, got {other:?}"),
+    };
     assert_eq!(&pong[..], b"are you there");
     c.send(json!({"action": "unsubscribe_all"})).await;
     for _ in 0..20 {
@@ -147,16 +140,9 @@ async fn bad_input_gets_errors_and_the_connection_survives() {
     }))
     .await
     .unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match futures_util::StreamExt::next(&mut c.ws).await {
-                Some(Ok(Message::Close(f))) => return f,
-                Some(Ok(_)) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("close reply");
+    let closed = match c.next_non_text(Duration::from_secs(5)).await {
+        Message::Close(f) => f,
+        other => panic!("expected a close frame, got {other:?}"),
+    };
     assert_eq!(closed.map(|f| u16::from(f.code)), Some(4100));
 }

@@ -409,6 +409,18 @@ impl Client {
         }
     }
 
+    /// The next frame that is not a text message (pong, close), skipping text messages.
+    pub async fn next_non_text(&mut self, timeout: Duration) -> Message {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(_)))) => continue,
+                Ok(Some(Ok(m))) => return m,
+                other => panic!("connection ended or timed out: {other:?}"),
+            }
+        }
+    }
+
     /// Receives until a message of `kind` arrives; returns it and everything skipped.
     pub async fn recv_type(&mut self, kind: &str, timeout: Duration) -> (Value, Vec<Value>) {
         let deadline = tokio::time::Instant::now() + timeout;
