@@ -28,6 +28,7 @@ pub mod pushpin;
 pub mod routes;
 pub mod scheduler;
 pub mod startup;
+pub mod store;
 pub mod stats;
 pub mod telemetry;
 pub mod woh;

@@ -1,0 +1,181 @@
+//! The `ItemStore` conformance suite: every implementation must pass it.
+//!
+//! Call [`run`] with a fresh, empty store built with a change-log capacity of
+//! [`CAPACITY`] events per channel.
+
+use serde_json::{json, Map, Value};
+
+use super::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
+
+/// The log capacity the store under test must be created with.
+pub const CAPACITY: u64 = 3;
+
+fn item(id: &str, data: Value, seq: u64) -> StoredItem {
+    let Value::Object(data) = data else { panic!("object") };
+    StoredItem {
+        id: id.to_string(),
+        hash: format!("h-{id}-{seq}"),
+        data,
+        seq,
+        first_seen: 1,
+        last_changed: seq,
+    }
+}
+
+fn event(seq: u64) -> LoggedEvent {
+    LoggedEvent {
+        seq,
+        message: format!(r#"{{"type":"new","seq":{seq}}}"#),
+    }
+}
+
+fn meta(seq: u64, floor: u64) -> ChannelMeta {
+    ChannelMeta {
+        seq,
+        fetcher_state: Some(json!({"etag": format!("e{seq}")})),
+        log_floor: floor,
+    }
+}
+
+/// Runs every check; panics with the failing check's name.
+pub async fn run(store: &dyn ItemStore) {
+    unknown_channels_are_empty(store).await;
+    commits_round_trip(store).await;
+    conflicts_change_nothing(store).await;
+    log_replays_and_trims(store).await;
+    channels_are_isolated(store).await;
+    large_items_round_trip(store).await;
+}
+
+async fn unknown_channels_are_empty(store: &dyn ItemStore) {
+    let (m, items) = store.load("never-seen").await.unwrap();
+    assert_eq!(m, ChannelMeta::default(), "unknown channel meta");
+    assert!(items.is_empty(), "unknown channel items");
+    assert_eq!(store.events_after("never-seen", 0).await.unwrap(), None, "unknown channel log");
+}
+
+async fn commits_round_trip(store: &dyn ItemStore) {
+    let writes = store.writes();
+    // First poll: a snapshot at seq 1 (not logged), two items.
+    store
+        .commit(Commit {
+            channel: "rt".into(),
+            expected_seq: 0,
+            meta: meta(1, 1),
+            upserts: vec![item("b", json!({"id": "b", "v": 1}), 1), item("a", json!({"id": "a"}), 1)],
+            removals: vec![],
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.writes(), writes + 1, "a commit is one write");
+    let (m, items) = store.load("rt").await.unwrap();
+    assert_eq!(m, meta(1, 1));
+    assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["a", "b"], "items sorted by id");
+    assert_eq!(items[1].data["v"], json!(1));
+    // Then an update and a removal.
+    store
+        .commit(Commit {
+            channel: "rt".into(),
+            expected_seq: 1,
+            meta: meta(3, 1),
+            upserts: vec![item("b", json!({"id": "b", "v": 2}), 2)],
+            removals: vec!["a".into()],
+            events: vec![event(2), event(3)],
+        })
+        .await
+        .unwrap();
+    let (m, items) = store.load("rt").await.unwrap();
+    assert_eq!(m.seq, 3);
+    assert_eq!(items.len(), 1, "removed item is gone");
+    assert_eq!(items[0].data["v"], json!(2), "upsert replaces");
+    assert_eq!(items[0].seq, 2);
+}
+
+async fn conflicts_change_nothing(store: &dyn ItemStore) {
+    let before = store.load("rt").await.unwrap();
+    let writes = store.writes();
+    let stale = Commit {
+        channel: "rt".into(),
+        expected_seq: 1,
+        meta: meta(9, 1),
+        upserts: vec![item("z", json!({"id": "z"}), 9)],
+        removals: vec!["b".into()],
+        events: vec![event(9)],
+    };
+    match store.commit(stale).await {
+        Err(StoreError::Conflict { expected: 1, found: 3, .. }) => {}
+        other => panic!("stale commit must conflict, got {other:?}"),
+    }
+    assert_eq!(store.load("rt").await.unwrap(), before, "a conflict writes nothing");
+    assert_eq!(store.writes(), writes);
+}
+
+async fn log_replays_and_trims(store: &dyn ItemStore) {
+    let seqs = |v: Option<Vec<LoggedEvent>>| v.map(|e| e.into_iter().map(|e| e.seq).collect::<Vec<_>>());
+    assert_eq!(seqs(store.events_after("rt", 1).await.unwrap()), Some(vec![2, 3]));
+    assert_eq!(seqs(store.events_after("rt", 2).await.unwrap()), Some(vec![3]));
+    assert_eq!(seqs(store.events_after("rt", 3).await.unwrap()), Some(vec![]), "up to date");
+    assert_eq!(store.events_after("rt", 0).await.unwrap(), None, "before the snapshot");
+    assert_eq!(store.events_after("rt", 4).await.unwrap(), None, "from the future");
+    let msg = store.events_after("rt", 2).await.unwrap().unwrap().remove(0).message;
+    assert_eq!(msg, r#"{"type":"new","seq":3}"#, "messages are kept verbatim");
+    // Four more events with capacity 3: only seq 5..7 stay replayable.
+    store
+        .commit(Commit {
+            channel: "rt".into(),
+            expected_seq: 3,
+            meta: meta(7, 1),
+            upserts: vec![],
+            removals: vec![],
+            events: (4..=7).map(event).collect(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load("rt").await.unwrap().0.log_floor, 4, "floor moves with trimming");
+    assert_eq!(seqs(store.events_after("rt", 4).await.unwrap()), Some(vec![5, 6, 7]));
+    assert_eq!(store.events_after("rt", 3).await.unwrap(), None, "trimmed events are gone");
+}
+
+async fn channels_are_isolated(store: &dyn ItemStore) {
+    for (channel, id) in [("iso", "x"), ("iso?a=1", "y"), ("isox", "z")] {
+        store
+            .commit(Commit {
+                channel: channel.into(),
+                expected_seq: 0,
+                meta: meta(1, 1),
+                upserts: vec![item(id, json!({"id": id}), 1)],
+                removals: vec![],
+                events: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    for (channel, id) in [("iso", "x"), ("iso?a=1", "y"), ("isox", "z")] {
+        let items = store.load(channel).await.unwrap().1;
+        assert_eq!(items.len(), 1, "{channel} sees only its own items");
+        assert_eq!(items[0].id, id);
+    }
+}
+
+async fn large_items_round_trip(store: &dyn ItemStore) {
+    let mut data = Map::new();
+    data.insert("id".into(), json!("big"));
+    data.insert("blob".into(), json!("x".repeat(300_000)));
+    let big = StoredItem {
+        data,
+        ..item("big", json!({}), 1)
+    };
+    store
+        .commit(Commit {
+            channel: "big".into(),
+            expected_seq: 0,
+            meta: meta(1, 1),
+            upserts: vec![big.clone()],
+            removals: vec![],
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load("big").await.unwrap().1, vec![big]);
+}

@@ -1,0 +1,91 @@
+//! In-memory `ItemStore`, for tests and throwaway runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
+
+#[derive(Default)]
+struct Channel {
+    meta: ChannelMeta,
+    items: BTreeMap<String, StoredItem>,
+    log: BTreeMap<u64, String>,
+}
+
+pub struct MemoryStore {
+    channels: Mutex<HashMap<String, Channel>>,
+    capacity: u64,
+    writes: AtomicU64,
+}
+
+impl MemoryStore {
+    pub fn new(log_capacity: u64) -> MemoryStore {
+        MemoryStore {
+            channels: Mutex::new(HashMap::new()),
+            capacity: log_capacity,
+            writes: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl ItemStore for MemoryStore {
+    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+        let map = self.channels.lock().expect("store lock");
+        Ok(match map.get(channel) {
+            Some(c) => (c.meta.clone(), c.items.values().cloned().collect()),
+            None => (ChannelMeta::default(), Vec::new()),
+        })
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let mut map = self.channels.lock().expect("store lock");
+        let c = map.entry(commit.channel.clone()).or_default();
+        if c.meta.seq != commit.expected_seq {
+            return Err(StoreError::Conflict {
+                channel: commit.channel,
+                expected: commit.expected_seq,
+                found: c.meta.seq,
+            });
+        }
+        for item in commit.upserts {
+            c.items.insert(item.id.clone(), item);
+        }
+        for id in &commit.removals {
+            c.items.remove(id);
+        }
+        for e in commit.events {
+            c.log.insert(e.seq, e.message);
+        }
+        let mut meta = commit.meta;
+        meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, self.capacity);
+        c.log.retain(|seq, _| *seq > meta.log_floor);
+        c.meta = meta;
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn events_after(&self, channel: &str, after: u64) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
+        let map = self.channels.lock().expect("store lock");
+        let Some(c) = map.get(channel) else { return Ok(None) };
+        if c.meta.seq == 0 || after < c.meta.log_floor || after > c.meta.seq {
+            return Ok(None);
+        }
+        Ok(Some(
+            c.log
+                .range(after + 1..)
+                .map(|(seq, m)| LoggedEvent {
+                    seq: *seq,
+                    message: m.clone(),
+                })
+                .collect(),
+        ))
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,102 @@
+//! Durable item state: what each channel holds, its sequence counter and a bounded change log.
+//!
+//! Items are keyed by (channel id, item id) with a content hash; a channel's meta holds its
+//! last `seq`, the fetcher's opaque state and the oldest seq the change log can replay from.
+//! [`RedbStore`] (an embedded, crash-safe file) is the default; [`MemoryStore`] serves tests.
+
+mod memory;
+mod redb_store;
+
+pub mod conformance;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// One item as last seen upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredItem {
+    pub id: String,
+    /// Hex SHA-256 of the item's JSON.
+    pub hash: String,
+    pub data: Map<String, Value>,
+    /// Seq of the event that last changed it.
+    pub seq: u64,
+    /// Unix seconds.
+    pub first_seen: u64,
+    pub last_changed: u64,
+}
+
+/// Per-channel bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelMeta {
+    /// Seq of the last event; 0 = never polled successfully.
+    pub seq: u64,
+    /// Opaque value round-tripped to the fetcher (ETag, cursor…).
+    pub fetcher_state: Option<Value>,
+    /// Every event after this seq is in the change log.
+    pub log_floor: u64,
+}
+
+/// A logged event: its seq and the exact message sent to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    pub seq: u64,
+    pub message: String,
+}
+
+/// Everything one poll changes, written atomically.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Commit {
+    pub channel: String,
+    /// The channel's seq this commit was computed from; the write fails if it moved.
+    pub expected_seq: u64,
+    pub meta: ChannelMeta,
+    pub upserts: Vec<StoredItem>,
+    pub removals: Vec<String>,
+    pub events: Vec<LoggedEvent>,
+}
+
+impl Commit {
+    /// True when the commit would write nothing.
+    pub fn is_empty(&self, previous: &ChannelMeta) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty() && self.events.is_empty() && &self.meta == previous
+    }
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("channel {channel} moved from seq {expected} to {found} under us")]
+    Conflict { channel: String, expected: u64, found: u64 },
+    #[error("item store failed: {0}")]
+    Backend(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Where channel state lives.
+#[async_trait]
+pub trait ItemStore: Send + Sync {
+    /// The channel's meta and items (sorted by item id); empty for an unknown channel.
+    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError>;
+    /// Applies a commit atomically, if the channel is still at `expected_seq`. The change log
+    /// keeps at most the store's capacity of events per channel.
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+    /// Events with seq > `after`, in order; `None` when the log no longer holds all of them.
+    async fn events_after(&self, channel: &str, after: u64) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
+    /// Number of writes performed so far (for tests and metrics).
+    fn writes(&self) -> u64;
+}
+
+/// Default number of events kept per channel for resume.
+pub const DEFAULT_LOG_CAPACITY: u64 = 1000;
+
+/// New `log_floor` after appending up to `new_seq` with `capacity` entries kept.
+fn trimmed_floor(floor: u64, new_seq: u64, capacity: u64) -> u64 {
+    floor.max(new_seq.saturating_sub(capacity))
+}

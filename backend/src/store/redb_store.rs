@@ -1,0 +1,162 @@
+//! The embedded default `ItemStore`: one redb file (ACID, crash-safe, no server).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
+
+/// channel → JSON `ChannelMeta`.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_meta");
+/// (channel, item id) → JSON `StoredItem`.
+const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+/// (channel, seq) → the event message as sent to clients.
+const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
+
+pub struct RedbStore {
+    db: Arc<Database>,
+    capacity: u64,
+    writes: AtomicU64,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file, creating its folder if needed.
+    pub fn open(path: &Path, log_capacity: u64) -> Result<RedbStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(META).map_err(backend)?;
+            txn.open_table(ITEMS).map_err(backend)?;
+            txn.open_table(LOG).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(RedbStore {
+            db: Arc::new(db),
+            capacity: log_capacity,
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn read_meta(table: &impl ReadableTable<&'static str, &'static [u8]>, channel: &str) -> Result<ChannelMeta, StoreError> {
+    match table.get(channel).map_err(backend)? {
+        Some(v) => decode(v.value()),
+        None => Ok(ChannelMeta::default()),
+    }
+}
+
+#[async_trait]
+impl ItemStore for RedbStore {
+    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+        let channel = channel.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
+            let items_table = txn.open_table(ITEMS).map_err(backend)?;
+            let mut items = Vec::new();
+            // Item ids sort after "" and a channel's keys are contiguous.
+            for entry in items_table.range((channel.as_str(), "")..).map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                if k.value().0 != channel {
+                    break;
+                }
+                items.push(decode(v.value())?);
+            }
+            Ok((meta, items))
+        })
+        .await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let capacity = self.capacity;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut meta_table = txn.open_table(META).map_err(backend)?;
+                let current = read_meta(&meta_table, &commit.channel)?;
+                if current.seq != commit.expected_seq {
+                    return Err(StoreError::Conflict {
+                        channel: commit.channel.clone(),
+                        expected: commit.expected_seq,
+                        found: current.seq,
+                    });
+                }
+                let mut items = txn.open_table(ITEMS).map_err(backend)?;
+                for item in &commit.upserts {
+                    let bytes = serde_json::to_vec(item).expect("items serialize");
+                    items
+                        .insert((commit.channel.as_str(), item.id.as_str()), bytes.as_slice())
+                        .map_err(backend)?;
+                }
+                for id in &commit.removals {
+                    items.remove((commit.channel.as_str(), id.as_str())).map_err(backend)?;
+                }
+                let mut log = txn.open_table(LOG).map_err(backend)?;
+                for e in &commit.events {
+                    log.insert((commit.channel.as_str(), e.seq), e.message.as_str()).map_err(backend)?;
+                }
+                let mut meta = commit.meta.clone();
+                meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, capacity);
+                if meta.log_floor > current.log_floor {
+                    let (ch, from, to) = (commit.channel.as_str(), current.log_floor, meta.log_floor);
+                    log.retain_in((ch, from)..=(ch, to), |_, _| false).map_err(backend)?;
+                }
+                let bytes = serde_json::to_vec(&meta).expect("meta serializes");
+                meta_table.insert(commit.channel.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(())
+        })
+        .await?;
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn events_after(&self, channel: &str, after: u64) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
+        let channel = channel.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
+            if meta.seq == 0 || after < meta.log_floor || after > meta.seq {
+                return Ok(None);
+            }
+            let log = txn.open_table(LOG).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in log.range((channel.as_str(), after + 1)..=(channel.as_str(), u64::MAX)).map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                out.push(LoggedEvent {
+                    seq: k.value().1,
+                    message: v.value().to_string(),
+                });
+            }
+            Ok(Some(out))
+        })
+        .await
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}

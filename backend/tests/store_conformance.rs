@@ -1,0 +1,37 @@
+//! The `ItemStore` conformance suite against every implementation, plus durability of the
+//! embedded store across a reopen.
+
+use restream::store::{conformance, ItemStore, MemoryStore, RedbStore};
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance::run(&MemoryStore::new(conformance::CAPACITY)).await;
+}
+
+#[tokio::test]
+async fn redb_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("items.redb"), conformance::CAPACITY).unwrap();
+    conformance::run(&store).await;
+}
+
+#[tokio::test]
+async fn redb_store_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/items.redb");
+    {
+        let store = RedbStore::open(&path, conformance::CAPACITY).unwrap();
+        conformance::run(&store).await;
+    }
+    let store = RedbStore::open(&path, conformance::CAPACITY).unwrap();
+    let (meta, items) = store.load("rt").await.unwrap();
+    assert_eq!(meta.seq, 7);
+    assert_eq!(items.len(), 1);
+    assert!(store.events_after("rt", 4).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_unwritable_path_is_a_clear_error() {
+    let err = RedbStore::open(std::path::Path::new("/proc/restream/items.redb"), 10).err().expect("must fail");
+    assert!(err.to_string().contains("/proc/restream"), "{err}");
+}
