@@ -19,6 +19,7 @@ pub struct Settings {
     pub demand: DemandSettings,
     pub fetchers: Fetchers,
     pub keys: KeysSettings,
+    pub store: StoreSettings,
     pub log: Log,
     pub dev: Dev,
 }
@@ -30,7 +31,8 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Seconds between Pushpin's keep-alive requests on idle connections (Pushpin enforces ≥ 20).
     pub keep_alive_interval: u32,
-    /// Must equal Pushpin's `connection_subscription_max`.
+    /// Subscriptions a client may hold; Pushpin's `connection_subscription_max` must be one
+    /// more (each connection also holds its private channel).
     pub max_subscriptions_per_connection: usize,
     /// HTTP worker threads.
     pub workers: usize,
@@ -78,6 +80,25 @@ pub struct Fetchers {
 pub struct KeysSettings {
     /// JSON file `{"<channel>": {"<key name>": "<value>"}}`; missing means no keys.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A crash-safe file on local disk (redb).
+    Embedded,
+    /// Nothing survives a restart; for experiments.
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    /// File of the embedded store.
+    pub path: PathBuf,
+    /// Events kept per channel for `since` resume.
+    pub log_capacity: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -131,6 +152,11 @@ impl Default for Settings {
             },
             keys: KeysSettings {
                 file: "keys.json".into(),
+            },
+            store: StoreSettings {
+                kind: StoreKind::Embedded,
+                path: "restream-data/items.redb".into(),
+                log_capacity: crate::store::DEFAULT_LOG_CAPACITY,
             },
             log: Log {
                 format: LogFormat::Text,

@@ -16,6 +16,19 @@ use crate::woh::Event;
 /// Name of the connection meta field holding the subscribed channel ids.
 pub const SUBS_META: &str = "Restream-Subs";
 
+/// The GRIP channel that reaches only this connection (snapshots, resumes). It cannot clash
+/// with a channel id: channel names start with a letter or digit.
+pub fn private_channel(connection_id: &str) -> String {
+    format!("_conn:{connection_id}")
+}
+
+/// A subscriber owed the channel's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotWanted {
+    pub channel: String,
+    pub since: Option<u64>,
+}
+
 /// The ids a connection is subscribed to, in subscription order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscriptions(Vec<ChannelId>);
@@ -74,10 +87,13 @@ pub struct Reply {
     pub subscriptions_changed: bool,
     /// Channels this connection is subscribed to right now (demand hints).
     pub live_channels: Vec<String>,
+    /// Snapshots (or resumes) to send this connection once its subscriptions are active.
+    pub snapshots: Vec<SnapshotWanted>,
 }
 
 /// Handles every event of one request in order.
 pub fn handle(
+    connection_id: &str,
     events: Vec<Event>,
     subscriptions: Subscriptions,
     registry: &Registry,
@@ -92,6 +108,10 @@ pub fn handle(
         match event {
             Event::Open => {
                 reply.events.push(Event::Open);
+                control(
+                    &mut reply,
+                    Control::Subscribe(private_channel(connection_id)),
+                );
                 send(
                     &mut reply,
                     ServerMessage::Ready {
@@ -148,7 +168,7 @@ fn apply(message: ClientMessage, reply: &mut Reply, registry: &Registry, limits:
             channel,
             params,
             reference,
-            since: _,
+            since,
         } => {
             let id = match resolve(&channel, params.as_ref(), reference.clone(), registry) {
                 Ok(id) => id,
@@ -172,8 +192,8 @@ fn apply(message: ClientMessage, reply: &mut Reply, registry: &Registry, limits:
                 reply.subscriptions.0.push(id.clone());
                 reply.subscriptions_changed = true;
             }
-            // A repeated subscribe is idempotent: it is confirmed again, without a second
-            // GRIP subscription.
+            // A repeated subscribe is idempotent: it is confirmed again (and the snapshot sent
+            // again, a cheap way to resync), without a second GRIP subscription.
             send(
                 reply,
                 ServerMessage::Subscribed {
@@ -182,6 +202,10 @@ fn apply(message: ClientMessage, reply: &mut Reply, registry: &Registry, limits:
                     reference,
                 },
             );
+            reply.snapshots.push(SnapshotWanted {
+                channel: id.to_string(),
+                since,
+            });
         }
         ClientMessage::Unsubscribe {
             channel,
@@ -329,6 +353,7 @@ mod tests {
     #[test]
     fn open_is_answered_with_open_and_ready() {
         let r = handle(
+            "cid",
             vec![Event::Open],
             Subscriptions::default(),
             &registry(),
@@ -338,6 +363,7 @@ mod tests {
             texts(&r),
             vec![
                 json!({"event": "OPEN"}),
+                json!({"control": {"type": "subscribe", "channel": "_conn:cid"}}),
                 json!({"type": "ready", "protocol": 1})
             ]
         );
@@ -347,6 +373,7 @@ mod tests {
     #[test]
     fn subscribe_emits_control_then_reply_and_updates_meta() {
         let r = handle(
+            "cid",
             vec![text(
                 json!({"action": "subscribe", "channel": "w", "params": {"lat": 5}, "ref": "x"}),
             )],
@@ -369,6 +396,7 @@ mod tests {
     #[test]
     fn batched_events_are_all_handled_in_order() {
         let r = handle(
+            "cid",
             vec![
                 text(json!({"action": "subscribe", "channel": "a"})),
                 Event::Ping(b"p".to_vec()),
@@ -409,6 +437,7 @@ mod tests {
     fn unsubscribe_all_uses_the_meta_from_pushpin() {
         let subs = Subscriptions::from_meta(Some("a w?lat=5&u=c"));
         let r = handle(
+            "cid",
             vec![text(json!({"action": "unsubscribe_all", "ref": 3}))],
             subs,
             &registry(),
@@ -429,6 +458,7 @@ mod tests {
     fn close_and_disconnect_end_the_batch_without_hints() {
         let subs = Subscriptions::from_meta(Some("a"));
         let r = handle(
+            "cid",
             vec![
                 Event::close(1000, ""),
                 text(json!({"action": "unsubscribe_all"})),
@@ -439,9 +469,15 @@ mod tests {
         );
         assert_eq!(r.events, vec![Event::close(1000, "")]);
         assert!(r.live_channels.is_empty());
-        let r = handle(vec![Event::Disconnect], subs.clone(), &registry(), &LIMITS);
+        let r = handle(
+            "cid",
+            vec![Event::Disconnect],
+            subs.clone(),
+            &registry(),
+            &LIMITS,
+        );
         assert!(r.events.is_empty() && r.live_channels.is_empty());
-        let keep_alive = handle(vec![], subs, &registry(), &LIMITS);
+        let keep_alive = handle("cid", vec![], subs, &registry(), &LIMITS);
         assert_eq!(keep_alive.live_channels, vec!["a"]);
     }
 

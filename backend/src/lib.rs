@@ -14,6 +14,7 @@
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
 //! - [`pushpin`] — an isolated Pushpin child process for `restream dev` and tests.
 
+pub mod changes;
 pub mod channel;
 pub mod config;
 pub mod connection;
@@ -28,7 +29,7 @@ pub mod pushpin;
 pub mod routes;
 pub mod scheduler;
 pub mod startup;
-pub mod store;
 pub mod stats;
+pub mod store;
 pub mod telemetry;
 pub mod woh;

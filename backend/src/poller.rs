@@ -1,40 +1,58 @@
-//! One channel's poll loop: fetch, detect what is new or changed, publish in order.
+//! One channel's poll loop: fetch, detect changes against the store, persist, then publish in
+//! `seq` order. It also answers snapshot and resume requests for new subscribers, so that
+//! everything a channel sends goes out in one order.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
-use crate::fetcher::{parse_fetch_response, FetchOutcome, FetchRequest, FetcherEntry};
+use crate::fetcher::{parse_fetch_response, FetchRequest, FetcherEntry};
 use crate::grip::PublishItem;
 use crate::keys::KeyStore;
 use crate::protocol::ServerMessage;
 use crate::publisher::Publisher;
+use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
 /// What a poller needs from the rest of the service.
 #[derive(Clone)]
 pub struct PollerContext {
     pub keys: Arc<dyn KeyStore>,
     pub publisher: Arc<dyn Publisher>,
+    pub store: Arc<dyn ItemStore>,
 }
 
-/// In-memory view of the channel between polls.
-struct ChannelState {
-    /// item id → content hash.
-    known: HashMap<String, [u8; 32]>,
-    /// Opaque fetcher state round-tripped between polls.
-    fetcher_state: Option<Value>,
-    /// Unique per poller run, so GRIP ids never collide with an earlier run's ids inside
-    /// Pushpin's id cache.
-    epoch: String,
-    seq: u64,
-    last_grip_id: Option<String>,
+/// A subscriber that needs the channel's state (or the events it missed).
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    /// The GRIP channel that reaches only that connection.
+    pub connection_channel: String,
+    /// Resume point from the client's `since`.
+    pub since: Option<u64>,
+    /// When the subscribe was handled; the answer waits a moment so Pushpin has applied the
+    /// GRIP subscription before anything is published after the snapshot.
+    pub requested_at: Instant,
+}
+
+/// Delay between a subscribe and the snapshot publish (Pushpin applies control messages
+/// within about a millisecond on loopback).
+pub const SNAPSHOT_DELAY: Duration = Duration::from_millis(100);
+
+/// The channel as this poller knows it: a cache of the store.
+struct State {
+    meta: ChannelMeta,
+    items: BTreeMap<String, StoredItem>,
+    /// Events persisted but not yet accepted by Pushpin, retried before the next poll.
+    unpublished: Vec<PublishItem>,
+    /// When the channel's first snapshot was broadcast, if by this poller.
+    first_snapshot_at: Option<Instant>,
 }
 
 /// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`.
@@ -42,6 +60,7 @@ pub async fn run(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
     ctx: PollerContext,
+    mut requests: mpsc::Receiver<SnapshotRequest>,
     shutdown: CancellationToken,
 ) {
     let span = tracing::info_span!("poller", channel = %channel);
@@ -50,23 +69,24 @@ pub async fn run(
             interval_s = entry.metadata.poll_interval.as_secs_f64(),
             "poller started"
         );
-        let mut state = ChannelState {
-            known: HashMap::new(),
-            fetcher_state: None,
-            epoch: epoch(),
-            seq: 0,
-            last_grip_id: None,
+        let Some(mut state) = load(&channel, &ctx, &shutdown).await else {
+            return;
         };
         let mut ticks = tokio::time::interval(entry.metadata.poll_interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = ticks.tick() => {}
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = poll_once(&channel, &entry, &ctx, &mut state) => {}
+                _ = ticks.tick() => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = poll_once(&channel, &entry, &ctx, &mut state) => {}
+                    }
+                }
+                Some(request) = requests.recv() => {
+                    tokio::time::sleep_until(request.requested_at + SNAPSHOT_DELAY).await;
+                    answer(&channel, &ctx, &state, request).await;
+                }
             }
         }
         tracing::info!("poller stopped");
@@ -75,12 +95,73 @@ pub async fn run(
     .await
 }
 
+/// Loads the channel from the store, retrying until it works or we are shut down.
+async fn load(
+    channel: &ChannelId,
+    ctx: &PollerContext,
+    shutdown: &CancellationToken,
+) -> Option<State> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ctx.store.load(&channel.to_string()).await {
+            Ok((meta, items)) => {
+                return Some(State {
+                    meta,
+                    items: items.into_iter().map(|i| (i.id.clone(), i)).collect(),
+                    unpublished: Vec::new(),
+                    first_snapshot_at: None,
+                })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot load channel state")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn snapshot_message(channel: &ChannelId, state: &State, reset: bool) -> ServerMessage {
+    ServerMessage::Snapshot {
+        channel: channel.name().to_string(),
+        params: channel.params().clone(),
+        seq: state.meta.seq,
+        items: state.items.values().map(|i| i.data.clone()).collect(),
+        reset,
+    }
+}
+
+/// The GRIP item for event `seq` of `channel`; ids follow the seq so Pushpin keeps order.
+fn channel_item(channel: &ChannelId, seq: u64, message: String) -> PublishItem {
+    let prev = (seq > 1).then(|| (seq - 1).to_string());
+    PublishItem::ws_text(channel.to_string(), message, Some(seq.to_string()), prev)
+}
+
 async fn poll_once(
     channel: &ChannelId,
     entry: &FetcherEntry,
     ctx: &PollerContext,
-    state: &mut ChannelState,
+    state: &mut State,
 ) {
+    if !state.unpublished.is_empty() {
+        match ctx.publisher.publish(&state.unpublished).await {
+            Ok(()) => state.unpublished.clear(),
+            Err(e) => {
+                tracing::error!(error = %e, pending = state.unpublished.len(), "publish retry failed; poll skipped");
+                return;
+            }
+        }
+    }
     let keys = match ctx.keys.keys_for(channel.name()).await {
         Ok(k) => k,
         Err(e) => {
@@ -88,12 +169,12 @@ async fn poll_once(
             return;
         }
     };
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let request = FetchRequest {
         channel: channel.name(),
         params: channel.params(),
         keys: &keys,
-        state: state.fetcher_state.as_ref(),
+        state: state.meta.fetcher_state.as_ref(),
     };
     let outcome = match entry
         .fetcher
@@ -107,182 +188,182 @@ async fn poll_once(
             return;
         }
     };
+    let id_field = &entry.metadata.id_field;
+    let diff = changes::diff(id_field, &outcome.items, &state.items, outcome.complete);
     tracing::debug!(
         items = outcome.items.len(),
+        changes = diff.changes.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "fetched"
     );
-    let changes = classify(&entry.metadata.id_field, &outcome, &state.known);
-    if !changes.missing_id.is_empty() || changes.duplicates > 0 || outcome.skipped_non_objects > 0 {
+    if !diff.missing_id.is_empty() || diff.duplicates > 0 || outcome.skipped_non_objects > 0 {
         tracing::warn!(
-            id_field = %entry.metadata.id_field,
-            missing_id = changes.missing_id.len(),
-            duplicate_ids = changes.duplicates,
+            id_field = %id_field,
+            missing_id = diff.missing_id.len(),
+            first_missing_index = diff.missing_id.first().copied(),
+            duplicate_ids = diff.duplicates,
             not_objects = outcome.skipped_non_objects,
             "some fetched entries were not usable items"
         );
     }
-    let mut items = Vec::with_capacity(changes.changed.len());
-    let mut seq = state.seq;
-    let mut prev = state.last_grip_id.clone();
-    for change in &changes.changed {
-        seq += 1;
-        let message = change.message(channel, seq);
-        let id = format!("{}:{seq}", state.epoch);
-        items.push(PublishItem::ws_text(
-            channel.to_string(),
-            message.to_json(),
-            Some(id.clone()),
-            prev.take(),
-        ));
-        prev = Some(id);
-    }
-    if !items.is_empty() {
-        if let Err(e) = ctx.publisher.publish(&items).await {
-            // Nothing is marked as known, so the same changes go out again next poll under the
-            // same GRIP ids (a Pushpin that already got them drops the repeats).
-            tracing::error!(error = %e, "publish failed; changes will be retried next poll");
-            return;
-        }
-        tracing::info!(published = items.len(), seq, "published changes");
-    }
-    for change in changes.changed {
-        state.known.insert(change.id, change.hash);
-    }
-    state.seq = seq;
-    state.last_grip_id = prev.or(state.last_grip_id.take());
-    state.fetcher_state = outcome.state;
-}
-
-struct Change {
-    id: String,
-    hash: [u8; 32],
-    is_new: bool,
-    item: Map<String, Value>,
-}
-
-impl Change {
-    fn message(&self, channel: &ChannelId, seq: u64) -> ServerMessage {
-        let (channel_name, params, item) = (
-            channel.name().to_string(),
-            channel.params().clone(),
-            self.item.clone(),
-        );
-        if self.is_new {
-            ServerMessage::New {
-                channel: channel_name,
-                params,
-                seq,
-                item,
-            }
-        } else {
-            ServerMessage::Updated {
-                channel: channel_name,
-                params,
-                seq,
-                item,
-            }
-        }
-    }
-}
-
-struct Classified {
-    changed: Vec<Change>,
-    missing_id: Vec<usize>,
-    duplicates: usize,
-}
-
-/// Splits a fetch into new and updated items. Items without a usable id are reported by index;
-/// when an id repeats inside one result the first occurrence wins.
-fn classify(
-    id_field: &str,
-    outcome: &FetchOutcome,
-    known: &HashMap<String, [u8; 32]>,
-) -> Classified {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Classified {
-        changed: Vec::new(),
-        missing_id: Vec::new(),
-        duplicates: 0,
+    let now = now_secs();
+    let stored = |id: &str,
+                  hash: &str,
+                  data: &Map<String, Value>,
+                  seq: u64,
+                  items: &BTreeMap<String, StoredItem>| StoredItem {
+        id: id.to_string(),
+        hash: hash.to_string(),
+        data: data.clone(),
+        seq,
+        first_seen: items.get(id).map(|i| i.first_seen).unwrap_or(now),
+        last_changed: now,
     };
-    for (index, item) in outcome.items.iter().enumerate() {
-        let id = match item.get(id_field) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => {
-                out.missing_id.push(index);
-                continue;
-            }
-        };
-        if !seen.insert(id.clone()) {
-            out.duplicates += 1;
-            continue;
-        }
-        let hash: [u8; 32] =
-            Sha256::digest(serde_json::to_vec(item).expect("items serialize")).into();
-        match known.get(&id) {
-            Some(h) if *h == hash => {}
-            previous => out.changed.push(Change {
-                is_new: previous.is_none(),
-                id,
-                hash,
-                item: item.clone(),
-            }),
-        }
-    }
-    out
-}
-
-fn epoch() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_nanos();
-    format!("{nanos:x}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn outcome(items: Value) -> FetchOutcome {
-        parse_fetch_response("t", json!({"status_code": 200, "result": items})).unwrap()
-    }
-
-    #[test]
-    fn classifies_new_updated_unchanged() {
-        let first = classify(
-            "id",
-            &outcome(json!([{"id": 1, "v": 1}, {"id": "b", "v": 1}])),
-            &HashMap::new(),
-        );
-        assert_eq!(first.changed.len(), 2);
-        assert!(first.changed.iter().all(|c| c.is_new));
-        let known: HashMap<_, _> = first.changed.into_iter().map(|c| (c.id, c.hash)).collect();
-        let second = classify(
-            "id",
-            &outcome(json!([{"id": 1, "v": 2}, {"id": "b", "v": 1}, {"id": 3}])),
-            &known,
-        );
-        let summary: Vec<_> = second
-            .changed
+    let first_poll = state.meta.seq == 0;
+    let mut commit = Commit {
+        channel: channel.to_string(),
+        expected_seq: state.meta.seq,
+        meta: ChannelMeta {
+            fetcher_state: outcome.state.clone(),
+            ..state.meta.clone()
+        },
+        ..Commit::default()
+    };
+    let mut publish = Vec::new();
+    if first_poll {
+        // The first poll is one snapshot, not N `new` events. It is not logged: a resume
+        // from before it gets a fresh snapshot.
+        let seq = 1;
+        commit.upserts = diff
+            .current
             .iter()
-            .map(|c| (c.id.as_str(), c.is_new))
+            .map(|(id, hash, data)| stored(id, hash, data, seq, &state.items))
             .collect();
-        assert_eq!(summary, vec![("1", false), ("3", true)]);
+        commit.meta.seq = seq;
+        commit.meta.log_floor = seq;
+    } else {
+        let mut seq = state.meta.seq;
+        for change in &diff.changes {
+            seq += 1;
+            let (name, params) = (channel.name().to_string(), channel.params().clone());
+            let message = match &change.kind {
+                ChangeKind::New => ServerMessage::New {
+                    channel: name,
+                    params,
+                    seq,
+                    item: change.item.clone(),
+                },
+                ChangeKind::Updated(patch) => ServerMessage::Updated {
+                    channel: name,
+                    params,
+                    seq,
+                    item: change.item.clone(),
+                    patch: patch.clone(),
+                },
+                ChangeKind::Removed => ServerMessage::Removed {
+                    channel: name,
+                    params,
+                    seq,
+                    item: change.item.clone(),
+                },
+            }
+            .to_json();
+            match change.kind {
+                ChangeKind::Removed => commit.removals.push(change.id.clone()),
+                _ => commit.upserts.push(stored(
+                    &change.id,
+                    &change.hash,
+                    &change.item,
+                    seq,
+                    &state.items,
+                )),
+            }
+            publish.push(channel_item(channel, seq, message.clone()));
+            commit.events.push(LoggedEvent { seq, message });
+        }
+        commit.meta.seq = seq;
     }
+    if commit.is_empty(&state.meta) {
+        return; // Unchanged: nothing written, nothing published.
+    }
+    if let Err(e) = ctx.store.commit(commit.clone()).await {
+        tracing::error!(error = %e, "cannot persist changes; nothing published, retrying next poll");
+        if matches!(e, StoreError::Conflict { .. }) {
+            if let Ok((meta, items)) = ctx.store.load(&channel.to_string()).await {
+                state.meta = meta;
+                state.items = items.into_iter().map(|i| (i.id.clone(), i)).collect();
+            }
+        }
+        return;
+    }
+    // Persisted: now the cache and then the subscribers.
+    for id in &commit.removals {
+        state.items.remove(id);
+    }
+    for item in commit.upserts {
+        state.items.insert(item.id.clone(), item);
+    }
+    state.meta = commit.meta;
+    if first_poll {
+        publish.push(channel_item(
+            channel,
+            1,
+            snapshot_message(channel, state, false).to_json(),
+        ));
+        state.first_snapshot_at = Some(Instant::now());
+    }
+    if publish.is_empty() {
+        return;
+    }
+    match ctx.publisher.publish(&publish).await {
+        Ok(()) => tracing::info!(
+            published = publish.len(),
+            seq = state.meta.seq,
+            "published changes"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "publish failed; will retry before the next poll");
+            state.unpublished = publish;
+        }
+    }
+}
 
-    #[test]
-    fn reports_missing_and_duplicate_ids() {
-        let c = classify(
-            "id",
-            &outcome(json!([{"x": 1}, {"id": 1, "v": 1}, {"id": 1, "v": 2}, {"id": ""}])),
-            &HashMap::new(),
-        );
-        assert_eq!(c.missing_id, vec![0, 3]);
-        assert_eq!(c.duplicates, 1);
-        assert_eq!(c.changed.len(), 1);
-        assert_eq!(c.changed[0].item["v"], json!(1));
+/// Sends a new subscriber the snapshot, or the events after its `since`.
+async fn answer(channel: &ChannelId, ctx: &PollerContext, state: &State, request: SnapshotRequest) {
+    if state.meta.seq == 0 {
+        return; // Not polled yet: the first poll's snapshot is broadcast to every subscriber.
+    }
+    if state
+        .first_snapshot_at
+        .is_some_and(|t| t > request.requested_at + SNAPSHOT_DELAY)
+    {
+        return; // It subscribed in time for the broadcast snapshot.
+    }
+    let to_connection = |message: String| {
+        PublishItem::ws_text(request.connection_channel.clone(), message, None, None)
+    };
+    let items = match request.since {
+        Some(since) if since == state.meta.seq => return,
+        Some(since) => match ctx.store.events_after(&channel.to_string(), since).await {
+            Ok(Some(events)) => events
+                .into_iter()
+                .map(|e| to_connection(e.message))
+                .collect(),
+            Ok(None) => vec![to_connection(
+                snapshot_message(channel, state, true).to_json(),
+            )],
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the change log; sending a snapshot");
+                vec![to_connection(
+                    snapshot_message(channel, state, true).to_json(),
+                )]
+            }
+        },
+        None => vec![to_connection(
+            snapshot_message(channel, state, false).to_json(),
+        )],
+    };
+    if let Err(e) = ctx.publisher.publish(&items).await {
+        tracing::error!(error = %e, "cannot send a subscriber its snapshot");
     }
 }

@@ -172,6 +172,16 @@ pub enum ServerMessage {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
     },
+    /// The channel's current items: after its first poll, and to each new subscriber.
+    Snapshot {
+        channel: String,
+        params: BTreeMap<String, String>,
+        seq: u64,
+        items: Vec<Map<String, Value>>,
+        /// Set when a `since` resume could not be served from the change log.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
+    },
     /// An item the channel had not seen before.
     New {
         channel: String,
@@ -179,8 +189,16 @@ pub enum ServerMessage {
         seq: u64,
         item: Map<String, Value>,
     },
-    /// A known item whose content changed.
+    /// A known item whose content changed: the new item and an RFC 6902 patch from the old one.
     Updated {
+        channel: String,
+        params: BTreeMap<String, String>,
+        seq: u64,
+        item: Map<String, Value>,
+        patch: Value,
+    },
+    /// An item gone from a complete fetch result: its last known content.
+    Removed {
         channel: String,
         params: BTreeMap<String, String>,
         seq: u64,

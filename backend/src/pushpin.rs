@@ -49,6 +49,7 @@ pub struct PushpinOptions {
     pub subscription_linger: u32,
     /// Seconds a `sub` stats report is valid; Pushpin refreshes reports before this.
     pub stats_subscription_ttl: u32,
+    /// Subscriptions per connection: the client's, plus its private channel.
     pub connection_subscription_max: usize,
 }
 
@@ -68,7 +69,7 @@ impl PushpinOptions {
             message_rate: 2500,
             subscription_linger: 60,
             stats_subscription_ttl: 60,
-            connection_subscription_max: 20,
+            connection_subscription_max: 21,
         }
     }
 

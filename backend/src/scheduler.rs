@@ -4,13 +4,52 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::channel::ChannelId;
 use crate::demand::Demand;
 use crate::fetcher::Registry;
-use crate::poller::{self, PollerContext};
+use crate::poller::{self, PollerContext, SnapshotRequest};
+
+/// Requests from HTTP handlers to the scheduler.
+#[derive(Debug)]
+enum Command {
+    Snapshot {
+        channel: String,
+        request: SnapshotRequest,
+    },
+}
+
+/// A cloneable way to reach the scheduler from request handlers.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl SchedulerHandle {
+    /// A handle that reaches no scheduler (for tests and tools): requests are logged and dropped.
+    pub fn disconnected() -> SchedulerHandle {
+        let (commands, _) = mpsc::channel(1);
+        SchedulerHandle { commands }
+    }
+
+    /// Asks the channel's poller to send a new subscriber its snapshot (or missed events).
+    pub fn request_snapshot(&self, channel: String, request: SnapshotRequest) {
+        if let Err(e) = self
+            .commands
+            .try_send(Command::Snapshot { channel, request })
+        {
+            tracing::error!(error = %e, "scheduler queue full or closed; a subscriber gets no snapshot");
+        }
+    }
+}
+
+struct Poller {
+    token: CancellationToken,
+    requests: mpsc::Sender<SnapshotRequest>,
+}
 
 /// How often demand is re-read even without a change notification (TTL expiry).
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
@@ -20,21 +59,29 @@ pub struct Scheduler {
     demand: Arc<Demand>,
     ctx: PollerContext,
     tracker: TaskTracker,
-    pollers: HashMap<String, CancellationToken>,
+    pollers: HashMap<String, Poller>,
+    commands: mpsc::Receiver<Command>,
     /// Channels in demand that we cannot serve, remembered so they are logged once.
     ignored: HashSet<String>,
 }
 
 impl Scheduler {
-    pub fn new(registry: Arc<Registry>, demand: Arc<Demand>, ctx: PollerContext) -> Scheduler {
-        Scheduler {
+    pub fn new(
+        registry: Arc<Registry>,
+        demand: Arc<Demand>,
+        ctx: PollerContext,
+    ) -> (Scheduler, SchedulerHandle) {
+        let (tx, rx) = mpsc::channel(10_000);
+        let scheduler = Scheduler {
             registry,
             demand,
             ctx,
             tracker: TaskTracker::new(),
             pollers: HashMap::new(),
+            commands: rx,
             ignored: HashSet::new(),
-        }
+        };
+        (scheduler, SchedulerHandle { commands: tx })
     }
 
     /// Runs until `shutdown`, then waits for every poller to stop.
@@ -45,10 +92,22 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
                 _ = self.demand.changed() => {}
                 _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                Some(Command::Snapshot { channel, request }) = self.commands.recv() => {
+                    // The subscribe's demand hint may not have started the poller yet.
+                    self.reconcile(&shutdown);
+                    match self.pollers.get(&channel) {
+                        Some(p) => {
+                            if p.requests.try_send(request).is_err() {
+                                tracing::warn!(channel = %channel, "poller busy; snapshot request dropped");
+                            }
+                        }
+                        None => tracing::debug!(channel = %channel, "snapshot requested for a channel with no poller"),
+                    }
+                }
             }
         }
-        for token in self.pollers.values() {
-            token.cancel();
+        for p in self.pollers.values() {
+            p.token.cancel();
         }
         self.tracker.close();
         self.tracker.wait().await;
@@ -57,11 +116,11 @@ impl Scheduler {
 
     fn reconcile(&mut self, shutdown: &CancellationToken) {
         let active = self.demand.active(tokio::time::Instant::now());
-        self.pollers.retain(|channel, token| {
+        self.pollers.retain(|channel, p| {
             let keep = active.contains(channel);
             if !keep {
                 tracing::info!(channel = %channel, "no subscribers left; stopping poller");
-                token.cancel();
+                p.token.cancel();
             }
             keep
         });
@@ -73,9 +132,16 @@ impl Scheduler {
             match self.resolve(&channel) {
                 Ok((id, entry)) => {
                     let token = shutdown.child_token();
+                    let (tx, rx) = mpsc::channel(1024);
                     self.tracker
-                        .spawn(poller::run(id, entry, self.ctx.clone(), token.clone()));
-                    self.pollers.insert(channel, token);
+                        .spawn(poller::run(id, entry, self.ctx.clone(), rx, token.clone()));
+                    self.pollers.insert(
+                        channel,
+                        Poller {
+                            token,
+                            requests: tx,
+                        },
+                    );
                 }
                 Err(why) => {
                     tracing::debug!(channel = %channel, reason = why, "channel has subscribers but is not ours to poll");

@@ -9,7 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{PublishVia, Settings};
+use crate::config::{PublishVia, Settings, StoreKind};
 use crate::connection::Limits;
 use crate::demand::Demand;
 use crate::fetcher::{registry, Registry};
@@ -19,6 +19,7 @@ use crate::publisher::{HttpPublisher, Publisher, ZmqPublisher};
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
 use crate::stats;
+use crate::store::{ItemStore, MemoryStore, RedbStore};
 
 /// Loads the fetchers named by the settings.
 pub async fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
@@ -54,21 +55,30 @@ pub async fn run(
     let demand = Arc::new(Demand::new(Duration::from_secs(
         settings.demand.hint_ttl_secs,
     )));
+    let store: Arc<dyn ItemStore> = match settings.store.kind {
+        StoreKind::Embedded => Arc::new(
+            RedbStore::open(&settings.store.path, settings.store.log_capacity)
+                .context("cannot open the item store (store.path)")?,
+        ),
+        StoreKind::Memory => Arc::new(MemoryStore::new(settings.store.log_capacity)),
+    };
     let ctx = PollerContext {
         keys: Arc::new(FileKeyStore::new(&settings.keys.file)),
         publisher: publisher(&settings)?,
+        store,
     };
     let stats_thread = stats::spawn_reader(
         settings.pushpin.stats_specs.clone(),
         demand.clone(),
         shutdown.clone(),
     );
-    let scheduler =
-        tokio::spawn(Scheduler::new(registry.clone(), demand.clone(), ctx).run(shutdown.clone()));
+    let (scheduler, scheduler_handle) = Scheduler::new(registry.clone(), demand.clone(), ctx);
+    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
 
     let state = web::Data::new(AppState {
         registry,
         demand,
+        scheduler: scheduler_handle,
         limits: Limits {
             max_subscriptions: settings.server.max_subscriptions_per_connection,
         },

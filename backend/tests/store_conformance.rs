@@ -32,6 +32,8 @@ async fn redb_store_survives_a_reopen() {
 
 #[tokio::test]
 async fn an_unwritable_path_is_a_clear_error() {
-    let err = RedbStore::open(std::path::Path::new("/proc/restream/items.redb"), 10).err().expect("must fail");
+    let err = RedbStore::open(std::path::Path::new("/proc/restream/items.redb"), 10)
+        .err()
+        .expect("must fail");
     assert!(err.to_string().contains("/proc/restream"), "{err}");
 }

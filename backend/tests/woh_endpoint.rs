@@ -8,11 +8,13 @@ use restream::connection::Limits;
 use restream::demand::Demand;
 use restream::fetcher::Registry;
 use restream::routes::{self, AppState};
+use restream::scheduler::SchedulerHandle;
 
 fn state() -> web::Data<AppState> {
     web::Data::new(AppState {
         registry: Arc::new(Registry::default()),
         demand: Arc::new(Demand::new(Duration::from_secs(60))),
+        scheduler: SchedulerHandle::disconnected(),
         limits: Limits {
             max_subscriptions: 20,
         },
@@ -44,7 +46,7 @@ async fn open_negotiates_grip_and_keep_alive() {
     let body = test::read_body(resp).await;
     assert_eq!(
         &body[..],
-        b"OPEN\r\nTEXT 1d\r\n{\"type\":\"ready\",\"protocol\":1}\r\n"
+        &b"OPEN\r\nTEXT 30\r\nc:{\"channel\":\"_conn:c1\",\"type\":\"subscribe\"}\r\nTEXT 1d\r\n{\"type\":\"ready\",\"protocol\":1}\r\n"[..]
     );
 }
 

@@ -5,9 +5,11 @@ OPEN_METEO_BASE_URL overrides the upstream host (tests point it at a local serve
 """
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from email.utils import mktime_tz, parsedate_tz
 
 METADATA = {
     "name": "open-meteo-current",
@@ -21,9 +23,20 @@ METADATA = {
         "latitude": {"required": True, "description": "decimal degrees, -90 to 90"},
         "longitude": {"required": True, "description": "decimal degrees, -180 to 180"},
     },
+    # Open-Meteo's free non-commercial tier: 600 calls a minute, 5,000 an hour, 10,000 a day.
+    "rate_limit": {"per_minute": 600, "per_hour": 5000, "per_day": 10000},
 }
 
 CURRENT = "temperature_2m,relative_humidity_2m,wind_speed_10m,weather_code"
+
+
+def retry_after(headers):
+    """Seconds asked for by a Retry-After header (delta-seconds or HTTP-date), or None."""
+    value = (headers.get("Retry-After") or "").strip() if headers else ""
+    if value.isdigit():
+        return int(value)
+    date = parsedate_tz(value) if value else None
+    return max(0, round(mktime_tz(date) - time.time())) if date else None
 
 
 def coordinate(params, name, limit):
@@ -45,7 +58,11 @@ def fetch(params):
         with urllib.request.urlopen("%s/v1/forecast?%s" % (base, query), timeout=10) as resp:
             body = json.load(resp)
     except urllib.error.HTTPError as e:
-        return {"status_code": e.code, "result": "Open-Meteo answered %d" % e.code}
+        answer = {"status_code": e.code, "result": "Open-Meteo answered %d" % e.code}
+        wait = retry_after(e.headers) if e.code in (429, 503) else None
+        if wait is not None:
+            answer["retry_after"] = wait
+        return answer
     except (urllib.error.URLError, OSError, ValueError) as e:
         return {"status_code": 502, "result": "Open-Meteo unreachable or invalid: %s" % e}
     current = body.get("current") if isinstance(body, dict) else None

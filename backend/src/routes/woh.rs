@@ -9,12 +9,15 @@ use crate::connection::{self, Limits, Subscriptions, SUBS_META};
 use crate::demand::Demand;
 use crate::fetcher::Registry;
 use crate::grip;
+use crate::poller::SnapshotRequest;
+use crate::scheduler::SchedulerHandle;
 use crate::woh;
 
 /// Shared, read-mostly state of the HTTP side.
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub demand: Arc<Demand>,
+    pub scheduler: SchedulerHandle,
     pub limits: Limits,
     pub keep_alive_interval: u32,
 }
@@ -72,6 +75,7 @@ pub async fn websocket_over_http(
         .and_then(|v| v.to_str().ok());
     let event_count = events.len();
     let reply = connection::handle(
+        connection_id,
         events,
         Subscriptions::from_meta(meta),
         &state.registry,
@@ -85,6 +89,16 @@ pub async fn websocket_over_http(
     let now = tokio::time::Instant::now();
     for channel in &reply.live_channels {
         state.demand.hint(channel, now);
+    }
+    for wanted in &reply.snapshots {
+        state.scheduler.request_snapshot(
+            wanted.channel.clone(),
+            SnapshotRequest {
+                connection_channel: connection::private_channel(connection_id),
+                since: wanted.since,
+                requested_at: now,
+            },
+        );
     }
     let mut response = HttpResponse::Ok();
     response

@@ -11,7 +11,9 @@ use super::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem}
 pub const CAPACITY: u64 = 3;
 
 fn item(id: &str, data: Value, seq: u64) -> StoredItem {
-    let Value::Object(data) = data else { panic!("object") };
+    let Value::Object(data) = data else {
+        panic!("object")
+    };
     StoredItem {
         id: id.to_string(),
         hash: format!("h-{id}-{seq}"),
@@ -51,7 +53,11 @@ async fn unknown_channels_are_empty(store: &dyn ItemStore) {
     let (m, items) = store.load("never-seen").await.unwrap();
     assert_eq!(m, ChannelMeta::default(), "unknown channel meta");
     assert!(items.is_empty(), "unknown channel items");
-    assert_eq!(store.events_after("never-seen", 0).await.unwrap(), None, "unknown channel log");
+    assert_eq!(
+        store.events_after("never-seen", 0).await.unwrap(),
+        None,
+        "unknown channel log"
+    );
 }
 
 async fn commits_round_trip(store: &dyn ItemStore) {
@@ -62,7 +68,10 @@ async fn commits_round_trip(store: &dyn ItemStore) {
             channel: "rt".into(),
             expected_seq: 0,
             meta: meta(1, 1),
-            upserts: vec![item("b", json!({"id": "b", "v": 1}), 1), item("a", json!({"id": "a"}), 1)],
+            upserts: vec![
+                item("b", json!({"id": "b", "v": 1}), 1),
+                item("a", json!({"id": "a"}), 1),
+            ],
             removals: vec![],
             events: vec![],
         })
@@ -71,7 +80,11 @@ async fn commits_round_trip(store: &dyn ItemStore) {
     assert_eq!(store.writes(), writes + 1, "a commit is one write");
     let (m, items) = store.load("rt").await.unwrap();
     assert_eq!(m, meta(1, 1));
-    assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["a", "b"], "items sorted by id");
+    assert_eq!(
+        items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        vec!["a", "b"],
+        "items sorted by id"
+    );
     assert_eq!(items[1].data["v"], json!(1));
     // Then an update and a removal.
     store
@@ -104,22 +117,58 @@ async fn conflicts_change_nothing(store: &dyn ItemStore) {
         events: vec![event(9)],
     };
     match store.commit(stale).await {
-        Err(StoreError::Conflict { expected: 1, found: 3, .. }) => {}
+        Err(StoreError::Conflict {
+            expected: 1,
+            found: 3,
+            ..
+        }) => {}
         other => panic!("stale commit must conflict, got {other:?}"),
     }
-    assert_eq!(store.load("rt").await.unwrap(), before, "a conflict writes nothing");
+    assert_eq!(
+        store.load("rt").await.unwrap(),
+        before,
+        "a conflict writes nothing"
+    );
     assert_eq!(store.writes(), writes);
 }
 
 async fn log_replays_and_trims(store: &dyn ItemStore) {
-    let seqs = |v: Option<Vec<LoggedEvent>>| v.map(|e| e.into_iter().map(|e| e.seq).collect::<Vec<_>>());
-    assert_eq!(seqs(store.events_after("rt", 1).await.unwrap()), Some(vec![2, 3]));
-    assert_eq!(seqs(store.events_after("rt", 2).await.unwrap()), Some(vec![3]));
-    assert_eq!(seqs(store.events_after("rt", 3).await.unwrap()), Some(vec![]), "up to date");
-    assert_eq!(store.events_after("rt", 0).await.unwrap(), None, "before the snapshot");
-    assert_eq!(store.events_after("rt", 4).await.unwrap(), None, "from the future");
-    let msg = store.events_after("rt", 2).await.unwrap().unwrap().remove(0).message;
-    assert_eq!(msg, r#"{"type":"new","seq":3}"#, "messages are kept verbatim");
+    let seqs =
+        |v: Option<Vec<LoggedEvent>>| v.map(|e| e.into_iter().map(|e| e.seq).collect::<Vec<_>>());
+    assert_eq!(
+        seqs(store.events_after("rt", 1).await.unwrap()),
+        Some(vec![2, 3])
+    );
+    assert_eq!(
+        seqs(store.events_after("rt", 2).await.unwrap()),
+        Some(vec![3])
+    );
+    assert_eq!(
+        seqs(store.events_after("rt", 3).await.unwrap()),
+        Some(vec![]),
+        "up to date"
+    );
+    assert_eq!(
+        store.events_after("rt", 0).await.unwrap(),
+        None,
+        "before the snapshot"
+    );
+    assert_eq!(
+        store.events_after("rt", 4).await.unwrap(),
+        None,
+        "from the future"
+    );
+    let msg = store
+        .events_after("rt", 2)
+        .await
+        .unwrap()
+        .unwrap()
+        .remove(0)
+        .message;
+    assert_eq!(
+        msg, r#"{"type":"new","seq":3}"#,
+        "messages are kept verbatim"
+    );
     // Four more events with capacity 3: only seq 5..7 stay replayable.
     store
         .commit(Commit {
@@ -132,9 +181,20 @@ async fn log_replays_and_trims(store: &dyn ItemStore) {
         })
         .await
         .unwrap();
-    assert_eq!(store.load("rt").await.unwrap().0.log_floor, 4, "floor moves with trimming");
-    assert_eq!(seqs(store.events_after("rt", 4).await.unwrap()), Some(vec![5, 6, 7]));
-    assert_eq!(store.events_after("rt", 3).await.unwrap(), None, "trimmed events are gone");
+    assert_eq!(
+        store.load("rt").await.unwrap().0.log_floor,
+        4,
+        "floor moves with trimming"
+    );
+    assert_eq!(
+        seqs(store.events_after("rt", 4).await.unwrap()),
+        Some(vec![5, 6, 7])
+    );
+    assert_eq!(
+        store.events_after("rt", 3).await.unwrap(),
+        None,
+        "trimmed events are gone"
+    );
 }
 
 async fn channels_are_isolated(store: &dyn ItemStore) {

@@ -68,9 +68,15 @@ impl ItemStore for MemoryStore {
         Ok(())
     }
 
-    async fn events_after(&self, channel: &str, after: u64) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
+    async fn events_after(
+        &self,
+        channel: &str,
+        after: u64,
+    ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
         let map = self.channels.lock().expect("store lock");
-        let Some(c) = map.get(channel) else { return Ok(None) };
+        let Some(c) = map.get(channel) else {
+            return Ok(None);
+        };
         if c.meta.seq == 0 || after < c.meta.log_floor || after > c.meta.seq {
             return Ok(None);
         }

@@ -64,7 +64,10 @@ pub struct Commit {
 impl Commit {
     /// True when the commit would write nothing.
     pub fn is_empty(&self, previous: &ChannelMeta) -> bool {
-        self.upserts.is_empty() && self.removals.is_empty() && self.events.is_empty() && &self.meta == previous
+        self.upserts.is_empty()
+            && self.removals.is_empty()
+            && self.events.is_empty()
+            && &self.meta == previous
     }
 }
 
@@ -72,7 +75,11 @@ impl Commit {
 #[non_exhaustive]
 pub enum StoreError {
     #[error("channel {channel} moved from seq {expected} to {found} under us")]
-    Conflict { channel: String, expected: u64, found: u64 },
+    Conflict {
+        channel: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("item store failed: {0}")]
     Backend(String),
     #[error("stored record is corrupt: {0}")]
@@ -88,7 +95,11 @@ pub trait ItemStore: Send + Sync {
     /// keeps at most the store's capacity of events per channel.
     async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
     /// Events with seq > `after`, in order; `None` when the log no longer holds all of them.
-    async fn events_after(&self, channel: &str, after: u64) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
+    async fn events_after(
+        &self,
+        channel: &str,
+        after: u64,
+    ) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
     /// Number of writes performed so far (for tests and metrics).
     fn writes(&self) -> u64;
 }

@@ -30,9 +30,11 @@ impl RedbStore {
     /// Opens (or creates) the store file, creating its folder if needed.
     pub fn open(path: &Path, log_capacity: u64) -> Result<RedbStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(path)
+            .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(META).map_err(backend)?;
@@ -52,7 +54,9 @@ impl RedbStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(backend)?
     }
 }
 
@@ -60,7 +64,10 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn read_meta(table: &impl ReadableTable<&'static str, &'static [u8]>, channel: &str) -> Result<ChannelMeta, StoreError> {
+fn read_meta(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    channel: &str,
+) -> Result<ChannelMeta, StoreError> {
     match table.get(channel).map_err(backend)? {
         Some(v) => decode(v.value()),
         None => Ok(ChannelMeta::default()),
@@ -77,7 +84,10 @@ impl ItemStore for RedbStore {
             let items_table = txn.open_table(ITEMS).map_err(backend)?;
             let mut items = Vec::new();
             // Item ids sort after "" and a channel's keys are contiguous.
-            for entry in items_table.range((channel.as_str(), "")..).map_err(backend)? {
+            for entry in items_table
+                .range((channel.as_str(), "")..)
+                .map_err(backend)?
+            {
                 let (k, v) = entry.map_err(backend)?;
                 if k.value().0 != channel {
                     break;
@@ -107,24 +117,34 @@ impl ItemStore for RedbStore {
                 for item in &commit.upserts {
                     let bytes = serde_json::to_vec(item).expect("items serialize");
                     items
-                        .insert((commit.channel.as_str(), item.id.as_str()), bytes.as_slice())
+                        .insert(
+                            (commit.channel.as_str(), item.id.as_str()),
+                            bytes.as_slice(),
+                        )
                         .map_err(backend)?;
                 }
                 for id in &commit.removals {
-                    items.remove((commit.channel.as_str(), id.as_str())).map_err(backend)?;
+                    items
+                        .remove((commit.channel.as_str(), id.as_str()))
+                        .map_err(backend)?;
                 }
                 let mut log = txn.open_table(LOG).map_err(backend)?;
                 for e in &commit.events {
-                    log.insert((commit.channel.as_str(), e.seq), e.message.as_str()).map_err(backend)?;
+                    log.insert((commit.channel.as_str(), e.seq), e.message.as_str())
+                        .map_err(backend)?;
                 }
                 let mut meta = commit.meta.clone();
                 meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, capacity);
                 if meta.log_floor > current.log_floor {
-                    let (ch, from, to) = (commit.channel.as_str(), current.log_floor, meta.log_floor);
-                    log.retain_in((ch, from)..=(ch, to), |_, _| false).map_err(backend)?;
+                    let (ch, from, to) =
+                        (commit.channel.as_str(), current.log_floor, meta.log_floor);
+                    log.retain_in((ch, from)..=(ch, to), |_, _| false)
+                        .map_err(backend)?;
                 }
                 let bytes = serde_json::to_vec(&meta).expect("meta serializes");
-                meta_table.insert(commit.channel.as_str(), bytes.as_slice()).map_err(backend)?;
+                meta_table
+                    .insert(commit.channel.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
             }
             txn.commit().map_err(backend)?;
             Ok(())
@@ -134,7 +154,11 @@ impl ItemStore for RedbStore {
         Ok(())
     }
 
-    async fn events_after(&self, channel: &str, after: u64) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
+    async fn events_after(
+        &self,
+        channel: &str,
+        after: u64,
+    ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
         let channel = channel.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
@@ -144,7 +168,10 @@ impl ItemStore for RedbStore {
             }
             let log = txn.open_table(LOG).map_err(backend)?;
             let mut out = Vec::new();
-            for entry in log.range((channel.as_str(), after + 1)..=(channel.as_str(), u64::MAX)).map_err(backend)? {
+            for entry in log
+                .range((channel.as_str(), after + 1)..=(channel.as_str(), u64::MAX))
+                .map_err(backend)?
+            {
                 let (k, v) = entry.map_err(backend)?;
                 out.push(LoggedEvent {
                     seq: k.value().1,

@@ -130,7 +130,7 @@ async fn bad_input_gets_errors_and_the_connection_survives() {
     }
     c.subscribe("usgs-earthquakes", json!({"feed": "4.5_week"}))
         .await;
-    let (m, _) = c.recv_type("new", Duration::from_secs(10)).await;
+    let (m, _) = c.recv_type("snapshot", Duration::from_secs(10)).await;
     assert_eq!(m["params"]["feed"], "4.5_week");
 
     // A clean close is answered with the client's close code.

@@ -98,13 +98,18 @@ async fn every_client_gets_its_channels_with_one_upstream_call_per_interval() {
             let mut got: HashMap<&'static str, BTreeSet<String>> = HashMap::new();
             while let Some(m) = c.recv(Duration::from_millis(300)).await {
                 let kind = m["type"].as_str().unwrap().to_string();
-                assert!(kind == "new" || kind == "updated", "unexpected {m}");
-                let item = &m["item"];
-                let marker = item["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| item["temperature_2m"].to_string());
-                got.entry(fragment_of(&m)).or_default().insert(marker);
+                let items: Vec<Value> = match kind.as_str() {
+                    "snapshot" => m["items"].as_array().unwrap().clone(),
+                    "new" | "updated" => vec![m["item"].clone()],
+                    _ => panic!("unexpected {m}"),
+                };
+                for item in items {
+                    let marker = item["id"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| item["temperature_2m"].to_string());
+                    got.entry(fragment_of(&m)).or_default().insert(marker);
+                }
             }
             (subs.clone(), got)
         }))

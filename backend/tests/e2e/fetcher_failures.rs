@@ -26,11 +26,11 @@ async fn a_misbehaving_fetcher_is_retried_and_harms_nobody() {
     let mut steady = Client::connect(&stack.ws_url).await;
     flaky.subscribe("flaky", json!({})).await;
     steady.subscribe("usgs-earthquakes", json!({})).await;
-    steady.recv_type("new", Duration::from_secs(10)).await;
+    steady.recv_type("snapshot", Duration::from_secs(10)).await;
 
     // Calls 0-3 fail (crash, garbage, 503, hang past the 2 s timeout); call 4 succeeds.
-    let (m, skipped) = flaky.recv_type("new", Duration::from_secs(30)).await;
-    assert_eq!(m["item"]["id"], "call-4", "{m}");
+    let (m, skipped) = flaky.recv_type("snapshot", Duration::from_secs(30)).await;
+    assert_eq!(m["items"][0]["id"], "call-4", "{m}");
     assert!(
         skipped.is_empty(),
         "failures are not sent to clients as items: {skipped:?}"

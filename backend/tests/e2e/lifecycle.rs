@@ -105,6 +105,6 @@ async fn pollers_follow_subscribers() {
     // The connection that unsubscribed from everything still works.
     d.subscribe("usgs-earthquakes", json!({"feed": "2.5_day"}))
         .await;
-    d.recv_type("new", Duration::from_secs(10)).await;
+    d.recv_type("snapshot", Duration::from_secs(10)).await;
     drop(a);
 }

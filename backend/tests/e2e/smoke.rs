@@ -20,8 +20,10 @@ async fn items_arrive_in_order(publish: &'static str) {
         r,
         json!({"type": "subscribed", "channel": "usgs-earthquakes", "params": {"feed": "1.0_day"}, "ref": "s1"})
     );
-    let (first, _) = c.recv_type("new", Duration::from_secs(10)).await;
-    assert_eq!(first["item"]["id"], "1.0_day-g0");
+    // The first poll arrives as one snapshot.
+    let (first, _) = c.recv_type("snapshot", Duration::from_secs(10)).await;
+    assert_eq!(first["items"][0]["id"], "1.0_day-g0");
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
     for _ in 0..3 {
         stack.upstream.bump();
     }

@@ -318,6 +318,9 @@ timeout_secs = {timeout}
 
 [keys]
 file = "{keys}"
+
+[store]
+path = "{store}"
 "#,
                 push = options.zmq_push_spec(),
                 http = options.http_publish_url(),
@@ -326,6 +329,7 @@ file = "{keys}"
                 publish = opts.publish,
                 timeout = opts.fetcher_timeout_secs,
                 keys = dir.path().join("keys.json").display(),
+                store = dir.path().join("items.redb").display(),
             ),
         )
         .unwrap();
@@ -440,7 +444,10 @@ impl Client {
         self.send(v).await;
         loop {
             let m = self.recv(Duration::from_secs(10)).await.expect("a reply");
-            if !matches!(m["type"].as_str(), Some("new" | "updated")) {
+            if !matches!(
+                m["type"].as_str(),
+                Some("snapshot" | "new" | "updated" | "removed")
+            ) {
                 return m;
             }
         }

@@ -1,0 +1,204 @@
+"""New York Times Top Stories: the articles currently on one section front, one item per article.
+
+Upstream: https://developer.nytimes.com/docs/top-stories-product/1/overview
+(key `api-key`, sent in the query string as NYT requires).
+NYT_BASE_URL overrides the upstream host (tests point it at a local server).
+"""
+import http.client
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from email.utils import mktime_tz, parsedate_tz
+
+# The sections the Top Stories API documents (GET /{section}.json).
+SECTIONS = {
+    "arts", "automobiles", "books/review", "business", "fashion", "food", "health",
+    "home", "insider", "magazine", "movies", "nyregion", "obituaries", "opinion", "politics",
+    "realestate", "science", "sports", "sundayreview", "technology", "theater", "t-magazine",
+    "travel", "upshot", "us", "world",
+}
+
+METADATA = {
+    "name": "nyt-top",
+    "description": "New York Times top stories of a section front",
+    # The original fetcher used short_url, but NYT now often sends it empty; uri
+    # ("nyt://article/<uuid>") is always present and stable across edits.
+    "id_field": "uri",
+    "api_url": "https://api.nytimes.com/svc/topstories/v2/",
+    "doc_url": "https://developer.nytimes.com/docs/top-stories-product/1/overview",
+    "keys": ["api-key"],
+    "poll_interval": 100,
+    "params": {
+        "section": {
+            "required": False,
+            "default": "home",
+            "description": "section front, e.g. home, world, us, technology, science, arts",
+        }
+    },
+    # NYT's documented limits per key: 500 requests a day and 5 a minute.
+    "rate_limit": {"per_minute": 5, "per_day": 500},
+}
+
+NAME = "NYT"
+TIMEOUT = 10
+USER_AGENT = "restream-fetcher/1"
+
+
+def base_url():
+    return os.environ.get("NYT_BASE_URL", "https://api.nytimes.com").rstrip("/")
+
+
+# --- upstream HTTP: the same block in every fetcher (each folder deploys on its own) ---
+
+
+class Answer(Exception):
+    """A finished non-200 fetch response, raised from anywhere inside a fetch."""
+
+    def __init__(self, status_code, result, **extra):
+        super().__init__(result)
+        self.response = dict(status_code=status_code, result=result, **extra)
+        self.headers = None  # the upstream error's headers, when there was one
+
+
+def key(keys, name):
+    """The value of key `name`; a 401 answer when it is missing or could not be sent safely."""
+    value = keys.get(name) if isinstance(keys, dict) else None
+    if not isinstance(value, str) or not value:
+        raise Answer(401, "missing key %s" % name)
+    if not all(33 <= ord(c) <= 126 for c in value):
+        raise Answer(401, "key %s has characters that cannot be sent" % name)
+    return value
+
+
+def scrub(text, secrets):
+    """`text` with every secret (raw or percent-encoded) replaced, then shortened."""
+    text = str(text)
+    for secret in secrets:
+        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+            text = text.replace(form, "***")
+    return text[:300]
+
+
+def retry_after(headers):
+    """Seconds asked for by a Retry-After header (delta-seconds or HTTP-date), or None."""
+    value = (headers.get("Retry-After") or "").strip() if headers else ""
+    if value.isdigit():
+        return int(value)
+    date = parsedate_tz(value) if value else None
+    return max(0, round(mktime_tz(date) - time.time())) if date else None
+
+
+def upstream_message(raw):
+    """A short human text from an upstream error body, when it has one."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    for path in (("fault", "faultstring"), ("detail",), ("title",), ("message",),
+                 ("error",), ("status", "error_message"), ("errors",)):
+        value = body
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, list) and value:
+            value = value[0]
+            if isinstance(value, dict):
+                value = value.get("message") or value.get("detail") or value.get("title")
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def get_json(url, headers=None, state=None, secrets=()):
+    """One GET. Returns (body, state); raises Answer for anything but a 2xx with JSON.
+
+    `state` holds the ETag / Last-Modified of the previous answer; they are sent back as
+    If-None-Match / If-Modified-Since, and a 304 becomes an empty answer keeping the state.
+    """
+    headers = dict(headers or {})
+    headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+    if isinstance(state, dict):
+        if isinstance(state.get("etag"), str):
+            headers["If-None-Match"] = state["etag"]
+        if isinstance(state.get("last_modified"), str):
+            headers["If-Modified-Since"] = state["last_modified"]
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
+            raw = resp.read()
+            validators = {
+                field: resp.headers[header]
+                for field, header in (("etag", "ETag"), ("last_modified", "Last-Modified"))
+                if resp.headers.get(header)
+            }
+    except urllib.error.HTTPError as e:
+        if e.code == 304 and isinstance(state, dict):
+            raise Answer(304, [], state=state) from None
+        try:
+            detail = upstream_message(e.read(4096))
+        except (OSError, http.client.HTTPException):
+            detail = ""
+        status = e.code if 400 <= e.code <= 599 else 502
+        text = "%s answered %d%s" % (NAME, e.code, ": " + detail if detail else "")
+        extra = {}
+        wait = retry_after(e.headers) if e.code in (429, 503) else None
+        if wait is not None:
+            extra["retry_after"] = wait
+        answer = Answer(status, scrub(text, secrets), **extra)
+        answer.headers = e.headers
+        raise answer from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or e
+        raise Answer(502, scrub("%s unreachable: %s" % (NAME, reason), secrets)) from None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise Answer(502, "%s answered invalid JSON" % NAME) from None
+    return body, validators or None
+
+
+def unique(items, id_field):
+    """The objects of `items` that have an id, first occurrence of each id kept."""
+    seen = set()
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get(id_field) not in (None, "") and item[id_field] not in seen:
+            seen.add(item[id_field])
+            out.append(item)
+    return out
+
+
+# --- the fetcher ---
+
+
+def fetch(params, keys, state):
+    section = str(params.get("section", "home"))
+    if section not in SECTIONS:
+        raise Answer(400, "unknown section %r; use one of %s" % (section, ", ".join(sorted(SECTIONS))))
+    api_key = key(keys, "api-key")
+    query = urllib.parse.urlencode({"api-key": api_key})
+    url = "%s/svc/topstories/v2/%s.json?%s" % (base_url(), section, query)
+    body, new_state = get_json(url, state=state, secrets=[api_key])
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
+        raise Answer(502, "NYT response has no results list")
+    # The section front is the whole collection: a story that left it is gone.
+    response = {"status_code": 200, "result": unique(results, "uri"), "complete": True}
+    if new_state:
+        response["state"] = new_state
+    return response
+
+
+def lambda_function(event, context):
+    if event.get("call") == "metadata":
+        return METADATA
+    if event.get("call") == "fetch":
+        try:
+            return fetch(event.get("params") or {}, event.get("keys") or {}, event.get("state"))
+        except Answer as answer:
+            return answer.response
+    return {"status_code": 400, "result": "unknown call %r" % event.get("call")}
