@@ -188,6 +188,10 @@ async fn poll_once(
             return;
         }
     };
+    if outcome.not_modified {
+        tracing::debug!("upstream not modified");
+        return; // Unchanged: nothing written, nothing published.
+    }
     let id_field = &entry.metadata.id_field;
     let diff = changes::diff(id_field, &outcome.items, &state.items, outcome.complete);
     tracing::debug!(

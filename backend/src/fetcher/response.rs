@@ -13,6 +13,8 @@ pub struct FetchOutcome {
     pub state: Option<Value>,
     pub complete: bool,
     pub retry_after: Option<f64>,
+    /// The upstream answered 304 Not Modified to a conditional request: nothing changed.
+    pub not_modified: bool,
 }
 
 /// Turns a raw fetch response into items or a precise error.
@@ -40,6 +42,16 @@ pub fn parse_fetch_response(fetcher: &str, v: Value) -> Result<FetchOutcome, Fet
         None => return Err(invalid("field `status_code` is missing".into())),
     };
     let result = obj.remove("result");
+    if status == 304 {
+        return Ok(FetchOutcome {
+            items: Vec::new(),
+            skipped_non_objects: 0,
+            state: obj.remove("state").filter(|s| !s.is_null()),
+            complete: false,
+            retry_after: None,
+            not_modified: true,
+        });
+    }
     if status != 200 {
         let message = match result {
             Some(Value::String(s)) => s,
@@ -85,6 +97,7 @@ pub fn parse_fetch_response(fetcher: &str, v: Value) -> Result<FetchOutcome, Fet
         state: obj.remove("state").filter(|s| !s.is_null()),
         complete,
         retry_after,
+        not_modified: false,
     })
 }
 
@@ -116,6 +129,17 @@ mod tests {
             }) => assert_eq!(message, "slow down"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn not_modified_means_unchanged() {
+        let o = parse_fetch_response(
+            "f",
+            json!({"status_code": 304, "result": [], "state": {"etag": "e"}}),
+        )
+        .unwrap();
+        assert!(o.not_modified && o.items.is_empty() && !o.complete);
+        assert_eq!(o.state, Some(json!({"etag": "e"})));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod support;
 
 mod bad_input;
+mod changes;
 mod fanout;
 mod fetcher_failures;
 mod lifecycle;

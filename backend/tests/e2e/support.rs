@@ -53,6 +53,8 @@ pub struct UpstreamState {
     pub generation: u64,
     /// Request path (with query) → arrival times.
     pub requests: HashMap<String, Vec<Instant>>,
+    /// Path prefix → exact JSON body to serve instead of the generated one.
+    pub bodies: HashMap<String, Value>,
 }
 
 /// A fake USGS + Open-Meteo server on loopback.
@@ -78,6 +80,23 @@ impl Upstream {
             }
         });
         Upstream { addr, state }
+    }
+
+    /// Serves `body` for every path starting with `prefix` from now on.
+    pub fn set_body(&self, prefix: &str, body: Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .bodies
+            .insert(prefix.to_string(), body);
+    }
+
+    /// Serves a USGS feed with exactly these features.
+    pub fn set_quakes(&self, feed: &str, features: Vec<Value>) {
+        self.set_body(
+            &format!("/earthquakes/feed/v1.0/summary/{feed}.geojson"),
+            json!({"type": "FeatureCollection", "features": features}),
+        );
     }
 
     pub fn bump(&self) -> u64 {
@@ -121,15 +140,23 @@ async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let generation = {
+    let (generation, fixed) = {
         let mut s = state.lock().unwrap();
         s.requests
             .entry(path.clone())
             .or_default()
             .push(Instant::now());
-        s.generation
+        let fixed = s
+            .bodies
+            .iter()
+            .find(|(p, _)| path.starts_with(p.as_str()))
+            .map(|(_, b)| b.to_string());
+        (s.generation, fixed)
     };
-    let (status, body) = respond(&path, generation);
+    let (status, body) = match fixed {
+        Some(body) => ("200 OK", body),
+        None => respond(&path, generation),
+    };
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -1,0 +1,165 @@
+//! Issue 3 through a real Pushpin: new/updated/removed in seq order, nothing on unchanged
+//! polls, a late subscriber's large snapshot with no gap, and `since` resume.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn quake(id: &str, mag: f64) -> Value {
+    json!({"type": "Feature", "id": id, "properties": {"mag": mag}})
+}
+
+/// Channel messages until `quiet` passes without one.
+async fn drain(c: &mut Client, quiet: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Some(m) = c.recv(quiet).await {
+        out.push(m);
+    }
+    out
+}
+
+fn kinds(ms: &[Value]) -> Vec<(String, u64, String)> {
+    ms.iter()
+        .map(|m| {
+            let id = m["item"]["id"].as_str().unwrap_or("").to_string();
+            (
+                m["type"].as_str().unwrap().to_string(),
+                m["seq"].as_u64().unwrap_or(0),
+                id,
+            )
+        })
+        .collect()
+}
+
+const POLL: Duration = Duration::from_millis((POLL_INTERVAL * 1000.0) as u64);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_see_exactly_what_changed() {
+    let stack = Stack::start().await;
+    let feed = "4.5_month";
+    stack
+        .upstream
+        .set_quakes(feed, vec![quake("x", 1.0), quake("y", 1.0)]);
+    let mut a = Client::connect(&stack.ws_url).await;
+    a.subscribe("usgs-earthquakes", json!({"feed": feed})).await;
+    let (snap, _) = a.recv_type("snapshot", Duration::from_secs(10)).await;
+    assert_eq!(snap["seq"], 1);
+    assert_eq!(
+        snap["items"].as_array().unwrap().len(),
+        2,
+        "{snap} {:?}",
+        stack.upstream.paths()
+    );
+
+    // y changes, z appears, x is gone: three events in fetch order, removals last.
+    stack
+        .upstream
+        .set_quakes(feed, vec![quake("y", 2.5), quake("z", 1.0)]);
+    let got = drain(&mut a, POLL * 2).await;
+    assert_eq!(
+        kinds(&got),
+        vec![
+            ("updated".into(), 2, "y".into()),
+            ("new".into(), 3, "z".into()),
+            ("removed".into(), 4, "x".into())
+        ]
+    );
+    assert_eq!(
+        got[0]["patch"],
+        json!([{"op": "replace", "path": "/properties/mag", "value": 2.5}])
+    );
+    assert_eq!(got[2]["item"], quake("x", 1.0));
+    // Unchanged polls send nothing.
+    assert!(drain(&mut a, POLL * 2).await.is_empty());
+
+    // Resume: a client that saw up to seq 2 gets exactly 3 and 4, then live events.
+    let mut r = Client::connect(&stack.ws_url).await;
+    r.send(json!({"action": "subscribe", "channel": "usgs-earthquakes", "params": {"feed": feed}, "since": 2})).await;
+    let got = drain(&mut r, POLL).await;
+    assert_eq!(got[0]["type"], "subscribed");
+    assert_eq!(
+        kinds(&got[1..]),
+        vec![
+            ("new".into(), 3, "z".into()),
+            ("removed".into(), 4, "x".into())
+        ]
+    );
+    // Too old (before the first snapshot): a fresh snapshot marked reset.
+    let mut old = Client::connect(&stack.ws_url).await;
+    old.send(json!({"action": "subscribe", "channel": "usgs-earthquakes", "params": {"feed": feed}, "since": 0})).await;
+    let (snap, _) = old.recv_type("snapshot", Duration::from_secs(10)).await;
+    assert_eq!(snap["reset"], true);
+    assert_eq!(snap["seq"], 4);
+
+    stack.upstream.set_quakes(feed, vec![quake("y", 2.5)]);
+    for c in [&mut a, &mut r, &mut old] {
+        let (m, skipped) = c.recv_type("removed", POLL * 3).await;
+        assert!(
+            skipped
+                .iter()
+                .all(|s| s["type"] == "snapshot" || s["type"] == "subscribed"),
+            "{skipped:?}"
+        );
+        assert_eq!(
+            (m["seq"].as_u64(), m["item"]["id"].as_str()),
+            (Some(5), Some("z"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_gets_a_large_snapshot_then_live_events() {
+    let stack = Stack::start().await;
+    let feed = "significant_month";
+    let pad = "p".repeat(1000);
+    let big = |v: f64| -> Vec<Value> {
+        (0..250)
+            .map(|i| json!({"type": "Feature", "id": format!("q{i:03}"), "properties": {"mag": v, "pad": pad}}))
+            .collect()
+    };
+    stack.upstream.set_quakes(feed, big(1.0));
+    let mut early = Client::connect(&stack.ws_url).await;
+    early
+        .subscribe("usgs-earthquakes", json!({"feed": feed}))
+        .await;
+    early.recv_type("snapshot", Duration::from_secs(10)).await;
+    let mut changed = big(1.0);
+    changed[7] = json!({"type": "Feature", "id": "q007", "properties": {"mag": 9.9, "pad": pad}});
+    stack.upstream.set_quakes(feed, changed.clone());
+    early.recv_type("updated", POLL * 3).await;
+
+    // The late subscriber: subscribed, then the whole snapshot (> 200 KB) in one message,
+    // then the next live event with the next seq: no gap, no duplicate.
+    let mut late = Client::connect(&stack.ws_url).await;
+    late.send(
+        json!({"action": "subscribe", "channel": "usgs-earthquakes", "params": {"feed": feed}}),
+    )
+    .await;
+    let first = late.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(first["type"], "subscribed");
+    let snap = late.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(snap["type"], "snapshot");
+    assert!(
+        snap.to_string().len() > 200_000,
+        "snapshot is {} bytes",
+        snap.to_string().len()
+    );
+    assert_eq!(snap["items"].as_array().unwrap().len(), 250);
+    assert_eq!(snap["seq"], 2);
+    assert_eq!(snap["items"][7]["properties"]["mag"], 9.9);
+
+    changed[8] = json!({"type": "Feature", "id": "q008", "properties": {"mag": 8.8, "pad": pad}});
+    stack.upstream.set_quakes(feed, changed);
+    let next = late.recv(POLL * 3).await.unwrap();
+    assert_eq!(
+        (next["type"].as_str(), next["seq"].as_u64()),
+        (Some("updated"), Some(3))
+    );
+    assert_eq!(next["item"]["id"], "q008");
+    assert!(
+        drain(&mut late, POLL).await.is_empty(),
+        "nothing duplicated"
+    );
+}

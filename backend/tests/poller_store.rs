@@ -1,0 +1,279 @@
+//! The poller against a real `MemoryStore`/`RedbStore`, a scripted fetcher and a recording
+//! publisher, with paused time: classification, zero writes on unchanged polls, persistence
+//! across a restart, and resume.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use restream::channel::ChannelId;
+use restream::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata};
+use restream::grip::PublishItem;
+use restream::keys::FileKeyStore;
+use restream::poller::{self, PollerContext, SnapshotRequest};
+use restream::publisher::{PublishError, Publisher};
+use restream::store::{ItemStore, MemoryStore, RedbStore};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Answers each fetch with the next scripted response (the last one repeats).
+struct Scripted {
+    responses: Mutex<Vec<Value>>,
+    calls: Mutex<usize>,
+}
+
+#[async_trait]
+impl Fetcher for Scripted {
+    fn label(&self) -> &str {
+        "scripted"
+    }
+    async fn metadata(&self) -> Result<Value, FetchError> {
+        unreachable!()
+    }
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+        let mut calls = self.calls.lock().unwrap();
+        let r = self.responses.lock().unwrap();
+        let v = r[(*calls).min(r.len() - 1)].clone();
+        *calls += 1;
+        Ok(v)
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<PublishItem>>);
+
+#[async_trait]
+impl Publisher for Recorder {
+    async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
+        self.0.lock().unwrap().extend_from_slice(items);
+        Ok(())
+    }
+}
+
+fn ok(items: Value) -> Value {
+    json!({"status_code": 200, "result": items, "complete": true})
+}
+
+struct Run {
+    published: Arc<Recorder>,
+    requests: mpsc::Sender<SnapshotRequest>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(store: Arc<dyn ItemStore>, responses: Vec<Value>) -> Run {
+    let entry = Arc::new(FetcherEntry {
+        metadata: Metadata::from_value(
+            &json!({"name": "t", "id_field": "id", "poll_interval": 10}),
+        )
+        .unwrap(),
+        fetcher: Arc::new(Scripted {
+            responses: Mutex::new(responses),
+            calls: Mutex::new(0),
+        }),
+    });
+    let published = Arc::new(Recorder::default());
+    let ctx = PollerContext {
+        keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
+        publisher: published.clone(),
+        store,
+    };
+    let (tx, rx) = mpsc::channel(8);
+    let stop = CancellationToken::new();
+    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
+    let task = tokio::spawn(poller::run(channel, entry, ctx, rx, stop.clone()));
+    Run {
+        published,
+        requests: tx,
+        stop,
+        task,
+    }
+}
+
+impl Run {
+    fn messages(&self) -> Vec<(String, Value)> {
+        self.published
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i.channel.clone(),
+                    serde_json::from_str(&i.formats.ws_message.content).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    async fn finish(mut self) -> Vec<(String, Value)> {
+        self.stop.cancel();
+        (&mut self.task).await.unwrap();
+        self.messages()
+    }
+}
+
+/// Lets the poller run `n` intervals of simulated time.
+async fn polls(n: u32) {
+    for _ in 0..n {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn classifies_persists_and_skips_unchanged_polls() {
+    let store = Arc::new(MemoryStore::new(100));
+    let run = start(
+        store.clone(),
+        vec![
+            ok(json!([{"id": "a", "v": 1}, {"id": "b", "v": 1}])),
+            ok(json!([{"id": "b", "v": 2}, {"id": "c", "v": 1}])),
+            ok(json!([{"id": "b", "v": 2}, {"id": "c", "v": 1}])),
+            // A conditional request answered 304: unchanged as well.
+            json!({"status_code": 304, "result": [], "state": {"etag": "e1"}}),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(store.writes(), 1, "first poll: one write");
+    polls(1).await;
+    assert_eq!(store.writes(), 2, "changes: one write");
+    polls(3).await;
+    assert_eq!(
+        store.writes(),
+        2,
+        "unchanged and not-modified polls write nothing"
+    );
+    let messages = run.finish().await;
+    let summary: Vec<_> = messages
+        .iter()
+        .map(|(ch, m)| {
+            (
+                ch.as_str(),
+                m["type"].as_str().unwrap(),
+                m["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("t", "snapshot", 1),
+            ("t", "updated", 2),
+            ("t", "new", 3),
+            ("t", "removed", 4)
+        ],
+        "unchanged polls publish nothing"
+    );
+    assert_eq!(
+        messages[0].1["items"],
+        json!([{"id": "a", "v": 1}, {"id": "b", "v": 1}])
+    );
+    assert_eq!(
+        messages[1].1["patch"],
+        json!([{"op": "replace", "path": "/v", "value": 2}])
+    );
+    assert_eq!(
+        messages[3].1["item"],
+        json!({"id": "a", "v": 1}),
+        "removed carries the last version"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_continues_the_sequence_without_spurious_news() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("items.redb");
+    {
+        let store: Arc<dyn ItemStore> = Arc::new(RedbStore::open(&path, 100).unwrap());
+        let run = start(
+            store,
+            vec![
+                ok(json!([{"id": "a"}])),
+                ok(json!([{"id": "a"}, {"id": "b"}])),
+            ],
+        );
+        polls(1).await;
+        run.finish().await;
+    }
+    let store: Arc<dyn ItemStore> = Arc::new(RedbStore::open(&path, 100).unwrap());
+    let run = start(
+        store,
+        vec![
+            ok(json!([{"id": "a"}, {"id": "b"}])),
+            ok(json!([{"id": "a"}, {"id": "b"}, {"id": "c"}])),
+        ],
+    );
+    polls(1).await;
+    let messages = run.finish().await;
+    let summary: Vec<_> = messages
+        .iter()
+        .map(|(_, m)| {
+            (
+                m["type"].as_str().unwrap().to_string(),
+                m["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("new".to_string(), 3)],
+        "known items stay known; seq continues"
+    );
+    assert_eq!(messages[0].1["item"]["id"], "c");
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
+    let store = Arc::new(MemoryStore::new(2));
+    let run = start(
+        store,
+        vec![
+            ok(json!([{"id": "a"}])),
+            ok(json!([{"id": "a"}, {"id": "b"}])),
+            ok(json!([{"id": "a"}, {"id": "b"}, {"id": "c"}])),
+            ok(json!([{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}])),
+        ],
+    );
+    polls(3).await; // seq: 1 snapshot, 2 new b, 3 new c, 4 new d (log keeps 3..4)
+    let ask = |since| SnapshotRequest {
+        connection_channel: "_conn:x".into(),
+        since,
+        requested_at: tokio::time::Instant::now(),
+    };
+    for since in [None, Some(2), Some(4), Some(1), Some(99)] {
+        run.requests.send(ask(since)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let private: Vec<_> = run
+        .finish()
+        .await
+        .into_iter()
+        .filter(|(ch, _)| ch == "_conn:x")
+        .map(|(_, m)| m)
+        .collect();
+    let summary: Vec<_> = private
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap(),
+                m["seq"].as_u64().unwrap(),
+                m["reset"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("snapshot", 4, false), // plain subscribe
+            ("new", 3, false),      // since 2: replay 3 and 4
+            ("new", 4, false),
+            // since 4: up to date, nothing
+            ("snapshot", 4, true), // since 1: trimmed from the log
+            ("snapshot", 4, true), // since 99: from the future
+        ]
+    );
+    assert_eq!(private[0]["items"].as_array().unwrap().len(), 4);
+}
