@@ -14,6 +14,7 @@ import importlib.util
 import json
 import socket
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -81,10 +82,11 @@ class Route:
     """What the upstream answers on one path.
 
     With `etag` / `last_modified`, 200 answers carry that header and a request presenting the
-    same value in If-None-Match / If-Modified-Since gets a 304.
+    same value in If-None-Match / If-Modified-Since gets a 304. `delay` (seconds) holds the
+    answer back, for timeout tests.
     """
 
-    def __init__(self, body=b"", status=200, headers=None, etag=None, last_modified=None):
+    def __init__(self, body=b"", status=200, headers=None, etag=None, last_modified=None, delay=0):
         if isinstance(body, Path):
             body = body.read_bytes()
         elif isinstance(body, (dict, list)):
@@ -97,8 +99,11 @@ class Route:
         self.headers.update(headers or {})
         self.etag = etag
         self.last_modified = last_modified
+        self.delay = delay
 
     def answer(self, seen):
+        if self.delay:
+            time.sleep(self.delay)
         headers = dict(self.headers)
         if self.etag:
             headers["ETag"] = self.etag
@@ -144,12 +149,13 @@ class Upstream:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = "http://127.0.0.1:%d" % self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown (once per test) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
 
-    def route(self, path, body=b"", status=200, headers=None, etag=None, last_modified=None):
+    def route(self, path, body=b"", status=200, headers=None, etag=None, last_modified=None, delay=0):
         """Sets the answer for `path` (without query); path "*" answers every unrouted path."""
-        self.routes[path] = Route(body, status, headers, etag, last_modified)
+        self.routes[path] = Route(body, status, headers, etag, last_modified, delay)
         return self.routes[path]
 
     @property
@@ -201,6 +207,12 @@ def loopback_only(monkeypatch):
 def folder(request):
     """The fetcher folder of the requesting test module."""
     return request.path.parent
+
+
+@pytest.fixture(name="load_fetcher")
+def load_fetcher_fixture():
+    """load_fetcher(folder) → that folder's main.py as a module."""
+    return load_fetcher
 
 
 @pytest.fixture

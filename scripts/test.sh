@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what is missing, then runs the whole test suite: unit, property and end-to-end tests
-# (real Pushpin, real WebSocket clients, real fetcher processes).
+# Installs what is missing, then runs the whole test suite: the Rust unit, property and
+# end-to-end tests (real Pushpin, real WebSocket clients, real fetcher processes) and the
+# fetchers' own tests against recorded upstream responses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo test --workspace --locked -- --test-threads="${RESTREAM_TEST_THREADS:-2}"
+.venv/bin/python -m pytest functions -q

@@ -46,7 +46,7 @@ async fn open_negotiates_grip_and_keep_alive() {
     let body = test::read_body(resp).await;
     assert_eq!(
         &body[..],
-        &b"OPEN\r\nTEXT 30\r\nc:{\"channel\":\"_conn:c1\",\"type\":\"subscribe\"}\r\nTEXT 1d\r\n{\"type\":\"ready\",\"protocol\":1}\r\n"[..]
+        &b"OPEN\r\nTEXT 2b\r\nc:{\"channel\":\"_conn:c1\",\"type\":\"subscribe\"}\r\nTEXT 1d\r\n{\"type\":\"ready\",\"protocol\":1}\r\n"[..]
     );
 }
 

@@ -126,8 +126,8 @@ def get_json(url, headers=None, state=None, secrets=()):
             headers["If-None-Match"] = state["etag"]
         if isinstance(state.get("last_modified"), str):
             headers["If-Modified-Since"] = state["last_modified"]
-    request = urllib.request.Request(url, headers=headers)
     try:
+        request = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
             raw = resp.read()
             validators = {
