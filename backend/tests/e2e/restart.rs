@@ -58,6 +58,27 @@ async fn backend_restart_is_invisible_to_clients() {
         json!([{"op": "replace", "path": "/temperature_2m", "value": g as f64}])
     );
 
+    // A client that saw seq 1 before the restart resumes with exactly the event it missed.
+    let mut c = Client::connect(&stack.ws_url).await;
+    c.send(json!({"action": "subscribe", "channel": "usgs-earthquakes", "params": {"feed": "2.5_day"}, "since": 1}))
+        .await;
+    let (sub, _) = c.recv_type("subscribed", Duration::from_secs(10)).await;
+    assert_eq!(sub["params"]["feed"], "2.5_day");
+    let replay = c
+        .recv(Duration::from_secs(5))
+        .await
+        .expect("the missed event");
+    assert_eq!(
+        (replay["type"].as_str(), replay["seq"].as_u64()),
+        (Some("new"), Some(2))
+    );
+    assert_eq!(replay["item"]["id"], format!("2.5_day-g{g}"));
+    assert_eq!(
+        c.recv(Duration::from_millis(500)).await,
+        None,
+        "exactly the missed events"
+    );
+
     // Exactly one poller per channel: never two requests for one resource within an interval.
     tokio::time::sleep(Duration::from_secs_f64(POLL_INTERVAL * 3.0)).await;
     for fragment in ["summary/all_hour", "summary/2.5_day", "latitude=1"] {
