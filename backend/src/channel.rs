@@ -208,6 +208,11 @@ impl fmt::Display for ChannelId {
     }
 }
 
+/// Percent-encodes a key or value exactly as channel ids do (everything but unreserved).
+pub fn encode_component(s: &str) -> String {
+    utf8_percent_encode(s, COMPONENT).to_string()
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }

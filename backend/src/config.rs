@@ -69,6 +69,8 @@ pub struct DemandSettings {
 pub struct Fetchers {
     /// Folder holding one sub-folder per process fetcher (`<dir>/main.py`).
     pub dir: PathBuf,
+    /// Folder of declarative `http` channels (`*.toml`); missing means none.
+    pub channels_dir: PathBuf,
     pub python: String,
     pub timeout_secs: f64,
     /// Per channel name, a poll interval in seconds that replaces the fetcher's own.
@@ -146,6 +148,7 @@ impl Default for Settings {
             demand: DemandSettings { hint_ttl_secs: 60 },
             fetchers: Fetchers {
                 dir: "functions".into(),
+                channels_dir: "channels".into(),
                 python: "python3".into(),
                 timeout_secs: 30.0,
                 poll_interval_overrides: HashMap::new(),
@@ -179,7 +182,8 @@ impl Settings {
             fig = fig.merge(Toml::file_exact(f));
         }
         let settings: Settings = fig
-            .merge(Env::prefixed("RESTREAM_").split("__"))
+            // RESTREAM_CONFIG names the file itself (see main.rs), it is not a setting.
+            .merge(Env::prefixed("RESTREAM_").ignore(&["CONFIG"]).split("__"))
             .extract()
             .map_err(Box::new)?;
         settings

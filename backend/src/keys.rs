@@ -26,6 +26,8 @@ pub enum KeyStoreError {
     },
     #[error("keys file {path} is invalid: {problem}")]
     Invalid { path: String, problem: String },
+    #[error("keys file {path} is readable by every user (mode {mode:o}); run `chmod 600 {path}`")]
+    WorldReadable { path: String, mode: u32 },
 }
 
 /// Where fetchers' API keys come from.
@@ -45,6 +47,15 @@ pub struct FileKeyStore {
 }
 
 impl FileKeyStore {
+    /// Opens the store at startup: a world-readable or broken file is an error here, so the
+    /// service refuses to start rather than run with exposed or missing keys.
+    pub fn open(path: impl Into<PathBuf>) -> Result<FileKeyStore, KeyStoreError> {
+        let store = FileKeyStore::new(path);
+        store.refresh()?;
+        Ok(store)
+    }
+
+    /// A store that reads the file lazily (missing file = no keys).
     pub fn new(path: impl Into<PathBuf>) -> FileKeyStore {
         FileKeyStore {
             path: path.into(),
@@ -54,8 +65,8 @@ impl FileKeyStore {
 
     fn refresh(&self) -> Result<(), KeyStoreError> {
         let display = self.path.display().to_string();
-        let modified = match std::fs::metadata(&self.path) {
-            Ok(m) => m.modified().ok(),
+        let metadata = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 *self.cache.lock().expect("keys lock") = (None, KeyMap::new());
                 return Ok(());
@@ -67,6 +78,17 @@ impl FileKeyStore {
                 })
             }
         };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = metadata.permissions().mode();
+            if mode & 0o004 != 0 {
+                return Err(KeyStoreError::WorldReadable {
+                    path: display,
+                    mode: mode & 0o777,
+                });
+            }
+        }
+        let modified = metadata.modified().ok();
         if modified.is_some() && self.cache.lock().expect("keys lock").0 == modified {
             return Ok(());
         }
@@ -136,19 +158,51 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    fn write_private(path: &std::path::Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn refuses_world_readable_and_broken_files_at_startup() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        assert!(
+            FileKeyStore::open(&path).is_ok(),
+            "a missing file means no keys"
+        );
+        std::fs::write(&path, r#"{"a": {"k": "secret-value"}}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = FileKeyStore::open(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("chmod 600") && !e.contains("secret-value"),
+            "{e}"
+        );
+        write_private(&path, r#"{"a": {"k": "secret-value"}, "b": 5}"#);
+        let e = FileKeyStore::open(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("entry \"b\"") && !e.contains("secret-value"),
+            "{e}"
+        );
+        write_private(&path, r#"{"a": {"k": "secret-value"}}"#);
+        assert!(FileKeyStore::open(&path).is_ok());
+    }
+
     #[tokio::test]
     async fn reads_and_keeps_last_good_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
         let store = FileKeyStore::new(&path);
         assert!(store.keys_for("nyt-top").await.unwrap().is_empty());
-        std::fs::write(&path, r#"{"nyt-top": {"api-key": "abc"}}"#).unwrap();
+        write_private(&path, r#"{"nyt-top": {"api-key": "abc"}}"#);
         assert_eq!(
             store.keys_for("nyt-top").await.unwrap()["api-key"].expose_secret(),
             "abc"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&path, "{broken").unwrap();
+        write_private(&path, "{broken");
         let f = std::fs::File::options().append(true).open(&path).unwrap();
         f.set_modified(SystemTime::now() + std::time::Duration::from_secs(5))
             .unwrap();

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{PublishVia, Settings, StoreKind};
 use crate::connection::Limits;
 use crate::demand::Demand;
-use crate::fetcher::{registry, Registry};
+use crate::fetcher::{http, registry, Fetcher, Registry};
 use crate::keys::FileKeyStore;
 use crate::poller::PollerContext;
 use crate::publisher::{HttpPublisher, Publisher, ZmqPublisher};
@@ -24,12 +24,15 @@ use crate::store::{ItemStore, MemoryStore, RedbStore};
 /// Loads the fetchers named by the settings.
 pub async fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
     let f = &settings.fetchers;
-    let fetchers = registry::discover_process_fetchers(
-        &f.dir,
-        &f.python,
-        Duration::from_secs_f64(f.timeout_secs),
-    )
-    .with_context(|| format!("cannot read fetchers folder {}", f.dir.display()))?;
+    let timeout = Duration::from_secs_f64(f.timeout_secs);
+    let mut fetchers = registry::discover_process_fetchers(&f.dir, &f.python, timeout)
+        .with_context(|| format!("cannot read fetchers folder {}", f.dir.display()))?;
+    // Declarative channels come after code fetchers: on a name clash the code fetcher wins.
+    fetchers.extend(
+        http::discover(&f.channels_dir, timeout)
+            .into_iter()
+            .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
+    );
     let registry = Registry::load(fetchers, &f.poll_interval_overrides).await;
     if registry.is_empty() {
         tracing::warn!(dir = %f.dir.display(), "no fetchers loaded; every subscribe will get unknown_channel");
@@ -63,7 +66,10 @@ pub async fn run(
         StoreKind::Memory => Arc::new(MemoryStore::new(settings.store.log_capacity)),
     };
     let ctx = PollerContext {
-        keys: Arc::new(FileKeyStore::new(&settings.keys.file)),
+        keys: Arc::new(
+            FileKeyStore::open(&settings.keys.file)
+                .context("cannot use the keys file (keys.file)")?,
+        ),
         publisher: publisher(&settings)?,
         store,
     };

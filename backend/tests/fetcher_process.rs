@@ -117,5 +117,5 @@ async fn the_shipped_fetchers_load_from_a_relative_folder() {
         n,
         "every fetcher in functions/ has valid metadata"
     );
-    assert!(registry.get("usgs-earthquakes").is_some());
+    assert!(registry.get("open-meteo-current").is_some());
 }

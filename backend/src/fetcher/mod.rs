@@ -4,11 +4,13 @@
 //! [`Metadata`]; `{"call":"fetch",...}` returns `{"status_code":200,"result":[items]}` or
 //! `{"status_code":N,"result":"error text"}`.
 
+pub mod http;
 mod metadata;
 mod process;
 pub mod registry;
 mod response;
 
+pub use http::HttpFetcher;
 pub use metadata::{Metadata, MetadataError};
 pub use process::ProcessFetcher;
 pub use registry::{FetcherEntry, Registry};

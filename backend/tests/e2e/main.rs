@@ -6,6 +6,7 @@ mod bad_input;
 mod changes;
 mod fanout;
 mod fetcher_failures;
+mod keys;
 mod lifecycle;
 mod restart;
 mod smoke;

@@ -55,6 +55,8 @@ pub struct UpstreamState {
     pub requests: HashMap<String, Vec<Instant>>,
     /// Path prefix → exact JSON body to serve instead of the generated one.
     pub bodies: HashMap<String, Value>,
+    /// Path prefixes answered with 500 and a body echoing the request (as some APIs do).
+    pub failing: Vec<String>,
 }
 
 /// A fake USGS + Open-Meteo server on loopback.
@@ -89,6 +91,11 @@ impl Upstream {
             .unwrap()
             .bodies
             .insert(prefix.to_string(), body);
+    }
+
+    /// Answers every path starting with `prefix` with a 500 that echoes the request path.
+    pub fn fail(&self, prefix: &str) {
+        self.state.lock().unwrap().failing.push(prefix.to_string());
     }
 
     /// Serves a USGS feed with exactly these features.
@@ -140,7 +147,7 @@ async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let (generation, fixed) = {
+    let (generation, fixed, failing) = {
         let mut s = state.lock().unwrap();
         s.requests
             .entry(path.clone())
@@ -151,9 +158,19 @@ async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
             .iter()
             .find(|(p, _)| path.starts_with(p.as_str()))
             .map(|(_, b)| b.to_string());
-        (s.generation, fixed)
+        let failing = s.failing.iter().any(|p| path.starts_with(p.as_str()));
+        (
+            s.generation,
+            if failing {
+                Some(format!("error for {path}"))
+            } else {
+                fixed
+            },
+            failing,
+        )
     };
     let (status, body) = match fixed {
+        Some(body) if failing => ("500 Internal Server Error", body),
         Some(body) => ("200 OK", body),
         None => respond(&path, generation),
     };
@@ -267,6 +284,8 @@ pub struct StackOptions {
     /// Extra environment for the backend (and so for its fetcher processes).
     pub env: Vec<(String, String)>,
     pub publish: &'static str,
+    /// Contents of the keys file (written with mode 0600).
+    pub keys: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -278,6 +297,7 @@ impl Default for StackOptions {
             fetcher_timeout_secs: 10.0,
             env: Vec::new(),
             publish: "zmq",
+            keys: None,
         }
     }
 }
@@ -320,6 +340,12 @@ impl Stack {
         options.stats_subscription_ttl = opts.stats_subscription_ttl;
         options.message_rate = 50_000;
         let functions = fetchers_dir(dir.path(), &opts.extra_fetchers);
+        if let Some(keys) = &opts.keys {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join("keys.json");
+            std::fs::write(&path, keys).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let config = dir.path().join("restream.toml");
         std::fs::write(
             &config,
@@ -337,11 +363,13 @@ stats_specs = ["{stats}"]
 
 [fetchers]
 dir = "{functions}"
+channels_dir = "{channels}"
 timeout_secs = {timeout}
 
 [fetchers.poll_interval_overrides]
 "usgs-earthquakes" = {POLL_INTERVAL}
 "open-meteo-current" = {POLL_INTERVAL}
+"nyt-top" = {POLL_INTERVAL}
 
 [keys]
 file = "{keys}"
@@ -353,6 +381,9 @@ path = "{store}"
                 http = options.http_publish_url(),
                 stats = options.stats_spec(),
                 functions = functions.display(),
+                channels = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../channels")
+                    .display(),
                 publish = opts.publish,
                 timeout = opts.fetcher_timeout_secs,
                 keys = dir.path().join("keys.json").display(),
@@ -370,6 +401,7 @@ path = "{store}"
             config,
             env: [
                 ("USGS_BASE_URL".to_string(), base.clone()),
+                ("NYT_BASE_URL".to_string(), base.clone()),
                 ("OPEN_METEO_BASE_URL".to_string(), base),
             ]
             .into_iter()

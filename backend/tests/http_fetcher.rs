@@ -1,0 +1,273 @@
+//! Declarative `http` fetchers (channels/*.toml) against a local server replaying the recorded
+//! upstream responses in channels/testdata/.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use restream::fetcher::{parse_fetch_response, FetchRequest, Fetcher, HttpFetcher, Keys, Registry};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// One canned answer: status line, extra headers, body.
+#[derive(Clone)]
+struct Answer(&'static str, Vec<(&'static str, String)>, String);
+
+#[derive(Clone, Default)]
+struct Server {
+    answers: Arc<Mutex<Vec<Answer>>>,
+    /// Raw request heads, in arrival order.
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    async fn start(answers: Vec<Answer>) -> (Server, String) {
+        let server = Server {
+            answers: Arc::new(Mutex::new(answers)),
+            ..Server::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let s = server.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 16384];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                s.seen
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).to_string());
+                let Answer(status, headers, body) = {
+                    let mut a = s.answers.lock().unwrap();
+                    if a.len() > 1 {
+                        a.remove(0)
+                    } else {
+                        a[0].clone()
+                    }
+                };
+                let mut head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                let _ = sock.write_all(format!("{head}\r\n{body}").as_bytes()).await;
+            }
+        });
+        (server, base)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn recorded(name: &str) -> String {
+    std::fs::read_to_string(repo("channels/testdata").join(name)).unwrap()
+}
+
+fn ok(body: String) -> Answer {
+    Answer("200 OK", vec![], body)
+}
+
+/// Loads `channels/<file>` with `{base}` pointed at `base` through its env var.
+fn load(file: &str, env: &str, base: &str) -> HttpFetcher {
+    std::env::set_var(env, base);
+    HttpFetcher::load(&repo("channels").join(file), Duration::from_secs(2)).unwrap()
+}
+
+async fn fetch(
+    f: &HttpFetcher,
+    params: &[(&str, &str)],
+    keys: &Keys,
+    state: Option<&Value>,
+) -> Value {
+    let params: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    f.fetch(FetchRequest {
+        channel: "t",
+        params: &params,
+        keys,
+        state,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn shipped_channels_have_valid_metadata() {
+    let fetchers = restream::fetcher::http::discover(&repo("channels"), Duration::from_secs(2));
+    let n = fetchers.len();
+    let registry = Registry::load(
+        fetchers
+            .into_iter()
+            .map(|f| Arc::new(f) as Arc<dyn Fetcher>)
+            .collect(),
+        &HashMap::new(),
+    )
+    .await;
+    assert_eq!(registry.len(), n);
+    let usgs = &registry.get("usgs-earthquakes").unwrap().metadata;
+    assert_eq!(usgs.id_field, "id");
+    assert_eq!(usgs.params["feed"].default.as_deref(), Some("all_hour"));
+    assert_eq!(
+        registry.get("hn-top").unwrap().metadata.poll_interval,
+        Duration::from_secs(60)
+    );
+}
+
+#[tokio::test]
+async fn usgs_items_errors_and_conditional_requests() {
+    let (server, base) = Server::start(vec![
+        Answer(
+            "200 OK",
+            vec![("ETag", "\"v1\"".into())],
+            recorded("usgs-all_hour.json"),
+        ),
+        Answer("304 Not Modified", vec![], String::new()),
+        Answer("500 Internal Server Error", vec![], "oops".into()),
+        Answer(
+            "429 Too Many Requests",
+            vec![("Retry-After", "7".into())],
+            "slow".into(),
+        ),
+        ok("{not json".into()),
+        ok(json!({"type": "FeatureCollection"}).to_string()),
+    ])
+    .await;
+    let f = load("usgs-earthquakes.toml", "USGS_BASE_URL", &base);
+    let keys = Keys::new();
+
+    let first = fetch(&f, &[("feed", "all_hour")], &keys, None).await;
+    let outcome = parse_fetch_response("usgs", first.clone()).unwrap();
+    assert!(!outcome.items.is_empty() && outcome.items.iter().all(|i| i["id"].is_string()));
+    assert!(outcome.complete);
+    assert_eq!(outcome.state, Some(json!({"etag": "\"v1\""})));
+    assert!(
+        server.requests()[0].starts_with("GET /earthquakes/feed/v1.0/summary/all_hour.geojson ")
+    );
+
+    let second = fetch(&f, &[("feed", "all_hour")], &keys, outcome.state.as_ref()).await;
+    assert!(server.requests()[1]
+        .to_lowercase()
+        .contains("if-none-match: \"v1\""));
+    assert!(parse_fetch_response("usgs", second).unwrap().not_modified);
+
+    assert_eq!(
+        fetch(&f, &[("feed", "all_hour")], &keys, None).await["status_code"],
+        500
+    );
+    let limited = fetch(&f, &[("feed", "all_hour")], &keys, None).await;
+    assert_eq!(
+        (
+            limited["status_code"].as_u64(),
+            limited["retry_after"].as_u64()
+        ),
+        (Some(429), Some(7))
+    );
+    assert_eq!(
+        fetch(&f, &[("feed", "all_hour")], &keys, None).await["status_code"],
+        502,
+        "invalid JSON"
+    );
+    let shape = fetch(&f, &[("feed", "all_hour")], &keys, None).await;
+    assert_eq!(shape["status_code"], 502);
+    assert!(shape["result"].as_str().unwrap().contains("/features"));
+
+    let before = server.requests().len();
+    let bad = fetch(&f, &[("feed", "../etc")], &keys, None).await;
+    assert_eq!(bad["status_code"], 400);
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "an invalid feed never reaches the upstream"
+    );
+}
+
+#[tokio::test]
+async fn hn_front_page_in_one_request() {
+    let (server, base) = Server::start(vec![ok(recorded("hn-front_page.json"))]).await;
+    let f = load("hn-top.toml", "HN_BASE_URL", &base);
+    let raw = fetch(&f, &[("limit", "5")], &Keys::new(), None).await;
+    let outcome = parse_fetch_response("hn", raw).unwrap();
+    assert!(!outcome.items.is_empty() && outcome.items.iter().all(|i| i["objectID"].is_string()));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0].starts_with("GET /api/v1/search?tags=front_page&hitsPerPage=5 "),
+        "{}",
+        requests[0]
+    );
+}
+
+fn keyed_channel(dir: &Path, location: &str, name: &str, format: &str) -> HttpFetcher {
+    let path = dir.join(format!("{location}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"keyed\"\nurl = \"{{base}}/v1/list\"\nbase_url_env = \"KEYED_BASE_URL_{location}\"\nitems = \"\"\nid_field = \"id\"\n\
+             [keys.token]\nin = \"{location}\"\nname = \"{name}\"\nformat = \"{format}\"\n"
+        ),
+    )
+    .unwrap();
+    HttpFetcher::load(&path, Duration::from_secs(2)).unwrap()
+}
+
+#[tokio::test]
+async fn keys_go_where_declared_and_never_into_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base) = Server::start(vec![ok("[{\"id\": 1}]".into())]).await;
+    let mut keys = Keys::new();
+    keys.insert("token".into(), SecretString::from("s3cr3t value"));
+
+    std::env::set_var("KEYED_BASE_URL_query", &base);
+    let q = keyed_channel(dir.path(), "query", "api-key", "{value}");
+    assert_eq!(fetch(&q, &[], &keys, None).await["status_code"], 200);
+    assert!(
+        server.requests()[0].starts_with("GET /v1/list?api-key=s3cr3t%20value "),
+        "{}",
+        server.requests()[0]
+    );
+
+    std::env::set_var("KEYED_BASE_URL_header", &base);
+    let h = keyed_channel(dir.path(), "header", "Authorization", "Bearer {value}");
+    assert_eq!(fetch(&h, &[], &keys, None).await["status_code"], 200);
+    assert!(
+        server.requests()[1].contains("authorization: Bearer s3cr3t value"),
+        "{}",
+        server.requests()[1]
+    );
+
+    let missing = fetch(&q, &[], &Keys::new(), None).await;
+    assert_eq!(
+        (missing["status_code"].as_u64(), missing["result"].as_str()),
+        (Some(401), Some("missing key token"))
+    );
+
+    // Unreachable upstream with the key in the URL: the error must not carry it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::env::set_var("KEYED_BASE_URL_query", format!("http://127.0.0.1:{port}"));
+    let unreachable = fetch(&q, &[], &keys, None).await;
+    assert_eq!(unreachable["status_code"], 502);
+    let text = unreachable.to_string();
+    assert!(
+        !text.contains("s3cr3t") && !text.contains("api-key="),
+        "{text}"
+    );
+}

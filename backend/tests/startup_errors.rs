@@ -1,0 +1,64 @@
+//! Bad configuration stops `restream serve` at startup with a clear message (and no secret).
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+fn serve(env: &[(&str, &str)]) -> (bool, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_restream"))
+        .arg("serve")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("RESTREAM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RESTREAM_STORE__KIND", "memory")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_world_readable_keys_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, r#"{"nyt-top": {"api-key": "never-print-me"}}"#).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, stderr) = serve(&[("RESTREAM_KEYS__FILE", keys.to_str().unwrap())]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("readable by every user") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never-print-me"), "{stderr}");
+}
+
+#[test]
+fn a_broken_keys_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, r#"{"nyt-top": {"api-key": "never-print-me"}"#).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, stderr) = serve(&[("RESTREAM_KEYS__FILE", keys.to_str().unwrap())]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("keys file") && stderr.contains("not JSON"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never-print-me"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_setting_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("restream.toml");
+    std::fs::write(&config, "[server]\nlisten_on = \"x\"\n").unwrap();
+    let (ok, stderr) = serve(&[("RESTREAM_CONFIG", config.to_str().unwrap())]);
+    assert!(!ok);
+    assert!(stderr.contains("listen_on"), "{stderr}");
+}
