@@ -14,6 +14,7 @@
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
 //! - [`pushpin`] — an isolated Pushpin child process for `restream dev` and tests.
 
+pub mod authoring;
 pub mod changes;
 pub mod channel;
 pub mod config;

@@ -30,8 +30,35 @@ enum Cmd {
     Serve,
     /// Start an isolated Pushpin on loopback, then the backend; Ctrl-C stops both.
     Dev,
-    /// Print the effective settings as TOML-like JSON and exit.
+    /// Print the effective settings as JSON and exit.
     Config,
+    /// Tools for fetcher authors.
+    Fetchers {
+        #[command(subcommand)]
+        command: FetchersCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum FetchersCmd {
+    /// Every fetcher found (code and declarative): channel, params, interval, load status.
+    List,
+    /// Fetch once and show the items and how change detection would classify them.
+    Run {
+        /// Channel name, e.g. usgs-earthquakes.
+        name: String,
+        /// A param, key=value (repeatable).
+        #[arg(long = "param", short = 'p', value_parser = restream::authoring::parse_param)]
+        params: Vec<(String, String)>,
+        /// Opaque fetcher state (JSON) to send, e.g. an ETag from an earlier run.
+        #[arg(long, value_parser = restream::authoring::parse_state)]
+        state: Option<serde_json::Value>,
+    },
+    /// Create functions/<name>/ with main.py, recorded test data and a test.
+    New {
+        /// Channel name, e.g. my-feed.
+        name: String,
+    },
 }
 
 #[tokio::main]
@@ -69,6 +96,26 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Config => {
             println!("{}", serde_json::to_string_pretty(&settings)?);
+            Ok(())
+        }
+        Cmd::Fetchers { command } => {
+            let out = match command {
+                FetchersCmd::List => restream::authoring::list(&settings).await?,
+                FetchersCmd::Run {
+                    name,
+                    params,
+                    state,
+                } => restream::authoring::run(&settings, &name, &params, state).await?,
+                FetchersCmd::New { name } => {
+                    let dir = restream::authoring::new_fetcher(&settings.fetchers.dir, &name)?;
+                    format!(
+                        "created {}\nnext: edit main.py and testdata/sample.json, then\n  python3 -m pytest {} -q\n  restream fetchers run {name}\n",
+                        dir.display(),
+                        dir.display()
+                    )
+                }
+            };
+            print!("{out}");
             Ok(())
         }
     }

@@ -23,6 +23,13 @@ use crate::store::{ItemStore, MemoryStore, RedbStore};
 
 /// Loads the fetchers named by the settings.
 pub async fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
+    Ok(load_registry_reporting(settings).await?.0)
+}
+
+/// Every fetcher (code and declarative) named by the settings, with a load report per fetcher.
+pub async fn load_registry_reporting(
+    settings: &Settings,
+) -> anyhow::Result<(Registry, Vec<(String, Result<String, String>)>)> {
     let f = &settings.fetchers;
     let timeout = Duration::from_secs_f64(f.timeout_secs);
     let mut fetchers = registry::discover_process_fetchers(&f.dir, &f.python, timeout)
@@ -33,11 +40,11 @@ pub async fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
             .into_iter()
             .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
     );
-    let registry = Registry::load(fetchers, &f.poll_interval_overrides).await;
+    let (registry, report) = Registry::load_reporting(fetchers, &f.poll_interval_overrides).await;
     if registry.is_empty() {
         tracing::warn!(dir = %f.dir.display(), "no fetchers loaded; every subscribe will get unknown_channel");
     }
-    Ok(registry)
+    Ok((registry, report))
 }
 
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {

@@ -54,9 +54,19 @@ impl Registry {
         fetchers: Vec<Arc<dyn Fetcher>>,
         poll_overrides: &HashMap<String, f64>,
     ) -> Registry {
+        Registry::load_reporting(fetchers, poll_overrides).await.0
+    }
+
+    /// Like [`Registry::load`], also returning, per fetcher label, its channel name or why it
+    /// was skipped (for `restream fetchers list`).
+    pub async fn load_reporting(
+        fetchers: Vec<Arc<dyn Fetcher>>,
+        poll_overrides: &HashMap<String, f64>,
+    ) -> (Registry, Vec<(String, Result<String, String>)>) {
         // Concurrent, so startup takes as long as the slowest fetcher rather than the sum.
         let answers = join_all(fetchers.iter().map(|f| f.metadata())).await;
         let mut registry = Registry::default();
+        let mut report = Vec::new();
         for (fetcher, answer) in fetchers.into_iter().zip(answers) {
             let label = fetcher.label().to_string();
             // A Lambda-style error object means the fetcher crashed, not that it lacks a name.
@@ -72,10 +82,12 @@ impl Registry {
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) => {
                     tracing::error!(fetcher = %label, error = %e, "invalid fetcher metadata; fetcher skipped");
+                    report.push((label, Err(format!("invalid metadata: {e}"))));
                     continue;
                 }
                 Err(e) => {
                     tracing::error!(fetcher = %label, error = %e, "metadata call failed; fetcher skipped");
+                    report.push((label, Err(format!("metadata call failed: {e}"))));
                     continue;
                 }
             };
@@ -84,15 +96,17 @@ impl Registry {
             }
             if registry.by_name.contains_key(&metadata.name) {
                 tracing::error!(fetcher = %label, name = %metadata.name, "channel name already taken by another fetcher; fetcher skipped");
+                report.push((label, Err(format!("name {} already taken", metadata.name))));
                 continue;
             }
             tracing::info!(fetcher = %label, name = %metadata.name, poll_interval_s = metadata.poll_interval.as_secs_f64(), "fetcher loaded");
+            report.push((label, Ok(metadata.name.clone())));
             registry.by_name.insert(
                 metadata.name.clone(),
                 Arc::new(FetcherEntry { metadata, fetcher }),
             );
         }
-        registry
+        (registry, report)
     }
 }
 

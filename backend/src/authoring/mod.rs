@@ -1,0 +1,211 @@
+//! Tools for fetcher authors: `restream fetchers list | run | new`.
+
+mod scaffold;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+use crate::changes::{self, ChangeKind};
+use crate::channel::ChannelId;
+use crate::config::{Settings, StoreKind};
+use crate::fetcher::{parse_fetch_response, FetchRequest};
+use crate::keys::{FileKeyStore, KeyStore};
+use crate::startup::load_registry_reporting;
+use crate::store::{ItemStore, RedbStore};
+
+pub use scaffold::new_fetcher;
+
+/// A table of every fetcher found: channel, params, interval, and whether it loaded.
+pub async fn list(settings: &Settings) -> anyhow::Result<String> {
+    let (registry, report) = load_registry_reporting(settings).await?;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{:<22} {:<26} {:>8}  {:<40} STATUS",
+        "CHANNEL", "SOURCE", "INTERVAL", "PARAMS"
+    )?;
+    for (label, outcome) in report {
+        match outcome {
+            Ok(name) => {
+                let m = &registry.get(&name).expect("loaded").metadata;
+                let params: Vec<String> = m
+                    .params
+                    .iter()
+                    .map(|(k, p)| match (&p.default, p.required) {
+                        (_, true) => format!("{k} (required)"),
+                        (Some(d), _) => format!("{k}={d}"),
+                        (None, _) => k.clone(),
+                    })
+                    .collect();
+                let params = if params.is_empty() {
+                    "-".to_string()
+                } else {
+                    params.join(", ")
+                };
+                writeln!(
+                    out,
+                    "{:<22} {:<26} {:>7}s  {:<40} ok",
+                    name,
+                    label,
+                    m.poll_interval.as_secs_f64(),
+                    params
+                )?;
+            }
+            Err(why) => writeln!(
+                out,
+                "{:<22} {:<26} {:>8}  {:<40} {}",
+                "-", label, "-", "-", why
+            )?,
+        }
+    }
+    Ok(out)
+}
+
+/// One fetch of `name` with `params`, printed with what change detection would classify
+/// against the stored state (nothing is written).
+pub async fn run(
+    settings: &Settings,
+    name: &str,
+    params: &[(String, String)],
+    state: Option<Value>,
+) -> anyhow::Result<String> {
+    let (registry, _) = load_registry_reporting(settings).await?;
+    let entry = registry.get(name).ok_or_else(|| {
+        anyhow!(
+            "unknown channel {name:?}; available: {}",
+            registry.names().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let raw: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let channel = ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
+        .map_err(|e| anyhow!("invalid params for {name}: {e}"))?;
+    let keys = FileKeyStore::open(&settings.keys.file)?
+        .keys_for(name)
+        .await?;
+    let (mut stored_note, known) = stored_items(settings, &channel.to_string()).await;
+    let response = entry
+        .fetcher
+        .fetch(FetchRequest {
+            channel: name,
+            params: channel.params(),
+            keys: &keys,
+            state: state.as_ref(),
+        })
+        .await?;
+    let outcome = parse_fetch_response(entry.fetcher.label(), response)?;
+    let mut out = String::new();
+    writeln!(out, "channel   {channel}")?;
+    if outcome.not_modified {
+        writeln!(out, "upstream  304 not modified: unchanged")?;
+        return Ok(out);
+    }
+    writeln!(
+        out,
+        "fetched   {} items (complete: {}), {} entries not objects, state: {}",
+        outcome.items.len(),
+        outcome.complete,
+        outcome.skipped_non_objects,
+        outcome
+            .state
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_else(|| "none".into())
+    )?;
+    let diff = changes::diff(
+        &entry.metadata.id_field,
+        &outcome.items,
+        &known,
+        outcome.complete,
+    );
+    let ids = |kind: fn(&ChangeKind) -> bool| -> Vec<&str> {
+        diff.changes
+            .iter()
+            .filter(|c| kind(&c.kind))
+            .map(|c| c.id.as_str())
+            .collect()
+    };
+    if known.is_empty() {
+        stored_note.push_str(" (a first poll is sent as one snapshot)");
+    }
+    writeln!(out, "against   {stored_note}")?;
+    writeln!(out, "new       {:?}", ids(|k| matches!(k, ChangeKind::New)))?;
+    writeln!(
+        out,
+        "updated   {:?}",
+        ids(|k| matches!(k, ChangeKind::Updated(_)))
+    )?;
+    writeln!(
+        out,
+        "removed   {:?}",
+        ids(|k| matches!(k, ChangeKind::Removed))
+    )?;
+    writeln!(
+        out,
+        "unchanged {}",
+        diff.current.len()
+            - diff
+                .changes
+                .iter()
+                .filter(|c| c.kind != ChangeKind::Removed)
+                .count()
+    )?;
+    if !diff.missing_id.is_empty() || diff.duplicates > 0 {
+        writeln!(
+            out,
+            "problems  entries without {:?}: {:?}; duplicate ids: {}",
+            entry.metadata.id_field, diff.missing_id, diff.duplicates
+        )?;
+    }
+    writeln!(out, "items")?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&outcome.items)?)?;
+    Ok(out)
+}
+
+/// The channel's stored items, or none with a note on why.
+async fn stored_items(
+    settings: &Settings,
+    channel: &str,
+) -> (String, BTreeMap<String, crate::store::StoredItem>) {
+    if settings.store.kind == StoreKind::Memory || !settings.store.path.exists() {
+        return ("an empty store".into(), BTreeMap::new());
+    }
+    let store = match RedbStore::open(&settings.store.path, settings.store.log_capacity) {
+        Ok(s) => s,
+        // A running service holds the file's lock.
+        Err(e) => {
+            return (
+                format!("an empty store (the store is unavailable: {e})"),
+                BTreeMap::new(),
+            )
+        }
+    };
+    match store.load(channel).await {
+        Ok((meta, items)) => (
+            format!("the stored state: seq {}, {} items", meta.seq, items.len()),
+            items.into_iter().map(|i| (i.id.clone(), i)).collect(),
+        ),
+        Err(e) => (
+            format!("an empty store (cannot read it: {e})"),
+            BTreeMap::new(),
+        ),
+    }
+}
+
+/// Parses `k=v` command-line params.
+pub fn parse_param(s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("params are written key=value, got {s:?}"),
+    }
+}
+
+/// Parses a `--state` JSON value.
+pub fn parse_state(s: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(s).context("--state must be JSON")
+}
