@@ -17,7 +17,7 @@ use crate::channel::ChannelId;
 use crate::fetcher::{parse_fetch_response, FetchRequest, FetcherEntry};
 use crate::grip::PublishItem;
 use crate::keys::KeyStore;
-use crate::protocol::ServerMessage;
+use crate::protocol::{Health, ServerMessage};
 use crate::publisher::Publisher;
 use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
@@ -53,6 +53,9 @@ struct State {
     unpublished: Vec<PublishItem>,
     /// When the channel's first snapshot was broadcast, if by this poller.
     first_snapshot_at: Option<Instant>,
+    /// The last fetch error while the upstream is failing (subscribers were told once).
+    degraded: Option<String>,
+    poll_interval: Duration,
 }
 
 /// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`.
@@ -69,7 +72,8 @@ pub async fn run(
             interval_s = entry.metadata.poll_interval.as_secs_f64(),
             "poller started"
         );
-        let Some(mut state) = load(&channel, &ctx, &shutdown).await else {
+        let Some(mut state) = load(&channel, &ctx, entry.metadata.poll_interval, &shutdown).await
+        else {
             return;
         };
         let mut ticks = tokio::time::interval(entry.metadata.poll_interval);
@@ -99,6 +103,7 @@ pub async fn run(
 async fn load(
     channel: &ChannelId,
     ctx: &PollerContext,
+    poll_interval: Duration,
     shutdown: &CancellationToken,
 ) -> Option<State> {
     let mut delay = Duration::from_millis(200);
@@ -110,6 +115,8 @@ async fn load(
                     items: items.into_iter().map(|i| (i.id.clone(), i)).collect(),
                     unpublished: Vec::new(),
                     first_snapshot_at: None,
+                    degraded: None,
+                    poll_interval,
                 })
             }
             Err(e) => {
@@ -138,6 +145,38 @@ fn snapshot_message(channel: &ChannelId, state: &State, reset: bool) -> ServerMe
         seq: state.meta.seq,
         items: state.items.values().map(|i| i.data.clone()).collect(),
         reset,
+    }
+}
+
+/// The channel's health as a message: `degraded` with the error while failing, else `ok`.
+fn status_message(channel: &ChannelId, state: &State) -> ServerMessage {
+    ServerMessage::Status {
+        channel: channel.name().to_string(),
+        params: channel.params().clone(),
+        seq: state.meta.seq,
+        status: if state.degraded.is_some() {
+            Health::Degraded
+        } else {
+            Health::Ok
+        },
+        error: state.degraded.clone(),
+        retry_in: state
+            .degraded
+            .as_ref()
+            .map(|_| state.poll_interval.as_secs_f64()),
+    }
+}
+
+/// Tells every subscriber the channel's health (no GRIP id: a status is not an event).
+async fn publish_status(channel: &ChannelId, ctx: &PollerContext, state: &State) {
+    let item = PublishItem::ws_text(
+        channel.to_string(),
+        status_message(channel, state).to_json(),
+        None,
+        None,
+    );
+    if let Err(e) = ctx.publisher.publish(&[item]).await {
+        tracing::error!(error = %e, "cannot publish the channel status");
     }
 }
 
@@ -185,9 +224,21 @@ async fn poll_once(
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "poll failed; retrying next interval");
+            let summary: String = crate::fetcher::redact(&e.to_string(), &keys)
+                .chars()
+                .take(300)
+                .collect();
+            if state.degraded.replace(summary).is_none() {
+                // Only the transition is announced, not every failed poll.
+                publish_status(channel, ctx, state).await;
+            }
             return;
         }
     };
+    if state.degraded.take().is_some() {
+        tracing::info!("upstream recovered");
+        publish_status(channel, ctx, state).await;
+    }
     if outcome.not_modified {
         tracing::debug!("upstream not modified");
         return; // Unchanged: nothing written, nothing published.
@@ -334,6 +385,18 @@ async fn poll_once(
 
 /// Sends a new subscriber the snapshot, or the events after its `since`.
 async fn answer(channel: &ChannelId, ctx: &PollerContext, state: &State, request: SnapshotRequest) {
+    if state.degraded.is_some() {
+        // A new subscriber learns at once that the upstream is failing.
+        let status = PublishItem::ws_text(
+            request.connection_channel.clone(),
+            status_message(channel, state).to_json(),
+            None,
+            None,
+        );
+        if let Err(e) = ctx.publisher.publish(&[status]).await {
+            tracing::error!(error = %e, "cannot send a subscriber the channel status");
+        }
+    }
     if state.meta.seq == 0 {
         return; // Not polled yet: the first poll's snapshot is broadcast to every subscriber.
     }

@@ -46,6 +46,14 @@ pub enum ErrorCode {
     Unauthorized,
 }
 
+/// A channel's upstream health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Ok,
+    Degraded,
+}
+
 /// A request that could not be understood, with what is needed to answer it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
@@ -203,6 +211,19 @@ pub enum ServerMessage {
         params: BTreeMap<String, String>,
         seq: u64,
         item: Map<String, Value>,
+    },
+    /// Upstream health of a channel, sent when it changes (and to new subscribers while
+    /// degraded). `seq` is the channel's current seq; a status is not an event.
+    Status {
+        channel: String,
+        params: BTreeMap<String, String>,
+        seq: u64,
+        status: Health,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Seconds until the next attempt.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_in: Option<f64>,
     },
     Error {
         code: ErrorCode,

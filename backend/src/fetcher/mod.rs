@@ -12,6 +12,7 @@ mod response;
 
 pub use http::HttpFetcher;
 pub use metadata::{Metadata, MetadataError};
+pub(crate) use process::redact;
 pub use process::ProcessFetcher;
 pub use registry::{FetcherEntry, Registry};
 pub use response::{parse_fetch_response, FetchOutcome};

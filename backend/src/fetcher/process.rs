@@ -165,7 +165,7 @@ async fn read_capped(pipe: &mut (impl tokio::io::AsyncRead + Unpin), cap: u64) -
 }
 
 /// Replaces every key value in fetcher output with `[redacted]` before it can reach a log.
-fn redact(text: &str, keys: &Keys) -> String {
+pub(crate) fn redact(text: &str, keys: &Keys) -> String {
     let mut out = text.to_string();
     for secret in keys.values() {
         let s = secret.expose_secret();

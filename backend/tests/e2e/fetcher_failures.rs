@@ -29,11 +29,29 @@ async fn a_misbehaving_fetcher_is_retried_and_harms_nobody() {
     steady.recv_type("snapshot", Duration::from_secs(10)).await;
 
     // Calls 0-3 fail (crash, garbage, 503, hang past the 2 s timeout); call 4 succeeds.
-    let (m, skipped) = flaky.recv_type("snapshot", Duration::from_secs(30)).await;
+    // Subscribers hear `degraded` when the failures start (not once per failed poll), `ok`
+    // when they end, and no items until then.
+    let (m, before) = flaky.recv_type("snapshot", Duration::from_secs(30)).await;
     assert_eq!(m["items"][0]["id"], "call-4", "{m}");
     assert!(
-        skipped.is_empty(),
-        "failures are not sent to clients as items: {skipped:?}"
+        before.iter().all(|s| s["type"] == "status"),
+        "only statuses before the data: {before:?}"
+    );
+    let first = before.first().expect("a degraded status");
+    assert_eq!(first["status"], "degraded");
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap()
+            .contains("fetcher flaky crashed"),
+        "{first}"
+    );
+    assert_eq!(first["retry_in"], 1.0);
+    assert!(before.len() <= 3, "transitions only: {before:?}");
+    let last = before.last().unwrap();
+    assert_eq!(
+        (last["status"].as_str(), last.get("error")),
+        (Some("ok"), None)
     );
 
     // Meanwhile the other channel kept going.
