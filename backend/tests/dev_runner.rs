@@ -38,6 +38,7 @@ fn dev_runs_pushpin_and_stops_it_on_interrupt() {
         .env("RESTREAM_DEV__PUBLIC_LISTEN", format!("127.0.0.1:{public}"))
         .env("RESTREAM_DEV__PUSHPIN_BASE_PORT", base_port().to_string())
         .env("RESTREAM_DEV__RUN_DIR", run_dir.path())
+        .env("RESTREAM_STORE__KIND", "memory")
         // Fetches go to a closed loopback port: this test never reaches the real USGS.
         .env("USGS_BASE_URL", format!("http://127.0.0.1:{}", free_port()))
         .stdout(Stdio::null())

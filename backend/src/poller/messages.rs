@@ -1,0 +1,113 @@
+//! What a poller sends besides events: snapshots, resumes and statuses, and the GRIP items
+//! that carry them.
+
+use crate::channel::ChannelId;
+use crate::grip::PublishItem;
+use crate::protocol::{Health, ServerMessage};
+
+use super::{PollerContext, SnapshotRequest, State, SNAPSHOT_DELAY};
+
+pub(super) fn snapshot_message(channel: &ChannelId, state: &State, reset: bool) -> ServerMessage {
+    ServerMessage::Snapshot {
+        channel: channel.name().to_string(),
+        params: channel.params().clone(),
+        seq: state.meta.seq,
+        items: state.items.values().map(|i| i.data.clone()).collect(),
+        reset,
+    }
+}
+
+/// The channel's health as a message: `degraded` with the error while failing, else `ok`.
+fn status_message(channel: &ChannelId, state: &State) -> ServerMessage {
+    ServerMessage::Status {
+        channel: channel.name().to_string(),
+        params: channel.params().clone(),
+        seq: state.meta.seq,
+        status: if state.degraded.is_some() {
+            Health::Degraded
+        } else {
+            Health::Ok
+        },
+        error: state.degraded.clone(),
+        retry_in: state
+            .degraded
+            .as_ref()
+            .map(|_| state.poll_interval.as_secs_f64()),
+    }
+}
+
+/// Tells every subscriber the channel's health (no GRIP id: a status is not an event).
+pub(super) async fn publish_status(channel: &ChannelId, ctx: &PollerContext, state: &State) {
+    let item = PublishItem::ws_text(
+        channel.to_string(),
+        status_message(channel, state).to_json(),
+        None,
+        None,
+    );
+    if let Err(e) = ctx.publisher.publish(&[item]).await {
+        tracing::error!(error = %e, "cannot publish the channel status");
+    }
+}
+
+/// The GRIP item for event `seq` of `channel`; ids follow the seq so Pushpin keeps order.
+pub(super) fn channel_item(channel: &ChannelId, seq: u64, message: String) -> PublishItem {
+    let prev = (seq > 1).then(|| (seq - 1).to_string());
+    PublishItem::ws_text(channel.to_string(), message, Some(seq.to_string()), prev)
+}
+
+/// Sends a new subscriber the snapshot, or the events after its `since`.
+pub(super) async fn answer(
+    channel: &ChannelId,
+    ctx: &PollerContext,
+    state: &State,
+    request: SnapshotRequest,
+) {
+    if state.degraded.is_some() {
+        // A new subscriber learns at once that the upstream is failing.
+        let status = PublishItem::ws_text(
+            request.connection_channel.clone(),
+            status_message(channel, state).to_json(),
+            None,
+            None,
+        );
+        if let Err(e) = ctx.publisher.publish(&[status]).await {
+            tracing::error!(error = %e, "cannot send a subscriber the channel status");
+        }
+    }
+    if state.meta.seq == 0 {
+        return; // Not polled yet: the first poll's snapshot is broadcast to every subscriber.
+    }
+    if state
+        .first_snapshot_at
+        .is_some_and(|t| t > request.requested_at + SNAPSHOT_DELAY)
+    {
+        return; // It subscribed in time for the broadcast snapshot.
+    }
+    let to_connection = |message: String| {
+        PublishItem::ws_text(request.connection_channel.clone(), message, None, None)
+    };
+    let items = match request.since {
+        Some(since) if since == state.meta.seq => return,
+        Some(since) => match ctx.store.events_after(&channel.to_string(), since).await {
+            Ok(Some(events)) => events
+                .into_iter()
+                .map(|e| to_connection(e.message))
+                .collect(),
+            Ok(None) => vec![to_connection(
+                snapshot_message(channel, state, true).to_json(),
+            )],
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the change log; sending a snapshot");
+                vec![to_connection(
+                    snapshot_message(channel, state, true).to_json(),
+                )]
+            }
+        },
+        None => vec![to_connection(
+            snapshot_message(channel, state, false).to_json(),
+        )],
+    };
+    if let Err(e) = ctx.publisher.publish(&items).await {
+        tracing::error!(error = %e, "cannot send a subscriber its snapshot");
+    }
+}
