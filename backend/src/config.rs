@@ -73,6 +73,8 @@ pub struct Fetchers {
     pub channels_dir: PathBuf,
     pub python: String,
     pub timeout_secs: f64,
+    /// Longest wait between attempts while an upstream keeps failing (backoff cap).
+    pub max_backoff_secs: f64,
     /// Per channel name, a poll interval in seconds that replaces the fetcher's own.
     pub poll_interval_overrides: HashMap<String, f64>,
 }
@@ -151,6 +153,7 @@ impl Default for Settings {
                 channels_dir: "channels".into(),
                 python: "python3".into(),
                 timeout_secs: 30.0,
+                max_backoff_secs: 900.0,
                 poll_interval_overrides: HashMap::new(),
             },
             keys: KeysSettings {
@@ -198,6 +201,9 @@ impl Settings {
         }
         if self.fetchers.timeout_secs.is_nan() || self.fetchers.timeout_secs <= 0.0 {
             return Err("fetchers.timeout_secs must be positive".into());
+        }
+        if self.fetchers.max_backoff_secs.is_nan() || self.fetchers.max_backoff_secs < 1.0 {
+            return Err("fetchers.max_backoff_secs must be at least 1".into());
         }
         if let Some((name, _)) = self
             .fetchers

@@ -79,6 +79,7 @@ pub async fn run(
         ),
         publisher: publisher(&settings)?,
         store,
+        max_backoff: Duration::from_secs_f64(settings.fetchers.max_backoff_secs),
     };
     let stats_thread = stats::spawn_reader(
         settings.pushpin.stats_specs.clone(),

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 struct Scripted {
     responses: Mutex<Vec<Value>>,
     calls: Mutex<usize>,
+    /// When each fetch happened (paused tokio time).
+    times: Arc<Mutex<Vec<tokio::time::Instant>>>,
 }
 
 #[async_trait]
@@ -33,6 +35,7 @@ impl Fetcher for Scripted {
         unreachable!()
     }
     async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+        self.times.lock().unwrap().push(tokio::time::Instant::now());
         let mut calls = self.calls.lock().unwrap();
         let r = self.responses.lock().unwrap();
         let v = r[(*calls).min(r.len() - 1)].clone();
@@ -58,20 +61,27 @@ fn ok(items: Value) -> Value {
 
 struct Run {
     published: Arc<Recorder>,
+    times: Arc<Mutex<Vec<tokio::time::Instant>>>,
     requests: mpsc::Sender<SnapshotRequest>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 fn start(store: Arc<dyn ItemStore>, responses: Vec<Value>) -> Run {
+    start_every(store, responses, 10.0)
+}
+
+fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) -> Run {
+    let times = Arc::new(Mutex::new(Vec::new()));
     let entry = Arc::new(FetcherEntry {
         metadata: Metadata::from_value(
-            &json!({"name": "t", "id_field": "id", "poll_interval": 10}),
+            &json!({"name": "t", "id_field": "id", "poll_interval": interval}),
         )
         .unwrap(),
         fetcher: Arc::new(Scripted {
             responses: Mutex::new(responses),
             calls: Mutex::new(0),
+            times: times.clone(),
         }),
     });
     let published = Arc::new(Recorder::default());
@@ -79,6 +89,7 @@ fn start(store: Arc<dyn ItemStore>, responses: Vec<Value>) -> Run {
         keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
         publisher: published.clone(),
         store,
+        max_backoff: Duration::from_secs(60),
     };
     let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
@@ -86,6 +97,7 @@ fn start(store: Arc<dyn ItemStore>, responses: Vec<Value>) -> Run {
     let task = tokio::spawn(poller::run(channel, entry, ctx, rx, stop.clone()));
     Run {
         published,
+        times,
         requests: tx,
         stop,
         task,
@@ -276,4 +288,107 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
         ]
     );
     assert_eq!(private[0]["items"].as_array().unwrap().len(), 4);
+}
+
+impl Run {
+    /// Seconds between consecutive fetches.
+    fn gaps(&self) -> Vec<f64> {
+        let t = self.times.lock().unwrap();
+        t.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect()
+    }
+}
+
+fn err(status: u16, retry_after: Option<u64>) -> Value {
+    let mut v = json!({"status_code": status, "result": "upstream trouble"});
+    if let Some(s) = retry_after {
+        v["retry_after"] = json!(s);
+    }
+    v
+}
+
+fn statuses(messages: &[(String, Value)]) -> Vec<(String, Option<f64>)> {
+    messages
+        .iter()
+        .filter(|(_, m)| m["type"] == "status")
+        .map(|(_, m)| {
+            (
+                m["status"].as_str().unwrap().to_string(),
+                m["retry_in"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured_exactly() {
+    let run = start_every(
+        Arc::new(MemoryStore::new(10)),
+        vec![err(429, Some(7)), ok(json!([{"id": 1}]))],
+        1.0,
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let gaps = run.gaps();
+    assert_eq!(
+        gaps[0], 7.0,
+        "not called again before Retry-After: {gaps:?}"
+    );
+    assert!(
+        gaps[1..].iter().all(|g| *g == 1.0),
+        "back to the normal interval: {gaps:?}"
+    );
+    let messages = run.finish().await;
+    assert_eq!(
+        statuses(&messages),
+        vec![
+            ("degraded".to_string(), Some(7.0)),
+            ("ok".to_string(), None)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_back_off_exponentially_with_jitter_and_recover() {
+    let responses = vec![
+        err(500, None),
+        err(500, None),
+        err(503, None),
+        err(500, None),
+        ok(json!([{"id": 1}])),
+    ];
+    let run = start_every(Arc::new(MemoryStore::new(10)), responses, 2.0);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let gaps = run.gaps();
+    // After failures 1..4: 2, 4, 8, 16 s, each ±20 %; then the 2 s interval again.
+    for (i, base) in [2.0, 4.0, 8.0, 16.0].iter().enumerate() {
+        assert!(
+            (gaps[i] - base).abs() <= base * 0.2 + 1e-9,
+            "gap {i} = {} for base {base}: {gaps:?}",
+            gaps[i]
+        );
+    }
+    assert!(
+        gaps[4..].iter().all(|g| *g == 2.0),
+        "recovered to the interval: {gaps:?}"
+    );
+    let messages = run.finish().await;
+    let kinds: Vec<_> = statuses(&messages).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        kinds,
+        vec!["degraded", "ok"],
+        "exactly one degraded and one ok around the outage"
+    );
+}
+
+#[test]
+fn backoff_is_capped_and_jittered() {
+    let cap = Duration::from_secs(60);
+    for failures in 1..40 {
+        let d = poller::backoff(Duration::from_secs(10), failures, cap);
+        assert!(d <= cap, "{failures}: {d:?}");
+        assert!(d >= Duration::from_secs(8), "{failures}: {d:?}");
+    }
+    let samples: std::collections::HashSet<_> = (0..20)
+        .map(|_| poller::backoff(Duration::from_secs(10), 2, cap))
+        .collect();
+    assert!(samples.len() > 1, "jitter spreads retries");
 }

@@ -51,6 +51,8 @@ pub enum FetchError {
         fetcher: String,
         status: u16,
         message: String,
+        /// Seconds the upstream asked us to wait (`Retry-After`), honoured exactly.
+        retry_after: Option<f64>,
     },
     #[error("could not start fetcher {fetcher}: {source}")]
     Spawn {

@@ -62,6 +62,10 @@ pub fn parse_fetch_response(fetcher: &str, v: Value) -> Result<FetchOutcome, Fet
             fetcher: fetcher.to_string(),
             status,
             message: message.chars().take(500).collect(),
+            retry_after: obj
+                .get("retry_after")
+                .and_then(Value::as_f64)
+                .filter(|s| s.is_finite() && *s >= 0.0),
         });
     }
     let Some(Value::Array(result)) = result else {
@@ -127,6 +131,13 @@ mod tests {
                 message,
                 ..
             }) => assert_eq!(message, "slow down"),
+            other => panic!("{other:?}"),
+        }
+        match parse_fetch_response(
+            "f",
+            json!({"status_code": 429, "result": "x", "retry_after": 7}),
+        ) {
+            Err(FetchError::Upstream { retry_after, .. }) => assert_eq!(retry_after, Some(7.0)),
             other => panic!("{other:?}"),
         }
     }

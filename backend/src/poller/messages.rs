@@ -32,7 +32,7 @@ fn status_message(channel: &ChannelId, state: &State) -> ServerMessage {
         retry_in: state
             .degraded
             .as_ref()
-            .map(|_| state.poll_interval.as_secs_f64()),
+            .map(|_| state.retry_in.as_secs_f64()),
     }
 }
 

@@ -8,13 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
-use crate::fetcher::{parse_fetch_response, FetchRequest, FetcherEntry};
+use crate::fetcher::{parse_fetch_response, FetchError, FetchRequest, FetcherEntry};
 use crate::grip::PublishItem;
 use crate::keys::KeyStore;
 use crate::protocol::ServerMessage;
@@ -31,6 +31,16 @@ pub struct PollerContext {
     pub keys: Arc<dyn KeyStore>,
     pub publisher: Arc<dyn Publisher>,
     pub store: Arc<dyn ItemStore>,
+    /// Longest wait between attempts while an upstream keeps failing.
+    pub max_backoff: Duration,
+}
+
+/// Delay after the `failures`-th failure in a row: the poll interval doubled per failure, with
+/// ±20 % jitter so channels that failed together do not retry together, capped at `cap`.
+pub fn backoff(interval: Duration, failures: u32, cap: Duration) -> Duration {
+    let exponential = interval.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    let jitter = 0.8 + 0.4 * rand::random::<f64>();
+    exponential.min(cap).mul_f64(jitter).min(cap)
 }
 
 /// A subscriber that needs the channel's state (or the events it missed).
@@ -59,7 +69,11 @@ pub(super) struct State {
     pub(super) first_snapshot_at: Option<Instant>,
     /// The last fetch error while the upstream is failing (subscribers were told once).
     pub(super) degraded: Option<String>,
-    pub(super) poll_interval: Duration,
+    /// Failed polls in a row.
+    failures: u32,
+    /// Delay before the next attempt while degraded.
+    pub(super) retry_in: Duration,
+    poll_interval: Duration,
 }
 
 /// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`.
@@ -80,16 +94,21 @@ pub async fn run(
         else {
             return;
         };
-        let mut ticks = tokio::time::interval(entry.metadata.poll_interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The first poll is immediate; then every interval, or later while backing off.
+        let mut next = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = ticks.tick() => {
-                    tokio::select! {
+                _ = tokio::time::sleep_until(next) => {
+                    let started = Instant::now();
+                    let retry_in = tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = poll_once(&channel, &entry, &ctx, &mut state) => {}
-                    }
+                        r = poll_once(&channel, &entry, &ctx, &mut state) => r,
+                    };
+                    next = match retry_in {
+                        Some(delay) => Instant::now() + delay,
+                        None => (started + state.poll_interval).max(Instant::now()),
+                    };
                 }
                 Some(request) = requests.recv() => {
                     tokio::time::sleep_until(request.requested_at + SNAPSHOT_DELAY).await;
@@ -120,6 +139,8 @@ async fn load(
                     unpublished: Vec::new(),
                     first_snapshot_at: None,
                     degraded: None,
+                    failures: 0,
+                    retry_in: poll_interval,
                     poll_interval,
                 })
             }
@@ -142,18 +163,19 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// One poll; returns the delay before the next attempt when the fetch failed.
 async fn poll_once(
     channel: &ChannelId,
     entry: &FetcherEntry,
     ctx: &PollerContext,
     state: &mut State,
-) {
+) -> Option<Duration> {
     if !state.unpublished.is_empty() {
         match ctx.publisher.publish(&state.unpublished).await {
             Ok(()) => state.unpublished.clear(),
             Err(e) => {
                 tracing::error!(error = %e, pending = state.unpublished.len(), "publish retry failed; poll skipped");
-                return;
+                return None;
             }
         }
     }
@@ -161,7 +183,7 @@ async fn poll_once(
         Ok(k) => k,
         Err(e) => {
             tracing::error!(error = %e, "cannot read keys; poll skipped");
-            return;
+            return None;
         }
     };
     let started = Instant::now();
@@ -184,20 +206,35 @@ async fn poll_once(
                 .chars()
                 .take(300)
                 .collect();
+            state.failures += 1;
+            state.retry_in = match &e {
+                // The upstream said when: exactly that.
+                FetchError::Upstream {
+                    retry_after: Some(secs),
+                    ..
+                } => Duration::from_secs_f64(*secs),
+                _ => backoff(state.poll_interval, state.failures, ctx.max_backoff),
+            };
+            tracing::info!(
+                failures = state.failures,
+                retry_in_s = state.retry_in.as_secs_f64(),
+                "backing off"
+            );
             if state.degraded.replace(summary).is_none() {
                 // Only the transition is announced, not every failed poll.
                 publish_status(channel, ctx, state).await;
             }
-            return;
+            return Some(state.retry_in);
         }
     };
+    state.failures = 0;
     if state.degraded.take().is_some() {
         tracing::info!("upstream recovered");
         publish_status(channel, ctx, state).await;
     }
     if outcome.not_modified {
         tracing::debug!("upstream not modified");
-        return; // Unchanged: nothing written, nothing published.
+        return None; // Unchanged: nothing written, nothing published.
     }
     let id_field = &entry.metadata.id_field;
     let diff = changes::diff(id_field, &outcome.items, &state.items, outcome.complete);
@@ -295,7 +332,7 @@ async fn poll_once(
         commit.meta.seq = seq;
     }
     if commit.is_empty(&state.meta) {
-        return; // Unchanged: nothing written, nothing published.
+        return None; // Unchanged: nothing written, nothing published.
     }
     if let Err(e) = ctx.store.commit(commit.clone()).await {
         tracing::error!(error = %e, "cannot persist changes; nothing published, retrying next poll");
@@ -305,7 +342,7 @@ async fn poll_once(
                 state.items = items.into_iter().map(|i| (i.id.clone(), i)).collect();
             }
         }
-        return;
+        return None;
     }
     // Persisted: now the cache and then the subscribers.
     for id in &commit.removals {
@@ -324,7 +361,7 @@ async fn poll_once(
         state.first_snapshot_at = Some(Instant::now());
     }
     if publish.is_empty() {
-        return;
+        return None;
     }
     match ctx.publisher.publish(&publish).await {
         Ok(()) => tracing::info!(
@@ -337,4 +374,5 @@ async fn poll_once(
             state.unpublished = publish;
         }
     }
+    None
 }
