@@ -15,6 +15,7 @@
 //! - [`pushpin`] — an isolated Pushpin child process for `restream dev` and tests.
 
 pub mod authoring;
+pub mod budget;
 pub mod changes;
 pub mod channel;
 pub mod config;

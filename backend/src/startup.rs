@@ -80,6 +80,8 @@ pub async fn run(
         publisher: publisher(&settings)?,
         store,
         max_backoff: Duration::from_secs_f64(settings.fetchers.max_backoff_secs),
+        budgets: Default::default(),
+        last_polls: Default::default(),
     };
     let stats_thread = stats::spawn_reader(
         settings.pushpin.stats_specs.clone(),

@@ -90,6 +90,8 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
         publisher: published.clone(),
         store,
         max_backoff: Duration::from_secs(60),
+        budgets: Default::default(),
+        last_polls: Default::default(),
     };
     let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
@@ -391,4 +393,161 @@ fn backoff_is_capped_and_jittered() {
         .map(|_| poller::backoff(Duration::from_secs(10), 2, cap))
         .collect();
     assert!(samples.len() > 1, "jitter spreads retries");
+}
+
+/// Records which channel (param `p`) fetched when.
+struct Counting {
+    calls: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
+}
+
+#[async_trait]
+impl Fetcher for Counting {
+    fn label(&self) -> &str {
+        "counting"
+    }
+    async fn metadata(&self) -> Result<Value, FetchError> {
+        unreachable!()
+    }
+    async fn fetch(&self, r: FetchRequest<'_>) -> Result<Value, FetchError> {
+        let p = r.params.get("p").cloned().unwrap_or_default();
+        self.calls
+            .lock()
+            .unwrap()
+            .push((p, tokio::time::Instant::now()));
+        Ok(ok(json!([{"id": 1}])))
+    }
+}
+
+fn shared_context(store: Arc<dyn ItemStore>) -> PollerContext {
+    PollerContext {
+        keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
+        publisher: Arc::new(Recorder::default()),
+        store,
+        max_backoff: Duration::from_secs(60),
+        budgets: Default::default(),
+        last_polls: Default::default(),
+    }
+}
+
+fn counting_entry(
+    calls: &Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
+    interval: f64,
+) -> Arc<FetcherEntry> {
+    Arc::new(FetcherEntry {
+        metadata: Metadata::from_value(&json!({
+            "name": "t", "id_field": "id", "poll_interval": interval,
+            "rate_limit": {"per_minute": 5},
+            "params": {"p": {"required": true}}
+        }))
+        .unwrap(),
+        fetcher: Arc::new(Counting {
+            calls: calls.clone(),
+        }),
+    })
+}
+
+/// A running poller for channel `t?p=<p>`, with the sender of its snapshot requests (kept
+/// so the poller's request queue stays open).
+fn spawn_channel(
+    ctx: &PollerContext,
+    entry: &Arc<FetcherEntry>,
+    p: &str,
+    stop: &CancellationToken,
+) -> (tokio::task::JoinHandle<()>, mpsc::Sender<SnapshotRequest>) {
+    let channel =
+        ChannelId::from_request("t", Some(&json!({ "p": p })), &entry.metadata.params).unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    (
+        tokio::spawn(poller::run(
+            channel,
+            entry.clone(),
+            ctx.clone(),
+            rx,
+            stop.child_token(),
+        )),
+        tx,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_channels_share_one_budget_fairly() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let entry = counting_entry(&calls, 1.0);
+    let ctx = shared_context(Arc::new(MemoryStore::new(10)));
+    let stop = CancellationToken::new();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| spawn_channel(&ctx, &entry, &format!("c{i}"), &stop))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    stop.cancel();
+    for (t, _requests) in tasks {
+        t.await.unwrap();
+    }
+    let calls = calls.lock().unwrap().clone();
+    // Never more than 5 calls in any 60 s window, whatever the 1 s poll interval asks for.
+    for (i, (_, t)) in calls.iter().enumerate() {
+        let in_window = calls[i..]
+            .iter()
+            .filter(|(_, u)| *u - *t < Duration::from_secs(60))
+            .count();
+        assert!(
+            in_window <= 5,
+            "{in_window} calls in the minute from call {i}"
+        );
+    }
+    assert!(
+        calls.len() >= 25,
+        "the budget is used, not wasted: {} calls",
+        calls.len()
+    );
+    let polled: std::collections::HashSet<_> = calls.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(polled.len(), 10, "every channel gets polled: {polled:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_usage_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("items.redb");
+    let windows = [(Duration::from_secs(60), 5)];
+    {
+        let store: Arc<dyn ItemStore> = Arc::new(RedbStore::open(&path, 10).unwrap());
+        let budgets = restream::budget::Budgets::default();
+        for _ in 0..5 {
+            budgets.get("keys:test", &windows).acquire(&store).await;
+        }
+    }
+    let store: Arc<dyn ItemStore> = Arc::new(RedbStore::open(&path, 10).unwrap());
+    let budgets = restream::budget::Budgets::default();
+    let before = tokio::time::Instant::now();
+    budgets.get("keys:test", &windows).acquire(&store).await;
+    let waited = before.elapsed();
+    assert!(
+        waited >= Duration::from_secs(59),
+        "the restarted budget remembers 5 calls: waited {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reactivated_channel_is_not_fetched_early() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let entry = counting_entry(&calls, 30.0);
+    let ctx = shared_context(Arc::new(MemoryStore::new(10)));
+    let first = CancellationToken::new();
+    let (task, _requests) = spawn_channel(&ctx, &entry, "x", &first);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    first.cancel();
+    task.await.unwrap();
+    // The last subscriber left; a new one comes 5 s later: no fetch before the interval.
+    let again = CancellationToken::new();
+    let (task, _requests) = spawn_channel(&ctx, &entry, "x", &again);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(calls.lock().unwrap().len(), 1, "reused the stored items");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        2,
+        "polled again once the interval passed"
+    );
+    again.cancel();
+    task.await.unwrap();
 }

@@ -21,6 +21,9 @@ pub struct Metadata {
     pub keys: Vec<String>,
     pub poll_interval: Duration,
     pub params: ParamSpecs,
+    /// The upstream budget: at most N calls per window, shared by every channel using the
+    /// same keys (see `budget`).
+    pub rate_limit: Vec<(Duration, u64)>,
 }
 
 /// A metadata field that is missing or wrong.
@@ -98,8 +101,42 @@ impl Metadata {
             keys,
             poll_interval,
             params: parse_params(obj.get("params"))?,
+            rate_limit: parse_rate_limit(obj.get("rate_limit"))?,
         })
     }
+}
+
+fn parse_rate_limit(v: Option<&Value>) -> Result<Vec<(Duration, u64)>, MetadataError> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(err(
+                "rate_limit",
+                "must be an object such as {\"per_day\": 1000}",
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for (k, n) in obj {
+        let window = match k.as_str() {
+            "per_second" => Duration::from_secs(1),
+            "per_minute" => Duration::from_secs(60),
+            "per_hour" => Duration::from_secs(3600),
+            "per_day" => Duration::from_secs(86_400),
+            _ => {
+                return Err(err(
+                    format!("rate_limit.{k}"),
+                    "use per_second, per_minute, per_hour or per_day",
+                ))
+            }
+        };
+        match n.as_u64() {
+            Some(max) if max > 0 => out.push((window, max)),
+            _ => return Err(err(format!("rate_limit.{k}"), "must be a positive integer")),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_params(v: Option<&Value>) -> Result<ParamSpecs, MetadataError> {
@@ -190,6 +227,12 @@ mod tests {
         assert!(m.params["lat"].required);
         assert_eq!(m.params["units"].default.as_deref(), Some("metric"));
         assert_eq!(m.poll_interval, Duration::from_millis(500));
+        assert!(m.rate_limit.is_empty());
+        let limited = Metadata::from_value(&json!({"name": "w", "id_field": "id", "rate_limit": {"per_minute": 5, "per_day": 500}})).unwrap();
+        assert!(limited.rate_limit.contains(&(Duration::from_secs(60), 5)));
+        assert!(limited
+            .rate_limit
+            .contains(&(Duration::from_secs(86_400), 500)));
     }
 
     #[test]
@@ -211,5 +254,13 @@ mod tests {
             "params.x.required"
         );
         assert_eq!(field(json!([])), "(root)");
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "rate_limit": {"per_week": 1}})),
+            "rate_limit.per_week"
+        );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "rate_limit": {"per_day": 0}})),
+            "rate_limit.per_day"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! `seq` order. It also answers snapshot and resume requests for new subscribers, so that
 //! everything a channel sends goes out in one order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::budget::{key_set_id, Budgets};
 use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
 use crate::fetcher::{parse_fetch_response, FetchError, FetchRequest, FetcherEntry};
@@ -33,6 +34,11 @@ pub struct PollerContext {
     pub store: Arc<dyn ItemStore>,
     /// Longest wait between attempts while an upstream keeps failing.
     pub max_backoff: Duration,
+    /// Upstream rate limits, shared by key set across channels.
+    pub budgets: Arc<Budgets>,
+    /// When each channel was last polled, so a channel reactivated within its interval is not
+    /// fetched early (new subscribers get the stored snapshot meanwhile).
+    pub last_polls: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
 }
 
 /// Delay after the `failures`-th failure in a row: the poll interval doubled per failure, with
@@ -94,13 +100,16 @@ pub async fn run(
         else {
             return;
         };
-        // The first poll is immediate; then every interval, or later while backing off.
-        let mut next = Instant::now();
+        // The first poll is immediate (unless the channel was polled less than an interval ago);
+        // then every interval, or later while backing off.
+        let last = ctx.last_polls.lock().expect("last polls lock").get(&channel.to_string()).copied();
+        let mut next = last.map_or(Instant::now(), |t| (t + state.poll_interval).max(Instant::now()));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {
                     let started = Instant::now();
+                    ctx.last_polls.lock().expect("last polls lock").insert(channel.to_string(), started);
                     let retry_in = tokio::select! {
                         _ = shutdown.cancelled() => break,
                         r = poll_once(&channel, &entry, &ctx, &mut state) => r,
@@ -186,6 +195,14 @@ async fn poll_once(
             return None;
         }
     };
+    // Every attempt counts against the key set's budget; wait for room.
+    ctx.budgets
+        .get(
+            &key_set_id(channel.name(), &keys),
+            &entry.metadata.rate_limit,
+        )
+        .acquire(&ctx.store)
+        .await;
     let started = Instant::now();
     let request = FetchRequest {
         channel: channel.name(),

@@ -47,6 +47,26 @@ pub async fn run(store: &dyn ItemStore) {
     log_replays_and_trims(store).await;
     channels_are_isolated(store).await;
     large_items_round_trip(store).await;
+    budgets_round_trip(store).await;
+}
+
+async fn budgets_round_trip(store: &dyn ItemStore) {
+    let writes = store.writes();
+    assert_eq!(
+        store.load_budget("keys:ab").await.unwrap(),
+        Vec::<u64>::new()
+    );
+    store.save_budget("keys:ab", vec![1, 2, 3]).await.unwrap();
+    store.save_budget("fetcher:x", vec![9]).await.unwrap();
+    assert_eq!(store.load_budget("keys:ab").await.unwrap(), vec![1, 2, 3]);
+    store.save_budget("keys:ab", vec![3, 4]).await.unwrap();
+    assert_eq!(
+        store.load_budget("keys:ab").await.unwrap(),
+        vec![3, 4],
+        "replaced"
+    );
+    assert_eq!(store.load_budget("fetcher:x").await.unwrap(), vec![9]);
+    assert_eq!(store.writes(), writes, "budget usage is not an item write");
 }
 
 async fn unknown_channels_are_empty(store: &dyn ItemStore) {

@@ -17,6 +17,7 @@ struct Channel {
 
 pub struct MemoryStore {
     channels: Mutex<HashMap<String, Channel>>,
+    budgets: Mutex<HashMap<String, Vec<u64>>>,
     capacity: u64,
     writes: AtomicU64,
 }
@@ -25,6 +26,7 @@ impl MemoryStore {
     pub fn new(log_capacity: u64) -> MemoryStore {
         MemoryStore {
             channels: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
             capacity: log_capacity,
             writes: AtomicU64::new(0),
         }
@@ -93,5 +95,23 @@ impl ItemStore for MemoryStore {
 
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .budgets
+            .lock()
+            .expect("store lock")
+            .get(budget)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
+        self.budgets
+            .lock()
+            .expect("store lock")
+            .insert(budget.to_string(), calls);
+        Ok(())
     }
 }

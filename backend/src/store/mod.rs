@@ -100,8 +100,12 @@ pub trait ItemStore: Send + Sync {
         channel: &str,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
-    /// Number of writes performed so far (for tests and metrics).
+    /// Number of item/channel writes performed so far (for tests and metrics).
     fn writes(&self) -> u64;
+    /// Recent upstream call times (unix milliseconds) of one budget; empty if unknown.
+    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError>;
+    /// Replaces a budget's recent call times.
+    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError>;
 }
 
 /// Default number of events kept per channel for resume.

@@ -13,6 +13,8 @@ use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreErr
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_meta");
 /// (channel, item id) → JSON `StoredItem`.
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+/// budget id → JSON list of recent call times (unix ms).
+const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// (channel, seq) → the event message as sent to clients.
 const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
 
@@ -40,6 +42,7 @@ impl RedbStore {
             txn.open_table(META).map_err(backend)?;
             txn.open_table(ITEMS).map_err(backend)?;
             txn.open_table(LOG).map_err(backend)?;
+            txn.open_table(BUDGETS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         Ok(RedbStore {
@@ -185,5 +188,34 @@ impl ItemStore for RedbStore {
 
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+        let budget = budget.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(BUDGETS).map_err(backend)?;
+            match table.get(budget.as_str()).map_err(backend)? {
+                Some(v) => decode(v.value()),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+
+    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
+        let budget = budget.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(BUDGETS).map_err(backend)?;
+                let bytes = serde_json::to_vec(&calls).expect("numbers serialize");
+                table
+                    .insert(budget.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
     }
 }

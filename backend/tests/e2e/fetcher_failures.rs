@@ -47,7 +47,10 @@ async fn a_misbehaving_fetcher_is_retried_and_harms_nobody() {
         "{first}"
     );
     let retry_in = first["retry_in"].as_f64().unwrap();
-    assert!((0.8..=1.2).contains(&retry_in), "first retry after about one interval: {retry_in}");
+    assert!(
+        (0.8..=1.2).contains(&retry_in),
+        "first retry after about one interval: {retry_in}"
+    );
     assert!(before.len() <= 3, "transitions only: {before:?}");
     let last = before.last().unwrap();
     assert_eq!(

@@ -1,0 +1,236 @@
+//! Shared upstream budgets: every channel polling with the same API keys (or, for keyless
+//! fetchers, the same fetcher) draws from one rate limit, in FIFO order so none starves.
+//!
+//! A budget is a set of sliding windows (`per_second` … `per_day`); a call may start when every
+//! window has room. Usage is persisted through the item store so a restart does not reset it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::fetcher::Keys;
+use crate::store::ItemStore;
+
+/// A rate limit: at most `max` calls in any `window`.
+pub type Window = (Duration, u64);
+
+/// The budget a channel draws from: its key set (hashed, never the keys themselves) or, with
+/// no keys, its fetcher.
+pub fn key_set_id(channel_name: &str, keys: &Keys) -> String {
+    if keys.is_empty() {
+        return format!("fetcher:{channel_name}");
+    }
+    let mut h = Sha256::new();
+    for (name, value) in keys {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(value.expose_secret().as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    format!(
+        "keys:{}",
+        digest
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+struct Usage {
+    windows: Vec<Window>,
+    calls: VecDeque<Instant>,
+    loaded: bool,
+}
+
+/// One key set's budget.
+pub struct Budget {
+    id: String,
+    usage: Mutex<Usage>,
+    /// Held while waiting for room: tokio's mutex is FIFO, which makes the budget fair.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Budget {
+    fn longest(windows: &[Window]) -> Duration {
+        windows.iter().map(|w| w.0).max().unwrap_or(Duration::ZERO)
+    }
+
+    /// When a call could start, given `calls` (oldest first) and `now`.
+    fn next_slot(windows: &[Window], calls: &VecDeque<Instant>, now: Instant) -> Instant {
+        let mut at = now;
+        for &(window, max) in windows {
+            let max = max as usize;
+            let recent = calls
+                .iter()
+                .filter(|t| now.saturating_duration_since(**t) < window)
+                .count();
+            if max == 0 {
+                continue;
+            }
+            if recent >= max {
+                // The call that must leave the window before there is room.
+                let blocking = calls[calls.len() - max];
+                at = at.max(blocking + window);
+            }
+        }
+        at
+    }
+
+    /// Waits until every window has room, then records the call.
+    pub async fn acquire(&self, store: &Arc<dyn ItemStore>) {
+        if self.usage.lock().expect("budget lock").windows.is_empty() {
+            return; // No declared limit: nothing to count.
+        }
+        let _turn = self.turn.lock().await;
+        self.load(store).await;
+        loop {
+            let wait_until = {
+                let mut u = self.usage.lock().expect("budget lock");
+                let now = Instant::now();
+                let keep = Budget::longest(&u.windows);
+                while u
+                    .calls
+                    .front()
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= keep)
+                {
+                    u.calls.pop_front();
+                }
+                let at = Budget::next_slot(&u.windows, &u.calls, now);
+                if at <= now {
+                    u.calls.push_back(now);
+                    None
+                } else {
+                    Some(at)
+                }
+            };
+            match wait_until {
+                None => break,
+                Some(at) => {
+                    tracing::debug!(budget = %self.id, wait_ms = (at - Instant::now()).as_millis() as u64, "waiting for upstream budget");
+                    tokio::time::sleep_until(at).await;
+                }
+            }
+        }
+        self.save(store).await;
+    }
+
+    async fn load(&self, store: &Arc<dyn ItemStore>) {
+        if self.usage.lock().expect("budget lock").loaded {
+            return;
+        }
+        let stamps = match store.load_budget(&self.id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(budget = %self.id, error = %e, "cannot read budget usage; starting empty");
+                Vec::new()
+            }
+        };
+        let (now, wall) = (Instant::now(), unix_ms());
+        let mut u = self.usage.lock().expect("budget lock");
+        let mut calls: Vec<Instant> = stamps
+            .into_iter()
+            .filter(|ms| *ms <= wall)
+            .filter_map(|ms| now.checked_sub(Duration::from_millis(wall - ms)))
+            .collect();
+        calls.sort();
+        calls.extend(u.calls.drain(..));
+        u.calls = calls.into();
+        u.loaded = true;
+    }
+
+    async fn save(&self, store: &Arc<dyn ItemStore>) {
+        let stamps: Vec<u64> = {
+            let u = self.usage.lock().expect("budget lock");
+            let (now, wall) = (Instant::now(), unix_ms());
+            u.calls
+                .iter()
+                .map(|t| wall.saturating_sub(now.saturating_duration_since(*t).as_millis() as u64))
+                .collect()
+        };
+        if let Err(e) = store.save_budget(&self.id, stamps).await {
+            tracing::warn!(budget = %self.id, error = %e, "cannot persist budget usage");
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Every budget, by key set.
+#[derive(Default)]
+pub struct Budgets {
+    by_id: Mutex<HashMap<String, Arc<Budget>>>,
+}
+
+impl Budgets {
+    /// The budget for `id`; `windows` from this fetcher tighten it (the strictest limit per
+    /// window length wins when fetchers sharing keys declare different limits).
+    pub fn get(&self, id: &str, windows: &[Window]) -> Arc<Budget> {
+        let mut map = self.by_id.lock().expect("budgets lock");
+        let budget = map
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Budget {
+                    id: id.to_string(),
+                    usage: Mutex::new(Usage {
+                        windows: Vec::new(),
+                        calls: VecDeque::new(),
+                        loaded: false,
+                    }),
+                    turn: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone();
+        let mut u = budget.usage.lock().expect("budget lock");
+        for &(len, max) in windows {
+            match u.windows.iter_mut().find(|w| w.0 == len) {
+                Some(w) => w.1 = w.1.min(max),
+                None => u.windows.push((len, max)),
+            }
+        }
+        drop(u);
+        budget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    #[test]
+    fn key_sets_are_shared_and_hide_the_keys() {
+        let mut a = Keys::new();
+        a.insert("api-key".into(), SecretString::from("k1"));
+        let b = a.clone();
+        assert_eq!(key_set_id("nyt-top", &a), key_set_id("nyt-newswire", &b));
+        assert!(!key_set_id("nyt-top", &a).contains("k1"));
+        assert_eq!(key_set_id("hn-top", &Keys::new()), "fetcher:hn-top");
+    }
+
+    #[test]
+    fn the_next_slot_waits_for_the_oldest_blocking_call() {
+        let now = Instant::now();
+        let calls: VecDeque<_> =
+            [now - Duration::from_secs(50), now - Duration::from_secs(10)].into();
+        let minute = [(Duration::from_secs(60), 2)];
+        assert_eq!(
+            Budget::next_slot(&minute, &calls, now),
+            now + Duration::from_secs(10)
+        );
+        assert_eq!(
+            Budget::next_slot(&[(Duration::from_secs(60), 3)], &calls, now),
+            now
+        );
+    }
+}
