@@ -82,10 +82,11 @@ impl Budget {
         at
     }
 
-    /// Waits until every window has room, then records the call.
-    pub async fn acquire(&self, store: &Arc<dyn ItemStore>) {
+    /// Waits until every window has room, then reserves a call; pass the returned start to
+    /// [`Budget::finish`] when the call is done.
+    pub async fn acquire(&self, store: &Arc<dyn ItemStore>) -> Option<Instant> {
         if self.usage.lock().expect("budget lock").windows.is_empty() {
-            return; // No declared limit: nothing to count.
+            return None; // No declared limit: nothing to count.
         }
         let _turn = self.turn.lock().await;
         self.load(store).await;
@@ -110,12 +111,26 @@ impl Budget {
                 }
             };
             match wait_until {
-                None => break,
+                None => return Some(Instant::now()),
                 Some(at) => {
                     tracing::debug!(budget = %self.id, wait_ms = (at - Instant::now()).as_millis() as u64, "waiting for upstream budget");
                     tokio::time::sleep_until(at).await;
                 }
             }
+        }
+    }
+
+    /// Marks the call reserved at `started` as finished now. The window counts calls by their
+    /// end: the upstream has seen a request by the time it answers, so spacing ends from the
+    /// next starts keeps the upstream's own count within the limit despite network latency.
+    pub async fn finish(&self, started: Option<Instant>, store: &Arc<dyn ItemStore>) {
+        let Some(started) = started else { return };
+        {
+            let mut u = self.usage.lock().expect("budget lock");
+            if let Some(slot) = u.calls.iter_mut().rev().find(|t| **t == started) {
+                *slot = Instant::now();
+            }
+            u.calls.make_contiguous().sort();
         }
         self.save(store).await;
     }

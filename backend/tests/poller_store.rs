@@ -513,7 +513,9 @@ async fn budget_usage_survives_a_restart() {
         let store: Arc<dyn ItemStore> = Arc::new(RedbStore::open(&path, 10).unwrap());
         let budgets = restream::budget::Budgets::default();
         for _ in 0..5 {
-            budgets.get("keys:test", &windows).acquire(&store).await;
+            let budget = budgets.get("keys:test", &windows);
+            let permit = budget.acquire(&store).await;
+            budget.finish(permit, &store).await;
         }
     }
     let store: Arc<dyn ItemStore> = Arc::new(RedbStore::open(&path, 10).unwrap());

@@ -196,13 +196,11 @@ async fn poll_once(
         }
     };
     // Every attempt counts against the key set's budget; wait for room.
-    ctx.budgets
-        .get(
-            &key_set_id(channel.name(), &keys),
-            &entry.metadata.rate_limit,
-        )
-        .acquire(&ctx.store)
-        .await;
+    let budget = ctx.budgets.get(
+        &key_set_id(channel.name(), &keys),
+        &entry.metadata.rate_limit,
+    );
+    let permit = budget.acquire(&ctx.store).await;
     let started = Instant::now();
     let request = FetchRequest {
         channel: channel.name(),
@@ -210,12 +208,9 @@ async fn poll_once(
         keys: &keys,
         state: state.meta.fetcher_state.as_ref(),
     };
-    let outcome = match entry
-        .fetcher
-        .fetch(request)
-        .await
-        .and_then(|raw| parse_fetch_response(entry.fetcher.label(), raw))
-    {
+    let fetched = entry.fetcher.fetch(request).await;
+    budget.finish(permit, &ctx.store).await;
+    let outcome = match fetched.and_then(|raw| parse_fetch_response(entry.fetcher.label(), raw)) {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "poll failed; retrying next interval");

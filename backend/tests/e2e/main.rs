@@ -8,5 +8,6 @@ mod fanout;
 mod fetcher_failures;
 mod keys;
 mod lifecycle;
+mod politeness;
 mod restart;
 mod smoke;

@@ -57,6 +57,9 @@ pub struct UpstreamState {
     pub bodies: HashMap<String, Value>,
     /// Path prefixes answered with 500 and a body echoing the request (as some APIs do).
     pub failing: Vec<String>,
+    /// Requests that carried `If-None-Match`, and how many of those got a 304.
+    pub conditional: usize,
+    pub not_modified: usize,
 }
 
 /// A fake USGS + Open-Meteo server on loopback.
@@ -125,6 +128,12 @@ impl Upstream {
         v
     }
 
+    /// (requests with If-None-Match, of which answered 304).
+    pub fn conditional(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap();
+        (s.conditional, s.not_modified)
+    }
+
     pub fn paths(&self) -> Vec<String> {
         self.state
             .lock()
@@ -169,13 +178,36 @@ async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
             failing,
         )
     };
-    let (status, body) = match fixed {
+    let (mut status, mut body) = match fixed {
         Some(body) if failing => ("500 Internal Server Error", body),
         Some(body) => ("200 OK", body),
         None => respond(&path, generation),
     };
+    // Like a static file server: an ETag per content, and 304 when the client has it.
+    let etag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        format!("\"{:x}\"", h.finish())
+    };
+    let if_none_match = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("if-none-match: ")
+                .or_else(|| l.strip_prefix("If-None-Match: "))
+        })
+        .map(str::trim);
+    if let Some(tag) = if_none_match {
+        let mut s = state.lock().unwrap();
+        s.conditional += 1;
+        if status == "200 OK" && tag == etag {
+            s.not_modified += 1;
+            status = "304 Not Modified";
+            body = String::new();
+        }
+    }
     let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nETag: {etag}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = sock.write_all(resp.as_bytes()).await;
@@ -201,6 +233,9 @@ fn respond(path: &str, generation: u64) -> (&'static str, String) {
             "current_units": {"temperature_2m": "°C"}
         });
         return ("200 OK", body.to_string());
+    }
+    if path.starts_with("/budgeted/") {
+        return ("200 OK", json!([{"id": 1}]).to_string());
     }
     ("404 Not Found", json!({"error": "not found"}).to_string())
 }
@@ -286,6 +321,8 @@ pub struct StackOptions {
     pub publish: &'static str,
     /// Contents of the keys file (written with mode 0600).
     pub keys: Option<String>,
+    /// Declarative channel files (name, TOML) served beside the ones in `channels/`.
+    pub extra_channels: Vec<(&'static str, String)>,
 }
 
 impl Default for StackOptions {
@@ -298,8 +335,27 @@ impl Default for StackOptions {
             env: Vec::new(),
             publish: "zmq",
             keys: None,
+            extra_channels: Vec::new(),
         }
     }
+}
+
+/// The repo's `channels/`, or a copy of it with extra channel files.
+fn channels_dir(root: &std::path::Path, extras: &[(&str, String)]) -> PathBuf {
+    let real = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../channels");
+    if extras.is_empty() {
+        return real;
+    }
+    let dir = root.join("channels");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&real).unwrap() {
+        let src = entry.unwrap().path();
+        std::os::unix::fs::symlink(&src, dir.join(src.file_name().unwrap())).unwrap();
+    }
+    for (name, text) in extras {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
 }
 
 /// A folder of symlinks: every real fetcher plus the extras.
@@ -381,9 +437,7 @@ path = "{store}"
                 http = options.http_publish_url(),
                 stats = options.stats_spec(),
                 functions = functions.display(),
-                channels = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../channels")
-                    .display(),
+                channels = channels_dir(dir.path(), &opts.extra_channels).display(),
                 publish = opts.publish,
                 timeout = opts.fetcher_timeout_secs,
                 keys = dir.path().join("keys.json").display(),
