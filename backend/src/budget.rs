@@ -44,8 +44,20 @@ pub fn key_set_id(channel_name: &str, keys: &Keys) -> String {
 
 struct Usage {
     windows: Vec<Window>,
-    calls: VecDeque<Instant>,
+    /// End times of finished calls, oldest first.
+    ended: VecDeque<Instant>,
+    /// Calls started and not finished: they occupy the budget until they end.
+    in_flight: usize,
     loaded: bool,
+}
+
+/// When the next call may start.
+#[derive(Debug, PartialEq, Eq)]
+enum Slot {
+    Now,
+    At(Instant),
+    /// Every slot is held by a call in flight.
+    AfterAFinish,
 }
 
 /// One key set's budget.
@@ -54,6 +66,7 @@ pub struct Budget {
     usage: Mutex<Usage>,
     /// Held while waiting for room: tokio's mutex is FIFO, which makes the budget fair.
     turn: tokio::sync::Mutex<()>,
+    finished: tokio::sync::Notify,
 }
 
 impl Budget {
@@ -61,28 +74,39 @@ impl Budget {
         windows.iter().map(|w| w.0).max().unwrap_or(Duration::ZERO)
     }
 
-    /// When a call could start, given `calls` (oldest first) and `now`.
-    fn next_slot(windows: &[Window], calls: &VecDeque<Instant>, now: Instant) -> Instant {
+    /// A call may start when, in every window, finished calls that ended within it plus calls
+    /// in flight (they end at the earliest now) leave room. Counting calls by their end keeps
+    /// the upstream's own count (by arrival) within the limit whatever the latency.
+    fn next_slot(
+        windows: &[Window],
+        ended: &VecDeque<Instant>,
+        in_flight: usize,
+        now: Instant,
+    ) -> Slot {
         let mut at = now;
         for &(window, max) in windows {
             let max = max as usize;
-            let recent = calls
+            if in_flight >= max {
+                return Slot::AfterAFinish;
+            }
+            let room_for = max - in_flight;
+            let recent = ended
                 .iter()
                 .filter(|t| now.saturating_duration_since(**t) < window)
                 .count();
-            if max == 0 {
-                continue;
-            }
-            if recent >= max {
-                // The call that must leave the window before there is room.
-                let blocking = calls[calls.len() - max];
-                at = at.max(blocking + window);
+            if recent >= room_for {
+                // This end must leave the window before there is room.
+                at = at.max(ended[ended.len() - room_for] + window);
             }
         }
-        at
+        if at <= now {
+            Slot::Now
+        } else {
+            Slot::At(at)
+        }
     }
 
-    /// Waits until every window has room, then reserves a call; pass the returned start to
+    /// Waits until every window has room, then counts a call in flight; pass the result to
     /// [`Budget::finish`] when the call is done.
     pub async fn acquire(&self, store: &Arc<dyn ItemStore>) -> Option<Instant> {
         if self.usage.lock().expect("budget lock").windows.is_empty() {
@@ -91,47 +115,51 @@ impl Budget {
         let _turn = self.turn.lock().await;
         self.load(store).await;
         loop {
-            let wait_until = {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let slot = {
                 let mut u = self.usage.lock().expect("budget lock");
                 let now = Instant::now();
                 let keep = Budget::longest(&u.windows);
                 while u
-                    .calls
+                    .ended
                     .front()
                     .is_some_and(|t| now.saturating_duration_since(*t) >= keep)
                 {
-                    u.calls.pop_front();
+                    u.ended.pop_front();
                 }
-                let at = Budget::next_slot(&u.windows, &u.calls, now);
-                if at <= now {
-                    u.calls.push_back(now);
-                    None
-                } else {
-                    Some(at)
+                let slot = Budget::next_slot(&u.windows, &u.ended, u.in_flight, now);
+                if slot == Slot::Now {
+                    u.in_flight += 1;
                 }
+                slot
             };
-            match wait_until {
-                None => return Some(Instant::now()),
-                Some(at) => {
+            match slot {
+                Slot::Now => return Some(Instant::now()),
+                Slot::At(at) => {
                     tracing::debug!(budget = %self.id, wait_ms = (at - Instant::now()).as_millis() as u64, "waiting for upstream budget");
-                    tokio::time::sleep_until(at).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = &mut finished => {}
+                    }
                 }
+                Slot::AfterAFinish => finished.await,
             }
         }
     }
 
-    /// Marks the call reserved at `started` as finished now. The window counts calls by their
-    /// end: the upstream has seen a request by the time it answers, so spacing ends from the
-    /// next starts keeps the upstream's own count within the limit despite network latency.
-    pub async fn finish(&self, started: Option<Instant>, store: &Arc<dyn ItemStore>) {
-        let Some(started) = started else { return };
+    /// Ends a call counted by [`Budget::acquire`] and persists the usage.
+    pub async fn finish(&self, permit: Option<Instant>, store: &Arc<dyn ItemStore>) {
+        if permit.is_none() {
+            return;
+        }
         {
             let mut u = self.usage.lock().expect("budget lock");
-            if let Some(slot) = u.calls.iter_mut().rev().find(|t| **t == started) {
-                *slot = Instant::now();
-            }
-            u.calls.make_contiguous().sort();
+            u.in_flight = u.in_flight.saturating_sub(1);
+            u.ended.push_back(Instant::now());
         }
+        self.finished.notify_waiters();
         self.save(store).await;
     }
 
@@ -148,14 +176,14 @@ impl Budget {
         };
         let (now, wall) = (Instant::now(), unix_ms());
         let mut u = self.usage.lock().expect("budget lock");
-        let mut calls: Vec<Instant> = stamps
+        let mut ended: Vec<Instant> = stamps
             .into_iter()
             .filter(|ms| *ms <= wall)
             .filter_map(|ms| now.checked_sub(Duration::from_millis(wall - ms)))
             .collect();
-        calls.sort();
-        calls.extend(u.calls.drain(..));
-        u.calls = calls.into();
+        ended.extend(u.ended.drain(..));
+        ended.sort();
+        u.ended = ended.into();
         u.loaded = true;
     }
 
@@ -163,7 +191,7 @@ impl Budget {
         let stamps: Vec<u64> = {
             let u = self.usage.lock().expect("budget lock");
             let (now, wall) = (Instant::now(), unix_ms());
-            u.calls
+            u.ended
                 .iter()
                 .map(|t| wall.saturating_sub(now.saturating_duration_since(*t).as_millis() as u64))
                 .collect()
@@ -199,10 +227,12 @@ impl Budgets {
                     id: id.to_string(),
                     usage: Mutex::new(Usage {
                         windows: Vec::new(),
-                        calls: VecDeque::new(),
+                        ended: VecDeque::new(),
+                        in_flight: 0,
                         loaded: false,
                     }),
                     turn: tokio::sync::Mutex::new(()),
+                    finished: tokio::sync::Notify::new(),
                 })
             })
             .clone();
@@ -234,18 +264,30 @@ mod tests {
     }
 
     #[test]
-    fn the_next_slot_waits_for_the_oldest_blocking_call() {
+    fn calls_in_flight_hold_their_slot_until_they_end() {
         let now = Instant::now();
-        let calls: VecDeque<_> =
+        let ended: VecDeque<_> =
             [now - Duration::from_secs(50), now - Duration::from_secs(10)].into();
         let minute = [(Duration::from_secs(60), 2)];
         assert_eq!(
-            Budget::next_slot(&minute, &calls, now),
-            now + Duration::from_secs(10)
+            Budget::next_slot(&minute, &ended, 0, now),
+            Slot::At(now + Duration::from_secs(10))
         );
         assert_eq!(
-            Budget::next_slot(&[(Duration::from_secs(60), 3)], &calls, now),
-            now
+            Budget::next_slot(&minute, &ended, 1, now),
+            Slot::At(now + Duration::from_secs(50))
+        );
+        assert_eq!(
+            Budget::next_slot(&minute, &ended, 2, now),
+            Slot::AfterAFinish
+        );
+        assert_eq!(
+            Budget::next_slot(&[(Duration::from_secs(60), 3)], &ended, 0, now),
+            Slot::Now
+        );
+        assert_eq!(
+            Budget::next_slot(&[(Duration::from_secs(60), 3)], &VecDeque::new(), 2, now),
+            Slot::Now
         );
     }
 }

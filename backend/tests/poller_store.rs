@@ -44,13 +44,16 @@ impl Fetcher for Scripted {
     }
 }
 
+/// Every published item, with when it was published (paused tokio time).
 #[derive(Default)]
-struct Recorder(Mutex<Vec<PublishItem>>);
+struct Recorder(Mutex<Vec<(tokio::time::Instant, PublishItem)>>);
 
 #[async_trait]
 impl Publisher for Recorder {
     async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
-        self.0.lock().unwrap().extend_from_slice(items);
+        let now = tokio::time::Instant::now();
+        let mut log = self.0.lock().unwrap();
+        log.extend(items.iter().map(|i| (now, i.clone())));
         Ok(())
     }
 }
@@ -113,7 +116,7 @@ impl Run {
             .lock()
             .unwrap()
             .iter()
-            .map(|i| {
+            .map(|(_, i)| {
                 (
                     i.channel.clone(),
                     serde_json::from_str(&i.formats.ws_message.content).unwrap(),
@@ -551,5 +554,126 @@ async fn a_reactivated_channel_is_not_fetched_early() {
         "polled again once the interval passed"
     );
     again.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshots_are_answered_while_waiting_for_the_budget() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let entry = Arc::new(FetcherEntry {
+        metadata: Metadata::from_value(&json!({
+            "name": "t", "id_field": "id", "poll_interval": 1,
+            "rate_limit": {"per_minute": 1}, "params": {"p": {"required": true}}
+        }))
+        .unwrap(),
+        fetcher: Arc::new(Counting {
+            calls: calls.clone(),
+        }),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let ctx = PollerContext {
+        publisher: recorder.clone(),
+        ..shared_context(Arc::new(MemoryStore::new(10)))
+    };
+    let stop = CancellationToken::new();
+    let (task, requests) = spawn_channel(&ctx, &entry, "x", &stop);
+    tokio::time::sleep(Duration::from_secs(5)).await; // first poll done, now waiting ~55 s
+    requests
+        .send(SnapshotRequest {
+            connection_channel: "_conn:late".into(),
+            since: None,
+            requested_at: tokio::time::Instant::now(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let private: Vec<_> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, i)| i.channel == "_conn:late")
+        .cloned()
+        .collect();
+    assert_eq!(
+        private.len(),
+        1,
+        "the late subscriber got its snapshot during the budget wait"
+    );
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        1,
+        "and the budget still held the next fetch back"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// Answers every fetch after `latency`, with one item.
+struct Slow {
+    latency: Duration,
+}
+
+#[async_trait]
+impl Fetcher for Slow {
+    fn label(&self) -> &str {
+        "slow"
+    }
+    async fn metadata(&self) -> Result<Value, FetchError> {
+        unreachable!()
+    }
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+        tokio::time::sleep(self.latency).await;
+        Ok(ok(json!([{"id": "a"}])))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
+    // The subscribe comes while the first fetch runs, and the fetch ends long before Pushpin
+    // can be relied on to have applied that subscription: the broadcast must wait for it
+    // rather than be doubled by a private snapshot.
+    let entry = Arc::new(FetcherEntry {
+        metadata: Metadata::from_value(&json!({
+            "name": "t", "id_field": "id", "poll_interval": 10,
+            "params": {"p": {"required": true}}
+        }))
+        .unwrap(),
+        fetcher: Arc::new(Slow {
+            latency: Duration::from_millis(10),
+        }),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let ctx = PollerContext {
+        publisher: recorder.clone(),
+        ..shared_context(Arc::new(MemoryStore::new(10)))
+    };
+    let stop = CancellationToken::new();
+    let (task, requests) = spawn_channel(&ctx, &entry, "x", &stop);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let asked = tokio::time::Instant::now();
+    requests
+        .send(SnapshotRequest {
+            connection_channel: "_conn:early".into(),
+            since: None,
+            requested_at: asked,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let snapshots: Vec<_> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, i)| i.formats.ws_message.content.contains("\"snapshot\""))
+        .map(|(t, i)| (*t - asked, i.channel.clone()))
+        .collect();
+    assert_eq!(
+        snapshots,
+        vec![(poller::SNAPSHOT_DELAY, "t?p=x".to_string())],
+        "one broadcast, once the subscribe has settled; no private copy"
+    );
+    stop.cancel();
     task.await.unwrap();
 }

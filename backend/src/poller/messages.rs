@@ -1,11 +1,20 @@
 //! What a poller sends besides events: snapshots, resumes and statuses, and the GRIP items
 //! that carry them.
 
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
 use crate::channel::ChannelId;
 use crate::grip::PublishItem;
 use crate::protocol::{Health, ServerMessage};
 
 use super::{PollerContext, SnapshotRequest, State, SNAPSHOT_DELAY};
+
+/// Longest the first snapshot waits for a burst of subscribes to settle.
+const FIRST_SNAPSHOT_MAX_WAIT: Duration = Duration::from_secs(2);
 
 pub(super) fn snapshot_message(channel: &ChannelId, state: &State, reset: bool) -> ServerMessage {
     ServerMessage::Snapshot {
@@ -55,6 +64,56 @@ pub(super) fn channel_item(channel: &ChannelId, seq: u64, message: String) -> Pu
     PublishItem::ws_text(channel.to_string(), message, Some(seq.to_string()), prev)
 }
 
+/// Broadcasts the channel's first snapshot. It waits until every subscriber that has asked so
+/// far had `SNAPSHOT_DELAY` for Pushpin to apply its GRIP subscription, so each of them gets
+/// the snapshot exactly once, from the broadcast; later subscribers get theirs privately.
+/// Returns false when shut down while waiting.
+pub(super) async fn broadcast_first_snapshot(
+    channel: &ChannelId,
+    ctx: &PollerContext,
+    state: &mut State,
+    requests: &mut mpsc::Receiver<SnapshotRequest>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let give_up = Instant::now() + FIRST_SNAPSHOT_MAX_WAIT;
+    let mut held = Vec::new();
+    loop {
+        while let Ok(request) = requests.try_recv() {
+            held.push(request);
+        }
+        let settled = held
+            .iter()
+            .map(|r| r.requested_at + SNAPSHOT_DELAY)
+            .max()
+            .map_or(Instant::now(), |t| t.min(give_up));
+        if settled <= Instant::now() {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep_until(settled) => {}
+        }
+    }
+    let item = channel_item(
+        channel,
+        1,
+        snapshot_message(channel, state, false).to_json(),
+    );
+    state.snapshot_due = false;
+    state.first_snapshot_at = Some(Instant::now());
+    match ctx.publisher.publish(std::slice::from_ref(&item)).await {
+        Ok(()) => tracing::info!(seq = 1, "published the first snapshot"),
+        Err(e) => {
+            tracing::error!(error = %e, "publish failed; will retry before the next poll");
+            state.unpublished.push(item);
+        }
+    }
+    for request in held {
+        answer(channel, ctx, state, request).await; // Covered by the broadcast unless late.
+    }
+    true
+}
+
 /// Sends a new subscriber the snapshot, or the events after its `since`.
 pub(super) async fn answer(
     channel: &ChannelId,
@@ -79,7 +138,7 @@ pub(super) async fn answer(
     }
     if state
         .first_snapshot_at
-        .is_some_and(|t| t > request.requested_at + SNAPSHOT_DELAY)
+        .is_some_and(|t| t >= request.requested_at + SNAPSHOT_DELAY)
     {
         return; // It subscribed in time for the broadcast snapshot.
     }

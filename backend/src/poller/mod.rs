@@ -12,10 +12,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::budget::{key_set_id, Budgets};
+use crate::budget::{key_set_id, Budget, Budgets};
 use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
-use crate::fetcher::{parse_fetch_response, FetchError, FetchRequest, FetcherEntry};
+use crate::fetcher::{parse_fetch_response, FetchError, FetchRequest, FetcherEntry, Keys};
 use crate::grip::PublishItem;
 use crate::keys::KeyStore;
 use crate::protocol::ServerMessage;
@@ -24,7 +24,7 @@ use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, Stor
 
 mod messages;
 
-use messages::{answer, channel_item, publish_status, snapshot_message};
+use messages::{answer, broadcast_first_snapshot, channel_item, publish_status};
 
 /// What a poller needs from the rest of the service.
 #[derive(Clone)]
@@ -73,6 +73,8 @@ pub(super) struct State {
     unpublished: Vec<PublishItem>,
     /// When the channel's first snapshot was broadcast, if by this poller.
     pub(super) first_snapshot_at: Option<Instant>,
+    /// The first poll is persisted and its snapshot not yet broadcast.
+    snapshot_due: bool,
     /// The last fetch error while the upstream is failing (subscribers were told once).
     pub(super) degraded: Option<String>,
     /// Failed polls in a row.
@@ -104,16 +106,49 @@ pub async fn run(
         // then every interval, or later while backing off.
         let last = ctx.last_polls.lock().expect("last polls lock").get(&channel.to_string()).copied();
         let mut next = last.map_or(Instant::now(), |t| (t + state.poll_interval).max(Instant::now()));
-        loop {
+        'run: loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {
+                    let keys = match ctx.keys.keys_for(channel.name()).await {
+                        Ok(k) => k,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read keys; poll skipped");
+                            next = Instant::now() + state.poll_interval;
+                            continue;
+                        }
+                    };
+                    // Every attempt counts against the key set's budget. While waiting for
+                    // room, new subscribers still get their snapshots.
+                    let budget = ctx
+                        .budgets
+                        .get(&key_set_id(channel.name(), &keys), &entry.metadata.rate_limit);
+                    let permit = {
+                        let acquire = budget.acquire(&ctx.store);
+                        tokio::pin!(acquire);
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break 'run,
+                                p = &mut acquire => break p,
+                                Some(request) = requests.recv() => {
+                                    tokio::time::sleep_until(request.requested_at + SNAPSHOT_DELAY).await;
+                                    answer(&channel, &ctx, &state, request).await;
+                                }
+                            }
+                        }
+                    };
                     let started = Instant::now();
                     ctx.last_polls.lock().expect("last polls lock").insert(channel.to_string(), started);
+                    let attempt = Attempt { keys: &keys, budget: &budget, permit };
                     let retry_in = tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        r = poll_once(&channel, &entry, &ctx, &mut state) => r,
+                        r = poll_once(&channel, &entry, &ctx, &mut state, attempt) => r,
                     };
+                    if state.snapshot_due
+                        && !broadcast_first_snapshot(&channel, &ctx, &mut state, &mut requests, &shutdown).await
+                    {
+                        break;
+                    }
                     next = match retry_in {
                         Some(delay) => Instant::now() + delay,
                         None => (started + state.poll_interval).max(Instant::now()),
@@ -147,6 +182,7 @@ async fn load(
                     items: items.into_iter().map(|i| (i.id.clone(), i)).collect(),
                     unpublished: Vec::new(),
                     first_snapshot_at: None,
+                    snapshot_due: false,
                     degraded: None,
                     failures: 0,
                     retry_in: poll_interval,
@@ -172,13 +208,26 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// What one poll has been granted: the channel's keys and a reserved slot in its budget.
+struct Attempt<'a> {
+    keys: &'a Keys,
+    budget: &'a Budget,
+    permit: Option<Instant>,
+}
+
 /// One poll; returns the delay before the next attempt when the fetch failed.
 async fn poll_once(
     channel: &ChannelId,
     entry: &FetcherEntry,
     ctx: &PollerContext,
     state: &mut State,
+    attempt: Attempt<'_>,
 ) -> Option<Duration> {
+    let Attempt {
+        keys,
+        budget,
+        permit,
+    } = attempt;
     if !state.unpublished.is_empty() {
         match ctx.publisher.publish(&state.unpublished).await {
             Ok(()) => state.unpublished.clear(),
@@ -188,24 +237,11 @@ async fn poll_once(
             }
         }
     }
-    let keys = match ctx.keys.keys_for(channel.name()).await {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read keys; poll skipped");
-            return None;
-        }
-    };
-    // Every attempt counts against the key set's budget; wait for room.
-    let budget = ctx.budgets.get(
-        &key_set_id(channel.name(), &keys),
-        &entry.metadata.rate_limit,
-    );
-    let permit = budget.acquire(&ctx.store).await;
     let started = Instant::now();
     let request = FetchRequest {
         channel: channel.name(),
         params: channel.params(),
-        keys: &keys,
+        keys,
         state: state.meta.fetcher_state.as_ref(),
     };
     let fetched = entry.fetcher.fetch(request).await;
@@ -214,7 +250,7 @@ async fn poll_once(
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "poll failed; retrying next interval");
-            let summary: String = crate::fetcher::redact(&e.to_string(), &keys)
+            let summary: String = crate::fetcher::redact(&e.to_string(), keys)
                 .chars()
                 .take(300)
                 .collect();
@@ -365,12 +401,9 @@ async fn poll_once(
     }
     state.meta = commit.meta;
     if first_poll {
-        publish.push(channel_item(
-            channel,
-            1,
-            snapshot_message(channel, state, false).to_json(),
-        ));
-        state.first_snapshot_at = Some(Instant::now());
+        // Broadcast by the run loop once recent subscribers can receive it.
+        state.snapshot_due = true;
+        return None;
     }
     if publish.is_empty() {
         return None;
