@@ -20,6 +20,7 @@ pub struct Settings {
     pub fetchers: Fetchers,
     pub keys: KeysSettings,
     pub store: StoreSettings,
+    pub aws: AwsSettings,
     pub log: Log,
     pub dev: Dev,
 }
@@ -64,9 +65,23 @@ pub struct DemandSettings {
     pub hint_ttl_secs: u64,
 }
 
+/// Where fetchers come from; several kinds can serve side by side.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FetcherKind {
+    /// `functions/<dir>/main.py`, run locally, one process per call.
+    Process,
+    /// Declarative channels, `channels/*.toml`.
+    Http,
+    /// AWS Lambda functions named `<lambda_prefix><dir>`.
+    Lambda,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Fetchers {
+    /// Which kinds to load; on a name clash the earlier kind in this list wins.
+    pub kinds: Vec<FetcherKind>,
     /// Folder holding one sub-folder per process fetcher (`<dir>/main.py`).
     pub dir: PathBuf,
     /// Folder of declarative `http` channels (`*.toml`); missing means none.
@@ -77,13 +92,34 @@ pub struct Fetchers {
     pub max_backoff_secs: f64,
     /// Per channel name, a poll interval in seconds that replaces the fetcher's own.
     pub poll_interval_overrides: HashMap<String, f64>,
+    /// Lambda fetchers are the functions whose name starts with this (Apex: `{project}_`).
+    pub lambda_prefix: String,
+    /// Seconds between re-discoveries of Lambda fetchers (list + `metadata`), in the
+    /// background, never on the request path.
+    pub refresh_secs: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeysKind {
+    /// A local JSON file.
+    File,
+    /// One JSON object in S3 (the original restream's layout).
+    S3,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KeysSettings {
+    pub kind: KeysKind,
     /// JSON file `{"<channel>": {"<key name>": "<value>"}}`; missing means no keys.
     pub file: PathBuf,
+    /// Bucket of the keys object (`kind = "s3"`).
+    pub s3_bucket: String,
+    /// Key of the keys object, same JSON layout as the file.
+    pub s3_key: String,
+    /// Seconds between checks of the keys object for a new version (ETag).
+    pub refresh_secs: f64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,6 +129,8 @@ pub enum StoreKind {
     Embedded,
     /// Nothing survives a restart; for experiments.
     Memory,
+    /// One DynamoDB table (production; see docs/storage.md).
+    Dynamodb,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,6 +141,45 @@ pub struct StoreSettings {
     pub path: PathBuf,
     /// Events kept per channel for `since` resume.
     pub log_capacity: u64,
+    /// The DynamoDB table (`kind = "dynamodb"`).
+    pub dynamodb_table: String,
+    /// Create the table at startup when it is missing (local emulators; production tables
+    /// come from terraform).
+    pub dynamodb_create_table: bool,
+    /// Seconds a change-log entry lives before DynamoDB's TTL may delete it.
+    pub dynamodb_log_ttl_secs: u64,
+}
+
+/// Shared AWS settings; credentials always come from the SDK's standard chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// Region; unset = the standard chain (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint for every AWS service, e.g. a local emulator; unset = AWS itself.
+    pub endpoint_url: Option<String>,
+    pub dynamodb_endpoint_url: Option<String>,
+    pub s3_endpoint_url: Option<String>,
+    pub lambda_endpoint_url: Option<String>,
+    /// Attempts per request (first try included) before throttling or 5xx errors are
+    /// reported; retries back off exponentially with jitter.
+    pub max_attempts: u32,
+    /// Seconds one attempt may take (a Lambda invoke gets at least `fetchers.timeout_secs`).
+    pub attempt_timeout_secs: f64,
+}
+
+impl Default for AwsSettings {
+    fn default() -> AwsSettings {
+        AwsSettings {
+            region: None,
+            endpoint_url: None,
+            dynamodb_endpoint_url: None,
+            s3_endpoint_url: None,
+            lambda_endpoint_url: None,
+            max_attempts: 5,
+            attempt_timeout_secs: 10.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -149,21 +226,32 @@ impl Default for Settings {
             },
             demand: DemandSettings { hint_ttl_secs: 60 },
             fetchers: Fetchers {
+                kinds: vec![FetcherKind::Process, FetcherKind::Http],
                 dir: "functions".into(),
                 channels_dir: "channels".into(),
                 python: "python3".into(),
                 timeout_secs: 30.0,
                 max_backoff_secs: 900.0,
                 poll_interval_overrides: HashMap::new(),
+                lambda_prefix: "restreamables_".into(),
+                refresh_secs: 300.0,
             },
             keys: KeysSettings {
+                kind: KeysKind::File,
                 file: "keys.json".into(),
+                s3_bucket: String::new(),
+                s3_key: "keys.json".into(),
+                refresh_secs: 60.0,
             },
             store: StoreSettings {
                 kind: StoreKind::Embedded,
                 path: "restream-data/items.redb".into(),
                 log_capacity: crate::store::DEFAULT_LOG_CAPACITY,
+                dynamodb_table: "restream".into(),
+                dynamodb_create_table: false,
+                dynamodb_log_ttl_secs: 7 * 24 * 3600,
             },
+            aws: AwsSettings::default(),
             log: Log {
                 format: LogFormat::Text,
                 filter: "info".into(),
@@ -214,6 +302,24 @@ impl Settings {
             return Err(format!(
                 "fetchers.poll_interval_overrides.{name} must be at least 0.05 seconds"
             ));
+        }
+        if self.fetchers.kinds.is_empty() {
+            return Err("fetchers.kinds must name at least one of process, http, lambda".into());
+        }
+        if self.fetchers.refresh_secs.is_nan() || self.fetchers.refresh_secs < 1.0 {
+            return Err("fetchers.refresh_secs must be at least 1".into());
+        }
+        if self.keys.kind == KeysKind::S3 && self.keys.s3_bucket.is_empty() {
+            return Err("keys.s3_bucket is required when keys.kind = \"s3\"".into());
+        }
+        if self.keys.refresh_secs.is_nan() || self.keys.refresh_secs < 1.0 {
+            return Err("keys.refresh_secs must be at least 1".into());
+        }
+        if self.store.kind == StoreKind::Dynamodb && self.store.dynamodb_table.is_empty() {
+            return Err("store.dynamodb_table is required when store.kind = \"dynamodb\"".into());
+        }
+        if self.aws.attempt_timeout_secs.is_nan() || self.aws.attempt_timeout_secs <= 0.0 {
+            return Err("aws.attempt_timeout_secs must be positive".into());
         }
         let specs = match self.pushpin.publish {
             PublishVia::Zmq => &self.pushpin.zmq_push_specs,

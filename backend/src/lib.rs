@@ -10,11 +10,13 @@
 //! - [`scheduler`] / [`poller`] — one poll loop per active channel.
 //! - [`fetcher`] — the fetcher contract and the `process` kind (`functions/<dir>/main.py`).
 //! - [`keys`] — API keys for fetchers.
+//! - [`aws`] — one AWS SDK configuration for the DynamoDB, S3 and Lambda adapters.
 //! - [`publisher`] — publishing to Pushpin over ZeroMQ or HTTP.
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
 //! - [`pushpin`] — an isolated Pushpin child process for `restream dev` and tests.
 
 pub mod authoring;
+pub mod aws;
 pub mod budget;
 pub mod changes;
 pub mod channel;

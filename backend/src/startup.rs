@@ -71,6 +71,7 @@ pub async fn run(
                 .context("cannot open the item store (store.path)")?,
         ),
         StoreKind::Memory => Arc::new(MemoryStore::new(settings.store.log_capacity)),
+        StoreKind::Dynamodb => anyhow::bail!("store.kind = \"dynamodb\" is not wired yet"),
     };
     let ctx = PollerContext {
         keys: Arc::new(

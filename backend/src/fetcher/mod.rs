@@ -54,6 +54,17 @@ pub enum FetchError {
         /// Seconds the upstream asked us to wait (`Retry-After`), honoured exactly.
         retry_after: Option<f64>,
     },
+    /// The platform running the fetcher refused the call for now (e.g. Lambda throttling).
+    #[error("fetcher {fetcher} was throttled: {detail}")]
+    Throttled {
+        fetcher: String,
+        detail: String,
+        /// Seconds the platform asked us to wait, honoured exactly.
+        retry_after: Option<f64>,
+    },
+    /// The fetcher cannot be reached: not deployed, no permission, network trouble.
+    #[error("fetcher {fetcher} is unavailable: {detail}")]
+    Unavailable { fetcher: String, detail: String },
     #[error("could not start fetcher {fetcher}: {source}")]
     Spawn {
         fetcher: String,

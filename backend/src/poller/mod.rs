@@ -260,6 +260,10 @@ async fn poll_once(
                 FetchError::Upstream {
                     retry_after: Some(secs),
                     ..
+                }
+                | FetchError::Throttled {
+                    retry_after: Some(secs),
+                    ..
                 } => Duration::from_secs_f64(*secs),
                 _ => backoff(state.poll_interval, state.failures, ctx.max_backoff),
             };

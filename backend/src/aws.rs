@@ -1,0 +1,124 @@
+//! One AWS configuration for every adapter (DynamoDB, S3, Lambda): region and credentials
+//! from the SDK's standard chain, retries and timeouts from our settings, and an optional
+//! endpoint override per service for local emulators.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::config::AwsSettings;
+
+/// Loads the shared SDK configuration: region and credentials from the standard chain
+/// (environment, profile, container or instance role) unless the settings name a region;
+/// `AWS_ENDPOINT_URL*` variables are honoured by the SDK itself.
+pub async fn load(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry(settings))
+        .timeout_config(timeouts(settings));
+    if let Some(region) = settings.region.clone().filter(|r| !r.is_empty()) {
+        loader = loader.region(Region::new(region));
+    }
+    if let Some(url) = settings.endpoint_url.clone().filter(|u| !u.is_empty()) {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// Standard retries (exponential backoff with jitter, throttling errors included), up to
+/// `max_attempts` attempts per request in all.
+pub fn retry(settings: &AwsSettings) -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1))
+}
+
+fn timeouts(settings: &AwsSettings) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs_f64(settings.attempt_timeout_secs))
+        .build()
+}
+
+/// The endpoint for one service: its own override, else none (the shared one applies).
+fn endpoint(specific: &Option<String>) -> Option<String> {
+    specific.clone().filter(|u| !u.is_empty())
+}
+
+/// A DynamoDB client for the item store.
+pub fn dynamodb(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_dynamodb::Client {
+    let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(url) = endpoint(&settings.dynamodb_endpoint_url) {
+        conf = conf.endpoint_url(url);
+    }
+    aws_sdk_dynamodb::Client::from_conf(conf.build())
+}
+
+/// An S3 client for the key store. With an endpoint override (an emulator), buckets are
+/// addressed by path, since `bucket.localhost` names do not resolve.
+pub fn s3(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {
+    let mut conf = aws_sdk_s3::config::Builder::from(sdk);
+    let overridden = endpoint(&settings.s3_endpoint_url).or(endpoint(&settings.endpoint_url));
+    if let Some(url) = endpoint(&settings.s3_endpoint_url) {
+        conf = conf.endpoint_url(url);
+    }
+    if overridden.is_some() {
+        conf = conf.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(conf.build())
+}
+
+/// A Lambda client for fetchers. A fetch may run up to `fetch_timeout`, so the per-attempt
+/// timeout is stretched to cover it.
+pub fn lambda(
+    sdk: &SdkConfig,
+    settings: &AwsSettings,
+    fetch_timeout: Duration,
+) -> aws_sdk_lambda::Client {
+    let attempt = Duration::from_secs_f64(settings.attempt_timeout_secs).max(fetch_timeout);
+    let mut conf = aws_sdk_lambda::config::Builder::from(sdk).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(attempt + Duration::from_secs(5))
+            .build(),
+    );
+    if let Some(url) = endpoint(&settings.lambda_endpoint_url) {
+        conf = conf.endpoint_url(url);
+    }
+    aws_sdk_lambda::Client::from_conf(conf.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AwsSettings {
+        AwsSettings {
+            region: Some("eu-west-1".into()),
+            endpoint_url: Some("http://127.0.0.1:1".into()),
+            s3_endpoint_url: Some("http://127.0.0.1:2".into()),
+            ..AwsSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn settings_reach_the_clients() {
+        let sdk = load(&settings()).await;
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:1"));
+        let s3 = s3(&sdk, &settings());
+        assert_eq!(
+            s3.config().region().map(|r| r.as_ref()),
+            Some("eu-west-1"),
+            "service clients inherit the shared config"
+        );
+    }
+
+    #[test]
+    fn at_least_one_attempt() {
+        let s = AwsSettings {
+            max_attempts: 0,
+            ..AwsSettings::default()
+        };
+        assert_eq!(retry(&s).max_attempts(), 1);
+    }
+}
