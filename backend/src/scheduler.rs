@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::channel::ChannelId;
 use crate::demand::Demand;
-use crate::fetcher::Registry;
+use crate::fetcher::SharedRegistry;
 use crate::poller::{self, PollerContext, SnapshotRequest};
 
 /// Requests from HTTP handlers to the scheduler.
@@ -55,19 +55,21 @@ struct Poller {
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
-    registry: Arc<Registry>,
+    registry: Arc<SharedRegistry>,
     demand: Arc<Demand>,
     ctx: PollerContext,
     tracker: TaskTracker,
     pollers: HashMap<String, Poller>,
     commands: mpsc::Receiver<Command>,
-    /// Channels in demand that we cannot serve, remembered so they are logged once.
+    /// Channels in demand that we cannot serve, remembered so they are logged once (until the
+    /// registry changes: a re-discovered fetcher may serve them).
     ignored: HashSet<String>,
+    ignored_with: Option<Arc<crate::fetcher::Registry>>,
 }
 
 impl Scheduler {
     pub fn new(
-        registry: Arc<Registry>,
+        registry: Arc<SharedRegistry>,
         demand: Arc<Demand>,
         ctx: PollerContext,
     ) -> (Scheduler, SchedulerHandle) {
@@ -80,6 +82,7 @@ impl Scheduler {
             pollers: HashMap::new(),
             commands: rx,
             ignored: HashSet::new(),
+            ignored_with: None,
         };
         (scheduler, SchedulerHandle { commands: tx })
     }
@@ -124,6 +127,15 @@ impl Scheduler {
             }
             keep
         });
+        let registry = self.registry.current();
+        if !self
+            .ignored_with
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &registry))
+        {
+            self.ignored.clear();
+            self.ignored_with = Some(registry);
+        }
         self.ignored.retain(|c| active.contains(c));
         for channel in active {
             if self.pollers.contains_key(&channel) || self.ignored.contains(&channel) {
@@ -156,10 +168,8 @@ impl Scheduler {
         channel: &str,
     ) -> Result<(ChannelId, Arc<crate::fetcher::FetcherEntry>), &'static str> {
         let id = ChannelId::parse(channel).map_err(|_| "not a canonical channel id")?;
-        let entry = self
-            .registry
-            .get(id.name())
-            .ok_or("no fetcher with this name")?;
+        let registry = self.registry.current();
+        let entry = registry.get(id.name()).ok_or("no fetcher with this name")?;
         // The id must be exactly what a subscribe would have produced (declared params,
         // defaults applied), or it did not come from us.
         let raw = serde_json::Value::Object(

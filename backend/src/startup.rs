@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{PublishVia, Settings, StoreKind};
 use crate::connection::Limits;
 use crate::demand::Demand;
-use crate::fetcher::{http, registry, Fetcher, Registry};
+use crate::fetcher::{http, registry, Fetcher, Registry, SharedRegistry};
 use crate::keys::FileKeyStore;
 use crate::poller::PollerContext;
 use crate::publisher::{HttpPublisher, Publisher, ZmqPublisher};
@@ -61,7 +61,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let registry = Arc::new(load_registry(&settings).await?);
+    let registry = Arc::new(SharedRegistry::new(load_registry(&settings).await?));
     let demand = Arc::new(Demand::new(Duration::from_secs(
         settings.demand.hint_ttl_secs,
     )));

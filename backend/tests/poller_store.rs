@@ -677,3 +677,75 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// A key store that fails its first `failures` reads, then has no keys.
+struct FlakyKeys(Mutex<u32>);
+
+#[async_trait]
+impl restream::keys::KeyStore for FlakyKeys {
+    async fn keys_for(
+        &self,
+        _: &str,
+    ) -> Result<restream::fetcher::Keys, restream::keys::KeyStoreError> {
+        let mut left = self.0.lock().unwrap();
+        if *left == 0 {
+            return Ok(Default::default());
+        }
+        *left -= 1;
+        Err(restream::keys::KeyStoreError::Invalid {
+            path: "keys.json".into(),
+            problem: "not JSON".into(),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unreadable_keys_degrade_the_channel_once_and_recover() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let entry = counting_entry(&calls, 1.0);
+    let recorder = Arc::new(Recorder::default());
+    let ctx = PollerContext {
+        keys: Arc::new(FlakyKeys(Mutex::new(3))),
+        publisher: recorder.clone(),
+        ..shared_context(Arc::new(MemoryStore::new(10)))
+    };
+    let stop = CancellationToken::new();
+    let (task, _requests) = spawn_channel(&ctx, &entry, "x", &stop);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    stop.cancel();
+    task.await.unwrap();
+    let messages: Vec<(String, Value)> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, i)| {
+            (
+                i.channel.clone(),
+                serde_json::from_str(&i.formats.ws_message.content).unwrap(),
+            )
+        })
+        .collect();
+    let statuses = statuses(&messages);
+    assert_eq!(
+        statuses.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        vec!["degraded", "ok"],
+        "one degraded while the keys cannot be read, one ok after"
+    );
+    let degraded = messages
+        .iter()
+        .find(|(_, m)| m["status"] == "degraded")
+        .unwrap();
+    assert!(
+        degraded.1["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("API keys unavailable: keys file keys.json is invalid"),
+        "{}",
+        degraded.1
+    );
+    assert!(
+        !calls.lock().unwrap().is_empty(),
+        "polling resumed once the keys could be read"
+    );
+}

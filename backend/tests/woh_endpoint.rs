@@ -6,13 +6,13 @@ use std::time::Duration;
 use actix_web::{test, web, App};
 use restream::connection::Limits;
 use restream::demand::Demand;
-use restream::fetcher::Registry;
+use restream::fetcher::{Registry, SharedRegistry};
 use restream::routes::{self, AppState};
 use restream::scheduler::SchedulerHandle;
 
 fn state() -> web::Data<AppState> {
     web::Data::new(AppState {
-        registry: Arc::new(Registry::default()),
+        registry: Arc::new(SharedRegistry::new(Registry::default())),
         demand: Arc::new(Demand::new(Duration::from_secs(60))),
         scheduler: SchedulerHandle::disconnected(),
         limits: Limits {

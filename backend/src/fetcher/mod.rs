@@ -14,7 +14,7 @@ pub use http::HttpFetcher;
 pub use metadata::{Metadata, MetadataError};
 pub(crate) use process::redact;
 pub use process::ProcessFetcher;
-pub use registry::{FetcherEntry, Registry};
+pub use registry::{FetcherEntry, LoadReport, Registry, SharedRegistry};
 pub use response::{parse_fetch_response, FetchOutcome};
 
 use std::collections::BTreeMap;

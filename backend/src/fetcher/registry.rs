@@ -1,8 +1,10 @@
-//! The registry of channel types: every fetcher found at startup, by metadata `name`.
+//! The registry of channel types: every fetcher found, by metadata `name`. Built at startup
+//! and, where fetchers can appear later (Lambda), rebuilt in the background and swapped in
+//! whole; request handlers only ever read a snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -62,7 +64,7 @@ impl Registry {
     pub async fn load_reporting(
         fetchers: Vec<Arc<dyn Fetcher>>,
         poll_overrides: &HashMap<String, f64>,
-    ) -> (Registry, Vec<(String, Result<String, String>)>) {
+    ) -> (Registry, LoadReport) {
         // Concurrent, so startup takes as long as the slowest fetcher rather than the sum.
         let answers = join_all(fetchers.iter().map(|f| f.metadata())).await;
         let mut registry = Registry::default();
@@ -110,6 +112,45 @@ impl Registry {
     }
 }
 
+/// Per fetcher label, its channel name or why it was skipped.
+pub type LoadReport = Vec<(String, Result<String, String>)>;
+
+impl Registry {
+    /// The registry after a re-discovery: what `fresh` found, plus the entries of `previous`
+    /// whose fetcher failed this time (a throttled or briefly failing `metadata` call must not
+    /// make a channel type vanish; a fetcher that is gone from the listing does).
+    pub fn refreshed(previous: &Registry, mut fresh: Registry, report: &LoadReport) -> Registry {
+        let failed: std::collections::HashSet<&str> = report
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(label, _)| label.as_str())
+            .collect();
+        for (name, entry) in &previous.by_name {
+            if failed.contains(entry.fetcher.label()) && !fresh.by_name.contains_key(name) {
+                fresh.by_name.insert(name.clone(), entry.clone());
+            }
+        }
+        fresh
+    }
+}
+
+/// The registry in use. Readers take a cheap snapshot and never wait for a discovery.
+pub struct SharedRegistry(RwLock<Arc<Registry>>);
+
+impl SharedRegistry {
+    pub fn new(registry: Registry) -> SharedRegistry {
+        SharedRegistry(RwLock::new(Arc::new(registry)))
+    }
+
+    pub fn current(&self) -> Arc<Registry> {
+        self.0.read().expect("registry lock").clone()
+    }
+
+    pub fn replace(&self, registry: Registry) {
+        *self.0.write().expect("registry lock") = Arc::new(registry);
+    }
+}
+
 /// Process fetchers: every folder of `dir` holding a `main.py`, in name order.
 pub fn discover_process_fetchers(
     dir: &Path,
@@ -126,4 +167,70 @@ pub fn discover_process_fetchers(
         .into_iter()
         .map(|d| Arc::new(ProcessFetcher::new(&d, python, timeout)) as Arc<dyn Fetcher>)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetcher::{FetchError, FetchRequest};
+    use async_trait::async_trait;
+    use serde_json::{json, Value};
+
+    /// Answers `metadata` with `name`, or fails.
+    struct Named(&'static str, Option<&'static str>);
+
+    #[async_trait]
+    impl Fetcher for Named {
+        fn label(&self) -> &str {
+            self.0
+        }
+        async fn metadata(&self) -> Result<Value, FetchError> {
+            match self.1 {
+                Some(name) => Ok(json!({"name": name, "id_field": "id", "poll_interval": 60})),
+                None => Err(FetchError::Unavailable {
+                    fetcher: self.0.into(),
+                    detail: "throttled during discovery".into(),
+                }),
+            }
+        }
+        async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+            unreachable!()
+        }
+    }
+
+    fn fetchers(list: &[(&'static str, Option<&'static str>)]) -> Vec<Arc<dyn Fetcher>> {
+        list.iter()
+            .map(|(l, n)| Arc::new(Named(l, *n)) as Arc<dyn Fetcher>)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refresh_keeps_fetchers_that_failed_and_drops_vanished_ones() {
+        let none = HashMap::new();
+        let first = Registry::load(
+            fetchers(&[
+                ("a", Some("alpha")),
+                ("b", Some("beta")),
+                ("c", Some("gamma")),
+            ]),
+            &none,
+        )
+        .await;
+        // `a` fails this time, `c` is gone from the listing, `d` is new.
+        let (fresh, report) = Registry::load_reporting(
+            fetchers(&[("a", None), ("b", Some("beta")), ("d", Some("delta"))]),
+            &none,
+        )
+        .await;
+        let next = Registry::refreshed(&first, fresh, &report);
+        assert_eq!(
+            next.names().collect::<Vec<_>>(),
+            vec!["alpha", "beta", "delta"]
+        );
+        let shared = SharedRegistry::new(first);
+        let before = shared.current();
+        shared.replace(next);
+        assert!(before.get("gamma").is_some(), "old snapshots stay valid");
+        assert!(shared.current().get("gamma").is_none());
+    }
 }

@@ -113,8 +113,9 @@ pub async fn run(
                     let keys = match ctx.keys.keys_for(channel.name()).await {
                         Ok(k) => k,
                         Err(e) => {
-                            tracing::error!(error = %e, "cannot read keys; poll skipped");
-                            next = Instant::now() + state.poll_interval;
+                            // Key store errors never hold key values.
+                            let summary = format!("API keys unavailable: {e}");
+                            next = Instant::now() + fail(&channel, &ctx, &mut state, summary, None).await;
                             continue;
                         }
                     };
@@ -208,6 +209,36 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Records a failed attempt (`summary` must hold no secret): backs off, and tells subscribers
+/// on the transition to degraded. Returns the delay before the next attempt: exactly what the
+/// upstream asked for (`retry_after`), else exponential backoff with jitter.
+async fn fail(
+    channel: &ChannelId,
+    ctx: &PollerContext,
+    state: &mut State,
+    summary: String,
+    retry_after: Option<f64>,
+) -> Duration {
+    let summary: String = summary.chars().take(300).collect();
+    state.failures += 1;
+    state.retry_in = match retry_after {
+        // Exactly as asked, unless unrepresentable (then the backoff cap).
+        Some(secs) => Duration::try_from_secs_f64(secs).unwrap_or(ctx.max_backoff),
+        None => backoff(state.poll_interval, state.failures, ctx.max_backoff),
+    };
+    tracing::warn!(
+        error = %summary,
+        failures = state.failures,
+        retry_in_s = state.retry_in.as_secs_f64(),
+        "poll failed; backing off"
+    );
+    if state.degraded.replace(summary).is_none() {
+        // Only the transition is announced, not every failed poll.
+        publish_status(channel, ctx, state).await;
+    }
+    state.retry_in
+}
+
 /// What one poll has been granted: the channel's keys and a reserved slot in its budget.
 struct Attempt<'a> {
     keys: &'a Keys,
@@ -249,34 +280,14 @@ async fn poll_once(
     let outcome = match fetched.and_then(|raw| parse_fetch_response(entry.fetcher.label(), raw)) {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(error = %e, "poll failed; retrying next interval");
-            let summary: String = crate::fetcher::redact(&e.to_string(), keys)
-                .chars()
-                .take(300)
-                .collect();
-            state.failures += 1;
-            state.retry_in = match &e {
-                // The upstream said when: exactly that.
-                FetchError::Upstream {
-                    retry_after: Some(secs),
-                    ..
-                }
-                | FetchError::Throttled {
-                    retry_after: Some(secs),
-                    ..
-                } => Duration::from_secs_f64(*secs),
-                _ => backoff(state.poll_interval, state.failures, ctx.max_backoff),
+            let retry_after = match &e {
+                FetchError::Upstream { retry_after, .. }
+                | FetchError::Throttled { retry_after, .. } => *retry_after,
+                _ => None,
             };
-            tracing::info!(
-                failures = state.failures,
-                retry_in_s = state.retry_in.as_secs_f64(),
-                "backing off"
-            );
-            if state.degraded.replace(summary).is_none() {
-                // Only the transition is announced, not every failed poll.
-                publish_status(channel, ctx, state).await;
-            }
-            return Some(state.retry_in);
+            // Fetchers and upstreams may echo keys back in their errors.
+            let summary = crate::fetcher::redact(&e.to_string(), keys);
+            return Some(fail(channel, ctx, state, summary, retry_after).await);
         }
     };
     state.failures = 0;

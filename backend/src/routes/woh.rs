@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::connection::{self, Limits, Subscriptions, SUBS_META};
 use crate::demand::Demand;
-use crate::fetcher::Registry;
+use crate::fetcher::SharedRegistry;
 use crate::grip;
 use crate::poller::SnapshotRequest;
 use crate::scheduler::SchedulerHandle;
@@ -15,7 +15,7 @@ use crate::woh;
 
 /// Shared, read-mostly state of the HTTP side.
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    pub registry: Arc<SharedRegistry>,
     pub demand: Arc<Demand>,
     pub scheduler: SchedulerHandle,
     pub limits: Limits,
@@ -78,7 +78,7 @@ pub async fn websocket_over_http(
         connection_id,
         events,
         Subscriptions::from_meta(meta),
-        &state.registry,
+        &state.registry.current(),
         &state.limits,
     );
     tracing::debug!(
