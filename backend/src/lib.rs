@@ -8,8 +8,12 @@
 //! - [`connection`] — one WOH request for one connection; subscriptions kept in Pushpin meta.
 //! - [`demand`] / [`stats`] — which channels have subscribers, from Pushpin's stats socket.
 //! - [`scheduler`] / [`poller`] — one poll loop per active channel.
-//! - [`fetcher`] — the fetcher contract and the `process` kind (`functions/<dir>/main.py`).
-//! - [`keys`] — API keys for fetchers.
+//! - [`fetcher`] — the fetcher contract and its kinds: `process` (`functions/<dir>/main.py`),
+//!   `http` (declarative `channels/*.toml`), `lambda` (AWS Lambda).
+//! - [`discovery`] — finding fetchers of every configured kind, refreshed in the background.
+//! - [`changes`] / [`store`] — change detection and durable item state (redb, DynamoDB).
+//! - [`budget`] — shared upstream rate budgets per key set.
+//! - [`keys`] — API keys for fetchers (local file or S3).
 //! - [`aws`] — one AWS SDK configuration for the DynamoDB, S3 and Lambda adapters.
 //! - [`publisher`] — publishing to Pushpin over ZeroMQ or HTTP.
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
@@ -23,6 +27,7 @@ pub mod channel;
 pub mod config;
 pub mod connection;
 pub mod demand;
+pub mod discovery;
 pub mod fetcher;
 pub mod grip;
 pub mod keys;

@@ -9,42 +9,106 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{PublishVia, Settings, StoreKind};
+use crate::config::{FetcherKind, KeysKind, PublishVia, Settings, StoreKind};
 use crate::connection::Limits;
 use crate::demand::Demand;
-use crate::fetcher::{http, registry, Fetcher, Registry, SharedRegistry};
-use crate::keys::FileKeyStore;
+use crate::discovery::Discovery;
+use crate::fetcher::{LoadReport, Registry, SharedRegistry};
+use crate::keys::{FileKeyStore, KeyStore, S3KeyStore};
 use crate::poller::PollerContext;
 use crate::publisher::{HttpPublisher, Publisher, ZmqPublisher};
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
 use crate::stats;
-use crate::store::{ItemStore, MemoryStore, RedbStore};
+use crate::store::{DynamoItemStore, ItemStore, MemoryStore, RedbStore};
 
-/// Loads the fetchers named by the settings.
-pub async fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
-    Ok(load_registry_reporting(settings).await?.0)
+/// The shared AWS SDK configuration, loaded only when some part runs on AWS.
+pub async fn aws_config(settings: &Settings) -> Option<aws_config::SdkConfig> {
+    let uses_aws = settings.store.kind == StoreKind::Dynamodb
+        || settings.keys.kind == KeysKind::S3
+        || settings.fetchers.kinds.contains(&FetcherKind::Lambda);
+    match uses_aws {
+        true => Some(crate::aws::load(&settings.aws).await),
+        false => None,
+    }
 }
 
-/// Every fetcher (code and declarative) named by the settings, with a load report per fetcher.
+/// How fetchers are found, with a Lambda client when `fetchers.kinds` has `lambda`.
+pub fn discovery(settings: &Settings, sdk: Option<&aws_config::SdkConfig>) -> Discovery {
+    let lambda = sdk
+        .filter(|_| settings.fetchers.kinds.contains(&FetcherKind::Lambda))
+        .map(|sdk| {
+            crate::aws::lambda(
+                sdk,
+                &settings.aws,
+                Duration::from_secs_f64(settings.fetchers.timeout_secs),
+            )
+        });
+    Discovery::new(&settings.fetchers, lambda)
+}
+
+/// Every fetcher named by the settings, with a load report per fetcher (for the CLI).
 pub async fn load_registry_reporting(
     settings: &Settings,
-) -> anyhow::Result<(Registry, Vec<(String, Result<String, String>)>)> {
-    let f = &settings.fetchers;
-    let timeout = Duration::from_secs_f64(f.timeout_secs);
-    let mut fetchers = registry::discover_process_fetchers(&f.dir, &f.python, timeout)
-        .with_context(|| format!("cannot read fetchers folder {}", f.dir.display()))?;
-    // Declarative channels come after code fetchers: on a name clash the code fetcher wins.
-    fetchers.extend(
-        http::discover(&f.channels_dir, timeout)
-            .into_iter()
-            .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
-    );
-    let (registry, report) = Registry::load_reporting(fetchers, &f.poll_interval_overrides).await;
-    if registry.is_empty() {
-        tracing::warn!(dir = %f.dir.display(), "no fetchers loaded; every subscribe will get unknown_channel");
-    }
-    Ok((registry, report))
+) -> anyhow::Result<(Registry, LoadReport)> {
+    let sdk = aws_config(settings).await;
+    discovery(settings, sdk.as_ref()).load().await
+}
+
+/// The item store named by `store.kind`.
+pub async fn item_store(
+    settings: &Settings,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> anyhow::Result<Arc<dyn ItemStore>> {
+    let s = &settings.store;
+    Ok(match s.kind {
+        StoreKind::Embedded => Arc::new(
+            RedbStore::open(&s.path, s.log_capacity)
+                .context("cannot open the item store (store.path)")?,
+        ),
+        StoreKind::Memory => Arc::new(MemoryStore::new(s.log_capacity)),
+        StoreKind::Dynamodb => {
+            let sdk = sdk.context("store.kind = dynamodb needs the AWS configuration")?;
+            let store = DynamoItemStore::connect(
+                crate::aws::dynamodb(sdk, &settings.aws),
+                &s.dynamodb_table,
+                s.log_capacity,
+                Duration::from_secs(s.dynamodb_log_ttl_secs),
+                s.dynamodb_create_table,
+            )
+            .await
+            .context("cannot use the DynamoDB item store (store.dynamodb_table)")?;
+            tracing::info!(table = %s.dynamodb_table, "item store: dynamodb");
+            Arc::new(store)
+        }
+    })
+}
+
+/// The key store named by `keys.kind`; an S3 one refreshes until `shutdown`.
+pub async fn key_store(
+    settings: &Settings,
+    sdk: Option<&aws_config::SdkConfig>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<dyn KeyStore>> {
+    let k = &settings.keys;
+    Ok(match k.kind {
+        KeysKind::File => {
+            Arc::new(FileKeyStore::open(&k.file).context("cannot use the keys file (keys.file)")?)
+        }
+        KeysKind::S3 => {
+            let sdk = sdk.context("keys.kind = s3 needs the AWS configuration")?;
+            Arc::new(
+                S3KeyStore::start(
+                    crate::aws::s3(sdk, &settings.aws),
+                    &k.s3_bucket,
+                    &k.s3_key,
+                    Duration::from_secs_f64(k.refresh_secs),
+                    shutdown.child_token(),
+                )
+                .await,
+            )
+        }
+    })
 }
 
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
@@ -61,23 +125,31 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let registry = Arc::new(SharedRegistry::new(load_registry(&settings).await?));
+    let sdk = aws_config(&settings).await;
+    let store = item_store(&settings, sdk.as_ref()).await?;
+    let keys = key_store(&settings, sdk.as_ref(), &shutdown).await?;
+    let discovery = discovery(&settings, sdk.as_ref());
+    let (loaded, found) = match discovery.load().await {
+        Ok((registry, _)) => (registry, true),
+        // Lambda may be briefly unreachable: serve what else there is and keep trying.
+        Err(e) if discovery.refreshes() => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "fetcher discovery failed at startup; retrying in the background"
+            );
+            (Registry::default(), false)
+        }
+        Err(e) => return Err(e),
+    };
+    let registry = Arc::new(SharedRegistry::new(loaded));
+    if discovery.refreshes() {
+        tokio::spawn(discovery.refresh_periodically(registry.clone(), shutdown.clone(), found));
+    }
     let demand = Arc::new(Demand::new(Duration::from_secs(
         settings.demand.hint_ttl_secs,
     )));
-    let store: Arc<dyn ItemStore> = match settings.store.kind {
-        StoreKind::Embedded => Arc::new(
-            RedbStore::open(&settings.store.path, settings.store.log_capacity)
-                .context("cannot open the item store (store.path)")?,
-        ),
-        StoreKind::Memory => Arc::new(MemoryStore::new(settings.store.log_capacity)),
-        StoreKind::Dynamodb => anyhow::bail!("store.kind = \"dynamodb\" is not wired yet"),
-    };
     let ctx = PollerContext {
-        keys: Arc::new(
-            FileKeyStore::open(&settings.keys.file)
-                .context("cannot use the keys file (keys.file)")?,
-        ),
+        keys,
         publisher: publisher(&settings)?,
         store,
         max_backoff: Duration::from_secs_f64(settings.fetchers.max_backoff_secs),

@@ -99,10 +99,20 @@ async fn a_missing_interpreter_is_a_spawn_error() {
 async fn the_registry_skips_fetchers_with_invalid_metadata() {
     let fetchers =
         discover_process_fetchers(&fixture(""), "python3", Duration::from_secs(10)).unwrap();
-    assert_eq!(fetchers.len(), 6);
+    assert_eq!(fetchers.len(), 7);
     let registry = Registry::load(fetchers, &HashMap::new()).await;
     let names: Vec<_> = registry.names().collect();
-    assert_eq!(names, vec!["crash", "flaky", "garbage", "hang", "noisy"]);
+    assert_eq!(
+        names,
+        vec![
+            "crash",
+            "flaky",
+            "garbage",
+            "hang",
+            "noisy",
+            "usgs-earthquakes"
+        ]
+    );
 }
 
 #[tokio::test]

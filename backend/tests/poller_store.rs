@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod emulators;
+
 use async_trait::async_trait;
 use restream::channel::ChannelId;
 use restream::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata};
@@ -702,7 +704,13 @@ impl restream::keys::KeyStore for FlakyKeys {
 #[tokio::test(start_paused = true)]
 async fn unreadable_keys_degrade_the_channel_once_and_recover() {
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let entry = counting_entry(&calls, 1.0);
+    let counting = counting_entry(&calls, 1.0);
+    let mut metadata = counting.metadata.clone();
+    metadata.keys = vec!["token".into()];
+    let entry = Arc::new(FetcherEntry {
+        metadata,
+        fetcher: counting.fetcher.clone(),
+    });
     let recorder = Arc::new(Recorder::default());
     let ctx = PollerContext {
         keys: Arc::new(FlakyKeys(Mutex::new(3))),
@@ -714,6 +722,21 @@ async fn unreadable_keys_degrade_the_channel_once_and_recover() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     stop.cancel();
     task.await.unwrap();
+    let undeclared = Arc::new(Mutex::new(Vec::new()));
+    let keyless = counting_entry(&undeclared, 1.0);
+    let ctx = PollerContext {
+        keys: Arc::new(FlakyKeys(Mutex::new(1000))),
+        ..shared_context(Arc::new(MemoryStore::new(10)))
+    };
+    let stop_keyless = CancellationToken::new();
+    let (task, _requests) = spawn_channel(&ctx, &keyless, "x", &stop_keyless);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_keyless.cancel();
+    task.await.unwrap();
+    assert!(
+        !undeclared.lock().unwrap().is_empty(),
+        "a fetcher declaring no keys polls while the key store is down"
+    );
     let messages: Vec<(String, Value)> = recorder
         .0
         .lock()
@@ -748,4 +771,93 @@ async fn unreadable_keys_degrade_the_channel_once_and_recover() {
         !calls.lock().unwrap().is_empty(),
         "polling resumed once the keys could be read"
     );
+}
+
+/// Counts the write requests a DynamoDB client sends (by their `X-Amz-Target`).
+#[derive(Debug, Clone, Default)]
+struct DynamoWrites(Arc<Mutex<Vec<String>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for DynamoWrites {
+    fn name(&self) -> &'static str {
+        "DynamoWrites"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default();
+        if [
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+        ]
+        .contains(&operation)
+        {
+            self.0.lock().unwrap().push(operation.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Real time: the AWS SDK's timers must not be fast-forwarded.
+#[tokio::test]
+async fn an_unchanged_poll_sends_no_dynamodb_write_request() {
+    let moto = emulators::start_moto();
+    let settings = emulators::aws_settings(&moto.url);
+    let sdk = emulators::sdk_config(&settings).await;
+    let writes = DynamoWrites::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(writes.clone())
+            .build(),
+    );
+    let store = restream::store::DynamoItemStore::connect(
+        client,
+        &emulators::unique("items"),
+        100,
+        Duration::from_secs(3600),
+        true,
+    )
+    .await
+    .unwrap();
+    let store: Arc<dyn ItemStore> = Arc::new(store);
+    let items = json!([{"id": "a", "v": 1}, {"id": "b", "v": 1}]);
+    let changed = json!([{"id": "a", "v": 2}, {"id": "b", "v": 1}]);
+    writes.0.lock().unwrap().clear(); // table creation
+    let run = start_every(store.clone(), vec![ok(items), ok(changed)], 0.4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while run.times.lock().unwrap().len() < 6 {
+        assert!(std::time::Instant::now() < deadline, "the poller stalled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_changes = writes.0.lock().unwrap().clone();
+    let polls_then = run.times.lock().unwrap().len();
+    while run.times.lock().unwrap().len() < polls_then + 4 {
+        assert!(std::time::Instant::now() < deadline, "the poller stalled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let messages = run.finish().await;
+    assert_eq!(
+        after_changes,
+        vec!["TransactWriteItems", "TransactWriteItems"],
+        "one transaction per changed poll (snapshot, update)"
+    );
+    assert_eq!(
+        writes.0.lock().unwrap().len(),
+        2,
+        "{} unchanged polls sent no write request",
+        polls_then + 2
+    );
+    let kinds: Vec<_> = messages.iter().map(|(_, m)| m["type"].clone()).collect();
+    assert_eq!(kinds, vec![json!("snapshot"), json!("updated")]);
 }

@@ -1,5 +1,7 @@
 //! Bad configuration stops `restream serve` at startup with a clear message (and no secret).
 
+mod emulators;
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -61,4 +63,28 @@ fn an_unknown_setting_is_refused() {
     let (ok, stderr) = serve(&[("RESTREAM_CONFIG", config.to_str().unwrap())]);
     assert!(!ok);
     assert!(stderr.contains("listen_on"), "{stderr}");
+}
+
+#[test]
+fn a_missing_dynamodb_table_is_named() {
+    let moto = emulators::start_moto();
+    let mut env: Vec<(String, String)> = emulators::aws_env();
+    env.extend(
+        [
+            ("RESTREAM_STORE__KIND", "dynamodb"),
+            ("RESTREAM_STORE__DYNAMODB_TABLE", "restream-missing"),
+            ("RESTREAM_AWS__ENDPOINT_URL", moto.url.as_str()),
+            ("RESTREAM_AWS__MAX_ATTEMPTS", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (ok, stderr) = serve(&env);
+    assert!(!ok);
+    assert!(
+        stderr.contains("restream-missing")
+            && stderr.contains("does not exist")
+            && stderr.contains("store.dynamodb_create_table"),
+        "{stderr}"
+    );
 }

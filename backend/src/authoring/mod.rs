@@ -12,8 +12,7 @@ use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
 use crate::config::{Settings, StoreKind};
 use crate::fetcher::{parse_fetch_response, FetchRequest};
-use crate::keys::{FileKeyStore, KeyStore};
-use crate::startup::load_registry_reporting;
+use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
 
 pub use scaffold::new_fetcher;
@@ -85,10 +84,15 @@ pub async fn run(
         .collect();
     let channel = ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
         .map_err(|e| anyhow!("invalid params for {name}: {e}"))?;
-    let keys = FileKeyStore::open(&settings.keys.file)?
+    let sdk = startup::aws_config(settings).await;
+    let done = tokio_util::sync::CancellationToken::new();
+    let keys = startup::key_store(settings, sdk.as_ref(), &done)
+        .await?
         .keys_for(name)
-        .await?;
-    let (mut stored_note, known) = stored_items(settings, &channel.to_string()).await;
+        .await;
+    done.cancel();
+    let keys = keys?;
+    let (mut stored_note, known) = stored_items(settings, sdk.as_ref(), &channel.to_string()).await;
     let response = entry
         .fetcher
         .fetch(FetchRequest {
@@ -170,17 +174,25 @@ pub async fn run(
 /// The channel's stored items, or none with a note on why.
 async fn stored_items(
     settings: &Settings,
+    sdk: Option<&aws_config::SdkConfig>,
     channel: &str,
 ) -> (String, BTreeMap<String, crate::store::StoredItem>) {
-    if settings.store.kind == StoreKind::Memory || !settings.store.path.exists() {
-        return ("an empty store".into(), BTreeMap::new());
-    }
-    let store = match RedbStore::open(&settings.store.path, settings.store.log_capacity) {
+    let opened: anyhow::Result<std::sync::Arc<dyn ItemStore>> = match settings.store.kind {
+        StoreKind::Memory => return ("an empty store".into(), BTreeMap::new()),
+        StoreKind::Embedded if !settings.store.path.exists() => {
+            return ("an empty store".into(), BTreeMap::new())
+        }
+        // A running service holds the file's lock: then this fails and says so.
+        StoreKind::Embedded => RedbStore::open(&settings.store.path, settings.store.log_capacity)
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn ItemStore>)
+            .map_err(Into::into),
+        StoreKind::Dynamodb => startup::item_store(settings, sdk).await,
+    };
+    let store = match opened {
         Ok(s) => s,
-        // A running service holds the file's lock.
         Err(e) => {
             return (
-                format!("an empty store (the store is unavailable: {e})"),
+                format!("an empty store (the store is unavailable: {e:#})"),
                 BTreeMap::new(),
             )
         }

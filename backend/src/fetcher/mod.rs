@@ -5,12 +5,14 @@
 //! `{"status_code":N,"result":"error text"}`.
 
 pub mod http;
+pub mod lambda;
 mod metadata;
 mod process;
 pub mod registry;
 mod response;
 
 pub use http::HttpFetcher;
+pub use lambda::LambdaFetcher;
 pub use metadata::{Metadata, MetadataError};
 pub(crate) use process::redact;
 pub use process::ProcessFetcher;

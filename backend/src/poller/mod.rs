@@ -110,8 +110,13 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {
+                    // A fetcher that declares no keys does not depend on the key store.
                     let keys = match ctx.keys.keys_for(channel.name()).await {
                         Ok(k) => k,
+                        Err(e) if entry.metadata.keys.is_empty() => {
+                            tracing::debug!(error = %e, "key store unavailable; fetcher declares no keys");
+                            Default::default()
+                        }
                         Err(e) => {
                             // Key store errors never hold key values.
                             let summary = format!("API keys unavailable: {e}");
@@ -300,9 +305,15 @@ async fn poll_once(
         return None; // Unchanged: nothing written, nothing published.
     }
     let id_field = &entry.metadata.id_field;
-    let diff = changes::diff(id_field, &outcome.items, &state.items, outcome.complete);
+    let items = within_store_limit(
+        outcome.items,
+        id_field,
+        &state.items,
+        ctx.store.max_item_bytes(),
+    );
+    let diff = changes::diff(id_field, &items, &state.items, outcome.complete);
     tracing::debug!(
-        items = outcome.items.len(),
+        items = items.len(),
         changes = diff.changes.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "fetched"
@@ -435,4 +446,31 @@ async fn poll_once(
         }
     }
     None
+}
+
+/// Items the store cannot keep (larger than `limit` bytes of JSON) are left out with a
+/// warning; one it already holds keeps its stored version, so it is neither updated nor removed.
+fn within_store_limit(
+    items: Vec<Map<String, Value>>,
+    id_field: &str,
+    known: &BTreeMap<String, StoredItem>,
+    limit: usize,
+) -> Vec<Map<String, Value>> {
+    if limit == usize::MAX {
+        return items;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let bytes = serde_json::to_vec(&item).map_or(0, |v| v.len());
+        if bytes <= limit {
+            out.push(item);
+            continue;
+        }
+        let id = changes::item_id(&item, id_field);
+        tracing::warn!(item = ?id, bytes, limit, "item larger than the store allows; skipped");
+        if let Some(stored) = id.and_then(|id| known.get(&id)) {
+            out.push(stored.data.clone());
+        }
+    }
+    out
 }

@@ -48,6 +48,75 @@ pub async fn run(store: &dyn ItemStore) {
     channels_are_isolated(store).await;
     large_items_round_trip(store).await;
     budgets_round_trip(store).await;
+    concurrent_writers_cannot_both_win(store).await;
+    large_commits_apply_whole(store).await;
+}
+
+async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
+    let attempt = |who: &str| Commit {
+        channel: "race".into(),
+        expected_seq: 0,
+        meta: meta(1, 1),
+        upserts: vec![item(who, json!({"id": who}), 1)],
+        removals: vec![],
+        events: vec![],
+    };
+    let (a, b) = tokio::join!(store.commit(attempt("a")), store.commit(attempt("b")));
+    let winner = match (a, b) {
+        (Ok(()), Err(StoreError::Conflict { found: 1, .. })) => "a",
+        (Err(StoreError::Conflict { found: 1, .. }), Ok(())) => "b",
+        other => panic!("exactly one of two racing commits must win, got {other:?}"),
+    };
+    let items = store.load("race").await.unwrap().1;
+    assert_eq!(items.len(), 1, "only the winner's items");
+    assert_eq!(items[0].id, winner);
+}
+
+/// More writes than one DynamoDB transaction takes (100 actions, 4 MB): still all or nothing
+/// from the reader's point of view, and complete afterwards.
+async fn large_commits_apply_whole(store: &dyn ItemStore) {
+    let pad = "p".repeat(30_000);
+    let first: Vec<StoredItem> = (0..180)
+        .map(|i| item(&format!("i{i:03}"), json!({"id": i, "pad": pad}), 1))
+        .collect();
+    store
+        .commit(Commit {
+            channel: "many".into(),
+            expected_seq: 0,
+            meta: meta(1, 1),
+            upserts: first,
+            removals: vec![],
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    let (m, items) = store.load("many").await.unwrap();
+    assert_eq!((m.seq, items.len()), (1, 180), "large first snapshot");
+    let updates: Vec<StoredItem> = (0..120)
+        .map(|i| item(&format!("i{i:03}"), json!({"id": i, "v": 2}), 2 + i as u64))
+        .collect();
+    store
+        .commit(Commit {
+            channel: "many".into(),
+            expected_seq: 1,
+            meta: meta(131, 1),
+            upserts: updates,
+            removals: (170..180).map(|i| format!("i{i:03}")).collect(),
+            events: (2..=131).map(event).collect(),
+        })
+        .await
+        .unwrap();
+    let (m, items) = store.load("many").await.unwrap();
+    assert_eq!(m.seq, 131);
+    assert_eq!(items.len(), 170, "removals applied");
+    assert_eq!(items[0].data["v"], json!(2), "updates applied");
+    assert_eq!(items[150].data["pad"], json!(pad), "untouched items kept");
+    let replay = store.events_after("many", 128).await.unwrap().unwrap();
+    assert_eq!(
+        replay.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![129, 130, 131],
+        "log trimmed to capacity"
+    );
 }
 
 async fn budgets_round_trip(store: &dyn ItemStore) {

@@ -2,13 +2,16 @@
 //!
 //! Items are keyed by (channel id, item id) with a content hash; a channel's meta holds its
 //! last `seq`, the fetcher's opaque state and the oldest seq the change log can replay from.
-//! [`RedbStore`] (an embedded, crash-safe file) is the default; [`MemoryStore`] serves tests.
+//! [`RedbStore`] (an embedded, crash-safe file) is the default, [`DynamoItemStore`] runs in
+//! production, [`MemoryStore`] serves tests.
 
+mod dynamo;
 mod memory;
 mod redb_store;
 
 pub mod conformance;
 
+pub use dynamo::DynamoItemStore;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
@@ -84,6 +87,13 @@ pub enum StoreError {
     Backend(String),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    #[error("{what} of channel {channel} is {bytes} bytes, over the store's limit of {limit}")]
+    TooLarge {
+        channel: String,
+        what: String,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 /// Where channel state lives.
@@ -102,6 +112,11 @@ pub trait ItemStore: Send + Sync {
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
     /// Number of item/channel writes performed so far (for tests and metrics).
     fn writes(&self) -> u64;
+    /// Largest item (its JSON, in bytes) the store can keep; larger items are skipped with a
+    /// warning rather than failing the whole poll.
+    fn max_item_bytes(&self) -> usize {
+        usize::MAX
+    }
     /// Recent upstream call times (unix milliseconds) of one budget; empty if unknown.
     async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError>;
     /// Replaces a budget's recent call times.

@@ -37,7 +37,11 @@ const POLL: Duration = Duration::from_millis((POLL_INTERVAL * 1000.0) as u64);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_see_exactly_what_changed() {
-    let stack = Stack::start().await;
+    exactly_what_changed(&Stack::start().await).await;
+}
+
+/// The flow of `clients_see_exactly_what_changed`, on any stack serving `usgs-earthquakes`.
+pub async fn exactly_what_changed(stack: &Stack) {
     let feed = "4.5_month";
     stack
         .upstream
@@ -111,7 +115,11 @@ async fn clients_see_exactly_what_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_subscriber_gets_a_large_snapshot_then_live_events() {
-    let stack = Stack::start().await;
+    late_large_snapshot(&Stack::start().await).await;
+}
+
+/// The flow of `a_late_subscriber_gets_a_large_snapshot_then_live_events`, on any stack.
+pub async fn late_large_snapshot(stack: &Stack) {
     let feed = "significant_month";
     let pad = "p".repeat(1000);
     let big = |v: f64| -> Vec<Value> {

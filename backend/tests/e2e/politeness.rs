@@ -93,3 +93,31 @@ async fn ten_channels_sharing_a_budget_stay_within_it() {
     assert_eq!(polled.len(), 10, "every channel gets polled: {polled:?}");
     drop(clients);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_from_the_upstream_is_honoured_to_the_second() {
+    let stack = Stack::start().await;
+    let feed = "2.5_week";
+    let path = format!("/earthquakes/feed/v1.0/summary/{feed}");
+    let mut c = Client::connect(&stack.ws_url).await;
+    c.subscribe("usgs-earthquakes", json!({ "feed": feed }))
+        .await;
+    c.recv_type("snapshot", Duration::from_secs(10)).await;
+    // The next answer is 429 with Retry-After: 7 (the poll interval is 2 s).
+    let throttled_at = stack.upstream.requests(&path).len();
+    stack.upstream.throttle(&path, 1, 7);
+    let (status, _) = c.recv_type("status", Duration::from_secs(10)).await;
+    assert_eq!(
+        (status["status"].as_str(), status["retry_in"].as_f64()),
+        (Some("degraded"), Some(7.0)),
+        "{status}"
+    );
+    let (ok, _) = c.recv_type("status", Duration::from_secs(15)).await;
+    assert_eq!(ok["status"], "ok", "{ok}");
+    let times = stack.upstream.requests(&path);
+    let wait = times[throttled_at + 1] - times[throttled_at];
+    assert!(
+        wait >= Duration::from_secs(7) && wait < Duration::from_millis(8500),
+        "called again {wait:?} after a Retry-After of 7 s"
+    );
+}

@@ -26,10 +26,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Five consecutive free ports for Pushpin's ZeroMQ and HTTP publish sockets.
+/// Five consecutive free ports for Pushpin's ZeroMQ and HTTP publish sockets, below Linux's
+/// ephemeral range (32768+), so no outgoing connection or port-0 listener (the emulators, the
+/// Lambda runtime servers) can take one between this check and Pushpin's start.
 fn free_port_block() -> u16 {
     for _ in 0..200 {
-        let base = 20000 + (rand_u32() % 40000) as u16;
+        let base = 20000 + (rand_u32() % 12000) as u16;
         let all_free = (0..5).all(|i| StdListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
@@ -57,6 +59,10 @@ pub struct UpstreamState {
     pub bodies: HashMap<String, Value>,
     /// Path prefixes answered with 500 and a body echoing the request (as some APIs do).
     pub failing: Vec<String>,
+    /// Path prefix → (answers left, seconds): answered 429 with `Retry-After: seconds`.
+    pub throttled: HashMap<String, (u32, u64)>,
+    /// `Authorization` header values received, in order.
+    pub authorizations: Vec<String>,
     /// Requests that carried `If-None-Match`, and how many of those got a 304.
     pub conditional: usize,
     pub not_modified: usize,
@@ -101,6 +107,15 @@ impl Upstream {
         self.state.lock().unwrap().failing.push(prefix.to_string());
     }
 
+    /// Answers the next `times` requests under `prefix` with 429 and `Retry-After: seconds`.
+    pub fn throttle(&self, prefix: &str, times: u32, seconds: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .throttled
+            .insert(prefix.to_string(), (times, seconds));
+    }
+
     /// Serves a USGS feed with exactly these features.
     pub fn set_quakes(&self, feed: &str, features: Vec<Value>) {
         self.set_body(
@@ -134,6 +149,10 @@ impl Upstream {
         (s.conditional, s.not_modified)
     }
 
+    pub fn authorizations(&self) -> Vec<String> {
+        self.state.lock().unwrap().authorizations.clone()
+    }
+
     pub fn paths(&self) -> Vec<String> {
         self.state
             .lock()
@@ -156,27 +175,56 @@ async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let (generation, fixed, failing) = {
+    let authorization = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().to_string())
+    });
+    let answer = {
         let mut s = state.lock().unwrap();
+        s.authorizations.extend(authorization);
         s.requests
             .entry(path.clone())
             .or_default()
             .push(Instant::now());
-        let fixed = s
-            .bodies
-            .iter()
-            .find(|(p, _)| path.starts_with(p.as_str()))
-            .map(|(_, b)| b.to_string());
-        let failing = s.failing.iter().any(|p| path.starts_with(p.as_str()));
-        (
-            s.generation,
-            if failing {
-                Some(format!("error for {path}"))
-            } else {
-                fixed
-            },
-            failing,
-        )
+        let throttled = s
+            .throttled
+            .iter_mut()
+            .find(|(p, (left, _))| path.starts_with(p.as_str()) && *left > 0)
+            .map(|(_, limit)| {
+                limit.0 -= 1;
+                limit.1
+            });
+        if let Some(seconds) = throttled {
+            Err(seconds)
+        } else {
+            let fixed = s
+                .bodies
+                .iter()
+                .find(|(p, _)| path.starts_with(p.as_str()))
+                .map(|(_, b)| b.to_string());
+            let failing = s.failing.iter().any(|p| path.starts_with(p.as_str()));
+            Ok((
+                s.generation,
+                if failing {
+                    Some(format!("error for {path}"))
+                } else {
+                    fixed
+                },
+                failing,
+            ))
+        }
+    };
+    let (generation, fixed, failing) = match answer {
+        Ok(answer) => answer,
+        Err(seconds) => {
+            let resp = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {seconds}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+            return;
+        }
     };
     let (mut status, mut body) = match fixed {
         Some(body) if failing => ("500 Internal Server Error", body),
@@ -307,6 +355,8 @@ pub struct Stack {
     /// Held so Pushpin stops when the stack is dropped.
     _pushpin: PushpinProcess,
     pub ws_url: String,
+    /// The emulators behind the AWS profile.
+    pub aws: Option<AwsStack>,
     _dir: tempfile::TempDir,
 }
 
@@ -323,6 +373,98 @@ pub struct StackOptions {
     pub keys: Option<String>,
     /// Declarative channel files (name, TOML) served beside the ones in `channels/`.
     pub extra_channels: Vec<(&'static str, String)>,
+    /// Run on the AWS adapters (DynamoDB store, S3 keys, Lambda fetchers) against local
+    /// emulators instead of the embedded defaults.
+    pub aws: Option<AwsOptions>,
+}
+
+/// The production profile: `store = dynamodb`, `keys = s3`, `fetchers = lambda`.
+#[derive(Default)]
+pub struct AwsOptions {
+    /// The keys object uploaded before the backend starts; `None` leaves it missing.
+    pub keys: Option<String>,
+    /// Extra Lambda functions (folders with `main.py`) deployed beside the real ones.
+    pub functions: Vec<PathBuf>,
+}
+
+/// moto (DynamoDB, S3) and minilambda (Lambda) for one stack.
+pub struct AwsStack {
+    pub moto: crate::emulators::Server,
+    pub lambda: crate::emulators::Server,
+    pub bucket: String,
+    pub table: String,
+    s3: aws_sdk_s3::Client,
+}
+
+impl AwsStack {
+    async fn start(
+        root: &std::path::Path,
+        opts: &AwsOptions,
+        env: &[(String, String)],
+    ) -> AwsStack {
+        let moto = crate::emulators::start_moto();
+        let settings = crate::emulators::aws_settings(&moto.url);
+        let sdk = crate::emulators::sdk_config(&settings).await;
+        let s3 = restream::aws::s3(&sdk, &settings);
+        let bucket = crate::emulators::unique("keys");
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        // An Apex project as `apex deploy` would see it: the repo's project.json and functions.
+        let project = root.join("lambda");
+        std::fs::create_dir_all(&project).unwrap();
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::copy(repo.join("project.json"), project.join("project.json")).unwrap();
+        linked_functions(&project.join("functions"), &opts.functions);
+        let lambda = crate::emulators::start_minilambda(&project, env);
+        let stack = AwsStack {
+            moto,
+            lambda,
+            bucket,
+            table: crate::emulators::unique("items"),
+            s3,
+        };
+        if let Some(keys) = &opts.keys {
+            stack.put_keys(keys).await;
+        }
+        stack
+    }
+
+    /// Uploads (replaces) the keys object.
+    pub async fn put_keys(&self, text: &str) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key("keys.json")
+            .body(text.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    fn config(&self) -> String {
+        format!(
+            r#"
+[store]
+kind = "dynamodb"
+dynamodb_table = "{table}"
+dynamodb_create_table = true
+
+[keys]
+kind = "s3"
+s3_bucket = "{bucket}"
+s3_key = "keys.json"
+refresh_secs = 1
+
+[aws]
+region = "us-east-1"
+endpoint_url = "{moto}"
+lambda_endpoint_url = "{lambda}"
+"#,
+            table = self.table,
+            bucket = self.bucket,
+            moto = self.moto.url,
+            lambda = self.lambda.url,
+        )
+    }
 }
 
 impl Default for StackOptions {
@@ -336,6 +478,7 @@ impl Default for StackOptions {
             publish: "zmq",
             keys: None,
             extra_channels: Vec::new(),
+            aws: None,
         }
     }
 }
@@ -360,17 +503,21 @@ fn channels_dir(root: &std::path::Path, extras: &[(&str, String)]) -> PathBuf {
 
 /// A folder of symlinks: every real fetcher plus the extras.
 fn fetchers_dir(root: &std::path::Path, extras: &[PathBuf]) -> PathBuf {
-    let real = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
     if extras.is_empty() {
-        return real;
+        return PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
     }
-    let dir = root.join("functions");
-    std::fs::create_dir_all(&dir).unwrap();
+    linked_functions(&root.join("functions"), extras)
+}
+
+/// Creates `dir` with a symlink to every real fetcher folder and to each extra one.
+fn linked_functions(dir: &std::path::Path, extras: &[PathBuf]) -> PathBuf {
+    let real = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    std::fs::create_dir_all(dir).unwrap();
     let reals = std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().path());
     for src in reals.chain(extras.iter().cloned()) {
         std::os::unix::fs::symlink(&src, dir.join(src.file_name().unwrap())).unwrap();
     }
-    dir
+    dir.to_path_buf()
 }
 
 impl Stack {
@@ -402,6 +549,30 @@ impl Stack {
             std::fs::write(&path, keys).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+        let base = format!("http://{}", upstream.addr);
+        let base_urls: Vec<(String, String)> =
+            ["USGS_BASE_URL", "NYT_BASE_URL", "OPEN_METEO_BASE_URL"]
+                .into_iter()
+                .map(|k| (k.to_string(), base.clone()))
+                .collect();
+        let aws = match &opts.aws {
+            Some(aws) => {
+                let env: Vec<_> = base_urls.iter().cloned().chain(opts.env.clone()).collect();
+                Some(AwsStack::start(dir.path(), aws, &env).await)
+            }
+            None => None,
+        };
+        let (kinds, profile) = match &aws {
+            Some(aws) => ("[\"lambda\"]", aws.config()),
+            None => (
+                "[\"process\", \"http\"]",
+                format!(
+                    "[keys]\nfile = \"{}\"\n\n[store]\npath = \"{}\"\n",
+                    dir.path().join("keys.json").display(),
+                    dir.path().join("items.redb").display()
+                ),
+            ),
+        };
         let config = dir.path().join("restream.toml");
         std::fs::write(
             &config,
@@ -418,6 +589,7 @@ http_publish_urls = ["{http}"]
 stats_specs = ["{stats}"]
 
 [fetchers]
+kinds = {kinds}
 dir = "{functions}"
 channels_dir = "{channels}"
 timeout_secs = {timeout}
@@ -427,11 +599,7 @@ timeout_secs = {timeout}
 "open-meteo-current" = {POLL_INTERVAL}
 "nyt-top" = {POLL_INTERVAL}
 
-[keys]
-file = "{keys}"
-
-[store]
-path = "{store}"
+{profile}
 "#,
                 push = options.zmq_push_spec(),
                 http = options.http_publish_url(),
@@ -440,8 +608,6 @@ path = "{store}"
                 channels = channels_dir(dir.path(), &opts.extra_channels).display(),
                 publish = opts.publish,
                 timeout = opts.fetcher_timeout_secs,
-                keys = dir.path().join("keys.json").display(),
-                store = dir.path().join("items.redb").display(),
             ),
         )
         .unwrap();
@@ -449,18 +615,19 @@ path = "{store}"
             .await
             .unwrap()
             .expect("pushpin starts");
-        let base = format!("http://{}", upstream.addr);
+        let aws_env = if aws.is_some() {
+            crate::emulators::aws_env()
+        } else {
+            Vec::new()
+        };
         let mut backend = Backend {
             child: None,
             config,
-            env: [
-                ("USGS_BASE_URL".to_string(), base.clone()),
-                ("NYT_BASE_URL".to_string(), base.clone()),
-                ("OPEN_METEO_BASE_URL".to_string(), base),
-            ]
-            .into_iter()
-            .chain(opts.env)
-            .collect(),
+            env: base_urls
+                .into_iter()
+                .chain(aws_env)
+                .chain(opts.env)
+                .collect(),
             log: dir.path().join("backend.log"),
             addr: backend_addr,
         };
@@ -470,6 +637,7 @@ path = "{store}"
             upstream,
             _pushpin: pushpin,
             ws_url: format!("ws://{public}/ws"),
+            aws,
             _dir: dir,
         }
     }

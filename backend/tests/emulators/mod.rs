@@ -1,9 +1,11 @@
 //! Local AWS emulators for tests, started on free loopback ports and stopped by PID on drop:
-//! `moto` (DynamoDB, S3) from the project's `.venv` (`scripts/install-deps.sh` installs it).
+//! `moto` (DynamoDB, S3) from the project's `.venv` (`scripts/install-deps.sh` installs it) and
+//! `scripts/minilambda.py` (the Lambda Invoke and ListFunctions API running the Python handlers
+//! of an Apex project with AWS's own runtime client, `awslambdaric`).
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,8 +107,7 @@ fn http_ok(port: u16, path: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .is_err()
     {
         return false;
@@ -121,6 +122,27 @@ pub fn start_moto() -> Server {
     let mut command = Command::new(venv_bin("moto_server"));
     command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
     Server::start(command, port, "/moto-api/", "moto")
+}
+
+/// minilambda serving the Apex project at `root` (`project.json` + `functions/<dir>/`), its
+/// workers inheriting `env`; ListFunctions pages hold `page_size` functions.
+pub fn start_minilambda_paged(root: &Path, env: &[(String, String)], page_size: usize) -> Server {
+    let port = free_port();
+    let mut command = Command::new(venv_bin("python"));
+    command
+        .arg(repo_root().join("scripts/minilambda.py"))
+        .arg("--root")
+        .arg(root)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--page-size", &page_size.to_string()])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Server::start(command, port, "/health", "minilambda")
+}
+
+/// minilambda with Lambda's own ListFunctions page size (50).
+pub fn start_minilambda(root: &Path, env: &[(String, String)]) -> Server {
+    start_minilambda_paged(root, env, 50)
 }
 
 /// Settings pointing every AWS client at `endpoint` (an emulator).

@@ -1,43 +1,13 @@
-//! API keys for fetchers: a `KeyStore` trait and the default local JSON file.
-//!
-//! The file has the original restream layout: `{"<channel name>": {"<key name>": "<secret>"}}`.
-//! Values are held as `SecretString` and never logged.
+//! The default key store: a local JSON file, re-read when it changes.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
-use serde_json::Value;
-use thiserror::Error;
 
+use super::{parse_keys, KeyMap, KeyStore, KeyStoreError};
 use crate::fetcher::Keys;
-
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum KeyStoreError {
-    #[error("cannot read keys file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("keys file {path} is invalid: {problem}")]
-    Invalid { path: String, problem: String },
-    #[error("keys file {path} is readable by every user (mode {mode:o}); run `chmod 600 {path}`")]
-    WorldReadable { path: String, mode: u32 },
-}
-
-/// Where fetchers' API keys come from.
-#[async_trait]
-pub trait KeyStore: Send + Sync {
-    /// The keys for one channel type; empty when none are configured.
-    async fn keys_for(&self, channel: &str) -> Result<Keys, KeyStoreError>;
-}
-
-type KeyMap = BTreeMap<String, BTreeMap<String, SecretString>>;
 
 /// Keys from a local JSON file, re-read when its modification time changes. A missing file
 /// means "no keys"; a broken file keeps the last good keys and reports the error.
@@ -103,30 +73,6 @@ impl FileKeyStore {
         *self.cache.lock().expect("keys lock") = (modified, parsed);
         Ok(())
     }
-}
-
-fn parse_keys(text: &[u8]) -> Result<KeyMap, String> {
-    let v: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
-    let Value::Object(channels) = v else {
-        return Err("top level must be an object of channel name to keys".into());
-    };
-    let mut out = KeyMap::new();
-    for (channel, keys) in channels {
-        let Value::Object(keys) = keys else {
-            return Err(format!(
-                "entry {channel:?} must be an object of key name to value"
-            ));
-        };
-        let mut m = BTreeMap::new();
-        for (name, value) in keys {
-            let Value::String(s) = value else {
-                return Err(format!("key {channel}.{name} must be a string"));
-            };
-            m.insert(name, SecretString::from(s));
-        }
-        out.insert(channel, m);
-    }
-    Ok(out)
 }
 
 #[async_trait]
@@ -214,11 +160,5 @@ mod tests {
             store.keys_for("other").await,
             Err(KeyStoreError::Invalid { .. })
         ));
-    }
-
-    #[test]
-    fn errors_never_contain_values() {
-        let e = parse_keys(br#"{"a": {"k": 12345}}"#).unwrap_err();
-        assert!(!e.contains("12345"));
     }
 }

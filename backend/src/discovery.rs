@@ -1,0 +1,126 @@
+//! Finding fetchers of every configured kind (process, declarative http, Lambda): at startup,
+//! and for Lambda again in the background, since functions are deployed while we run. A
+//! discovery never runs on the request path; the registry is swapped in whole.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{FetcherKind, Fetchers};
+use crate::fetcher::{http, lambda, registry, Fetcher, LoadReport, Registry, SharedRegistry};
+
+/// How to find fetchers, from the settings.
+pub struct Discovery {
+    settings: Fetchers,
+    lambda: Option<aws_sdk_lambda::Client>,
+}
+
+/// A failed listing is retried sooner than a routine refresh.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+impl Discovery {
+    /// `lambda` is required when `settings.kinds` has `lambda`.
+    pub fn new(settings: &Fetchers, lambda: Option<aws_sdk_lambda::Client>) -> Discovery {
+        Discovery {
+            settings: settings.clone(),
+            lambda,
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.settings.timeout_secs)
+    }
+
+    /// Every fetcher, in the order of `fetchers.kinds` (on a name clash the first wins).
+    pub async fn fetchers(&self) -> anyhow::Result<Vec<Arc<dyn Fetcher>>> {
+        let f = &self.settings;
+        let mut out: Vec<Arc<dyn Fetcher>> = Vec::new();
+        for kind in &f.kinds {
+            match kind {
+                FetcherKind::Process => out.extend(
+                    registry::discover_process_fetchers(&f.dir, &f.python, self.timeout())
+                        .with_context(|| {
+                            format!("cannot read fetchers folder {}", f.dir.display())
+                        })?,
+                ),
+                FetcherKind::Http => out.extend(
+                    http::discover(&f.channels_dir, self.timeout())
+                        .into_iter()
+                        .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
+                ),
+                FetcherKind::Lambda => {
+                    let client = self
+                        .lambda
+                        .clone()
+                        .context("fetchers.kinds has lambda but no Lambda client was built")?;
+                    let found = lambda::discover(client, &f.lambda_prefix, self.timeout())
+                        .await
+                        .with_context(|| {
+                            format!("cannot list Lambda functions named {}*", f.lambda_prefix)
+                        })?;
+                    out.extend(found.into_iter().map(|l| Arc::new(l) as Arc<dyn Fetcher>));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds every fetcher and calls `metadata` on each (concurrently).
+    pub async fn load(&self) -> anyhow::Result<(Registry, LoadReport)> {
+        let fetchers = self.fetchers().await?;
+        let (registry, report) =
+            Registry::load_reporting(fetchers, &self.settings.poll_interval_overrides).await;
+        if registry.is_empty() {
+            tracing::warn!(kinds = ?self.settings.kinds, "no fetchers loaded; every subscribe will get unknown_channel");
+        }
+        Ok((registry, report))
+    }
+
+    /// Whether fetchers can appear or go while we run (Lambda deployments).
+    pub fn refreshes(&self) -> bool {
+        self.settings.kinds.contains(&FetcherKind::Lambda)
+    }
+
+    /// Re-discovers every `fetchers.refresh_secs` until `shutdown`, swapping the result into
+    /// `shared`. A fetcher whose `metadata` fails this round keeps its previous entry; a
+    /// failed listing keeps the whole registry and is retried sooner.
+    /// `loaded` says whether the startup discovery worked (if not, the first retry is soon).
+    pub async fn refresh_periodically(
+        self,
+        shared: Arc<SharedRegistry>,
+        shutdown: CancellationToken,
+        loaded: bool,
+    ) {
+        let every = Duration::from_secs_f64(self.settings.refresh_secs);
+        let mut wait = if loaded {
+            every
+        } else {
+            RETRY_AFTER_FAILURE.min(every)
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = match self.load().await {
+                Ok((fresh, report)) => {
+                    let next = Registry::refreshed(&shared.current(), fresh, &report);
+                    let names: Vec<&str> = next.names().collect();
+                    tracing::info!(channels = ?names, "fetchers re-discovered");
+                    shared.replace(next);
+                    every
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        retry_in_s = RETRY_AFTER_FAILURE.as_secs(),
+                        "fetcher discovery failed; keeping the known fetchers"
+                    );
+                    RETRY_AFTER_FAILURE.min(every)
+                }
+            };
+        }
+    }
+}
