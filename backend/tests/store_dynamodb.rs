@@ -114,7 +114,10 @@ async fn an_interrupted_large_commit_is_finished_by_the_next_reader() {
         .table_name(&table)
         .set_item(Some(HashMap::from([
             ("pk".to_string(), s("half")),
-            ("sk".to_string(), s(&format!("pending#{:020}#00000", 1))),
+            (
+                "sk".to_string(),
+                s(&format!("pending#{:020}#{:016x}#00000", 1, 66)),
+            ),
             ("chunk".to_string(), s(&chunk.to_string())),
         ])))
         .send()
@@ -130,7 +133,10 @@ async fn an_interrupted_large_commit_is_finished_by_the_next_reader() {
                 "meta".to_string(),
                 s(r#"{"seq":1,"fetcher_state":null,"log_floor":0}"#),
             ),
-            ("pending".to_string(), s(r#"{"seq":1,"chunks":1}"#)),
+            (
+                "pending".to_string(),
+                s(r#"{"seq":1,"attempt":66,"chunks":1}"#),
+            ),
         ])))
         .send()
         .await

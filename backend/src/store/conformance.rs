@@ -70,6 +70,29 @@ async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
     let items = store.load("race").await.unwrap().1;
     assert_eq!(items.len(), 1, "only the winner's items");
     assert_eq!(items[0].id, winner);
+    // The same race with commits too large for one DynamoDB transaction.
+    let large = |who: &str| Commit {
+        channel: "race-large".into(),
+        expected_seq: 0,
+        meta: meta(1, 1),
+        upserts: (0..120)
+            .map(|i| item(&format!("{i:03}"), json!({"id": i, "by": who}), 1))
+            .collect(),
+        removals: vec![],
+        events: vec![],
+    };
+    let (a, b) = tokio::join!(store.commit(large("a")), store.commit(large("b")));
+    let winner = match (a, b) {
+        (Ok(()), Err(StoreError::Conflict { .. })) => "a",
+        (Err(StoreError::Conflict { .. }), Ok(())) => "b",
+        other => panic!("exactly one of two large racing commits must win, got {other:?}"),
+    };
+    let items = store.load("race-large").await.unwrap().1;
+    assert_eq!(items.len(), 120);
+    assert!(
+        items.iter().all(|i| i.data["by"] == json!(winner)),
+        "every item is the winner's"
+    );
 }
 
 /// More writes than one DynamoDB transaction takes (100 actions, 4 MB): still all or nothing

@@ -177,8 +177,28 @@ impl DynamoItemStore {
         Ok(record.meta)
     }
 
-    /// Every record of `channel` whose sort key lies in `[from, to]`, in key order.
-    async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<Record>, StoreError> {
+    /// Every record of `pk` whose sort key lies in `[from, to]`, in key order.
+    async fn query_range(&self, pk: &str, from: &str, to: &str) -> Result<Vec<Record>, StoreError> {
+        self.query(
+            pk,
+            "sk BETWEEN :from AND :to",
+            [(":from", s(from)), (":to", s(to))],
+        )
+        .await
+    }
+
+    /// Every record of `pk` whose sort key satisfies `condition`, in key order.
+    async fn query<const N: usize>(
+        &self,
+        pk: &str,
+        condition: &str,
+        values: [(&str, aws_sdk_dynamodb::types::AttributeValue); N],
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut bound: Record = values
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        bound.insert(":pk".into(), s(pk));
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -186,10 +206,8 @@ impl DynamoItemStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":from", s(from))
-                .expression_attribute_values(":to", s(to))
+                .key_condition_expression(format!("pk = :pk AND {condition}"))
+                .set_expression_attribute_values(Some(bound.clone()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -301,13 +319,14 @@ impl DynamoItemStore {
         let expires = now_secs() + PENDING_TTL.as_secs();
         let pending = Pending {
             seq: meta.seq,
+            attempt: rand::random(),
             chunks: chunks.len(),
         };
         let staged: Vec<Record> = chunks
             .iter()
             .enumerate()
             .map(|(i, chunk)| {
-                let mut r = key(&commit.channel, pending_sk(meta.seq, i));
+                let mut r = key(&commit.channel, pending_sk(&pending, i));
                 r.insert(
                     "chunk".into(),
                     s(serde_json::to_string(chunk).expect("chunks serialize")),
@@ -355,7 +374,7 @@ impl DynamoItemStore {
                 .client
                 .get_item()
                 .table_name(&self.table)
-                .set_key(Some(key(channel, pending_sk(pending.seq, i))))
+                .set_key(Some(key(channel, pending_sk(pending, i))))
                 .consistent_read(true)
                 .send()
                 .await
@@ -408,7 +427,7 @@ impl DynamoItemStore {
         }
         self.batch_write(
             (0..pending.chunks)
-                .map(|i| delete_request(key(channel, pending_sk(pending.seq, i))))
+                .map(|i| delete_request(key(channel, pending_sk(pending, i))))
                 .collect(),
         )
         .await
@@ -491,7 +510,9 @@ impl DynamoItemStore {
     /// the floor, and TTL removes what a failed trim leaves).
     async fn trim_log(&self, channel: &str, floor: u64) {
         let result = async {
-            let old = self.query(channel, &event_sk(0), &event_sk(floor)).await?;
+            let old = self
+                .query_range(channel, &event_sk(0), &event_sk(floor))
+                .await?;
             let deletes = old
                 .iter()
                 .filter_map(|r| Some(key(channel, get_s(r, "sk", "event").ok()?)))
@@ -570,7 +591,11 @@ impl ItemStore for DynamoItemStore {
     async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
         let meta = self.settled_meta(channel).await?;
         let records = self
-            .query(channel, ITEM_PREFIX, &format!("{ITEM_PREFIX}\u{10FFFF}"))
+            .query(
+                channel,
+                "begins_with(sk, :prefix)",
+                [(":prefix", s(ITEM_PREFIX))],
+            )
             .await?;
         let items = records.iter().map(parse_item).collect::<Result<_, _>>()?;
         Ok((meta, items))
@@ -637,7 +662,7 @@ impl ItemStore for DynamoItemStore {
             return Ok(None);
         }
         let records = self
-            .query(channel, &event_sk(after + 1), &event_sk(meta.seq))
+            .query_range(channel, &event_sk(after + 1), &event_sk(meta.seq))
             .await?;
         let events: Vec<LoggedEvent> = records.iter().map(parse_event).collect::<Result<_, _>>()?;
         // Every seq after the floor is logged; a hole means TTL expired some entries first.

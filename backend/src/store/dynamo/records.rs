@@ -1,5 +1,6 @@
 //! How channel state maps onto DynamoDB items: one table, partition key `pk` = channel id,
-//! sort key `sk` = `meta` | `item#<item id>` | `event#<20-digit seq>` | `pending#<seq>#<n>`;
+//! sort key `sk` = `meta` | `item#<item id>` | `event#<20-digit seq>` |
+//! `pending#<seq>#<attempt>#<n>`;
 //! budgets live under `pk` = `budget#<id>`, `sk` = `budget`.
 
 use std::collections::HashMap;
@@ -40,8 +41,11 @@ pub fn event_sk(seq: u64) -> String {
     format!("{EVENT_PREFIX}{seq:020}")
 }
 
-pub fn pending_sk(seq: u64, chunk: usize) -> String {
-    format!("{PENDING_PREFIX}{seq:020}#{chunk:05}")
+pub fn pending_sk(pending: &Pending, chunk: usize) -> String {
+    format!(
+        "{PENDING_PREFIX}{:020}#{:016x}#{chunk:05}",
+        pending.seq, pending.attempt
+    )
 }
 
 pub fn budget_pk(budget: &str) -> String {
@@ -121,6 +125,8 @@ pub fn parse_event(r: &Record) -> Result<LoggedEvent, StoreError> {
 pub struct Pending {
     /// The seq the commit moved the channel to.
     pub seq: u64,
+    /// Random per attempt, so racing writers never stage into each other's chunks.
+    pub attempt: u64,
     pub chunks: usize,
 }
 
