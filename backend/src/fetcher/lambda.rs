@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
-use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
 use super::{redact, FetchError, FetchRequest, Fetcher, Keys};
@@ -190,18 +189,6 @@ impl Fetcher for LambdaFetcher {
     }
 
     async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError> {
-        let keys: Map<String, Value> = request
-            .keys
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
-            .collect();
-        let event = json!({
-            "call": "fetch",
-            "channel": request.channel,
-            "params": request.params,
-            "keys": keys,
-            "state": request.state,
-        });
-        self.invoke(event, request.keys).await
+        self.invoke(request.event(), request.keys).await
     }
 }

@@ -38,6 +38,25 @@ pub struct FetchRequest<'a> {
     pub state: Option<&'a Value>,
 }
 
+impl FetchRequest<'_> {
+    /// The contract's `fetch` event, keys included (the caller never logs it).
+    pub(crate) fn event(&self) -> Value {
+        use secrecy::ExposeSecret;
+        let keys: serde_json::Map<String, Value> = self
+            .keys
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
+            .collect();
+        serde_json::json!({
+            "call": "fetch",
+            "channel": self.channel,
+            "params": self.params,
+            "keys": keys,
+            "state": self.state,
+        })
+    }
+}
+
 /// Why a fetcher call produced no usable answer.
 #[derive(Debug, Error)]
 #[non_exhaustive]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::process::Command;
@@ -131,19 +131,7 @@ impl Fetcher for ProcessFetcher {
     }
 
     async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError> {
-        let keys: Map<String, Value> = request
-            .keys
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
-            .collect();
-        let event = json!({
-            "call": "fetch",
-            "channel": request.channel,
-            "params": request.params,
-            "keys": keys,
-            "state": request.state,
-        });
-        self.call(event, request.keys).await
+        self.call(request.event(), request.keys).await
     }
 }
 

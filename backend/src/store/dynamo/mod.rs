@@ -131,6 +131,24 @@ impl DynamoItemStore {
         }
     }
 
+    /// `Ok(true)` when a conditional request was applied, `Ok(false)` when only its condition
+    /// failed (another writer was first).
+    fn applied<T, E, R>(
+        &self,
+        op: &str,
+        result: Result<T, SdkError<E, R>>,
+    ) -> Result<bool, StoreError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(self.error(op, e)),
+        }
+    }
+
     fn put(&self, item: Record, condition: Option<(&str, Record)>) -> TransactWriteItem {
         let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
         if let Some((expression, values)) = condition {
@@ -356,10 +374,8 @@ impl DynamoItemStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match switched {
-            Ok(_) => {}
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => return Ok(false),
-            Err(e) => return Err(self.error("PutItem", e)),
+        if !self.applied("PutItem", switched)? {
+            return Ok(false);
         }
         self.finish(&commit.channel, &pending).await?;
         Ok(true)
@@ -420,11 +436,7 @@ impl DynamoItemStore {
             )
             .send()
             .await;
-        match cleared {
-            Ok(_) => {}
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
-            Err(e) => return Err(self.error("UpdateItem", e)),
-        }
+        self.applied("UpdateItem", cleared)?;
         self.batch_write(
             (0..pending.chunks)
                 .map(|i| delete_request(key(channel, pending_sk(pending, i))))
@@ -441,42 +453,28 @@ impl DynamoItemStore {
         seq: u64,
     ) -> Result<(), StoreError> {
         let condition = "attribute_not_exists(seq) OR seq <= :s";
-        let result = if is_put {
-            self.client
+        if is_put {
+            let result = self
+                .client
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(record))
                 .condition_expression(condition)
                 .expression_attribute_values(":s", n(seq))
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        e.code() == Some("ConditionalCheckFailedException"),
-                        self.error("PutItem", e),
-                    )
-                })
+                .await;
+            self.applied("PutItem", result).map(|_| ())
         } else {
-            self.client
+            let result = self
+                .client
                 .delete_item()
                 .table_name(&self.table)
                 .set_key(Some(record))
                 .condition_expression(condition)
                 .expression_attribute_values(":s", n(seq))
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        e.code() == Some("ConditionalCheckFailedException"),
-                        self.error("DeleteItem", e),
-                    )
-                })
-        };
-        match result {
-            Ok(()) | Err((true, _)) => Ok(()),
-            Err((false, e)) => Err(e),
+                .await;
+            self.applied("DeleteItem", result).map(|_| ())
         }
     }
 
