@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, then runs the whole test suite: the Rust unit, property and
 # end-to-end tests (real Pushpin, real WebSocket clients, real fetcher processes) and the
-# fetchers' own tests against recorded upstream responses.
+# fetchers' own tests against recorded upstream responses, and the offline checks of the
+# deployment files (terraform, Dockerfiles, docker-compose.yml, Apex project).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --tests
 cargo test --workspace --locked -- --test-threads="${RESTREAM_TEST_THREADS:-2}"
 .venv/bin/python -m pytest functions -q
+.venv/bin/python -m pytest infrastructure -q

@@ -32,6 +32,8 @@ enum Cmd {
     Dev,
     /// Print the effective settings as JSON and exit.
     Config,
+    /// Exit 0 when the backend at `server.listen` answers `/healthz` (container healthchecks).
+    Health,
     /// Tools for fetcher authors.
     Fetchers {
         #[command(subcommand)]
@@ -94,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
             drop(pushpin);
             result
         }
+        Cmd::Health => restream::startup::check_health(&settings.server.listen).await,
         Cmd::Config => {
             println!("{}", serde_json::to_string_pretty(&settings)?);
             Ok(())

@@ -199,6 +199,34 @@ pub async fn run(
     Ok(())
 }
 
+/// Asks the backend listening on `listen` for `/healthz` (a wildcard address is reached on
+/// loopback); an error unless it answers 200 within 3 s.
+pub async fn check_health(addr: &std::net::SocketAddr) -> anyhow::Result<()> {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let url = format!(
+        "http://{}/healthz",
+        std::net::SocketAddr::new(host, addr.port())
+    );
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    println!("ok");
+    Ok(())
+}
+
 /// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {

@@ -33,6 +33,22 @@ async fn items_arrive_in_order(publish: &'static str) {
         seqs.push(m["seq"].as_u64().unwrap());
     }
     assert_eq!(seqs, vec![1, 2, 3, 4], "seq increases by one per event");
+    // The container healthcheck command agrees the backend is up.
+    let health = |addr: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_restream"))
+            .arg("health")
+            .env("RESTREAM_SERVER__LISTEN", addr)
+            .output()
+            .unwrap()
+    };
+    let up = health(stack.backend.addr.to_string());
+    assert!(up.status.success(), "{up:?}");
+    let down = health(format!("127.0.0.1:{}", free_port()));
+    assert!(!down.status.success());
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("no answer from http://127.0.0.1:"),
+        "{down:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,55 @@
+# The public entry: one listener (443 with a certificate, else 7999) forwarding to Pushpin.
+
+resource "aws_lb" "public" {
+  #checkov:skip=CKV_AWS_91:Access logs need a dedicated log bucket; enable them with your own bucket if required.
+  #checkov:skip=CKV2_AWS_28:A WAF is optional for a WebSocket fan-out service; attach one if your threat model needs it.
+  #checkov:skip=CKV2_AWS_20:There is no port 80 listener to redirect; with certificate_arn the only listener is HTTPS on 443.
+  name                       = var.name
+  load_balancer_type         = "application"
+  internal                   = false
+  security_groups            = [aws_security_group.alb.id]
+  subnets                    = var.public_subnet_ids
+  drop_invalid_header_fields = true
+  enable_deletion_protection = true
+  # WebSocket connections stay open; Pushpin's keep-alives arrive well within this.
+  idle_timeout = 120
+}
+
+resource "aws_lb_target_group" "pushpin" {
+  #checkov:skip=CKV_AWS_378:TLS ends at the load balancer; the hop to Pushpin stays inside the VPC, open only to the load balancer's security group.
+  name        = "${var.name}-pushpin"
+  port        = 7999
+  protocol    = "HTTP"
+  target_type = "ip"
+  vpc_id      = var.vpc_id
+  health_check {
+    path    = "/healthz"
+    matcher = "200"
+  }
+}
+
+resource "aws_lb_listener" "https" {
+  count             = local.https ? 1 : 0
+  load_balancer_arn = aws_lb.public.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  certificate_arn   = var.certificate_arn
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.pushpin.arn
+  }
+}
+
+resource "aws_lb_listener" "plain" {
+  #checkov:skip=CKV_AWS_2:Plain ws:// on 7999 is only used when no certificate_arn is given (evaluation setups); set certificate_arn for wss:// on 443.
+  #checkov:skip=CKV_AWS_103:Same listener: TLS applies when certificate_arn is set.
+  count             = local.https ? 0 : 1
+  load_balancer_arn = aws_lb.public.arn
+  port              = 7999
+  protocol          = "HTTP"
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.pushpin.arn
+  }
+}

@@ -1,0 +1,81 @@
+# Least privilege: the backend task reads only the keys object, reads/writes only the items
+# table, and invokes only the fetcher functions.
+
+data "aws_iam_policy_document" "ecs_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+# Pulls images and writes logs (ECS itself).
+resource "aws_iam_role" "execution" {
+  name               = "${var.name}-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "execution" {
+  role       = aws_iam_role.execution.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+# What the containers may do.
+resource "aws_iam_role" "task" {
+  name               = "${var.name}-task"
+  assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
+}
+
+locals {
+  fetcher_functions_arn = "arn:${local.partition}:lambda:${var.region}:${local.account}:function:${var.lambda_prefix}*"
+}
+
+data "aws_iam_policy_document" "task" {
+  statement {
+    sid = "ItemTable"
+    actions = [
+      "dynamodb:DescribeTable",
+      "dynamodb:GetItem",
+      "dynamodb:Query",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:BatchWriteItem",
+      "dynamodb:ConditionCheckItem",
+    ]
+    resources = [aws_dynamodb_table.items.arn]
+  }
+
+  statement {
+    sid       = "KeysObject"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.keys.arn}/${var.keys_object_key}"]
+  }
+
+  statement {
+    sid       = "InvokeFetchers"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [local.fetcher_functions_arn]
+  }
+
+  # ListFunctions has no resource-level permissions in IAM: "*" is the only valid resource.
+  # It reveals function names and configuration only; the backend keeps those with the prefix.
+  statement {
+    sid       = "DiscoverFetchers"
+    actions   = ["lambda:ListFunctions"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "task" {
+  name   = "${var.name}-task"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task.json
+}
