@@ -116,11 +116,14 @@ fn http_ok(port: u16, path: &str) -> bool {
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
-/// moto's server mode: DynamoDB and S3 (and more) on one port, in memory.
+/// moto's server mode: DynamoDB and S3 (and more) on one port, in memory, one request at a
+/// time (`scripts/moto_server.py` says why).
 pub fn start_moto() -> Server {
     let port = free_port();
-    let mut command = Command::new(venv_bin("moto_server"));
-    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut command = Command::new(venv_bin("python"));
+    command
+        .arg(repo_root().join("scripts/moto_server.py"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
     Server::start(command, port, "/moto-api/", "moto")
 }
 
