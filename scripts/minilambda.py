@@ -15,7 +15,8 @@ Functions come from an Apex-style layout:
 Also: ListFunctions (GET /2015-03-31/functions/, paginated with Marker/MaxItems; only the
 deployed names), GET /health, and a test control route,
 POST /_control/throttle {"function": NAME, "times": N, "retry_after": S}, after which the next
-N invocations of NAME answer 429 TooManyRequestsException as Lambda does when throttling.
+N invocations of NAME answer 429 TooManyRequestsException as Lambda does when throttling, and
+POST /_control/rescan, which serves functions added under --root since the start.
 
 Usage: minilambda.py --root DIR [--host 127.0.0.1] [--port 23590] [--python PY] [--page-size N]
 Test support for restream (stdlib only, started by the tests on loopback); one worker per
@@ -176,7 +177,7 @@ def make_runtime_handler(fn: Function):
     return RuntimeAPI
 
 
-def load_functions(root, python):
+def load_functions(root, python, skip=()):
     project = {}
     pj = os.path.join(root, "project.json")
     if os.path.exists(pj):
@@ -185,7 +186,7 @@ def load_functions(root, python):
     fdir = os.path.join(root, "functions")
     for name in sorted(os.listdir(fdir)):
         d = os.path.join(fdir, name)
-        if not os.path.isdir(d) or name.startswith((".", "_")):
+        if not os.path.isdir(d) or name.startswith((".", "_")) or name in skip:
             continue
         cfg = {k: v for k, v in project.items() if k not in ("name", "description", "nameTemplate")}
         cfg["environment"] = dict(project.get("environment") or {})
@@ -211,8 +212,7 @@ def function_config(fn):
             "Version": "$LATEST", "PackageType": "Zip"}
 
 
-def make_front_handler(fns, page_size):
-    deployed = sorted({fn.name for fn in fns.values()})
+def make_front_handler(fns, page_size, rescan):
     throttled = {}            # function name -> (remaining 429s, retry-after seconds)
     throttle_lock = threading.Lock()
 
@@ -242,6 +242,7 @@ def make_front_handler(fns, page_size):
             if url.path == "/health":
                 return self._reply(200, json.dumps({"functions": sorted(fns)}).encode())
             if url.path.rstrip("/") == "/2015-03-31/functions":
+                deployed = sorted({fn.name for fn in list(fns.values())})
                 q = parse_qs(url.query)
                 size = min(int((q.get("MaxItems") or [page_size])[0]), page_size)
                 start = int((q.get("Marker") or ["0"])[0])
@@ -255,6 +256,10 @@ def make_front_handler(fns, page_size):
         def do_POST(self):
             n = int(self.headers.get("Content-Length") or 0)
             payload = self.rfile.read(n) if n else b""
+            if self.path == "/_control/rescan":
+                # Functions added under --root since the start ("deployed" while running).
+                added = [name for name, fn in rescan().items() if fns.setdefault(name, fn) is fn]
+                return self._reply(200, json.dumps({"added": sorted(added)}).encode())
             if self.path == "/_control/throttle":
                 ask = json.loads(payload)
                 with throttle_lock:
@@ -317,7 +322,10 @@ def main():
     ap.add_argument("--page-size", type=int, default=50, help="ListFunctions page size")
     a = ap.parse_args()
     fns = load_functions(a.root, a.python)
-    srv = ThreadingHTTPServer((a.host, a.port), make_front_handler(fns, a.page_size))
+    def rescan():
+        return load_functions(a.root, a.python, skip=set(fns))
+
+    srv = ThreadingHTTPServer((a.host, a.port), make_front_handler(fns, a.page_size, rescan))
     srv.daemon_threads = True
     sys.stderr.write(f"minilambda on http://{a.host}:{a.port} functions={sorted(fns)}\n")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # so `finally` reaps the workers on plain `kill`

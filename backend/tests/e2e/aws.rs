@@ -98,3 +98,29 @@ async fn aws_failures_degrade_only_their_own_channel() {
     stack.upstream.bump();
     steady.recv_type("updated", Duration::from_secs(20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_deployed_later_is_discovered_without_a_restart() {
+    let stack = Stack::start_with(on_aws(keys(), &[])).await;
+    let mut client = Client::connect(&stack.ws_url).await;
+    let subscribe = json!({"action": "subscribe", "channel": "crash", "ref": "late"});
+    let early = client.request(subscribe.clone()).await;
+    assert_eq!(early["code"], "unknown_channel", "{early}");
+    stack.aws.as_ref().unwrap().deploy(&fixture("crash")).await;
+    // fetchers.refresh_secs = 1 in the test stack: the next discovery finds it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = client.request(subscribe.clone()).await;
+        if reply["type"] == "subscribed" {
+            break;
+        }
+        assert_eq!(reply["code"], "unknown_channel", "{reply}");
+        assert!(std::time::Instant::now() < deadline, "never discovered");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, _) = client.recv_type("status", Duration::from_secs(20)).await;
+    assert!(
+        status["error"].as_str().unwrap().contains("KeyError"),
+        "the new function runs: {status}"
+    );
+}

@@ -389,6 +389,8 @@ pub struct AwsOptions {
 
 /// moto (DynamoDB, S3) and minilambda (Lambda) for one stack.
 pub struct AwsStack {
+    /// The Apex project minilambda serves.
+    project: PathBuf,
     pub moto: crate::emulators::Server,
     pub lambda: crate::emulators::Server,
     pub bucket: String,
@@ -416,6 +418,7 @@ impl AwsStack {
         linked_functions(&project.join("functions"), &opts.functions);
         let lambda = crate::emulators::start_minilambda(&project, env);
         let stack = AwsStack {
+            project,
             moto,
             lambda,
             bucket,
@@ -426,6 +429,22 @@ impl AwsStack {
             stack.put_keys(keys).await;
         }
         stack
+    }
+
+    /// Deploys one more function (a folder with `main.py`) while everything runs.
+    pub async fn deploy(&self, function: &std::path::Path) {
+        let dir = self
+            .project
+            .join("functions")
+            .join(function.file_name().unwrap());
+        std::os::unix::fs::symlink(function, dir).unwrap();
+        reqwest::Client::new()
+            .post(format!("{}/_control/rescan", self.lambda.url))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
     }
 
     /// Uploads (replaces) the keys object.
@@ -593,6 +612,7 @@ kinds = {kinds}
 dir = "{functions}"
 channels_dir = "{channels}"
 timeout_secs = {timeout}
+refresh_secs = 1
 
 [fetchers.poll_interval_overrides]
 "usgs-earthquakes" = {POLL_INTERVAL}
