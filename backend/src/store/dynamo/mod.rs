@@ -267,7 +267,8 @@ impl DynamoItemStore {
         r
     }
 
-    fn check_size(&self, channel: &str, id: &str, record: &Record) -> Result<(), StoreError> {
+    /// The record's size, or `TooLarge` when DynamoDB would refuse it.
+    fn checked_size(&self, channel: &str, id: &str, record: &Record) -> Result<usize, StoreError> {
         let bytes = record_bytes(record);
         if bytes > MAX_RECORD_BYTES {
             return Err(StoreError::TooLarge {
@@ -277,7 +278,7 @@ impl DynamoItemStore {
                 limit: MAX_RECORD_BYTES,
             });
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// After a conditional meta write failed: a conflict, or (when a staged commit was in the
@@ -287,18 +288,12 @@ impl DynamoItemStore {
         channel: &str,
         expected: u64,
     ) -> Result<Option<StoreError>, StoreError> {
-        let record = self.read_meta(channel).await?;
-        if let Some(pending) = &record.pending {
-            self.finish(channel, pending).await?;
-        }
-        if record.meta.seq != expected {
-            return Ok(Some(StoreError::Conflict {
-                channel: channel.to_string(),
-                expected,
-                found: record.meta.seq,
-            }));
-        }
-        Ok(None)
+        let found = self.settled_meta(channel).await?.seq;
+        Ok((found != expected).then(|| StoreError::Conflict {
+            channel: channel.to_string(),
+            expected,
+            found,
+        }))
     }
 
     /// One transaction; `Ok(false)` when the meta condition failed.
@@ -608,8 +603,7 @@ impl ItemStore for DynamoItemStore {
         let mut bytes = 0;
         for item in &commit.upserts {
             let record = item_record(&commit.channel, item);
-            self.check_size(&commit.channel, &item.id, &record)?;
-            bytes += record_bytes(&record);
+            bytes += self.checked_size(&commit.channel, &item.id, &record)?;
             writes.push(self.put(record, None));
         }
         for id in &commit.removals {
@@ -617,8 +611,8 @@ impl ItemStore for DynamoItemStore {
         }
         for event in &commit.events {
             let record = event_record(&commit.channel, event, expires);
-            self.check_size(&commit.channel, &format!("event {}", event.seq), &record)?;
-            bytes += record_bytes(&record);
+            bytes +=
+                self.checked_size(&commit.channel, &format!("event {}", event.seq), &record)?;
             writes.push(self.put(record, None));
         }
         // Retried only when an unfinished staged commit was in the way (and is now finished).
