@@ -18,11 +18,7 @@ struct Bucket {
 impl Bucket {
     async fn new() -> Bucket {
         let moto = emulators::start_moto();
-        let settings = emulators::aws_settings(&moto.url);
-        let sdk = emulators::sdk_config(&settings).await;
-        let s3 = restream::aws::s3(&sdk, &settings);
-        let name = emulators::unique("keys");
-        s3.create_bucket().bucket(&name).send().await.unwrap();
+        let (s3, name) = emulators::s3_bucket(&moto).await;
         Bucket {
             _moto: moto,
             s3,

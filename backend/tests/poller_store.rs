@@ -111,10 +111,10 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
     }
 }
 
-impl Run {
+impl Recorder {
+    /// Every published message, with the channel it went to.
     fn messages(&self) -> Vec<(String, Value)> {
-        self.published
-            .0
+        self.0
             .lock()
             .unwrap()
             .iter()
@@ -125,6 +125,12 @@ impl Run {
                 )
             })
             .collect()
+    }
+}
+
+impl Run {
+    fn messages(&self) -> Vec<(String, Value)> {
+        self.published.messages()
     }
 
     async fn finish(mut self) -> Vec<(String, Value)> {
@@ -737,18 +743,7 @@ async fn unreadable_keys_degrade_the_channel_once_and_recover() {
         !undeclared.lock().unwrap().is_empty(),
         "a fetcher declaring no keys polls while the key store is down"
     );
-    let messages: Vec<(String, Value)> = recorder
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, i)| {
-            (
-                i.channel.clone(),
-                serde_json::from_str(&i.formats.ws_message.content).unwrap(),
-            )
-        })
-        .collect();
+    let messages = recorder.messages();
     let statuses = statuses(&messages);
     assert_eq!(
         statuses.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),

@@ -405,11 +405,7 @@ impl AwsStack {
         env: &[(String, String)],
     ) -> AwsStack {
         let moto = crate::emulators::start_moto();
-        let settings = crate::emulators::aws_settings(&moto.url);
-        let sdk = crate::emulators::sdk_config(&settings).await;
-        let s3 = restream::aws::s3(&sdk, &settings);
-        let bucket = crate::emulators::unique("keys");
-        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let (s3, bucket) = crate::emulators::s3_bucket(&moto).await;
         // An Apex project as `apex deploy` would see it: the repo's project.json and functions.
         let project = root.join("lambda");
         std::fs::create_dir_all(&project).unwrap();

@@ -186,6 +186,16 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+/// An S3 client on `moto` (path-style, as the service builds it) and a new bucket.
+pub async fn s3_bucket(moto: &Server) -> (aws_sdk_s3::Client, String) {
+    let settings = aws_settings(&moto.url);
+    let sdk = sdk_config(&settings).await;
+    let s3 = restream::aws::s3(&sdk, &settings);
+    let name = unique("keys");
+    s3.create_bucket().bucket(&name).send().await.unwrap();
+    (s3, name)
+}
+
 /// A name no other test uses (tables and buckets live as long as the emulator).
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
