@@ -209,6 +209,17 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How much of one window of one budget is taken right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// The key set (`fetcher:<name>` or `keys:<hash>`; never a key).
+    pub budget: String,
+    pub window: Duration,
+    /// Calls that ended within the window plus calls in flight.
+    pub used: u64,
+    pub max: u64,
+}
+
 /// Every budget, by key set.
 #[derive(Default)]
 pub struct Budgets {
@@ -216,6 +227,37 @@ pub struct Budgets {
 }
 
 impl Budgets {
+    /// Usage of every window of every declared budget, sorted by budget and window.
+    pub fn usage(&self) -> Vec<WindowUsage> {
+        let now = Instant::now();
+        let budgets: Vec<Arc<Budget>> = self
+            .by_id
+            .lock()
+            .expect("budgets lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for b in budgets {
+            let u = b.usage.lock().expect("budget lock");
+            for &(window, max) in &u.windows {
+                let ended = u
+                    .ended
+                    .iter()
+                    .filter(|t| now.saturating_duration_since(**t) < window)
+                    .count();
+                out.push(WindowUsage {
+                    budget: b.id.clone(),
+                    window,
+                    used: (ended + u.in_flight) as u64,
+                    max,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.budget, a.window).cmp(&(&b.budget, b.window)));
+        out
+    }
+
     /// The budget for `id`; `windows` from this fetcher tighten it (the strictest limit per
     /// window length wins when fetchers sharing keys declare different limits).
     pub fn get(&self, id: &str, windows: &[Window]) -> Arc<Budget> {
@@ -289,5 +331,29 @@ mod tests {
             Budget::next_slot(&[(Duration::from_secs(60), 3)], &VecDeque::new(), 2, now),
             Slot::Now
         );
+    }
+
+    #[tokio::test]
+    async fn usage_counts_calls_in_each_window() {
+        let store: Arc<dyn ItemStore> = Arc::new(crate::store::MemoryStore::new(10));
+        let budgets = Budgets::default();
+        let windows = [
+            (Duration::from_secs(1), 5),
+            (Duration::from_secs(3600), 100),
+        ];
+        let b = budgets.get("fetcher:x", &windows);
+        budgets.get("fetcher:free", &[]);
+        let first = b.acquire(&store).await;
+        b.finish(first, &store).await;
+        let in_flight = b.acquire(&store).await;
+        let usage = budgets.usage();
+        assert_eq!(
+            usage.len(),
+            2,
+            "a budget without limits has no windows: {usage:?}"
+        );
+        assert!(usage.iter().all(|u| u.budget == "fetcher:x" && u.used == 2));
+        assert_eq!((usage[0].window, usage[0].max), (Duration::from_secs(1), 5));
+        b.finish(in_flight, &store).await;
     }
 }

@@ -37,6 +37,8 @@ pub struct Server {
     pub max_subscriptions_per_connection: usize,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Seconds of silence after which an SSE stream gets a keep-alive comment.
+    pub sse_keep_alive_secs: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -217,6 +219,7 @@ impl Default for Settings {
                 keep_alive_interval: 30,
                 max_subscriptions_per_connection: 20,
                 workers: 2,
+                sse_keep_alive_secs: 20,
             },
             pushpin: Pushpin {
                 publish: PublishVia::Zmq,
@@ -286,6 +289,9 @@ impl Settings {
     fn validate(&self) -> Result<(), String> {
         if self.server.max_subscriptions_per_connection == 0 {
             return Err("server.max_subscriptions_per_connection must be at least 1".into());
+        }
+        if self.server.sse_keep_alive_secs == 0 {
+            return Err("server.sse_keep_alive_secs must be at least 1".into());
         }
         if self.fetchers.timeout_secs.is_nan() || self.fetchers.timeout_secs <= 0.0 {
             return Err("fetchers.timeout_secs must be positive".into());

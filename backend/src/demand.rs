@@ -4,6 +4,9 @@
 //! runs out), or while a hint from a WOH request is fresh. Hints make the first poll start
 //! at once and let a restarted backend recover its channels from connection meta before the
 //! next stats refresh. A report that a channel is gone clears older hints.
+//!
+//! Pushpin reports each transport (`mode`) separately, so WebSocket and SSE subscribers of one
+//! channel keep it active independently.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -17,10 +20,43 @@ use crate::stats::SubReport;
 /// Slack added to Pushpin's TTL so a refresh arriving on time never flaps a channel.
 const TTL_SLACK: Duration = Duration::from_secs(5);
 
+/// Where a report came from: a Pushpin instance and a transport.
+type Source = (String, String);
+
+/// The latest report from one source.
+#[derive(Clone, Copy)]
+struct Reported {
+    expires: Instant,
+    subscribers: u64,
+}
+
+/// Subscribers of one channel across every Pushpin, by transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Subscribers {
+    pub websocket: u64,
+    pub sse: u64,
+    /// Other HTTP transports (long-polling).
+    pub other: u64,
+}
+
+impl Subscribers {
+    pub fn total(&self) -> u64 {
+        self.websocket + self.sse + self.other
+    }
+
+    fn add(&mut self, mode: &str, n: u64) {
+        match mode {
+            "ws" => self.websocket += n,
+            "stream" => self.sse += n,
+            _ => self.other += n,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    /// channel → Pushpin instance → report expiry.
-    reported: HashMap<String, HashMap<String, Instant>>,
+    /// channel → (Pushpin instance, mode) → latest report.
+    reported: HashMap<String, HashMap<Source, Reported>>,
     /// channel → hint expiry.
     hints: HashMap<String, Instant>,
 }
@@ -45,20 +81,29 @@ impl Demand {
     pub fn apply_report(&self, report: &SubReport, now: Instant) {
         let mut s = self.state.lock().expect("demand lock");
         let gone = report.unavailable || report.subscribers == Some(0);
+        let source = (report.from.clone(), report.mode.clone());
         if gone {
             if let Some(sources) = s.reported.get_mut(&report.channel) {
-                sources.remove(&report.from);
+                sources.remove(&source);
                 if sources.is_empty() {
                     s.reported.remove(&report.channel);
                 }
             }
-            s.hints.remove(&report.channel);
+            if !s.reported.contains_key(&report.channel) {
+                s.hints.remove(&report.channel);
+            }
         } else {
             let ttl = Duration::from_secs(report.ttl.unwrap_or(60)) + TTL_SLACK;
             s.reported
                 .entry(report.channel.clone())
                 .or_default()
-                .insert(report.from.clone(), now + ttl);
+                .insert(
+                    source,
+                    Reported {
+                        expires: now + ttl,
+                        subscribers: report.subscribers.unwrap_or(1),
+                    },
+                );
         }
         drop(s);
         self.changed.notify_one();
@@ -82,10 +127,35 @@ impl Demand {
         let mut s = self.state.lock().expect("demand lock");
         s.hints.retain(|_, exp| *exp > now);
         s.reported.retain(|_, sources| {
-            sources.retain(|_, exp| *exp > now);
+            sources.retain(|_, r| r.expires > now);
             !sources.is_empty()
         });
         s.reported.keys().chain(s.hints.keys()).cloned().collect()
+    }
+
+    /// Subscribers of `channel` as Pushpin last reported them (unexpired reports only).
+    pub fn subscribers(&self, channel: &str, now: Instant) -> Subscribers {
+        let s = self.state.lock().expect("demand lock");
+        let mut out = Subscribers::default();
+        for ((_, mode), r) in s.reported.get(channel).into_iter().flatten() {
+            if r.expires > now {
+                out.add(mode, r.subscribers);
+            }
+        }
+        out
+    }
+
+    /// Subscribers of every channel id (not the private per-connection channels), by transport.
+    pub fn all_subscribers(&self, now: Instant) -> Subscribers {
+        let s = self.state.lock().expect("demand lock");
+        let mut out = Subscribers::default();
+        let public = s.reported.iter().filter(|(c, _)| !c.starts_with('_'));
+        for ((_, mode), r) in public.flat_map(|(_, sources)| sources) {
+            if r.expires > now {
+                out.add(mode, r.subscribers);
+            }
+        }
+        out
     }
 
     /// Resolves when demand may have changed.
@@ -99,9 +169,14 @@ mod tests {
     use super::*;
 
     fn report(channel: &str, from: &str, unavailable: bool) -> SubReport {
+        moded(channel, from, "ws", unavailable)
+    }
+
+    fn moded(channel: &str, from: &str, mode: &str, unavailable: bool) -> SubReport {
         SubReport {
             channel: channel.into(),
             from: from.into(),
+            mode: mode.into(),
             subscribers: if unavailable { None } else { Some(1) },
             ttl: if unavailable { None } else { Some(60) },
             unavailable,
@@ -129,6 +204,35 @@ mod tests {
         assert!(d.active(t).contains("a"));
         d.apply_report(&report("a", "p2", true), t);
         assert!(d.active(t).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn websocket_and_sse_subscribers_are_counted_apart() {
+        let d = Demand::new(Duration::from_secs(60));
+        let t = Instant::now();
+        d.apply_report(&moded("a", "p1", "ws", false), t);
+        d.apply_report(
+            &SubReport {
+                subscribers: Some(3),
+                ..moded("a", "p1", "stream", false)
+            },
+            t,
+        );
+        d.apply_report(&moded("a", "p2", "stream", false), t);
+        d.apply_report(&moded("_sse:1", "p2", "stream", false), t);
+        let a = d.subscribers("a", t);
+        assert_eq!((a.websocket, a.sse, a.total()), (1, 4, 5));
+        assert_eq!(
+            d.all_subscribers(t).sse,
+            4,
+            "private channels are not subscribers"
+        );
+        // The last SSE stream leaving does not end the WebSocket subscribers' demand.
+        d.apply_report(&moded("a", "p1", "stream", true), t);
+        d.apply_report(&moded("a", "p2", "stream", true), t);
+        assert!(d.active(t).contains("a"));
+        assert_eq!(d.subscribers("a", t).total(), 1);
+        assert_eq!(d.subscribers("a", t + Duration::from_secs(70)).total(), 0);
     }
 
     #[tokio::test(start_paused = true)]

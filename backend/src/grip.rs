@@ -28,7 +28,18 @@ impl Control {
     }
 }
 
-/// One GRIP publish item carrying a WebSocket text message.
+/// Which client transports a publish item is formatted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transports {
+    WebSocket,
+    Sse,
+    /// A channel's broadcast: WebSocket and SSE subscribers share one GRIP channel, and
+    /// Pushpin gives each subscriber the format of its own transport.
+    Both,
+}
+
+/// One GRIP publish item: a server message for WebSocket (`ws-message`) and/or SSE
+/// (`http-stream`) subscribers of one channel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PublishItem {
     pub channel: String,
@@ -41,17 +52,19 @@ pub struct PublishItem {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Formats {
-    #[serde(rename = "ws-message")]
-    pub ws_message: WsMessage,
+    #[serde(rename = "ws-message", skip_serializing_if = "Option::is_none")]
+    pub ws_message: Option<Content>,
+    #[serde(rename = "http-stream", skip_serializing_if = "Option::is_none")]
+    pub http_stream: Option<Content>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WsMessage {
+pub struct Content {
     pub content: String,
 }
 
 impl PublishItem {
-    /// A text message for every subscriber of `channel`, ordered by `id`/`prev-id`.
+    /// A text message for every WebSocket subscriber of `channel`, ordered by `id`/`prev-id`.
     pub fn ws_text(
         channel: impl Into<String>,
         content: impl Into<String>,
@@ -63,11 +76,42 @@ impl PublishItem {
             id,
             prev_id,
             formats: Formats {
-                ws_message: WsMessage {
+                ws_message: Some(Content {
                     content: content.into(),
-                },
+                }),
+                http_stream: None,
             },
         }
+    }
+
+    /// A server message (`json`, which starts with its `type`) for the subscribers of
+    /// `channel` on `transports`. SSE subscribers get it as an event named after its type,
+    /// with `id: event_id` so a reconnect resumes from it.
+    pub fn message(
+        channel: impl Into<String>,
+        transports: Transports,
+        json: String,
+        event_id: Option<u64>,
+    ) -> PublishItem {
+        let sse = matches!(transports, Transports::Sse | Transports::Both)
+            .then(|| crate::sse::frame(crate::sse::event_type(&json), event_id, &json));
+        let ws = matches!(transports, Transports::WebSocket | Transports::Both).then_some(json);
+        PublishItem {
+            channel: channel.into(),
+            id: None,
+            prev_id: None,
+            formats: Formats {
+                ws_message: ws.map(|content| Content { content }),
+                http_stream: sse.map(|content| Content { content }),
+            },
+        }
+    }
+
+    /// Event `seq` of its channel: GRIP ids follow the seq so Pushpin delivers in order.
+    pub fn ordered(mut self, seq: u64) -> PublishItem {
+        self.id = Some(seq.to_string());
+        self.prev_id = (seq > 1).then(|| (seq - 1).to_string());
+        self
     }
 }
 
@@ -84,6 +128,26 @@ mod tests {
         assert!(Control::Unsubscribe("x".into())
             .to_text()
             .starts_with("c:{"));
+    }
+
+    #[test]
+    fn a_broadcast_carries_both_formats_and_the_sse_event_id() {
+        let item = PublishItem::message(
+            "ch",
+            Transports::Both,
+            r#"{"type":"new","seq":7}"#.into(),
+            Some(7),
+        )
+        .ordered(7);
+        assert_eq!(
+            serde_json::to_value(&item).unwrap(),
+            json!({"channel":"ch","id":"7","prev-id":"6","formats":{
+                "ws-message":{"content":"{\"type\":\"new\",\"seq\":7}"},
+                "http-stream":{"content":"event: new\nid: 7\ndata: {\"type\":\"new\",\"seq\":7}\n\n"}}})
+        );
+        let private = PublishItem::message("_sse:1", Transports::Sse, "{}".into(), None);
+        assert!(private.formats.ws_message.is_none());
+        assert!(private.id.is_none());
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! - [`keys`] — API keys for fetchers (local file or S3).
 //! - [`aws`] — one AWS SDK configuration for the DynamoDB, S3 and Lambda adapters.
 //! - [`publisher`] — publishing to Pushpin over ZeroMQ or HTTP.
+//! - [`sse`] — Server-Sent Events over GRIP (`Grip-Hold: stream`, `Last-Event-ID`).
+//! - [`status`] / [`metrics`] — what each poller last did (status API) and Prometheus metrics.
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
 //! - [`pushpin`] — an isolated Pushpin child process for `restream dev` and tests.
 
@@ -31,14 +33,17 @@ pub mod discovery;
 pub mod fetcher;
 pub mod grip;
 pub mod keys;
+pub mod metrics;
 pub mod poller;
 pub mod protocol;
 pub mod publisher;
 pub mod pushpin;
 pub mod routes;
 pub mod scheduler;
+pub mod sse;
 pub mod startup;
 pub mod stats;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod woh;

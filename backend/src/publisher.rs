@@ -151,3 +151,19 @@ impl Publisher for HttpPublisher {
         Ok(())
     }
 }
+
+/// Counts published items and failed publishes in the metrics.
+pub struct Metered<P>(pub P);
+
+#[async_trait]
+impl<P: Publisher> Publisher for Metered<P> {
+    async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
+        let result = self.0.publish(items).await;
+        let metrics = crate::metrics::get();
+        match &result {
+            Ok(()) => metrics.published.inc_by(items.len() as u64),
+            Err(_) => metrics.publish_failures.inc(),
+        }
+        result
+    }
+}

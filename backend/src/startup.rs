@@ -16,7 +16,7 @@ use crate::discovery::Discovery;
 use crate::fetcher::{LoadReport, Registry, SharedRegistry};
 use crate::keys::{FileKeyStore, KeyStore, S3KeyStore};
 use crate::poller::PollerContext;
-use crate::publisher::{HttpPublisher, Publisher, ZmqPublisher};
+use crate::publisher::{HttpPublisher, Metered, Publisher, ZmqPublisher};
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
 use crate::stats;
@@ -113,8 +113,12 @@ pub async fn key_store(
 
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
     Ok(match settings.pushpin.publish {
-        PublishVia::Zmq => Arc::new(ZmqPublisher::connect(&settings.pushpin.zmq_push_specs)?),
-        PublishVia::Http => Arc::new(HttpPublisher::new(&settings.pushpin.http_publish_urls)),
+        PublishVia::Zmq => Arc::new(Metered(ZmqPublisher::connect(
+            &settings.pushpin.zmq_push_specs,
+        )?)),
+        PublishVia::Http => Arc::new(Metered(HttpPublisher::new(
+            &settings.pushpin.http_publish_urls,
+        ))),
     })
 }
 
@@ -148,13 +152,16 @@ pub async fn run(
     let demand = Arc::new(Demand::new(Duration::from_secs(
         settings.demand.hint_ttl_secs,
     )));
+    let status = Arc::new(crate::status::StatusBoard::default());
+    let budgets: Arc<crate::budget::Budgets> = Default::default();
     let ctx = PollerContext {
         keys,
         publisher: publisher(&settings)?,
-        store,
+        store: store.clone(),
         max_backoff: Duration::from_secs_f64(settings.fetchers.max_backoff_secs),
-        budgets: Default::default(),
+        budgets: budgets.clone(),
         last_polls: Default::default(),
+        status: status.clone(),
     };
     let stats_thread = stats::spawn_reader(
         settings.pushpin.stats_specs.clone(),
@@ -172,13 +179,20 @@ pub async fn run(
             max_subscriptions: settings.server.max_subscriptions_per_connection,
         },
         keep_alive_interval: settings.server.keep_alive_interval,
+        sse_keep_alive_secs: settings.server.sse_keep_alive_secs,
+        store,
+        status,
+        budgets,
+        pushpin_control_urls: settings.pushpin.http_publish_urls.clone(),
     });
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(1024 * 1024))
+            .wrap(actix_web::middleware::from_fn(routes::request_span))
             .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
     })
     .workers(settings.server.workers.max(1))
     .disable_signals()

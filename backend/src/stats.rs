@@ -20,6 +20,10 @@ pub struct SubReport {
     /// Which Pushpin handler sent it (several Pushpins may report the same channel).
     #[serde(default)]
     pub from: String,
+    /// The subscribers' transport: `ws`, `stream` (SSE and other HTTP streaming) or
+    /// `response` (long-polling); counted separately by Pushpin.
+    #[serde(default)]
+    pub mode: String,
     #[serde(default)]
     pub subscribers: Option<u64>,
     #[serde(default)]
@@ -121,6 +125,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(r.channel, "st");
+        assert_eq!(r.mode, "ws");
         assert_eq!(r.subscribers, Some(1));
         assert!(!r.unavailable);
         let gone =

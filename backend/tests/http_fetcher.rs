@@ -200,7 +200,7 @@ async fn usgs_items_errors_and_conditional_requests() {
 async fn hn_front_page_in_one_request() {
     let (server, base) = Server::start(vec![ok(recorded("hn-front_page.json"))]).await;
     let f = load("hn-top.toml", "HN_BASE_URL", &base);
-    let raw = fetch(&f, &[("limit", "5")], &Keys::new(), None).await;
+    let raw = fetch(&f, &[("hits", "5")], &Keys::new(), None).await;
     let outcome = parse_fetch_response("hn", raw).unwrap();
     assert!(!outcome.items.is_empty() && outcome.items.iter().all(|i| i["objectID"].is_string()));
     let requests = server.requests();

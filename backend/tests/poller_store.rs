@@ -97,6 +97,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
         max_backoff: Duration::from_secs(60),
         budgets: Default::default(),
         last_polls: Default::default(),
+        status: Default::default(),
     };
     let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
@@ -121,7 +122,7 @@ impl Recorder {
             .map(|(_, i)| {
                 (
                     i.channel.clone(),
-                    serde_json::from_str(&i.formats.ws_message.content).unwrap(),
+                    serde_json::from_str(&i.formats.ws_message.as_ref().unwrap().content).unwrap(),
                 )
             })
             .collect()
@@ -267,6 +268,7 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
         connection_channel: "_conn:x".into(),
         since,
         requested_at: tokio::time::Instant::now(),
+        transport: restream::grip::Transports::WebSocket,
     };
     for since in [None, Some(2), Some(4), Some(1), Some(99)] {
         run.requests.send(ask(since)).await.unwrap();
@@ -437,6 +439,7 @@ fn shared_context(store: Arc<dyn ItemStore>) -> PollerContext {
         max_backoff: Duration::from_secs(60),
         budgets: Default::default(),
         last_polls: Default::default(),
+        status: Default::default(),
     }
 }
 
@@ -591,6 +594,7 @@ async fn snapshots_are_answered_while_waiting_for_the_budget() {
             connection_channel: "_conn:late".into(),
             since: None,
             requested_at: tokio::time::Instant::now(),
+            transport: restream::grip::Transports::WebSocket,
         })
         .await
         .unwrap();
@@ -665,6 +669,7 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
             connection_channel: "_conn:early".into(),
             since: None,
             requested_at: asked,
+            transport: restream::grip::Transports::WebSocket,
         })
         .await
         .unwrap();
@@ -674,7 +679,14 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|(_, i)| i.formats.ws_message.content.contains("\"snapshot\""))
+        .filter(|(_, i)| {
+            i.formats
+                .ws_message
+                .as_ref()
+                .unwrap()
+                .content
+                .contains("\"snapshot\"")
+        })
         .map(|(t, i)| (*t - asked, i.channel.clone()))
         .collect();
     assert_eq!(

@@ -1,4 +1,5 @@
-//! The WOH endpoint's HTTP contract with Pushpin, without Pushpin: headers, meta, errors.
+//! The WOH endpoint's HTTP contract with Pushpin, without Pushpin: headers, meta, errors; and
+//! `/readyz` when Pushpin and the fetchers are missing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,11 @@ use restream::routes::{self, AppState};
 use restream::scheduler::SchedulerHandle;
 
 fn state() -> web::Data<AppState> {
+    state_checking(Vec::new())
+}
+
+/// State whose `/readyz` checks Pushpin at `pushpin_control_urls`.
+fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
     web::Data::new(AppState {
         registry: Arc::new(SharedRegistry::new(Registry::default())),
         demand: Arc::new(Demand::new(Duration::from_secs(60))),
@@ -19,6 +25,11 @@ fn state() -> web::Data<AppState> {
             max_subscriptions: 20,
         },
         keep_alive_interval: 25,
+        sse_keep_alive_secs: 20,
+        store: Arc::new(restream::store::MemoryStore::new(10)),
+        status: Default::default(),
+        budgets: Default::default(),
+        pushpin_control_urls,
     })
 }
 
@@ -111,4 +122,29 @@ async fn healthz_answers() {
     let resp =
         test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(resp.status(), 200);
+}
+
+#[actix_web::test]
+async fn readyz_is_503_and_names_each_failed_check() {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = nobody.local_addr().unwrap().port();
+    drop(nobody);
+    let state = state_checking(vec![format!("http://127.0.0.1:{port}")]);
+    let app = test::init_service(App::new().app_data(state).configure(routes::configure)).await;
+    let response =
+        test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = test::read_body_json(response).await;
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"]["pushpin"]["ok"], false, "{body}");
+    assert!(body["checks"]["pushpin"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&port.to_string()));
+    assert_eq!(body["checks"]["fetchers"]["ok"], false, "{body}");
+    assert_eq!(body["checks"]["store"]["ok"], true, "{body}");
+    // Liveness does not depend on any of that.
+    let health =
+        test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(health.status(), 200);
 }

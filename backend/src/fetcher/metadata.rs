@@ -10,6 +10,10 @@ use crate::channel::{is_valid_name, ParamSpec, ParamSpecs};
 /// Poll interval when a fetcher declares none (the original restream default).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(100);
 
+/// Query names the HTTP API uses beside a channel's params (`/channels/{name}/items?limit=`,
+/// `...&cursor=`, `/channels/{name}/events?since=`), so no fetcher may declare them.
+pub const RESERVED_PARAMS: [&str; 3] = ["cursor", "limit", "since"];
+
 /// What a fetcher says about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metadata {
@@ -159,6 +163,15 @@ fn parse_params(v: Option<&Value>) -> Result<ParamSpecs, MetadataError> {
                 "param names must be ASCII letters, digits, '-', '_' or '.'",
             ));
         }
+        if RESERVED_PARAMS.contains(&key.as_str()) {
+            return Err(err(
+                field,
+                format!(
+                    "is reserved by the HTTP API ({}); choose another name",
+                    RESERVED_PARAMS.join(", ")
+                ),
+            ));
+        }
         let d = decl
             .as_object()
             .ok_or_else(|| err(&field, "must be an object"))?;
@@ -241,6 +254,10 @@ mod tests {
         assert_eq!(field(json!({"id_field": "id"})), "name");
         assert_eq!(field(json!({"name": "a b", "id_field": "id"})), "name");
         assert_eq!(field(json!({"name": "a"})), "id_field");
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "params": {"limit": {}}})),
+            "params.limit"
+        );
         assert_eq!(
             field(json!({"name": "a", "id_field": "id", "poll_interval": -1})),
             "poll_interval"

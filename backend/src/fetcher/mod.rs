@@ -13,7 +13,7 @@ mod response;
 
 pub use http::HttpFetcher;
 pub use lambda::LambdaFetcher;
-pub use metadata::{Metadata, MetadataError};
+pub use metadata::{Metadata, MetadataError, RESERVED_PARAMS};
 pub(crate) use process::redact;
 pub use process::ProcessFetcher;
 pub use registry::{FetcherEntry, LoadReport, Registry, SharedRegistry};

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::ChannelId;
-use crate::grip::PublishItem;
+use crate::grip::{PublishItem, Transports};
 use crate::protocol::{Health, ServerMessage};
 
 use super::{PollerContext, SnapshotRequest, State, SNAPSHOT_DELAY};
@@ -47,21 +47,27 @@ fn status_message(channel: &ChannelId, state: &State) -> ServerMessage {
 
 /// Tells every subscriber the channel's health (no GRIP id: a status is not an event).
 pub(super) async fn publish_status(channel: &ChannelId, ctx: &PollerContext, state: &State) {
-    let item = PublishItem::ws_text(
+    let item = PublishItem::message(
         channel.to_string(),
+        Transports::Both,
         status_message(channel, state).to_json(),
-        None,
-        None,
+        status_event_id(state),
     );
     if let Err(e) = ctx.publisher.publish(&[item]).await {
         tracing::error!(error = %e, "cannot publish the channel status");
     }
 }
 
-/// The GRIP item for event `seq` of `channel`; ids follow the seq so Pushpin keeps order.
+/// The SSE id of a status: the channel's seq, which is where a reconnect resumes (none before
+/// the first poll).
+fn status_event_id(state: &State) -> Option<u64> {
+    (state.meta.seq > 0).then_some(state.meta.seq)
+}
+
+/// The GRIP item for event `seq` of `channel`, for WebSocket and SSE subscribers; ids follow
+/// the seq so Pushpin keeps order.
 pub(super) fn channel_item(channel: &ChannelId, seq: u64, message: String) -> PublishItem {
-    let prev = (seq > 1).then(|| (seq - 1).to_string());
-    PublishItem::ws_text(channel.to_string(), message, Some(seq.to_string()), prev)
+    PublishItem::message(channel.to_string(), Transports::Both, message, Some(seq)).ordered(seq)
 }
 
 /// Broadcasts the channel's first snapshot. It waits until every subscriber that has asked so
@@ -123,11 +129,11 @@ pub(super) async fn answer(
 ) {
     if state.degraded.is_some() {
         // A new subscriber learns at once that the upstream is failing.
-        let status = PublishItem::ws_text(
+        let status = PublishItem::message(
             request.connection_channel.clone(),
+            request.transport,
             status_message(channel, state).to_json(),
-            None,
-            None,
+            status_event_id(state),
         );
         if let Err(e) = ctx.publisher.publish(&[status]).await {
             tracing::error!(error = %e, "cannot send a subscriber the channel status");
@@ -142,28 +148,36 @@ pub(super) async fn answer(
     {
         return; // It subscribed in time for the broadcast snapshot.
     }
-    let to_connection = |message: String| {
-        PublishItem::ws_text(request.connection_channel.clone(), message, None, None)
+    let to_connection = |message: String, seq: u64| {
+        PublishItem::message(
+            request.connection_channel.clone(),
+            request.transport,
+            message,
+            Some(seq),
+        )
     };
     let items = match request.since {
         Some(since) if since == state.meta.seq => return,
         Some(since) => match ctx.store.events_after(&channel.to_string(), since).await {
             Ok(Some(events)) => events
                 .into_iter()
-                .map(|e| to_connection(e.message))
+                .map(|e| to_connection(e.message, e.seq))
                 .collect(),
             Ok(None) => vec![to_connection(
                 snapshot_message(channel, state, true).to_json(),
+                state.meta.seq,
             )],
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the change log; sending a snapshot");
                 vec![to_connection(
                     snapshot_message(channel, state, true).to_json(),
+                    state.meta.seq,
                 )]
             }
         },
         None => vec![to_connection(
             snapshot_message(channel, state, false).to_json(),
+            state.meta.seq,
         )],
     };
     if let Err(e) = ctx.publisher.publish(&items).await {

@@ -20,6 +20,7 @@ use crate::grip::PublishItem;
 use crate::keys::KeyStore;
 use crate::protocol::ServerMessage;
 use crate::publisher::Publisher;
+use crate::status::{LastPoll, PollOutcome, StatusBoard};
 use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
 mod messages;
@@ -39,6 +40,8 @@ pub struct PollerContext {
     /// When each channel was last polled, so a channel reactivated within its interval is not
     /// fetched early (new subscribers get the stored snapshot meanwhile).
     pub last_polls: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
+    /// What each poller last did, for the status API.
+    pub status: Arc<StatusBoard>,
 }
 
 /// Delay after the `failures`-th failure in a row: the poll interval doubled per failure, with
@@ -56,6 +59,8 @@ pub struct SnapshotRequest {
     pub connection_channel: String,
     /// Resume point from the client's `since`.
     pub since: Option<u64>,
+    /// How that connection receives messages: `WebSocket` or `Sse`.
+    pub transport: crate::grip::Transports,
     /// When the subscribe was handled; the answer waits a moment so Pushpin has applied the
     /// GRIP subscription before anything is published after the snapshot.
     pub requested_at: Instant,
@@ -102,6 +107,8 @@ pub async fn run(
         else {
             return;
         };
+        let id = channel.to_string();
+        ctx.status.started(&id, state.poll_interval, state.meta.seq, state.items.len());
         // The first poll is immediate (unless the channel was polled less than an interval ago);
         // then every interval, or later while backing off.
         let last = ctx.last_polls.lock().expect("last polls lock").get(&channel.to_string()).copied();
@@ -120,7 +127,9 @@ pub async fn run(
                         Err(e) => {
                             // Key store errors never hold key values.
                             let summary = format!("API keys unavailable: {e}");
+                            let started = (SystemTime::now(), Instant::now());
                             next = Instant::now() + fail(&channel, &ctx, &mut state, summary, None).await;
+                            record(&channel, &ctx, &state, PollOutcome::Failed, started, next);
                             continue;
                         }
                     };
@@ -144,9 +153,10 @@ pub async fn run(
                         }
                     };
                     let started = Instant::now();
+                    let started_wall = SystemTime::now();
                     ctx.last_polls.lock().expect("last polls lock").insert(channel.to_string(), started);
                     let attempt = Attempt { keys: &keys, budget: &budget, permit };
-                    let retry_in = tokio::select! {
+                    let Polled { outcome, retry_in } = tokio::select! {
                         _ = shutdown.cancelled() => break,
                         r = poll_once(&channel, &entry, &ctx, &mut state, attempt) => r,
                     };
@@ -159,6 +169,7 @@ pub async fn run(
                         Some(delay) => Instant::now() + delay,
                         None => (started + state.poll_interval).max(Instant::now()),
                     };
+                    record(&channel, &ctx, &state, outcome, (started_wall, started), next);
                 }
                 Some(request) = requests.recv() => {
                     tokio::time::sleep_until(request.requested_at + SNAPSHOT_DELAY).await;
@@ -166,6 +177,7 @@ pub async fn run(
                 }
             }
         }
+        ctx.status.stopped(&id);
         tracing::info!("poller stopped");
     }
     .instrument(span)
@@ -251,14 +263,56 @@ struct Attempt<'a> {
     permit: Option<Instant>,
 }
 
-/// One poll; returns the delay before the next attempt when the fetch failed.
+/// What one poll did, and the delay before the next attempt when the fetch failed.
+struct Polled {
+    outcome: PollOutcome,
+    retry_in: Option<Duration>,
+}
+
+impl Polled {
+    fn done(outcome: PollOutcome) -> Polled {
+        Polled {
+            outcome,
+            retry_in: None,
+        }
+    }
+}
+
+/// Puts a finished attempt on the status board and in the metrics.
+fn record(
+    channel: &ChannelId,
+    ctx: &PollerContext,
+    state: &State,
+    outcome: PollOutcome,
+    (started_wall, started): (SystemTime, Instant),
+    next: Instant,
+) {
+    crate::metrics::get()
+        .polls
+        .with_label_values(&[channel.name(), outcome.as_str()])
+        .inc();
+    ctx.status.update(&channel.to_string(), |s| {
+        s.last_poll = Some(LastPoll {
+            at: started_wall,
+            outcome,
+            duration: started.elapsed(),
+        });
+        s.next_poll = Some(SystemTime::now() + next.saturating_duration_since(Instant::now()));
+        s.seq = state.meta.seq;
+        s.item_count = state.items.len();
+        s.degraded = state.degraded.clone();
+        s.retry_in = state.degraded.as_ref().map(|_| state.retry_in);
+    });
+}
+
+/// One poll.
 async fn poll_once(
     channel: &ChannelId,
     entry: &FetcherEntry,
     ctx: &PollerContext,
     state: &mut State,
     attempt: Attempt<'_>,
-) -> Option<Duration> {
+) -> Polled {
     let Attempt {
         keys,
         budget,
@@ -269,7 +323,7 @@ async fn poll_once(
             Ok(()) => state.unpublished.clear(),
             Err(e) => {
                 tracing::error!(error = %e, pending = state.unpublished.len(), "publish retry failed; poll skipped");
-                return None;
+                return Polled::done(PollOutcome::Deferred);
             }
         }
     }
@@ -281,6 +335,10 @@ async fn poll_once(
         state: state.meta.fetcher_state.as_ref(),
     };
     let fetched = entry.fetcher.fetch(request).await;
+    crate::metrics::get()
+        .upstream_latency
+        .with_label_values(&[channel.name()])
+        .observe(started.elapsed().as_secs_f64());
     budget.finish(permit, &ctx.store).await;
     let outcome = match fetched.and_then(|raw| parse_fetch_response(entry.fetcher.label(), raw)) {
         Ok(o) => o,
@@ -292,7 +350,10 @@ async fn poll_once(
             };
             // Fetchers and upstreams may echo keys back in their errors.
             let summary = crate::fetcher::redact(&e.to_string(), keys);
-            return Some(fail(channel, ctx, state, summary, retry_after).await);
+            return Polled {
+                outcome: PollOutcome::Failed,
+                retry_in: Some(fail(channel, ctx, state, summary, retry_after).await),
+            };
         }
     };
     state.failures = 0;
@@ -302,7 +363,7 @@ async fn poll_once(
     }
     if outcome.not_modified {
         tracing::debug!("upstream not modified");
-        return None; // Unchanged: nothing written, nothing published.
+        return Polled::done(PollOutcome::NotModified); // Nothing written, nothing published.
     }
     let id_field = &entry.metadata.id_field;
     let items = within_store_limit(
@@ -406,7 +467,7 @@ async fn poll_once(
         commit.meta.seq = seq;
     }
     if commit.is_empty(&state.meta) {
-        return None; // Unchanged: nothing written, nothing published.
+        return Polled::done(PollOutcome::Unchanged); // Nothing written, nothing published.
     }
     if let Err(e) = ctx.store.commit(commit.clone()).await {
         tracing::error!(error = %e, "cannot persist changes; nothing published, retrying next poll");
@@ -416,7 +477,7 @@ async fn poll_once(
                 state.items = items.into_iter().map(|i| (i.id.clone(), i)).collect();
             }
         }
-        return None;
+        return Polled::done(PollOutcome::Deferred);
     }
     // Persisted: now the cache and then the subscribers.
     for id in &commit.removals {
@@ -429,10 +490,21 @@ async fn poll_once(
     if first_poll {
         // Broadcast by the run loop once recent subscribers can receive it.
         state.snapshot_due = true;
-        return None;
+        return Polled::done(PollOutcome::Changed);
     }
     if publish.is_empty() {
-        return None;
+        return Polled::done(PollOutcome::Unchanged); // Only the fetcher's state changed.
+    }
+    for change in &diff.changes {
+        let kind = match change.kind {
+            ChangeKind::New => "new",
+            ChangeKind::Updated(_) => "updated",
+            ChangeKind::Removed => "removed",
+        };
+        crate::metrics::get()
+            .changes
+            .with_label_values(&[channel.name(), kind])
+            .inc();
     }
     match ctx.publisher.publish(&publish).await {
         Ok(()) => tracing::info!(
@@ -445,7 +517,7 @@ async fn poll_once(
             state.unpublished = publish;
         }
     }
-    None
+    Polled::done(PollOutcome::Changed)
 }
 
 /// Items the store cannot keep (larger than `limit` bytes of JSON) are left out with a

@@ -1,7 +1,71 @@
-//! `/healthz`: the process is up and serving HTTP.
+//! `/healthz` (the process is up) and `/readyz` (it can serve: Pushpin reachable, item store
+//! reachable, fetchers loaded).
 
-use actix_web::HttpResponse;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::AppState;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// How long each readiness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn check(ok: bool, detail: String) -> Value {
+    json!({"ok": ok, "detail": detail})
+}
+
+async fn pushpin(urls: &[String]) -> Value {
+    let client = match reqwest::Client::builder().timeout(CHECK_TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => return check(false, format!("no HTTP client: {e}")),
+    };
+    let mut unreachable = Vec::new();
+    for url in urls {
+        // Any HTTP answer from the control port means that Pushpin is up.
+        if let Err(e) = client.get(url).send().await {
+            tracing::warn!(url = %url, error = %e, "readiness: Pushpin unreachable");
+            unreachable.push(url.as_str());
+        }
+    }
+    match (urls.is_empty(), unreachable.is_empty()) {
+        (true, _) => check(
+            false,
+            "no Pushpin control URL configured (pushpin.http_publish_urls)".into(),
+        ),
+        (false, true) => check(true, format!("{} instance(s) answered", urls.len())),
+        (false, false) => check(false, format!("no answer from {}", unreachable.join(", "))),
+    }
+}
+
+async fn store(state: &AppState) -> Value {
+    match tokio::time::timeout(CHECK_TIMEOUT, state.store.load("_readyz")).await {
+        Ok(Ok(_)) => check(true, "reachable".into()),
+        Ok(Err(e)) => check(false, format!("{e}")),
+        Err(_) => check(false, format!("no answer within {CHECK_TIMEOUT:?}")),
+    }
+}
+
+/// `GET /readyz`: 200 when every check passes, else 503; the body says which failed.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (pushpin, store) = tokio::join!(pushpin(&state.pushpin_control_urls), store(&state));
+    let loaded = state.registry.current().len();
+    let fetchers = check(loaded > 0, format!("{loaded} loaded"));
+    let ready = [&pushpin, &store, &fetchers]
+        .iter()
+        .all(|c| c["ok"] == json!(true));
+    let body = json!({
+        "ready": ready,
+        "checks": {"pushpin": pushpin, "store": store, "fetchers": fetchers},
+    });
+    match ready {
+        true => HttpResponse::Ok(),
+        false => HttpResponse::ServiceUnavailable(),
+    }
+    .insert_header(("Cache-Control", "no-store"))
+    .json(body)
 }

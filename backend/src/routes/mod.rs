@@ -1,16 +1,69 @@
-//! HTTP routes served to Pushpin (and, for health checks, to operators).
+//! HTTP routes, all reached through Pushpin on the public port (`/metrics` may also be scraped
+//! from the backend port directly).
 
+mod api_error;
+mod channel_query;
+mod channels;
+mod demo;
+mod events;
 mod health;
+mod metrics;
+mod state;
 mod woh;
 
 use actix_web::web;
 
-pub use woh::AppState;
+pub use api_error::ApiError;
+pub use state::AppState;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/", web::get().to(demo::demo))
+        .route("/demo", web::get().to(demo::demo))
+        .route("/channels", web::get().to(channels::catalog))
+        .route("/channels/{name}", web::get().to(channels::status))
+        .route("/channels/{name}/items", web::get().to(channels::items))
+        .route("/channels/{name}/events", web::get().to(events::events))
         // The WebSocket endpoint: `/ws`, and `/channels` as the original restream clients used.
         .route("/ws", web::post().to(woh::websocket_over_http))
         .route("/channels", web::post().to(woh::websocket_over_http));
+}
+
+/// Wraps every request in a `http` span (method, path; never the query or headers) and logs
+/// its status and duration.
+pub async fn request_span(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
+    let span = tracing::debug_span!("http", method = %req.method(), path = %req.path());
+    let started = std::time::Instant::now();
+    let response = next.call(req).instrument(span.clone()).await?;
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
+    Ok(response)
+}
+
+/// Any other path: a JSON 404 that points at the API.
+pub async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    let path: String = req.path().chars().take(100).collect();
+    ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route for {} {path}; try GET /channels, GET /demo or a WebSocket to /ws",
+            req.method()
+        ),
+    )
+    .error_response()
 }

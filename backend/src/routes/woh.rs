@@ -1,26 +1,13 @@
 //! The WebSocket-over-HTTP endpoint Pushpin forwards client WebSockets to.
 
-use std::sync::Arc;
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::connection::{self, Limits, Subscriptions, SUBS_META};
-use crate::demand::Demand;
-use crate::fetcher::SharedRegistry;
+use super::AppState;
+use crate::connection::{self, Subscriptions, SUBS_META};
 use crate::grip;
 use crate::poller::SnapshotRequest;
-use crate::scheduler::SchedulerHandle;
 use crate::woh;
-
-/// Shared, read-mostly state of the HTTP side.
-pub struct AppState {
-    pub registry: Arc<SharedRegistry>,
-    pub demand: Arc<Demand>,
-    pub scheduler: SchedulerHandle,
-    pub limits: Limits,
-    pub keep_alive_interval: u32,
-}
 
 fn plain(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
     HttpResponse::build(status)
@@ -74,6 +61,7 @@ pub async fn websocket_over_http(
         .get(format!("Meta-{SUBS_META}"))
         .and_then(|v| v.to_str().ok());
     let event_count = events.len();
+    crate::metrics::get().woh_request(&events);
     let reply = connection::handle(
         connection_id,
         events,
@@ -96,6 +84,7 @@ pub async fn websocket_over_http(
             SnapshotRequest {
                 connection_channel: connection::private_channel(connection_id),
                 since: wanted.since,
+                transport: grip::Transports::WebSocket,
                 requested_at: now,
             },
         );

@@ -1,5 +1,6 @@
 //! API keys through the whole stack: a key reaches the upstream where the fetcher puts it and
-//! never appears in the backend's logs, even when the upstream echoes it back in an error.
+//! never appears in the backend's logs, the status API or the metrics, even when the upstream
+//! echoes it back in an error.
 
 use std::time::Duration;
 
@@ -50,4 +51,20 @@ async fn keys_reach_the_upstream_and_never_the_logs() {
         !log.contains(KEY),
         "a key value appeared in the backend log:\n{log}"
     );
+    // Nor in the API a client can read, nor in the metrics.
+    let (_, status) = get_json(&format!(
+        "{}/channels/nyt-top?section=world",
+        stack.http_url
+    ))
+    .await;
+    assert_eq!(status["upstream"]["status"], "degraded", "{status}");
+    assert!(!status.to_string().contains(KEY), "{status}");
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.backend.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("restream_polls_total"));
+    assert!(!metrics.contains(KEY), "a key value appeared in /metrics");
 }

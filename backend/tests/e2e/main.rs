@@ -6,11 +6,15 @@ mod support;
 
 mod aws;
 mod bad_input;
+mod browser;
 mod changes;
 mod fanout;
 mod fetcher_failures;
+mod http_api;
 mod keys;
 mod lifecycle;
+mod metrics;
 mod politeness;
 mod restart;
 mod smoke;
+mod sse;

@@ -33,7 +33,7 @@ async fn unchanged_upstream_answers_304_and_nothing_is_sent() {
     assert_eq!(m["seq"], 2);
 }
 
-const BUDGETED: &str = r#"
+pub const BUDGETED: &str = r#"
 name = "budgeted"
 url = "{base}/budgeted/{n}.json"
 base_url_env = "USGS_BASE_URL"

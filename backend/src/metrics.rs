@@ -1,0 +1,208 @@
+//! Prometheus metrics: counters updated where things happen, gauges filled in at scrape time.
+//!
+//! Labels are bounded: `channel` is a fetcher name (never params), `budget` a key set id
+//! (`fetcher:<name>` or a hash of the keys, never a key).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::budget::WindowUsage;
+use crate::demand::Subscribers;
+use crate::woh::Event;
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    active_channels: IntGauge,
+    subscribers: IntGaugeVec,
+    pub polls: IntCounterVec,
+    pub upstream_latency: HistogramVec,
+    pub changes: IntCounterVec,
+    pub published: IntCounter,
+    pub publish_failures: IntCounter,
+    budget_used: IntGaugeVec,
+    budget_limit: IntGaugeVec,
+    woh_requests: IntCounterVec,
+    pub sse_streams: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new_custom(Some("restream".into()), None).expect("valid prefix");
+        #[cfg(target_os = "linux")]
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let counter = |name: &str, help: &str| {
+            register(&r, IntCounter::new(name, help).expect("valid metric"))
+        };
+        Metrics {
+            active_channels: register(
+                &r,
+                IntGauge::new("active_channels", "Channels with a running poller")
+                    .expect("valid metric"),
+            ),
+            subscribers: gauge_vec(
+                "subscribers",
+                "Subscribers of every channel as Pushpin reports them, by transport",
+                &["transport"],
+            ),
+            polls: counter_vec(
+                "polls_total",
+                "Poll attempts by fetcher and outcome",
+                &["channel", "outcome"],
+            ),
+            upstream_latency: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "upstream_latency_seconds",
+                        "Time for one fetch (fetcher run including the upstream call)",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
+                    &["channel"],
+                )
+                .expect("valid metric"),
+            ),
+            changes: counter_vec(
+                "changes_total",
+                "Items published as new, updated or removed",
+                &["channel", "kind"],
+            ),
+            published: counter("published_items_total", "GRIP items accepted by Pushpin"),
+            publish_failures: counter(
+                "publish_failures_total",
+                "Publishes to Pushpin that failed (retried before the next poll)",
+            ),
+            budget_used: gauge_vec(
+                "budget_used_calls",
+                "Upstream calls counted in each rate-limit window, by key set",
+                &["budget", "window_seconds"],
+            ),
+            budget_limit: gauge_vec(
+                "budget_limit_calls",
+                "Upstream calls allowed in each rate-limit window, by key set",
+                &["budget", "window_seconds"],
+            ),
+            woh_requests: counter_vec(
+                "woh_events_total",
+                "WebSocket-over-HTTP events received from Pushpin, by type (keepalive: an empty request)",
+                &["event"],
+            ),
+            sse_streams: counter("sse_streams_total", "SSE streams opened"),
+            registry: r,
+        }
+    }
+
+    /// Counts the events of one WOH request (an empty one is a keep-alive).
+    pub fn woh_request(&self, events: &[Event]) {
+        if events.is_empty() {
+            self.woh_requests.with_label_values(&["keepalive"]).inc();
+        }
+        for e in events {
+            self.woh_requests.with_label_values(&[e.name()]).inc();
+        }
+    }
+
+    /// The exposition text, with gauges set from the current state.
+    pub fn render(&self, active: usize, subscribers: Subscribers, usage: &[WindowUsage]) -> String {
+        self.active_channels.set(active as i64);
+        for (transport, n) in [
+            ("websocket", subscribers.websocket),
+            ("sse", subscribers.sse),
+            ("other", subscribers.other),
+        ] {
+            self.subscribers
+                .with_label_values(&[transport])
+                .set(n as i64);
+        }
+        self.budget_used.reset();
+        self.budget_limit.reset();
+        for u in usage {
+            let window = u.window.as_secs().to_string();
+            let labels = [u.budget.as_str(), window.as_str()];
+            self.budget_used
+                .with_label_values(&labels)
+                .set(u.used as i64);
+            self.budget_limit
+                .with_label_values(&labels)
+                .set(u.max as i64);
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into memory");
+        String::from_utf8(out).expect("exposition text is UTF-8")
+    }
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn renders_parseable_exposition_text() {
+        let m = get();
+        m.polls.with_label_values(&["x", "changed"]).inc();
+        m.woh_request(&[]);
+        let usage = [WindowUsage {
+            budget: "fetcher:x".into(),
+            window: Duration::from_secs(60),
+            used: 2,
+            max: 10,
+        }];
+        let text = m.render(3, Subscribers::default(), &usage);
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
+        let find = |name: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .unwrap_or_else(|| panic!("{name} missing in {text}"))
+        };
+        assert!(
+            matches!(find("restream_active_channels").value, prometheus_parse::Value::Gauge(v) if v == 3.0)
+        );
+        let used = find("restream_budget_used_calls");
+        assert_eq!(used.labels.get("budget"), Some("fetcher:x"));
+        assert_eq!(used.labels.get("window_seconds"), Some("60"));
+        find("restream_polls_total");
+        find("restream_woh_events_total");
+    }
+}

@@ -1,0 +1,89 @@
+//! Turns `/channels/{name}?params` into a channel id: the fetcher by name, then its declared
+//! params from the query string (`limit`, `cursor` and `since` are the API's own).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use serde_json::{Map, Value};
+
+use super::api_error::ApiError;
+use crate::channel::ChannelId;
+use crate::fetcher::RESERVED_PARAMS;
+use crate::fetcher::{FetcherEntry, Registry};
+
+/// A resolved channel and the API's own query values.
+pub struct ChannelQuery {
+    pub id: ChannelId,
+    pub entry: Arc<FetcherEntry>,
+    /// `limit`, `cursor`, `since` when given.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Splits a query string into name → value; a repeated name is an error (which one counts
+/// would be a guess).
+pub fn parse_query(query: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::bad_request("bad_query", format!("malformed query string: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in pairs {
+        if out.contains_key(&k) {
+            let name: String = k.chars().take(64).collect();
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!("query parameter {name:?} is given more than once"),
+            ));
+        }
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+/// The channel `name` with the params in `query`, validated like a WebSocket subscribe.
+pub fn resolve(registry: &Registry, name: &str, query: &str) -> Result<ChannelQuery, ApiError> {
+    let entry = registry.get(name).cloned().ok_or_else(|| {
+        let shown: String = name.chars().take(64).collect();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_channel",
+            format!("no channel named {shown:?}; GET /channels lists them"),
+        )
+    })?;
+    let mut params = parse_query(query)?;
+    let options: BTreeMap<String, String> = RESERVED_PARAMS
+        .iter()
+        .filter_map(|k| params.remove_entry(*k))
+        .collect();
+    let raw = Value::Object(
+        params
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<Map<_, _>>(),
+    );
+    let id = ChannelId::from_request(name, Some(&raw), &entry.metadata.params)
+        .map_err(|e| ApiError::bad_request("invalid_params", e.to_string()))?;
+    Ok(ChannelQuery { id, entry, options })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn repeated_names_and_bad_encoding_are_refused() {
+        assert_eq!(
+            parse_query("a=1&b=x%20y").unwrap(),
+            BTreeMap::from([("a".into(), "1".into()), ("b".into(), "x y".into())])
+        );
+        assert_eq!(parse_query("a=1&a=2").unwrap_err().code, "bad_query");
+        assert!(parse_query("").unwrap().is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn any_query_string_parses_or_fails_cleanly(q in ".{0,100}") {
+            let _ = parse_query(&q);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `GET /channels/{name}/events?params`: a channel as Server-Sent Events, held open by Pushpin
+//! (`Grip-Hold: stream`) on the same GRIP channel WebSocket subscribers use, so one poll serves
+//! both. The snapshot (or, with `Last-Event-ID` / `since`, the missed events) comes from the
+//! channel's poller on a private channel, in order with everything else the channel sends.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::api_error::ApiError;
+use super::channel_query::resolve;
+use super::AppState;
+use crate::grip::Transports;
+use crate::poller::SnapshotRequest;
+use crate::sse;
+
+pub async fn events(
+    req: HttpRequest,
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = resolve(&state.registry.current(), &name, req.query_string())?;
+    if let Some(k) = q.options.keys().find(|k| k.as_str() != "since") {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("{k:?} is not accepted here"),
+        ));
+    }
+    // The browser's reconnect header wins over a `since` in the URL it reconnects to.
+    let header = req
+        .headers()
+        .get("Last-Event-ID")
+        .map(HeaderValue::as_bytes);
+    let since = match header {
+        Some(_) => sse::last_event_id(header),
+        None => sse::last_event_id(q.options.get("since").map(String::as_bytes)),
+    }
+    .map_err(|e| ApiError::bad_request("bad_last_event_id", e.to_string()))?;
+    let channel = q.id.to_string();
+    let private = sse::private_channel();
+    let now = tokio::time::Instant::now();
+    state.demand.hint(&channel, now);
+    state.scheduler.request_snapshot(
+        channel.clone(),
+        SnapshotRequest {
+            connection_channel: private.clone(),
+            since,
+            requested_at: now,
+            transport: Transports::Sse,
+        },
+    );
+    crate::metrics::get().sse_streams.inc();
+    tracing::debug!(channel = %channel, since, "sse stream opened");
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, sse::CONTENT_TYPE))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("Grip-Hold", "stream"))
+        // Channel ids never contain `,` or `;` (percent-encoded), so the list is unambiguous.
+        .insert_header(("Grip-Channel", format!("{channel}, {private}")))
+        .insert_header((
+            "Grip-Keep-Alive",
+            sse::keep_alive_header(state.sse_keep_alive_secs),
+        ))
+        .body(sse::preamble(&channel)))
+}

@@ -1,0 +1,149 @@
+//! What each channel's poller last did, for the status API: last poll time and result, next
+//! poll, seq, item count and upstream health. Written by pollers, read by HTTP handlers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// The result of one poll attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollOutcome {
+    /// New, updated or removed items were persisted and published (or the first snapshot).
+    Changed,
+    /// Fetched, and nothing changed.
+    Unchanged,
+    /// The upstream answered "not modified" (conditional request).
+    NotModified,
+    /// The fetch (or the key lookup before it) failed.
+    Failed,
+    /// The store refused the changes or a pending publish could not be delivered; retried.
+    Deferred,
+}
+
+impl PollOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollOutcome::Changed => "changed",
+            PollOutcome::Unchanged => "unchanged",
+            PollOutcome::NotModified => "not_modified",
+            PollOutcome::Failed => "failed",
+            PollOutcome::Deferred => "deferred",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastPoll {
+    pub at: SystemTime,
+    pub outcome: PollOutcome,
+    pub duration: Duration,
+}
+
+/// One channel as its poller last saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelStatus {
+    /// A poller is running for it (it has subscribers).
+    pub active: bool,
+    pub poll_interval: Duration,
+    pub last_poll: Option<LastPoll>,
+    pub next_poll: Option<SystemTime>,
+    pub seq: u64,
+    pub item_count: usize,
+    /// The last error while the upstream is failing; `None` when healthy.
+    pub degraded: Option<String>,
+    pub retry_in: Option<Duration>,
+}
+
+/// Every channel polled since the process started, by channel id.
+#[derive(Default)]
+pub struct StatusBoard {
+    channels: Mutex<HashMap<String, ChannelStatus>>,
+}
+
+impl StatusBoard {
+    /// A poller started (or resumed) `channel` with this state.
+    pub fn started(&self, channel: &str, poll_interval: Duration, seq: u64, item_count: usize) {
+        let mut map = self.channels.lock().expect("status lock");
+        let entry = map.entry(channel.to_string()).or_insert(ChannelStatus {
+            active: true,
+            poll_interval,
+            last_poll: None,
+            next_poll: None,
+            seq,
+            item_count,
+            degraded: None,
+            retry_in: None,
+        });
+        entry.active = true;
+        entry.poll_interval = poll_interval;
+        entry.seq = seq;
+        entry.item_count = item_count;
+    }
+
+    /// Applies `change` to a channel a poller has started.
+    pub fn update(&self, channel: &str, change: impl FnOnce(&mut ChannelStatus)) {
+        if let Some(status) = self.channels.lock().expect("status lock").get_mut(channel) {
+            change(status);
+        }
+    }
+
+    /// The poller stopped (no subscribers left): the last poll stays on record.
+    pub fn stopped(&self, channel: &str) {
+        self.update(channel, |s| {
+            s.active = false;
+            s.next_poll = None;
+        });
+    }
+
+    pub fn get(&self, channel: &str) -> Option<ChannelStatus> {
+        self.channels
+            .lock()
+            .expect("status lock")
+            .get(channel)
+            .cloned()
+    }
+
+    /// Channels with a running poller.
+    pub fn active_count(&self) -> usize {
+        self.channels
+            .lock()
+            .expect("status lock")
+            .values()
+            .filter(|s| s.active)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_channel_keeps_its_last_poll() {
+        let board = StatusBoard::default();
+        board.started("a", Duration::from_secs(5), 0, 0);
+        board.update("a", |s| {
+            s.seq = 3;
+            s.last_poll = Some(LastPoll {
+                at: SystemTime::UNIX_EPOCH,
+                outcome: PollOutcome::Changed,
+                duration: Duration::from_millis(4),
+            });
+            s.next_poll = Some(SystemTime::UNIX_EPOCH);
+        });
+        assert_eq!(board.active_count(), 1);
+        board.stopped("a");
+        let a = board.get("a").unwrap();
+        assert!(!a.active && a.next_poll.is_none());
+        assert_eq!(
+            (a.seq, a.last_poll.unwrap().outcome),
+            (3, PollOutcome::Changed)
+        );
+        assert_eq!(board.active_count(), 0);
+        board.update("unknown", |s| s.seq = 1);
+        assert!(board.get("unknown").is_none());
+    }
+}

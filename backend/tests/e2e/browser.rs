@@ -1,0 +1,133 @@
+//! Issue 8, the real-browser test: headless Chromium (Debian's `chromium`, driven by
+//! playwright-core in `tests/browser/demo.mjs`) loads the demo page through Pushpin, subscribes
+//! over WebSocket and EventSource, and both panes render the event an upstream change causes.
+//! The screenshot is kept in `target/tmp/browser/demo.png`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use crate::support::*;
+
+struct Driver {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Driver {
+    fn start(demo_url: &str, screenshot: &std::path::Path) -> Driver {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+        assert!(
+            dir.join("node_modules/playwright-core").is_dir(),
+            "playwright-core is not installed: run `bash scripts/install-deps.sh --tests` (npm ci in tests/browser)"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg("demo.mjs")
+            .current_dir(&dir)
+            .env("DEMO_URL", demo_url)
+            .env("SCREENSHOT", screenshot)
+            .env("TIMEOUT_MS", "20000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs (Node 20 is required)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        Driver {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The next line starting with `tag`, parsed after it; the driver's report on `FAIL`.
+    async fn expect(&mut self, tag: &str) -> String {
+        let mut report = Vec::new();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), self.stdout.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {tag} line within 60 s"))
+                .unwrap();
+            match line {
+                Some(l) if l.starts_with(tag) => return l[tag.len()..].trim().to_string(),
+                Some(l) => report.push(l),
+                None => panic!("driver ended before {tag}:\n{}", report.join("\n")),
+            }
+            if report.iter().any(|l| l.starts_with("FAIL")) {
+                while let Ok(Ok(Some(l))) =
+                    tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line()).await
+                {
+                    report.push(l);
+                }
+                panic!("browser driver failed:\n{}", report.join("\n"));
+            }
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_shows_live_events_over_websocket_and_sse() {
+    let stack = Stack::start().await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    let screenshot = dir.join("demo.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let url = format!(
+        "{}/demo?channel=usgs-earthquakes&feed=1.0_day",
+        stack.http_url
+    );
+    let mut driver = Driver::start(&url, &screenshot);
+
+    let snapshot: Value = serde_json::from_str(&driver.expect("SNAPSHOT").await).unwrap();
+    for pane in ["ws", "sse"] {
+        assert_eq!(snapshot[pane]["seq"], 1, "{snapshot}");
+        assert_eq!(snapshot[pane]["count"], 1, "{snapshot}");
+    }
+    // The upstream changes; both transports render the new item with the same seq.
+    let g = stack.upstream.bump();
+    let id = format!("1.0_day-g{g}");
+    driver.send(&format!("EXPECT new {id}")).await;
+    let seen = driver.expect(&format!("SEEN new {id}")).await;
+    let seen: Value = serde_json::from_str(&seen).unwrap();
+    assert_eq!(
+        (&seen["ws_seq"], &seen["sse_seq"]),
+        (&Value::from(2), &Value::from(2))
+    );
+    // One upstream request per interval while two browser transports listen.
+    let (min_gap, _) = gaps(&stack.upstream.requests("summary/1.0_day"));
+    assert!(
+        min_gap >= Duration::from_secs_f64(POLL_INTERVAL * 0.9),
+        "{min_gap:?}"
+    );
+
+    driver.send("SCREENSHOT").await;
+    let shot = PathBuf::from(driver.expect("SHOT").await);
+    assert_eq!(shot, screenshot);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    driver.send("QUIT").await;
+    let status = tokio::time::timeout(Duration::from_secs(20), driver.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    eprintln!("screenshot: {}", shot.display());
+}
