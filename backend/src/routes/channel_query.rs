@@ -65,6 +65,21 @@ pub fn resolve(registry: &Registry, name: &str, query: &str) -> Result<ChannelQu
     Ok(ChannelQuery { id, entry, options })
 }
 
+/// Refuses the API's own query names on a route that does not take them (they are never
+/// channel params).
+pub fn reject_options(
+    options: &std::collections::BTreeMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
+    match options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::bad_request(
+            "bad_query",
+            format!("{k:?} is not accepted here"),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

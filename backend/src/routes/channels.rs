@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::api_error::ApiError;
-use super::channel_query::resolve;
+use super::channel_query::{reject_options, resolve};
 use super::AppState;
 use crate::fetcher::Metadata;
 use crate::status::ChannelStatus;
@@ -127,21 +127,6 @@ fn upstream(s: &ChannelStatus) -> Value {
         }),
         None if s.last_poll.is_none() => json!({"status": "unknown"}),
         None => json!({"status": "ok"}),
-    }
-}
-
-/// Refuses the API's own query names on a route that does not take them (they are never
-/// channel params).
-fn reject_options(
-    options: &std::collections::BTreeMap<String, String>,
-    allowed: &[&str],
-) -> Result<(), ApiError> {
-    match options.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::bad_request(
-            "bad_query",
-            format!("{k:?} is not accepted here"),
-        )),
-        None => Ok(()),
     }
 }
 

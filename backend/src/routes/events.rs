@@ -7,7 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::api_error::ApiError;
-use super::channel_query::resolve;
+use super::channel_query::{reject_options, resolve};
 use super::AppState;
 use crate::grip::Transports;
 use crate::poller::SnapshotRequest;
@@ -19,12 +19,7 @@ pub async fn events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q = resolve(&state.registry.current(), &name, req.query_string())?;
-    if let Some(k) = q.options.keys().find(|k| k.as_str() != "since") {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            format!("{k:?} is not accepted here"),
-        ));
-    }
+    reject_options(&q.options, &["since"])?;
     // The browser's reconnect header wins over a `since` in the URL it reconnects to.
     let header = req
         .headers()
