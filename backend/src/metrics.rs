@@ -28,6 +28,7 @@ pub struct Metrics {
     budget_limit: IntGaugeVec,
     woh_requests: IntCounterVec,
     pub sse_streams: IntCounter,
+    rendering: std::sync::Mutex<()>,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -115,6 +116,7 @@ impl Metrics {
                 &["event"],
             ),
             sse_streams: counter("sse_streams_total", "SSE streams opened"),
+            rendering: std::sync::Mutex::new(()),
             registry: r,
         }
     }
@@ -129,8 +131,10 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with gauges set from the current state.
+    /// The exposition text, with gauges set from the current state (one scrape at a time, so
+    /// a concurrent scrape never sees the budget gauges half reset).
     pub fn render(&self, active: usize, subscribers: Subscribers, usage: &[WindowUsage]) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
         self.active_channels.set(active as i64);
         for (transport, n) in [
             ("websocket", subscribers.websocket),

@@ -45,6 +45,9 @@ pub struct LastPoll {
 /// One channel as its poller last saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelStatus {
+    /// Which poller run wrote it: a stopping poller must not mark its successor's channel
+    /// inactive.
+    run: u64,
     /// A poller is running for it (it has subscribers).
     pub active: bool,
     pub poll_interval: Duration,
@@ -61,13 +64,24 @@ pub struct ChannelStatus {
 #[derive(Default)]
 pub struct StatusBoard {
     channels: Mutex<HashMap<String, ChannelStatus>>,
+    runs: std::sync::atomic::AtomicU64,
 }
 
 impl StatusBoard {
-    /// A poller started (or resumed) `channel` with this state.
-    pub fn started(&self, channel: &str, poll_interval: Duration, seq: u64, item_count: usize) {
+    /// A poller started (or resumed) `channel` with this state; returns its run, for
+    /// [`StatusBoard::stopped`]. The last poll stays on record; the upstream health starts
+    /// unknown-but-healthy like the new poller's.
+    pub fn started(
+        &self,
+        channel: &str,
+        poll_interval: Duration,
+        seq: u64,
+        item_count: usize,
+    ) -> u64 {
+        let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut map = self.channels.lock().expect("status lock");
         let entry = map.entry(channel.to_string()).or_insert(ChannelStatus {
+            run,
             active: true,
             poll_interval,
             last_poll: None,
@@ -77,10 +91,15 @@ impl StatusBoard {
             degraded: None,
             retry_in: None,
         });
+        entry.run = run;
         entry.active = true;
         entry.poll_interval = poll_interval;
         entry.seq = seq;
         entry.item_count = item_count;
+        entry.next_poll = None;
+        entry.degraded = None;
+        entry.retry_in = None;
+        run
     }
 
     /// Applies `change` to a channel a poller has started.
@@ -90,11 +109,14 @@ impl StatusBoard {
         }
     }
 
-    /// The poller stopped (no subscribers left): the last poll stays on record.
-    pub fn stopped(&self, channel: &str) {
+    /// The poller of `run` stopped (no subscribers left): the last poll stays on record. A
+    /// later run of the same channel is left alone.
+    pub fn stopped(&self, channel: &str, run: u64) {
         self.update(channel, |s| {
-            s.active = false;
-            s.next_poll = None;
+            if s.run == run {
+                s.active = false;
+                s.next_poll = None;
+            }
         });
     }
 
@@ -124,7 +146,7 @@ mod tests {
     #[test]
     fn a_stopped_channel_keeps_its_last_poll() {
         let board = StatusBoard::default();
-        board.started("a", Duration::from_secs(5), 0, 0);
+        let run = board.started("a", Duration::from_secs(5), 0, 0);
         board.update("a", |s| {
             s.seq = 3;
             s.last_poll = Some(LastPoll {
@@ -135,7 +157,7 @@ mod tests {
             s.next_poll = Some(SystemTime::UNIX_EPOCH);
         });
         assert_eq!(board.active_count(), 1);
-        board.stopped("a");
+        board.stopped("a", run);
         let a = board.get("a").unwrap();
         assert!(!a.active && a.next_poll.is_none());
         assert_eq!(
@@ -145,5 +167,22 @@ mod tests {
         assert_eq!(board.active_count(), 0);
         board.update("unknown", |s| s.seq = 1);
         assert!(board.get("unknown").is_none());
+    }
+
+    #[test]
+    fn a_stopping_poller_leaves_its_successor_active() {
+        let board = StatusBoard::default();
+        let old = board.started("a", Duration::from_secs(5), 0, 0);
+        board.update("a", |s| s.degraded = Some("500".into()));
+        let new = board.started("a", Duration::from_secs(5), 2, 1);
+        board.stopped("a", old);
+        let a = board.get("a").unwrap();
+        assert!(
+            a.active,
+            "the old run's stop must not deactivate the new run"
+        );
+        assert_eq!(a.degraded, None, "the new run starts healthy");
+        board.stopped("a", new);
+        assert!(!board.get("a").unwrap().active);
     }
 }

@@ -51,14 +51,17 @@ async fn a_hang_times_out_and_the_process_is_killed() {
         .unwrap_err();
     assert!(matches!(e, FetchError::Timeout { .. }), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    // kill_on_drop: no python process running the hang fixture survives.
+    // kill_on_drop: no python process running this fetch of the hang fixture survives. The
+    // runner's arguments end with the timeout in ms, which tells this call (1500) apart from
+    // the registry test's quick metadata calls of the same fixture running in parallel.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ps = std::process::Command::new("ps")
         .args(["-eo", "args"])
         .output()
         .unwrap();
-    let hang_main = fixture("hang").join("main.py");
-    assert!(!String::from_utf8_lossy(&ps.stdout).contains(&*hang_main.to_string_lossy()));
+    let this_call = format!("{} 1500", fixture("hang").join("main.py").display());
+    let running = String::from_utf8_lossy(&ps.stdout);
+    assert!(!running.contains(&this_call), "{running}");
 }
 
 #[tokio::test]

@@ -51,17 +51,13 @@ pub(super) async fn publish_status(channel: &ChannelId, ctx: &PollerContext, sta
         channel.to_string(),
         Transports::Both,
         status_message(channel, state).to_json(),
-        status_event_id(state),
+        // No SSE id: a status is not an event, and an id would move a reconnect's resume point
+        // past events the stream may not have received yet.
+        None,
     );
     if let Err(e) = ctx.publisher.publish(&[item]).await {
         tracing::error!(error = %e, "cannot publish the channel status");
     }
-}
-
-/// The SSE id of a status: the channel's seq, which is where a reconnect resumes (none before
-/// the first poll).
-fn status_event_id(state: &State) -> Option<u64> {
-    (state.meta.seq > 0).then_some(state.meta.seq)
 }
 
 /// The GRIP item for event `seq` of `channel`, for WebSocket and SSE subscribers; ids follow
@@ -133,7 +129,7 @@ pub(super) async fn answer(
             request.connection_channel.clone(),
             request.transport,
             status_message(channel, state).to_json(),
-            status_event_id(state),
+            None,
         );
         if let Err(e) = ctx.publisher.publish(&[status]).await {
             tracing::error!(error = %e, "cannot send a subscriber the channel status");

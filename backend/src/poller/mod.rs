@@ -108,7 +108,7 @@ pub async fn run(
             return;
         };
         let id = channel.to_string();
-        ctx.status.started(&id, state.poll_interval, state.meta.seq, state.items.len());
+        let run = ctx.status.started(&id, state.poll_interval, state.meta.seq, state.items.len());
         // The first poll is immediate (unless the channel was polled less than an interval ago);
         // then every interval, or later while backing off.
         let last = ctx.last_polls.lock().expect("last polls lock").get(&channel.to_string()).copied();
@@ -177,7 +177,7 @@ pub async fn run(
                 }
             }
         }
-        ctx.status.stopped(&id);
+        ctx.status.stopped(&id, run);
         tracing::info!("poller stopped");
     }
     .instrument(span)
@@ -239,8 +239,11 @@ async fn fail(
     let summary: String = summary.chars().take(300).collect();
     state.failures += 1;
     state.retry_in = match retry_after {
-        // Exactly as asked, unless unrepresentable (then the backoff cap).
-        Some(secs) => Duration::try_from_secs_f64(secs).unwrap_or(ctx.max_backoff),
+        // Exactly as asked, up to the backoff cap (an hour-long Retry-After for a daily quota
+        // is retried at the cap, politely, rather than trusted to the year 9999).
+        Some(secs) => Duration::try_from_secs_f64(secs)
+            .unwrap_or(ctx.max_backoff)
+            .min(ctx.max_backoff),
         None => backoff(state.poll_interval, state.failures, ctx.max_backoff),
     };
     tracing::warn!(

@@ -49,8 +49,11 @@ pub async fn catalog(state: web::Data<AppState>) -> HttpResponse {
         .json(json!({ "channels": channels }))
 }
 
+/// RFC 3339 in UTC; `None` for a time no calendar date can hold.
 fn rfc3339(t: SystemTime) -> Option<String> {
-    time::OffsetDateTime::from(t)
+    let nanos = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::try_from(nanos).ok()?)
+        .ok()?
         .format(&time::format_description::well_known::Rfc3339)
         .ok()
 }

@@ -24,10 +24,12 @@ async fn pushpin(urls: &[String]) -> Value {
         Ok(c) => c,
         Err(e) => return check(false, format!("no HTTP client: {e}")),
     };
+    // Any HTTP answer from the control port means that Pushpin is up; all asked at once.
+    let answers =
+        futures_util::future::join_all(urls.iter().map(|url| client.get(url).send())).await;
     let mut unreachable = Vec::new();
-    for url in urls {
-        // Any HTTP answer from the control port means that Pushpin is up.
-        if let Err(e) = client.get(url).send().await {
+    for (url, answer) in urls.iter().zip(answers) {
+        if let Err(e) = answer {
             tracing::warn!(url = %url, error = %e, "readiness: Pushpin unreachable");
             unreachable.push(url.as_str());
         }

@@ -181,6 +181,25 @@ async fn every_route_answers_through_pushpin() {
     assert!(degraded["upstream"]["retry_in_secs"].as_f64().unwrap() > 0.0);
     assert_eq!(degraded["last_poll"]["outcome"], "failed");
 
+    // An absurd Retry-After is capped at fetchers.max_backoff_secs (900 by default), and the
+    // status still renders its next poll.
+    stack.upstream.throttle(
+        "/earthquakes/feed/v1.0/summary/significant_week",
+        1,
+        99_999_999_999,
+    );
+    let mut t = Client::connect(&stack.ws_url).await;
+    t.subscribe("usgs-earthquakes", json!({"feed": "significant_week"}))
+        .await;
+    let throttled = wait_for(
+        &format!("{api}/channels/usgs-earthquakes?feed=significant_week"),
+        "throttled",
+        |b| b["upstream"]["status"] == "degraded",
+    )
+    .await;
+    assert_eq!(throttled["upstream"]["retry_in_secs"], 900.0, "{throttled}");
+    assert!(throttled["next_poll_at"].is_string(), "{throttled}");
+
     // Health and readiness.
     let health = reqwest::get(format!("{api}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);

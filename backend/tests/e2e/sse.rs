@@ -135,3 +135,23 @@ async fn an_idle_stream_gets_keep_alive_comments() {
         sse.comments - after_snapshot
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_has_no_event_id_so_resume_points_stay_on_events() {
+    let stack = Stack::start().await;
+    stack
+        .upstream
+        .fail("/earthquakes/feed/v1.0/summary/4.5_day");
+    let mut sse = SseClient::connect(
+        &stack.http_url,
+        "/channels/usgs-earthquakes/events?feed=4.5_day",
+        None,
+    )
+    .await;
+    let (status, _) = sse.next_of("status", Duration::from_secs(10)).await;
+    assert_eq!(status.data["status"], "degraded");
+    assert_eq!(
+        status.id, None,
+        "a browser's Last-Event-ID must not move past unsent events"
+    );
+}
