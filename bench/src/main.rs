@@ -1,0 +1,139 @@
+//! `restream-bench`: reproducible benchmarks of restream with a real Pushpin, the backend binary
+//! and a local fake upstream. Each scenario prints one JSON line; `smoke` runs every scenario
+//! small and fails unless each completes with exactly one upstream call per poll.
+//!
+//! - [`fanout`] — scenarios 1 and 2: subscribers on one channel, latency, overhead ratio.
+//! - [`subscribe`] — scenario 3: subscribe/unsubscribe throughput vs a no-op WOH responder.
+//! - [`scale`] — scenario 4: thousands of active channels: RSS, CPU, scheduler drift.
+//! - [`store_cost`] — scenario 5: store writes per poll, embedded and DynamoDB.
+//! - [`classify`] — scenario 6: change-detection throughput (criterion: `benches/`).
+//! - [`stack`], [`upstream`], [`clients`], [`measure`] — the parts every scenario uses.
+
+mod classify;
+mod clients;
+mod fanout;
+mod measure;
+mod null_woh;
+mod scale;
+mod stack;
+mod store_cost;
+mod subscribe;
+mod upstream;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "restream-bench",
+    about = "restream benchmarks (see bench/README.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Scenarios 1+2: subscribers on one channel; upstream calls per interval, latency p50/p99,
+    /// and the overhead ratio against a direct publish to the same Pushpin.
+    Fanout {
+        /// Subscriber counts to run, one after another.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000,5000")]
+        subscribers: Vec<usize>,
+        /// Upstream changes measured per count.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
+    /// Scenario 3: subscribe/unsubscribe messages per second, restream vs a no-op WOH responder.
+    Subscribe {
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Scenario 4: many active channels: backend RSS, CPU, scheduler drift.
+    Scale {
+        #[arg(long, default_value_t = 10_000)]
+        channels: usize,
+        #[arg(long, default_value_t = 60.0)]
+        interval: f64,
+        #[arg(long, default_value_t = 120.0)]
+        seconds: f64,
+    },
+    /// Scenario 5: store writes per poll (unchanged, 1 %, 100 % changed), embedded and DynamoDB.
+    StoreCost {
+        #[arg(long, default_value_t = 1000)]
+        items: usize,
+        /// Skip DynamoDB (no moto in .venv).
+        #[arg(long)]
+        no_dynamodb: bool,
+    },
+    /// Scenario 6: items classified per second (a quick loop; `cargo bench` runs criterion).
+    Classify {
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+    },
+    /// Every scenario, small: completes in seconds and checks one upstream call per poll.
+    Smoke,
+    /// The no-op WebSocket-over-HTTP responder scenario 3 compares against (started by it).
+    #[command(hide = true)]
+    NullWoh {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn emit(result: &serde_json::Value) {
+    println!("{result}");
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    measure::raise_open_files_limit();
+    match Cli::parse().scenario {
+        Scenario::Fanout {
+            subscribers,
+            rounds,
+        } => {
+            for n in subscribers {
+                emit(&fanout::run(n, rounds).await?);
+            }
+        }
+        Scenario::Subscribe {
+            connections,
+            seconds,
+        } => emit(&subscribe::run(connections, seconds).await?),
+        Scenario::Scale {
+            channels,
+            interval,
+            seconds,
+        } => emit(&scale::run(channels, interval, seconds).await?),
+        Scenario::StoreCost { items, no_dynamodb } => {
+            emit(&store_cost::run(items, !no_dynamodb).await?)
+        }
+        Scenario::Classify { items } => emit(&classify::run(items)?),
+        Scenario::Smoke => smoke().await?,
+        Scenario::NullWoh { listen } => null_woh::serve(listen).await?,
+    }
+    Ok(())
+}
+
+/// Each scenario at a size that takes seconds; fails loudly on anything wrong.
+async fn smoke() -> anyhow::Result<()> {
+    let fan = fanout::run(20, 2).await?;
+    emit(&fan);
+    anyhow::ensure!(
+        fan["max_upstream_calls_per_interval"] == 1,
+        "fan-out: expected exactly one upstream call per poll: {fan}"
+    );
+    emit(&subscribe::run(4, 1.0).await?);
+    let scale = scale::run(100, 2.0, 5.0).await?;
+    emit(&scale);
+    anyhow::ensure!(
+        scale["max_upstream_calls_per_interval"] == 1,
+        "scale: expected exactly one upstream call per channel per poll: {scale}"
+    );
+    emit(&store_cost::run(100, true).await?);
+    emit(&classify::run(1000)?);
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Scenario 4: many active channels (20 per connection, the default per-connection limit) of
+//! one declarative fetcher. Measured over `seconds` once all are subscribed: the backend's
+//! RSS and CPU (% of one core), and scheduler drift — per channel, the gap between two
+//! consecutive upstream calls minus the poll interval, as seen by the fake upstream.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::clients::{connect_many, next_json, send_json};
+use crate::measure::{cpu_time, max_calls_within, rss_bytes, summary_ms};
+use crate::stack::{Behind, Options, Stack};
+
+const PER_CONNECTION: usize = 20;
+
+pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result<Value> {
+    let stack = Stack::start(Options {
+        behind: Behind::Restream,
+        interval,
+        message_rate: 50_000,
+    })
+    .await?;
+    let connections = channels.div_ceil(PER_CONNECTION);
+    let clients = connect_many(&stack.ws_url, connections).await?;
+    let subscribing = Instant::now();
+    let mut waits = Vec::new();
+    for (i, mut ws) in clients.into_iter().enumerate() {
+        let ns: Vec<usize> =
+            (i * PER_CONNECTION..((i + 1) * PER_CONNECTION).min(channels)).collect();
+        for n in &ns {
+            send_json(
+                &mut ws,
+                &json!({"action": "subscribe", "channel": "bench", "params": {"n": n.to_string()}}),
+            )
+            .await?;
+        }
+        waits.push(tokio::spawn(async move {
+            let mut subscribed = 0;
+            while subscribed < ns.len() {
+                let m = next_json(&mut ws, Duration::from_secs(60))
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("closed while subscribing"))?;
+                anyhow::ensure!(m["type"] != "error", "subscribe failed: {m}");
+                subscribed += usize::from(m["type"] == "subscribed");
+            }
+            // Keep reading so the connection never backs up.
+            tokio::spawn(async move {
+                while let Ok(Some(_)) = next_json(&mut ws, Duration::from_secs(3600)).await {}
+            });
+            anyhow::Ok(())
+        }));
+    }
+    for w in waits {
+        w.await??;
+    }
+    let subscribe_secs = subscribing.elapsed().as_secs_f64();
+
+    let pid = stack.backend_pid;
+    let started = Instant::now();
+    let cpu_before = cpu_time(pid).unwrap_or_default();
+    let mut rss_max = 0;
+    while started.elapsed() < Duration::from_secs_f64(seconds) {
+        rss_max = rss_max.max(rss_bytes(pid).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu_before);
+    let rss_end = rss_bytes(pid).unwrap_or(0);
+
+    let requests = stack.upstream.all_requests();
+    let window = crate::measure::duplicate_window(interval);
+    let mut drift_ms = Vec::new();
+    let mut most = 0;
+    for times in requests.values() {
+        let mut t = times.clone();
+        t.sort();
+        most = most.max(max_calls_within(&t, window));
+
+        drift_ms.extend(
+            t.windows(2)
+                .map(|w| ((w[1] - w[0]).as_secs_f64() - interval) * 1000.0),
+        );
+    }
+    let calls_in_window: usize = requests
+        .values()
+        .flatten()
+        .filter(|t| **t >= started)
+        .count();
+    let mb = |b: u64| ((b as f64 / 1_048_576.0) * 10.0).round() / 10.0;
+    Ok(json!({
+        "scenario": "scale",
+        "channels": channels,
+        "channels_polled": requests.len(),
+        "connections": connections,
+        "poll_interval_secs": interval,
+        "measured_secs": (elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        "subscribe_secs": (subscribe_secs * 100.0).round() / 100.0,
+        "backend_rss_mb": mb(rss_end),
+        "backend_rss_max_mb": mb(rss_max),
+        "backend_cpu_percent_of_one_core": ((cpu.as_secs_f64() / elapsed.as_secs_f64()) * 1000.0).round() / 10.0,
+        "upstream_calls_per_sec": ((calls_in_window as f64 / elapsed.as_secs_f64()) * 10.0).round() / 10.0,
+        "upstream_calls_per_channel_per_interval": ((calls_in_window as f64 / channels as f64 / (elapsed.as_secs_f64() / interval)) * 100.0).round() / 100.0,
+        "max_upstream_calls_per_interval": most,
+        "scheduler_drift_ms": summary_ms(&drift_ms),
+        "machine": crate::measure::machine(),
+    }))
+}
