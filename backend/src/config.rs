@@ -23,6 +23,22 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub log: Log,
     pub dev: Dev,
+    pub cluster: ClusterSettings,
+}
+
+/// Several replicas sharing the work through DynamoDB leases (docs/scaling.md). Off by
+/// default: one process polls every channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub enabled: bool,
+    /// This replica's name in leases and logs; empty = `<hostname>-<random>`.
+    pub replica_id: String,
+    /// Where other replicas reach this one's backend port to hand over snapshot requests,
+    /// e.g. `http://10.0.1.7:5000`; empty = `http://<server.listen>`.
+    pub advertise_url: String,
+    /// Seconds a lease (and a replica's membership) lasts unless renewed; renewed every third.
+    pub lease_ttl_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -264,6 +280,12 @@ impl Default for Settings {
                 pushpin_base_port: 5560,
                 run_dir: std::env::temp_dir().join("restream-dev"),
             },
+            cluster: ClusterSettings {
+                enabled: false,
+                replica_id: String::new(),
+                advertise_url: String::new(),
+                lease_ttl_secs: 10.0,
+            },
         }
     }
 }
@@ -326,6 +348,12 @@ impl Settings {
         }
         if self.aws.attempt_timeout_secs.is_nan() || self.aws.attempt_timeout_secs <= 0.0 {
             return Err("aws.attempt_timeout_secs must be positive".into());
+        }
+        if self.cluster.enabled && self.store.kind != StoreKind::Dynamodb {
+            return Err("cluster.enabled needs store.kind = \"dynamodb\" (the replicas share its table and leases)".into());
+        }
+        if self.cluster.lease_ttl_secs.is_nan() || self.cluster.lease_ttl_secs < 1.0 {
+            return Err("cluster.lease_ttl_secs must be at least 1".into());
         }
         let specs = match self.pushpin.publish {
             PublishVia::Zmq => &self.pushpin.zmq_push_specs,

@@ -22,6 +22,12 @@ pub fn private_channel(connection_id: &str) -> String {
     format!("_conn:{connection_id}")
 }
 
+/// Whether `channel` reaches a single connection (`_conn:…`, `_sse:…`) rather than being a
+/// channel id: channel names start with a letter or digit.
+pub fn is_private_channel(channel: &str) -> bool {
+    channel.starts_with('_')
+}
+
 /// A subscriber owed the channel's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotWanted {

@@ -6,7 +6,10 @@
 //! next stats refresh. A report that a channel is gone clears older hints.
 //!
 //! Pushpin reports each transport (`mode`) separately, so WebSocket and SSE subscribers of one
-//! channel keep it active independently.
+//! channel keep it active independently. Reports on per-connection channels (`_conn:…`,
+//! `_sse:…`; one per client) are not demand and are ignored, and the scheduler is woken only
+//! when a channel becomes active or inactive, not by every refresh: with thousands of clients
+//! both would otherwise cost a full reconcile per report.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -61,6 +64,14 @@ struct State {
     hints: HashMap<String, Instant>,
 }
 
+impl State {
+    /// Whether `channel` has a report or a hint (expired ones count until `Demand::active`
+    /// drops them; the scheduler's periodic pass notices expiries).
+    fn is_active(&self, channel: &str) -> bool {
+        self.reported.contains_key(channel) || self.hints.contains_key(channel)
+    }
+}
+
 /// Shared demand, written by the stats reader and WOH handlers, read by the scheduler.
 pub struct Demand {
     state: Mutex<State>,
@@ -79,7 +90,11 @@ impl Demand {
 
     /// Applies one stats `sub` report.
     pub fn apply_report(&self, report: &SubReport, now: Instant) {
+        if crate::connection::is_private_channel(&report.channel) {
+            return;
+        }
         let mut s = self.state.lock().expect("demand lock");
+        let was_active = s.is_active(&report.channel);
         let gone = report.unavailable || report.subscribers == Some(0);
         let source = (report.from.clone(), report.mode.clone());
         if gone {
@@ -105,8 +120,11 @@ impl Demand {
                     },
                 );
         }
+        let flipped = s.is_active(&report.channel) != was_active;
         drop(s);
-        self.changed.notify_one();
+        if flipped {
+            self.changed.notify_one();
+        }
     }
 
     /// Records that a connection is subscribed to `channel` right now.
@@ -145,12 +163,11 @@ impl Demand {
         out
     }
 
-    /// Subscribers of every channel id (not the private per-connection channels), by transport.
+    /// Subscribers of every channel id, by transport.
     pub fn all_subscribers(&self, now: Instant) -> Subscribers {
         let s = self.state.lock().expect("demand lock");
         let mut out = Subscribers::default();
-        let public = s.reported.iter().filter(|(c, _)| !c.starts_with('_'));
-        for ((_, mode), r) in public.flat_map(|(_, sources)| sources) {
+        for ((_, mode), r) in s.reported.values().flatten() {
             if r.expires > now {
                 out.add(mode, r.subscribers);
             }
@@ -248,6 +265,46 @@ mod tests {
             vec!["b".to_string()]
         );
         assert!(d.active(t + Duration::from_secs(31)).is_empty());
+    }
+
+    /// Whether `changed` resolves now (a stored wake-up) rather than timing out.
+    async fn woken(d: &Demand) -> bool {
+        tokio::time::timeout(Duration::from_millis(10), d.changed())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_channel_turning_active_or_inactive_wakes_the_scheduler() {
+        let d = Demand::new(Duration::from_secs(60));
+        let t = Instant::now();
+        d.apply_report(&report("a", "p1", false), t);
+        assert!(woken(&d).await, "a new channel");
+        d.apply_report(&report("a", "p1", false), t + Duration::from_secs(10));
+        d.apply_report(&moded("a", "p2", "stream", false), t);
+        assert!(
+            !woken(&d).await,
+            "a refresh or another source of an active channel"
+        );
+        d.apply_report(&moded("a", "p2", "stream", true), t);
+        assert!(
+            !woken(&d).await,
+            "a channel still reported by another source"
+        );
+        d.apply_report(&report("a", "p1", true), t);
+        assert!(woken(&d).await, "a channel gone");
+        assert!(d.active(t).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_connection_channels_are_not_demand() {
+        let d = Demand::new(Duration::from_secs(60));
+        let t = Instant::now();
+        d.apply_report(&report("_conn:42", "p1", false), t);
+        d.apply_report(&moded("_sse:1", "p1", "stream", false), t);
+        assert!(!woken(&d).await);
+        assert!(d.active(t).is_empty());
+        assert_eq!(d.all_subscribers(t).total(), 0);
     }
 
     #[tokio::test(start_paused = true)]

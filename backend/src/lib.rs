@@ -26,6 +26,7 @@ pub mod aws;
 pub mod budget;
 pub mod changes;
 pub mod channel;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod demand;

@@ -28,6 +28,8 @@ pub struct Metrics {
     budget_limit: IntGaugeVec,
     woh_requests: IntCounterVec,
     pub sse_streams: IntCounter,
+    /// Cluster mode: leases acquired, released, lost; snapshot requests handed to their owner.
+    pub lease_events: IntCounterVec,
     rendering: std::sync::Mutex<()>,
 }
 
@@ -116,6 +118,11 @@ impl Metrics {
                 &["event"],
             ),
             sse_streams: counter("sse_streams_total", "SSE streams opened"),
+            lease_events: counter_vec(
+                "lease_events_total",
+                "Cluster mode: channel leases acquired, released and lost, and snapshot requests forwarded to the owning replica",
+                &["event"],
+            ),
             rendering: std::sync::Mutex::new(()),
             registry: r,
         }

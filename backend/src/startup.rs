@@ -111,6 +111,46 @@ pub async fn key_store(
     })
 }
 
+/// Cluster mode's view of the other replicas (`None` on a single node); it heartbeats until
+/// `shutdown`.
+async fn cluster(
+    settings: &Settings,
+    sdk: Option<&aws_config::SdkConfig>,
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
+    let c = &settings.cluster;
+    if !c.enabled {
+        return Ok(None);
+    }
+    let sdk = sdk.context("cluster mode needs the AWS configuration")?;
+    let id = if c.replica_id.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "replica".into());
+        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    } else {
+        c.replica_id.clone()
+    };
+    let url = if c.advertise_url.is_empty() {
+        format!("http://{}", listener.local_addr()?)
+    } else {
+        c.advertise_url.clone()
+    };
+    let cluster = Arc::new(crate::cluster::Cluster::new(
+        crate::aws::dynamodb(sdk, &settings.aws),
+        &settings.store.dynamodb_table,
+        crate::cluster::Member { id, url },
+        Duration::from_secs_f64(c.lease_ttl_secs),
+    ));
+    if let Err(e) = cluster.refresh_members().await {
+        tracing::warn!(error = %e, "cannot join the cluster yet; retrying in the background");
+    }
+    tracing::info!(replica = %cluster.me().id, url = %cluster.me().url, "cluster mode");
+    tokio::spawn(cluster.clone().run_membership(shutdown.clone()));
+    Ok(Some(cluster))
+}
+
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
     Ok(match settings.pushpin.publish {
         PublishVia::Zmq => Arc::new(Metered(ZmqPublisher::connect(
@@ -168,7 +208,9 @@ pub async fn run(
         demand.clone(),
         shutdown.clone(),
     );
-    let (scheduler, scheduler_handle) = Scheduler::new(registry.clone(), demand.clone(), ctx);
+    let cluster = cluster(&settings, sdk.as_ref(), &listener, &shutdown).await?;
+    let (scheduler, scheduler_handle) =
+        Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
 
     let state = web::Data::new(AppState {

@@ -102,7 +102,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
     let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
     let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
-    let task = tokio::spawn(poller::run(channel, entry, ctx, rx, stop.clone()));
+    let task = tokio::spawn(poller::run(channel, entry, ctx, rx, stop.clone(), None));
     Run {
         published,
         times,
@@ -478,6 +478,7 @@ fn spawn_channel(
             ctx.clone(),
             rx,
             stop.child_token(),
+            None,
         )),
         tx,
     )

@@ -82,6 +82,7 @@ async fn oversized_items_are_refused_clearly_and_nothing_is_written() {
     let (store, _) = store(&moto, 10).await;
     assert!(store.max_item_bytes() < 400 * 1024);
     let commit = Commit {
+        fence: None,
         channel: "big".into(),
         expected_seq: 0,
         meta: Default::default(),

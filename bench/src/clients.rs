@@ -12,7 +12,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Opens in batches of this many at once…
+/// Opens (and subscribes) in batches of this many at once, each batch awaited before the next:
+/// Pushpin 1.36 fails WOH requests, and resets their connections, once about 100 are queued…
 pub const BATCH: usize = 50;
 /// …with this pause between batches (about 1,000 opens a second).
 pub const PAUSE: Duration = Duration::from_millis(50);

@@ -18,6 +18,9 @@ use crate::stack::{Behind, Options, Stack};
 const INTERVAL: f64 = 1.0;
 const CHANNEL_ID: &str = "bench?n=0";
 
+/// The type of the message a client's reader sends when its connection ends.
+const CLOSED: &str = "_closed";
+
 type Inbox = mpsc::UnboundedReceiver<(usize, u64, Value)>;
 
 /// Latencies (ms) of the first message per client that `pick` maps to a stamp, until every one
@@ -30,13 +33,27 @@ async fn collect(
 ) -> anyhow::Result<Vec<f64>> {
     let mut seen = vec![false; n];
     let mut out = Vec::with_capacity(n);
+    let mut closed: Vec<(usize, String)> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while out.len() < n {
         let Ok(Some((client, received_us, message))) =
             tokio::time::timeout_at(deadline, inbox.recv()).await
         else {
-            anyhow::bail!("{what}: only {} of {n} subscribers received it", out.len());
+            let closed_unserved = closed.iter().filter(|(c, _)| !seen[*c]).count();
+            let why: std::collections::BTreeSet<&String> = closed.iter().map(|(_, w)| w).collect();
+            anyhow::bail!(
+                "{what}: only {} of {n} subscribers received it ({} connections closed, {closed_unserved} of them before it: {why:?})",
+                out.len(),
+                closed.len()
+            );
         };
+        if message["type"] == CLOSED {
+            closed.push((
+                client,
+                message["why"].as_str().unwrap_or_default().to_string(),
+            ));
+            continue;
+        }
         if let Some(stamp) = pick(&message) {
             if !seen[client] {
                 seen[client] = true;
@@ -48,14 +65,24 @@ async fn collect(
 }
 
 /// One message straight to Pushpin's HTTP publish API (a warm, kept-alive client), stamped
-/// just before it is sent.
+/// just before it is sent and padded to `size` bytes, the size of restream's event, with the
+/// same two formats, so both paths hand Pushpin the same work.
 async fn publish_direct(
     client: &reqwest::Client,
     stack: &Stack,
     round: usize,
+    size: usize,
 ) -> anyhow::Result<()> {
-    let content = json!({"type": "direct", "round": round, "stamp_us": now_us()}).to_string();
-    let body = json!({"items": [{"channel": CHANNEL_ID, "formats": {"ws-message": {"content": content}}}]});
+    let mut message = json!({"type": "direct", "round": round, "stamp_us": now_us(), "pad": ""});
+    let pad = size.saturating_sub(message.to_string().len());
+    message["pad"] = json!("x".repeat(pad));
+    let content = message.to_string();
+    // Both formats, like restream's broadcasts (which also serve SSE subscribers).
+    let sse = format!("event: direct\ndata: {content}\n\n");
+    let body = json!({"items": [{"channel": CHANNEL_ID, "formats": {
+        "ws-message": {"content": content},
+        "http-stream": {"content": sse},
+    }}]});
     client
         .post(&stack.publish_url)
         .json(&body)
@@ -63,6 +90,29 @@ async fn publish_direct(
         .await?
         .error_for_status()?;
     Ok(())
+}
+
+/// Forwards every message `ws` receives to `tx`, stamped, then a `CLOSED` message saying why
+/// the connection ended.
+fn spawn_reader(
+    i: usize,
+    mut ws: crate::clients::Ws,
+    tx: mpsc::UnboundedSender<(usize, u64, Value)>,
+) {
+    tokio::spawn(async move {
+        let end = loop {
+            match next_json(&mut ws, Duration::from_secs(3600)).await {
+                Ok(Some(m)) => {
+                    if tx.send((i, now_us(), m)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break "closed".to_string(),
+                Err(e) => break e.to_string(),
+            }
+        };
+        let _ = tx.send((i, now_us(), json!({"type": CLOSED, "why": end})));
+    });
 }
 
 pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
@@ -76,26 +126,44 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
     let clients = connect_many(&stack.ws_url, subscribers).await?;
     let connect_secs = opened.elapsed().as_secs_f64();
     let (tx, mut inbox) = mpsc::unbounded_channel();
-    for (i, mut ws) in clients.into_iter().enumerate() {
-        // Subscribes are paced like opens: in a burst of hundreds, Pushpin applies some GRIP
-        // subscriptions later than the backend's snapshot delay assumes (bench/RESULTS.md).
-        if i > 0 && i % crate::clients::BATCH == 0 && std::env::var_os("BENCH_BURST").is_none() {
-            tokio::time::sleep(crate::clients::PAUSE).await;
-        }
-        send_json(
-            &mut ws,
-            &json!({"action": "subscribe", "channel": "bench", "params": {"n": "0"}}),
-        )
-        .await?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(m)) = next_json(&mut ws, Duration::from_secs(3600)).await {
-                if tx.send((i, now_us(), m)).is_err() {
-                    return;
+    let subscribing = Instant::now();
+    let mut clients = clients.into_iter().enumerate().peekable();
+    while clients.peek().is_some() {
+        // At most one batch of subscribes in flight: each is a WOH request through Pushpin,
+        // whose proxy resets connections once about 100 requests are queued (see
+        // `clients::BATCH`). `BENCH_BURST=1` sends them all at once to show that.
+        let batch: Vec<_> = if std::env::var_os("BENCH_BURST").is_some() {
+            clients.by_ref().collect()
+        } else {
+            clients.by_ref().take(crate::clients::BATCH).collect()
+        };
+        let subscribed = futures_util::future::join_all(batch.into_iter().map(|(i, mut ws)| {
+            let tx = tx.clone();
+            async move {
+                send_json(
+                    &mut ws,
+                    &json!({"action": "subscribe", "channel": "bench", "params": {"n": "0"}}),
+                )
+                .await?;
+                loop {
+                    let m = next_json(&mut ws, Duration::from_secs(30))
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("closed before subscribed"))?;
+                    anyhow::ensure!(m["type"] != "error", "subscribe failed: {m}");
+                    if m["type"] == "subscribed" {
+                        return anyhow::Ok((i, ws));
+                    }
+                    let _ = tx.send((i, now_us(), m));
                 }
             }
-        });
+        }))
+        .await;
+        for client in subscribed {
+            let (i, ws) = client?;
+            spawn_reader(i, ws, tx.clone());
+        }
     }
+    let subscribe_secs = subscribing.elapsed().as_secs_f64();
     collect(&mut inbox, subscribers, "the first snapshot", |m| {
         (m["type"] == "snapshot").then_some(0)
     })
@@ -110,20 +178,25 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         .await?;
     let measuring = Instant::now();
     let (mut restream, mut direct) = (Vec::new(), Vec::new());
+    // The size of restream's last event; round 0 measures restream first, so it is set before
+    // the first direct publish.
+    let event_size = std::cell::Cell::new(0);
     for round in 0..rounds {
         for path in [round % 2, 1 - round % 2] {
             if path == 0 {
                 let id = format!("0-g{}", stack.upstream.bump());
                 restream.extend(
                     collect(&mut inbox, subscribers, "an upstream change", |m| {
-                        (m["type"] == "new" && m["item"]["id"] == id.as_str())
-                            .then(|| m["item"]["stamp_us"].as_u64())
-                            .flatten()
+                        let ours = m["type"] == "new" && m["item"]["id"] == id.as_str();
+                        if ours {
+                            event_size.set(m.to_string().len());
+                        }
+                        ours.then(|| m["item"]["stamp_us"].as_u64()).flatten()
                     })
                     .await?,
                 );
             } else {
-                publish_direct(&publisher, &stack, round).await?;
+                publish_direct(&publisher, &stack, round, event_size.get()).await?;
                 direct.extend(
                     collect(&mut inbox, subscribers, "a direct publish", |m| {
                         (m["type"] == "direct" && m["round"] == round)
@@ -156,6 +229,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         "rounds": rounds,
         "poll_interval_secs": INTERVAL,
         "connect_secs": (connect_secs * 100.0).round() / 100.0,
+        "subscribe_secs": (subscribe_secs * 100.0).round() / 100.0,
         "max_upstream_calls_per_interval": max_calls_within(&calls, crate::measure::duplicate_window(INTERVAL)),
         "upstream_calls_per_interval": ((calls.len() as f64 / (measured.as_secs_f64() / INTERVAL)) * 100.0).round() / 100.0,
         "restream_latency_ms": summary_ms(&restream),

@@ -46,7 +46,9 @@ enum Scenario {
     },
     /// Scenario 3: subscribe/unsubscribe messages per second, restream vs a no-op WOH responder.
     Subscribe {
-        #[arg(long, default_value_t = 100)]
+        /// Clients, each with one request in flight at a time. Keep it under 100: Pushpin
+        /// 1.36 resets connections once about 100 WOH requests are queued.
+        #[arg(long, default_value_t = 50)]
         connections: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,

@@ -133,8 +133,9 @@ path = "{store}"
 file = "{keys}"
 
 [log]
-filter = "warn"
+filter = "{log_filter}"
 "#,
+                log_filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
                 push = pp.zmq_push_spec(),
                 http = pp.http_publish_url(),
                 stats = pp.stats_spec(),
@@ -207,8 +208,19 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // `BENCH_KEEP_LOGS=DIR` keeps the backend's log for a look after the run.
         if let Some(dir) = std::env::var_os("BENCH_KEEP_LOGS") {
-            let to = PathBuf::from(dir).join(format!("backend-{}.log", self.backend_pid));
+            let dir = PathBuf::from(dir);
+            let to = dir.join(format!("backend-{}.log", self.backend_pid));
             let _ = std::fs::copy(self.dir.path().join("backend.log"), to);
+            if let Ok(logs) = std::fs::read_dir(self.dir.path().join("pp/log")) {
+                for log in logs.flatten() {
+                    let name = format!(
+                        "pushpin-{}-{}",
+                        self.backend_pid,
+                        log.file_name().to_string_lossy()
+                    );
+                    let _ = std::fs::copy(log.path(), dir.join(name));
+                }
+            }
         }
         // SAFETY: signalling our own child by PID.
         unsafe { libc::kill(self.backend_pid as i32, libc::SIGTERM) };

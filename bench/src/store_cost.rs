@@ -301,6 +301,9 @@ impl ItemStore for Counted {
     fn writes(&self) -> u64 {
         self.inner.writes()
     }
+    fn log_capacity(&self) -> u64 {
+        self.inner.log_capacity()
+    }
     fn max_item_bytes(&self) -> usize {
         self.inner.max_item_bytes()
     }
@@ -400,7 +403,14 @@ impl Driver {
             .map_err(|e| anyhow::anyhow!("channel id: {e:?}"))?;
         let (requests_tx, requests_rx) = mpsc::channel(1);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(poller::run(channel, entry, ctx, requests_rx, stop.clone()));
+        let task = tokio::spawn(poller::run(
+            channel,
+            entry,
+            ctx,
+            requests_rx,
+            stop.clone(),
+            None,
+        ));
         let mut driver = Driver {
             results: results_tx,
             asked: asked_rx,

@@ -2,6 +2,11 @@
 //! it and with the no-op responder behind it, in the same run (alternating, twice each). Each
 //! connection sends `subscribe`, waits for `subscribed`, sends `unsubscribe`, waits for
 //! `unsubscribed`, and repeats; the rate counts answered messages.
+//!
+//! Restream runs twice per round: with fresh subscribes, each owed the channel's snapshot
+//! (which Pushpin must then deliver too), and with subscribes that resume at the channel's
+//! current `seq` (`since`), which are owed nothing: the same WOH traffic as the no-op responder,
+//! so that ratio isolates the backend's own cost.
 
 use std::time::{Duration, Instant};
 
@@ -10,33 +15,66 @@ use serde_json::{json, Value};
 use crate::clients::{connect_many, next_json, send_json, Ws};
 use crate::stack::{Behind, Options, Stack};
 
-/// Sends `action` and waits for its reply type (snapshots and other messages are skipped).
-async fn ask(ws: &mut Ws, action: &str, reply: &str) -> anyhow::Result<()> {
-    send_json(
-        ws,
-        &json!({"action": action, "channel": "bench", "params": {"n": "0"}}),
-    )
-    .await?;
+/// Sends `action` (resuming after `since` if set) and waits for the message of type `reply`,
+/// which it returns (snapshots and other messages are skipped).
+async fn ask(ws: &mut Ws, action: &str, since: Option<u64>, reply: &str) -> anyhow::Result<Value> {
+    let mut message = json!({"action": action, "channel": "bench", "params": {"n": "0"}});
+    if let Some(seq) = since {
+        message["since"] = json!(seq);
+    }
+    send_json(ws, &message).await?;
+    wait_for(ws, action, reply).await
+}
+
+/// The next message of type `reply` (others are skipped; an error fails `action`).
+async fn wait_for(ws: &mut Ws, action: &str, reply: &str) -> anyhow::Result<Value> {
     loop {
         let m = next_json(ws, Duration::from_secs(30))
             .await?
             .ok_or_else(|| anyhow::anyhow!("closed while waiting for {reply}"))?;
         if m["type"] == reply {
-            return Ok(());
+            return Ok(m);
         }
         anyhow::ensure!(m["type"] != "error", "{action} failed: {m}");
     }
 }
 
+/// What each subscribe asks of the backend.
+#[derive(Clone, Copy)]
+enum Subscribe {
+    /// A new subscriber, owed the channel's snapshot.
+    Fresh,
+    /// A subscriber resuming at the channel's current `seq`, owed nothing.
+    UpToDate,
+}
+
 /// Answered messages per second over `seconds` with `connections` clients.
-async fn rate(behind: Behind, connections: usize, seconds: f64) -> anyhow::Result<f64> {
+async fn rate(
+    behind: Behind,
+    subscribe: Subscribe,
+    connections: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
     let stack = Stack::start(Options {
         behind,
         interval: 60.0,
         message_rate: 50_000,
     })
     .await?;
-    let clients = connect_many(&stack.ws_url, connections).await?;
+    let mut clients = connect_many(&stack.ws_url, connections).await?;
+    let since = match subscribe {
+        Subscribe::Fresh => None,
+        Subscribe::UpToDate => {
+            // The first poll (the interval is a minute: the only one) sets the seq.
+            let ws = &mut clients[0];
+            ask(ws, "subscribe", None, "subscribed").await?;
+            let snapshot = wait_for(ws, "subscribe", "snapshot").await;
+            let seq = snapshot.ok().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+            ask(ws, "unsubscribe", None, "unsubscribed").await?;
+            anyhow::ensure!(seq > 0, "no snapshot with a seq");
+            Some(seq)
+        }
+    };
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = clients
@@ -45,8 +83,8 @@ async fn rate(behind: Behind, connections: usize, seconds: f64) -> anyhow::Resul
             tokio::spawn(async move {
                 let mut answered = 0u64;
                 while Instant::now() < until {
-                    ask(&mut ws, "subscribe", "subscribed").await?;
-                    ask(&mut ws, "unsubscribe", "unsubscribed").await?;
+                    ask(&mut ws, "subscribe", since, "subscribed").await?;
+                    ask(&mut ws, "unsubscribe", None, "unsubscribed").await?;
                     answered += 2;
                 }
                 anyhow::Ok(answered)
@@ -62,19 +100,29 @@ async fn rate(behind: Behind, connections: usize, seconds: f64) -> anyhow::Resul
 
 pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
     let half = seconds / 2.0;
-    let (mut ours, mut null) = (0.0, 0.0);
+    let (mut ours, mut up_to_date, mut null) = (0.0, 0.0, 0.0);
     for _ in 0..2 {
-        ours += rate(Behind::Restream, connections, half).await? / 2.0;
-        null += rate(Behind::NullResponder, connections, half).await? / 2.0;
+        ours += rate(Behind::Restream, Subscribe::Fresh, connections, half).await? / 2.0;
+        null += rate(Behind::NullResponder, Subscribe::Fresh, connections, half).await? / 2.0;
+        up_to_date += rate(Behind::Restream, Subscribe::UpToDate, connections, half).await? / 2.0;
     }
     let r = |v: f64| (v * 10.0).round() / 10.0;
+    let ratio = |v: f64| {
+        if null > 0.0 {
+            (v / null * 100.0).round() / 100.0
+        } else {
+            0.0
+        }
+    };
     Ok(json!({
         "scenario": "subscribe",
         "connections": connections,
         "seconds_each": seconds,
         "restream_msgs_per_sec": r(ours),
+        "restream_up_to_date_msgs_per_sec": r(up_to_date),
         "null_responder_msgs_per_sec": r(null),
-        "ratio": if null > 0.0 { (ours / null * 100.0).round() / 100.0 } else { 0.0 },
+        "ratio": ratio(ours),
+        "ratio_up_to_date": ratio(up_to_date),
         "machine": crate::measure::machine(),
     }))
 }

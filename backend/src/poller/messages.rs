@@ -66,6 +66,37 @@ pub(super) fn channel_item(channel: &ChannelId, seq: u64, message: String) -> Pu
     PublishItem::message(channel.to_string(), Transports::Both, message, Some(seq)).ordered(seq)
 }
 
+/// Cluster mode: a new owner re-publishes its predecessor's last commit, which that replica
+/// may have persisted but not published (it died or was paused in between). Pushpin drops the
+/// events that did go out: their GRIP ids (the seq) are still in its id cache, as long as
+/// `id_cache_ttl` is longer than the lease TTL (docs/scaling.md).
+pub(super) async fn republish_last_commit(channel: &ChannelId, ctx: &PollerContext, state: &State) {
+    let from = state.meta.committed_from;
+    if state.meta.seq <= 1 || from >= state.meta.seq {
+        return;
+    }
+    let events = match ctx.store.events_after(&channel.to_string(), from).await {
+        Ok(Some(events)) => events,
+        Ok(None) => return, // No longer in the log: subscribers resume by snapshot.
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the last commit to re-publish it");
+            return;
+        }
+    };
+    let items: Vec<PublishItem> = events
+        .into_iter()
+        .map(|e| channel_item(channel, e.seq, e.message))
+        .collect();
+    match ctx.publisher.publish(&items).await {
+        Ok(()) => tracing::info!(
+            from = from + 1,
+            to = state.meta.seq,
+            "re-published the last commit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot re-publish the last commit"),
+    }
+}
+
 /// Broadcasts the channel's first snapshot. It waits until every subscriber that has asked so
 /// far had `SNAPSHOT_DELAY` for Pushpin to apply its GRIP subscription, so each of them gets
 /// the snapshot exactly once, from the broadcast; later subscribers get theirs privately.
@@ -154,6 +185,35 @@ pub(super) async fn answer(
     };
     let items = match request.since {
         Some(since) if since == state.meta.seq => return,
+        // From memory when it holds everything after `since` (within the log's reach, so a
+        // resume works the same on every replica). An event broadcast after the
+        // subscription was surely applied (`SNAPSHOT_DELAY` after the subscribe) reached the
+        // subscriber live and is not sent again.
+        Some(since)
+            if since < state.meta.seq
+                && since
+                    >= crate::store::trimmed_floor(
+                        state.meta.log_floor,
+                        state.meta.seq,
+                        ctx.store.log_capacity(),
+                    )
+                && state
+                    .recent
+                    .front()
+                    .is_some_and(|r| r.event.seq <= since + 1)
+                && state
+                    .recent
+                    .back()
+                    .is_some_and(|r| r.event.seq == state.meta.seq) =>
+        {
+            let live_from = request.requested_at + SNAPSHOT_DELAY;
+            state
+                .recent
+                .iter()
+                .filter(|r| r.event.seq > since && r.published_at.is_none_or(|t| t < live_from))
+                .map(|r| to_connection(r.event.message.clone(), r.event.seq))
+                .collect()
+        }
         Some(since) => match ctx.store.events_after(&channel.to_string(), since).await {
             Ok(Some(events)) => events
                 .into_iter()
@@ -176,6 +236,9 @@ pub(super) async fn answer(
             state.meta.seq,
         )],
     };
+    if items.is_empty() {
+        return; // Everything it missed reached it live.
+    }
     if let Err(e) = ctx.publisher.publish(&items).await {
         tracing::error!(error = %e, "cannot send a subscriber its snapshot");
     }

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::budget::{key_set_id, Budget, Budgets};
 use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
+use crate::cluster::LeaseGuard;
 use crate::fetcher::{parse_fetch_response, FetchError, FetchRequest, FetcherEntry, Keys};
 use crate::grip::PublishItem;
 use crate::keys::KeyStore;
@@ -25,7 +26,9 @@ use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, Stor
 
 mod messages;
 
-use messages::{answer, broadcast_first_snapshot, channel_item, publish_status};
+use messages::{
+    answer, broadcast_first_snapshot, channel_item, publish_status, republish_last_commit,
+};
 
 /// What a poller needs from the rest of the service.
 #[derive(Clone)]
@@ -42,6 +45,11 @@ pub struct PollerContext {
     pub last_polls: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
     /// What each poller last did, for the status API.
     pub status: Arc<StatusBoard>,
+}
+
+/// Cluster mode: whether this replica may still act for the channel (single node: always).
+fn may_act(lease: Option<&LeaseGuard>) -> bool {
+    lease.is_none_or(|l| l.is_valid())
 }
 
 /// Delay after the `failures`-th failure in a row: the poll interval doubled per failure, with
@@ -66,6 +74,15 @@ pub struct SnapshotRequest {
     pub requested_at: Instant,
 }
 
+/// A logged event and when its broadcast was handed to Pushpin (if by this poller).
+pub(super) struct Recent {
+    pub(super) event: LoggedEvent,
+    pub(super) published_at: Option<Instant>,
+}
+
+/// Events a poller keeps in memory for resumes.
+pub(super) const RECENT_EVENTS: usize = 256;
+
 /// Delay between a subscribe and the snapshot publish (Pushpin applies control messages
 /// within about a millisecond on loopback).
 pub const SNAPSHOT_DELAY: Duration = Duration::from_millis(100);
@@ -76,6 +93,9 @@ pub(super) struct State {
     pub(super) items: BTreeMap<String, StoredItem>,
     /// Events persisted but not yet accepted by Pushpin, retried before the next poll.
     unpublished: Vec<PublishItem>,
+    /// The latest logged events (at most `RECENT_EVENTS`, consecutive, ending at `meta.seq`),
+    /// so a reconnect storm's resumes are answered without reading the store.
+    pub(super) recent: std::collections::VecDeque<Recent>,
     /// When the channel's first snapshot was broadcast, if by this poller.
     pub(super) first_snapshot_at: Option<Instant>,
     /// The first poll is persisted and its snapshot not yet broadcast.
@@ -89,13 +109,16 @@ pub(super) struct State {
     poll_interval: Duration,
 }
 
-/// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`.
+/// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`. In cluster
+/// mode it acts under `lease`: its commits carry the lease's epoch, and it neither commits nor
+/// publishes once the lease is no longer valid.
 pub async fn run(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
     ctx: PollerContext,
     mut requests: mpsc::Receiver<SnapshotRequest>,
     shutdown: CancellationToken,
+    lease: Option<Arc<LeaseGuard>>,
 ) {
     let span = tracing::info_span!("poller", channel = %channel);
     async move {
@@ -107,6 +130,9 @@ pub async fn run(
         else {
             return;
         };
+        if lease.is_some() {
+            republish_last_commit(&channel, &ctx, &state).await;
+        }
         let id = channel.to_string();
         let run = ctx.status.started(&id, state.poll_interval, state.meta.seq, state.items.len());
         // The first poll is immediate (unless the channel was polled less than an interval ago);
@@ -155,7 +181,7 @@ pub async fn run(
                     let started = Instant::now();
                     let started_wall = SystemTime::now();
                     ctx.last_polls.lock().expect("last polls lock").insert(channel.to_string(), started);
-                    let attempt = Attempt { keys: &keys, budget: &budget, permit };
+                    let attempt = Attempt { keys: &keys, budget: &budget, permit, lease: lease.as_deref() };
                     let Polled { outcome, retry_in } = tokio::select! {
                         _ = shutdown.cancelled() => break,
                         r = poll_once(&channel, &entry, &ctx, &mut state, attempt) => r,
@@ -199,6 +225,7 @@ async fn load(
                     meta,
                     items: items.into_iter().map(|i| (i.id.clone(), i)).collect(),
                     unpublished: Vec::new(),
+                    recent: Default::default(),
                     first_snapshot_at: None,
                     snapshot_due: false,
                     degraded: None,
@@ -259,11 +286,13 @@ async fn fail(
     state.retry_in
 }
 
-/// What one poll has been granted: the channel's keys and a reserved slot in its budget.
+/// What one poll has been granted: the channel's keys, a reserved slot in its budget and, in
+/// cluster mode, the lease it polls under.
 struct Attempt<'a> {
     keys: &'a Keys,
     budget: &'a Budget,
     permit: Option<Instant>,
+    lease: Option<&'a LeaseGuard>,
 }
 
 /// What one poll did, and the delay before the next attempt when the fetch failed.
@@ -320,8 +349,9 @@ async fn poll_once(
         keys,
         budget,
         permit,
+        lease,
     } = attempt;
-    if !state.unpublished.is_empty() {
+    if !state.unpublished.is_empty() && may_act(lease) {
         match ctx.publisher.publish(&state.unpublished).await {
             Ok(()) => state.unpublished.clear(),
             Err(e) => {
@@ -413,6 +443,7 @@ async fn poll_once(
             fetcher_state: outcome.state.clone(),
             ..state.meta.clone()
         },
+        fence: lease.map(LeaseGuard::epoch),
         ..Commit::default()
     };
     let mut publish = Vec::new();
@@ -468,19 +499,36 @@ async fn poll_once(
             commit.events.push(LoggedEvent { seq, message });
         }
         commit.meta.seq = seq;
+        if !commit.events.is_empty() {
+            commit.meta.committed_from = state.meta.seq;
+        }
     }
     if commit.is_empty(&state.meta) {
         return Polled::done(PollOutcome::Unchanged); // Nothing written, nothing published.
     }
+    // The store is the authority on the lease: a commit under an old epoch is refused.
     if let Err(e) = ctx.store.commit(commit.clone()).await {
-        tracing::error!(error = %e, "cannot persist changes; nothing published, retrying next poll");
-        if matches!(e, StoreError::Conflict { .. }) {
-            if let Ok((meta, items)) = ctx.store.load(&channel.to_string()).await {
-                state.meta = meta;
-                state.items = items.into_iter().map(|i| (i.id.clone(), i)).collect();
-            }
+        if let (StoreError::Fenced { .. }, Some(lease)) = (&e, lease) {
+            lease.lose("the store refused its epoch");
+            return Polled::done(PollOutcome::Deferred);
         }
-        return Polled::done(PollOutcome::Deferred);
+        let landed =
+            matches!(e, StoreError::Conflict { .. }) && commit_landed(channel, ctx, &commit).await;
+        if !landed {
+            tracing::error!(error = %e, "cannot persist changes; nothing published, retrying next poll");
+            if matches!(e, StoreError::Conflict { .. }) {
+                if let Ok((meta, items)) = ctx.store.load(&channel.to_string()).await {
+                    state.meta = meta;
+                    state.items = items.into_iter().map(|i| (i.id.clone(), i)).collect();
+                }
+            }
+            return Polled::done(PollOutcome::Deferred);
+        }
+        // A retried request found its own first attempt applied (a timeout after success).
+        tracing::warn!(
+            seq = commit.meta.seq,
+            "commit reported a conflict with itself; it had landed"
+        );
     }
     // Persisted: now the cache and then the subscribers.
     for id in &commit.removals {
@@ -490,6 +538,26 @@ async fn poll_once(
         state.items.insert(item.id.clone(), item);
     }
     state.meta = commit.meta;
+    if first_poll {
+        state.recent.clear();
+    } else {
+        if state
+            .recent
+            .back()
+            .is_some_and(|r| r.event.seq != commit.expected_seq)
+        {
+            state.recent.clear(); // Not consecutive (a commit we did not see): start over.
+        }
+        state
+            .recent
+            .extend(commit.events.into_iter().map(|event| Recent {
+                event,
+                published_at: None,
+            }));
+        while state.recent.len() > RECENT_EVENTS {
+            state.recent.pop_front();
+        }
+    }
     if first_poll {
         // Broadcast by the run loop once recent subscribers can receive it.
         state.snapshot_due = true;
@@ -509,18 +577,53 @@ async fn poll_once(
             .with_label_values(&[channel.name(), kind])
             .inc();
     }
-    match ctx.publisher.publish(&publish).await {
-        Ok(()) => tracing::info!(
-            published = publish.len(),
+    if !may_act(lease) {
+        // Persisted under the lease but too late to publish: the next owner's subscribers
+        // fill the gap by `since` from the change log.
+        tracing::warn!(
             seq = state.meta.seq,
-            "published changes"
-        ),
+            "lease ran out before publishing; not published"
+        );
+        return Polled::done(PollOutcome::Changed);
+    }
+    let handed_over = Instant::now();
+    match ctx.publisher.publish(&publish).await {
+        Ok(()) => {
+            for r in state.recent.iter_mut().rev().take(publish.len()) {
+                r.published_at = Some(handed_over);
+            }
+            tracing::info!(
+                published = publish.len(),
+                seq = state.meta.seq,
+                "published changes"
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, "publish failed; will retry before the next poll");
             state.unpublished = publish;
         }
     }
     Polled::done(PollOutcome::Changed)
+}
+
+/// Whether a commit reported as conflicting is in fact in the store: the request was retried
+/// after its first attempt had applied (a timeout after success), so the "newer" state found
+/// is this commit's own, events and all.
+async fn commit_landed(channel: &ChannelId, ctx: &PollerContext, commit: &Commit) -> bool {
+    let id = channel.to_string();
+    let Ok((meta, _)) = ctx.store.load(&id).await else {
+        return false;
+    };
+    if meta.seq != commit.meta.seq || meta.fetcher_state != commit.meta.fetcher_state {
+        return false;
+    }
+    if commit.events.is_empty() {
+        return meta.committed_from == commit.meta.committed_from;
+    }
+    matches!(
+        ctx.store.events_after(&id, commit.expected_seq).await,
+        Ok(Some(events)) if events == commit.events
+    )
 }
 
 /// Items the store cannot keep (larger than `limit` bytes of JSON) are left out with a

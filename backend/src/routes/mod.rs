@@ -7,6 +7,7 @@ mod channels;
 mod demo;
 mod events;
 mod health;
+pub mod internal;
 mod metrics;
 mod state;
 mod woh;
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
+        .route("/internal/snapshot", web::post().to(internal::snapshot))
         .route("/", web::get().to(demo::demo))
         .route("/demo", web::get().to(demo::demo))
         .route("/channels", web::get().to(channels::catalog))

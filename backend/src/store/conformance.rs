@@ -36,6 +36,7 @@ fn meta(seq: u64, floor: u64) -> ChannelMeta {
         seq,
         fetcher_state: Some(json!({"etag": format!("e{seq}")})),
         log_floor: floor,
+        committed_from: seq.saturating_sub(1),
     }
 }
 
@@ -54,6 +55,7 @@ pub async fn run(store: &dyn ItemStore) {
 
 async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
     let attempt = |who: &str| Commit {
+        fence: None,
         channel: "race".into(),
         expected_seq: 0,
         meta: meta(1, 1),
@@ -72,6 +74,7 @@ async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
     assert_eq!(items[0].id, winner);
     // The same race with commits too large for one DynamoDB transaction.
     let large = |who: &str| Commit {
+        fence: None,
         channel: "race-large".into(),
         expected_seq: 0,
         meta: meta(1, 1),
@@ -104,6 +107,7 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
         .collect();
     store
         .commit(Commit {
+            fence: None,
             channel: "many".into(),
             expected_seq: 0,
             meta: meta(1, 1),
@@ -120,6 +124,7 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
         .collect();
     store
         .commit(Commit {
+            fence: None,
             channel: "many".into(),
             expected_seq: 1,
             meta: meta(131, 1),
@@ -177,6 +182,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
     // First poll: a snapshot at seq 1 (not logged), two items.
     store
         .commit(Commit {
+            fence: None,
             channel: "rt".into(),
             expected_seq: 0,
             meta: meta(1, 1),
@@ -201,6 +207,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
     // Then an update and a removal.
     store
         .commit(Commit {
+            fence: None,
             channel: "rt".into(),
             expected_seq: 1,
             meta: meta(3, 1),
@@ -221,6 +228,7 @@ async fn conflicts_change_nothing(store: &dyn ItemStore) {
     let before = store.load("rt").await.unwrap();
     let writes = store.writes();
     let stale = Commit {
+        fence: None,
         channel: "rt".into(),
         expected_seq: 1,
         meta: meta(9, 1),
@@ -284,6 +292,7 @@ async fn log_replays_and_trims(store: &dyn ItemStore) {
     // Four more events with capacity 3: only seq 5..7 stay replayable.
     store
         .commit(Commit {
+            fence: None,
             channel: "rt".into(),
             expected_seq: 3,
             meta: meta(7, 1),
@@ -313,6 +322,7 @@ async fn channels_are_isolated(store: &dyn ItemStore) {
     for (channel, id) in [("iso", "x"), ("iso?a=1", "y"), ("isox", "z")] {
         store
             .commit(Commit {
+                fence: None,
                 channel: channel.into(),
                 expected_seq: 0,
                 meta: meta(1, 1),
@@ -340,6 +350,7 @@ async fn large_items_round_trip(store: &dyn ItemStore) {
     };
     store
         .commit(Commit {
+            fence: None,
             channel: "big".into(),
             expected_seq: 0,
             meta: meta(1, 1),

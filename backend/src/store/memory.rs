@@ -44,6 +44,11 @@ impl ItemStore for MemoryStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        if commit.fence.is_some() {
+            return Err(StoreError::Backend(
+                "fenced commits (cluster mode) need the DynamoDB store".into(),
+            ));
+        }
         let mut map = self.channels.lock().expect("store lock");
         let c = map.entry(commit.channel.clone()).or_default();
         if c.meta.seq != commit.expected_seq {
@@ -91,6 +96,10 @@ impl ItemStore for MemoryStore {
                 })
                 .collect(),
         ))
+    }
+
+    fn log_capacity(&self) -> u64 {
+        self.capacity
     }
 
     fn writes(&self) -> u64 {

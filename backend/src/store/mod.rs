@@ -11,7 +11,7 @@ mod redb_store;
 
 pub mod conformance;
 
-pub use dynamo::DynamoItemStore;
+pub use dynamo::{DynamoItemStore, TTL_ATTRIBUTE};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
@@ -43,6 +43,11 @@ pub struct ChannelMeta {
     pub fetcher_state: Option<Value>,
     /// Every event after this seq is in the change log.
     pub log_floor: u64,
+    /// The seq before the last commit that had events: that commit's events are the ones
+    /// after it. A new owner re-publishes them (its predecessor may have died between
+    /// persisting and publishing them).
+    #[serde(default)]
+    pub committed_from: u64,
 }
 
 /// A logged event: its seq and the exact message sent to clients.
@@ -62,6 +67,9 @@ pub struct Commit {
     pub upserts: Vec<StoredItem>,
     pub removals: Vec<String>,
     pub events: Vec<LoggedEvent>,
+    /// Cluster mode: the epoch of the lease this replica polls the channel under. The commit
+    /// is refused (`StoreError::Fenced`) unless the lease still has that epoch.
+    pub fence: Option<u64>,
 }
 
 impl Commit {
@@ -83,6 +91,8 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
+    #[error("channel {channel}: the lease epoch {epoch} is no longer current (another replica took the channel over)")]
+    Fenced { channel: String, epoch: u64 },
     #[error("item store failed: {0}")]
     Backend(String),
     #[error("stored record is corrupt: {0}")]
@@ -112,6 +122,8 @@ pub trait ItemStore: Send + Sync {
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
     /// Number of item/channel writes performed so far (for tests and metrics).
     fn writes(&self) -> u64;
+    /// Events kept per channel for resume (the change log's length).
+    fn log_capacity(&self) -> u64;
     /// Largest item (its JSON, in bytes) the store can keep; larger items are skipped with a
     /// warning rather than failing the whole poll.
     fn max_item_bytes(&self) -> usize {
@@ -127,6 +139,6 @@ pub trait ItemStore: Send + Sync {
 pub const DEFAULT_LOG_CAPACITY: u64 = 1000;
 
 /// New `log_floor` after appending up to `new_seq` with `capacity` entries kept.
-fn trimmed_floor(floor: u64, new_seq: u64, capacity: u64) -> u64 {
+pub(crate) fn trimmed_floor(floor: u64, new_seq: u64, capacity: u64) -> u64 {
     floor.max(new_seq.saturating_sub(capacity))
 }

@@ -103,6 +103,11 @@ impl ItemStore for RedbStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        if commit.fence.is_some() {
+            return Err(StoreError::Backend(
+                "fenced commits (cluster mode) need the DynamoDB store".into(),
+            ));
+        }
         let capacity = self.capacity;
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
@@ -184,6 +189,10 @@ impl ItemStore for RedbStore {
             Ok(Some(out))
         })
         .await
+    }
+
+    fn log_capacity(&self) -> u64 {
+        self.capacity
     }
 
     fn writes(&self) -> u64 {

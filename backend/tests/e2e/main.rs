@@ -8,6 +8,7 @@ mod aws;
 mod bad_input;
 mod browser;
 mod changes;
+mod cluster;
 mod fanout;
 mod fetcher_failures;
 mod http_api;

@@ -29,7 +29,7 @@ pub fn free_port() -> u16 {
 /// Five consecutive free ports for Pushpin's ZeroMQ and HTTP publish sockets, below Linux's
 /// ephemeral range (32768+), so no outgoing connection or port-0 listener (the emulators, the
 /// Lambda runtime servers) can take one between this check and Pushpin's start.
-fn free_port_block() -> u16 {
+pub fn free_port_block() -> u16 {
     for _ in 0..200 {
         let base = 20000 + (rand_u32() % 12000) as u16;
         let all_free = (0..5).all(|i| StdListener::bind(("127.0.0.1", base + i)).is_ok());
@@ -66,6 +66,8 @@ pub struct UpstreamState {
     /// Requests that carried `If-None-Match`, and how many of those got a 304.
     pub conditional: usize,
     pub not_modified: usize,
+    /// Path prefix → how long to hold each answer.
+    pub delays: HashMap<String, Duration>,
 }
 
 /// A fake USGS + Open-Meteo server on loopback.
@@ -114,6 +116,15 @@ impl Upstream {
             .unwrap()
             .throttled
             .insert(prefix.to_string(), (times, seconds));
+    }
+
+    /// Holds every answer under `prefix` for `delay` (a slow upstream).
+    pub fn delay(&self, prefix: &str, delay: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .delays
+            .insert(prefix.to_string(), delay);
     }
 
     /// Serves a USGS feed with exactly these features.
@@ -215,6 +226,16 @@ async fn serve_one(mut sock: TcpStream, state: Arc<Mutex<UpstreamState>>) {
             ))
         }
     };
+    let delay = {
+        let s = state.lock().unwrap();
+        s.delays
+            .iter()
+            .find(|(p, _)| path.starts_with(p.as_str()))
+            .map(|(_, d)| *d)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let (generation, fixed, failing) = match answer {
         Ok(answer) => answer,
         Err(seconds) => {
@@ -298,6 +319,30 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Starts `restream serve --config config` with `env`, logging to `log`, and waits until
+    /// `addr` answers `/healthz`.
+    pub async fn launch(
+        config: PathBuf,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+        addr: SocketAddr,
+    ) -> Backend {
+        let mut backend = Backend {
+            child: None,
+            config,
+            env,
+            log,
+            addr,
+        };
+        backend.spawn().await;
+        backend
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     async fn spawn(&mut self) {
         let log = std::fs::File::options()
             .create(true)

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
@@ -161,6 +161,24 @@ impl DynamoItemStore {
             .build()
     }
 
+    /// The condition that `channel`'s lease still has `epoch` (cluster mode's fence).
+    fn fence_check(&self, channel: &str, epoch: u64) -> TransactWriteItem {
+        TransactWriteItem::builder()
+            .condition_check(
+                ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(
+                        &crate::cluster::lease_pk(channel),
+                        crate::cluster::LEASE_SK,
+                    )))
+                    .condition_expression("epoch = :epoch")
+                    .expression_attribute_values(":epoch", n(epoch))
+                    .build()
+                    .expect("table, key and condition are set"),
+            )
+            .build()
+    }
+
     fn delete(&self, key: Record) -> TransactWriteItem {
         TransactWriteItem::builder()
             .delete(
@@ -297,29 +315,52 @@ impl DynamoItemStore {
     }
 
     /// One transaction; `Ok(false)` when the meta condition failed.
-    async fn commit_in_one(&self, actions: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+    /// One transaction whose first action is the meta put; with `fence`, its last is the lease
+    /// check. `Ok(false)` when the meta condition failed; `Fenced` when the lease moved on.
+    async fn commit_in_one(
+        &self,
+        channel: &str,
+        mut actions: Vec<TransactWriteItem>,
+        fence: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        if let Some(epoch) = fence {
+            actions.push(self.fence_check(channel, epoch));
+        }
+        let last = actions.len() - 1;
         match self
             .client
             .transact_write_items()
+            // The SDK retries a request whose answer was lost; the token makes DynamoDB apply
+            // it once (a retry of an applied commit would otherwise fail its own condition).
+            .client_request_token(format!("{:032x}", rand::random::<u128>()))
             .set_transact_items(Some(actions))
             .send()
             .await
         {
             Ok(_) => Ok(true),
             Err(e) => {
-                let meta_failed = e
+                let failed: Vec<usize> = e
                     .as_service_error()
                     .and_then(|s| match s {
                         TransactWriteItemsError::TransactionCanceledException(t) => Some(t),
                         _ => None,
                     })
-                    .and_then(|t| t.cancellation_reasons().first())
-                    .and_then(|r| r.code())
-                    == Some("ConditionalCheckFailed");
-                if meta_failed {
-                    Ok(false)
-                } else {
-                    Err(self.error("TransactWriteItems", e))
+                    .map(|t| {
+                        t.cancellation_reasons()
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                            .map(|(i, _)| i)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                match (fence, failed.as_slice()) {
+                    (Some(epoch), f) if f.contains(&last) => Err(StoreError::Fenced {
+                        channel: channel.to_string(),
+                        epoch,
+                    }),
+                    (_, [0, ..]) => Ok(false),
+                    _ => Err(self.error("TransactWriteItems", e)),
                 }
             }
         }
@@ -355,21 +396,29 @@ impl DynamoItemStore {
                 .collect(),
         )
         .await?;
-        let (condition, values) = Self::meta_condition(commit.expected_seq);
-        let switched = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.meta_record(
-                &commit.channel,
-                meta,
-                Some(&pending),
-            )))
-            .condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        if !self.applied("PutItem", switched)? {
+        let meta_put = self.meta_record(&commit.channel, meta, Some(&pending));
+        let switched = match commit.fence {
+            // The commit point and the fence in one transaction.
+            Some(epoch) => {
+                let put = self.put(meta_put, Some(Self::meta_condition(commit.expected_seq)));
+                self.commit_in_one(&commit.channel, vec![put], Some(epoch))
+                    .await?
+            }
+            None => {
+                let (condition, values) = Self::meta_condition(commit.expected_seq);
+                let result = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(meta_put))
+                    .condition_expression(condition)
+                    .set_expression_attribute_values(Some(values))
+                    .send()
+                    .await;
+                self.applied("PutItem", result)?
+            }
+        };
+        if !switched {
             return Ok(false);
         }
         self.finish(&commit.channel, &pending).await?;
@@ -619,13 +668,16 @@ impl ItemStore for DynamoItemStore {
         }
         // Retried only when an unfinished staged commit was in the way (and is now finished).
         for _ in 0..3 {
-            let done = if writes.len() < MAX_TRANSACTION_ACTIONS && bytes < MAX_TRANSACTION_BYTES {
+            // The meta put, the writes and (with a fence) the lease check in one transaction.
+            let actions = 1 + writes.len() + usize::from(commit.fence.is_some());
+            let done = if actions <= MAX_TRANSACTION_ACTIONS && bytes < MAX_TRANSACTION_BYTES {
                 let mut actions = vec![self.put(
                     self.meta_record(&commit.channel, &meta, None),
                     Some(Self::meta_condition(commit.expected_seq)),
                 )];
                 actions.extend(writes.iter().cloned());
-                self.commit_in_one(actions).await?
+                self.commit_in_one(&commit.channel, actions, commit.fence)
+                    .await?
             } else {
                 self.commit_staged(&commit, &meta).await?
             };
@@ -664,6 +716,10 @@ impl ItemStore for DynamoItemStore {
             return Ok(None);
         }
         Ok(Some(events))
+    }
+
+    fn log_capacity(&self) -> u64 {
+        self.capacity
     }
 
     fn writes(&self) -> u64 {
