@@ -149,10 +149,21 @@ impl Scheduler {
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             self.reconcile(&shutdown);
+            // Cluster mode: wake for the next lease attempt on time (a takeover right after the
+            // holder's lease runs out), not at the next periodic pass.
+            let now = Instant::now();
+            let wake = self
+                .leasing
+                .next_attempt
+                .values()
+                .copied()
+                .filter(|t| *t > now) // Past ones were just tried (or are under way).
+                .min()
+                .map_or(now + RECONCILE_EVERY, |t| t.min(now + RECONCILE_EVERY));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.demand.changed() => {}
-                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                _ = tokio::time::sleep_until(wake) => {}
                 Some(command) = self.commands.recv() => match command {
                     Command::Snapshot { channel, request } => {
                         self.route_snapshot(channel, request, &shutdown)
