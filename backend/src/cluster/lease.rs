@@ -200,6 +200,29 @@ impl LeaseTable {
     /// Extends a held lease. `Ok(None)` when it is no longer ours (taken over after expiry).
     pub async fn renew(&self, held: &Held) -> Result<Option<Held>, LeaseError> {
         let sent = Instant::now();
+        let until = now_ms() + self.ttl.as_millis() as u64;
+        Ok(self
+            .set_until(held, until, "UpdateItem (renew)")
+            .await?
+            .then(|| Held {
+                valid_until: sent + self.ttl - self.margin(),
+                ..held.clone()
+            }))
+    }
+
+    /// Gives a held lease up at once (its epoch stays). Returns whether it was still ours.
+    pub async fn release(&self, held: &Held) -> Result<bool, LeaseError> {
+        self.set_until(held, 0, "UpdateItem (release)").await
+    }
+
+    /// Sets `lease_until` of a lease still held as `held` (same owner and epoch); `false` when
+    /// it no longer is.
+    async fn set_until(
+        &self,
+        held: &Held,
+        until: u64,
+        op: &'static str,
+    ) -> Result<bool, LeaseError> {
         let result = self
             .client
             .update_item()
@@ -210,33 +233,10 @@ impl LeaseTable {
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
             .expression_attribute_values(":epoch", num(held.epoch))
-            .expression_attribute_values(":until", num(now_ms() + self.ttl.as_millis() as u64))
+            .expression_attribute_values(":until", num(until))
             .send()
             .await;
-        Ok(self
-            .conditional("UpdateItem (renew)", result)?
-            .map(|_| Held {
-                valid_until: sent + self.ttl - self.margin(),
-                ..held.clone()
-            }))
-    }
-
-    /// Gives a held lease up at once (its epoch stays). Returns whether it was still ours.
-    pub async fn release(&self, held: &Held) -> Result<bool, LeaseError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&held.channel)))
-            .update_expression("SET lease_until = :zero")
-            .condition_expression("#owner = :me AND epoch = :epoch")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .expression_attribute_values(":epoch", num(held.epoch))
-            .expression_attribute_values(":zero", num(0))
-            .send()
-            .await;
-        Ok(self.conditional("UpdateItem (release)", result)?.is_some())
+        Ok(self.conditional(op, result)?.is_some())
     }
 
     /// The lease as stored, if the channel ever had one.
