@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --tests
+# Includes bench/tests/smoke.rs: every benchmark scenario, small (bench/README.md), with one
+# upstream call per poll. One `cargo test --workspace` builds everything with one feature set;
+# a separate `cargo build -p ...` would build the whole dependency tree a second time.
 cargo test --workspace --locked -- --test-threads="${RESTREAM_TEST_THREADS:-2}"
-# Every benchmark scenario, small (bench/README.md): completes, one upstream call per poll.
-cargo build --locked -q -p restream --bin restream
-cargo run --locked -q -p restream-bench -- smoke
 .venv/bin/python -m pytest functions -q
 .venv/bin/python -m pytest infrastructure -q
