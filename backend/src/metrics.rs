@@ -28,7 +28,7 @@ pub struct Metrics {
     budget_limit: IntGaugeVec,
     woh_requests: IntCounterVec,
     pub sse_streams: IntCounter,
-    /// Cluster mode: leases acquired, released, lost; snapshot requests handed to their owner.
+    /// Cluster mode: leases acquired, released, lost, refused; snapshot requests handed to their owner.
     pub lease_events: IntCounterVec,
     rendering: std::sync::Mutex<()>,
 }
@@ -120,7 +120,7 @@ impl Metrics {
             sse_streams: counter("sse_streams_total", "SSE streams opened"),
             lease_events: counter_vec(
                 "lease_events_total",
-                "Cluster mode: channel leases acquired, released and lost, and snapshot requests forwarded to the owning replica",
+                "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), and snapshot requests forwarded to the owning replica",
                 &["event"],
             ),
             rendering: std::sync::Mutex::new(()),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::channel::ChannelId;
-use crate::cluster::{Cluster, Held, Holder, LeaseGuard};
+use crate::cluster::{now_ms, Cluster, Held, Holder, LeaseError, LeaseGuard};
 use crate::demand::Demand;
 use crate::fetcher::SharedRegistry;
 use crate::poller::{self, PollerContext, SnapshotRequest};
@@ -28,11 +28,12 @@ enum Command {
         channel: String,
         request: SnapshotRequest,
     },
-    /// The outcome of an attempt to take a channel's lease; when it failed, how long the
-    /// current holder's lease still runs.
+    /// The outcome of an attempt to take a channel's lease; when it failed, who holds it (if
+    /// read) and when to try again.
     Acquired {
         channel: String,
         held: Option<Held>,
+        holder: Option<Holder>,
         retry_in: Duration,
     },
     Forwarded(Forwarded),
@@ -169,8 +170,11 @@ impl Scheduler {
                         self.route_snapshot(channel, request, &shutdown)
                     }
                     Command::Forwarded(f) => self.forwarded(f, &shutdown),
-                    Command::Acquired { channel, held, retry_in } => {
+                    Command::Acquired { channel, held, holder, retry_in } => {
                         self.leasing.acquiring.remove(&channel);
+                        if let Some(h) = holder {
+                            self.leasing.holders.insert(channel.clone(), h);
+                        }
                         match held {
                             Some(held) => self.start_leased(channel, held, &shutdown),
                             None => {
@@ -340,22 +344,20 @@ impl Scheduler {
             return;
         }
         leasing.acquiring.insert(channel.clone());
+        // Seen held by another replica: that replica most likely renewed it since, so a read
+        // (not a refused conditional write, which costs write capacity) comes first.
+        let read_first = leasing
+            .holders
+            .get(&channel)
+            .is_some_and(|h| h.owner != cluster.leases.owner());
         let (cluster, commands) = (cluster.clone(), self.commands_tx.clone());
         self.tracker.spawn(async move {
-            let (held, retry_in) = match cluster.leases.acquire(&channel).await {
-                Ok(Some(held)) => (Some(held), Duration::ZERO),
-                // Held elsewhere: try again just after the holder's lease would run out
-                // (renewed, it fails again and waits for the new expiry).
-                Ok(None) => (None, retry_after_holder(&cluster, &channel).await),
-                Err(e) => {
-                    tracing::warn!(channel = %channel, error = %e, "cannot take a lease");
-                    (None, cluster.renew_every())
-                }
-            };
+            let (held, holder, retry_in) = attempt_lease(&cluster, &channel, read_first).await;
             let _ = commands
                 .send(Command::Acquired {
                     channel,
                     held,
+                    holder,
                     retry_in,
                 })
                 .await;
@@ -450,15 +452,65 @@ impl Scheduler {
     }
 }
 
-/// How long until the current holder's lease of `channel` runs out (plus a moment), between
-/// 100 ms and one TTL.
-async fn retry_after_holder(cluster: &Cluster, channel: &str) -> Duration {
-    let left = match cluster.leases.holder(channel).await {
-        Ok(Some(h)) => {
-            Duration::from_millis(h.lease_until.saturating_sub(crate::cluster::now_ms()))
+/// One try at `channel`'s lease: the lease if taken, else its holder (when read) and how long
+/// to wait before the next try — just after the holder's lease runs out (renewed, the next
+/// try finds it live again and waits for the new expiry), or a third of a TTL after an error.
+async fn attempt_lease(
+    cluster: &Cluster,
+    channel: &str,
+    read_first: bool,
+) -> (Option<Held>, Option<Holder>, Duration) {
+    if read_first {
+        match cluster.leases.holder(channel).await {
+            Ok(Some(h)) if h.owner != cluster.leases.owner() && h.is_live(now_ms()) => {
+                return not_taken(cluster, channel, Ok(Some(h)));
+            }
+            Ok(_) => {} // Free, expired or ours: take it.
+            Err(e) => return not_taken(cluster, channel, Err(e)),
         }
-        _ => cluster.renew_every(),
-    };
+    }
+    match cluster.leases.acquire(channel).await {
+        Ok(Some(held)) => (Some(held), None, Duration::ZERO),
+        Ok(None) => {
+            crate::metrics::get()
+                .lease_events
+                .with_label_values(&["refused"])
+                .inc();
+            not_taken(cluster, channel, cluster.leases.holder(channel).await)
+        }
+        Err(e) => {
+            tracing::warn!(channel, error = %e, "cannot take a lease");
+            (None, None, cluster.renew_every())
+        }
+    }
+}
+
+/// The lease was not taken: when to try again, from a read of its holder.
+fn not_taken(
+    cluster: &Cluster,
+    channel: &str,
+    read: Result<Option<Holder>, LeaseError>,
+) -> (Option<Held>, Option<Holder>, Duration) {
+    match read {
+        Ok(Some(h)) => {
+            let retry_in = retry_after(cluster, channel, &h);
+            (None, Some(h), retry_in)
+        }
+        Ok(None) => {
+            tracing::debug!(channel, "lease refused but no holder on record");
+            (None, None, cluster.renew_every())
+        }
+        Err(e) => {
+            tracing::warn!(channel, error = %e, "cannot read a lease's holder");
+            (None, None, cluster.renew_every())
+        }
+    }
+}
+
+/// Just after `holder`'s lease runs out, between 100 ms and one TTL from now.
+fn retry_after(cluster: &Cluster, channel: &str, holder: &Holder) -> Duration {
+    let left = Duration::from_millis(holder.lease_until.saturating_sub(now_ms()));
+    tracing::debug!(channel, holder = %holder.owner, epoch = holder.epoch, left_ms = left.as_millis() as u64, "lease held elsewhere");
     (left + Duration::from_millis(100)).clamp(Duration::from_millis(100), cluster.ttl())
 }
 
@@ -471,7 +523,7 @@ async fn forward_snapshots(
     requests: Vec<SnapshotRequest>,
     holder: Option<Holder>,
 ) -> Forwarded {
-    let now = crate::cluster::now_ms();
+    let now = now_ms();
     let holder = match holder.filter(|h| h.is_live(now)) {
         Some(h) => Some(h),
         None => match cluster.leases.holder(&channel).await {

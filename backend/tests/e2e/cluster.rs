@@ -3,7 +3,7 @@
 //! replica 2 serves no client and only polls the channels whose leases it holds. Every replica
 //! reads both Pushpins' stats and publishes to both.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{free_port, free_port_block, Backend, Upstream};
+use crate::support::{free_port, free_port_block, scrape, value, Backend, Upstream};
 
 /// The default. moto serializes every request (see scripts/moto_server.py), so a renewal can
 /// wait behind 50 channels' commits; a shorter TTL would make this test about moto.
@@ -211,6 +211,19 @@ lease_ttl_secs = {LEASE_TTL}
         self.pushpins[i].process = Some(process);
     }
 
+    /// `restream_lease_events_total` by event, summed over the running replicas.
+    async fn lease_events(&self) -> BTreeMap<String, f64> {
+        let mut sum = BTreeMap::new();
+        for r in self.replicas.iter().filter(|r| r.pid().is_some()) {
+            let m = scrape(&format!("http://{}/metrics", r.addr)).await;
+            for event in ["acquired", "refused", "released", "lost"] {
+                *sum.entry(event.to_string()).or_default() +=
+                    value(&m, "restream_lease_events_total", &[("event", event)]);
+            }
+        }
+        sum
+    }
+
     fn log_of(&self, i: usize) -> String {
         self.replicas[i].log_text()
     }
@@ -222,20 +235,39 @@ lease_ttl_secs = {LEASE_TTL}
     }
 }
 
+impl Cluster {
+    /// Copies every replica's log and moto's to a folder that outlives the test.
+    fn keep_logs(&self, why: &str) {
+        let keep = std::env::temp_dir().join(format!("restream-cluster-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&keep);
+        for i in 0..3 {
+            let _ = std::fs::copy(
+                self.dir.path().join(format!("replica{i}.log")),
+                keep.join(format!("replica{i}.log")),
+            );
+        }
+        let _ = std::fs::copy(&self._moto.log, keep.join("moto.log"));
+        for (i, p) in self.pushpins.iter().enumerate() {
+            let logs = std::fs::read_dir(p.options.run_dir.join("log"))
+                .into_iter()
+                .flatten();
+            for file in logs.flatten() {
+                let name = format!("pp{i}-{}", file.file_name().to_string_lossy());
+                let _ = std::fs::copy(file.path(), keep.join(name));
+            }
+            let _ = std::fs::copy(
+                p.options.run_dir.join("pushpin.out"),
+                keep.join(format!("pp{i}-pushpin.out")),
+            );
+        }
+        eprintln!("{why}: cluster logs kept in {}", keep.display());
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let keep =
-                std::env::temp_dir().join(format!("restream-cluster-{}", std::process::id()));
-            let _ = std::fs::create_dir_all(&keep);
-            for i in 0..3 {
-                let _ = std::fs::copy(
-                    self.dir.path().join(format!("replica{i}.log")),
-                    keep.join(format!("replica{i}.log")),
-                );
-            }
-            let _ = std::fs::copy(&self._moto.log, keep.join("moto.log"));
-            eprintln!("cluster logs kept in {}", keep.display());
+            self.keep_logs("test failed");
         }
     }
 }
@@ -294,7 +326,11 @@ fn subscriber(url: String, feed: String) -> Arc<Mutex<Seen>> {
     let out = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+            // A handshake can hang when it reaches a Pushpin that is still starting; a real
+            // client gives up and tries again, and so does this one.
+            let connect = tokio_tungstenite::connect_async(&url);
+            let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(5), connect).await
+            else {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
             };
@@ -453,6 +489,19 @@ async fn replicas_share_channels_by_lease_and_survive_kill_pause_and_pushpin_res
         "leases spread over the replicas: {per_replica:?}"
     );
 
+    // Steady state, once every replica has tried every channel (the non-preferred ones after a
+    // TTL): for a whole TTL no replica writes to a lease it sees held elsewhere. It reads the
+    // lease first, so a write is refused only in a race for an expired lease, which someone won.
+    tokio::time::sleep(Duration::from_secs_f64(LEASE_TTL + 1.0)).await;
+    let before = cluster.lease_events().await;
+    tokio::time::sleep(Duration::from_secs_f64(LEASE_TTL)).await;
+    let after = cluster.lease_events().await;
+    let delta = |event: &str| after[event] - before[event];
+    assert!(
+        delta("refused") <= delta("acquired"),
+        "lease writes refused while their holders were live: {before:?} -> {after:?}"
+    );
+
     // Drill 2: SIGKILL replica 2 (it serves no client, so every connection stays up); its
     // channels move to the others within the lease TTL and nobody misses an event.
     let moved: Vec<String> = owners
@@ -475,6 +524,9 @@ async fn replicas_share_channels_by_lease_and_survive_kill_pause_and_pushpin_res
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let takeover = killed_at.elapsed();
+    if takeover > Duration::from_secs_f64(LEASE_TTL + 1.0) {
+        cluster.keep_logs(&format!("takeover took {takeover:?}"));
+    }
     assert!(
         // The lease runs out at most one TTL after its last renewal; the other replicas try
         // again just after the expiry they last read (or a third of the TTL after an error).
@@ -599,5 +651,12 @@ async fn replicas_share_channels_by_lease_and_survive_kill_pause_and_pushpin_res
         }
     }
     let resyncs: u32 = subs.iter().map(|(_, s)| s.lock().unwrap().resyncs).sum();
-    eprintln!("cluster drills: takeover after kill {takeover:?}, gaps filled by resume: {resyncs}");
+    eprintln!(
+        "cluster drills: takeover after kill {takeover:?}, gaps filled by resume: {resyncs}, \
+         lease events of the live replicas: {:?}",
+        cluster.lease_events().await
+    );
+    if std::env::var_os("CLUSTER_KEEP_LOGS").is_some() {
+        cluster.keep_logs("CLUSTER_KEEP_LOGS is set");
+    }
 }

@@ -3,32 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use prometheus_parse::{Scrape, Value as Sample};
 use serde_json::json;
 
 use crate::politeness::BUDGETED;
 use crate::support::*;
-
-async fn scrape(url: &str) -> Scrape {
-    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition format")
-}
-
-/// The sum of the samples of `name` whose labels include `labels` (a histogram counts its
-/// observations).
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Sample::Counter(v) | Sample::Gauge(v) | Sample::Untyped(v) => *v,
-            Sample::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
-            Sample::Summary(_) => panic!("no summaries expected"),
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_move_with_the_traffic() {

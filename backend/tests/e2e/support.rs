@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+pub use prometheus_parse::Scrape;
+use prometheus_parse::Value as Sample;
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -918,4 +920,26 @@ impl SseClient {
             }
         }
     }
+}
+
+/// `/metrics` of a backend, parsed as Prometheus exposition format.
+pub async fn scrape(url: &str) -> Scrape {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition format")
+}
+
+/// The sum of the samples of `name` whose labels include `labels` (a histogram counts its
+/// observations).
+pub fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Sample::Counter(v) | Sample::Gauge(v) | Sample::Untyped(v) => *v,
+            Sample::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            Sample::Summary(_) => panic!("no summaries expected"),
+        })
+        .sum()
 }
