@@ -127,15 +127,15 @@ impl Demand {
         }
     }
 
-    /// Records that a connection is subscribed to `channel` right now.
+    /// Records that a connection is subscribed to `channel` right now. Wakes the scheduler
+    /// only for a channel that was not active: every WOH request (keep-alives included)
+    /// hints all of its connection's channels, and a full pass per hint costs O(channels).
     pub fn hint(&self, channel: &str, now: Instant) {
         let mut s = self.state.lock().expect("demand lock");
-        let fresh = s
-            .hints
-            .insert(channel.to_string(), now + self.hint_ttl)
-            .is_none();
+        let was_active = s.is_active(channel);
+        s.hints.insert(channel.to_string(), now + self.hint_ttl);
         drop(s);
-        if fresh {
+        if !was_active {
             self.changed.notify_one();
         }
     }
@@ -294,6 +294,25 @@ mod tests {
         d.apply_report(&report("a", "p1", true), t);
         assert!(woken(&d).await, "a channel gone");
         assert!(d.active(t).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hint_wakes_the_scheduler_only_for_a_channel_not_yet_active() {
+        let d = Demand::new(Duration::from_secs(60));
+        let t = Instant::now();
+        d.hint("a", t);
+        assert!(woken(&d).await, "a new channel");
+        d.hint("a", t + Duration::from_secs(30));
+        assert!(!woken(&d).await, "a repeated hint");
+        d.apply_report(&report("b", "p1", false), t);
+        assert!(woken(&d).await, "a reported channel");
+        d.hint("b", t);
+        assert!(!woken(&d).await, "a hint for a reported channel");
+        // Once its hint expired and a pass dropped it, the channel is new again.
+        let later = t + Duration::from_secs(200);
+        assert!(d.active(later).is_empty());
+        d.hint("a", later);
+        assert!(woken(&d).await, "a channel active again");
     }
 
     #[tokio::test(start_paused = true)]

@@ -148,23 +148,30 @@ impl Scheduler {
 
     /// Runs until `shutdown`, then waits for every poller to stop.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        // A full pass costs O(active channels), so it runs when demand changed, when a lease
+        // attempt is due and once every RECONCILE_EVERY: not after every command (a subscribe
+        // burst sends one snapshot request per subscriber).
+        let (mut next_pass, mut last_pass) = (Instant::now(), Instant::now());
         loop {
-            self.reconcile(&shutdown);
+            let now = Instant::now();
+            if now >= next_pass {
+                self.reconcile(&shutdown);
+                (last_pass, next_pass) = (now, now + RECONCILE_EVERY);
+            }
             // Cluster mode: wake for the next lease attempt on time (a takeover right after the
             // holder's lease runs out), not at the next periodic pass.
-            let now = Instant::now();
             let wake = self
                 .leasing
                 .next_attempt
                 .values()
                 .copied()
-                .filter(|t| *t > now) // Past ones were just tried (or are under way).
+                .filter(|t| *t > last_pass) // Earlier ones were tried by that pass.
                 .min()
-                .map_or(now + RECONCILE_EVERY, |t| t.min(now + RECONCILE_EVERY));
+                .map_or(next_pass, |t| t.min(next_pass));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.demand.changed() => {}
-                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.demand.changed() => next_pass = Instant::now(),
+                _ = tokio::time::sleep_until(wake) => next_pass = Instant::now(),
                 Some(command) = self.commands.recv() => match command {
                     Command::Snapshot { channel, request } => {
                         self.route_snapshot(channel, request, &shutdown)
