@@ -151,6 +151,16 @@ impl Demand {
         s.reported.keys().chain(s.hints.keys()).cloned().collect()
     }
 
+    /// Whether `channel` has subscribers at `now` (what [`Demand::active`] would contain,
+    /// without building the whole set).
+    pub fn is_active(&self, channel: &str, now: Instant) -> bool {
+        let s = self.state.lock().expect("demand lock");
+        s.hints.get(channel).is_some_and(|exp| *exp > now)
+            || s.reported
+                .get(channel)
+                .is_some_and(|sources| sources.values().any(|r| r.expires > now))
+    }
+
     /// Subscribers of `channel` as Pushpin last reported them (unexpired reports only).
     pub fn subscribers(&self, channel: &str, now: Instant) -> Subscribers {
         let s = self.state.lock().expect("demand lock");
@@ -313,6 +323,31 @@ mod tests {
         assert!(d.active(later).is_empty());
         d.hint("a", later);
         assert!(woken(&d).await, "a channel active again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn is_active_agrees_with_the_active_set() {
+        let d = Demand::new(Duration::from_secs(30));
+        let t = Instant::now();
+        d.hint("hinted", t);
+        d.apply_report(&report("reported", "p1", false), t);
+        d.apply_report(&report("gone", "p1", false), t);
+        d.apply_report(&report("gone", "p1", true), t);
+        assert!(d.is_active("reported", t + Duration::from_secs(40)));
+        assert!(!d.is_active("hinted", t + Duration::from_secs(40)));
+        for at in [0, 20, 40, 100] {
+            let now = t + Duration::from_secs(at);
+            let one_by_one: Vec<bool> = ["hinted", "reported", "gone", "never"]
+                .iter()
+                .map(|c| d.is_active(c, now))
+                .collect();
+            let set = d.active(now);
+            let from_set: Vec<bool> = ["hinted", "reported", "gone", "never"]
+                .iter()
+                .map(|c| set.contains(*c))
+                .collect();
+            assert_eq!(one_by_one, from_set, "{at} s in");
+        }
     }
 
     #[tokio::test(start_paused = true)]

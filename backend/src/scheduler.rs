@@ -85,6 +85,13 @@ struct Poller {
     requests: mpsc::Sender<SnapshotRequest>,
 }
 
+impl Poller {
+    /// Stopped because its lease was lost, not by the scheduler.
+    fn lost_lease(&self) -> bool {
+        self.run.is_cancelled() && !self.token.is_cancelled()
+    }
+}
+
 /// Cluster mode's bookkeeping for active channels this replica does not poll.
 #[derive(Default)]
 struct Leasing {
@@ -214,7 +221,7 @@ impl Scheduler {
         // then: bursts of subscribes to a running channel are many). In cluster mode the
         // request waits for the channel's poller wherever it starts.
         if !self.pollers.contains_key(&channel) && self.cluster.is_none() {
-            self.reconcile(shutdown);
+            self.serve_if_active(channel.clone(), shutdown);
         }
         match (self.pollers.get(&channel), &self.cluster) {
             (Some(p), _) => {
@@ -273,9 +280,7 @@ impl Scheduler {
             Some(h) => self.leasing.holders.insert(f.channel.clone(), h),
             None => self.leasing.holders.remove(&f.channel),
         };
-        if !self.pollers.contains_key(&f.channel) {
-            self.reconcile(shutdown);
-        }
+        self.serve_if_active(f.channel.clone(), shutdown);
         let mut left = f.left;
         left.extend(self.leasing.waiting.remove(&f.channel).unwrap_or_default());
         match self.pollers.get(&f.channel) {
@@ -297,8 +302,8 @@ impl Scheduler {
     fn reconcile(&mut self, shutdown: &CancellationToken) {
         let active = self.demand.active(tokio::time::Instant::now());
         self.pollers.retain(|channel, p| {
-            if p.run.is_cancelled() && !p.token.is_cancelled() {
-                return false; // Its lease was lost; the channel is taken anew below if it can.
+            if p.lost_lease() {
+                return false; // The channel is taken anew below if it can.
             }
             let keep = active.contains(channel);
             if !keep {
@@ -307,6 +312,51 @@ impl Scheduler {
             }
             keep
         });
+        self.forget_ignored_after_registry_change();
+        self.ignored.retain(|c| active.contains(c));
+        let leasing = &mut self.leasing;
+        leasing.unowned_since.retain(|c, _| active.contains(c));
+        leasing.next_attempt.retain(|c, _| active.contains(c));
+        leasing.holders.retain(|c, _| active.contains(c));
+        for channel in active {
+            self.serve(channel, shutdown);
+        }
+    }
+
+    /// One channel's part of a full pass, for a channel that may just have gained subscribers
+    /// (a full pass costs O(active channels)).
+    fn serve_if_active(&mut self, channel: String, shutdown: &CancellationToken) {
+        if self.pollers.get(&channel).is_some_and(Poller::lost_lease) {
+            self.pollers.remove(&channel);
+        }
+        if !self.pollers.contains_key(&channel)
+            && self.demand.is_active(&channel, tokio::time::Instant::now())
+        {
+            self.forget_ignored_after_registry_change();
+            self.serve(channel, shutdown);
+        }
+    }
+
+    /// Has `channel`, which has subscribers, polled: here, or (cluster mode) by trying its
+    /// lease. A channel we cannot serve is remembered, so it is logged once.
+    fn serve(&mut self, channel: String, shutdown: &CancellationToken) {
+        if self.pollers.contains_key(&channel) || self.ignored.contains(&channel) {
+            return;
+        }
+        match self.resolve(&channel) {
+            Ok((id, entry)) => match self.cluster.clone() {
+                None => self.start(channel, id, entry, None, shutdown),
+                Some(cluster) => self.try_acquire(channel, &cluster),
+            },
+            Err(why) => {
+                tracing::debug!(channel = %channel, reason = why, "channel has subscribers but is not ours to poll");
+                self.ignored.insert(channel);
+            }
+        }
+    }
+
+    /// A re-discovered fetcher may serve channels ignored so far.
+    fn forget_ignored_after_registry_change(&mut self) {
         let registry = self.registry.current();
         if !self
             .ignored_with
@@ -315,26 +365,6 @@ impl Scheduler {
         {
             self.ignored.clear();
             self.ignored_with = Some(registry);
-        }
-        self.ignored.retain(|c| active.contains(c));
-        let leasing = &mut self.leasing;
-        leasing.unowned_since.retain(|c, _| active.contains(c));
-        leasing.next_attempt.retain(|c, _| active.contains(c));
-        leasing.holders.retain(|c, _| active.contains(c));
-        for channel in active {
-            if self.pollers.contains_key(&channel) || self.ignored.contains(&channel) {
-                continue;
-            }
-            match self.resolve(&channel) {
-                Ok((id, entry)) => match self.cluster.clone() {
-                    None => self.start(channel, id, entry, None, shutdown),
-                    Some(cluster) => self.try_acquire(channel, &cluster),
-                },
-                Err(why) => {
-                    tracing::debug!(channel = %channel, reason = why, "channel has subscribers but is not ours to poll");
-                    self.ignored.insert(channel);
-                }
-            }
         }
     }
 
@@ -375,10 +405,7 @@ impl Scheduler {
     /// lease back if the channel is no longer wanted here).
     fn start_leased(&mut self, channel: String, held: Held, shutdown: &CancellationToken) {
         let cluster = self.cluster.clone().expect("leases only in cluster mode");
-        let wanted = self
-            .demand
-            .active(tokio::time::Instant::now())
-            .contains(&channel);
+        let wanted = self.demand.is_active(&channel, tokio::time::Instant::now());
         match self.resolve(&channel) {
             Ok((id, entry)) if wanted && !self.pollers.contains_key(&channel) => {
                 tracing::info!(channel = %channel, epoch = held.epoch, "lease taken; polling here");
