@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::clients::{connect_many, next_json, send_json, Ws};
+use crate::clients::{connect, connect_many, next_json, send_json, Ws};
 use crate::stack::{Behind, Options, Stack};
 
 /// Sends `action` (resuming after `since` if set) and waits for the message of type `reply`,
@@ -48,13 +48,18 @@ enum Subscribe {
     UpToDate,
 }
 
-/// Answered messages per second over `seconds` with `connections` clients.
+/// A client whose connection Pushpin resets reconnects and goes on, this many times at most;
+/// the resets are reported beside the rate.
+const MAX_RESETS_PER_CLIENT: u32 = 3;
+
+/// Answered messages per second over `seconds` with `connections` clients, and how many
+/// connections were reset on the way.
 async fn rate(
     behind: Behind,
     subscribe: Subscribe,
     connections: usize,
     seconds: f64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, u32)> {
     let stack = Stack::start(Options {
         behind,
         interval: 60.0,
@@ -80,31 +85,50 @@ async fn rate(
     let tasks: Vec<_> = clients
         .into_iter()
         .map(|mut ws| {
+            let url = stack.ws_url.clone();
             tokio::spawn(async move {
-                let mut answered = 0u64;
+                let (mut answered, mut resets) = (0u64, 0u32);
                 while Instant::now() < until {
-                    ask(&mut ws, "subscribe", since, "subscribed").await?;
-                    ask(&mut ws, "unsubscribe", None, "unsubscribed").await?;
-                    answered += 2;
+                    let round = async {
+                        ask(&mut ws, "subscribe", since, "subscribed").await?;
+                        ask(&mut ws, "unsubscribe", None, "unsubscribed").await
+                    };
+                    match round.await {
+                        Ok(_) => answered += 2,
+                        Err(e) if resets < MAX_RESETS_PER_CLIENT => {
+                            eprintln!("subscribe: a connection failed ({e}); reconnecting");
+                            resets += 1;
+                            ws = connect(&url).await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                anyhow::Ok(answered)
+                anyhow::Ok((answered, resets))
             })
         })
         .collect();
-    let mut total = 0;
+    let (mut total, mut resets) = (0, 0);
     for t in tasks {
-        total += t.await??;
+        let (answered, reset) = t.await??;
+        total += answered;
+        resets += reset;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok((total as f64 / started.elapsed().as_secs_f64(), resets))
 }
 
 pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
     let half = seconds / 2.0;
     let (mut ours, mut up_to_date, mut null) = (0.0, 0.0, 0.0);
+    let (mut our_resets, mut null_resets) = (0, 0);
     for _ in 0..2 {
-        ours += rate(Behind::Restream, Subscribe::Fresh, connections, half).await? / 2.0;
-        null += rate(Behind::NullResponder, Subscribe::Fresh, connections, half).await? / 2.0;
-        up_to_date += rate(Behind::Restream, Subscribe::UpToDate, connections, half).await? / 2.0;
+        let (rate_, resets) = rate(Behind::Restream, Subscribe::Fresh, connections, half).await?;
+        (ours, our_resets) = (ours + rate_ / 2.0, our_resets + resets);
+        let (rate_, resets) =
+            rate(Behind::NullResponder, Subscribe::Fresh, connections, half).await?;
+        (null, null_resets) = (null + rate_ / 2.0, null_resets + resets);
+        let (rate_, resets) =
+            rate(Behind::Restream, Subscribe::UpToDate, connections, half).await?;
+        (up_to_date, our_resets) = (up_to_date + rate_ / 2.0, our_resets + resets);
     }
     let r = |v: f64| (v * 10.0).round() / 10.0;
     let ratio = |v: f64| {
@@ -123,6 +147,7 @@ pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
         "null_responder_msgs_per_sec": r(null),
         "ratio": ratio(ours),
         "ratio_up_to_date": ratio(up_to_date),
+        "connection_resets": {"restream": our_resets, "null_responder": null_resets},
         "machine": crate::measure::machine(),
     }))
 }
