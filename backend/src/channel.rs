@@ -4,8 +4,11 @@
 //! sorted and keys and values are percent-encoded, so two requests that mean the same thing share
 //! one id (one GRIP channel, one poller) and any replica can rebuild the fetch from the id alone.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
@@ -42,11 +45,15 @@ pub struct ParamSpec {
 /// The declared params of one channel type, by name.
 pub type ParamSpecs = BTreeMap<String, ParamSpec>;
 
-/// A validated channel: its name and its full, canonical params.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChannelId {
+/// A validated channel: its name and its full, canonical params. Cheap to clone and to use as a
+/// map key: the canonical text is built once, when the id is made.
+#[derive(Clone)]
+pub struct ChannelId(Arc<Parts>);
+
+struct Parts {
     name: String,
     params: BTreeMap<String, String>,
+    canonical: String,
 }
 
 /// Why params from a client do not make a channel.
@@ -135,11 +142,8 @@ impl ChannelId {
                 None => {}
             }
         }
-        let id = ChannelId {
-            name: name.to_string(),
-            params,
-        };
-        if id.to_string().len() > MAX_ID_LEN {
+        let id = ChannelId::new(name.to_string(), params);
+        if id.as_str().len() > MAX_ID_LEN {
             return Err(ParamError::IdTooLong);
         }
         Ok(id)
@@ -173,38 +177,178 @@ impl ChannelId {
                 }
             }
         }
-        let id = ChannelId {
-            name: name.to_string(),
-            params,
-        };
-        if id.to_string() != s {
+        let id = ChannelId::new(name.to_string(), params);
+        if id.as_str() != s {
             return Err(ParseError::NotCanonical);
         }
         Ok(id)
     }
 
+    fn new(name: String, params: BTreeMap<String, String>) -> ChannelId {
+        let mut canonical = name.clone();
+        for (i, (k, v)) in params.iter().enumerate() {
+            canonical.push(if i == 0 { '?' } else { '&' });
+            canonical.extend(utf8_percent_encode(k, COMPONENT));
+            canonical.push('=');
+            canonical.extend(utf8_percent_encode(v, COMPONENT));
+        }
+        ChannelId(Arc::new(Parts {
+            name,
+            params,
+            canonical,
+        }))
+    }
+
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     pub fn params(&self) -> &BTreeMap<String, String> {
-        &self.params
+        &self.0.params
+    }
+
+    /// The canonical id: the GRIP channel name and the store's key.
+    pub fn as_str(&self) -> &str {
+        &self.0.canonical
+    }
+}
+
+// One meaning has one canonical text, so equality and hashing use it alone.
+impl PartialEq for ChannelId {
+    fn eq(&self, other: &ChannelId) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ChannelId {}
+
+impl PartialEq<&str> for ChannelId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Hash for ChannelId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+/// By name, then params: a catalog lists a channel's variants together.
+impl Ord for ChannelId {
+    fn cmp(&self, other: &ChannelId) -> Ordering {
+        (self.name(), self.params()).cmp(&(other.name(), other.params()))
+    }
+}
+
+impl PartialOrd for ChannelId {
+    fn partial_cmp(&self, other: &ChannelId) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for ChannelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
-        for (i, (k, v)) in self.params.iter().enumerate() {
-            let sep = if i == 0 { '?' } else { '&' };
-            write!(
-                f,
-                "{sep}{}={}",
-                utf8_percent_encode(k, COMPONENT),
-                utf8_percent_encode(v, COMPONENT)
-            )?;
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ChannelId {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<ChannelId, ParseError> {
+        ChannelId::parse(s)
+    }
+}
+
+/// A GRIP channel as Pushpin names it: a public channel that every subscriber of a
+/// [`ChannelId`] shares, or a private one that reaches a single client. Private names start
+/// with `_`, which no channel name may, so the two kinds can never clash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GripChannel {
+    /// Every subscriber of one channel.
+    Public(ChannelId),
+    /// One WebSocket connection (`_conn:<Connection-Id>`): its snapshots and resumes.
+    Connection(String),
+    /// One SSE stream (`_sse:<random>`): its snapshot or missed events.
+    Sse(String),
+}
+
+const CONNECTION_PREFIX: &str = "_conn:";
+const SSE_PREFIX: &str = "_sse:";
+
+/// Why a string is not a GRIP channel of ours.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum GripChannelError {
+    #[error("unknown private channel kind")]
+    UnknownPrivate,
+    #[error("empty private channel id")]
+    EmptyPrivate,
+    #[error(transparent)]
+    Public(#[from] ParseError),
+}
+
+impl GripChannel {
+    /// The private channel of the connection with Pushpin's `Connection-Id`.
+    pub fn connection(connection_id: &str) -> GripChannel {
+        GripChannel::Connection(connection_id.to_string())
+    }
+
+    /// A new private channel for one SSE stream.
+    pub fn new_sse() -> GripChannel {
+        GripChannel::Sse(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// Reads a channel name from Pushpin (stats reports) or a peer replica.
+    pub fn parse(s: &str) -> Result<GripChannel, GripChannelError> {
+        let private = |rest: &str, make: fn(String) -> GripChannel| match rest {
+            "" => Err(GripChannelError::EmptyPrivate),
+            id => Ok(make(id.to_string())),
+        };
+        if let Some(rest) = s.strip_prefix(CONNECTION_PREFIX) {
+            private(rest, GripChannel::Connection)
+        } else if let Some(rest) = s.strip_prefix(SSE_PREFIX) {
+            private(rest, GripChannel::Sse)
+        } else if s.starts_with('_') {
+            Err(GripChannelError::UnknownPrivate)
+        } else {
+            Ok(GripChannel::Public(ChannelId::parse(s)?))
         }
-        Ok(())
+    }
+
+    /// Whether it reaches a single client rather than a channel's subscribers.
+    pub fn is_private(&self) -> bool {
+        !matches!(self, GripChannel::Public(_))
+    }
+
+    /// The public channel, if it is one.
+    pub fn public(&self) -> Option<&ChannelId> {
+        match self {
+            GripChannel::Public(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+impl From<ChannelId> for GripChannel {
+    fn from(id: ChannelId) -> GripChannel {
+        GripChannel::Public(id)
+    }
+}
+
+impl fmt::Display for GripChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GripChannel::Public(id) => f.write_str(id.as_str()),
+            GripChannel::Connection(id) => write!(f, "{CONNECTION_PREFIX}{id}"),
+            GripChannel::Sse(id) => write!(f, "{SSE_PREFIX}{id}"),
+        }
     }
 }
 
@@ -359,6 +503,53 @@ mod tests {
         #[test]
         fn parse_never_panics(s in "\\PC{0,40}") {
             let _ = ChannelId::parse(&s);
+            if let Ok(grip) = GripChannel::parse(&s) {
+                prop_assert_eq!(grip.to_string(), s);
+            }
         }
+    }
+
+    #[test]
+    fn grip_channels_round_trip_by_kind() {
+        let public = GripChannel::parse("w?lat=1").unwrap();
+        assert_eq!(public.public().map(ChannelId::as_str), Some("w?lat=1"));
+        assert!(!public.is_private());
+        let conn = GripChannel::parse("_conn:abc").unwrap();
+        assert_eq!(conn, GripChannel::connection("abc"));
+        assert!(conn.is_private());
+        assert_eq!(conn.to_string(), "_conn:abc");
+        let sse = GripChannel::new_sse();
+        assert!(sse.to_string().starts_with("_sse:"));
+        assert_eq!(GripChannel::parse(&sse.to_string()).unwrap(), sse);
+        assert_ne!(GripChannel::new_sse(), sse);
+    }
+
+    #[test]
+    fn unknown_grip_channels_are_refused() {
+        assert_eq!(
+            GripChannel::parse("_x:1"),
+            Err(GripChannelError::UnknownPrivate)
+        );
+        assert_eq!(
+            GripChannel::parse("_conn:"),
+            Err(GripChannelError::EmptyPrivate)
+        );
+        assert!(GripChannel::parse("a?b=%zz").is_err());
+    }
+
+    #[test]
+    fn ids_compare_by_meaning_and_clone_cheaply() {
+        let a = ChannelId::parse("w?lat=1").unwrap();
+        let b = ChannelId::from_request("w", Some(&json!({"lat": 1})), &specs()).unwrap();
+        assert_ne!(a, b, "defaults make b's params differ");
+        let c = a.clone();
+        assert_eq!(a, c);
+        assert!(std::ptr::eq(a.as_str(), c.as_str()));
+        let mut sorted = [
+            ChannelId::parse("a-b").unwrap(),
+            ChannelId::parse("a?x=1").unwrap(),
+        ];
+        sorted.sort();
+        assert_eq!(sorted[0].as_str(), "a?x=1", "by name first");
     }
 }

@@ -7,31 +7,19 @@
 
 use serde_json::Value;
 
-use crate::channel::ChannelId;
+use crate::channel::{ChannelId, GripChannel};
 use crate::fetcher::Registry;
-use crate::grip::Control;
 use crate::protocol::{self, ClientMessage, ErrorCode, Rejection, ServerMessage, PROTOCOL_VERSION};
-use crate::woh::Event;
+use crate::pushpin::grip::Control;
+use crate::pushpin::woh::Event;
 
 /// Name of the connection meta field holding the subscribed channel ids.
 pub const SUBS_META: &str = "Restream-Subs";
 
-/// The GRIP channel that reaches only this connection (snapshots, resumes). It cannot clash
-/// with a channel id: channel names start with a letter or digit.
-pub fn private_channel(connection_id: &str) -> String {
-    format!("_conn:{connection_id}")
-}
-
-/// Whether `channel` reaches a single connection (`_conn:…`, `_sse:…`) rather than being a
-/// channel id: channel names start with a letter or digit.
-pub fn is_private_channel(channel: &str) -> bool {
-    channel.starts_with('_')
-}
-
 /// A subscriber owed the channel's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotWanted {
-    pub channel: String,
+    pub channel: ChannelId,
     pub since: Option<u64>,
 }
 
@@ -92,7 +80,7 @@ pub struct Reply {
     /// Whether the meta header must be rewritten.
     pub subscriptions_changed: bool,
     /// Channels this connection is subscribed to right now (demand hints).
-    pub live_channels: Vec<String>,
+    pub live_channels: Vec<ChannelId>,
     /// Snapshots (or resumes) to send this connection once its subscriptions are active.
     pub snapshots: Vec<SnapshotWanted>,
 }
@@ -116,7 +104,7 @@ pub fn handle(
                 reply.events.push(Event::Open);
                 control(
                     &mut reply,
-                    Control::Subscribe(private_channel(connection_id)),
+                    Control::Subscribe(GripChannel::connection(connection_id)),
                 );
                 send(
                     &mut reply,
@@ -151,11 +139,7 @@ pub fn handle(
         }
     }
     if !closing {
-        reply.live_channels = reply
-            .subscriptions
-            .iter()
-            .map(ChannelId::to_string)
-            .collect();
+        reply.live_channels = reply.subscriptions.iter().cloned().collect();
     }
     reply
 }
@@ -194,7 +178,7 @@ fn apply(message: ClientMessage, reply: &mut Reply, registry: &Registry, limits:
                         },
                     );
                 }
-                control(reply, Control::Subscribe(id.to_string()));
+                control(reply, Control::Subscribe(id.clone().into()));
                 reply.subscriptions.0.push(id.clone());
                 reply.subscriptions_changed = true;
             }
@@ -208,10 +192,7 @@ fn apply(message: ClientMessage, reply: &mut Reply, registry: &Registry, limits:
                     reference,
                 },
             );
-            reply.snapshots.push(SnapshotWanted {
-                channel: id.to_string(),
-                since,
-            });
+            reply.snapshots.push(SnapshotWanted { channel: id, since });
         }
         ClientMessage::Unsubscribe {
             channel,
@@ -253,7 +234,7 @@ fn apply(message: ClientMessage, reply: &mut Reply, registry: &Registry, limits:
 }
 
 fn unsubscribe(reply: &mut Reply, id: &ChannelId, reference: Option<Value>) {
-    control(reply, Control::Unsubscribe(id.to_string()));
+    control(reply, Control::Unsubscribe(id.clone().into()));
     reply.subscriptions.0.retain(|s| s != id);
     reply.subscriptions_changed = true;
     send(

@@ -18,7 +18,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::stats::SubReport;
+use crate::channel::{ChannelId, GripChannel};
+use crate::pushpin::stats::SubReport;
 
 /// Slack added to Pushpin's TTL so a refresh arriving on time never flaps a channel.
 const TTL_SLACK: Duration = Duration::from_secs(5);
@@ -90,7 +91,8 @@ impl Demand {
 
     /// Applies one stats `sub` report.
     pub fn apply_report(&self, report: &SubReport, now: Instant) {
-        if crate::connection::is_private_channel(&report.channel) {
+        // Per-connection channels and names that are not ours are not demand.
+        if GripChannel::parse(&report.channel).map_or(true, |c| c.is_private()) {
             return;
         }
         let mut s = self.state.lock().expect("demand lock");
@@ -130,7 +132,8 @@ impl Demand {
     /// Records that a connection is subscribed to `channel` right now. Wakes the scheduler
     /// only for a channel that was not active: every WOH request (keep-alives included)
     /// hints all of its connection's channels, and a full pass per hint costs O(channels).
-    pub fn hint(&self, channel: &str, now: Instant) {
+    pub fn hint(&self, channel: &ChannelId, now: Instant) {
+        let channel = channel.as_str();
         let mut s = self.state.lock().expect("demand lock");
         let was_active = s.is_active(channel);
         s.hints.insert(channel.to_string(), now + self.hint_ttl);
@@ -194,6 +197,10 @@ impl Demand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id(name: &str) -> ChannelId {
+        ChannelId::parse(name).unwrap()
+    }
 
     fn report(channel: &str, from: &str, unavailable: bool) -> SubReport {
         moded(channel, from, "ws", unavailable)
@@ -266,8 +273,8 @@ mod tests {
     async fn hints_activate_until_gone_or_expired() {
         let d = Demand::new(Duration::from_secs(30));
         let t = Instant::now();
-        d.hint("a", t);
-        d.hint("b", t);
+        d.hint(&id("a"), t);
+        d.hint(&id("b"), t);
         assert_eq!(d.active(t).len(), 2);
         d.apply_report(&report("a", "p1", true), t);
         assert_eq!(
@@ -310,18 +317,18 @@ mod tests {
     async fn a_hint_wakes_the_scheduler_only_for_a_channel_not_yet_active() {
         let d = Demand::new(Duration::from_secs(60));
         let t = Instant::now();
-        d.hint("a", t);
+        d.hint(&id("a"), t);
         assert!(woken(&d).await, "a new channel");
-        d.hint("a", t + Duration::from_secs(30));
+        d.hint(&id("a"), t + Duration::from_secs(30));
         assert!(!woken(&d).await, "a repeated hint");
         d.apply_report(&report("b", "p1", false), t);
         assert!(woken(&d).await, "a reported channel");
-        d.hint("b", t);
+        d.hint(&id("b"), t);
         assert!(!woken(&d).await, "a hint for a reported channel");
         // Once its hint expired and a pass dropped it, the channel is new again.
         let later = t + Duration::from_secs(200);
         assert!(d.active(later).is_empty());
-        d.hint("a", later);
+        d.hint(&id("a"), later);
         assert!(woken(&d).await, "a channel active again");
     }
 
@@ -329,7 +336,7 @@ mod tests {
     async fn is_active_agrees_with_the_active_set() {
         let d = Demand::new(Duration::from_secs(30));
         let t = Instant::now();
-        d.hint("hinted", t);
+        d.hint(&id("hinted"), t);
         d.apply_report(&report("reported", "p1", false), t);
         d.apply_report(&report("gone", "p1", false), t);
         d.apply_report(&report("gone", "p1", true), t);
@@ -369,7 +376,7 @@ mod tests {
             async move { d.changed().await }
         });
         tokio::task::yield_now().await;
-        d.hint("a", Instant::now());
+        d.hint(&id("a"), Instant::now());
         tokio::time::timeout(Duration::from_secs(1), waiter)
             .await
             .unwrap()

@@ -12,7 +12,7 @@ use prometheus::{
 
 use crate::budget::WindowUsage;
 use crate::demand::Subscribers;
-use crate::woh::Event;
+use crate::pushpin::woh::Event;
 
 /// Every metric the service exports.
 pub struct Metrics {

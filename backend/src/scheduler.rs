@@ -67,7 +67,8 @@ impl SchedulerHandle {
     }
 
     /// Asks the channel's poller to send a new subscriber its snapshot (or missed events).
-    pub fn request_snapshot(&self, channel: String, request: SnapshotRequest) {
+    pub fn request_snapshot(&self, channel: ChannelId, request: SnapshotRequest) {
+        let channel = channel.to_string();
         if let Err(e) = self
             .commands
             .try_send(Command::Snapshot { channel, request })

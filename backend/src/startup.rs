@@ -16,10 +16,10 @@ use crate::discovery::Discovery;
 use crate::fetcher::{LoadReport, Registry, SharedRegistry};
 use crate::keys::{FileKeyStore, KeyStore, S3KeyStore};
 use crate::poller::PollerContext;
-use crate::publisher::{HttpPublisher, Metered, Publisher, ZmqPublisher};
+use crate::pushpin::publisher::{HttpPublisher, Metered, Publisher, ZmqPublisher};
+use crate::pushpin::stats;
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
-use crate::stats;
 use crate::store::{DynamoItemStore, ItemStore, MemoryStore, RedbStore};
 
 /// The shared AWS SDK configuration, loaded only when some part runs on AWS.

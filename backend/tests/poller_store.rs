@@ -9,12 +9,12 @@ use std::time::Duration;
 mod emulators;
 
 use async_trait::async_trait;
-use restream::channel::ChannelId;
+use restream::channel::{ChannelId, GripChannel};
 use restream::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata};
-use restream::grip::PublishItem;
 use restream::keys::FileKeyStore;
 use restream::poller::{self, PollerContext, SnapshotRequest};
-use restream::publisher::{PublishError, Publisher};
+use restream::pushpin::grip::PublishItem;
+use restream::pushpin::publisher::{PublishError, Publisher};
 use restream::store::{ItemStore, MemoryStore, RedbStore};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -265,10 +265,10 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
     );
     polls(3).await; // seq: 1 snapshot, 2 new b, 3 new c, 4 new d (log keeps 3..4)
     let ask = |since| SnapshotRequest {
-        connection_channel: "_conn:x".into(),
+        connection_channel: GripChannel::connection("x"),
         since,
         requested_at: tokio::time::Instant::now(),
-        transport: restream::grip::Transports::WebSocket,
+        transport: restream::pushpin::grip::Transports::WebSocket,
     };
     for since in [None, Some(2), Some(4), Some(1), Some(99)] {
         run.requests.send(ask(since)).await.unwrap();
@@ -592,10 +592,10 @@ async fn snapshots_are_answered_while_waiting_for_the_budget() {
     tokio::time::sleep(Duration::from_secs(5)).await; // first poll done, now waiting ~55 s
     requests
         .send(SnapshotRequest {
-            connection_channel: "_conn:late".into(),
+            connection_channel: GripChannel::connection("late"),
             since: None,
             requested_at: tokio::time::Instant::now(),
-            transport: restream::grip::Transports::WebSocket,
+            transport: restream::pushpin::grip::Transports::WebSocket,
         })
         .await
         .unwrap();
@@ -667,10 +667,10 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
     let asked = tokio::time::Instant::now();
     requests
         .send(SnapshotRequest {
-            connection_channel: "_conn:early".into(),
+            connection_channel: GripChannel::connection("early"),
             since: None,
             requested_at: asked,
-            transport: restream::grip::Transports::WebSocket,
+            transport: restream::pushpin::grip::Transports::WebSocket,
         })
         .await
         .unwrap();

@@ -3,12 +3,22 @@
 //! doing anything: no channel ids, no demand, no pollers, no snapshots.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use restream::grip::{Control, WS_EXTENSION};
-use restream::woh::{self, Event};
+use restream::channel::GripChannel;
+use restream::pushpin::grip::{Control, WS_EXTENSION};
+use restream::pushpin::woh::{self, Event};
 
 const CHANNEL: &str = "bench?n=0";
+
+/// The control messages, built once: the baseline does no per-request work.
+static SUBSCRIBE: LazyLock<String> = LazyLock::new(|| control(Control::Subscribe));
+static UNSUBSCRIBE: LazyLock<String> = LazyLock::new(|| control(Control::Unsubscribe));
+
+fn control(make: fn(GripChannel) -> Control) -> String {
+    make(GripChannel::parse(CHANNEL).expect("a channel id")).to_text()
+}
 
 async fn respond(body: web::Bytes) -> HttpResponse {
     let events = woh::decode(&body).unwrap_or_default();
@@ -20,13 +30,13 @@ async fn respond(body: web::Bytes) -> HttpResponse {
                 out.push(Event::text(r#"{"type":"ready","protocol":1}"#));
             }
             Event::Text(t) if t.windows(11).any(|w| w == b"unsubscribe") => {
-                out.push(Event::text(Control::Unsubscribe(CHANNEL.into()).to_text()));
+                out.push(Event::text(UNSUBSCRIBE.as_str()));
                 out.push(Event::text(
                     r#"{"type":"unsubscribed","channel":"bench","params":{"n":"0"}}"#,
                 ));
             }
             Event::Text(_) => {
-                out.push(Event::text(Control::Subscribe(CHANNEL.into()).to_text()));
+                out.push(Event::text(SUBSCRIBE.as_str()));
                 out.push(Event::text(
                     r#"{"type":"subscribed","channel":"bench","params":{"n":"0"}}"#,
                 ));

@@ -21,10 +21,10 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use restream::channel::ChannelId;
 use restream::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Keys, Metadata};
-use restream::grip::PublishItem;
 use restream::keys::{KeyStore, KeyStoreError};
 use restream::poller::{self, PollerContext};
-use restream::publisher::{PublishError, Publisher};
+use restream::pushpin::grip::PublishItem;
+use restream::pushpin::publisher::{PublishError, Publisher};
 use restream::status::{PollOutcome, StatusBoard};
 use restream::store::{
     ChannelMeta, Commit, DynamoItemStore, ItemStore, LoggedEvent, RedbStore, StoreError,

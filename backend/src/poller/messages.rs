@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::ChannelId;
-use crate::grip::{PublishItem, Transports};
 use crate::protocol::{Health, ServerMessage};
+use crate::pushpin::grip::{PublishItem, Transports};
 
 use super::{PollerContext, SnapshotRequest, State, SNAPSHOT_DELAY};
 
@@ -157,7 +157,7 @@ pub(super) async fn answer(
     if state.degraded.is_some() {
         // A new subscriber learns at once that the upstream is failing.
         let status = PublishItem::message(
-            request.connection_channel.clone(),
+            request.connection_channel.to_string(),
             request.transport,
             status_message(channel, state).to_json(),
             None,
@@ -177,7 +177,7 @@ pub(super) async fn answer(
     }
     let to_connection = |message: String, seq: u64| {
         PublishItem::message(
-            request.connection_channel.clone(),
+            request.connection_channel.to_string(),
             request.transport,
             message,
             Some(seq),

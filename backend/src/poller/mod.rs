@@ -14,13 +14,13 @@ use tracing::Instrument;
 
 use crate::budget::{key_set_id, Budget, Budgets};
 use crate::changes::{self, ChangeKind};
-use crate::channel::ChannelId;
+use crate::channel::{ChannelId, GripChannel};
 use crate::cluster::LeaseGuard;
 use crate::fetcher::{parse_fetch_response, FetchError, FetchRequest, FetcherEntry, Keys};
-use crate::grip::PublishItem;
 use crate::keys::KeyStore;
 use crate::protocol::ServerMessage;
-use crate::publisher::Publisher;
+use crate::pushpin::grip::PublishItem;
+use crate::pushpin::publisher::Publisher;
 use crate::status::{LastPoll, PollOutcome, StatusBoard};
 use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
@@ -63,12 +63,12 @@ pub fn backoff(interval: Duration, failures: u32, cap: Duration) -> Duration {
 /// A subscriber that needs the channel's state (or the events it missed).
 #[derive(Debug, Clone)]
 pub struct SnapshotRequest {
-    /// The GRIP channel that reaches only that connection.
-    pub connection_channel: String,
+    /// The private GRIP channel that reaches only that subscriber.
+    pub connection_channel: GripChannel,
     /// Resume point from the client's `since`.
     pub since: Option<u64>,
     /// How that connection receives messages: `WebSocket` or `Sse`.
-    pub transport: crate::grip::Transports,
+    pub transport: crate::pushpin::grip::Transports,
     /// When the subscribe was handled; the answer waits a moment so Pushpin has applied the
     /// GRIP subscription before anything is published after the snapshot.
     pub requested_at: Instant,

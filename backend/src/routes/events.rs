@@ -9,9 +9,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::api_error::ApiError;
 use super::channel_query::{reject_options, resolve};
 use super::AppState;
-use crate::grip::Transports;
+use crate::channel::GripChannel;
 use crate::poller::SnapshotRequest;
-use crate::sse;
+use crate::pushpin::grip::Transports;
+use crate::pushpin::sse;
 
 pub async fn events(
     req: HttpRequest,
@@ -30,8 +31,8 @@ pub async fn events(
         None => sse::last_event_id(q.options.get("since").map(String::as_bytes)),
     }
     .map_err(|e| ApiError::bad_request("bad_last_event_id", e.to_string()))?;
-    let channel = q.id.to_string();
-    let private = sse::private_channel();
+    let channel = q.id;
+    let private = GripChannel::new_sse();
     let now = tokio::time::Instant::now();
     state.demand.hint(&channel, now);
     state.scheduler.request_snapshot(
@@ -55,5 +56,5 @@ pub async fn events(
             "Grip-Keep-Alive",
             sse::keep_alive_header(state.sse_keep_alive_secs),
         ))
-        .body(sse::preamble(&channel)))
+        .body(sse::preamble(channel.as_str())))
 }

@@ -9,8 +9,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::grip::Transports;
+use crate::channel::{ChannelId, GripChannel};
 use crate::poller::SnapshotRequest;
+use crate::pushpin::grip::Transports;
 
 /// Snapshot requests of one channel as they travel between replicas.
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ pub async fn send_snapshot_requests(
         requests: requests
             .iter()
             .map(|r| ForwardedSnapshot {
-                connection_channel: r.connection_channel.clone(),
+                connection_channel: r.connection_channel.to_string(),
                 since: r.since,
                 transport: match r.transport {
                     Transports::Sse => "sse",
@@ -83,9 +84,9 @@ pub async fn snapshot(
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found").error_response();
     }
     let body = body.into_inner();
-    if crate::connection::is_private_channel(&body.channel) {
-        return bad("channel must be a channel id".into());
-    }
+    let Ok(channel) = ChannelId::parse(&body.channel) else {
+        return bad("channel must be a canonical channel id".into());
+    };
     let mut requests = Vec::with_capacity(body.requests.len());
     let now = tokio::time::Instant::now();
     for r in body.requests {
@@ -95,11 +96,12 @@ pub async fn snapshot(
             other => return bad(format!("unknown transport {other:?} (ws or sse)")),
         };
         // Only a connection's own channel may receive a private snapshot.
-        if !crate::connection::is_private_channel(&r.connection_channel) {
-            return bad("connection_channel must be a connection's channel".into());
-        }
+        let connection_channel = match GripChannel::parse(&r.connection_channel) {
+            Ok(c) if c.is_private() => c,
+            _ => return bad("connection_channel must be a connection's channel".into()),
+        };
         requests.push(SnapshotRequest {
-            connection_channel: r.connection_channel,
+            connection_channel,
             since: r.since,
             transport,
             requested_at: now
@@ -108,9 +110,7 @@ pub async fn snapshot(
         });
     }
     for request in requests {
-        state
-            .scheduler
-            .request_snapshot(body.channel.clone(), request);
+        state.scheduler.request_snapshot(channel.clone(), request);
     }
     HttpResponse::Accepted().finish()
 }

@@ -4,10 +4,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::AppState;
+use crate::channel::GripChannel;
 use crate::connection::{self, Subscriptions, SUBS_META};
-use crate::grip;
 use crate::poller::SnapshotRequest;
-use crate::woh;
+use crate::pushpin::grip;
+use crate::pushpin::woh;
 
 fn plain(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
     HttpResponse::build(status)
@@ -82,7 +83,7 @@ pub async fn websocket_over_http(
         state.scheduler.request_snapshot(
             wanted.channel.clone(),
             SnapshotRequest {
-                connection_channel: connection::private_channel(connection_id),
+                connection_channel: GripChannel::connection(connection_id),
                 since: wanted.since,
                 transport: grip::Transports::WebSocket,
                 requested_at: now,

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use serde_json::json;
 
+use crate::channel::GripChannel;
+
 /// The WebSocket extension we negotiate: GRIP with no prefix on normal messages, so plain JSON
 /// text reaches clients untouched (Pushpin drops unprefixed messages under the default `m:`).
 pub const WS_EXTENSION: &str = "grip; message-prefix=\"\"";
@@ -13,16 +15,16 @@ const CONTROL_PREFIX: &str = "c:";
 /// A GRIP WebSocket control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    Subscribe(String),
-    Unsubscribe(String),
+    Subscribe(GripChannel),
+    Unsubscribe(GripChannel),
 }
 
 impl Control {
     /// The `c:{...}` text sent to Pushpin in a TEXT event.
     pub fn to_text(&self) -> String {
         let body = match self {
-            Control::Subscribe(ch) => json!({"type": "subscribe", "channel": ch}),
-            Control::Unsubscribe(ch) => json!({"type": "unsubscribe", "channel": ch}),
+            Control::Subscribe(ch) => json!({"type": "subscribe", "channel": ch.to_string()}),
+            Control::Unsubscribe(ch) => json!({"type": "unsubscribe", "channel": ch.to_string()}),
         };
         format!("{CONTROL_PREFIX}{body}")
     }
@@ -93,8 +95,9 @@ impl PublishItem {
         json: String,
         event_id: Option<u64>,
     ) -> PublishItem {
-        let sse = matches!(transports, Transports::Sse | Transports::Both)
-            .then(|| crate::sse::frame(crate::sse::event_type(&json), event_id, &json));
+        let sse = matches!(transports, Transports::Sse | Transports::Both).then(|| {
+            crate::pushpin::sse::frame(crate::pushpin::sse::event_type(&json), event_id, &json)
+        });
         let ws = matches!(transports, Transports::WebSocket | Transports::Both).then_some(json);
         PublishItem {
             channel: channel.into(),
@@ -122,10 +125,10 @@ mod tests {
     #[test]
     fn control_messages_have_the_c_prefix() {
         assert_eq!(
-            Control::Subscribe("nyt-top?section=home".into()).to_text(),
+            Control::Subscribe(GripChannel::parse("nyt-top?section=home").unwrap()).to_text(),
             r#"c:{"channel":"nyt-top?section=home","type":"subscribe"}"#
         );
-        assert!(Control::Unsubscribe("x".into())
+        assert!(Control::Unsubscribe(GripChannel::parse("x").unwrap())
             .to_text()
             .starts_with("c:{"));
     }

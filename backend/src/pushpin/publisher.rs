@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::grip::PublishItem;
+use crate::pushpin::grip::PublishItem;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]

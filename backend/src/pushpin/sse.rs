@@ -24,12 +24,6 @@ pub fn preamble(channel: &str) -> String {
     format!("retry: {RETRY_MS}\n: restream {channel}\n\n")
 }
 
-/// A GRIP channel that reaches only one SSE stream (its snapshot or missed events). It cannot
-/// clash with a channel id: channel names start with a letter or digit.
-pub fn private_channel() -> String {
-    format!("_sse:{:032x}", rand::random::<u128>())
-}
-
 /// One event. `data` is split at line breaks (LF, CRLF or a lone CR, all of which end an SSE
 /// line) into `data:` lines, as the format requires.
 pub fn frame(event: &str, id: Option<u64>, data: &str) -> String {
@@ -129,8 +123,6 @@ mod tests {
     #[test]
     fn the_keep_alive_is_a_comment() {
         assert_eq!(keep_alive_header(20), ":\\n\\n; format=cstring; timeout=20");
-        assert!(private_channel().starts_with("_sse:"));
-        assert_ne!(private_channel(), private_channel());
     }
 
     proptest! {
