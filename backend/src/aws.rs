@@ -17,10 +17,10 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry(settings))
         .timeout_config(timeouts(settings));
-    if let Some(region) = settings.region.clone().filter(|r| !r.is_empty()) {
+    if let Some(region) = settings.region.clone() {
         loader = loader.region(Region::new(region));
     }
-    if let Some(url) = settings.endpoint_url.clone().filter(|u| !u.is_empty()) {
+    if let Some(url) = settings.endpoint_url.clone() {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
@@ -35,19 +35,14 @@ pub fn retry(settings: &AwsSettings) -> RetryConfig {
 fn timeouts(settings: &AwsSettings) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs_f64(settings.attempt_timeout_secs))
+        .operation_attempt_timeout(settings.attempt_timeout)
         .build()
-}
-
-/// The endpoint for one service: its own override, else none (the shared one applies).
-fn endpoint(specific: &Option<String>) -> Option<String> {
-    specific.clone().filter(|u| !u.is_empty())
 }
 
 /// A DynamoDB client for the item store.
 pub fn dynamodb(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_dynamodb::Client {
     let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
-    if let Some(url) = endpoint(&settings.dynamodb_endpoint_url) {
+    if let Some(url) = settings.dynamodb_endpoint_url.clone() {
         conf = conf.endpoint_url(url);
     }
     aws_sdk_dynamodb::Client::from_conf(conf.build())
@@ -57,11 +52,10 @@ pub fn dynamodb(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_dynamodb::Cl
 /// addressed by path, since `bucket.localhost` names do not resolve.
 pub fn s3(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {
     let mut conf = aws_sdk_s3::config::Builder::from(sdk);
-    let overridden = endpoint(&settings.s3_endpoint_url).or(endpoint(&settings.endpoint_url));
-    if let Some(url) = endpoint(&settings.s3_endpoint_url) {
+    if let Some(url) = settings.s3_endpoint_url.clone() {
         conf = conf.endpoint_url(url);
     }
-    if overridden.is_some() {
+    if settings.s3_endpoint_url.is_some() || settings.endpoint_url.is_some() {
         conf = conf.force_path_style(true);
     }
     aws_sdk_s3::Client::from_conf(conf.build())
@@ -74,14 +68,14 @@ pub fn lambda(
     settings: &AwsSettings,
     fetch_timeout: Duration,
 ) -> aws_sdk_lambda::Client {
-    let attempt = Duration::from_secs_f64(settings.attempt_timeout_secs).max(fetch_timeout);
+    let attempt = settings.attempt_timeout.max(fetch_timeout);
     let mut conf = aws_sdk_lambda::config::Builder::from(sdk).timeout_config(
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(attempt + Duration::from_secs(5))
             .build(),
     );
-    if let Some(url) = endpoint(&settings.lambda_endpoint_url) {
+    if let Some(url) = settings.lambda_endpoint_url.clone() {
         conf = conf.endpoint_url(url);
     }
     aws_sdk_lambda::Client::from_conf(conf.build())

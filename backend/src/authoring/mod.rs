@@ -177,16 +177,16 @@ async fn stored_items(
     sdk: Option<&aws_config::SdkConfig>,
     channel: &str,
 ) -> (String, BTreeMap<String, crate::store::StoredItem>) {
-    let opened: anyhow::Result<std::sync::Arc<dyn ItemStore>> = match settings.store.kind {
+    let opened: anyhow::Result<std::sync::Arc<dyn ItemStore>> = match &settings.store.kind {
         StoreKind::Memory => return ("an empty store".into(), BTreeMap::new()),
-        StoreKind::Embedded if !settings.store.path.exists() => {
+        StoreKind::Embedded { path } if !path.exists() => {
             return ("an empty store".into(), BTreeMap::new())
         }
         // A running service holds the file's lock: then this fails and says so.
-        StoreKind::Embedded => RedbStore::open(&settings.store.path, settings.store.log_capacity)
+        StoreKind::Embedded { path } => RedbStore::open(path, settings.store.log_capacity)
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn ItemStore>)
             .map_err(Into::into),
-        StoreKind::Dynamodb => startup::item_store(settings, sdk).await,
+        StoreKind::Dynamodb(_) => startup::item_store(settings, sdk).await,
     };
     let store = match opened {
         Ok(s) => s,
