@@ -47,15 +47,14 @@ fn duration(key: &'static str, secs: f64) -> Result<Duration, SettingsError> {
 }
 
 fn positive(key: &'static str, secs: f64) -> Result<Duration, SettingsError> {
-    // Written so that NaN fails too.
-    if !(secs > 0.0) {
+    if secs.is_nan() || secs <= 0.0 {
         return Err(SettingsError::NotPositive { key });
     }
     duration(key, secs)
 }
 
 fn at_least_one(key: &'static str, secs: f64) -> Result<Duration, SettingsError> {
-    if !(secs >= 1.0) {
+    if secs.is_nan() || secs < 1.0 {
         return Err(SettingsError::BelowOne { key });
     }
     duration(key, secs)
@@ -92,7 +91,7 @@ fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
     if let Some((name, _)) = f
         .poll_interval_overrides
         .iter()
-        .find(|(_, s)| !(**s >= MIN_POLL_INTERVAL))
+        .find(|(_, s)| s.is_nan() || **s < MIN_POLL_INTERVAL)
     {
         return Err(SettingsError::PollIntervalTooShort {
             channel: name.clone(),
