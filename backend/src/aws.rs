@@ -26,6 +26,38 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+/// The shared SDK configuration, loaded on first use: only the parts the settings put on AWS
+/// ask for it, so a deployment without AWS never probes for credentials.
+pub struct Aws {
+    settings: AwsSettings,
+    sdk: tokio::sync::OnceCell<SdkConfig>,
+}
+
+impl Aws {
+    pub fn new(settings: &AwsSettings) -> Aws {
+        Aws {
+            settings: settings.clone(),
+            sdk: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn sdk(&self) -> &SdkConfig {
+        self.sdk.get_or_init(|| load(&self.settings)).await
+    }
+
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        dynamodb(self.sdk().await, &self.settings)
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        s3(self.sdk().await, &self.settings)
+    }
+
+    pub async fn lambda(&self, fetch_timeout: Duration) -> aws_sdk_lambda::Client {
+        lambda(self.sdk().await, &self.settings, fetch_timeout)
+    }
+}
+
 /// Standard retries (exponential backoff with jitter, throttling errors included), up to
 /// `max_attempts` attempts per request in all.
 pub fn retry(settings: &AwsSettings) -> RetryConfig {

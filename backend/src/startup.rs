@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::Aws;
 use crate::config::{
     ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
 };
@@ -24,22 +25,12 @@ use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
 use crate::store::{DynamoItemStore, ItemStore, MemoryStore, RedbStore};
 
-/// The shared AWS SDK configuration, loaded only when some part runs on AWS.
-pub async fn aws_config(settings: &Settings) -> Option<aws_config::SdkConfig> {
-    let uses_aws = matches!(settings.store.kind, StoreKind::Dynamodb(_))
-        || matches!(settings.keys, KeysSettings::S3 { .. })
-        || settings.fetchers.kinds.contains(&FetcherKind::Lambda);
-    match uses_aws {
-        true => Some(crate::aws::load(&settings.aws).await),
-        false => None,
-    }
-}
-
 /// How fetchers are found, with a Lambda client when `fetchers.kinds` has `lambda`.
-pub fn discovery(settings: &Settings, sdk: Option<&aws_config::SdkConfig>) -> Discovery {
-    let lambda = sdk
-        .filter(|_| settings.fetchers.kinds.contains(&FetcherKind::Lambda))
-        .map(|sdk| crate::aws::lambda(sdk, &settings.aws, settings.fetchers.timeout));
+pub async fn discovery(settings: &Settings, aws: &Aws) -> Discovery {
+    let lambda = match settings.fetchers.kinds.contains(&FetcherKind::Lambda) {
+        true => Some(aws.lambda(settings.fetchers.timeout).await),
+        false => None,
+    };
     Discovery::new(&settings.fetchers, lambda)
 }
 
@@ -47,15 +38,12 @@ pub fn discovery(settings: &Settings, sdk: Option<&aws_config::SdkConfig>) -> Di
 pub async fn load_registry_reporting(
     settings: &Settings,
 ) -> anyhow::Result<(Registry, LoadReport)> {
-    let sdk = aws_config(settings).await;
-    discovery(settings, sdk.as_ref()).load().await
+    let aws = Aws::new(&settings.aws);
+    discovery(settings, &aws).await.load().await
 }
 
 /// The item store named by `store.kind`.
-pub async fn item_store(
-    settings: &Settings,
-    sdk: Option<&aws_config::SdkConfig>,
-) -> anyhow::Result<Arc<dyn ItemStore>> {
+pub async fn item_store(settings: &Settings, aws: &Aws) -> anyhow::Result<Arc<dyn ItemStore>> {
     let capacity = settings.store.log_capacity;
     Ok(match &settings.store.kind {
         StoreKind::Embedded { path } => Arc::new(
@@ -63,9 +51,8 @@ pub async fn item_store(
         ),
         StoreKind::Memory => Arc::new(MemoryStore::new(capacity)),
         StoreKind::Dynamodb(d) => {
-            let sdk = sdk.context("store.kind = dynamodb needs the AWS configuration")?;
             let store = DynamoItemStore::connect(
-                crate::aws::dynamodb(sdk, &settings.aws),
+                aws.dynamodb().await,
                 &d.table,
                 capacity,
                 d.log_ttl,
@@ -82,7 +69,7 @@ pub async fn item_store(
 /// The key store named by `keys.kind`; an S3 one refreshes until `shutdown`.
 pub async fn key_store(
     settings: &Settings,
-    sdk: Option<&aws_config::SdkConfig>,
+    aws: &Aws,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn KeyStore>> {
     Ok(match &settings.keys {
@@ -93,19 +80,16 @@ pub async fn key_store(
             bucket,
             key,
             refresh,
-        } => {
-            let sdk = sdk.context("keys.kind = s3 needs the AWS configuration")?;
-            Arc::new(
-                S3KeyStore::start(
-                    crate::aws::s3(sdk, &settings.aws),
-                    bucket,
-                    key,
-                    *refresh,
-                    shutdown.child_token(),
-                )
-                .await,
+        } => Arc::new(
+            S3KeyStore::start(
+                aws.s3().await,
+                bucket,
+                key,
+                *refresh,
+                shutdown.child_token(),
             )
-        }
+            .await,
+        ),
     })
 }
 
@@ -113,7 +97,7 @@ pub async fn key_store(
 /// `shutdown`.
 async fn cluster(
     settings: &Settings,
-    sdk: Option<&aws_config::SdkConfig>,
+    aws: &Aws,
     listener: &TcpListener,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
@@ -125,9 +109,8 @@ async fn cluster(
     else {
         return Ok(None);
     };
-    let sdk = sdk.context("cluster mode needs the AWS configuration")?;
     let cluster = Arc::new(crate::cluster::Cluster::new(
-        crate::aws::dynamodb(sdk, &settings.aws),
+        aws.dynamodb().await,
         table,
         member(c, listener)?,
         c.lease_ttl,
@@ -178,10 +161,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sdk = aws_config(&settings).await;
-    let store = item_store(&settings, sdk.as_ref()).await?;
-    let keys = key_store(&settings, sdk.as_ref(), &shutdown).await?;
-    let discovery = discovery(&settings, sdk.as_ref());
+    let aws = Aws::new(&settings.aws);
+    let store = item_store(&settings, &aws).await?;
+    let keys = key_store(&settings, &aws, &shutdown).await?;
+    let discovery = discovery(&settings, &aws).await;
     let (loaded, found) = match discovery.load().await {
         Ok((registry, _)) => (registry, true),
         // Lambda may be briefly unreachable: serve what else there is and keep trying.
@@ -215,7 +198,7 @@ pub async fn run(
         demand.clone(),
         shutdown.clone(),
     );
-    let cluster = cluster(&settings, sdk.as_ref(), &listener, &shutdown).await?;
+    let cluster = cluster(&settings, &aws, &listener, &shutdown).await?;
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
