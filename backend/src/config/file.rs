@@ -178,7 +178,7 @@ impl Default for SettingsFile {
                 log_capacity: crate::store::DEFAULT_LOG_CAPACITY,
                 dynamodb_table: "restream".into(),
                 dynamodb_create_table: false,
-                dynamodb_log_ttl_secs: 7 * 24 * 3600,
+                dynamodb_log_ttl_secs: super::DEFAULT_DYNAMODB_LOG_TTL.as_secs(),
             },
             aws: Aws::default(),
             log: Log {

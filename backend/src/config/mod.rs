@@ -150,6 +150,9 @@ pub enum StoreKind {
     Dynamodb(DynamodbSettings),
 }
 
+/// How long change-log entries live in DynamoDB unless `store.dynamodb_log_ttl_secs` says.
+pub const DEFAULT_DYNAMODB_LOG_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynamodbSettings {
     pub table: String,

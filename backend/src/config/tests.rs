@@ -145,7 +145,7 @@ fn kinds_carry_their_own_fields() {
             panic!("{:?}", s.store)
         };
         assert_eq!(d.table, "items");
-        assert_eq!(d.log_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(d.log_ttl, DEFAULT_DYNAMODB_LOG_TTL);
         let cluster = d.cluster.as_ref().expect("cluster mode");
         assert_eq!(
             (&cluster.replica_id, &cluster.advertise_url),

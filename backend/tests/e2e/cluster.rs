@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use restream::config::{
     ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
+    DEFAULT_DYNAMODB_LOG_TTL,
 };
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
@@ -117,7 +118,7 @@ impl Cluster {
             settings.store.kind = StoreKind::Dynamodb(DynamodbSettings {
                 table: table.clone(),
                 create_table: true,
-                log_ttl: Duration::from_secs(7 * 24 * 3600),
+                log_ttl: DEFAULT_DYNAMODB_LOG_TTL,
                 cluster: Some(ClusterSettings {
                     replica_id: Some(format!("r{i}")),
                     advertise_url: None,

@@ -12,6 +12,7 @@ pub use prometheus_parse::Scrape;
 use prometheus_parse::Value as Sample;
 use restream::config::{
     DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
+    DEFAULT_DYNAMODB_LOG_TTL,
 };
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
@@ -513,7 +514,7 @@ impl AwsStack {
         settings.store.kind = StoreKind::Dynamodb(DynamodbSettings {
             table: self.table.clone(),
             create_table: true,
-            log_ttl: Duration::from_secs(7 * 24 * 3600),
+            log_ttl: DEFAULT_DYNAMODB_LOG_TTL,
             cluster: None,
         });
         settings.keys = KeysSettings::S3 {
