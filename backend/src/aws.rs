@@ -17,13 +17,45 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry(settings))
         .timeout_config(timeouts(settings));
-    if let Some(region) = settings.region.clone().filter(|r| !r.is_empty()) {
+    if let Some(region) = settings.region.clone() {
         loader = loader.region(Region::new(region));
     }
-    if let Some(url) = settings.endpoint_url.clone().filter(|u| !u.is_empty()) {
+    if let Some(url) = settings.endpoint_url.clone() {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The shared SDK configuration, loaded on first use: only the parts the settings put on AWS
+/// ask for it, so a deployment without AWS never probes for credentials.
+pub struct Aws {
+    settings: AwsSettings,
+    sdk: tokio::sync::OnceCell<SdkConfig>,
+}
+
+impl Aws {
+    pub fn new(settings: &AwsSettings) -> Aws {
+        Aws {
+            settings: settings.clone(),
+            sdk: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn sdk(&self) -> &SdkConfig {
+        self.sdk.get_or_init(|| load(&self.settings)).await
+    }
+
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        dynamodb(self.sdk().await, &self.settings)
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        s3(self.sdk().await, &self.settings)
+    }
+
+    pub async fn lambda(&self, fetch_timeout: Duration) -> aws_sdk_lambda::Client {
+        lambda(self.sdk().await, &self.settings, fetch_timeout)
+    }
 }
 
 /// Standard retries (exponential backoff with jitter, throttling errors included), up to
@@ -35,19 +67,14 @@ pub fn retry(settings: &AwsSettings) -> RetryConfig {
 fn timeouts(settings: &AwsSettings) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs_f64(settings.attempt_timeout_secs))
+        .operation_attempt_timeout(settings.attempt_timeout)
         .build()
-}
-
-/// The endpoint for one service: its own override, else none (the shared one applies).
-fn endpoint(specific: &Option<String>) -> Option<String> {
-    specific.clone().filter(|u| !u.is_empty())
 }
 
 /// A DynamoDB client for the item store.
 pub fn dynamodb(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_dynamodb::Client {
     let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
-    if let Some(url) = endpoint(&settings.dynamodb_endpoint_url) {
+    if let Some(url) = settings.dynamodb_endpoint_url.clone() {
         conf = conf.endpoint_url(url);
     }
     aws_sdk_dynamodb::Client::from_conf(conf.build())
@@ -57,11 +84,10 @@ pub fn dynamodb(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_dynamodb::Cl
 /// addressed by path, since `bucket.localhost` names do not resolve.
 pub fn s3(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {
     let mut conf = aws_sdk_s3::config::Builder::from(sdk);
-    let overridden = endpoint(&settings.s3_endpoint_url).or(endpoint(&settings.endpoint_url));
-    if let Some(url) = endpoint(&settings.s3_endpoint_url) {
+    if let Some(url) = settings.s3_endpoint_url.clone() {
         conf = conf.endpoint_url(url);
     }
-    if overridden.is_some() {
+    if settings.s3_endpoint_url.is_some() || settings.endpoint_url.is_some() {
         conf = conf.force_path_style(true);
     }
     aws_sdk_s3::Client::from_conf(conf.build())
@@ -74,14 +100,14 @@ pub fn lambda(
     settings: &AwsSettings,
     fetch_timeout: Duration,
 ) -> aws_sdk_lambda::Client {
-    let attempt = Duration::from_secs_f64(settings.attempt_timeout_secs).max(fetch_timeout);
+    let attempt = settings.attempt_timeout.max(fetch_timeout);
     let mut conf = aws_sdk_lambda::config::Builder::from(sdk).timeout_config(
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(attempt + Duration::from_secs(5))
             .build(),
     );
-    if let Some(url) = endpoint(&settings.lambda_endpoint_url) {
+    if let Some(url) = settings.lambda_endpoint_url.clone() {
         conf = conf.endpoint_url(url);
     }
     aws_sdk_lambda::Client::from_conf(conf.build())

@@ -2,6 +2,7 @@
 //! and for Lambda again in the background, since functions are deployed while we run. A
 //! discovery never runs on the request path; the registry is swapped in whole.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ impl Discovery {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.settings.timeout_secs)
+        self.settings.timeout
     }
 
     /// Every fetcher, in the order of `fetchers.kinds` (on a name clash the first wins).
@@ -70,8 +71,11 @@ impl Discovery {
     /// Finds every fetcher and calls `metadata` on each (concurrently).
     pub async fn load(&self) -> anyhow::Result<(Registry, LoadReport)> {
         let fetchers = self.fetchers().await?;
-        let (registry, report) =
-            Registry::load_reporting(fetchers, &self.settings.poll_interval_overrides).await;
+        // The registry still takes seconds.
+        let overrides: HashMap<String, f64> = (self.settings.poll_interval_overrides.iter())
+            .map(|(name, every)| (name.clone(), every.as_secs_f64()))
+            .collect();
+        let (registry, report) = Registry::load_reporting(fetchers, &overrides).await;
         if registry.is_empty() {
             tracing::warn!(kinds = ?self.settings.kinds, "no fetchers loaded; every subscribe will get unknown_channel");
         }
@@ -83,7 +87,7 @@ impl Discovery {
         self.settings.kinds.contains(&FetcherKind::Lambda)
     }
 
-    /// Re-discovers every `fetchers.refresh_secs` until `shutdown`, swapping the result into
+    /// Re-discovers every `fetchers.refresh` until `shutdown`, swapping the result into
     /// `shared`. A fetcher whose `metadata` fails this round keeps its previous entry; a
     /// failed listing keeps the whole registry and is retried sooner.
     /// `loaded` says whether the startup discovery worked (if not, the first retry is soon).
@@ -93,7 +97,7 @@ impl Discovery {
         shutdown: CancellationToken,
         loaded: bool,
     ) {
-        let every = Duration::from_secs_f64(self.settings.refresh_secs);
+        let every = self.settings.refresh;
         let mut wait = if loaded {
             every
         } else {

@@ -73,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Serve => serve(settings).await,
         Cmd::Dev => {
             let options = PushpinOptions {
-                connection_subscription_max: settings.server.max_subscriptions_per_connection + 1,
+                connection_subscription_max: settings.server.max_subscriptions_per_connection.get()
+                    + 1,
                 ..PushpinOptions::new(
                     settings.dev.public_listen,
                     settings.server.listen,

@@ -9,7 +9,10 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{FetcherKind, KeysKind, PublishVia, Settings, StoreKind};
+use crate::aws::Aws;
+use crate::config::{
+    ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
+};
 use crate::connection::Limits;
 use crate::demand::Demand;
 use crate::discovery::Discovery;
@@ -22,28 +25,12 @@ use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
 use crate::store::{DynamoItemStore, ItemStore, MemoryStore, RedbStore};
 
-/// The shared AWS SDK configuration, loaded only when some part runs on AWS.
-pub async fn aws_config(settings: &Settings) -> Option<aws_config::SdkConfig> {
-    let uses_aws = settings.store.kind == StoreKind::Dynamodb
-        || settings.keys.kind == KeysKind::S3
-        || settings.fetchers.kinds.contains(&FetcherKind::Lambda);
-    match uses_aws {
-        true => Some(crate::aws::load(&settings.aws).await),
-        false => None,
-    }
-}
-
 /// How fetchers are found, with a Lambda client when `fetchers.kinds` has `lambda`.
-pub fn discovery(settings: &Settings, sdk: Option<&aws_config::SdkConfig>) -> Discovery {
-    let lambda = sdk
-        .filter(|_| settings.fetchers.kinds.contains(&FetcherKind::Lambda))
-        .map(|sdk| {
-            crate::aws::lambda(
-                sdk,
-                &settings.aws,
-                Duration::from_secs_f64(settings.fetchers.timeout_secs),
-            )
-        });
+pub async fn discovery(settings: &Settings, aws: &Aws) -> Discovery {
+    let lambda = match settings.fetchers.kinds.contains(&FetcherKind::Lambda) {
+        true => Some(aws.lambda(settings.fetchers.timeout).await),
+        false => None,
+    };
     Discovery::new(&settings.fetchers, lambda)
 }
 
@@ -51,34 +38,29 @@ pub fn discovery(settings: &Settings, sdk: Option<&aws_config::SdkConfig>) -> Di
 pub async fn load_registry_reporting(
     settings: &Settings,
 ) -> anyhow::Result<(Registry, LoadReport)> {
-    let sdk = aws_config(settings).await;
-    discovery(settings, sdk.as_ref()).load().await
+    let aws = Aws::new(&settings.aws);
+    discovery(settings, &aws).await.load().await
 }
 
 /// The item store named by `store.kind`.
-pub async fn item_store(
-    settings: &Settings,
-    sdk: Option<&aws_config::SdkConfig>,
-) -> anyhow::Result<Arc<dyn ItemStore>> {
-    let s = &settings.store;
-    Ok(match s.kind {
-        StoreKind::Embedded => Arc::new(
-            RedbStore::open(&s.path, s.log_capacity)
-                .context("cannot open the item store (store.path)")?,
+pub async fn item_store(settings: &Settings, aws: &Aws) -> anyhow::Result<Arc<dyn ItemStore>> {
+    let capacity = settings.store.log_capacity;
+    Ok(match &settings.store.kind {
+        StoreKind::Embedded { path } => Arc::new(
+            RedbStore::open(path, capacity).context("cannot open the item store (store.path)")?,
         ),
-        StoreKind::Memory => Arc::new(MemoryStore::new(s.log_capacity)),
-        StoreKind::Dynamodb => {
-            let sdk = sdk.context("store.kind = dynamodb needs the AWS configuration")?;
+        StoreKind::Memory => Arc::new(MemoryStore::new(capacity)),
+        StoreKind::Dynamodb(d) => {
             let store = DynamoItemStore::connect(
-                crate::aws::dynamodb(sdk, &settings.aws),
-                &s.dynamodb_table,
-                s.log_capacity,
-                Duration::from_secs(s.dynamodb_log_ttl_secs),
-                s.dynamodb_create_table,
+                aws.dynamodb().await,
+                &d.table,
+                capacity,
+                d.log_ttl,
+                d.create_table,
             )
             .await
             .context("cannot use the DynamoDB item store (store.dynamodb_table)")?;
-            tracing::info!(table = %s.dynamodb_table, "item store: dynamodb");
+            tracing::info!(table = %d.table, "item store: dynamodb");
             Arc::new(store)
         }
     })
@@ -87,27 +69,27 @@ pub async fn item_store(
 /// The key store named by `keys.kind`; an S3 one refreshes until `shutdown`.
 pub async fn key_store(
     settings: &Settings,
-    sdk: Option<&aws_config::SdkConfig>,
+    aws: &Aws,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn KeyStore>> {
-    let k = &settings.keys;
-    Ok(match k.kind {
-        KeysKind::File => {
-            Arc::new(FileKeyStore::open(&k.file).context("cannot use the keys file (keys.file)")?)
+    Ok(match &settings.keys {
+        KeysSettings::File { file } => {
+            Arc::new(FileKeyStore::open(file).context("cannot use the keys file (keys.file)")?)
         }
-        KeysKind::S3 => {
-            let sdk = sdk.context("keys.kind = s3 needs the AWS configuration")?;
-            Arc::new(
-                S3KeyStore::start(
-                    crate::aws::s3(sdk, &settings.aws),
-                    &k.s3_bucket,
-                    &k.s3_key,
-                    Duration::from_secs_f64(k.refresh_secs),
-                    shutdown.child_token(),
-                )
-                .await,
+        KeysSettings::S3 {
+            bucket,
+            key,
+            refresh,
+        } => Arc::new(
+            S3KeyStore::start(
+                aws.s3().await,
+                bucket,
+                key,
+                *refresh,
+                shutdown.child_token(),
             )
-        }
+            .await,
+        ),
     })
 }
 
@@ -115,33 +97,23 @@ pub async fn key_store(
 /// `shutdown`.
 async fn cluster(
     settings: &Settings,
-    sdk: Option<&aws_config::SdkConfig>,
+    aws: &Aws,
     listener: &TcpListener,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
-    let c = &settings.cluster;
-    if !c.enabled {
+    let StoreKind::Dynamodb(DynamodbSettings {
+        table,
+        cluster: Some(c),
+        ..
+    }) = &settings.store.kind
+    else {
         return Ok(None);
-    }
-    let sdk = sdk.context("cluster mode needs the AWS configuration")?;
-    let id = if c.replica_id.is_empty() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "replica".into());
-        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
-    } else {
-        c.replica_id.clone()
-    };
-    let url = if c.advertise_url.is_empty() {
-        format!("http://{}", listener.local_addr()?)
-    } else {
-        c.advertise_url.clone()
     };
     let cluster = Arc::new(crate::cluster::Cluster::new(
-        crate::aws::dynamodb(sdk, &settings.aws),
-        &settings.store.dynamodb_table,
-        crate::cluster::Member { id, url },
-        Duration::from_secs_f64(c.lease_ttl_secs),
+        aws.dynamodb().await,
+        table,
+        member(c, listener)?,
+        c.lease_ttl,
     ));
     if let Err(e) = cluster.refresh_members().await {
         tracing::warn!(error = %e, "cannot join the cluster yet; retrying in the background");
@@ -149,6 +121,26 @@ async fn cluster(
     tracing::info!(replica = %cluster.me().id, url = %cluster.me().url, "cluster mode");
     tokio::spawn(cluster.clone().run_membership(shutdown.clone()));
     Ok(Some(cluster))
+}
+
+/// This replica as the others see it; unset names and URLs get defaults.
+fn member(c: &ClusterSettings, listener: &TcpListener) -> anyhow::Result<crate::cluster::Member> {
+    let id = c.replica_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "replica".into());
+        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    });
+    let url = match &c.advertise_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    Ok(crate::cluster::Member { id, url })
+}
+
+/// Whole seconds for Pushpin's headers, which carry integers.
+fn header_secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
@@ -169,10 +161,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sdk = aws_config(&settings).await;
-    let store = item_store(&settings, sdk.as_ref()).await?;
-    let keys = key_store(&settings, sdk.as_ref(), &shutdown).await?;
-    let discovery = discovery(&settings, sdk.as_ref());
+    let aws = Aws::new(&settings.aws);
+    let store = item_store(&settings, &aws).await?;
+    let keys = key_store(&settings, &aws, &shutdown).await?;
+    let discovery = discovery(&settings, &aws).await;
     let (loaded, found) = match discovery.load().await {
         Ok((registry, _)) => (registry, true),
         // Lambda may be briefly unreachable: serve what else there is and keep trying.
@@ -189,16 +181,14 @@ pub async fn run(
     if discovery.refreshes() {
         tokio::spawn(discovery.refresh_periodically(registry.clone(), shutdown.clone(), found));
     }
-    let demand = Arc::new(Demand::new(Duration::from_secs(
-        settings.demand.hint_ttl_secs,
-    )));
+    let demand = Arc::new(Demand::new(settings.demand.hint_ttl));
     let status = Arc::new(crate::status::StatusBoard::default());
     let budgets: Arc<crate::budget::Budgets> = Default::default();
     let ctx = PollerContext {
         keys,
         publisher: publisher(&settings)?,
         store: store.clone(),
-        max_backoff: Duration::from_secs_f64(settings.fetchers.max_backoff_secs),
+        max_backoff: settings.fetchers.max_backoff,
         budgets: budgets.clone(),
         last_polls: Default::default(),
         status: status.clone(),
@@ -208,7 +198,7 @@ pub async fn run(
         demand.clone(),
         shutdown.clone(),
     );
-    let cluster = cluster(&settings, sdk.as_ref(), &listener, &shutdown).await?;
+    let cluster = cluster(&settings, &aws, &listener, &shutdown).await?;
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
@@ -218,10 +208,10 @@ pub async fn run(
         demand,
         scheduler: scheduler_handle,
         limits: Limits {
-            max_subscriptions: settings.server.max_subscriptions_per_connection,
+            max_subscriptions: settings.server.max_subscriptions_per_connection.get(),
         },
-        keep_alive_interval: settings.server.keep_alive_interval,
-        sse_keep_alive_secs: settings.server.sse_keep_alive_secs,
+        keep_alive_interval: header_secs(settings.server.keep_alive_interval),
+        sse_keep_alive_secs: header_secs(settings.server.sse_keep_alive),
         store,
         status,
         budgets,
@@ -236,7 +226,7 @@ pub async fn run(
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })
-    .workers(settings.server.workers.max(1))
+    .workers(settings.server.workers.get())
     .disable_signals()
     // Pushpin (zurl) keeps idle keep-alive connections open; do not wait 30 s for them.
     .shutdown_timeout(3)

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use restream::config::{FetcherKind, KeysSettings, PublishVia, Settings, StoreKind};
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 
 use crate::upstream::Upstream;
@@ -109,42 +110,27 @@ impl Stack {
         std::fs::create_dir_all(dir.path().join("functions"))?;
         std::fs::write(channels.join("bench.toml"), channel_toml(options.interval))?;
         let config = dir.path().join("restream.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[server]
-listen = "{backend_addr}"
-
-[pushpin]
-publish = "zmq"
-zmq_push_specs = ["{push}"]
-http_publish_urls = ["{http}"]
-stats_specs = ["{stats}"]
-
-[fetchers]
-kinds = ["http"]
-dir = "{functions}"
-channels_dir = "{channels}"
-
-[store]
-path = "{store}"
-
-[keys]
-file = "{keys}"
-
-[log]
-filter = "{log_filter}"
-"#,
-                log_filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-                push = pp.zmq_push_spec(),
-                http = pp.http_publish_url(),
-                stats = pp.stats_spec(),
-                functions = dir.path().join("functions").display(),
-                channels = channels.display(),
-                store = dir.path().join("items.redb").display(),
-                keys = dir.path().join("keys.json").display(),
-            ),
-        )?;
+        let mut settings = Settings {
+            pushpin: restream::config::Pushpin {
+                publish: PublishVia::Zmq,
+                zmq_push_specs: vec![pp.zmq_push_spec()],
+                http_publish_urls: vec![pp.http_publish_url()],
+                stats_specs: vec![pp.stats_spec()],
+            },
+            ..Settings::default()
+        };
+        settings.server.listen = backend_addr;
+        settings.fetchers.kinds = vec![FetcherKind::Http];
+        settings.fetchers.dir = dir.path().join("functions");
+        settings.fetchers.channels_dir = channels.clone();
+        settings.store.kind = StoreKind::Embedded {
+            path: dir.path().join("items.redb"),
+        };
+        settings.keys = KeysSettings::File {
+            file: dir.path().join("keys.json"),
+        };
+        settings.log.filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+        std::fs::write(&config, settings.to_toml()?)?;
         let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(pp)).await??;
         let log = std::fs::File::create(dir.path().join("backend.log"))?;
         let mut command = match options.behind {

@@ -84,15 +84,15 @@ pub async fn run(
         .collect();
     let channel = ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
         .map_err(|e| anyhow!("invalid params for {name}: {e}"))?;
-    let sdk = startup::aws_config(settings).await;
+    let aws = crate::aws::Aws::new(&settings.aws);
     let done = tokio_util::sync::CancellationToken::new();
-    let keys = startup::key_store(settings, sdk.as_ref(), &done)
+    let keys = startup::key_store(settings, &aws, &done)
         .await?
         .keys_for(name)
         .await;
     done.cancel();
     let keys = keys?;
-    let (mut stored_note, known) = stored_items(settings, sdk.as_ref(), &channel.to_string()).await;
+    let (mut stored_note, known) = stored_items(settings, &aws, &channel.to_string()).await;
     let response = entry
         .fetcher
         .fetch(FetchRequest {
@@ -174,19 +174,19 @@ pub async fn run(
 /// The channel's stored items, or none with a note on why.
 async fn stored_items(
     settings: &Settings,
-    sdk: Option<&aws_config::SdkConfig>,
+    aws: &crate::aws::Aws,
     channel: &str,
 ) -> (String, BTreeMap<String, crate::store::StoredItem>) {
-    let opened: anyhow::Result<std::sync::Arc<dyn ItemStore>> = match settings.store.kind {
+    let opened: anyhow::Result<std::sync::Arc<dyn ItemStore>> = match &settings.store.kind {
         StoreKind::Memory => return ("an empty store".into(), BTreeMap::new()),
-        StoreKind::Embedded if !settings.store.path.exists() => {
+        StoreKind::Embedded { path } if !path.exists() => {
             return ("an empty store".into(), BTreeMap::new())
         }
         // A running service holds the file's lock: then this fails and says so.
-        StoreKind::Embedded => RedbStore::open(&settings.store.path, settings.store.log_capacity)
+        StoreKind::Embedded { path } => RedbStore::open(path, settings.store.log_capacity)
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn ItemStore>)
             .map_err(Into::into),
-        StoreKind::Dynamodb => startup::item_store(settings, sdk).await,
+        StoreKind::Dynamodb(_) => startup::item_store(settings, aws).await,
     };
     let store = match opened {
         Ok(s) => s,

@@ -9,6 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use restream::config::{
+    ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
+    DEFAULT_DYNAMODB_LOG_TTL,
+};
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -88,61 +92,40 @@ impl Cluster {
             });
         }
         let list = |f: &dyn Fn(&PushpinOptions) -> String| {
-            pushpins
-                .iter()
-                .map(|p| format!("\"{}\"", f(&p.options)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            pushpins.iter().map(|p| f(&p.options)).collect::<Vec<_>>()
         };
-        let (push, http, stats) = (
-            list(&|o| o.zmq_push_spec()),
-            list(&|o| o.http_publish_url()),
-            list(&|o| o.stats_spec()),
-        );
+        let mut settings = Settings {
+            pushpin: restream::config::Pushpin {
+                publish: PublishVia::Zmq,
+                zmq_push_specs: list(&|o| o.zmq_push_spec()),
+                http_publish_urls: list(&|o| o.http_publish_url()),
+                stats_specs: list(&|o| o.stats_spec()),
+            },
+            ..Settings::default()
+        };
+        settings.fetchers.kinds = vec![FetcherKind::Http];
+        settings.fetchers.dir = functions.clone();
+        settings.fetchers.channels_dir = channels.clone();
+        settings.keys = KeysSettings::File {
+            file: dir.path().join("keys.json"),
+        };
+        settings.aws.region = Some("us-east-1".into());
+        settings.aws.endpoint_url = Some(moto.url.clone());
         let mut replicas = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let config = dir.path().join(format!("replica{i}.toml"));
-            std::fs::write(
-                &config,
-                format!(
-                    r#"
-[server]
-listen = "{addr}"
-
-[pushpin]
-zmq_push_specs = [{push}]
-http_publish_urls = [{http}]
-stats_specs = [{stats}]
-
-[fetchers]
-kinds = ["http"]
-dir = "{functions}"
-channels_dir = "{channels}"
-
-[keys]
-file = "{keys}"
-
-[store]
-kind = "dynamodb"
-dynamodb_table = "{table}"
-dynamodb_create_table = true
-
-[aws]
-region = "us-east-1"
-endpoint_url = "{moto}"
-
-[cluster]
-enabled = true
-replica_id = "r{i}"
-lease_ttl_secs = {LEASE_TTL}
-"#,
-                    functions = functions.display(),
-                    channels = channels.display(),
-                    keys = dir.path().join("keys.json").display(),
-                    moto = moto.url,
-                ),
-            )
-            .unwrap();
+            settings.server.listen = *addr;
+            settings.store.kind = StoreKind::Dynamodb(DynamodbSettings {
+                table: table.clone(),
+                create_table: true,
+                log_ttl: DEFAULT_DYNAMODB_LOG_TTL,
+                cluster: Some(ClusterSettings {
+                    replica_id: Some(format!("r{i}")),
+                    advertise_url: None,
+                    lease_ttl: Duration::from_secs_f64(LEASE_TTL),
+                }),
+            });
+            std::fs::write(&config, settings.to_toml().unwrap()).unwrap();
             let env = [(
                 "USGS_BASE_URL".to_string(),
                 format!("http://{}", upstream.addr),

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 pub use prometheus_parse::Scrape;
 use prometheus_parse::Value as Sample;
+use restream::config::{
+    DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
+    DEFAULT_DYNAMODB_LOG_TTL,
+};
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -504,30 +508,23 @@ impl AwsStack {
             .unwrap();
     }
 
-    fn config(&self) -> String {
-        format!(
-            r#"
-[store]
-kind = "dynamodb"
-dynamodb_table = "{table}"
-dynamodb_create_table = true
-
-[keys]
-kind = "s3"
-s3_bucket = "{bucket}"
-s3_key = "keys.json"
-refresh_secs = 1
-
-[aws]
-region = "us-east-1"
-endpoint_url = "{moto}"
-lambda_endpoint_url = "{lambda}"
-"#,
-            table = self.table,
-            bucket = self.bucket,
-            moto = self.moto.url,
-            lambda = self.lambda.url,
-        )
+    /// The production profile on these emulators.
+    fn configure(&self, settings: &mut Settings) {
+        settings.fetchers.kinds = vec![FetcherKind::Lambda];
+        settings.store.kind = StoreKind::Dynamodb(DynamodbSettings {
+            table: self.table.clone(),
+            create_table: true,
+            log_ttl: DEFAULT_DYNAMODB_LOG_TTL,
+            cluster: None,
+        });
+        settings.keys = KeysSettings::S3 {
+            bucket: self.bucket.clone(),
+            key: "keys.json".into(),
+            refresh: Duration::from_secs(1),
+        };
+        settings.aws.region = Some("us-east-1".into());
+        settings.aws.endpoint_url = Some(self.moto.url.clone());
+        settings.aws.lambda_endpoint_url = Some(self.lambda.url.clone());
     }
 }
 
@@ -626,56 +623,43 @@ impl Stack {
             }
             None => None,
         };
-        let (kinds, profile) = match &aws {
-            Some(aws) => ("[\"lambda\"]", aws.config()),
-            None => (
-                "[\"process\", \"http\"]",
-                format!(
-                    "[keys]\nfile = \"{}\"\n\n[store]\npath = \"{}\"\n",
-                    dir.path().join("keys.json").display(),
-                    dir.path().join("items.redb").display()
-                ),
-            ),
+        let mut settings = Settings {
+            pushpin: restream::config::Pushpin {
+                publish: match opts.publish {
+                    "zmq" => PublishVia::Zmq,
+                    "http" => PublishVia::Http,
+                    other => panic!("publish = {other:?}"),
+                },
+                zmq_push_specs: vec![options.zmq_push_spec()],
+                http_publish_urls: vec![options.http_publish_url()],
+                stats_specs: vec![options.stats_spec()],
+            },
+            ..Settings::default()
         };
+        settings.server.listen = backend_addr;
+        settings.server.keep_alive_interval = Duration::from_secs(20);
+        let f = &mut settings.fetchers;
+        f.dir = functions;
+        f.channels_dir = channels_dir(dir.path(), &opts.extra_channels);
+        f.timeout = Duration::from_secs_f64(opts.fetcher_timeout_secs);
+        f.refresh = Duration::from_secs(1);
+        f.poll_interval_overrides = ["usgs-earthquakes", "open-meteo-current", "nyt-top"]
+            .map(|name| (name.to_string(), Duration::from_secs_f64(POLL_INTERVAL)))
+            .into();
+        match &aws {
+            Some(aws) => aws.configure(&mut settings),
+            None => {
+                settings.fetchers.kinds = vec![FetcherKind::Process, FetcherKind::Http];
+                settings.keys = KeysSettings::File {
+                    file: dir.path().join("keys.json"),
+                };
+                settings.store.kind = StoreKind::Embedded {
+                    path: dir.path().join("items.redb"),
+                };
+            }
+        }
         let config = dir.path().join("restream.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[server]
-listen = "{backend_addr}"
-keep_alive_interval = 20
-
-[pushpin]
-publish = "{publish}"
-zmq_push_specs = ["{push}"]
-http_publish_urls = ["{http}"]
-stats_specs = ["{stats}"]
-
-[fetchers]
-kinds = {kinds}
-dir = "{functions}"
-channels_dir = "{channels}"
-timeout_secs = {timeout}
-refresh_secs = 1
-
-[fetchers.poll_interval_overrides]
-"usgs-earthquakes" = {POLL_INTERVAL}
-"open-meteo-current" = {POLL_INTERVAL}
-"nyt-top" = {POLL_INTERVAL}
-
-{profile}
-"#,
-                push = options.zmq_push_spec(),
-                http = options.http_publish_url(),
-                stats = options.stats_spec(),
-                functions = functions.display(),
-                channels = channels_dir(dir.path(), &opts.extra_channels).display(),
-                publish = opts.publish,
-                timeout = opts.fetcher_timeout_secs,
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, settings.to_toml().unwrap()).unwrap();
         let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(options))
             .await
             .unwrap()

@@ -1,0 +1,269 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `RESTREAM_*` env vars,
+//! parsed once into typed [`Settings`].
+//!
+//! Env vars use `__` between section and key: `RESTREAM_SERVER__LISTEN=0.0.0.0:5000`,
+//! `RESTREAM_PUSHPIN__PUBLISH=http`. The layout:
+//! - `file.rs`: the form operators write (flat sections, `kind` beside every kind's fields,
+//!   seconds) and the built-in defaults;
+//! - `parse.rs`: file form → typed settings (every check, with errors naming the key) and back;
+//! - here: the typed settings (`Duration`s, `Option`s, per-kind enums) and loading.
+
+mod file;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use file::SettingsFile;
+pub use parse::SettingsError;
+
+/// Everything the service reads from its configuration. Serializes to (and deserializes
+/// from) the file form, so `Settings::load` of `to_toml()`'s output gives the same value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "SettingsFile", into = "SettingsFile")]
+pub struct Settings {
+    pub server: Server,
+    pub pushpin: Pushpin,
+    pub demand: DemandSettings,
+    pub fetchers: Fetchers,
+    pub keys: KeysSettings,
+    pub store: StoreSettings,
+    pub aws: AwsSettings,
+    pub log: Log,
+    pub dev: Dev,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Where the backend listens for Pushpin's WebSocket-over-HTTP requests.
+    pub listen: SocketAddr,
+    /// Between Pushpin's keep-alive requests on idle connections (Pushpin enforces ≥ 20 s);
+    /// whole seconds, as Pushpin's header carries them.
+    pub keep_alive_interval: Duration,
+    /// Subscriptions a client may hold; Pushpin's `connection_subscription_max` must be one
+    /// more (each connection also holds its private channel).
+    pub max_subscriptions_per_connection: NonZeroUsize,
+    /// HTTP worker threads.
+    pub workers: NonZeroUsize,
+    /// Silence after which an SSE stream gets a keep-alive comment (whole seconds, ≥ 1).
+    pub sse_keep_alive: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishVia {
+    Zmq,
+    Http,
+}
+
+/// The same in both forms: the endpoint lists of one instance each, the one `publish` names
+/// never empty.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pushpin {
+    pub publish: PublishVia,
+    /// One ZeroMQ PULL endpoint per Pushpin instance.
+    pub zmq_push_specs: Vec<String>,
+    /// One HTTP publish base URL per Pushpin instance (also its control API, for `/readyz`).
+    pub http_publish_urls: Vec<String>,
+    /// One stats PUB endpoint per Pushpin instance (needs `stats_format=json`).
+    pub stats_specs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemandSettings {
+    /// How long a subscribe seen in a WOH request keeps its channel active without stats
+    /// (whole seconds).
+    pub hint_ttl: Duration,
+}
+
+/// Where fetchers come from; several kinds can serve side by side.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FetcherKind {
+    /// `functions/<dir>/main.py`, run locally, one process per call.
+    Process,
+    /// Declarative channels, `channels/*.toml`.
+    Http,
+    /// AWS Lambda functions named `<lambda_prefix><dir>`.
+    Lambda,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetchers {
+    /// Which kinds to load (at least one); on a name clash the earlier kind wins.
+    pub kinds: Vec<FetcherKind>,
+    /// Folder holding one sub-folder per process fetcher (`<dir>/main.py`).
+    pub dir: PathBuf,
+    /// Folder of declarative `http` channels (`*.toml`); missing means none.
+    pub channels_dir: PathBuf,
+    pub python: String,
+    pub timeout: Duration,
+    /// Longest wait between attempts while an upstream keeps failing (backoff cap, ≥ 1 s).
+    pub max_backoff: Duration,
+    /// Per channel name, a poll interval (≥ 50 ms) that replaces the fetcher's own.
+    pub poll_interval_overrides: HashMap<String, Duration>,
+    /// Lambda fetchers are the functions whose name starts with this (Apex: `{project}_`).
+    pub lambda_prefix: String,
+    /// Between re-discoveries of Lambda fetchers (list + `metadata`), in the background,
+    /// never on the request path (≥ 1 s).
+    pub refresh: Duration,
+}
+
+/// Where the fetchers' API keys come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeysSettings {
+    /// A local JSON file `{"<channel>": {"<key name>": "<value>"}}`; missing means no keys.
+    File { file: PathBuf },
+    /// One JSON object in S3 (the original restream's layout), checked every `refresh`
+    /// (≥ 1 s) for a new version (ETag).
+    S3 {
+        bucket: String,
+        key: String,
+        refresh: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    /// Events kept per channel for `since` resume.
+    pub log_capacity: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreKind {
+    /// A crash-safe file on local disk (redb).
+    Embedded { path: PathBuf },
+    /// Nothing survives a restart; for experiments.
+    Memory,
+    /// One DynamoDB table (production; see docs/storage.md).
+    Dynamodb(DynamodbSettings),
+}
+
+/// How long change-log entries live in DynamoDB unless `store.dynamodb_log_ttl_secs` says.
+pub const DEFAULT_DYNAMODB_LOG_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamodbSettings {
+    pub table: String,
+    /// Create the table at startup when it is missing (local emulators; production tables
+    /// come from terraform).
+    pub create_table: bool,
+    /// How long a change-log entry lives before DynamoDB's TTL may delete it (whole seconds).
+    pub log_ttl: Duration,
+    /// Cluster mode, which only exists on DynamoDB: the replicas share its table and leases.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Several replicas sharing the work through DynamoDB leases (docs/scaling.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// This replica's name in leases and logs; `None` = `<hostname>-<random>`.
+    pub replica_id: Option<String>,
+    /// Where other replicas reach this one's backend port to hand over snapshot requests,
+    /// e.g. `http://10.0.1.7:5000`; `None` = `http://<server.listen>`.
+    pub advertise_url: Option<String>,
+    /// How long a lease (and a replica's membership) lasts unless renewed (≥ 1 s); renewed
+    /// every third.
+    pub lease_ttl: Duration,
+}
+
+/// Shared AWS settings; credentials always come from the SDK's standard chain. No string
+/// here is empty (the file form's empty string parses to `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsSettings {
+    /// Region; unset = the standard chain (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint for every AWS service, e.g. a local emulator; unset = AWS itself.
+    pub endpoint_url: Option<String>,
+    pub dynamodb_endpoint_url: Option<String>,
+    pub s3_endpoint_url: Option<String>,
+    pub lambda_endpoint_url: Option<String>,
+    /// Attempts per request (first try included) before throttling or 5xx errors are
+    /// reported; retries back off exponentially with jitter.
+    pub max_attempts: u32,
+    /// How long one attempt may take (a Lambda invoke gets at least `fetchers.timeout`).
+    pub attempt_timeout: Duration,
+}
+
+impl Default for AwsSettings {
+    fn default() -> AwsSettings {
+        Settings::default().aws
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info,restream=debug`; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+/// Settings for `restream dev`, which runs its own Pushpin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dev {
+    /// Public WebSocket/HTTP address of the Pushpin started by `restream dev`.
+    pub public_listen: SocketAddr,
+    /// First of five consecutive Pushpin ports: publish PULL, HTTP publish, SUB, command, stats.
+    pub pushpin_base_port: u16,
+    /// Pushpin's runtime folder (config, sockets, logs); keep the path short.
+    pub run_dir: PathBuf,
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Unreadable file, unknown key, a value of the wrong type.
+    #[error(transparent)]
+    Read(#[from] Box<figment::Error>),
+    #[error(transparent)]
+    Invalid(#[from] SettingsError),
+}
+
+impl Default for Settings {
+    /// The built-in defaults.
+    fn default() -> Settings {
+        Settings::try_from(SettingsFile::default()).expect("the built-in defaults are valid")
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` (if given), then `RESTREAM_*` env vars.
+    pub fn load(file: Option<&Path>) -> Result<Settings, LoadError> {
+        let mut fig = Figment::from(Serialized::defaults(SettingsFile::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let form: SettingsFile = fig
+            // RESTREAM_CONFIG names the file itself (see main.rs), it is not a setting.
+            .merge(Env::prefixed("RESTREAM_").ignore(&["CONFIG"]).split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        Ok(Settings::try_from(form)?)
+    }
+
+    /// These settings as a complete TOML file (the form `load` reads), for harnesses that
+    /// start the binary.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(&SettingsFile::from(self.clone()))
+    }
+}
