@@ -18,8 +18,29 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use serde::Deserialize;
+
 use crate::channel::{ChannelId, GripChannel};
-use crate::pushpin::stats::SubReport;
+
+/// One stats `sub` report as Pushpin sends it (`pushpin::stats` reads them off the socket).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SubReport {
+    /// The GRIP channel, as Pushpin names it: parsed once, in [`Demand::apply_report`].
+    pub channel: String,
+    /// Which Pushpin handler sent it (several Pushpins may report the same channel).
+    #[serde(default)]
+    pub from: String,
+    /// The subscribers' transport: `ws`, `stream` (SSE and other HTTP streaming) or
+    /// `response` (long-polling); counted separately by Pushpin.
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub subscribers: Option<u64>,
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    #[serde(default)]
+    pub unavailable: bool,
+}
 
 /// Slack added to Pushpin's TTL so a refresh arriving on time never flaps a channel.
 const TTL_SLACK: Duration = Duration::from_secs(5);
@@ -60,15 +81,15 @@ impl Subscribers {
 #[derive(Default)]
 struct State {
     /// channel → (Pushpin instance, mode) → latest report.
-    reported: HashMap<String, HashMap<Source, Reported>>,
+    reported: HashMap<ChannelId, HashMap<Source, Reported>>,
     /// channel → hint expiry.
-    hints: HashMap<String, Instant>,
+    hints: HashMap<ChannelId, Instant>,
 }
 
 impl State {
     /// Whether `channel` has a report or a hint (expired ones count until `Demand::active`
     /// drops them; the scheduler's periodic pass notices expiries).
-    fn is_active(&self, channel: &str) -> bool {
+    fn is_active(&self, channel: &ChannelId) -> bool {
         self.reported.contains_key(channel) || self.hints.contains_key(channel)
     }
 }
@@ -92,27 +113,27 @@ impl Demand {
     /// Applies one stats `sub` report.
     pub fn apply_report(&self, report: &SubReport, now: Instant) {
         // Per-connection channels and names that are not ours are not demand.
-        if GripChannel::parse(&report.channel).map_or(true, |c| c.is_private()) {
+        let Ok(GripChannel::Public(channel)) = GripChannel::parse(&report.channel) else {
             return;
-        }
+        };
         let mut s = self.state.lock().expect("demand lock");
-        let was_active = s.is_active(&report.channel);
+        let was_active = s.is_active(&channel);
         let gone = report.unavailable || report.subscribers == Some(0);
         let source = (report.from.clone(), report.mode.clone());
         if gone {
-            if let Some(sources) = s.reported.get_mut(&report.channel) {
+            if let Some(sources) = s.reported.get_mut(&channel) {
                 sources.remove(&source);
                 if sources.is_empty() {
-                    s.reported.remove(&report.channel);
+                    s.reported.remove(&channel);
                 }
             }
-            if !s.reported.contains_key(&report.channel) {
-                s.hints.remove(&report.channel);
+            if !s.reported.contains_key(&channel) {
+                s.hints.remove(&channel);
             }
         } else {
             let ttl = Duration::from_secs(report.ttl.unwrap_or(60)) + TTL_SLACK;
             s.reported
-                .entry(report.channel.clone())
+                .entry(channel.clone())
                 .or_default()
                 .insert(
                     source,
@@ -122,7 +143,7 @@ impl Demand {
                     },
                 );
         }
-        let flipped = s.is_active(&report.channel) != was_active;
+        let flipped = s.is_active(&channel) != was_active;
         drop(s);
         if flipped {
             self.changed.notify_one();
@@ -133,10 +154,9 @@ impl Demand {
     /// only for a channel that was not active: every WOH request (keep-alives included)
     /// hints all of its connection's channels, and a full pass per hint costs O(channels).
     pub fn hint(&self, channel: &ChannelId, now: Instant) {
-        let channel = channel.as_str();
         let mut s = self.state.lock().expect("demand lock");
         let was_active = s.is_active(channel);
-        s.hints.insert(channel.to_string(), now + self.hint_ttl);
+        s.hints.insert(channel.clone(), now + self.hint_ttl);
         drop(s);
         if !was_active {
             self.changed.notify_one();
@@ -144,7 +164,7 @@ impl Demand {
     }
 
     /// The channels that have subscribers at `now`; expired entries are dropped.
-    pub fn active(&self, now: Instant) -> BTreeSet<String> {
+    pub fn active(&self, now: Instant) -> BTreeSet<ChannelId> {
         let mut s = self.state.lock().expect("demand lock");
         s.hints.retain(|_, exp| *exp > now);
         s.reported.retain(|_, sources| {
@@ -156,7 +176,7 @@ impl Demand {
 
     /// Whether `channel` has subscribers at `now` (what [`Demand::active`] would contain,
     /// without building the whole set).
-    pub fn is_active(&self, channel: &str, now: Instant) -> bool {
+    pub fn is_active(&self, channel: &ChannelId, now: Instant) -> bool {
         let s = self.state.lock().expect("demand lock");
         s.hints.get(channel).is_some_and(|exp| *exp > now)
             || s.reported
@@ -165,7 +185,7 @@ impl Demand {
     }
 
     /// Subscribers of `channel` as Pushpin last reported them (unexpired reports only).
-    pub fn subscribers(&self, channel: &str, now: Instant) -> Subscribers {
+    pub fn subscribers(&self, channel: &ChannelId, now: Instant) -> Subscribers {
         let s = self.state.lock().expect("demand lock");
         let mut out = Subscribers::default();
         for ((_, mode), r) in s.reported.get(channel).into_iter().flatten() {
@@ -222,10 +242,10 @@ mod tests {
         let d = Demand::new(Duration::from_secs(60));
         let t0 = Instant::now();
         d.apply_report(&report("a", "p1", false), t0);
-        assert!(d.active(t0 + Duration::from_secs(64)).contains("a"));
-        assert!(!d.active(t0 + Duration::from_secs(66)).contains("a"));
+        assert!(d.active(t0 + Duration::from_secs(64)).contains(&id("a")));
+        assert!(!d.active(t0 + Duration::from_secs(66)).contains(&id("a")));
         d.apply_report(&report("a", "p1", false), t0 + Duration::from_secs(50));
-        assert!(d.active(t0 + Duration::from_secs(100)).contains("a"));
+        assert!(d.active(t0 + Duration::from_secs(100)).contains(&id("a")));
     }
 
     #[tokio::test(start_paused = true)]
@@ -235,7 +255,7 @@ mod tests {
         d.apply_report(&report("a", "p1", false), t);
         d.apply_report(&report("a", "p2", false), t);
         d.apply_report(&report("a", "p1", true), t);
-        assert!(d.active(t).contains("a"));
+        assert!(d.active(t).contains(&id("a")));
         d.apply_report(&report("a", "p2", true), t);
         assert!(d.active(t).is_empty());
     }
@@ -254,7 +274,7 @@ mod tests {
         );
         d.apply_report(&moded("a", "p2", "stream", false), t);
         d.apply_report(&moded("_sse:1", "p2", "stream", false), t);
-        let a = d.subscribers("a", t);
+        let a = d.subscribers(&id("a"), t);
         assert_eq!((a.websocket, a.sse, a.total()), (1, 4, 5));
         assert_eq!(
             d.all_subscribers(t).sse,
@@ -264,9 +284,9 @@ mod tests {
         // The last SSE stream leaving does not end the WebSocket subscribers' demand.
         d.apply_report(&moded("a", "p1", "stream", true), t);
         d.apply_report(&moded("a", "p2", "stream", true), t);
-        assert!(d.active(t).contains("a"));
-        assert_eq!(d.subscribers("a", t).total(), 1);
-        assert_eq!(d.subscribers("a", t + Duration::from_secs(70)).total(), 0);
+        assert!(d.active(t).contains(&id("a")));
+        assert_eq!(d.subscribers(&id("a"), t).total(), 1);
+        assert_eq!(d.subscribers(&id("a"), t + Duration::from_secs(70)).total(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -279,7 +299,7 @@ mod tests {
         d.apply_report(&report("a", "p1", true), t);
         assert_eq!(
             d.active(t).into_iter().collect::<Vec<_>>(),
-            vec!["b".to_string()]
+            vec![id("b")]
         );
         assert!(d.active(t + Duration::from_secs(31)).is_empty());
     }
@@ -340,18 +360,18 @@ mod tests {
         d.apply_report(&report("reported", "p1", false), t);
         d.apply_report(&report("gone", "p1", false), t);
         d.apply_report(&report("gone", "p1", true), t);
-        assert!(d.is_active("reported", t + Duration::from_secs(40)));
-        assert!(!d.is_active("hinted", t + Duration::from_secs(40)));
+        assert!(d.is_active(&id("reported"), t + Duration::from_secs(40)));
+        assert!(!d.is_active(&id("hinted"), t + Duration::from_secs(40)));
         for at in [0, 20, 40, 100] {
             let now = t + Duration::from_secs(at);
             let one_by_one: Vec<bool> = ["hinted", "reported", "gone", "never"]
                 .iter()
-                .map(|c| d.is_active(c, now))
+                .map(|c| d.is_active(&id(c), now))
                 .collect();
             let set = d.active(now);
             let from_set: Vec<bool> = ["hinted", "reported", "gone", "never"]
                 .iter()
-                .map(|c| set.contains(*c))
+                .map(|c| set.contains(&id(c)))
                 .collect();
             assert_eq!(one_by_one, from_set, "{at} s in");
         }

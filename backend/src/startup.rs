@@ -137,11 +137,15 @@ async fn cluster(
     } else {
         c.advertise_url.clone()
     };
-    let cluster = Arc::new(crate::cluster::Cluster::new(
+    let leases = crate::cluster::DynamoLeases::new(
         crate::aws::dynamodb(sdk, &settings.aws),
         &settings.store.dynamodb_table,
-        crate::cluster::Member { id, url },
+        &id,
         Duration::from_secs_f64(c.lease_ttl_secs),
+    );
+    let cluster = Arc::new(crate::cluster::Cluster::new(
+        Arc::new(leases),
+        crate::cluster::Member { id, url },
     ));
     if let Err(e) = cluster.refresh_members().await {
         tracing::warn!(error = %e, "cannot join the cluster yet; retrying in the background");
