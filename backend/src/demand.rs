@@ -132,16 +132,13 @@ impl Demand {
             }
         } else {
             let ttl = Duration::from_secs(report.ttl.unwrap_or(60)) + TTL_SLACK;
-            s.reported
-                .entry(channel.clone())
-                .or_default()
-                .insert(
-                    source,
-                    Reported {
-                        expires: now + ttl,
-                        subscribers: report.subscribers.unwrap_or(1),
-                    },
-                );
+            s.reported.entry(channel.clone()).or_default().insert(
+                source,
+                Reported {
+                    expires: now + ttl,
+                    subscribers: report.subscribers.unwrap_or(1),
+                },
+            );
         }
         let flipped = s.is_active(&channel) != was_active;
         drop(s);
@@ -286,7 +283,10 @@ mod tests {
         d.apply_report(&moded("a", "p2", "stream", true), t);
         assert!(d.active(t).contains(&id("a")));
         assert_eq!(d.subscribers(&id("a"), t).total(), 1);
-        assert_eq!(d.subscribers(&id("a"), t + Duration::from_secs(70)).total(), 0);
+        assert_eq!(
+            d.subscribers(&id("a"), t + Duration::from_secs(70)).total(),
+            0
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,10 +297,7 @@ mod tests {
         d.hint(&id("b"), t);
         assert_eq!(d.active(t).len(), 2);
         d.apply_report(&report("a", "p1", true), t);
-        assert_eq!(
-            d.active(t).into_iter().collect::<Vec<_>>(),
-            vec![id("b")]
-        );
+        assert_eq!(d.active(t).into_iter().collect::<Vec<_>>(), vec![id("b")]);
         assert!(d.active(t + Duration::from_secs(31)).is_empty());
     }
 

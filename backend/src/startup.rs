@@ -21,6 +21,7 @@ use crate::pushpin::stats;
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
 use crate::store::{DynamoItemStore, ItemStore, MemoryStore, RedbStore};
+use crate::supervisor::Essentials;
 
 /// The shared AWS SDK configuration, loaded only when some part runs on AWS.
 pub async fn aws_config(settings: &Settings) -> Option<aws_config::SdkConfig> {
@@ -207,15 +208,21 @@ pub async fn run(
         last_polls: Default::default(),
         status: status.clone(),
     };
-    let stats_thread = stats::spawn_reader(
-        settings.pushpin.stats_specs.clone(),
-        demand.clone(),
-        shutdown.clone(),
+    // Without any of these the service answers but serves nothing: see `supervisor`.
+    let essentials = Essentials::default();
+    let stats_reader = essentials.spawn(
+        "stats reader",
+        stats::run_reader(
+            settings.pushpin.stats_specs.clone(),
+            demand.clone(),
+            shutdown.clone(),
+        ),
+        &shutdown,
     );
     let cluster = cluster(&settings, sdk.as_ref(), &listener, &shutdown).await?;
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
-    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+    let scheduler = essentials.spawn("scheduler", scheduler.run(shutdown.clone()), &shutdown);
 
     let state = web::Data::new(AppState {
         registry,
@@ -232,9 +239,11 @@ pub async fn run(
         pushpin_control_urls: settings.pushpin.http_publish_urls.clone(),
     });
     let addr = listener.local_addr()?;
+    let readiness = web::Data::new(essentials.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(readiness.clone())
             .app_data(web::PayloadConfig::new(1024 * 1024))
             .wrap(actix_web::middleware::from_fn(routes::request_span))
             .configure(routes::configure)
@@ -249,13 +258,22 @@ pub async fn run(
     .run();
     tracing::info!(%addr, "restream backend listening");
     let handle = server.handle();
-    let server_task = tokio::spawn(server);
+    let server_task = essentials.spawn(
+        "HTTP server",
+        async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        },
+        &shutdown,
+    );
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     handle.stop(true).await;
     let _ = server_task.await;
     let _ = scheduler.await;
-    let _ = tokio::task::spawn_blocking(move || stats_thread.join()).await;
+    let _ = stats_reader.await;
+    essentials.check()?;
     Ok(())
 }
 

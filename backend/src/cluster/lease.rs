@@ -90,7 +90,10 @@ type Record = HashMap<String, AttributeValue>;
 
 fn key(channel: &ChannelId) -> Record {
     HashMap::from([
-        ("pk".to_string(), AttributeValue::S(lease_pk(channel.as_str()))),
+        (
+            "pk".to_string(),
+            AttributeValue::S(lease_pk(channel.as_str())),
+        ),
         ("sk".to_string(), AttributeValue::S(LEASE_SK.into())),
     ])
 }

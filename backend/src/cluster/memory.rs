@@ -237,6 +237,9 @@ mod tests {
         assert!(b.release(&retaken).await.unwrap());
         assert_eq!(a.acquire(&ch("ch")).await.unwrap().unwrap().epoch, 4);
         table.set_down("a", true);
-        assert!(a.holder(&ch("ch")).await.is_err(), "a cut-off replica fails");
+        assert!(
+            a.holder(&ch("ch")).await.is_err(),
+            "a cut-off replica fails"
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::demand::SubReport;
 use crate::demand::Demand;
+pub use crate::demand::SubReport;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum StatsError {
