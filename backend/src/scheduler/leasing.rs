@@ -1,6 +1,7 @@
 //! Cluster mode: taking channels' leases in the background, starting pollers under them, and
 //! forwarding snapshot requests to the replica that polls a channel.
 
+use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,18 +45,18 @@ impl Scheduler {
     }
 
     /// The earliest lease attempt due after `after`: earlier ones were tried by that pass.
-    pub(super) fn next_attempt_after(&self, after: Instant) -> Option<Instant> {
-        self.cluster.as_ref()?;
-        self.slots
-            .values()
-            .filter_map(|s| match s {
-                Slot::Remote(Remote {
-                    attempt: Attempt::After(t),
-                    ..
-                }) if *t > after => Some(*t),
-                _ => None,
-            })
-            .min()
+    pub(super) fn next_attempt_after(&mut self, after: Instant) -> Option<Instant> {
+        while let Some(Reverse((t, channel))) = self.due.peek() {
+            let current = matches!(
+                self.slots.get(channel),
+                Some(Slot::Remote(Remote { attempt: Attempt::After(at), .. })) if at == t
+            );
+            if current && *t > after {
+                return Some(*t);
+            }
+            self.due.pop();
+        }
+        None
     }
 
     /// Tries to take `channel`'s lease in the background, at once if the channel prefers this
@@ -105,11 +106,13 @@ impl Scheduler {
             Attempted::HeldElsewhere { holder, retry_in } => (retry_in, Some(holder)),
             Attempted::Failed { retry_in } => (retry_in, None),
         };
+        let at = Instant::now() + next;
         if let Some(r) = self.remote(&channel) {
-            r.attempt = Attempt::After(Instant::now() + next);
+            r.attempt = Attempt::After(at);
             if holder.is_some() {
                 r.holder = holder;
             }
+            self.due.push(Reverse((at, channel)));
         }
     }
 

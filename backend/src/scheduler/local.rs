@@ -13,6 +13,15 @@ use crate::cluster::{Cluster, Held, LeaseGuard};
 use crate::fetcher::FetcherEntry;
 use crate::poller;
 
+/// Why a channel with subscribers is not ours to poll.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unservable {
+    #[error("no fetcher with this name")]
+    NoFetcher,
+    #[error("params do not match the fetcher's declaration")]
+    Params,
+}
+
 impl Scheduler {
     pub(super) fn reconcile(&mut self, shutdown: &CancellationToken) {
         let active = self.demand.active(tokio::time::Instant::now());
@@ -67,7 +76,7 @@ impl Scheduler {
                 Some(cluster) => self.try_acquire(channel, &cluster),
             },
             Err(why) => {
-                tracing::debug!(channel = %channel, reason = why, "channel has subscribers but is not ours to poll");
+                tracing::debug!(channel = %channel, reason = %why, "channel has subscribers but is not ours to poll");
                 self.slots.insert(channel, Slot::Ignored);
             }
         }
@@ -126,11 +135,9 @@ impl Scheduler {
     }
 
     /// The fetcher that serves `channel`, or why none does.
-    pub(super) fn resolve(&self, channel: &ChannelId) -> Result<Arc<FetcherEntry>, &'static str> {
+    pub(super) fn resolve(&self, channel: &ChannelId) -> Result<Arc<FetcherEntry>, Unservable> {
         let registry = self.registry.current();
-        let entry = registry
-            .get(channel.name())
-            .ok_or("no fetcher with this name")?;
+        let entry = registry.get(channel.name()).ok_or(Unservable::NoFetcher)?;
         // The id must be exactly what a subscribe would have produced (declared params,
         // defaults applied), or it did not come from us.
         let raw = serde_json::Value::Object(
@@ -142,7 +149,7 @@ impl Scheduler {
         );
         match ChannelId::from_request(channel.name(), Some(&raw), &entry.metadata.params) {
             Ok(canonical) if &canonical == channel => Ok(entry.clone()),
-            _ => Err("params do not match the fetcher's declaration"),
+            _ => Err(Unservable::Params),
         }
     }
 }

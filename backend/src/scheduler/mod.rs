@@ -15,7 +15,8 @@ mod slot;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,6 +114,10 @@ pub struct Scheduler {
     /// For lease and forwarding tasks to report back.
     commands_tx: mpsc::Sender<Command>,
     cluster: Option<Arc<Cluster>>,
+    /// Cluster mode: when lease attempts fall due, earliest first; an entry whose slot moved
+    /// on is dropped when it comes up. An index into `slots` (not state of its own) so that
+    /// finding the next wake-up is not a scan of every channel per command.
+    due: BinaryHeap<Reverse<(Instant, ChannelId)>>,
     /// The registry the `Ignored` slots were judged against: a re-discovered fetcher may
     /// serve them.
     ignored_with: Option<Arc<Registry>>,
@@ -135,6 +140,7 @@ impl Scheduler {
             commands: rx,
             commands_tx: tx.clone(),
             cluster,
+            due: BinaryHeap::new(),
             ignored_with: None,
         };
         (scheduler, SchedulerHandle { commands: tx })
