@@ -1,6 +1,6 @@
 //! The scheduler: keeps exactly one poller running for every active channel we can serve.
 //!
-//! Every channel it knows has one [`Slot`](slot::Slot): polled here, ignored (no fetcher
+//! Every channel it knows has one slot (`slot::Slot`): polled here, ignored (no fetcher
 //! serves it), or, in cluster mode (docs/scaling.md), not polled here. There a poller runs only
 //! under the channel's lease: the scheduler tries to take the leases of active channels (at
 //! once where the channel prefers this replica, after a grace period otherwise), and hands
