@@ -11,7 +11,8 @@
 //! - [`fetcher`] — the fetcher contract and its kinds: `process` (`functions/<dir>/main.py`),
 //!   `http` (declarative `channels/*.toml`), `lambda` (AWS Lambda).
 //! - [`authoring`] — `restream fetchers list | run | new` for fetcher authors.
-//! - [`cluster`] — cluster mode: DynamoDB channel leases, replica membership, hand-over.
+//! - [`cluster`] — cluster mode: channel leases, replica membership and hand-over behind the
+//!   `Leases` trait (DynamoDB, or in memory for tests).
 //! - [`discovery`] — finding fetchers of every configured kind, refreshed in the background.
 //! - [`changes`] / [`store`] — change detection and durable item state (redb, DynamoDB).
 //! - [`budget`] — shared upstream rate budgets per key set.
@@ -19,6 +20,7 @@
 //! - [`aws`] — one AWS SDK configuration for the DynamoDB, S3 and Lambda adapters.
 //! - [`status`] / [`metrics`] — what each poller last did (status API) and Prometheus metrics.
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
+//! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
 pub mod authoring;
 pub mod aws;
@@ -41,4 +43,5 @@ pub mod scheduler;
 pub mod startup;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;

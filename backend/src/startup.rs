@@ -24,6 +24,7 @@ use crate::pushpin::stats;
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
 use crate::store::{DynamoItemStore, ItemStore, MemoryStore, RedbStore};
+use crate::supervisor::Essentials;
 
 /// How fetchers are found, with a Lambda client when `fetchers.kinds` has `lambda`.
 pub async fn discovery(settings: &Settings, aws: &Aws) -> Discovery {
@@ -109,12 +110,10 @@ async fn cluster(
     else {
         return Ok(None);
     };
-    let cluster = Arc::new(crate::cluster::Cluster::new(
-        aws.dynamodb().await,
-        table,
-        member(c, listener)?,
-        c.lease_ttl,
-    ));
+    let member = member(c, listener)?;
+    let leases =
+        crate::cluster::DynamoLeases::new(aws.dynamodb().await, table, &member.id, c.lease_ttl);
+    let cluster = Arc::new(crate::cluster::Cluster::new(Arc::new(leases), member));
     if let Err(e) = cluster.refresh_members().await {
         tracing::warn!(error = %e, "cannot join the cluster yet; retrying in the background");
     }
@@ -193,15 +192,21 @@ pub async fn run(
         last_polls: Default::default(),
         status: status.clone(),
     };
-    let stats_thread = stats::spawn_reader(
-        settings.pushpin.stats_specs.clone(),
-        demand.clone(),
-        shutdown.clone(),
+    // Without any of these the service answers but serves nothing: see `supervisor`.
+    let essentials = Essentials::default();
+    let stats_reader = essentials.spawn(
+        "stats reader",
+        stats::run_reader(
+            settings.pushpin.stats_specs.clone(),
+            demand.clone(),
+            shutdown.clone(),
+        ),
+        &shutdown,
     );
     let cluster = cluster(&settings, &aws, &listener, &shutdown).await?;
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
-    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+    let scheduler = essentials.spawn("scheduler", scheduler.run(shutdown.clone()), &shutdown);
 
     let state = web::Data::new(AppState {
         registry,
@@ -218,9 +223,11 @@ pub async fn run(
         pushpin_control_urls: settings.pushpin.http_publish_urls.clone(),
     });
     let addr = listener.local_addr()?;
+    let readiness = web::Data::new(essentials.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(readiness.clone())
             .app_data(web::PayloadConfig::new(1024 * 1024))
             .wrap(actix_web::middleware::from_fn(routes::request_span))
             .configure(routes::configure)
@@ -235,13 +242,22 @@ pub async fn run(
     .run();
     tracing::info!(%addr, "restream backend listening");
     let handle = server.handle();
-    let server_task = tokio::spawn(server);
+    let server_task = essentials.spawn(
+        "HTTP server",
+        async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        },
+        &shutdown,
+    );
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     handle.stop(true).await;
     let _ = server_task.await;
     let _ = scheduler.await;
-    let _ = tokio::task::spawn_blocking(move || stats_thread.join()).await;
+    let _ = stats_reader.await;
+    essentials.check()?;
     Ok(())
 }
 

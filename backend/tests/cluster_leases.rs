@@ -6,9 +6,14 @@ mod emulators;
 
 use std::time::Duration;
 
+use restream::channel::ChannelId;
 use restream::cluster::{LeaseTable, Member, Membership};
 use restream::store::{ChannelMeta, Commit, DynamoItemStore, ItemStore, StoreError, StoredItem};
 use serde_json::json;
+
+fn id(channel: &str) -> ChannelId {
+    ChannelId::parse(channel).unwrap()
+}
 
 async fn table(moto: &emulators::Server) -> (aws_sdk_dynamodb::Client, String, DynamoItemStore) {
     let settings = emulators::aws_settings(&moto.url);
@@ -31,27 +36,27 @@ async fn one_holder_at_a_time_and_takeover_only_after_expiry_with_a_higher_epoch
     let b = LeaseTable::new(client.clone(), &table, "b", ttl);
 
     let held = a
-        .acquire("ch")
+        .acquire(&id("ch"))
         .await
         .unwrap()
         .expect("a free lease is taken");
     assert_eq!(held.epoch, 1);
     assert!(
-        b.acquire("ch").await.unwrap().is_none(),
+        b.acquire(&id("ch")).await.unwrap().is_none(),
         "a live lease is not taken"
     );
     assert!(
-        a.acquire("other").await.unwrap().is_some(),
+        a.acquire(&id("other")).await.unwrap().is_some(),
         "leases are per channel"
     );
     let renewed = a.renew(&held).await.unwrap().expect("the holder renews");
     assert_eq!(renewed.epoch, 1);
-    let holder = b.holder("ch").await.unwrap().unwrap();
+    let holder = b.holder(&id("ch")).await.unwrap().unwrap();
     assert_eq!((holder.owner.as_str(), holder.epoch), ("a", 1));
 
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     let taken = b
-        .acquire("ch")
+        .acquire(&id("ch"))
         .await
         .unwrap()
         .expect("an expired lease is taken over");
@@ -62,7 +67,7 @@ async fn one_holder_at_a_time_and_takeover_only_after_expiry_with_a_higher_epoch
     );
     assert!(!a.release(&renewed).await.unwrap(), "nor release");
     let retaken = b
-        .acquire("ch")
+        .acquire(&id("ch"))
         .await
         .unwrap()
         .expect("a holder may take its lease again");
@@ -76,7 +81,7 @@ async fn one_holder_at_a_time_and_takeover_only_after_expiry_with_a_higher_epoch
     );
     assert!(b.release(&retaken).await.unwrap());
     let again = a
-        .acquire("ch")
+        .acquire(&id("ch"))
         .await
         .unwrap()
         .expect("a released lease is free at once");
@@ -136,14 +141,14 @@ async fn a_commit_under_a_stale_epoch_is_refused_and_writes_nothing() {
     let ttl = Duration::from_millis(1000);
     let a = LeaseTable::new(client.clone(), &table, "a", ttl);
     let b = LeaseTable::new(client.clone(), &table, "b", ttl);
-    let old = a.acquire("ch").await.unwrap().unwrap();
+    let old = a.acquire(&id("ch")).await.unwrap().unwrap();
     store
         .commit(commit(0, vec![item("1", 10, 1)], old.epoch))
         .await
         .expect("the holder commits");
 
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
-    let new = b.acquire("ch").await.unwrap().unwrap();
+    let new = b.acquire(&id("ch")).await.unwrap().unwrap();
     // A small commit (one transaction) and a staged one (over 100 writes) from the old holder.
     let small = store
         .commit(commit(1, vec![item("2", 10, 2)], old.epoch))

@@ -88,3 +88,15 @@ fn a_missing_dynamodb_table_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_essential_task_that_dies_stops_the_process_naming_it() {
+    // A stats socket zmq cannot use ends the stats reader right after startup.
+    let (ok, stderr) = serve(&[("RESTREAM_PUSHPIN__STATS_SPECS", r#"["bogus://nowhere"]"#)]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("an essential task died")
+            && stderr.contains("essential task stats reader stopped"),
+        "{stderr}"
+    );
+}

@@ -148,3 +148,37 @@ async fn readyz_is_503_and_names_each_failed_check() {
         test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(health.status(), 200);
 }
+
+#[actix_web::test]
+async fn readyz_fails_while_an_essential_task_is_dead() {
+    use restream::supervisor::Essentials;
+    let essentials = Essentials::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let readyz = |essentials: Essentials| async move {
+        let app = test::init_service(
+            App::new()
+                .app_data(state())
+                .app_data(web::Data::new(essentials))
+                .configure(routes::configure),
+        )
+        .await;
+        let response =
+            test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+        assert_eq!(response.status(), 503);
+        let body: serde_json::Value = test::read_body_json(response).await;
+        body["checks"]["tasks"].clone()
+    };
+    assert_eq!(readyz(essentials.clone()).await["ok"], true);
+
+    essentials
+        .spawn("scheduler", async { panic!("boom") }, &shutdown)
+        .await
+        .unwrap();
+    let tasks = readyz(essentials).await;
+    assert_eq!(tasks["ok"], false, "{tasks}");
+    assert_eq!(
+        tasks["detail"], "essential task scheduler panicked: boom",
+        "{tasks}"
+    );
+    assert!(shutdown.is_cancelled(), "the process is shutting down");
+}

@@ -1,4 +1,4 @@
-//! Channel leases in DynamoDB: which replica polls a channel, until when, and under which
+//! Channel leases in DynamoDB (behind [`super::Leases`]): which replica polls a channel, until when, and under which
 //! fencing epoch.
 //!
 //! A lease is one record (`pk` = `lease#<channel id>`, `sk` = `lease`) with `owner`,
@@ -14,6 +14,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use tokio::time::Instant;
+
+use crate::channel::ChannelId;
 
 /// The sort key of every lease record.
 pub const LEASE_SK: &str = "lease";
@@ -53,7 +55,7 @@ impl LeaseError {
 /// A lease this replica holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
-    pub channel: String,
+    pub channel: ChannelId,
     pub epoch: u64,
     /// Until when this replica may act on it, by its own clock: the request's send time plus
     /// the TTL minus a safety margin, so it stops before anyone else may start.
@@ -86,9 +88,12 @@ pub struct LeaseTable {
 
 type Record = HashMap<String, AttributeValue>;
 
-fn key(channel: &str) -> Record {
+fn key(channel: &ChannelId) -> Record {
     HashMap::from([
-        ("pk".to_string(), AttributeValue::S(lease_pk(channel))),
+        (
+            "pk".to_string(),
+            AttributeValue::S(lease_pk(channel.as_str())),
+        ),
         ("sk".to_string(), AttributeValue::S(LEASE_SK.into())),
     ])
 }
@@ -156,7 +161,7 @@ impl LeaseTable {
 
     /// Takes `channel`'s lease if nobody else holds it (free, expired, or ours), with a new
     /// epoch. `Ok(None)` when another replica holds it.
-    pub async fn acquire(&self, channel: &str) -> Result<Option<Held>, LeaseError> {
+    pub async fn acquire(&self, channel: &ChannelId) -> Result<Option<Held>, LeaseError> {
         let sent = Instant::now();
         let now = now_ms();
         let result = self
@@ -191,7 +196,7 @@ impl LeaseTable {
                 detail: "the answer holds no epoch".into(),
             })?;
         Ok(Some(Held {
-            channel: channel.to_string(),
+            channel: channel.clone(),
             epoch,
             valid_until: sent + self.ttl - self.margin(),
         }))
@@ -240,7 +245,7 @@ impl LeaseTable {
     }
 
     /// The lease as stored, if the channel ever had one.
-    pub async fn holder(&self, channel: &str) -> Result<Option<Holder>, LeaseError> {
+    pub async fn holder(&self, channel: &ChannelId) -> Result<Option<Holder>, LeaseError> {
         let out = self
             .client
             .get_item()

@@ -1,4 +1,4 @@
-//! Scale-out: several replicas share the channels through DynamoDB leases (docs/scaling.md).
+//! Scale-out: several replicas share the channels through leases (docs/scaling.md).
 //!
 //! Every replica sees the global demand (the stats of every Pushpin). A channel is polled only
 //! by the replica holding its lease; the replica the channel prefers (rendezvous hashing over
@@ -6,91 +6,109 @@
 //! grace period. A lease is renewed while its poller runs and released when demand ends; a
 //! replica that cannot renew in time stops its poller before anyone else may take over, and
 //! the store refuses commits carrying an old epoch (a replica that was paused past its lease).
+//!
+//! The lease table, the membership records and the hand-over of snapshot requests between
+//! replicas sit behind one trait, [`Leases`]: DynamoDB plus HTTP in production
+//! ([`DynamoLeases`]), and an in-memory table shared by replicas of one process
+//! ([`MemoryLeaseTable`]), the testing backend.
 
+mod dynamo;
+mod forward;
+mod guard;
 mod lease;
 mod members;
+mod memory;
+mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::ChannelId;
+
+pub use dynamo::DynamoLeases;
+pub use forward::{forward, Forwardable, Handed};
+pub use guard::LeaseGuard;
 pub use lease::{lease_pk, now_ms, Held, Holder, LeaseError, LeaseTable, LEASE_SK};
 pub use members::{preferred, Member, Membership};
+pub use memory::{Inbox, MemoryLeaseTable, MemoryLeases};
+pub use wire::{ForwardedSnapshot, ForwardedSnapshots, HandOver, HandedRequest, WireError};
 
-/// A held lease shared by its poller and the task that renews it.
-pub struct LeaseGuard {
-    held: Mutex<Held>,
-    lost: AtomicBool,
-    /// Cancelled when the lease is lost: the poller runs under it and stops.
-    poller: CancellationToken,
+/// Why snapshot requests did not reach their replica.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandOverError {
+    #[error("{url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered {status}")]
+    Refused { url: String, status: u16 },
+    #[error("replica {0} takes no hand-overs")]
+    NoInbox(String),
 }
 
-impl LeaseGuard {
-    pub fn new(held: Held, poller: CancellationToken) -> LeaseGuard {
-        LeaseGuard {
-            held: Mutex::new(held),
-            lost: AtomicBool::new(false),
-            poller,
-        }
+/// Leases, membership and hand-over for one replica: everything cluster mode asks of the
+/// outside world. Object-safe, held as `Arc<dyn Leases>`.
+#[async_trait]
+pub trait Leases: Send + Sync {
+    /// This replica's id: the owner written into the leases it takes.
+    fn owner(&self) -> &str;
+
+    fn ttl(&self) -> Duration;
+
+    /// The clock lease records are written in (unix ms); injected so leases run under paused
+    /// time in tests.
+    fn now_ms(&self) -> u64 {
+        now_ms()
     }
 
-    pub fn epoch(&self) -> u64 {
-        self.held.lock().expect("lease lock").epoch
-    }
+    /// Takes `channel`'s lease if nobody else holds it (free, expired, or ours), with a new
+    /// epoch. `Ok(None)` when another replica holds it.
+    async fn acquire(&self, channel: &ChannelId) -> Result<Option<Held>, LeaseError>;
 
-    /// Whether this replica may still write and publish for the channel.
-    pub fn is_valid(&self) -> bool {
-        !self.lost.load(Ordering::SeqCst)
-            && Instant::now() < self.held.lock().expect("lease lock").valid_until
-    }
+    /// Extends a held lease. `Ok(None)` when it is no longer ours (taken over after expiry).
+    async fn renew(&self, held: &Held) -> Result<Option<Held>, LeaseError>;
 
-    /// Marks the lease lost (the store refused its epoch, or it could not be renewed in time)
-    /// and stops the poller.
-    pub fn lose(&self, why: &str) {
-        if !self.lost.swap(true, Ordering::SeqCst) {
-            let held = self.held();
-            tracing::warn!(channel = %held.channel, epoch = held.epoch, reason = why, "lease lost; poller stops");
-            crate::metrics::get()
-                .lease_events
-                .with_label_values(&["lost"])
-                .inc();
-        }
-        self.poller.cancel();
-    }
+    /// Gives a held lease up at once (its epoch stays). Returns whether it was still ours.
+    async fn release(&self, held: &Held) -> Result<bool, LeaseError>;
 
-    fn held(&self) -> Held {
-        self.held.lock().expect("lease lock").clone()
-    }
+    /// The lease as stored, if the channel ever had one.
+    async fn holder(&self, channel: &ChannelId) -> Result<Option<Holder>, LeaseError>;
 
-    fn renewed(&self, held: Held) {
-        *self.held.lock().expect("lease lock") = held;
-    }
+    /// Records `me` alive for one TTL more.
+    async fn heartbeat(&self, me: &Member) -> Result<(), LeaseError>;
+
+    /// Every replica whose heartbeat has not run out, sorted by id.
+    async fn live(&self) -> Result<Vec<Member>, LeaseError>;
+
+    /// Hands snapshot requests to replica `to`, which polls their channel.
+    async fn hand_over(&self, to: &Member, batch: &ForwardedSnapshots)
+        -> Result<(), HandOverError>;
 }
 
 /// This replica's view of the cluster.
 pub struct Cluster {
-    pub leases: LeaseTable,
-    membership: Membership,
+    leases: Arc<dyn Leases>,
     me: Member,
     live: RwLock<Vec<Member>>,
 }
 
 impl Cluster {
-    pub fn new(
-        client: aws_sdk_dynamodb::Client,
-        table: &str,
-        me: Member,
-        ttl: Duration,
-    ) -> Cluster {
+    pub fn new(leases: Arc<dyn Leases>, me: Member) -> Cluster {
         Cluster {
-            leases: LeaseTable::new(client.clone(), table, &me.id, ttl),
-            membership: Membership::new(client, table),
+            leases,
             live: RwLock::new(vec![me.clone()]),
             me,
         }
+    }
+
+    pub fn leases(&self) -> &dyn Leases {
+        &*self.leases
     }
 
     pub fn me(&self) -> &Member {
@@ -107,23 +125,21 @@ impl Cluster {
     }
 
     /// Whether `channel` prefers this replica among the live ones.
-    pub fn prefers_me(&self, channel: &str) -> bool {
+    pub fn prefers_me(&self, channel: &ChannelId) -> bool {
         let live = self.live.read().expect("members lock");
-        preferred(channel, &live).is_none_or(|m| m.id == self.me.id)
+        preferred(channel.as_str(), &live).is_none_or(|m| m.id == self.me.id)
     }
 
-    /// The URL of live replica `id`.
-    pub fn url_of(&self, id: &str) -> Option<String> {
+    /// Live replica `id`.
+    pub fn member(&self, id: &str) -> Option<Member> {
         let live = self.live.read().expect("members lock");
-        live.iter().find(|m| m.id == id).map(|m| m.url.clone())
+        live.iter().find(|m| m.id == id).cloned()
     }
 
     /// Heartbeats and refreshes the live replicas once.
     pub async fn refresh_members(&self) -> Result<(), LeaseError> {
-        self.membership
-            .heartbeat(&self.me, self.ttl().as_millis() as u64)
-            .await?;
-        let mut live = self.membership.live().await?;
+        self.leases.heartbeat(&self.me).await?;
+        let mut live = self.leases.live().await?;
         if !live.iter().any(|m| m.id == self.me.id) {
             live.push(self.me.clone());
         }
@@ -140,47 +156,6 @@ impl Cluster {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.renew_every()) => {}
-            }
-        }
-    }
-
-    /// Keeps `guard`'s lease renewed until `stop` (then releases it) or until it is lost.
-    pub async fn keep(self: Arc<Self>, guard: Arc<LeaseGuard>, stop: CancellationToken) {
-        loop {
-            let valid_until = guard.held().valid_until;
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => break,
-                _ = guard.poller.cancelled() => return, // Lost (the store refused the epoch).
-                _ = tokio::time::sleep_until(valid_until) => {
-                    guard.lose("not renewed in time");
-                    return;
-                }
-                _ = tokio::time::sleep(self.renew_every()) => {
-                    match self.leases.renew(&guard.held()).await {
-                        Ok(Some(held)) => guard.renewed(held),
-                        Ok(None) => {
-                            guard.lose("taken over by another replica");
-                            return;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot renew a lease; retrying"),
-                    }
-                }
-            }
-        }
-        if guard.is_valid() {
-            let held = guard.held();
-            match self.leases.release(&held).await {
-                Ok(_) => {
-                    crate::metrics::get()
-                        .lease_events
-                        .with_label_values(&["released"])
-                        .inc();
-                    tracing::info!(channel = %held.channel, epoch = held.epoch, "lease released");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot release a lease; it expires by itself")
-                }
             }
         }
     }

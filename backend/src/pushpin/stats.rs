@@ -1,4 +1,5 @@
-//! Pushpin's stats socket: parses `sub` reports and feeds them to [`Demand`].
+//! Pushpin's stats socket: parses `sub` reports into [`SubReport`]s (a type demand owns, so
+//! demand never looks at the socket) and feeds them to [`Demand`].
 //!
 //! Pushpin publishes one frame per event, `"<type> J<json>"` when `stats_format=json`.
 //! Only `sub` events matter here: they say, per channel and per Pushpin instance, whether it has
@@ -7,30 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::demand::Demand;
-
-/// A parsed `sub` report.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SubReport {
-    pub channel: String,
-    /// Which Pushpin handler sent it (several Pushpins may report the same channel).
-    #[serde(default)]
-    pub from: String,
-    /// The subscribers' transport: `ws`, `stream` (SSE and other HTTP streaming) or
-    /// `response` (long-polling); counted separately by Pushpin.
-    #[serde(default)]
-    pub mode: String,
-    #[serde(default)]
-    pub subscribers: Option<u64>,
-    #[serde(default)]
-    pub ttl: Option<u64>,
-    #[serde(default)]
-    pub unavailable: bool,
-}
+pub use crate::demand::SubReport;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum StatsError {
@@ -70,10 +52,19 @@ pub fn spawn_reader(
         .name("pushpin-stats".into())
         .spawn(move || {
             if let Err(e) = read_loop(&specs, &demand, &shutdown) {
-                tracing::error!(error = %e, "stats socket failed; demand falls back to subscribe hints");
+                tracing::error!(error = %e, "stats socket failed");
             }
         })
         .expect("spawn stats thread")
+}
+
+/// [`spawn_reader`] as a task: it ends at `shutdown`, or early when the socket fails (and
+/// panics if the thread did), so a supervisor sees a reader that stopped.
+pub async fn run_reader(specs: Vec<String>, demand: Arc<Demand>, shutdown: CancellationToken) {
+    let thread = spawn_reader(specs, demand, shutdown);
+    if let Ok(Err(panic)) = tokio::task::spawn_blocking(move || thread.join()).await {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 fn read_loop(

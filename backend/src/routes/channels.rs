@@ -71,7 +71,7 @@ pub async fn status(
     let q = resolve(&state.registry.current(), &name, req.query_string())?;
     reject_options(&q.options, &[])?;
     let id = q.id.to_string();
-    let subscribers = state.demand.subscribers(&id, tokio::time::Instant::now());
+    let subscribers = state.demand.subscribers(&q.id, tokio::time::Instant::now());
     let polled = state.status.get(&id);
     let (seq, item_count) = match &polled {
         Some(s) => (s.seq, s.item_count),

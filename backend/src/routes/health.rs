@@ -1,5 +1,5 @@
 //! `/healthz` (the process is up) and `/readyz` (it can serve: Pushpin reachable, item store
-//! reachable, fetchers loaded).
+//! reachable, fetchers loaded, every essential task alive).
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::supervisor::Essentials;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
@@ -52,17 +53,36 @@ async fn store(state: &AppState) -> Value {
     }
 }
 
+/// Every essential task alive (an app without them, as in handler tests, has none to lose).
+fn tasks(essentials: Option<&Essentials>) -> Value {
+    let dead = essentials.map(Essentials::dead).unwrap_or_default();
+    match dead.first() {
+        None => check(true, "running".into()),
+        Some(_) => check(
+            false,
+            dead.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
+}
+
 /// `GET /readyz`: 200 when every check passes, else 503; the body says which failed.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(
+    state: web::Data<AppState>,
+    essentials: Option<web::Data<Essentials>>,
+) -> HttpResponse {
     let (pushpin, store) = tokio::join!(pushpin(&state.pushpin_control_urls), store(&state));
     let loaded = state.registry.current().len();
     let fetchers = check(loaded > 0, format!("{loaded} loaded"));
-    let ready = [&pushpin, &store, &fetchers]
+    let tasks = tasks(essentials.as_ref().map(|e| e.get_ref()));
+    let ready = [&pushpin, &store, &fetchers, &tasks]
         .iter()
         .all(|c| c["ok"] == json!(true));
     let body = json!({
         "ready": ready,
-        "checks": {"pushpin": pushpin, "store": store, "fetchers": fetchers},
+        "checks": {"pushpin": pushpin, "store": store, "fetchers": fetchers, "tasks": tasks},
     });
     match ready {
         true => HttpResponse::Ok(),

@@ -1,0 +1,98 @@
+//! [`Leases`] in production: the lease table and membership records in DynamoDB, hand-overs
+//! over HTTP to the other replica's backend port.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    ForwardedSnapshots, HandOverError, Held, Holder, LeaseError, LeaseTable, Leases, Member,
+    Membership,
+};
+use crate::channel::ChannelId;
+
+pub struct DynamoLeases {
+    table: LeaseTable,
+    members: Membership,
+    http: reqwest::Client,
+}
+
+impl DynamoLeases {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> DynamoLeases {
+        DynamoLeases {
+            table: LeaseTable::new(client.clone(), table, owner, ttl),
+            members: Membership::new(client, table),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("reqwest client"),
+        }
+    }
+}
+
+#[async_trait]
+impl Leases for DynamoLeases {
+    fn owner(&self) -> &str {
+        self.table.owner()
+    }
+
+    fn ttl(&self) -> Duration {
+        self.table.ttl()
+    }
+
+    async fn acquire(&self, channel: &ChannelId) -> Result<Option<Held>, LeaseError> {
+        self.table.acquire(channel).await
+    }
+
+    async fn renew(&self, held: &Held) -> Result<Option<Held>, LeaseError> {
+        self.table.renew(held).await
+    }
+
+    async fn release(&self, held: &Held) -> Result<bool, LeaseError> {
+        self.table.release(held).await
+    }
+
+    async fn holder(&self, channel: &ChannelId) -> Result<Option<Holder>, LeaseError> {
+        self.table.holder(channel).await
+    }
+
+    async fn heartbeat(&self, me: &Member) -> Result<(), LeaseError> {
+        self.members
+            .heartbeat(me, self.ttl().as_millis() as u64)
+            .await
+    }
+
+    async fn live(&self) -> Result<Vec<Member>, LeaseError> {
+        self.members.live().await
+    }
+
+    async fn hand_over(
+        &self,
+        to: &Member,
+        batch: &ForwardedSnapshots,
+    ) -> Result<(), HandOverError> {
+        let url = format!("{}/internal/snapshot", to.url.trim_end_matches('/'));
+        let response = self
+            .http
+            .post(&url)
+            .json(batch)
+            .send()
+            .await
+            .map_err(|source| HandOverError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(HandOverError::Refused {
+                url,
+                status: s.as_u16(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Demand: which channels have subscribers right now, from Pushpin's stats plus subscribe hints.
+//!
+//! A channel is active while any Pushpin reports subscribers for it (until that report's TTL
+//! runs out), or while a hint from a WOH request is fresh. Hints make the first poll start
+//! at once and let a restarted backend recover its channels from connection meta before the
+//! next stats refresh. A report that a channel is gone clears older hints.
+//!
+//! Pushpin reports each transport (`mode`) separately, so WebSocket and SSE subscribers of one
+//! channel keep it active independently. Reports on per-connection channels (`_conn:…`,
+//! `_sse:…`; one per client) are not demand and are ignored, and the scheduler is woken only
+//! when a channel becomes active or inactive, not by every refresh: with thousands of clients
+//! both would otherwise cost a full reconcile per report.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use serde::Deserialize;
+
+use crate::channel::{ChannelId, GripChannel};
+
+/// One stats `sub` report as Pushpin sends it (`pushpin::stats` reads them off the socket).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SubReport {
+    /// The GRIP channel, as Pushpin names it: parsed once, in [`Demand::apply_report`].
+    pub channel: String,
+    /// Which Pushpin handler sent it (several Pushpins may report the same channel).
+    #[serde(default)]
+    pub from: String,
+    /// The subscribers' transport: `ws`, `stream` (SSE and other HTTP streaming) or
+    /// `response` (long-polling); counted separately by Pushpin.
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub subscribers: Option<u64>,
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    #[serde(default)]
+    pub unavailable: bool,
+}
+
+/// Slack added to Pushpin's TTL so a refresh arriving on time never flaps a channel.
+const TTL_SLACK: Duration = Duration::from_secs(5);
+
+/// Where a report came from: a Pushpin instance and a transport.
+type Source = (String, String);
+
+/// The latest report from one source.
+#[derive(Clone, Copy)]
+struct Reported {
+    expires: Instant,
+    subscribers: u64,
+}
+
+/// Subscribers of one channel across every Pushpin, by transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Subscribers {
+    pub websocket: u64,
+    pub sse: u64,
+    /// Other HTTP transports (long-polling).
+    pub other: u64,
+}
+
+impl Subscribers {
+    pub fn total(&self) -> u64 {
+        self.websocket + self.sse + self.other
+    }
+
+    fn add(&mut self, mode: &str, n: u64) {
+        match mode {
+            "ws" => self.websocket += n,
+            "stream" => self.sse += n,
+            _ => self.other += n,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// channel → (Pushpin instance, mode) → latest report.
+    reported: HashMap<ChannelId, HashMap<Source, Reported>>,
+    /// channel → hint expiry.
+    hints: HashMap<ChannelId, Instant>,
+}
+
+impl State {
+    /// Whether `channel` has a report or a hint (expired ones count until `Demand::active`
+    /// drops them; the scheduler's periodic pass notices expiries).
+    fn is_active(&self, channel: &ChannelId) -> bool {
+        self.reported.contains_key(channel) || self.hints.contains_key(channel)
+    }
+}
+
+/// Shared demand, written by the stats reader and WOH handlers, read by the scheduler.
+pub struct Demand {
+    state: Mutex<State>,
+    changed: Notify,
+    hint_ttl: Duration,
+}
+
+impl Demand {
+    pub fn new(hint_ttl: Duration) -> Demand {
+        Demand {
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            hint_ttl,
+        }
+    }
+
+    /// Applies one stats `sub` report.
+    pub fn apply_report(&self, report: &SubReport, now: Instant) {
+        // Per-connection channels and names that are not ours are not demand.
+        let Ok(GripChannel::Public(channel)) = GripChannel::parse(&report.channel) else {
+            return;
+        };
+        let mut s = self.state.lock().expect("demand lock");
+        let was_active = s.is_active(&channel);
+        let gone = report.unavailable || report.subscribers == Some(0);
+        let source = (report.from.clone(), report.mode.clone());
+        if gone {
+            if let Some(sources) = s.reported.get_mut(&channel) {
+                sources.remove(&source);
+                if sources.is_empty() {
+                    s.reported.remove(&channel);
+                }
+            }
+            if !s.reported.contains_key(&channel) {
+                s.hints.remove(&channel);
+            }
+        } else {
+            let ttl = Duration::from_secs(report.ttl.unwrap_or(60)) + TTL_SLACK;
+            s.reported.entry(channel.clone()).or_default().insert(
+                source,
+                Reported {
+                    expires: now + ttl,
+                    subscribers: report.subscribers.unwrap_or(1),
+                },
+            );
+        }
+        let flipped = s.is_active(&channel) != was_active;
+        drop(s);
+        if flipped {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Records that a connection is subscribed to `channel` right now. Wakes the scheduler
+    /// only for a channel that was not active: every WOH request (keep-alives included)
+    /// hints all of its connection's channels, and a full pass per hint costs O(channels).
+    pub fn hint(&self, channel: &ChannelId, now: Instant) {
+        let mut s = self.state.lock().expect("demand lock");
+        let was_active = s.is_active(channel);
+        s.hints.insert(channel.clone(), now + self.hint_ttl);
+        drop(s);
+        if !was_active {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The channels that have subscribers at `now`; expired entries are dropped.
+    pub fn active(&self, now: Instant) -> BTreeSet<ChannelId> {
+        let mut s = self.state.lock().expect("demand lock");
+        s.hints.retain(|_, exp| *exp > now);
+        s.reported.retain(|_, sources| {
+            sources.retain(|_, r| r.expires > now);
+            !sources.is_empty()
+        });
+        s.reported.keys().chain(s.hints.keys()).cloned().collect()
+    }
+
+    /// Whether `channel` has subscribers at `now` (what [`Demand::active`] would contain,
+    /// without building the whole set).
+    pub fn is_active(&self, channel: &ChannelId, now: Instant) -> bool {
+        let s = self.state.lock().expect("demand lock");
+        s.hints.get(channel).is_some_and(|exp| *exp > now)
+            || s.reported
+                .get(channel)
+                .is_some_and(|sources| sources.values().any(|r| r.expires > now))
+    }
+
+    /// Subscribers of `channel` as Pushpin last reported them (unexpired reports only).
+    pub fn subscribers(&self, channel: &ChannelId, now: Instant) -> Subscribers {
+        let s = self.state.lock().expect("demand lock");
+        let mut out = Subscribers::default();
+        for ((_, mode), r) in s.reported.get(channel).into_iter().flatten() {
+            if r.expires > now {
+                out.add(mode, r.subscribers);
+            }
+        }
+        out
+    }
+
+    /// Subscribers of every channel id, by transport.
+    pub fn all_subscribers(&self, now: Instant) -> Subscribers {
+        let s = self.state.lock().expect("demand lock");
+        let mut out = Subscribers::default();
+        for ((_, mode), r) in s.reported.values().flatten() {
+            if r.expires > now {
+                out.add(mode, r.subscribers);
+            }
+        }
+        out
+    }
+
+    /// Resolves when demand may have changed.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Passes over demand and starting pollers: what a single node does (cluster mode adds
+//! leases, in `leasing.rs`).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::slot::{Poller, Slot};
+use super::Scheduler;
+use crate::channel::ChannelId;
+use crate::cluster::{Cluster, Held, LeaseGuard};
+use crate::fetcher::FetcherEntry;
+use crate::poller;
+
+/// Why a channel with subscribers is not ours to poll.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unservable {
+    #[error("no fetcher with this name")]
+    NoFetcher,
+    #[error("params do not match the fetcher's declaration")]
+    Params,
+}
+
+impl Scheduler {
+    pub(super) fn reconcile(&mut self, shutdown: &CancellationToken) {
+        let active = self.demand.active(tokio::time::Instant::now());
+        self.forget_ignored_after_registry_change();
+        self.slots.retain(|channel, slot| match slot {
+            // The channel is taken anew below if it can.
+            Slot::Polling(p) if p.lost_lease() => false,
+            Slot::Polling(p) => {
+                let keep = active.contains(channel);
+                if !keep {
+                    tracing::info!(channel = %channel, "no subscribers left; stopping poller");
+                    p.token.cancel();
+                }
+                keep
+            }
+            Slot::Ignored => active.contains(channel),
+            Slot::Remote(r) => active.contains(channel) || r.demand_ended(),
+        });
+        for channel in active {
+            self.serve(channel, shutdown);
+        }
+    }
+
+    /// One channel's part of a full pass, for a channel that may just have gained subscribers
+    /// (a full pass costs O(active channels)).
+    pub(super) fn serve_if_active(&mut self, channel: &ChannelId, shutdown: &CancellationToken) {
+        match self.slots.get(channel) {
+            Some(Slot::Polling(p)) if p.lost_lease() => {
+                self.slots.remove(channel);
+            }
+            Some(Slot::Polling(_)) => return,
+            _ => {}
+        }
+        if self.demand.is_active(channel, tokio::time::Instant::now()) {
+            self.forget_ignored_after_registry_change();
+            self.serve(channel.clone(), shutdown);
+        }
+    }
+
+    /// Has `channel`, which has subscribers, polled: here, or (cluster mode) by trying its
+    /// lease. A channel we cannot serve is remembered, so it is logged once.
+    fn serve(&mut self, channel: ChannelId, shutdown: &CancellationToken) {
+        if matches!(
+            self.slots.get(&channel),
+            Some(Slot::Polling(_) | Slot::Ignored)
+        ) {
+            return;
+        }
+        match self.resolve(&channel) {
+            Ok(entry) => match self.cluster.clone() {
+                None => self.start(channel, entry, None, shutdown),
+                Some(cluster) => self.try_acquire(channel, &cluster),
+            },
+            Err(why) => {
+                tracing::debug!(channel = %channel, reason = %why, "channel has subscribers but is not ours to poll");
+                self.slots.insert(channel, Slot::Ignored);
+            }
+        }
+    }
+
+    /// A re-discovered fetcher may serve channels ignored so far.
+    fn forget_ignored_after_registry_change(&mut self) {
+        let registry = self.registry.current();
+        if !self
+            .ignored_with
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &registry))
+        {
+            self.slots.retain(|_, s| !matches!(s, Slot::Ignored));
+            self.ignored_with = Some(registry);
+        }
+    }
+
+    /// Starts `channel`'s poller (under `lease` in cluster mode) and hands it the snapshot
+    /// requests that waited for it.
+    pub(super) fn start(
+        &mut self,
+        channel: ChannelId,
+        entry: Arc<FetcherEntry>,
+        lease: Option<(Arc<Cluster>, Held)>,
+        shutdown: &CancellationToken,
+    ) {
+        let token = shutdown.child_token();
+        let run = token.child_token();
+        let guard = lease.map(|(cluster, held)| {
+            let guard = Arc::new(LeaseGuard::new(held, run.clone()));
+            self.tracker
+                .spawn(cluster.keep(guard.clone(), token.clone()));
+            guard
+        });
+        let (tx, rx) = mpsc::channel(1024);
+        self.tracker.spawn(poller::run(
+            channel.clone(),
+            entry,
+            self.ctx.clone(),
+            rx,
+            run.clone(),
+            guard,
+        ));
+        if let Some(Slot::Remote(r)) = self.slots.remove(&channel) {
+            for request in r.waiting {
+                let _ = tx.try_send(request);
+            }
+        }
+        let poller = Poller {
+            token,
+            run,
+            requests: tx,
+        };
+        self.slots.insert(channel, Slot::Polling(poller));
+    }
+
+    /// The fetcher that serves `channel`, or why none does.
+    pub(super) fn resolve(&self, channel: &ChannelId) -> Result<Arc<FetcherEntry>, Unservable> {
+        let registry = self.registry.current();
+        let entry = registry.get(channel.name()).ok_or(Unservable::NoFetcher)?;
+        // The id must be exactly what a subscribe would have produced (declared params,
+        // defaults applied), or it did not come from us.
+        let raw = serde_json::Value::Object(
+            channel
+                .params()
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        );
+        match ChannelId::from_request(channel.name(), Some(&raw), &entry.metadata.params) {
+            Ok(canonical) if &canonical == channel => Ok(entry.clone()),
+            _ => Err(Unservable::Params),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The scheduler: keeps exactly one poller running for every active channel we can serve.
+//!
+//! Every channel it knows has one slot (`slot::Slot`): polled here, ignored (no fetcher
+//! serves it), or, in cluster mode (docs/scaling.md), not polled here. There a poller runs only
+//! under the channel's lease: the scheduler tries to take the leases of active channels (at
+//! once where the channel prefers this replica, after a grace period otherwise), and hands
+//! snapshot requests for channels polled elsewhere to the owning replica.
+//!
+//! Layout: `mod.rs` the loop and its commands, `slot.rs` the per-channel states, `local.rs`
+//! passes and starting pollers, `leasing.rs` cluster mode's leases and forwarding.
+
+mod leasing;
+mod local;
+mod slot;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::channel::ChannelId;
+use crate::cluster::{Cluster, Forwardable, ForwardedSnapshot, HandOver};
+use crate::demand::Demand;
+use crate::fetcher::{Registry, SharedRegistry};
+use crate::poller::{PollerContext, SnapshotRequest};
+
+use leasing::{Attempted, Forwarded};
+use slot::Slot;
+
+/// Requests from HTTP handlers (and the scheduler's own lease tasks) to the scheduler.
+enum Command {
+    Snapshot {
+        channel: ChannelId,
+        request: SnapshotRequest,
+    },
+    /// The outcome of an attempt to take a channel's lease.
+    Acquired {
+        channel: ChannelId,
+        attempt: Attempted,
+    },
+    Forwarded(Forwarded),
+}
+
+/// How long a snapshot request waits for its channel's poller to appear (here or elsewhere in
+/// the cluster) before it is dropped.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+
+/// How often demand is re-read even without a change notification (TTL expiry).
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+
+/// A cloneable way to reach the scheduler from request handlers.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl SchedulerHandle {
+    /// A handle that reaches no scheduler (for tests and tools): requests are logged and dropped.
+    pub fn disconnected() -> SchedulerHandle {
+        let (commands, _) = mpsc::channel(1);
+        SchedulerHandle { commands }
+    }
+
+    /// Asks the channel's poller to send a new subscriber its snapshot (or missed events).
+    pub fn request_snapshot(&self, channel: ChannelId, request: SnapshotRequest) {
+        if let Err(e) = self
+            .commands
+            .try_send(Command::Snapshot { channel, request })
+        {
+            tracing::error!(error = %e, "scheduler queue full or closed; a subscriber gets no snapshot");
+        }
+    }
+
+    /// Cluster mode: snapshot requests another replica handed over, for a channel polled here.
+    pub fn hand_over(&self, batch: HandOver) {
+        let now = Instant::now();
+        for r in batch.requests {
+            let request = SnapshotRequest {
+                connection_channel: r.connection_channel,
+                since: r.since,
+                transport: r.transport,
+                requested_at: now.checked_sub(r.age).unwrap_or(now),
+            };
+            self.request_snapshot(batch.channel.clone(), request);
+        }
+    }
+}
+
+impl Forwardable for SnapshotRequest {
+    fn to_wire(&self) -> ForwardedSnapshot {
+        ForwardedSnapshot::new(
+            &self.connection_channel,
+            self.since,
+            self.transport,
+            self.requested_at.elapsed(),
+        )
+    }
+}
+
+pub struct Scheduler {
+    registry: Arc<SharedRegistry>,
+    demand: Arc<Demand>,
+    ctx: PollerContext,
+    tracker: TaskTracker,
+    slots: HashMap<ChannelId, Slot>,
+    commands: mpsc::Receiver<Command>,
+    /// For lease and forwarding tasks to report back.
+    commands_tx: mpsc::Sender<Command>,
+    cluster: Option<Arc<Cluster>>,
+    /// Cluster mode: when lease attempts fall due, earliest first; an entry whose slot moved
+    /// on is dropped when it comes up. An index into `slots` (not state of its own) so that
+    /// finding the next wake-up is not a scan of every channel per command.
+    due: BinaryHeap<Reverse<(Instant, ChannelId)>>,
+    /// The registry the `Ignored` slots were judged against: a re-discovered fetcher may
+    /// serve them.
+    ignored_with: Option<Arc<Registry>>,
+}
+
+impl Scheduler {
+    pub fn new(
+        registry: Arc<SharedRegistry>,
+        demand: Arc<Demand>,
+        ctx: PollerContext,
+        cluster: Option<Arc<Cluster>>,
+    ) -> (Scheduler, SchedulerHandle) {
+        let (tx, rx) = mpsc::channel(10_000);
+        let scheduler = Scheduler {
+            registry,
+            demand,
+            ctx,
+            tracker: TaskTracker::new(),
+            slots: HashMap::new(),
+            commands: rx,
+            commands_tx: tx.clone(),
+            cluster,
+            due: BinaryHeap::new(),
+            ignored_with: None,
+        };
+        (scheduler, SchedulerHandle { commands: tx })
+    }
+
+    /// Runs until `shutdown`, then waits for every poller to stop.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        // A full pass costs O(active channels), so it runs when demand changed, when a lease
+        // attempt is due and once every RECONCILE_EVERY: not after every command (a subscribe
+        // burst sends one snapshot request per subscriber).
+        let (mut next_pass, mut last_pass) = (Instant::now(), Instant::now());
+        loop {
+            let now = Instant::now();
+            if now >= next_pass {
+                self.reconcile(&shutdown);
+                (last_pass, next_pass) = (now, now + RECONCILE_EVERY);
+            }
+            // Cluster mode: wake for the next lease attempt on time (a takeover right after the
+            // holder's lease runs out), not at the next periodic pass.
+            let wake = self
+                .next_attempt_after(last_pass)
+                .map_or(next_pass, |t| t.min(next_pass));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.demand.changed() => next_pass = Instant::now(),
+                _ = tokio::time::sleep_until(wake) => next_pass = Instant::now(),
+                Some(command) = self.commands.recv() => match command {
+                    Command::Snapshot { channel, request } => {
+                        self.route_snapshot(channel, request, &shutdown)
+                    }
+                    Command::Forwarded(f) => self.forwarded(f, &shutdown),
+                    Command::Acquired { channel, attempt } => {
+                        self.acquired(channel, attempt, &shutdown)
+                    }
+                },
+            }
+        }
+        for slot in self.slots.values() {
+            if let Slot::Polling(p) = slot {
+                p.token.cancel();
+            }
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        tracing::info!("all pollers stopped");
+    }
+
+    /// Sends a subscriber's snapshot request to the channel's poller: here, or (cluster mode)
+    /// on the replica holding its lease.
+    fn route_snapshot(
+        &mut self,
+        channel: ChannelId,
+        request: SnapshotRequest,
+        shutdown: &CancellationToken,
+    ) {
+        // The subscribe's demand hint may not have started the poller yet (a full pass only
+        // then: bursts of subscribes to a running channel are many). In cluster mode the
+        // request waits for the channel's poller wherever it starts.
+        let polled = matches!(self.slots.get(&channel), Some(Slot::Polling(_)));
+        if !polled && self.cluster.is_none() {
+            self.serve_if_active(&channel, shutdown);
+        }
+        if let Some(Slot::Polling(p)) = self.slots.get(&channel) {
+            p.send(&channel, request);
+        } else if self.cluster.is_some() {
+            self.wait_for_poller(channel, vec![request]);
+        } else {
+            tracing::debug!(channel = %channel, "snapshot requested for a channel with no poller")
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What the scheduler knows of one channel: one enum per channel instead of a map per fact.
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::ChannelId;
+use crate::cluster::Holder;
+use crate::poller::SnapshotRequest;
+
+/// One channel's state in the scheduler.
+pub(super) enum Slot {
+    /// Its poller runs here.
+    Polling(Poller),
+    /// It has subscribers but is not ours to poll (no fetcher serves it), remembered so it is
+    /// logged once, until the registry changes.
+    Ignored,
+    /// Cluster mode: not polled here (yet), polled elsewhere, or only waited for by snapshot
+    /// requests.
+    Remote(Remote),
+}
+
+/// A running poller.
+pub(super) struct Poller {
+    /// Cancelled by the scheduler (demand ended, shutdown): the lease is released.
+    pub token: CancellationToken,
+    /// What the poller runs under: `token`, or a lost lease.
+    pub run: CancellationToken,
+    pub requests: mpsc::Sender<SnapshotRequest>,
+}
+
+impl Poller {
+    /// Stopped because its lease was lost, not by the scheduler.
+    pub fn lost_lease(&self) -> bool {
+        self.run.is_cancelled() && !self.token.is_cancelled()
+    }
+
+    pub fn send(&self, channel: &ChannelId, request: SnapshotRequest) {
+        if self.requests.try_send(request).is_err() {
+            tracing::warn!(channel = %channel, "poller busy; snapshot request dropped");
+        }
+    }
+}
+
+/// Cluster mode's bookkeeping for a channel this replica does not poll.
+#[derive(Default)]
+pub(super) struct Remote {
+    /// When it was first seen active without a poller here (`None` while it is not active):
+    /// a replica it does not prefer waits a lease TTL from then before trying its lease.
+    pub unowned_since: Option<Instant>,
+    pub attempt: Attempt,
+    /// The last lease seen, so forwarding reads it once per lease period.
+    pub holder: Option<Holder>,
+    /// Snapshot requests waiting for the channel's poller, here or elsewhere.
+    pub waiting: Vec<SnapshotRequest>,
+    /// A forwarding task is under way; its result brings the waiting requests along.
+    pub forwarding: bool,
+}
+
+/// Where the channel's next try at its lease stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Attempt {
+    /// May be tried at the next chance.
+    #[default]
+    Due,
+    /// A try is running.
+    InFlight,
+    /// Not before then.
+    After(Instant),
+}
+
+impl Remote {
+    /// Forgets what only matters while the channel has subscribers; whether anything is left
+    /// (requests to deliver, a task to hear back from).
+    pub fn demand_ended(&mut self) -> bool {
+        self.unowned_since = None;
+        self.holder = None;
+        if let Attempt::After(_) = self.attempt {
+            self.attempt = Attempt::Due;
+        }
+        !self.waiting.is_empty() || self.forwarding || self.attempt == Attempt::InFlight
+    }
+}

@@ -1,0 +1,374 @@
+//! The scheduler under paused time, without moto: a fetcher that records who fetched which
+//! channel when, a recording publisher, and (cluster mode) an in-memory lease table shared
+//! by two schedulers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Scheduler, SchedulerHandle};
+use crate::channel::{ChannelId, GripChannel};
+use crate::cluster::{preferred, Cluster, Member, MemoryLeaseTable};
+use crate::demand::{Demand, SubReport};
+use crate::fetcher::{
+    FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata, Registry, SharedRegistry,
+};
+use crate::keys::FileKeyStore;
+use crate::poller::{PollerContext, SnapshotRequest};
+use crate::pushpin::grip::{PublishItem, Transports};
+use crate::pushpin::publisher::{PublishError, Publisher};
+use crate::store::{Commit, ItemStore, LoggedEvent, MemoryStore, StoreError};
+
+/// Every fetch: which replica, which channel, when.
+type FetchLog = Arc<Mutex<Vec<(&'static str, String, Instant)>>>;
+
+struct Recording {
+    replica: &'static str,
+    log: FetchLog,
+}
+
+#[async_trait]
+impl Fetcher for Recording {
+    fn label(&self) -> &str {
+        "recording"
+    }
+    async fn metadata(&self) -> Result<Value, FetchError> {
+        unreachable!()
+    }
+    async fn fetch(&self, req: FetchRequest<'_>) -> Result<Value, FetchError> {
+        let fetched = (self.replica, req.channel.to_string(), Instant::now());
+        self.log.lock().unwrap().push(fetched);
+        Ok(json!({"status_code": 200, "result": [{"id": "1", "v": 1}], "complete": true}))
+    }
+}
+
+/// The GRIP channel of every published item.
+#[derive(Default)]
+struct Published(Mutex<Vec<String>>);
+
+#[async_trait]
+impl Publisher for Published {
+    async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
+        let mut log = self.0.lock().unwrap();
+        log.extend(items.iter().map(|i| i.channel.clone()));
+        Ok(())
+    }
+}
+
+fn channel(name: &str) -> ChannelId {
+    ChannelId::from_request(name, None, &BTreeMap::new()).unwrap()
+}
+
+/// Subscribers reported for `channel` (`false`: all gone).
+fn report(channel: &ChannelId, subscribed: bool) -> SubReport {
+    SubReport {
+        channel: channel.to_string(),
+        from: "p1".into(),
+        mode: "ws".into(),
+        subscribers: subscribed.then_some(1),
+        ttl: subscribed.then_some(600),
+        unavailable: !subscribed,
+    }
+}
+
+/// A memory store that accepts cluster mode's fenced commits (the fence itself is tested
+/// against DynamoDB in tests/cluster_leases.rs): each replica has its own, so what matters
+/// here is who polls, not what is stored.
+struct Unfenced(MemoryStore);
+
+#[async_trait]
+impl ItemStore for Unfenced {
+    async fn load(
+        &self,
+        channel: &str,
+    ) -> Result<(crate::store::ChannelMeta, Vec<crate::store::StoredItem>), StoreError> {
+        self.0.load(channel).await
+    }
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        self.0
+            .commit(Commit {
+                fence: None,
+                ..commit
+            })
+            .await
+    }
+    async fn events_after(
+        &self,
+        channel: &str,
+        after: u64,
+    ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
+        self.0.events_after(channel, after).await
+    }
+    fn writes(&self) -> u64 {
+        self.0.writes()
+    }
+    fn log_capacity(&self) -> u64 {
+        self.0.log_capacity()
+    }
+    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+        self.0.load_budget(budget).await
+    }
+    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
+        self.0.save_budget(budget, calls).await
+    }
+}
+
+/// One replica: a scheduler with its own demand, fetchers (`t` and `u`, polled every
+/// second) and publisher.
+struct Replica {
+    demand: Arc<Demand>,
+    handle: SchedulerHandle,
+    published: Arc<Published>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn replica(name: &'static str, log: &FetchLog, cluster: Option<Arc<Cluster>>) -> Replica {
+    let entries = ["t", "u"].map(|n| FetcherEntry {
+        metadata: Metadata::from_value(&json!({"name": n, "id_field": "id", "poll_interval": 1}))
+            .unwrap(),
+        fetcher: Arc::new(Recording {
+            replica: name,
+            log: log.clone(),
+        }),
+    });
+    let registry = Arc::new(SharedRegistry::new(Registry::from_entries(entries)));
+    let demand = Arc::new(Demand::new(Duration::from_secs(60)));
+    let published = Arc::new(Published::default());
+    let ctx = PollerContext {
+        keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
+        publisher: published.clone(),
+        store: Arc::new(Unfenced(MemoryStore::new(100))),
+        max_backoff: Duration::from_secs(60),
+        budgets: Default::default(),
+        last_polls: Default::default(),
+        status: Default::default(),
+    };
+    let (scheduler, handle) = Scheduler::new(registry, demand.clone(), ctx, cluster);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(scheduler.run(stop.clone()));
+    Replica {
+        demand,
+        handle,
+        published,
+        stop,
+        task,
+    }
+}
+
+impl Replica {
+    fn report(&self, channel: &ChannelId, subscribed: bool) {
+        self.demand
+            .apply_report(&report(channel, subscribed), Instant::now());
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// Fetches of `channel` by `replica` within `[from, to)`.
+fn fetches(log: &FetchLog, replica: &str, channel: &str, from: Instant, to: Instant) -> usize {
+    let log = log.lock().unwrap();
+    log.iter()
+        .filter(|(r, c, at)| *r == replica && c == channel && (from..to).contains(at))
+        .count()
+}
+
+async fn sleep(secs: u64) {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn single_node_polls_an_active_channel_once_and_stops_when_it_goes_inactive() {
+    let log = FetchLog::default();
+    let node = replica("a", &log, None);
+    let (t, u) = (channel("t"), channel("u"));
+    let start = Instant::now();
+    sleep(5).await;
+    assert_eq!(
+        fetches(&log, "a", "t", start, Instant::now()),
+        0,
+        "no subscribers, no poller"
+    );
+
+    node.report(&t, true);
+    let active = Instant::now();
+    sleep(10).await;
+    let polled = fetches(&log, "a", "t", active, Instant::now());
+    // One poller every second: ten or eleven fetches; two pollers would make twice as many.
+    assert!((10..=11).contains(&polled), "{polled} fetches in 10 s");
+    assert_eq!(fetches(&log, "a", "u", start, Instant::now()), 0);
+
+    node.report(&t, false);
+    sleep(2).await;
+    let stopped = Instant::now();
+    sleep(10).await;
+    assert_eq!(
+        fetches(&log, "a", "t", stopped, Instant::now()),
+        0,
+        "the poller stopped with its subscribers"
+    );
+    // A subscribe's hint starts a channel at once, not at the next periodic pass.
+    node.demand.hint(&u, Instant::now());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fetches(&log, "a", "u", stopped, Instant::now()), 1);
+    node.stop().await;
+}
+
+/// Two replicas sharing one in-memory lease table, both seeing the same demand.
+struct Pair {
+    table: Arc<MemoryLeaseTable>,
+    a: Replica,
+    b: Replica,
+}
+
+const TTL: Duration = Duration::from_secs(3);
+
+async fn pair(log: &FetchLog) -> Pair {
+    let table = MemoryLeaseTable::new();
+    let cluster = |id: &'static str| {
+        let leases = Arc::new(table.replica(id, TTL));
+        let me = Member {
+            id: id.into(),
+            url: format!("http://{id}"),
+        };
+        Arc::new(Cluster::new(leases, me))
+    };
+    let (ca, cb) = (cluster("a"), cluster("b"));
+    for c in [&ca, &cb, &ca] {
+        c.refresh_members().await.unwrap();
+    }
+    for c in [&ca, &cb] {
+        tokio::spawn(c.clone().run_membership(CancellationToken::new()));
+    }
+    let (a, b) = (replica("a", log, Some(ca)), replica("b", log, Some(cb)));
+    // What `/internal/snapshot` does with a hand-over.
+    for (id, handle) in [("a", a.handle.clone()), ("b", b.handle.clone())] {
+        table.set_inbox(
+            id,
+            Arc::new(move |batch| handle.hand_over(batch.parse().unwrap())),
+        );
+    }
+    Pair { table, a, b }
+}
+
+fn owner_of(channel: &ChannelId) -> &'static str {
+    let members = ["a", "b"].map(|id| Member {
+        id: id.into(),
+        url: format!("http://{id}"),
+    });
+    match preferred(channel.as_str(), &members).unwrap().id.as_str() {
+        "a" => "a",
+        _ => "b",
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_polls_each_channel_on_one_replica_only() {
+    let log = FetchLog::default();
+    let p = pair(&log).await;
+    let channels = [channel("t"), channel("u")];
+    for c in &channels {
+        p.a.report(c, true);
+        p.b.report(c, true);
+    }
+    let start = Instant::now();
+    sleep(20).await;
+    for c in &channels {
+        let owner = owner_of(c);
+        let other = if owner == "a" { "b" } else { "a" };
+        let (by_owner, by_other) = (
+            fetches(&log, owner, c.as_str(), start, Instant::now()),
+            fetches(&log, other, c.as_str(), start, Instant::now()),
+        );
+        assert!(
+            (19..=21).contains(&by_owner),
+            "{c}: {by_owner} fetches by {owner}"
+        );
+        assert_eq!(by_other, 0, "{c} polled by {other} as well");
+        assert_eq!(p.table.holder(c).unwrap().owner, owner);
+    }
+    p.a.stop().await;
+    p.b.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_replica_takes_over_once_the_holder_stops_renewing() {
+    let log = FetchLog::default();
+    let p = pair(&log).await;
+    let t = channel("t");
+    p.a.report(&t, true);
+    p.b.report(&t, true);
+    sleep(5).await;
+    let owner = owner_of(&t);
+    let other = if owner == "a" { "b" } else { "a" };
+    assert_eq!(p.table.holder(&t).unwrap().owner, owner);
+
+    p.table.set_down(owner, true);
+    let cut = Instant::now();
+    sleep(3 * TTL.as_secs()).await;
+    let now = Instant::now();
+    let holder = p.table.holder(&t).unwrap();
+    assert_eq!(holder.owner, other, "taken over");
+    assert!(holder.epoch >= 2, "under a new epoch");
+    let log_now = log.lock().unwrap().clone();
+    let last_by_owner = log_now
+        .iter()
+        .filter(|(r, _, _)| *r == owner)
+        .map(|(_, _, at)| *at)
+        .max()
+        .unwrap();
+    let first_by_other = log_now
+        .iter()
+        .filter(|(r, _, at)| *r == other && *at >= cut)
+        .map(|(_, _, at)| *at)
+        .min()
+        .expect("the other replica polls");
+    assert!(
+        last_by_owner < cut + TTL && last_by_owner < first_by_other,
+        "the old holder stopped within its lease, before the new one started"
+    );
+    assert!(fetches(&log, other, "t", now - Duration::from_secs(3), now) >= 2);
+    p.a.stop().await;
+    p.b.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_request_is_forwarded_to_the_replica_that_polls_the_channel() {
+    let log = FetchLog::default();
+    let p = pair(&log).await;
+    let t = channel("t");
+    p.a.report(&t, true);
+    p.b.report(&t, true);
+    sleep(5).await;
+    let (owner, other) = match owner_of(&t) {
+        "a" => (&p.a, &p.b),
+        _ => (&p.b, &p.a),
+    };
+    let conn = GripChannel::connection("c1");
+    other.handle.request_snapshot(
+        t.clone(),
+        SnapshotRequest {
+            connection_channel: conn.clone(),
+            since: None,
+            transport: Transports::WebSocket,
+            requested_at: Instant::now(),
+        },
+    );
+    sleep(2).await;
+    let to_conn = |r: &Replica| {
+        let published = r.published.0.lock().unwrap();
+        published.iter().filter(|c| **c == conn.to_string()).count()
+    };
+    assert_eq!(to_conn(owner), 1, "the owner answered the subscriber");
+    assert_eq!(to_conn(other), 0);
+    p.a.stop().await;
+    p.b.stop().await;
+}
