@@ -212,12 +212,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         }
     }
     let measured = measuring.elapsed();
-    let calls: Vec<Instant> = stack
-        .upstream
-        .requests("/feed/0.json")
-        .into_iter()
-        .filter(|t| *t >= measuring)
-        .collect();
+    let calls = stack.upstream.requests_since("/feed/0.json", measuring);
     let ratio = |p: f64| {
         let d = percentile(&direct, p);
         if d > 0.0 {

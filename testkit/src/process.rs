@@ -146,13 +146,16 @@ impl Process {
         path: &str,
         within: Duration,
     ) -> Result<(), Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::io("a runtime to wait on"))?;
+        // Built and dropped on that thread: a runtime may not be dropped inside another one.
         std::thread::scope(|scope| {
             scope
-                .spawn(|| runtime.block_on(self.wait_ready(addr, path, within)))
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(Error::io("a runtime to wait on"))?
+                        .block_on(self.wait_ready(addr, path, within))
+                })
                 .join()
                 .expect("waiting does not panic")
         })

@@ -137,6 +137,13 @@ impl Upstream {
         v
     }
 
+    /// Request times for every path containing `needle`, from `since` on.
+    pub fn requests_since(&self, needle: &str, since: Instant) -> Vec<Instant> {
+        let mut v = self.requests(needle);
+        v.retain(|t| *t >= since);
+        v
+    }
+
     /// Request times of every path.
     pub fn all_requests(&self) -> HashMap<String, Vec<Instant>> {
         self.state().requests.clone()
