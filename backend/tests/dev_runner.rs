@@ -1,25 +1,9 @@
 //! `restream dev`: starts its own Pushpin, serves through it, and stops both on Ctrl-C.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn base_port() -> u16 {
-    loop {
-        let base = free_port().clamp(20000, 60000);
-        if (0..5).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-}
+use restream_testkit::ports::{free_port, free_port_block as base_port};
 
 #[test]
 fn dev_runs_pushpin_and_stops_it_on_interrupt() {

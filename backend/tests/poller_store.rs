@@ -16,6 +16,7 @@ use restream::poller::{self, PollerContext, SnapshotRequest};
 use restream::pushpin::grip::PublishItem;
 use restream::pushpin::publisher::{PublishError, Publisher};
 use restream::store::{ItemStore, MemoryStore, RedbStore};
+use restream_testkit::dynamo::RequestLog as DynamoWrites;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -781,42 +782,6 @@ async fn unreadable_keys_degrade_the_channel_once_and_recover() {
     );
 }
 
-/// Counts the write requests a DynamoDB client sends (by their `X-Amz-Target`).
-#[derive(Debug, Clone, Default)]
-struct DynamoWrites(Arc<Mutex<Vec<String>>>);
-
-impl aws_sdk_dynamodb::config::Intercept for DynamoWrites {
-    fn name(&self) -> &'static str {
-        "DynamoWrites"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or_default();
-        let operation = target.rsplit('.').next().unwrap_or_default();
-        if [
-            "PutItem",
-            "UpdateItem",
-            "DeleteItem",
-            "BatchWriteItem",
-            "TransactWriteItems",
-        ]
-        .contains(&operation)
-        {
-            self.0.lock().unwrap().push(operation.to_string());
-        }
-        Ok(())
-    }
-}
-
 /// Real time: the AWS SDK's timers must not be fast-forwarded.
 #[tokio::test]
 async fn an_unchanged_poll_sends_no_dynamodb_write_request() {
@@ -841,14 +806,14 @@ async fn an_unchanged_poll_sends_no_dynamodb_write_request() {
     let store: Arc<dyn ItemStore> = Arc::new(store);
     let items = json!([{"id": "a", "v": 1}, {"id": "b", "v": 1}]);
     let changed = json!([{"id": "a", "v": 2}, {"id": "b", "v": 1}]);
-    writes.0.lock().unwrap().clear(); // table creation
+    writes.clear(); // table creation
     let run = start_every(store.clone(), vec![ok(items), ok(changed)], 0.4);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while run.times.lock().unwrap().len() < 6 {
         assert!(std::time::Instant::now() < deadline, "the poller stalled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after_changes = writes.0.lock().unwrap().clone();
+    let after_changes = writes.write_operations();
     let polls_then = run.times.lock().unwrap().len();
     while run.times.lock().unwrap().len() < polls_then + 4 {
         assert!(std::time::Instant::now() < deadline, "the poller stalled");
@@ -861,7 +826,7 @@ async fn an_unchanged_poll_sends_no_dynamodb_write_request() {
         "one transaction per changed poll (snapshot, update)"
     );
     assert_eq!(
-        writes.0.lock().unwrap().len(),
+        writes.write_operations().len(),
         2,
         "{} unchanged polls sent no write request",
         polls_then + 2

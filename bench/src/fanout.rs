@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::clients::{connect_many, next_json, send_json};
 use crate::measure::{max_calls_within, now_us, percentile, summary_ms};
-use crate::stack::{Behind, Options, Stack};
+use crate::stack::{self, Behind, Options, Stack};
+use restream_testkit::clients::ws::{connect_many, next_json, send_json};
 
 const INTERVAL: f64 = 1.0;
 const CHANNEL_ID: &str = "bench?n=0";
@@ -96,7 +96,7 @@ async fn publish_direct(
 /// the connection ended.
 fn spawn_reader(
     i: usize,
-    mut ws: crate::clients::Ws,
+    mut ws: restream_testkit::clients::ws::Ws,
     tx: mpsc::UnboundedSender<(usize, u64, Value)>,
 ) {
     tokio::spawn(async move {
@@ -116,7 +116,7 @@ fn spawn_reader(
 }
 
 pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
-    let stack = Stack::start(Options {
+    let stack = stack::start(Options {
         behind: Behind::Restream,
         interval: INTERVAL,
         message_rate: 50_000,
@@ -135,7 +135,10 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         let batch: Vec<_> = if std::env::var_os("BENCH_BURST").is_some() {
             clients.by_ref().collect()
         } else {
-            clients.by_ref().take(crate::clients::BATCH).collect()
+            clients
+                .by_ref()
+                .take(restream_testkit::clients::ws::BATCH)
+                .collect()
         };
         let subscribed = futures_util::future::join_all(batch.into_iter().map(|(i, mut ws)| {
             let tx = tx.clone();
@@ -209,12 +212,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         }
     }
     let measured = measuring.elapsed();
-    let calls: Vec<Instant> = stack
-        .upstream
-        .requests("/feed/0.json")
-        .into_iter()
-        .filter(|t| *t >= measuring)
-        .collect();
+    let calls = stack.upstream.requests_since("/feed/0.json", measuring);
     let ratio = |p: f64| {
         let d = percentile(&direct, p);
         if d > 0.0 {

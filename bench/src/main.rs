@@ -7,10 +7,10 @@
 //! - [`scale`] — scenario 4: thousands of active channels: RSS, CPU, scheduler drift.
 //! - [`store_cost`] — scenario 5: store writes per poll, embedded and DynamoDB.
 //! - [`classify`] — scenario 6: change-detection throughput (criterion: `benches/`).
-//! - [`stack`], [`upstream`], [`clients`], [`measure`] — the parts every scenario uses.
+//! - [`stack`], [`measure`] — the parts every scenario uses; the fake upstream, the clients and
+//!   the processes come from `restream_testkit`.
 
 mod classify;
-mod clients;
 mod fanout;
 mod measure;
 mod null_woh;
@@ -18,7 +18,6 @@ mod scale;
 mod stack;
 mod store_cost;
 mod subscribe;
-mod upstream;
 
 use clap::{Parser, Subcommand};
 

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::clients::{connect_many, next_json, send_json};
 use crate::measure::{cpu_time, max_calls_within, rss_bytes, summary_ms};
-use crate::stack::{Behind, Options, Stack};
+use crate::stack::{self, Behind, Options};
+use restream_testkit::clients::ws::{connect_many, next_json, send_json};
 
 const PER_CONNECTION: usize = 20;
 
 pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result<Value> {
-    let stack = Stack::start(Options {
+    let stack = stack::start(Options {
         behind: Behind::Restream,
         interval,
         message_rate: 50_000,
@@ -55,7 +55,10 @@ pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result
     }
     let subscribe_secs = subscribing.elapsed().as_secs_f64();
 
-    let pid = stack.backend_pid;
+    let pid = stack
+        .backend
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("the backend is not running"))?;
     let started = Instant::now();
     let cpu_before = cpu_time(pid).unwrap_or_default();
     let mut rss_max = 0;

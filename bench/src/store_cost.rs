@@ -10,9 +10,6 @@
 //! so it covers parsing, change detection, the store commit and the publish.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +30,9 @@ use restream::store::{
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use restream_testkit::dynamo::{RequestLog, WRITE_OPERATIONS};
+use restream_testkit::emulators;
 
 use crate::classify::{fetched, quakes, Case};
 
@@ -161,10 +161,7 @@ struct Snapshot {
 impl Snapshot {
     fn take(store: &Counted, driver: &Driver, requests: Option<&RequestLog>) -> Snapshot {
         let (requests, dynamo_records) = requests
-            .map(|r| {
-                let log = r.0.lock().expect("request log");
-                (log.by_operation.clone(), log.records_written)
-            })
+            .map(|r| (r.by_operation(), r.records_written()))
             .unwrap_or_default();
         Snapshot {
             commits: store.inner.writes(),
@@ -467,86 +464,10 @@ impl Driver {
     }
 }
 
-/// DynamoDB operations that write.
-const WRITE_OPERATIONS: [&str; 5] = [
-    "PutItem",
-    "UpdateItem",
-    "DeleteItem",
-    "BatchWriteItem",
-    "TransactWriteItems",
-];
-
-#[derive(Debug, Default)]
-struct RequestCounts {
-    by_operation: HashMap<String, u64>,
-    /// Records put, updated or deleted by the write requests.
-    records_written: u64,
-}
-
-/// Counts the requests a DynamoDB client sends, by operation (`X-Amz-Target`), and the
-/// records its write requests carry.
-#[derive(Debug, Clone, Default)]
-struct RequestLog(Arc<Mutex<RequestCounts>>);
-
-impl aws_sdk_dynamodb::config::Intercept for RequestLog {
-    fn name(&self) -> &'static str {
-        "RequestLog"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let request = context.request();
-        let target = request.headers().get("x-amz-target").unwrap_or_default();
-        let operation = target.rsplit('.').next().unwrap_or_default().to_string();
-        let records = match operation.as_str() {
-            "PutItem" | "UpdateItem" | "DeleteItem" => 1,
-            "BatchWriteItem" | "TransactWriteItems" => request
-                .body()
-                .bytes()
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                .map(|body| match operation.as_str() {
-                    "BatchWriteItem" => body["RequestItems"]
-                        .as_object()
-                        .map(|tables| {
-                            tables
-                                .values()
-                                .map(|r| r.as_array().map_or(0, |a| a.len() as u64))
-                                .sum()
-                        })
-                        .unwrap_or(0),
-                    _ => body["TransactItems"]
-                        .as_array()
-                        .map_or(0, |a| a.len() as u64),
-                })
-                .unwrap_or(0),
-            _ => 0,
-        };
-        let mut log = self.0.lock().expect("request log");
-        *log.by_operation.entry(operation).or_default() += 1;
-        log.records_written += records;
-        Ok(())
-    }
-}
-
 /// The DynamoDB store on a moto started for the run (and stopped, by PID, whatever happens).
 async fn dynamodb_case(items: usize) -> anyhow::Result<Value> {
-    let moto = Moto::start().await?;
-    let settings = restream::config::AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(moto.url.clone()),
-        ..Default::default()
-    };
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .test_credentials()
-        .region(aws_config::Region::new("us-east-1"))
-        .retry_config(restream::aws::retry(&settings))
-        .endpoint_url(moto.url.clone())
-        .load()
-        .await;
+    let moto = emulators::try_start_moto()?;
+    let sdk = emulators::sdk_config(&emulators::aws_settings(&moto.url)).await;
     let requests = RequestLog::default();
     let client = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
@@ -566,104 +487,4 @@ async fn dynamodb_case(items: usize) -> anyhow::Result<Value> {
     report["emulator"] = json!("moto (scripts/moto_server.py, one request at a time)");
     drop(moto);
     Ok(report)
-}
-
-/// The repository root (bench/ is one of its folders).
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ has a parent")
-        .to_path_buf()
-}
-
-/// `scripts/moto_server.py` on a free loopback port, killed by PID on drop.
-struct Moto {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-const INSTALL_HINT: &str = "run `bash scripts/install-deps.sh --tests` (it installs moto in .venv)";
-
-impl Moto {
-    async fn start() -> anyhow::Result<Moto> {
-        let root = repo_root();
-        let python = root.join(".venv/bin/python");
-        if !python.exists() {
-            bail!("{} is missing: {INSTALL_HINT}", python.display());
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let dir = tempfile::tempdir()?;
-        let log = dir.path().join("moto.log");
-        let out = std::fs::File::create(&log)?;
-        let mut command = Command::new(&python);
-        command
-            .arg(root.join("scripts/moto_server.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        // Also gone if the benchmark is interrupted before `Drop` runs (the signal follows the
-        // spawning thread, which lives as long as the runtime).
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start moto with {}", python.display()))?;
-        let mut moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = moto.child.try_wait()? {
-                let log = std::fs::read_to_string(&moto.log).unwrap_or_default();
-                let hint = if log.contains("No module named") {
-                    format!("moto is not installed: {INSTALL_HINT}")
-                } else {
-                    "moto failed to start".to_string()
-                };
-                bail!("{hint} (exit {status}): {}", tail(&log));
-            }
-            let ready = client
-                .get(format!("{}/moto-api/", moto.url))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Ok(moto);
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&moto.log).unwrap_or_default();
-                bail!("moto not ready within 60 s: {}", tail(&log));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        // Child::kill signals this child's own PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The last lines of a log, for error messages.
-fn tail(log: &str) -> String {
-    let lines: Vec<_> = log.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }

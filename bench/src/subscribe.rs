@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::clients::{connect, connect_many, next_json, send_json, Ws};
-use crate::stack::{Behind, Options, Stack};
+use crate::stack::{self, Behind, Options};
+use restream_testkit::clients::ws::{connect, connect_many, next_json, send_json, Ws};
 
 /// Sends `action` (resuming after `since` if set) and waits for the message of type `reply`,
 /// which it returns (snapshots and other messages are skipped).
@@ -60,7 +60,7 @@ async fn rate(
     connections: usize,
     seconds: f64,
 ) -> anyhow::Result<(f64, u32)> {
-    let stack = Stack::start(Options {
+    let stack = stack::start(Options {
         behind,
         interval: 60.0,
         message_rate: 50_000,

@@ -17,7 +17,9 @@ use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{free_port, free_port_block, scrape, value, Backend, Upstream};
+use crate::support::{
+    free_port, free_port_block, scrape, value, Backend, LaunchRestream, Upstream,
+};
 
 /// The default. moto serializes every request (see scripts/moto_server.py), so a renewal can
 /// wait behind 50 channels' commits; a shorter TTL would make this test about moto.

@@ -1,0 +1,133 @@
+//! Pushpin in front of a backend, with the fake upstream, all on loopback in one temp folder;
+//! everything stops on drop. The caller writes the backend's config between [`Layout::new`]
+//! (which picks the addresses and Pushpin's options) and [`Layout::start`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use restream::config::{PublishVia, Settings};
+use restream::pushpin::{PushpinOptions, PushpinProcess};
+
+use crate::backend::Backend;
+use crate::ports::{free_port, try_free_port_block};
+use crate::process::Spec;
+use crate::upstream::Upstream;
+use crate::Error;
+
+/// The folder and addresses of one stack, chosen before anything starts so the backend's
+/// config can name them; adjust `pushpin` before [`Layout::start`].
+pub struct Layout {
+    pub dir: tempfile::TempDir,
+    pub backend_addr: SocketAddr,
+    /// Pushpin's public listener: WebSocket, HTTP API, SSE.
+    pub public: SocketAddr,
+    pub pushpin: PushpinOptions,
+}
+
+impl Layout {
+    /// A fresh folder under `/tmp` named `{prefix}…` (short: Pushpin's IPC socket paths must
+    /// fit in 108 bytes) and free ports.
+    pub fn new(prefix: &str) -> Result<Layout, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .map_err(Error::io("a temp dir for the stack"))?;
+        let backend_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let pushpin = PushpinOptions::new(
+            public,
+            backend_addr,
+            try_free_port_block()?,
+            dir.path().join("pp"),
+        );
+        Ok(Layout {
+            dir,
+            backend_addr,
+            public,
+            pushpin,
+        })
+    }
+
+    /// The built-in settings with the backend's address and this stack's Pushpin endpoints,
+    /// publishing `via` ZeroMQ or HTTP; the caller sets the rest and writes `to_toml()`.
+    pub fn settings(&self, via: PublishVia) -> Settings {
+        let mut settings = Settings::default();
+        settings.server.listen = self.backend_addr;
+        settings.pushpin = restream::config::Pushpin {
+            publish: via,
+            zmq_push_specs: vec![self.pushpin.zmq_push_spec()],
+            http_publish_urls: vec![self.pushpin.http_publish_url()],
+            stats_specs: vec![self.pushpin.stats_spec()],
+        };
+        settings
+    }
+
+    /// Starts Pushpin, then the backend `spec` (waiting for its `/healthz`).
+    pub async fn start(self, upstream: Upstream, backend: Spec) -> Result<Stack, Error> {
+        let publish_url = format!("{}/publish/", self.pushpin.http_publish_url());
+        let options = self.pushpin;
+        let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(options))
+            .await
+            .expect("Pushpin's start does not panic")?;
+        let backend = Backend::start(backend, self.backend_addr).await?;
+        Ok(Stack {
+            backend,
+            upstream,
+            _pushpin: pushpin,
+            ws_url: format!("ws://{}/ws", self.public),
+            http_url: format!("http://{}", self.public),
+            publish_url,
+            keep_logs: None,
+            dir: self.dir,
+        })
+    }
+}
+
+/// Pushpin + backend + fake upstream. Fields drop in order: the backend stops before Pushpin.
+pub struct Stack {
+    pub backend: Backend,
+    pub upstream: Upstream,
+    /// Held so Pushpin stops when the stack is dropped.
+    _pushpin: PushpinProcess,
+    pub ws_url: String,
+    /// Pushpin's public port as `http://127.0.0.1:port`: the HTTP API and SSE.
+    pub http_url: String,
+    /// Pushpin's HTTP publish endpoint (`.../publish/`).
+    pub publish_url: String,
+    keep_logs: Option<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// On drop, copies the backend's and Pushpin's logs into `dir` (named by the backend's
+    /// PID) before the temp folder goes.
+    pub fn keep_logs_in(&mut self, dir: PathBuf) {
+        self.keep_logs = Some(dir);
+    }
+
+    fn copy_logs(&self, to: &Path) {
+        let pid = self.backend.pid().unwrap_or(0);
+        let _ = std::fs::copy(
+            self.backend.log_path(),
+            to.join(format!("backend-{pid}.log")),
+        );
+        if let Ok(logs) = std::fs::read_dir(self.dir.path().join("pp/log")) {
+            for log in logs.flatten() {
+                let name = format!("pushpin-{pid}-{}", log.file_name().to_string_lossy());
+                let _ = std::fs::copy(log.path(), to.join(name));
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.keep_logs {
+            self.copy_logs(dir);
+        }
+    }
+}
