@@ -1,0 +1,189 @@
+//! Channel ids and GRIP channel names: canonical form, round trips, refusals.
+
+use super::*;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn specs() -> ParamSpecs {
+    let mut s = ParamSpecs::new();
+    s.insert(
+        "section".into(),
+        ParamSpec {
+            default: Some("home".into()),
+            ..Default::default()
+        },
+    );
+    s.insert(
+        "lat".into(),
+        ParamSpec {
+            required: true,
+            ..Default::default()
+        },
+    );
+    s.insert("opt".into(), ParamSpec::default());
+    s
+}
+
+#[test]
+fn defaults_are_applied_and_keys_sorted() {
+    let a = ChannelId::from_request("w", Some(&json!({"lat": "1.5"})), &specs()).unwrap();
+    let b = ChannelId::from_request("w", Some(&json!({"section": "home", "lat": 1.5})), &specs())
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.to_string(), "w?lat=1.5&section=home");
+}
+
+#[test]
+fn no_params_gives_the_bare_name() {
+    let id = ChannelId::from_request("hn-top", None, &ParamSpecs::new()).unwrap();
+    assert_eq!(id.to_string(), "hn-top");
+    assert_eq!(ChannelId::parse("hn-top").unwrap(), id);
+}
+
+#[test]
+fn values_are_percent_encoded() {
+    let id = ChannelId::from_request("w", Some(&json!({"lat": "a&b=c?d %é"})), &specs()).unwrap();
+    assert_eq!(
+        id.to_string(),
+        "w?lat=a%26b%3Dc%3Fd%20%25%C3%A9&section=home"
+    );
+    assert_eq!(ChannelId::parse(&id.to_string()).unwrap(), id);
+}
+
+#[test]
+fn invalid_params_are_rejected() {
+    let s = specs();
+    assert_eq!(
+        ChannelId::from_request("w", Some(&json!({})), &s),
+        Err(ParamError::Missing("lat".into()))
+    );
+    assert!(matches!(
+        ChannelId::from_request("w", Some(&json!({"lat": 1, "bogus": 1})), &s),
+        Err(ParamError::Unknown(..))
+    ));
+    assert_eq!(
+        ChannelId::from_request("w", Some(&json!({"lat": [1]})), &s),
+        Err(ParamError::BadType("lat".into()))
+    );
+    assert_eq!(
+        ChannelId::from_request("w", Some(&json!("lat")), &s),
+        Err(ParamError::NotAnObject)
+    );
+    assert_eq!(
+        ChannelId::from_request("w", Some(&json!({"lat": ""})), &s),
+        Err(ParamError::Empty("lat".into()))
+    );
+    assert_eq!(
+        ChannelId::from_request("w", Some(&json!({"lat": "x".repeat(300)})), &s),
+        Err(ParamError::TooLong("lat".into()))
+    );
+}
+
+#[test]
+fn non_canonical_ids_do_not_parse() {
+    for bad in [
+        "w?b=1&a=2",
+        "w?a=%41",
+        "w?a=1&a=1",
+        "w?a",
+        "-w",
+        "",
+        "w?a=%ZZ",
+        "w?=1",
+        "w?a=1&",
+    ] {
+        assert!(ChannelId::parse(bad).is_err(), "{bad} parsed");
+    }
+}
+
+#[test]
+fn names_are_restricted() {
+    assert!(is_valid_name("nyt-top"));
+    assert!(is_valid_name("a.b_c-1"));
+    assert!(!is_valid_name("a b"));
+    assert!(!is_valid_name("a?b"));
+    assert!(!is_valid_name(&"a".repeat(65)));
+}
+
+proptest! {
+    #[test]
+    fn round_trips_and_values_cannot_inject(
+        values in proptest::collection::btree_map("[a-z]{1,3}", "\\PC{0,20}", 0..4)
+    ) {
+        let mut specs = ParamSpecs::new();
+        for k in values.keys() { specs.insert(k.clone(), ParamSpec::default()); }
+        let raw = Value::Object(values.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+        let id = ChannelId::from_request("ch", Some(&raw), &specs).unwrap();
+        let text = id.to_string();
+        // Structure characters appear only as separators.
+        prop_assert_eq!(text.matches('?').count(), usize::from(!values.is_empty()));
+        prop_assert_eq!(text.matches('=').count(), values.len());
+        prop_assert_eq!(text.matches('&').count(), values.len().saturating_sub(1));
+        prop_assert!(text.is_ascii() && !text.contains(' '));
+        let back = ChannelId::parse(&text).unwrap();
+        prop_assert_eq!(back.params(), &values);
+    }
+
+    #[test]
+    fn same_meaning_same_id(lat in "[0-9.]{1,6}", spell_default in any::<bool>(), number in any::<bool>()) {
+        let mut raw = serde_json::Map::new();
+        raw.insert("lat".into(), json!(lat));
+        if spell_default { raw.insert("section".into(), json!("home")); }
+        if number { raw.insert("opt".into(), Value::Null); }
+        let a = ChannelId::from_request("w", Some(&Value::Object(raw)), &specs()).unwrap();
+        let b = ChannelId::from_request("w", Some(&json!({"lat": lat})), &specs()).unwrap();
+        prop_assert_eq!(a.to_string(), b.to_string());
+    }
+
+    #[test]
+    fn parse_never_panics(s in "\\PC{0,40}") {
+        let _ = ChannelId::parse(&s);
+        if let Ok(grip) = GripChannel::parse(&s) {
+            prop_assert_eq!(grip.to_string(), s);
+        }
+    }
+}
+
+#[test]
+fn grip_channels_round_trip_by_kind() {
+    let public = GripChannel::parse("w?lat=1").unwrap();
+    assert_eq!(public.public().map(ChannelId::as_str), Some("w?lat=1"));
+    assert!(!public.is_private());
+    let conn = GripChannel::parse("_conn:abc").unwrap();
+    assert_eq!(conn, GripChannel::connection("abc"));
+    assert!(conn.is_private());
+    assert_eq!(conn.to_string(), "_conn:abc");
+    let sse = GripChannel::new_sse();
+    assert!(sse.to_string().starts_with("_sse:"));
+    assert_eq!(GripChannel::parse(&sse.to_string()).unwrap(), sse);
+    assert_ne!(GripChannel::new_sse(), sse);
+}
+
+#[test]
+fn unknown_grip_channels_are_refused() {
+    assert_eq!(
+        GripChannel::parse("_x:1"),
+        Err(GripChannelError::UnknownPrivate)
+    );
+    assert_eq!(
+        GripChannel::parse("_conn:"),
+        Err(GripChannelError::EmptyPrivate)
+    );
+    assert!(GripChannel::parse("a?b=%zz").is_err());
+}
+
+#[test]
+fn ids_compare_by_meaning_and_clone_cheaply() {
+    let a = ChannelId::parse("w?lat=1").unwrap();
+    let b = ChannelId::from_request("w", Some(&json!({"lat": 1})), &specs()).unwrap();
+    assert_ne!(a, b, "defaults make b's params differ");
+    let c = a.clone();
+    assert_eq!(a, c);
+    assert!(std::ptr::eq(a.as_str(), c.as_str()));
+    let mut sorted = [
+        ChannelId::parse("a-b").unwrap(),
+        ChannelId::parse("a?x=1").unwrap(),
+    ];
+    sorted.sort();
+    assert_eq!(sorted[0].as_str(), "a?x=1", "by name first");
+}
