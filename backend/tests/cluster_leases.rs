@@ -10,6 +10,10 @@ use restream::cluster::{LeaseTable, Member, Membership};
 use restream::store::{ChannelMeta, Commit, DynamoItemStore, ItemStore, StoreError, StoredItem};
 use serde_json::json;
 
+fn ch(id: &str) -> restream::channel::ChannelId {
+    restream::channel::ChannelId::parse(id).expect("a valid channel id")
+}
+
 async fn table(moto: &emulators::Server) -> (aws_sdk_dynamodb::Client, String, DynamoItemStore) {
     let settings = emulators::aws_settings(&moto.url);
     let sdk = emulators::sdk_config(&settings).await;
@@ -115,7 +119,7 @@ fn item(id: &str, bytes: usize, seq: u64) -> StoredItem {
 
 fn commit(expected_seq: u64, items: Vec<StoredItem>, fence: u64) -> Commit {
     Commit {
-        channel: "ch".into(),
+        channel: ch("ch"),
         expected_seq,
         meta: ChannelMeta {
             seq: expected_seq + 1,
@@ -125,7 +129,7 @@ fn commit(expected_seq: u64, items: Vec<StoredItem>, fence: u64) -> Commit {
         },
         upserts: items,
         fence: Some(fence),
-        ..Commit::default()
+        ..Commit::new(ch("ch"))
     }
 }
 
@@ -160,7 +164,7 @@ async fn a_commit_under_a_stale_epoch_is_refused_and_writes_nothing() {
     );
     let message = staged.unwrap_err().to_string();
     assert!(message.contains("another replica"), "{message}");
-    let (meta, items) = store.load("ch").await.unwrap();
+    let (meta, items) = store.load(&ch("ch")).await.unwrap();
     assert_eq!(
         (meta.seq, items.len()),
         (1, 1),
@@ -171,5 +175,5 @@ async fn a_commit_under_a_stale_epoch_is_refused_and_writes_nothing() {
         .commit(commit(1, vec![item("2", 10, 2)], new.epoch))
         .await
         .expect("the new holder commits");
-    assert_eq!(store.load("ch").await.unwrap().0.seq, 2);
+    assert_eq!(store.load(&ch("ch")).await.unwrap().0.seq, 2);
 }

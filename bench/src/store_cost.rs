@@ -272,7 +272,10 @@ impl Counted {
 
 #[async_trait]
 impl ItemStore for Counted {
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+    async fn load(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
         self.inner.load(channel).await
     }
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
@@ -293,7 +296,7 @@ impl ItemStore for Counted {
     }
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
         self.inner.events_after(channel, after).await
@@ -454,7 +457,7 @@ impl Driver {
         let elapsed = started.elapsed();
         let outcome = self
             .status
-            .get(CHANNEL)
+            .get(&ChannelId::parse(CHANNEL).expect("a valid channel id"))
             .and_then(|s| s.last_poll)
             .map(|p| p.outcome)
             .context("the poller recorded no poll")?;

@@ -2,16 +2,15 @@
 
 mod scaffold;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
 use crate::config::{Settings, StoreKind};
 use crate::fetcher::{parse_fetch_response, FetchRequest};
+use crate::poller::{self, ChannelState, PlanInput};
 use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
 
@@ -92,7 +91,7 @@ pub async fn run(
         .await;
     done.cancel();
     let keys = keys?;
-    let (mut stored_note, known) = stored_items(settings, sdk.as_ref(), &channel.to_string()).await;
+    let (mut stored_note, stored) = stored_state(settings, sdk.as_ref(), &channel).await;
     let response = entry
         .fetcher
         .fetch(FetchRequest {
@@ -103,6 +102,7 @@ pub async fn run(
         })
         .await?;
     let outcome = parse_fetch_response(entry.fetcher.label(), response)?;
+    let items = outcome.items.clone();
     let mut out = String::new();
     writeln!(out, "channel   {channel}")?;
     if outcome.not_modified {
@@ -121,66 +121,45 @@ pub async fn run(
             .map(Value::to_string)
             .unwrap_or_else(|| "none".into())
     )?;
-    let diff = changes::diff(
-        &entry.metadata.id_field,
-        &outcome.items,
-        &known,
-        outcome.complete,
-    );
-    let ids = |kind: fn(&ChangeKind) -> bool| -> Vec<&str> {
-        diff.changes
-            .iter()
-            .filter(|c| kind(&c.kind))
-            .map(|c| c.id.as_str())
-            .collect()
+    // The poller's own decision; the store's size limit does not apply to a dry run.
+    let input = PlanInput {
+        channel: &channel,
+        id_field: &entry.metadata.id_field,
+        max_item_bytes: usize::MAX,
+        now: 0,
+        fence: None,
     };
-    if known.is_empty() {
+    let report = poller::plan(&stored, outcome, &input).report;
+    if stored.items.is_empty() {
         stored_note.push_str(" (a first poll is sent as one snapshot)");
     }
     writeln!(out, "against   {stored_note}")?;
-    writeln!(out, "new       {:?}", ids(|k| matches!(k, ChangeKind::New)))?;
-    writeln!(
-        out,
-        "updated   {:?}",
-        ids(|k| matches!(k, ChangeKind::Updated(_)))
-    )?;
-    writeln!(
-        out,
-        "removed   {:?}",
-        ids(|k| matches!(k, ChangeKind::Removed))
-    )?;
-    writeln!(
-        out,
-        "unchanged {}",
-        diff.current.len()
-            - diff
-                .changes
-                .iter()
-                .filter(|c| c.kind != ChangeKind::Removed)
-                .count()
-    )?;
-    if !diff.missing_id.is_empty() || diff.duplicates > 0 {
+    writeln!(out, "new       {:?}", report.new)?;
+    writeln!(out, "updated   {:?}", report.updated)?;
+    writeln!(out, "removed   {:?}", report.removed)?;
+    writeln!(out, "unchanged {}", report.unchanged)?;
+    if !report.missing_id.is_empty() || report.duplicates > 0 {
         writeln!(
             out,
             "problems  entries without {:?}: {:?}; duplicate ids: {}",
-            entry.metadata.id_field, diff.missing_id, diff.duplicates
+            entry.metadata.id_field, report.missing_id, report.duplicates
         )?;
     }
     writeln!(out, "items")?;
-    writeln!(out, "{}", serde_json::to_string_pretty(&outcome.items)?)?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
     Ok(out)
 }
 
-/// The channel's stored items, or none with a note on why.
-async fn stored_items(
+/// The channel's stored state, or an empty one with a note on why.
+async fn stored_state(
     settings: &Settings,
     sdk: Option<&aws_config::SdkConfig>,
-    channel: &str,
-) -> (String, BTreeMap<String, crate::store::StoredItem>) {
+    channel: &ChannelId,
+) -> (String, ChannelState) {
     let opened: anyhow::Result<std::sync::Arc<dyn ItemStore>> = match settings.store.kind {
-        StoreKind::Memory => return ("an empty store".into(), BTreeMap::new()),
+        StoreKind::Memory => return ("an empty store".into(), ChannelState::default()),
         StoreKind::Embedded if !settings.store.path.exists() => {
-            return ("an empty store".into(), BTreeMap::new())
+            return ("an empty store".into(), ChannelState::default())
         }
         // A running service holds the file's lock: then this fails and says so.
         StoreKind::Embedded => RedbStore::open(&settings.store.path, settings.store.log_capacity)
@@ -193,18 +172,18 @@ async fn stored_items(
         Err(e) => {
             return (
                 format!("an empty store (the store is unavailable: {e:#})"),
-                BTreeMap::new(),
+                ChannelState::default(),
             )
         }
     };
     match store.load(channel).await {
         Ok((meta, items)) => (
             format!("the stored state: seq {}, {} items", meta.seq, items.len()),
-            items.into_iter().map(|i| (i.id.clone(), i)).collect(),
+            ChannelState::from_loaded(meta, items),
         ),
         Err(e) => (
             format!("an empty store (cannot read it: {e})"),
-            BTreeMap::new(),
+            ChannelState::default(),
         ),
     }
 }

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::channel::ChannelId;
+
 /// One item as last seen upstream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredItem {
@@ -58,9 +60,9 @@ pub struct LoggedEvent {
 }
 
 /// Everything one poll changes, written atomically.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Commit {
-    pub channel: String,
+    pub channel: ChannelId,
     /// The channel's seq this commit was computed from; the write fails if it moved.
     pub expected_seq: u64,
     pub meta: ChannelMeta,
@@ -73,6 +75,19 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// A commit to `channel` that writes nothing yet (from seq 0, unfenced).
+    pub fn new(channel: ChannelId) -> Commit {
+        Commit {
+            channel,
+            expected_seq: 0,
+            meta: ChannelMeta::default(),
+            upserts: Vec::new(),
+            removals: Vec::new(),
+            events: Vec::new(),
+            fence: None,
+        }
+    }
+
     /// True when the commit would write nothing.
     pub fn is_empty(&self, previous: &ChannelMeta) -> bool {
         self.upserts.is_empty()
@@ -110,14 +125,15 @@ pub enum StoreError {
 #[async_trait]
 pub trait ItemStore: Send + Sync {
     /// The channel's meta and items (sorted by item id); empty for an unknown channel.
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError>;
+    async fn load(&self, channel: &ChannelId)
+        -> Result<(ChannelMeta, Vec<StoredItem>), StoreError>;
     /// Applies a commit atomically, if the channel is still at `expected_seq`. The change log
     /// keeps at most the store's capacity of events per channel.
     async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
     /// Events with seq > `after`, in order; `None` when the log no longer holds all of them.
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
     /// Number of item/channel writes performed so far (for tests and metrics).

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::channel::ChannelId;
+
 use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
 /// channel → JSON `ChannelMeta`.
@@ -79,8 +81,12 @@ fn read_meta(
 
 #[async_trait]
 impl ItemStore for RedbStore {
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
-        let channel = channel.to_string();
+    async fn load(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+        // The canonical text is the key: unchanged from when keys were plain strings.
+        let channel = channel.as_str().to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
@@ -113,10 +119,10 @@ impl ItemStore for RedbStore {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut meta_table = txn.open_table(META).map_err(backend)?;
-                let current = read_meta(&meta_table, &commit.channel)?;
+                let current = read_meta(&meta_table, commit.channel.as_str())?;
                 if current.seq != commit.expected_seq {
                     return Err(StoreError::Conflict {
-                        channel: commit.channel.clone(),
+                        channel: commit.channel.to_string(),
                         expected: commit.expected_seq,
                         found: current.seq,
                     });
@@ -164,10 +170,10 @@ impl ItemStore for RedbStore {
 
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
-        let channel = channel.to_string();
+        let channel = channel.as_str().to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;

@@ -25,6 +25,8 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 
 use records::*;
 
+use crate::channel::ChannelId;
+
 use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
 pub use records::TTL_ATTRIBUTE;
@@ -380,7 +382,7 @@ impl DynamoItemStore {
             .iter()
             .enumerate()
             .map(|(i, chunk)| {
-                let mut r = key(&commit.channel, pending_sk(&pending, i));
+                let mut r = key(commit.channel.as_str(), pending_sk(&pending, i));
                 r.insert(
                     "chunk".into(),
                     s(serde_json::to_string(chunk).expect("chunks serialize")),
@@ -396,12 +398,12 @@ impl DynamoItemStore {
                 .collect(),
         )
         .await?;
-        let meta_put = self.meta_record(&commit.channel, meta, Some(&pending));
+        let meta_put = self.meta_record(commit.channel.as_str(), meta, Some(&pending));
         let switched = match commit.fence {
             // The commit point and the fence in one transaction.
             Some(epoch) => {
                 let put = self.put(meta_put, Some(Self::meta_condition(commit.expected_seq)));
-                self.commit_in_one(&commit.channel, vec![put], Some(epoch))
+                self.commit_in_one(commit.channel.as_str(), vec![put], Some(epoch))
                     .await?
             }
             None => {
@@ -421,7 +423,7 @@ impl DynamoItemStore {
         if !switched {
             return Ok(false);
         }
-        self.finish(&commit.channel, &pending).await?;
+        self.finish(commit.channel.as_str(), &pending).await?;
         Ok(true)
     }
 
@@ -632,7 +634,11 @@ fn chunked(commit: &Commit) -> Vec<Chunk> {
 
 #[async_trait]
 impl ItemStore for DynamoItemStore {
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+    async fn load(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+        let channel = channel.as_str();
         let meta = self.settled_meta(channel).await?;
         let records = self
             .query(
@@ -653,17 +659,20 @@ impl ItemStore for DynamoItemStore {
         let mut writes = Vec::new();
         let mut bytes = 0;
         for item in &commit.upserts {
-            let record = item_record(&commit.channel, item);
-            bytes += self.checked_size(&commit.channel, &item.id, &record)?;
+            let record = item_record(commit.channel.as_str(), item);
+            bytes += self.checked_size(commit.channel.as_str(), &item.id, &record)?;
             writes.push(self.put(record, None));
         }
         for id in &commit.removals {
-            writes.push(self.delete(key(&commit.channel, item_sk(id))));
+            writes.push(self.delete(key(commit.channel.as_str(), item_sk(id))));
         }
         for event in &commit.events {
-            let record = event_record(&commit.channel, event, expires);
-            bytes +=
-                self.checked_size(&commit.channel, &format!("event {}", event.seq), &record)?;
+            let record = event_record(commit.channel.as_str(), event, expires);
+            bytes += self.checked_size(
+                commit.channel.as_str(),
+                &format!("event {}", event.seq),
+                &record,
+            )?;
             writes.push(self.put(record, None));
         }
         // Retried only when an unfinished staged commit was in the way (and is now finished).
@@ -672,11 +681,11 @@ impl ItemStore for DynamoItemStore {
             let actions = 1 + writes.len() + usize::from(commit.fence.is_some());
             let done = if actions <= MAX_TRANSACTION_ACTIONS && bytes < MAX_TRANSACTION_BYTES {
                 let mut actions = vec![self.put(
-                    self.meta_record(&commit.channel, &meta, None),
+                    self.meta_record(commit.channel.as_str(), &meta, None),
                     Some(Self::meta_condition(commit.expected_seq)),
                 )];
                 actions.extend(writes.iter().cloned());
-                self.commit_in_one(&commit.channel, actions, commit.fence)
+                self.commit_in_one(commit.channel.as_str(), actions, commit.fence)
                     .await?
             } else {
                 self.commit_staged(&commit, &meta).await?
@@ -684,11 +693,14 @@ impl ItemStore for DynamoItemStore {
             if done {
                 self.writes.fetch_add(1, Ordering::Relaxed);
                 if meta.log_floor > previous_floor {
-                    self.trim_log(&commit.channel, meta.log_floor).await;
+                    self.trim_log(commit.channel.as_str(), meta.log_floor).await;
                 }
                 return Ok(());
             }
-            if let Some(conflict) = self.conflict(&commit.channel, commit.expected_seq).await? {
+            if let Some(conflict) = self
+                .conflict(commit.channel.as_str(), commit.expected_seq)
+                .await?
+            {
                 return Err(conflict);
             }
         }
@@ -700,9 +712,10 @@ impl ItemStore for DynamoItemStore {
 
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
+        let channel = channel.as_str();
         let meta = self.settled_meta(channel).await?;
         if meta.seq == 0 || after < meta.log_floor || after > meta.seq {
             return Ok(None);
@@ -782,7 +795,7 @@ mod tests {
                     message: message.clone(),
                 })
                 .collect(),
-            ..Commit::default()
+            ..Commit::new(crate::channel::ChannelId::parse("t").unwrap())
         };
         let chunks = chunked(&commit);
         assert!(chunks.len() > 1);
