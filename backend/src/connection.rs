@@ -279,7 +279,7 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata};
+    use crate::fetcher::{FetchError, FetchOutcome, FetchRequest, Fetcher, FetcherEntry, Metadata};
     use async_trait::async_trait;
     use serde_json::json;
     use std::sync::Arc;
@@ -294,7 +294,7 @@ mod tests {
         async fn metadata(&self) -> Result<Value, FetchError> {
             unreachable!("connection handling never calls fetchers")
         }
-        async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+        async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
             unreachable!("connection handling never calls fetchers")
         }
     }

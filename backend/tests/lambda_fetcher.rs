@@ -11,7 +11,7 @@ use std::time::Duration;
 use restream::config::{FetcherKind, Settings};
 use restream::discovery::Discovery;
 use restream::fetcher::lambda::{self, LambdaFetcher};
-use restream::fetcher::{FetchError, FetchRequest, Fetcher, Keys};
+use restream::fetcher::{FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -71,7 +71,7 @@ impl Lambda {
     }
 }
 
-async fn fetch(f: &LambdaFetcher, keys: &Keys) -> Result<serde_json::Value, FetchError> {
+async fn fetch(f: &LambdaFetcher, keys: &Keys) -> Result<FetchOutcome, FetchError> {
     f.fetch(FetchRequest {
         channel: "c",
         params: &BTreeMap::new(),
@@ -116,9 +116,9 @@ async fn a_fetch_returns_the_handler_answer_and_errors_map_to_fetch_errors() {
     let mut keys = Keys::new();
     keys.insert("api-key".into(), SecretString::from("lambda-secret"));
     let answer = fetch(&lambda.fetcher("noisy").await, &keys).await.unwrap();
-    assert_eq!(answer["result"][0]["id"], json!(1));
+    assert_eq!(answer.items[0]["id"], json!(1));
     assert_eq!(
-        answer["result"][0]["remaining_ms"],
+        answer.items[0]["remaining_ms"],
         json!(true),
         "a real Lambda context"
     );

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use restream::channel::ChannelId;
-use restream::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Keys, Metadata};
+use restream::fetcher::{
+    parse_fetch_response, FetchError, FetchOutcome, FetchRequest, Fetcher, FetcherEntry, Keys,
+    Metadata,
+};
 use restream::keys::{KeyStore, KeyStoreError};
 use restream::poller::{self, PollerContext};
 use restream::pushpin::grip::PublishItem;
@@ -333,10 +336,10 @@ impl Fetcher for Feed {
     async fn metadata(&self) -> Result<Value, FetchError> {
         Ok(Value::Null)
     }
-    async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         let _ = self.asked.send(());
         match self.results.lock().await.recv().await {
-            Some(v) => Ok(v),
+            Some(v) => parse_fetch_response("bench-feed", v),
             // The benchmark is over: wait for the shutdown.
             None => std::future::pending().await,
         }

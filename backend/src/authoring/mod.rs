@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::channel::ChannelId;
 use crate::config::{Settings, StoreKind};
-use crate::fetcher::{parse_fetch_response, FetchRequest};
+use crate::fetcher::FetchRequest;
 use crate::poller::{self, ChannelState, PlanInput};
 use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
@@ -92,7 +92,7 @@ pub async fn run(
     done.cancel();
     let keys = keys?;
     let (mut stored_note, stored) = stored_state(settings, sdk.as_ref(), &channel).await;
-    let response = entry
+    let outcome = entry
         .fetcher
         .fetch(FetchRequest {
             channel: name,
@@ -101,7 +101,6 @@ pub async fn run(
             state: state.as_ref(),
         })
         .await?;
-    let outcome = parse_fetch_response(entry.fetcher.label(), response)?;
     let items = outcome.items.clone();
     let mut out = String::new();
     writeln!(out, "channel   {channel}")?;

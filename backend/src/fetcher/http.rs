@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{FetchError, FetchRequest, Fetcher};
+use super::{FetchError, FetchOutcome, FetchRequest, Fetcher};
 use crate::channel::{encode_component, ParamSpec};
 
 /// Largest upstream body accepted.
@@ -180,10 +180,6 @@ fn placeholders(template: &str) -> Vec<&str> {
     out
 }
 
-fn error(status: u16, message: impl Into<String>) -> Value {
-    json!({"status_code": status, "result": message.into()})
-}
-
 /// Seconds from a `Retry-After` header given in seconds.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     headers
@@ -221,25 +217,72 @@ impl Fetcher for HttpFetcher {
         }))
     }
 
-    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
+        self.check_params(request.params)?;
+        let req = self.request(&request)?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Err(FetchError::Timeout {
+                    fetcher: self.label.clone(),
+                    seconds: self.timeout.as_secs_f64(),
+                })
+            }
+            // `without_url`: the URL may carry an API key.
+            Err(e) => {
+                let message = format!("upstream unreachable: {}", e.without_url());
+                return Err(self.upstream(502, &message, None));
+            }
+        };
+        let status = resp.status().as_u16();
+        if status == 304 {
+            return Ok(FetchOutcome {
+                items: Vec::new(),
+                skipped_non_objects: 0,
+                state: request.state.filter(|s| !s.is_null()).cloned(),
+                complete: false,
+                retry_after: None,
+                not_modified: true,
+            });
+        }
+        if !resp.status().is_success() {
+            let wait = retry_after(resp.headers()).filter(|_| matches!(status, 429 | 503));
+            let message = format!("upstream answered {status}");
+            return Err(self.upstream(status, &message, wait.map(|w| w as f64)));
+        }
+        self.read_items(resp).await
+    }
+}
+
+impl HttpFetcher {
+    /// The upstream (or this fetcher on its behalf) refused the request with `status`.
+    fn upstream(&self, status: u16, message: &str, retry_after: Option<f64>) -> FetchError {
+        FetchError::upstream(&self.label, status, message, retry_after)
+    }
+
+    /// Params outside their declared `allowed` values are refused before any upstream call.
+    fn check_params(&self, params: &BTreeMap<String, String>) -> Result<(), FetchError> {
         for (name, param) in &self.channel.params {
-            if let (Some(allowed), Some(value)) = (&param.allowed, request.params.get(name)) {
+            if let (Some(allowed), Some(value)) = (&param.allowed, params.get(name)) {
                 if !allowed.contains(value) {
-                    return Ok(error(
-                        400,
-                        format!(
-                            "param {name}: {value:?} is not one of {}",
-                            allowed.join(", ")
-                        ),
-                    ));
+                    let message = format!(
+                        "param {name}: {value:?} is not one of {}",
+                        allowed.join(", ")
+                    );
+                    return Err(self.upstream(400, &message, None));
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The upstream request: URL, keys where declared, headers, conditional validators.
+    fn request(&self, request: &FetchRequest<'_>) -> Result<reqwest::RequestBuilder, FetchError> {
         let mut url = self.render(request.params);
-        let mut builder_headers = Vec::new();
+        let mut key_headers = Vec::new();
         for (key_name, placement) in &self.channel.keys {
             let Some(secret) = request.keys.get(key_name) else {
-                return Ok(error(401, format!("missing key {key_name}")));
+                return Err(self.upstream(401, &format!("missing key {key_name}"), None));
             };
             let value = placement.format.replace("{value}", secret.expose_secret());
             match placement.location {
@@ -251,54 +294,25 @@ impl Fetcher for HttpFetcher {
                         encode_component(&value)
                     ));
                 }
-                KeyLocation::Header => builder_headers.push((placement.name.clone(), value)),
+                KeyLocation::Header => key_headers.push((placement.name.clone(), value)),
             }
         }
         let mut req = self.client.get(&url);
-        for (k, v) in self
-            .channel
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(builder_headers)
-        {
+        for (k, v) in self.channel.headers.clone().into_iter().chain(key_headers) {
             req = req.header(k, v);
         }
-        let state = request.state.cloned().unwrap_or(Value::Null);
+        let state = request.state.unwrap_or(&Value::Null);
         if let Some(etag) = state.get("etag").and_then(Value::as_str) {
             req = req.header(reqwest::header::IF_NONE_MATCH, etag);
         }
         if let Some(lm) = state.get("last_modified").and_then(Value::as_str) {
             req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            // `without_url`: the URL may carry an API key.
-            Err(e) if e.is_timeout() => {
-                return Err(FetchError::Timeout {
-                    fetcher: self.label.clone(),
-                    seconds: self.timeout.as_secs_f64(),
-                })
-            }
-            Err(e) => {
-                return Ok(error(
-                    502,
-                    format!("upstream unreachable: {}", e.without_url()),
-                ))
-            }
-        };
-        let status = resp.status().as_u16();
-        if status == 304 {
-            return Ok(json!({"status_code": 304, "result": [], "state": state}));
-        }
-        if !resp.status().is_success() {
-            let mut answer = error(status, format!("upstream answered {status}"));
-            if let Some(wait) = retry_after(resp.headers()).filter(|_| matches!(status, 429 | 503))
-            {
-                answer["retry_after"] = json!(wait);
-            }
-            return Ok(answer);
-        }
+        Ok(req)
+    }
+
+    /// The items of a successful answer, with its validators as the state for the next poll.
+    async fn read_items(&self, resp: reqwest::Response) -> Result<FetchOutcome, FetchError> {
         let mut validators = serde_json::Map::new();
         for (field, header) in [
             ("etag", reqwest::header::ETAG),
@@ -308,43 +322,41 @@ impl Fetcher for HttpFetcher {
                 validators.insert(field.into(), json!(v));
             }
         }
+        let too_large = format!("upstream body larger than {MAX_BODY} bytes");
         if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            return Ok(error(
-                502,
-                format!("upstream body larger than {MAX_BODY} bytes"),
-            ));
+            return Err(self.upstream(502, &too_large, None));
         }
         let body = match resp.bytes().await {
             Ok(b) if b.len() <= MAX_BODY => b,
-            Ok(_) => {
-                return Ok(error(
-                    502,
-                    format!("upstream body larger than {MAX_BODY} bytes"),
-                ))
-            }
+            Ok(_) => return Err(self.upstream(502, &too_large, None)),
             Err(e) => {
-                return Ok(error(
-                    502,
-                    format!("upstream body unreadable: {}", e.without_url()),
-                ))
+                let message = format!("upstream body unreadable: {}", e.without_url());
+                return Err(self.upstream(502, &message, None));
             }
         };
-        let doc: Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return Ok(error(502, format!("upstream sent invalid JSON: {e}"))),
+        let mut doc: Value = serde_json::from_slice(&body)
+            .map_err(|e| self.upstream(502, &format!("upstream sent invalid JSON: {e}"), None))?;
+        let Some(Value::Array(entries)) = doc.pointer_mut(&self.channel.items).map(Value::take)
+        else {
+            let message = format!("upstream response has no list at {:?}", self.channel.items);
+            return Err(self.upstream(502, &message, None));
         };
-        let Some(Value::Array(items)) = doc.pointer(&self.channel.items) else {
-            return Ok(error(
-                502,
-                format!("upstream response has no list at {:?}", self.channel.items),
-            ));
-        };
-        let mut answer =
-            json!({"status_code": 200, "result": items, "complete": self.channel.complete});
-        if !validators.is_empty() {
-            answer["state"] = Value::Object(validators);
-        }
-        Ok(answer)
+        let total = entries.len();
+        let items: Vec<_> = entries
+            .into_iter()
+            .filter_map(|i| match i {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        Ok(FetchOutcome {
+            skipped_non_objects: total - items.len(),
+            items,
+            state: (!validators.is_empty()).then_some(Value::Object(validators)),
+            complete: self.channel.complete,
+            retry_after: None,
+            not_modified: false,
+        })
     }
 }
 

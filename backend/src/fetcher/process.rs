@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::process::Command;
 
-use super::{FetchError, FetchRequest, Fetcher, Keys};
+use super::{parse_fetch_response, FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
 
 const RUNNER: &str = include_str!("runner.py");
 /// Largest response accepted from a fetcher.
@@ -130,8 +130,9 @@ impl Fetcher for ProcessFetcher {
         self.call(json!({"call": "metadata"}), &Keys::new()).await
     }
 
-    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError> {
-        self.call(request.event(), request.keys).await
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
+        let raw = self.call(request.event(), request.keys).await?;
+        parse_fetch_response(&self.label, raw)
     }
 }
 

@@ -172,7 +172,7 @@ pub fn discover_process_fetchers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetcher::{FetchError, FetchRequest};
+    use crate::fetcher::{FetchError, FetchOutcome, FetchRequest};
     use async_trait::async_trait;
     use serde_json::{json, Value};
 
@@ -193,7 +193,7 @@ mod tests {
                 }),
             }
         }
-        async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+        async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
             unreachable!()
         }
     }

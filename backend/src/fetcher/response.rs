@@ -1,4 +1,5 @@
-//! Validation of `fetch` responses.
+//! The typed outcome of a fetch, and the one place that reads a contract fetcher's `fetch`
+//! JSON into it.
 
 use serde_json::{Map, Value};
 
@@ -58,15 +59,8 @@ pub fn parse_fetch_response(fetcher: &str, v: Value) -> Result<FetchOutcome, Fet
             Some(other) => other.to_string(),
             None => String::new(),
         };
-        return Err(FetchError::Upstream {
-            fetcher: fetcher.to_string(),
-            status,
-            message: message.chars().take(500).collect(),
-            retry_after: obj
-                .get("retry_after")
-                .and_then(Value::as_f64)
-                .filter(|s| s.is_finite() && *s >= 0.0),
-        });
+        let retry_after = obj.get("retry_after").and_then(Value::as_f64);
+        return Err(FetchError::upstream(fetcher, status, &message, retry_after));
     }
     let Some(Value::Array(result)) = result else {
         return Err(invalid(

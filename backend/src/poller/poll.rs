@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::budget::Budget;
 use crate::cluster::LeaseGuard;
-use crate::fetcher::{parse_fetch_response, FetchOutcome, FetchRequest, Keys};
+use crate::fetcher::{FetchOutcome, FetchRequest, Keys};
 use crate::pushpin::grip::PublishItem;
 use crate::status::PollOutcome;
 use crate::store::{Commit, StoreError};
@@ -123,8 +123,7 @@ impl ChannelPoller {
             .with_label_values(&[self.channel.name()])
             .observe(started.elapsed().as_secs_f64());
         budget.finish(permit, &self.ctx.store).await;
-        let label = self.entry.fetcher.label();
-        Ok(fetched.and_then(|raw| parse_fetch_response(label, raw))?)
+        Ok(fetched?)
     }
 
     fn log_report(&self, report: &Report, started: Instant) {
