@@ -105,7 +105,11 @@ async fn discovery_reads_every_page_and_loads_valid_fetchers() {
     assert_eq!(names, vec!["crash", "garbage", "hang", "noisy"]);
     let bad = report.iter().find(|(l, _)| l == "bad_metadata").unwrap();
     assert!(
-        bad.1.as_ref().unwrap_err().contains("poll_interval"),
+        bad.1
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("poll_interval"),
         "{report:?}"
     );
 }

@@ -18,7 +18,7 @@ pub use lambda::LambdaFetcher;
 pub use metadata::{Metadata, MetadataError, RESERVED_PARAMS};
 pub(crate) use process::redact;
 pub use process::ProcessFetcher;
-pub use registry::{FetcherEntry, LoadReport, Registry, SharedRegistry};
+pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};
 pub use response::{parse_fetch_response, FetchOutcome};
 
 use std::collections::BTreeMap;

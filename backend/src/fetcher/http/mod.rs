@@ -3,91 +3,26 @@
 //! The file gives a URL template (`{base}` and `{param}` placeholders), where API keys go
 //! (query parameter or header), a JSON pointer to the list of items, the id field, the poll
 //! interval and the rate limit. Conditional requests (ETag / Last-Modified) are automatic.
+//! The file and its checks are in `channel_file`; this module fetches.
+
+mod channel_file;
+
+pub use channel_file::{
+    discover, ChannelFileError, HttpChannel, HttpParam, KeyLocation, KeyPlacement,
+};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{FetchError, FetchOutcome, FetchRequest, Fetcher};
-use crate::channel::{encode_component, ParamSpec};
+use crate::channel::encode_component;
 
 /// Largest upstream body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// One declared param: the usual declaration plus an optional list of accepted values.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpParam {
-    #[serde(flatten)]
-    pub spec: ParamSpec,
-    /// When set, other values are answered with 400 before any upstream call.
-    #[serde(default)]
-    pub allowed: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyLocation {
-    Query,
-    Header,
-}
-
-/// Where one API key goes in the request.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyPlacement {
-    #[serde(rename = "in")]
-    pub location: KeyLocation,
-    /// Query parameter or header name.
-    pub name: String,
-    /// How the value is written; `{value}` is replaced, e.g. `Bearer {value}`.
-    #[serde(default = "default_format")]
-    pub format: String,
-}
-
-fn default_format() -> String {
-    "{value}".into()
-}
-
-/// A declarative channel file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpChannel {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub doc_url: Option<String>,
-    /// URL template, e.g. `{base}/api/v1/search?tags=front_page&hitsPerPage={limit}`.
-    pub url: String,
-    /// What `{base}` stands for.
-    #[serde(default)]
-    pub base_url: String,
-    /// An environment variable that overrides `base_url` (mirrors, tests).
-    #[serde(default)]
-    pub base_url_env: Option<String>,
-    /// JSON pointer to the list of items (`""` when the body itself is the list).
-    pub items: String,
-    pub id_field: String,
-    #[serde(default)]
-    pub poll_interval: Option<f64>,
-    /// Whether the list is the whole collection (missing ids are `removed`).
-    #[serde(default)]
-    pub complete: bool,
-    #[serde(default)]
-    pub params: BTreeMap<String, HttpParam>,
-    #[serde(default)]
-    pub keys: BTreeMap<String, KeyPlacement>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub rate_limit: Option<BTreeMap<String, u64>>,
-}
 
 /// A declarative channel ready to fetch.
 pub struct HttpFetcher {
@@ -98,40 +33,6 @@ pub struct HttpFetcher {
 }
 
 impl HttpFetcher {
-    /// Reads and checks a channel file; errors name the file and the field.
-    pub fn load(path: &Path, timeout: Duration) -> Result<HttpFetcher, String> {
-        let label = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{label}: cannot read: {e}"))?;
-        let channel: HttpChannel = toml::from_str(&text).map_err(|e| format!("{label}: {e}"))?;
-        for placeholder in placeholders(&channel.url) {
-            if placeholder != "base" && !channel.params.contains_key(placeholder) {
-                return Err(format!(
-                    "{label}: field `url`: placeholder {{{placeholder}}} is not a declared param"
-                ));
-            }
-        }
-        if !(channel.items.is_empty() || channel.items.starts_with('/')) {
-            return Err(format!(
-                "{label}: field `items`: a JSON pointer starts with '/' (or is empty)"
-            ));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("restream/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("{label}: {e}"))?;
-        Ok(HttpFetcher {
-            label,
-            channel,
-            client,
-            timeout,
-        })
-    }
-
     fn base(&self) -> String {
         let from_env = self
             .channel
@@ -165,19 +66,6 @@ impl HttpFetcher {
         out.push_str(rest);
         out
     }
-}
-
-fn placeholders(template: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        out.push(&rest[open + 1..open + close]);
-        rest = &rest[open + close + 1..];
-    }
-    out
 }
 
 /// Seconds from a `Retry-After` header given in seconds.
@@ -357,81 +245,5 @@ impl HttpFetcher {
             retry_after: None,
             not_modified: false,
         })
-    }
-}
-
-/// Every `*.toml` channel file of `dir`, in name order; unreadable files are logged and skipped.
-pub fn discover(dir: &Path, timeout: Duration) -> Vec<HttpFetcher> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot read the declarative channels folder");
-            return Vec::new();
-        }
-    };
-    files.sort();
-    files
-        .into_iter()
-        .filter_map(|f| match HttpFetcher::load(&f, timeout) {
-            Ok(fetcher) => Some(fetcher),
-            Err(e) => {
-                tracing::error!(error = %e, "invalid declarative channel; skipped");
-                None
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn channel(toml_text: &str) -> Result<HttpFetcher, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, toml_text).unwrap();
-        HttpFetcher::load(&path, Duration::from_secs(1))
-    }
-
-    const OK: &str = r#"
-name = "t"
-url = "{base}/x/{feed}.json?q={q}"
-base_url = "https://example.invalid/"
-items = "/list"
-id_field = "id"
-[params.feed]
-default = "a b"
-[params.q]
-required = true
-"#;
-
-    #[test]
-    fn renders_the_url_with_encoded_params() {
-        let f = channel(OK).unwrap();
-        let params: BTreeMap<String, String> =
-            [("feed".into(), "a b".into()), ("q".into(), "x&y=1".into())].into();
-        assert_eq!(
-            f.render(&params),
-            "https://example.invalid/x/a%20b.json?q=x%26y%3D1"
-        );
-    }
-
-    #[test]
-    fn bad_files_name_the_field() {
-        let e = channel(&OK.replace("{q}", "{nope}")).err().unwrap();
-        assert!(e.contains("`url`") && e.contains("nope"), "{e}");
-        let e = channel(&OK.replace("items = \"/list\"", "items = \"list\""))
-            .err()
-            .unwrap();
-        assert!(e.contains("`items`"), "{e}");
-        let e = channel(&format!("{OK}\nbogus = 1\n")).err().unwrap();
-        assert!(e.contains("bogus"), "{e}");
-        let e = channel("name = 1").err().unwrap();
-        assert!(e.contains("c.toml"), "{e}");
     }
 }
