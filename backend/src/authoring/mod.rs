@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::channel::ChannelId;
 use crate::config::{Settings, StoreKind};
-use crate::fetcher::FetchRequest;
-use crate::poller::{self, ChannelState, PlanInput};
+use crate::fetcher::{FetchRequest, FetcherEntry};
+use crate::poller::{self, ChannelState, PlanInput, Report};
 use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
 
@@ -77,12 +77,7 @@ pub async fn run(
             registry.names().collect::<Vec<_>>().join(", ")
         )
     })?;
-    let raw: serde_json::Map<String, Value> = params
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let channel = ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
-        .map_err(|e| anyhow!("invalid params for {name}: {e}"))?;
+    let channel = channel_of(name, params, entry)?;
     let sdk = startup::aws_config(settings).await;
     let done = tokio_util::sync::CancellationToken::new();
     let keys = startup::key_store(settings, sdk.as_ref(), &done)
@@ -101,13 +96,13 @@ pub async fn run(
             state: state.as_ref(),
         })
         .await?;
-    let items = outcome.items.clone();
     let mut out = String::new();
     writeln!(out, "channel   {channel}")?;
     if outcome.not_modified {
         writeln!(out, "upstream  304 not modified: unchanged")?;
         return Ok(out);
     }
+    let items = outcome.items.clone();
     writeln!(
         out,
         "fetched   {} items (complete: {}), {} entries not objects, state: {}",
@@ -133,6 +128,28 @@ pub async fn run(
         stored_note.push_str(" (a first poll is sent as one snapshot)");
     }
     writeln!(out, "against   {stored_note}")?;
+    describe(&mut out, &report, &entry.metadata.id_field)?;
+    writeln!(out, "items")?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
+    Ok(out)
+}
+
+/// The channel id `name` with command-line `params`, checked against its declaration.
+fn channel_of(
+    name: &str,
+    params: &[(String, String)],
+    entry: &FetcherEntry,
+) -> anyhow::Result<ChannelId> {
+    let raw: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
+        .map_err(|e| anyhow!("invalid params for {name}: {e}"))
+}
+
+/// What the poll would change, by item id.
+fn describe(out: &mut String, report: &Report, id_field: &str) -> std::fmt::Result {
     writeln!(out, "new       {:?}", report.new)?;
     writeln!(out, "updated   {:?}", report.updated)?;
     writeln!(out, "removed   {:?}", report.removed)?;
@@ -141,12 +158,10 @@ pub async fn run(
         writeln!(
             out,
             "problems  entries without {:?}: {:?}; duplicate ids: {}",
-            entry.metadata.id_field, report.missing_id, report.duplicates
+            id_field, report.missing_id, report.duplicates
         )?;
     }
-    writeln!(out, "items")?;
-    writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
-    Ok(out)
+    Ok(())
 }
 
 /// The channel's stored state, or an empty one with a note on why.

@@ -124,14 +124,7 @@ impl Fetcher for HttpFetcher {
         };
         let status = resp.status().as_u16();
         if status == 304 {
-            return Ok(FetchOutcome {
-                items: Vec::new(),
-                skipped_non_objects: 0,
-                state: request.state.filter(|s| !s.is_null()).cloned(),
-                complete: false,
-                retry_after: None,
-                not_modified: true,
-            });
+            return Ok(FetchOutcome::not_modified(request.state.cloned()));
         }
         if !resp.status().is_success() {
             let wait = retry_after(resp.headers()).filter(|_| matches!(status, 429 | 503));
@@ -229,21 +222,7 @@ impl HttpFetcher {
             let message = format!("upstream response has no list at {:?}", self.channel.items);
             return Err(self.upstream(502, &message, None));
         };
-        let total = entries.len();
-        let items: Vec<_> = entries
-            .into_iter()
-            .filter_map(|i| match i {
-                Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .collect();
-        Ok(FetchOutcome {
-            skipped_non_objects: total - items.len(),
-            items,
-            state: (!validators.is_empty()).then_some(Value::Object(validators)),
-            complete: self.channel.complete,
-            retry_after: None,
-            not_modified: false,
-        })
+        let state = (!validators.is_empty()).then_some(Value::Object(validators));
+        Ok(FetchOutcome::items(entries, state, self.channel.complete))
     }
 }
