@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::channel::ChannelId;
 use crate::config::{Settings, StoreKind};
-use crate::fetcher::{FetchRequest, FetcherEntry};
+use crate::fetcher::{FetchOutcome, FetchRequest, FetcherEntry, Keys};
 use crate::poller::{self, ChannelState, PlanInput, Report};
 use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
@@ -79,13 +79,7 @@ pub async fn run(
     })?;
     let channel = channel_of(name, params, entry)?;
     let sdk = startup::aws_config(settings).await;
-    let done = tokio_util::sync::CancellationToken::new();
-    let keys = startup::key_store(settings, sdk.as_ref(), &done)
-        .await?
-        .keys_for(name)
-        .await;
-    done.cancel();
-    let keys = keys?;
+    let keys = keys_of(settings, sdk.as_ref(), name).await?;
     let (mut stored_note, stored) = stored_state(settings, sdk.as_ref(), &channel).await;
     let outcome = entry
         .fetcher
@@ -103,18 +97,7 @@ pub async fn run(
         return Ok(out);
     }
     let items = outcome.items.clone();
-    writeln!(
-        out,
-        "fetched   {} items (complete: {}), {} entries not objects, state: {}",
-        outcome.items.len(),
-        outcome.complete,
-        outcome.skipped_non_objects,
-        outcome
-            .state
-            .as_ref()
-            .map(Value::to_string)
-            .unwrap_or_else(|| "none".into())
-    )?;
+    writeln!(out, "fetched   {}", fetched(&outcome))?;
     // The poller's own decision; the store's size limit does not apply to a dry run.
     let input = PlanInput {
         channel: &channel,
@@ -132,6 +115,36 @@ pub async fn run(
     writeln!(out, "items")?;
     writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
     Ok(out)
+}
+
+/// The API keys of channel `name`.
+async fn keys_of(
+    settings: &Settings,
+    sdk: Option<&aws_config::SdkConfig>,
+    name: &str,
+) -> anyhow::Result<Keys> {
+    let done = tokio_util::sync::CancellationToken::new();
+    let keys = startup::key_store(settings, sdk, &done)
+        .await?
+        .keys_for(name)
+        .await;
+    done.cancel();
+    Ok(keys?)
+}
+
+/// What a fetch returned, in one line.
+fn fetched(outcome: &FetchOutcome) -> String {
+    format!(
+        "{} items (complete: {}), {} entries not objects, state: {}",
+        outcome.items.len(),
+        outcome.complete,
+        outcome.skipped_non_objects,
+        outcome
+            .state
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_else(|| "none".into())
+    )
 }
 
 /// The channel id `name` with command-line `params`, checked against its declaration.
