@@ -113,3 +113,48 @@ pub(super) async fn load(
         delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ChannelMeta;
+
+    fn commit(expected_seq: u64, seqs: std::ops::RangeInclusive<u64>) -> Commit {
+        let events: Vec<LoggedEvent> = seqs
+            .map(|seq| LoggedEvent {
+                seq,
+                message: format!("e{seq}"),
+            })
+            .collect();
+        let seq = events.last().map_or(expected_seq.max(1), |e| e.seq);
+        Commit {
+            expected_seq,
+            meta: ChannelMeta {
+                seq,
+                ..ChannelMeta::default()
+            },
+            events,
+            ..Commit::new(ChannelId::parse("t").unwrap())
+        }
+    }
+
+    fn recent(state: &State) -> Vec<u64> {
+        state.recent.iter().map(|r| r.event.seq).collect()
+    }
+
+    #[test]
+    fn recent_events_stay_consecutive_and_bounded() {
+        let mut state = State::new(ChannelState::default(), Duration::from_secs(1));
+        state.committed(commit(0, 1..=0)); // The first poll: a snapshot, nothing logged.
+        assert_eq!((state.seq(), recent(&state)), (1, vec![]));
+        state.committed(commit(1, 2..=3));
+        state.committed(commit(3, 4..=4));
+        assert_eq!(recent(&state), vec![2, 3, 4]);
+        // A commit this poller did not see (another replica's): start over from this one.
+        state.committed(commit(9, 10..=11));
+        assert_eq!(recent(&state), vec![10, 11]);
+        state.committed(commit(11, 12..=(12 + RECENT_EVENTS as u64)));
+        assert_eq!(state.recent.len(), RECENT_EVENTS);
+        assert_eq!(state.recent.back().unwrap().event.seq, state.seq());
+    }
+}
