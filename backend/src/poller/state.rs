@@ -119,8 +119,9 @@ mod tests {
     use super::*;
     use crate::store::ChannelMeta;
 
-    fn commit(expected_seq: u64, seqs: std::ops::RangeInclusive<u64>) -> Commit {
+    fn commit(expected_seq: u64, seqs: impl IntoIterator<Item = u64>) -> Commit {
         let events: Vec<LoggedEvent> = seqs
+            .into_iter()
             .map(|seq| LoggedEvent {
                 seq,
                 message: format!("e{seq}"),
@@ -145,7 +146,7 @@ mod tests {
     #[test]
     fn recent_events_stay_consecutive_and_bounded() {
         let mut state = State::new(ChannelState::default(), Duration::from_secs(1));
-        state.committed(commit(0, 1..=0)); // The first poll: a snapshot, nothing logged.
+        state.committed(commit(0, [])); // The first poll: a snapshot, nothing logged.
         assert_eq!((state.seq(), recent(&state)), (1, vec![]));
         state.committed(commit(1, 2..=3));
         state.committed(commit(3, 4..=4));
