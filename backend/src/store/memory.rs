@@ -50,9 +50,7 @@ impl ItemStore for MemoryStore {
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         if commit.fence.is_some() {
-            return Err(StoreError::Backend(
-                "fenced commits (cluster mode) need the DynamoDB store".into(),
-            ));
+            return Err(StoreError::FenceUnsupported);
         }
         let mut map = self.channels.lock().expect("store lock");
         let c = map.entry(commit.channel.clone()).or_default();

@@ -108,8 +108,23 @@ pub enum StoreError {
     },
     #[error("channel {channel}: the lease epoch {epoch} is no longer current (another replica took the channel over)")]
     Fenced { channel: String, epoch: u64 },
+    /// A remote store's request failed (its text says which and what to do).
     #[error("item store failed: {0}")]
     Backend(String),
+    /// The embedded store's database failed.
+    #[error("item store failed: {0}")]
+    Embedded(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The embedded store's file cannot be created or opened.
+    #[error("item store failed: cannot {action} {}: {source}", path.display())]
+    File {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Fenced commits (cluster mode) need a store that also keeps the leases.
+    #[error("item store failed: fenced commits (cluster mode) need the DynamoDB store")]
+    FenceUnsupported,
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("{what} of channel {channel} is {bytes} bytes, over the store's limit of {limit}")]

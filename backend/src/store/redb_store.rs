@@ -26,19 +26,25 @@ pub struct RedbStore {
     writes: AtomicU64,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Embedded(Box::new(e))
 }
 
 impl RedbStore {
     /// Opens (or creates) the store file, creating its folder if needed.
     pub fn open(path: &Path, log_capacity: u64) -> Result<RedbStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::File {
+                action: "create",
+                path: dir.to_path_buf(),
+                source: Box::new(e),
+            })?;
         }
-        let db = Database::create(path)
-            .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| StoreError::File {
+            action: "open",
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(META).map_err(backend)?;
@@ -110,9 +116,7 @@ impl ItemStore for RedbStore {
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         if commit.fence.is_some() {
-            return Err(StoreError::Backend(
-                "fenced commits (cluster mode) need the DynamoDB store".into(),
-            ));
+            return Err(StoreError::FenceUnsupported);
         }
         let capacity = self.capacity;
         self.blocking(move |db| {
