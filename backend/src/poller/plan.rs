@@ -30,15 +30,16 @@ impl ChannelState {
         }
     }
 
-    /// The state once `commit` is persisted.
-    pub fn apply(&mut self, commit: &Commit) {
+    /// Takes in a persisted `commit`; returns its events.
+    pub fn apply(&mut self, commit: Commit) -> Vec<LoggedEvent> {
         for id in &commit.removals {
             self.items.remove(id);
         }
-        for item in &commit.upserts {
-            self.items.insert(item.id.clone(), item.clone());
+        for item in commit.upserts {
+            self.items.insert(item.id.clone(), item);
         }
-        self.meta = commit.meta.clone();
+        self.meta = commit.meta;
+        commit.events
     }
 }
 

@@ -65,23 +65,23 @@ impl State {
 
     /// Takes a persisted commit into the cache and the recent events.
     pub(super) fn committed(&mut self, commit: Commit) {
-        self.stored.apply(&commit);
-        if commit.expected_seq == 0 {
+        let expected_seq = commit.expected_seq;
+        let events = self.stored.apply(commit);
+        if expected_seq == 0 {
             self.recent.clear(); // The first poll's snapshot is not logged.
             return;
         }
         if self
             .recent
             .back()
-            .is_some_and(|r| r.event.seq != commit.expected_seq)
+            .is_some_and(|r| r.event.seq != expected_seq)
         {
             self.recent.clear(); // Not consecutive (a commit we did not see): start over.
         }
-        self.recent
-            .extend(commit.events.into_iter().map(|event| Recent {
-                event,
-                published_at: None,
-            }));
+        self.recent.extend(events.into_iter().map(|event| Recent {
+            event,
+            published_at: None,
+        }));
         while self.recent.len() > RECENT_EVENTS {
             self.recent.pop_front();
         }
