@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::channel::ChannelId;
+
 /// The result of one poll attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,7 +65,7 @@ pub struct ChannelStatus {
 /// Every channel polled since the process started, by channel id.
 #[derive(Default)]
 pub struct StatusBoard {
-    channels: Mutex<HashMap<String, ChannelStatus>>,
+    channels: Mutex<HashMap<ChannelId, ChannelStatus>>,
     runs: std::sync::atomic::AtomicU64,
 }
 
@@ -73,14 +75,14 @@ impl StatusBoard {
     /// unknown-but-healthy like the new poller's.
     pub fn started(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         poll_interval: Duration,
         seq: u64,
         item_count: usize,
     ) -> u64 {
         let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut map = self.channels.lock().expect("status lock");
-        let entry = map.entry(channel.to_string()).or_insert(ChannelStatus {
+        let entry = map.entry(channel.clone()).or_insert(ChannelStatus {
             run,
             active: true,
             poll_interval,
@@ -103,7 +105,7 @@ impl StatusBoard {
     }
 
     /// Applies `change` to a channel a poller has started.
-    pub fn update(&self, channel: &str, change: impl FnOnce(&mut ChannelStatus)) {
+    pub fn update(&self, channel: &ChannelId, change: impl FnOnce(&mut ChannelStatus)) {
         if let Some(status) = self.channels.lock().expect("status lock").get_mut(channel) {
             change(status);
         }
@@ -111,7 +113,7 @@ impl StatusBoard {
 
     /// The poller of `run` stopped (no subscribers left): the last poll stays on record. A
     /// later run of the same channel is left alone.
-    pub fn stopped(&self, channel: &str, run: u64) {
+    pub fn stopped(&self, channel: &ChannelId, run: u64) {
         self.update(channel, |s| {
             if s.run == run {
                 s.active = false;
@@ -120,7 +122,7 @@ impl StatusBoard {
         });
     }
 
-    pub fn get(&self, channel: &str) -> Option<ChannelStatus> {
+    pub fn get(&self, channel: &ChannelId) -> Option<ChannelStatus> {
         self.channels
             .lock()
             .expect("status lock")
@@ -143,11 +145,15 @@ impl StatusBoard {
 mod tests {
     use super::*;
 
+    fn ch(id: &str) -> ChannelId {
+        ChannelId::parse(id).unwrap()
+    }
+
     #[test]
     fn a_stopped_channel_keeps_its_last_poll() {
         let board = StatusBoard::default();
-        let run = board.started("a", Duration::from_secs(5), 0, 0);
-        board.update("a", |s| {
+        let run = board.started(&ch("a"), Duration::from_secs(5), 0, 0);
+        board.update(&ch("a"), |s| {
             s.seq = 3;
             s.last_poll = Some(LastPoll {
                 at: SystemTime::UNIX_EPOCH,
@@ -157,32 +163,32 @@ mod tests {
             s.next_poll = Some(SystemTime::UNIX_EPOCH);
         });
         assert_eq!(board.active_count(), 1);
-        board.stopped("a", run);
-        let a = board.get("a").unwrap();
+        board.stopped(&ch("a"), run);
+        let a = board.get(&ch("a")).unwrap();
         assert!(!a.active && a.next_poll.is_none());
         assert_eq!(
             (a.seq, a.last_poll.unwrap().outcome),
             (3, PollOutcome::Changed)
         );
         assert_eq!(board.active_count(), 0);
-        board.update("unknown", |s| s.seq = 1);
-        assert!(board.get("unknown").is_none());
+        board.update(&ch("unknown"), |s| s.seq = 1);
+        assert!(board.get(&ch("unknown")).is_none());
     }
 
     #[test]
     fn a_stopping_poller_leaves_its_successor_active() {
         let board = StatusBoard::default();
-        let old = board.started("a", Duration::from_secs(5), 0, 0);
-        board.update("a", |s| s.degraded = Some("500".into()));
-        let new = board.started("a", Duration::from_secs(5), 2, 1);
-        board.stopped("a", old);
-        let a = board.get("a").unwrap();
+        let old = board.started(&ch("a"), Duration::from_secs(5), 0, 0);
+        board.update(&ch("a"), |s| s.degraded = Some("500".into()));
+        let new = board.started(&ch("a"), Duration::from_secs(5), 2, 1);
+        board.stopped(&ch("a"), old);
+        let a = board.get(&ch("a")).unwrap();
         assert!(
             a.active,
             "the old run's stop must not deactivate the new run"
         );
         assert_eq!(a.degraded, None, "the new run starts healthy");
-        board.stopped("a", new);
-        assert!(!board.get("a").unwrap().active);
+        board.stopped(&ch("a"), new);
+        assert!(!board.get(&ch("a")).unwrap().active);
     }
 }

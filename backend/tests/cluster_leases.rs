@@ -28,7 +28,7 @@ async fn table(moto: &emulators::Server) -> (aws_sdk_dynamodb::Client, String, D
 }
 
 #[tokio::test]
-async fn one_holder_at_a_time_and_takeover_only_after_expiry_with_a_higher_epoch() {
+async fn one_holder_at_a_time_and_takeover_only_after_expiry_with_a_higher_epoid() {
     let moto = emulators::start_moto();
     let (client, table, _) = table(&moto).await;
     let ttl = Duration::from_millis(1500);
@@ -120,7 +120,7 @@ fn item(id: &str, bytes: usize, seq: u64) -> StoredItem {
 
 fn commit(expected_seq: u64, items: Vec<StoredItem>, fence: u64) -> Commit {
     Commit {
-        channel: "ch".into(),
+        channel: id("ch"),
         expected_seq,
         meta: ChannelMeta {
             seq: expected_seq + 1,
@@ -130,7 +130,7 @@ fn commit(expected_seq: u64, items: Vec<StoredItem>, fence: u64) -> Commit {
         },
         upserts: items,
         fence: Some(fence),
-        ..Commit::default()
+        ..Commit::new(id("ch"))
     }
 }
 
@@ -165,7 +165,7 @@ async fn a_commit_under_a_stale_epoch_is_refused_and_writes_nothing() {
     );
     let message = staged.unwrap_err().to_string();
     assert!(message.contains("another replica"), "{message}");
-    let (meta, items) = store.load("ch").await.unwrap();
+    let (meta, items) = store.load(&id("ch")).await.unwrap();
     assert_eq!(
         (meta.seq, items.len()),
         (1, 1),
@@ -176,5 +176,5 @@ async fn a_commit_under_a_stale_epoch_is_refused_and_writes_nothing() {
         .commit(commit(1, vec![item("2", 10, 2)], new.epoch))
         .await
         .expect("the new holder commits");
-    assert_eq!(store.load("ch").await.unwrap().0.seq, 2);
+    assert_eq!(store.load(&id("ch")).await.unwrap().0.seq, 2);
 }

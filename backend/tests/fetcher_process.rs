@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use restream::fetcher::registry::discover_process_fetchers;
 use restream::fetcher::{
-    parse_fetch_response, FetchError, FetchRequest, Fetcher, Keys, ProcessFetcher, Registry,
+    FetchError, FetchOutcome, FetchRequest, Fetcher, Keys, ProcessFetcher, Registry,
 };
 use secrecy::SecretString;
 
@@ -16,11 +16,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-async fn fetch(
-    name: &str,
-    timeout: Duration,
-    keys: &Keys,
-) -> Result<serde_json::Value, FetchError> {
+async fn fetch(name: &str, timeout: Duration, keys: &Keys) -> Result<FetchOutcome, FetchError> {
     let f = ProcessFetcher::new(&fixture(name), "python3", timeout);
     let params = BTreeMap::new();
     f.fetch(FetchRequest {
@@ -34,10 +30,7 @@ async fn fetch(
 
 #[tokio::test]
 async fn a_crash_is_reported_with_its_error() {
-    let raw = fetch("crash", Duration::from_secs(10), &Keys::new())
-        .await
-        .unwrap();
-    match parse_fetch_response("crash", raw) {
+    match fetch("crash", Duration::from_secs(10), &Keys::new()).await {
         Err(FetchError::Crashed { detail, .. }) => assert!(detail.contains("api-key"), "{detail}"),
         other => panic!("{other:?}"),
     }
@@ -76,15 +69,14 @@ async fn garbage_output_is_an_invalid_response() {
 async fn prints_do_not_corrupt_the_answer_and_secrets_stay_out_of_errors() {
     let mut keys = Keys::new();
     keys.insert("token".into(), SecretString::from("very-secret-token"));
-    let raw = fetch("noisy", Duration::from_secs(10), &keys)
+    let outcome = fetch("noisy", Duration::from_secs(10), &keys)
         .await
         .unwrap();
-    let outcome = parse_fetch_response("noisy", raw).unwrap();
     assert_eq!(outcome.items.len(), 1);
     assert_eq!(outcome.items[0]["remaining_ms"], true);
     let e = fetch("crash", Duration::from_secs(10), &keys)
         .await
-        .unwrap();
+        .unwrap_err();
     assert!(!e.to_string().contains("very-secret-token"));
 }
 

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use restream::fetcher::{parse_fetch_response, FetchRequest, Fetcher, HttpFetcher, Keys, Registry};
+use restream::fetcher::{
+    FetchError, FetchOutcome, FetchRequest, Fetcher, HttpFetcher, Keys, Registry,
+};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,7 +93,7 @@ async fn fetch(
     params: &[(&str, &str)],
     keys: &Keys,
     state: Option<&Value>,
-) -> Value {
+) -> Result<FetchOutcome, FetchError> {
     let params: BTreeMap<String, String> = params
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -103,7 +105,34 @@ async fn fetch(
         state,
     })
     .await
-    .unwrap()
+}
+
+/// What the contract's `status_code` says of a fetch: 200 for items, 304 for "not modified",
+/// else the upstream's status.
+fn status(r: &Result<FetchOutcome, FetchError>) -> u64 {
+    match r {
+        Ok(o) if o.not_modified => 304,
+        Ok(_) => 200,
+        Err(FetchError::Upstream { status, .. }) => u64::from(*status),
+        Err(e) => panic!("not an upstream answer: {e}"),
+    }
+}
+
+/// The status, message and `retry_after` of an upstream error.
+fn refused(r: &Result<FetchOutcome, FetchError>) -> (Option<u64>, &str, Option<u64>) {
+    match r {
+        Err(FetchError::Upstream {
+            status,
+            message,
+            retry_after,
+            ..
+        }) => (
+            Some(u64::from(*status)),
+            message.as_str(),
+            retry_after.map(|s| s as u64),
+        ),
+        other => panic!("expected an upstream error, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -150,8 +179,9 @@ async fn usgs_items_errors_and_conditional_requests() {
     let f = load("usgs-earthquakes.toml", "USGS_BASE_URL", &base);
     let keys = Keys::new();
 
-    let first = fetch(&f, &[("feed", "all_hour")], &keys, None).await;
-    let outcome = parse_fetch_response("usgs", first.clone()).unwrap();
+    let outcome = fetch(&f, &[("feed", "all_hour")], &keys, None)
+        .await
+        .unwrap();
     assert!(!outcome.items.is_empty() && outcome.items.iter().all(|i| i["id"].is_string()));
     assert!(outcome.complete);
     assert_eq!(outcome.state, Some(json!({"etag": "\"v1\""})));
@@ -163,32 +193,27 @@ async fn usgs_items_errors_and_conditional_requests() {
     assert!(server.requests()[1]
         .to_lowercase()
         .contains("if-none-match: \"v1\""));
-    assert!(parse_fetch_response("usgs", second).unwrap().not_modified);
+    assert!(second.unwrap().not_modified);
 
     assert_eq!(
-        fetch(&f, &[("feed", "all_hour")], &keys, None).await["status_code"],
+        status(&fetch(&f, &[("feed", "all_hour")], &keys, None).await),
         500
     );
     let limited = fetch(&f, &[("feed", "all_hour")], &keys, None).await;
+    let (limited_status, _, limited_retry_after) = refused(&limited);
+    assert_eq!((limited_status, limited_retry_after), (Some(429), Some(7)));
     assert_eq!(
-        (
-            limited["status_code"].as_u64(),
-            limited["retry_after"].as_u64()
-        ),
-        (Some(429), Some(7))
-    );
-    assert_eq!(
-        fetch(&f, &[("feed", "all_hour")], &keys, None).await["status_code"],
+        status(&fetch(&f, &[("feed", "all_hour")], &keys, None).await),
         502,
         "invalid JSON"
     );
     let shape = fetch(&f, &[("feed", "all_hour")], &keys, None).await;
-    assert_eq!(shape["status_code"], 502);
-    assert!(shape["result"].as_str().unwrap().contains("/features"));
+    assert_eq!(status(&shape), 502);
+    assert!(refused(&shape).1.contains("/features"));
 
     let before = server.requests().len();
     let bad = fetch(&f, &[("feed", "../etc")], &keys, None).await;
-    assert_eq!(bad["status_code"], 400);
+    assert_eq!(status(&bad), 400);
     assert_eq!(
         server.requests().len(),
         before,
@@ -200,8 +225,9 @@ async fn usgs_items_errors_and_conditional_requests() {
 async fn hn_front_page_in_one_request() {
     let (server, base) = Server::start(vec![ok(recorded("hn-front_page.json"))]).await;
     let f = load("hn-top.toml", "HN_BASE_URL", &base);
-    let raw = fetch(&f, &[("hits", "5")], &Keys::new(), None).await;
-    let outcome = parse_fetch_response("hn", raw).unwrap();
+    let outcome = fetch(&f, &[("hits", "5")], &Keys::new(), None)
+        .await
+        .unwrap();
     assert!(!outcome.items.is_empty() && outcome.items.iter().all(|i| i["objectID"].is_string()));
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
@@ -234,7 +260,7 @@ async fn keys_go_where_declared_and_never_into_errors() {
 
     std::env::set_var("KEYED_BASE_URL_query", &base);
     let q = keyed_channel(dir.path(), "query", "api-key", "{value}");
-    assert_eq!(fetch(&q, &[], &keys, None).await["status_code"], 200);
+    assert_eq!(status(&fetch(&q, &[], &keys, None).await), 200);
     assert!(
         server.requests()[0].starts_with("GET /v1/list?api-key=s3cr3t%20value "),
         "{}",
@@ -243,7 +269,7 @@ async fn keys_go_where_declared_and_never_into_errors() {
 
     std::env::set_var("KEYED_BASE_URL_header", &base);
     let h = keyed_channel(dir.path(), "header", "Authorization", "Bearer {value}");
-    assert_eq!(fetch(&h, &[], &keys, None).await["status_code"], 200);
+    assert_eq!(status(&fetch(&h, &[], &keys, None).await), 200);
     assert!(
         server.requests()[1].contains("authorization: Bearer s3cr3t value"),
         "{}",
@@ -252,7 +278,7 @@ async fn keys_go_where_declared_and_never_into_errors() {
 
     let missing = fetch(&q, &[], &Keys::new(), None).await;
     assert_eq!(
-        (missing["status_code"].as_u64(), missing["result"].as_str()),
+        (refused(&missing).0, Some(refused(&missing).1)),
         (Some(401), Some("missing key token"))
     );
 
@@ -264,8 +290,8 @@ async fn keys_go_where_declared_and_never_into_errors() {
         .port();
     std::env::set_var("KEYED_BASE_URL_query", format!("http://127.0.0.1:{port}"));
     let unreachable = fetch(&q, &[], &keys, None).await;
-    assert_eq!(unreachable["status_code"], 502);
-    let text = unreachable.to_string();
+    assert_eq!(status(&unreachable), 502);
+    let text = unreachable.unwrap_err().to_string();
     assert!(
         !text.contains("s3cr3t") && !text.contains("api-key="),
         "{text}"

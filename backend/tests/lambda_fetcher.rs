@@ -11,7 +11,7 @@ use std::time::Duration;
 use restream::config::{FetcherKind, Settings};
 use restream::discovery::Discovery;
 use restream::fetcher::lambda::{self, LambdaFetcher};
-use restream::fetcher::{FetchError, FetchRequest, Fetcher, Keys};
+use restream::fetcher::{FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -71,7 +71,7 @@ impl Lambda {
     }
 }
 
-async fn fetch(f: &LambdaFetcher, keys: &Keys) -> Result<serde_json::Value, FetchError> {
+async fn fetch(f: &LambdaFetcher, keys: &Keys) -> Result<FetchOutcome, FetchError> {
     f.fetch(FetchRequest {
         channel: "c",
         params: &BTreeMap::new(),
@@ -105,7 +105,11 @@ async fn discovery_reads_every_page_and_loads_valid_fetchers() {
     assert_eq!(names, vec!["crash", "garbage", "hang", "noisy"]);
     let bad = report.iter().find(|(l, _)| l == "bad_metadata").unwrap();
     assert!(
-        bad.1.as_ref().unwrap_err().contains("poll_interval"),
+        bad.1
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("poll_interval"),
         "{report:?}"
     );
 }
@@ -116,9 +120,9 @@ async fn a_fetch_returns_the_handler_answer_and_errors_map_to_fetch_errors() {
     let mut keys = Keys::new();
     keys.insert("api-key".into(), SecretString::from("lambda-secret"));
     let answer = fetch(&lambda.fetcher("noisy").await, &keys).await.unwrap();
-    assert_eq!(answer["result"][0]["id"], json!(1));
+    assert_eq!(answer.items[0]["id"], json!(1));
     assert_eq!(
-        answer["result"][0]["remaining_ms"],
+        answer.items[0]["remaining_ms"],
         json!(true),
         "a real Lambda context"
     );

@@ -10,7 +10,9 @@ mod emulators;
 
 use async_trait::async_trait;
 use restream::channel::{ChannelId, GripChannel};
-use restream::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata};
+use restream::fetcher::{
+    parse_fetch_response, FetchError, FetchOutcome, FetchRequest, Fetcher, FetcherEntry, Metadata,
+};
 use restream::keys::FileKeyStore;
 use restream::poller::{self, PollerContext, SnapshotRequest};
 use restream::pushpin::grip::PublishItem;
@@ -37,13 +39,13 @@ impl Fetcher for Scripted {
     async fn metadata(&self) -> Result<Value, FetchError> {
         unreachable!()
     }
-    async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         self.times.lock().unwrap().push(tokio::time::Instant::now());
         let mut calls = self.calls.lock().unwrap();
         let r = self.responses.lock().unwrap();
         let v = r[(*calls).min(r.len() - 1)].clone();
         *calls += 1;
-        Ok(v)
+        parse_fetch_response("scripted", v)
     }
 }
 
@@ -422,13 +424,13 @@ impl Fetcher for Counting {
     async fn metadata(&self) -> Result<Value, FetchError> {
         unreachable!()
     }
-    async fn fetch(&self, r: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, r: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         let p = r.params.get("p").cloned().unwrap_or_default();
         self.calls
             .lock()
             .unwrap()
             .push((p, tokio::time::Instant::now()));
-        Ok(ok(json!([{"id": 1}])))
+        parse_fetch_response("counting", ok(json!([{"id": 1}])))
     }
 }
 
@@ -636,9 +638,9 @@ impl Fetcher for Slow {
     async fn metadata(&self) -> Result<Value, FetchError> {
         unreachable!()
     }
-    async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         tokio::time::sleep(self.latency).await;
-        Ok(ok(json!([{"id": "a"}])))
+        parse_fetch_response("slow", ok(json!([{"id": "a"}])))
     }
 }
 

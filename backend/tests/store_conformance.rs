@@ -3,6 +3,10 @@
 
 use restream::store::{conformance, ItemStore, MemoryStore, RedbStore};
 
+fn ch(id: &str) -> restream::channel::ChannelId {
+    restream::channel::ChannelId::parse(id).expect("a valid channel id")
+}
+
 #[tokio::test]
 async fn memory_store_conforms() {
     conformance::run(&MemoryStore::new(conformance::CAPACITY)).await;
@@ -24,10 +28,10 @@ async fn redb_store_survives_a_reopen() {
         conformance::run(&store).await;
     }
     let store = RedbStore::open(&path, conformance::CAPACITY).unwrap();
-    let (meta, items) = store.load("rt").await.unwrap();
+    let (meta, items) = store.load(&ch("rt")).await.unwrap();
     assert_eq!(meta.seq, 7);
     assert_eq!(items.len(), 1);
-    assert!(store.events_after("rt", 4).await.unwrap().is_some());
+    assert!(store.events_after(&ch("rt"), 4).await.unwrap().is_some());
 }
 
 #[tokio::test]

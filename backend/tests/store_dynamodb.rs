@@ -14,6 +14,10 @@ use restream::store::{conformance, Commit, DynamoItemStore, ItemStore, StoreErro
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+fn ch(id: &str) -> restream::channel::ChannelId {
+    restream::channel::ChannelId::parse(id).expect("a valid channel id")
+}
+
 async fn client(endpoint: &str, max_attempts: u32) -> aws_sdk_dynamodb::Client {
     let mut settings = emulators::aws_settings(endpoint);
     settings.max_attempts = max_attempts;
@@ -83,7 +87,7 @@ async fn oversized_items_are_refused_clearly_and_nothing_is_written() {
     assert!(store.max_item_bytes() < 400 * 1024);
     let commit = Commit {
         fence: None,
-        channel: "big".into(),
+        channel: ch("big"),
         expected_seq: 0,
         meta: Default::default(),
         upserts: vec![stored("ok", 10), stored("huge", 500_000)],
@@ -97,7 +101,7 @@ async fn oversized_items_are_refused_clearly_and_nothing_is_written() {
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    let (meta, items) = store.load("big").await.unwrap();
+    let (meta, items) = store.load(&ch("big")).await.unwrap();
     assert_eq!((meta.seq, items.len()), (0, 0), "all or nothing");
 }
 
@@ -142,7 +146,7 @@ async fn an_interrupted_large_commit_is_finished_by_the_next_reader() {
         .send()
         .await
         .unwrap();
-    let (meta, items) = store.load("half").await.unwrap();
+    let (meta, items) = store.load(&ch("half")).await.unwrap();
     assert_eq!(meta.seq, 1);
     assert_eq!(items, vec![stored("a", 5)], "the staged item was applied");
     let after = raw
@@ -157,15 +161,15 @@ async fn an_interrupted_large_commit_is_finished_by_the_next_reader() {
         !after.item().unwrap().contains_key("pending"),
         "marker cleared"
     );
-    let events = store.events_after("half", 0).await.unwrap().unwrap();
+    let events = store.events_after(&ch("half"), 0).await.unwrap().unwrap();
     assert_eq!(events.len(), 1, "staged events applied");
     // And the channel takes normal commits again.
     store
         .commit(Commit {
-            channel: "half".into(),
+            channel: ch("half"),
             expected_seq: 1,
             meta: restream::store::ChannelMeta { seq: 2, ..meta },
-            ..Default::default()
+            ..Commit::new(ch("half"))
         })
         .await
         .unwrap();
@@ -249,7 +253,11 @@ async fn throttling_is_retried_then_reported_clearly() {
     )
     .await
     .unwrap();
-    let err = store.load("some-channel").await.unwrap_err().to_string();
+    let err = store
+        .load(&ch("some-channel"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("throttled")
             && err.contains("3 attempts")

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use restream::channel::ChannelId;
-use restream::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Keys, Metadata};
+use restream::fetcher::{
+    parse_fetch_response, FetchError, FetchOutcome, FetchRequest, Fetcher, FetcherEntry, Keys,
+    Metadata,
+};
 use restream::keys::{KeyStore, KeyStoreError};
 use restream::poller::{self, PollerContext};
 use restream::pushpin::grip::PublishItem;
@@ -269,7 +272,10 @@ impl Counted {
 
 #[async_trait]
 impl ItemStore for Counted {
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+    async fn load(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
         self.inner.load(channel).await
     }
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
@@ -290,7 +296,7 @@ impl ItemStore for Counted {
     }
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
         self.inner.events_after(channel, after).await
@@ -327,10 +333,10 @@ impl Fetcher for Feed {
     async fn metadata(&self) -> Result<Value, FetchError> {
         Ok(Value::Null)
     }
-    async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         let _ = self.asked.send(());
         match self.results.lock().await.recv().await {
-            Some(v) => Ok(v),
+            Some(v) => parse_fetch_response("bench-feed", v),
             // The benchmark is over: wait for the shutdown.
             None => std::future::pending().await,
         }
@@ -451,7 +457,7 @@ impl Driver {
         let elapsed = started.elapsed();
         let outcome = self
             .status
-            .get(CHANNEL)
+            .get(&ChannelId::parse(CHANNEL).expect("a valid channel id"))
             .and_then(|s| s.last_poll)
             .map(|p| p.outcome)
             .context("the poller recorded no poll")?;

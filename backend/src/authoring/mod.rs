@@ -2,16 +2,15 @@
 
 mod scaffold;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use crate::changes::{self, ChangeKind};
 use crate::channel::ChannelId;
 use crate::config::{Settings, StoreKind};
-use crate::fetcher::{parse_fetch_response, FetchRequest};
+use crate::fetcher::{FetchOutcome, FetchRequest, FetcherEntry, Keys};
+use crate::poller::{self, ChannelState, PlanInput, Report};
 use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
 
@@ -78,22 +77,11 @@ pub async fn run(
             registry.names().collect::<Vec<_>>().join(", ")
         )
     })?;
-    let raw: serde_json::Map<String, Value> = params
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let channel = ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
-        .map_err(|e| anyhow!("invalid params for {name}: {e}"))?;
+    let channel = channel_of(name, params, entry)?;
     let aws = crate::aws::Aws::new(&settings.aws);
-    let done = tokio_util::sync::CancellationToken::new();
-    let keys = startup::key_store(settings, &aws, &done)
-        .await?
-        .keys_for(name)
-        .await;
-    done.cancel();
-    let keys = keys?;
-    let (mut stored_note, known) = stored_items(settings, &aws, &channel.to_string()).await;
-    let response = entry
+    let keys = keys_of(settings, &aws, name).await?;
+    let (mut stored_note, stored) = stored_state(settings, &aws, &channel).await;
+    let outcome = entry
         .fetcher
         .fetch(FetchRequest {
             channel: name,
@@ -102,16 +90,48 @@ pub async fn run(
             state: state.as_ref(),
         })
         .await?;
-    let outcome = parse_fetch_response(entry.fetcher.label(), response)?;
     let mut out = String::new();
     writeln!(out, "channel   {channel}")?;
     if outcome.not_modified {
         writeln!(out, "upstream  304 not modified: unchanged")?;
         return Ok(out);
     }
-    writeln!(
-        out,
-        "fetched   {} items (complete: {}), {} entries not objects, state: {}",
+    let items = outcome.items.clone();
+    writeln!(out, "fetched   {}", fetched(&outcome))?;
+    // The poller's own decision; the store's size limit does not apply to a dry run.
+    let input = PlanInput {
+        channel: &channel,
+        id_field: &entry.metadata.id_field,
+        max_item_bytes: usize::MAX,
+        now: 0,
+        fence: None,
+    };
+    let report = poller::plan(&stored, outcome, &input).report;
+    if stored.items.is_empty() {
+        stored_note.push_str(" (a first poll is sent as one snapshot)");
+    }
+    writeln!(out, "against   {stored_note}")?;
+    describe(&mut out, &report, &entry.metadata.id_field)?;
+    writeln!(out, "items")?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
+    Ok(out)
+}
+
+/// The API keys of channel `name`.
+async fn keys_of(settings: &Settings, aws: &crate::aws::Aws, name: &str) -> anyhow::Result<Keys> {
+    let done = tokio_util::sync::CancellationToken::new();
+    let keys = startup::key_store(settings, aws, &done)
+        .await?
+        .keys_for(name)
+        .await;
+    done.cancel();
+    Ok(keys?)
+}
+
+/// What a fetch returned, in one line.
+fn fetched(outcome: &FetchOutcome) -> String {
+    format!(
+        "{} items (complete: {}), {} entries not objects, state: {}",
         outcome.items.len(),
         outcome.complete,
         outcome.skipped_non_objects,
@@ -120,67 +140,49 @@ pub async fn run(
             .as_ref()
             .map(Value::to_string)
             .unwrap_or_else(|| "none".into())
-    )?;
-    let diff = changes::diff(
-        &entry.metadata.id_field,
-        &outcome.items,
-        &known,
-        outcome.complete,
-    );
-    let ids = |kind: fn(&ChangeKind) -> bool| -> Vec<&str> {
-        diff.changes
-            .iter()
-            .filter(|c| kind(&c.kind))
-            .map(|c| c.id.as_str())
-            .collect()
-    };
-    if known.is_empty() {
-        stored_note.push_str(" (a first poll is sent as one snapshot)");
-    }
-    writeln!(out, "against   {stored_note}")?;
-    writeln!(out, "new       {:?}", ids(|k| matches!(k, ChangeKind::New)))?;
-    writeln!(
-        out,
-        "updated   {:?}",
-        ids(|k| matches!(k, ChangeKind::Updated(_)))
-    )?;
-    writeln!(
-        out,
-        "removed   {:?}",
-        ids(|k| matches!(k, ChangeKind::Removed))
-    )?;
-    writeln!(
-        out,
-        "unchanged {}",
-        diff.current.len()
-            - diff
-                .changes
-                .iter()
-                .filter(|c| c.kind != ChangeKind::Removed)
-                .count()
-    )?;
-    if !diff.missing_id.is_empty() || diff.duplicates > 0 {
+    )
+}
+
+/// The channel id `name` with command-line `params`, checked against its declaration.
+fn channel_of(
+    name: &str,
+    params: &[(String, String)],
+    entry: &FetcherEntry,
+) -> anyhow::Result<ChannelId> {
+    let raw: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
+        .map_err(|e| anyhow!("invalid params for {name}: {e}"))
+}
+
+/// What the poll would change, by item id.
+fn describe(out: &mut String, report: &Report, id_field: &str) -> std::fmt::Result {
+    writeln!(out, "new       {:?}", report.new)?;
+    writeln!(out, "updated   {:?}", report.updated)?;
+    writeln!(out, "removed   {:?}", report.removed)?;
+    writeln!(out, "unchanged {}", report.unchanged)?;
+    if !report.missing_id.is_empty() || report.duplicates > 0 {
         writeln!(
             out,
             "problems  entries without {:?}: {:?}; duplicate ids: {}",
-            entry.metadata.id_field, diff.missing_id, diff.duplicates
+            id_field, report.missing_id, report.duplicates
         )?;
     }
-    writeln!(out, "items")?;
-    writeln!(out, "{}", serde_json::to_string_pretty(&outcome.items)?)?;
-    Ok(out)
+    Ok(())
 }
 
-/// The channel's stored items, or none with a note on why.
-async fn stored_items(
+/// The channel's stored state, or an empty one with a note on why.
+async fn stored_state(
     settings: &Settings,
     aws: &crate::aws::Aws,
-    channel: &str,
-) -> (String, BTreeMap<String, crate::store::StoredItem>) {
+    channel: &ChannelId,
+) -> (String, ChannelState) {
     let opened: anyhow::Result<std::sync::Arc<dyn ItemStore>> = match &settings.store.kind {
-        StoreKind::Memory => return ("an empty store".into(), BTreeMap::new()),
+        StoreKind::Memory => return ("an empty store".into(), ChannelState::default()),
         StoreKind::Embedded { path } if !path.exists() => {
-            return ("an empty store".into(), BTreeMap::new())
+            return ("an empty store".into(), ChannelState::default())
         }
         // A running service holds the file's lock: then this fails and says so.
         StoreKind::Embedded { path } => RedbStore::open(path, settings.store.log_capacity)
@@ -193,18 +195,18 @@ async fn stored_items(
         Err(e) => {
             return (
                 format!("an empty store (the store is unavailable: {e:#})"),
-                BTreeMap::new(),
+                ChannelState::default(),
             )
         }
     };
     match store.load(channel).await {
         Ok((meta, items)) => (
             format!("the stored state: seq {}, {} items", meta.seq, items.len()),
-            items.into_iter().map(|i| (i.id.clone(), i)).collect(),
+            ChannelState::from_loaded(meta, items),
         ),
         Err(e) => (
             format!("an empty store (cannot read it: {e})"),
-            BTreeMap::new(),
+            ChannelState::default(),
         ),
     }
 }

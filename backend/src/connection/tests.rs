@@ -1,7 +1,7 @@
 //! Transcripts of WOH requests: what a connection sends and what it gets back.
 
 use super::*;
-use crate::fetcher::{FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata};
+use crate::fetcher::{FetchError, FetchOutcome, FetchRequest, Fetcher, FetcherEntry, Metadata};
 use async_trait::async_trait;
 use serde_json::json;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ impl Fetcher for Unused {
     async fn metadata(&self) -> Result<Value, FetchError> {
         unreachable!("connection handling never calls fetchers")
     }
-    async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         unreachable!("connection handling never calls fetchers")
     }
 }

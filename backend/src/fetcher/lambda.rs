@@ -11,7 +11,7 @@ use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::{json, Map, Value};
 
-use super::{redact, FetchError, FetchRequest, Fetcher, Keys};
+use super::{parse_fetch_response, redact, FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
 
 /// One deployed fetcher function.
 #[derive(Debug, Clone)]
@@ -188,7 +188,8 @@ impl Fetcher for LambdaFetcher {
         self.invoke(json!({"call": "metadata"}), &Keys::new()).await
     }
 
-    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError> {
-        self.invoke(request.event(), request.keys).await
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
+        let raw = self.invoke(request.event(), request.keys).await?;
+        parse_fetch_response(&self.label, raw)
     }
 }

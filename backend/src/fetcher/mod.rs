@@ -2,7 +2,9 @@
 //!
 //! Contract v1 (compatible with the original restream Lambdas): `{"call":"metadata"}` returns a
 //! [`Metadata`]; `{"call":"fetch",...}` returns `{"status_code":200,"result":[items]}` or
-//! `{"status_code":N,"result":"error text"}`.
+//! `{"status_code":N,"result":"error text"}`. Adapters that run contract fetchers (process,
+//! Lambda) read that JSON with [`parse_fetch_response`]; every [`Fetcher`] answers a typed
+//! [`FetchOutcome`] or [`FetchError`].
 
 pub mod http;
 pub mod lambda;
@@ -16,7 +18,7 @@ pub use lambda::LambdaFetcher;
 pub use metadata::{Metadata, MetadataError, RESERVED_PARAMS};
 pub(crate) use process::redact;
 pub use process::ProcessFetcher;
-pub use registry::{FetcherEntry, LoadReport, Registry, SharedRegistry};
+pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};
 pub use response::{parse_fetch_response, FetchOutcome};
 
 use std::collections::BTreeMap;
@@ -94,6 +96,24 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// The upstream answered `status` (not 200 or 304) with `message`: kept to 500 characters,
+    /// with a `retry_after` only when it is a finite, non-negative number of seconds.
+    pub fn upstream(
+        fetcher: &str,
+        status: u16,
+        message: &str,
+        retry_after: Option<f64>,
+    ) -> FetchError {
+        FetchError::Upstream {
+            fetcher: fetcher.to_string(),
+            status,
+            message: message.chars().take(500).collect(),
+            retry_after: retry_after.filter(|s| s.is_finite() && *s >= 0.0),
+        }
+    }
+}
+
 /// One way of running a fetcher (a local process, Lambda, declarative HTTP).
 #[async_trait]
 pub trait Fetcher: Send + Sync {
@@ -101,6 +121,6 @@ pub trait Fetcher: Send + Sync {
     fn label(&self) -> &str;
     /// Calls `metadata`.
     async fn metadata(&self) -> Result<Value, FetchError>;
-    /// Calls `fetch` and returns the raw response object.
-    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError>;
+    /// Calls `fetch`: the items (or "not modified"), or why there are none.
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<FetchOutcome, FetchError>;
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::process::Command;
 
-use super::{FetchError, FetchRequest, Fetcher, Keys};
+use super::{parse_fetch_response, FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
 
 const RUNNER: &str = include_str!("runner.py");
 /// Largest response accepted from a fetcher.
@@ -46,6 +46,12 @@ impl ProcessFetcher {
     }
 
     async fn call(&self, event: Value, keys: &Keys) -> Result<Value, FetchError> {
+        let finished = self.run(&event).await?;
+        self.answer(finished, keys)
+    }
+
+    /// Runs the fetcher on `event` until it exits, within the timeout.
+    async fn run(&self, event: &Value) -> Result<Finished, FetchError> {
         let mut child = Command::new(&self.python)
             .arg("-c")
             .arg(RUNNER)
@@ -62,7 +68,7 @@ impl ProcessFetcher {
                 fetcher: self.label.clone(),
                 source,
             })?;
-        let input = serde_json::to_vec(&event).expect("events serialize");
+        let input = serde_json::to_vec(event).expect("events serialize");
         let mut stdin = child.stdin.take().expect("piped stdin");
         let mut stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
@@ -78,17 +84,29 @@ impl ProcessFetcher {
                 read_capped(&mut stderr, MAX_STDERR)
             );
             let status = child.wait().await;
-            (out.0, out.1, err.1, status)
-        };
-        let (read, out, err, status) = match tokio::time::timeout(self.timeout, run).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(FetchError::Timeout {
-                    fetcher: self.label.clone(),
-                    seconds: self.timeout.as_secs_f64(),
-                })
+            Finished {
+                read: out.0,
+                out: out.1,
+                err: err.1,
+                status,
             }
         };
+        tokio::time::timeout(self.timeout, run)
+            .await
+            .map_err(|_| FetchError::Timeout {
+                fetcher: self.label.clone(),
+                seconds: self.timeout.as_secs_f64(),
+            })
+    }
+
+    /// The fetcher's answer, or why its output is not one.
+    fn answer(&self, finished: Finished, keys: &Keys) -> Result<Value, FetchError> {
+        let Finished {
+            read,
+            out,
+            err,
+            status,
+        } = finished;
         let stderr_text = redact(&String::from_utf8_lossy(&err), keys);
         if !stderr_text.trim().is_empty() {
             tracing::debug!(fetcher = %self.label, stderr = %tail(&stderr_text, 2000), "fetcher wrote to stderr");
@@ -120,6 +138,15 @@ impl ProcessFetcher {
     }
 }
 
+/// What a fetcher process left when it exited.
+struct Finished {
+    /// Whether stdout was read to its end (within `MAX_OUTPUT`).
+    read: bool,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    status: std::io::Result<std::process::ExitStatus>,
+}
+
 #[async_trait]
 impl Fetcher for ProcessFetcher {
     fn label(&self) -> &str {
@@ -130,8 +157,9 @@ impl Fetcher for ProcessFetcher {
         self.call(json!({"call": "metadata"}), &Keys::new()).await
     }
 
-    async fn fetch(&self, request: FetchRequest<'_>) -> Result<Value, FetchError> {
-        self.call(request.event(), request.keys).await
+    async fn fetch(&self, request: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
+        let raw = self.call(request.event(), request.keys).await?;
+        parse_fetch_response(&self.label, raw)
     }
 }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::{Fetcher, Metadata, ProcessFetcher};
+use thiserror::Error;
+
+use super::{FetchError, Fetcher, Metadata, MetadataError, ProcessFetcher};
 
 /// One channel type: its validated metadata and the fetcher that serves it.
 pub struct FetcherEntry {
@@ -84,12 +86,12 @@ impl Registry {
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) => {
                     tracing::error!(fetcher = %label, error = %e, "invalid fetcher metadata; fetcher skipped");
-                    report.push((label, Err(format!("invalid metadata: {e}"))));
+                    report.push((label, Err(LoadError::InvalidMetadata(e))));
                     continue;
                 }
                 Err(e) => {
                     tracing::error!(fetcher = %label, error = %e, "metadata call failed; fetcher skipped");
-                    report.push((label, Err(format!("metadata call failed: {e}"))));
+                    report.push((label, Err(LoadError::MetadataCall(e))));
                     continue;
                 }
             };
@@ -98,7 +100,7 @@ impl Registry {
             }
             if registry.by_name.contains_key(&metadata.name) {
                 tracing::error!(fetcher = %label, name = %metadata.name, "channel name already taken by another fetcher; fetcher skipped");
-                report.push((label, Err(format!("name {} already taken", metadata.name))));
+                report.push((label, Err(LoadError::NameTaken(metadata.name))));
                 continue;
             }
             tracing::info!(fetcher = %label, name = %metadata.name, poll_interval_s = metadata.poll_interval.as_secs_f64(), "fetcher loaded");
@@ -113,7 +115,19 @@ impl Registry {
 }
 
 /// Per fetcher label, its channel name or why it was skipped.
-pub type LoadReport = Vec<(String, Result<String, String>)>;
+pub type LoadReport = Vec<(String, Result<String, LoadError>)>;
+
+/// Why a fetcher was skipped.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("invalid metadata: {0}")]
+    InvalidMetadata(#[source] MetadataError),
+    #[error("metadata call failed: {0}")]
+    MetadataCall(#[source] FetchError),
+    #[error("name {0} already taken")]
+    NameTaken(String),
+}
 
 impl Registry {
     /// The registry after a re-discovery: what `fresh` found, plus the entries of `previous`
@@ -172,7 +186,7 @@ pub fn discover_process_fetchers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetcher::{FetchError, FetchRequest};
+    use crate::fetcher::{FetchError, FetchOutcome, FetchRequest};
     use async_trait::async_trait;
     use serde_json::{json, Value};
 
@@ -193,7 +207,7 @@ mod tests {
                 }),
             }
         }
-        async fn fetch(&self, _: FetchRequest<'_>) -> Result<Value, FetchError> {
+        async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
             unreachable!()
         }
     }

@@ -1,4 +1,5 @@
-//! Validation of `fetch` responses.
+//! The typed outcome of a fetch, and the one place that reads a contract fetcher's `fetch`
+//! JSON into it.
 
 use serde_json::{Map, Value};
 
@@ -17,14 +18,51 @@ pub struct FetchOutcome {
     pub not_modified: bool,
 }
 
+impl FetchOutcome {
+    /// The upstream answered "not modified"; `state` goes back to the fetcher next time.
+    pub fn not_modified(state: Option<Value>) -> FetchOutcome {
+        FetchOutcome {
+            items: Vec::new(),
+            skipped_non_objects: 0,
+            state: state.filter(|s| !s.is_null()),
+            complete: false,
+            retry_after: None,
+            not_modified: true,
+        }
+    }
+
+    /// A list of entries: the objects are the items, the others are counted.
+    pub fn items(entries: Vec<Value>, state: Option<Value>, complete: bool) -> FetchOutcome {
+        let total = entries.len();
+        let items: Vec<_> = entries
+            .into_iter()
+            .filter_map(|i| match i {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        FetchOutcome {
+            skipped_non_objects: total - items.len(),
+            items,
+            state: state.filter(|s| !s.is_null()),
+            complete,
+            retry_after: None,
+            not_modified: false,
+        }
+    }
+}
+
+fn invalid(fetcher: &str, detail: &str) -> FetchError {
+    FetchError::InvalidResponse {
+        fetcher: fetcher.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
 /// Turns a raw fetch response into items or a precise error.
 pub fn parse_fetch_response(fetcher: &str, v: Value) -> Result<FetchOutcome, FetchError> {
-    let invalid = |detail: String| FetchError::InvalidResponse {
-        fetcher: fetcher.to_string(),
-        detail,
-    };
     let Value::Object(mut obj) = v else {
-        return Err(invalid("response must be a JSON object".into()));
+        return Err(invalid(fetcher, "response must be a JSON object"));
     };
     // A Lambda-style crash report: {"errorMessage": ..., "errorType": ...}.
     if let Some(Value::String(msg)) = obj.get("errorMessage") {
@@ -37,71 +75,52 @@ pub fn parse_fetch_response(fetcher: &str, v: Value) -> Result<FetchOutcome, Fet
         Some(Value::Number(n)) => n
             .as_u64()
             .and_then(|s| u16::try_from(s).ok())
-            .ok_or_else(|| invalid("field `status_code` must be an HTTP status".into()))?,
-        Some(_) => return Err(invalid("field `status_code` must be a number".into())),
-        None => return Err(invalid("field `status_code` is missing".into())),
+            .ok_or_else(|| invalid(fetcher, "field `status_code` must be an HTTP status"))?,
+        Some(_) => return Err(invalid(fetcher, "field `status_code` must be a number")),
+        None => return Err(invalid(fetcher, "field `status_code` is missing")),
     };
     let result = obj.remove("result");
-    if status == 304 {
-        return Ok(FetchOutcome {
-            items: Vec::new(),
-            skipped_non_objects: 0,
-            state: obj.remove("state").filter(|s| !s.is_null()),
-            complete: false,
-            retry_after: None,
-            not_modified: true,
-        });
+    match status {
+        304 => Ok(FetchOutcome::not_modified(obj.remove("state"))),
+        200 => parse_items(fetcher, obj, result),
+        _ => {
+            let message = match result {
+                Some(Value::String(s)) => s,
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            let retry_after = obj.get("retry_after").and_then(Value::as_f64);
+            Err(FetchError::upstream(fetcher, status, &message, retry_after))
+        }
     }
-    if status != 200 {
-        let message = match result {
-            Some(Value::String(s)) => s,
-            Some(other) => other.to_string(),
-            None => String::new(),
-        };
-        return Err(FetchError::Upstream {
-            fetcher: fetcher.to_string(),
-            status,
-            message: message.chars().take(500).collect(),
-            retry_after: obj
-                .get("retry_after")
-                .and_then(Value::as_f64)
-                .filter(|s| s.is_finite() && *s >= 0.0),
-        });
-    }
+}
+
+/// A 200 answer: `result` must be a list, `complete` a boolean, `retry_after` seconds.
+fn parse_items(
+    fetcher: &str,
+    mut obj: Map<String, Value>,
+    result: Option<Value>,
+) -> Result<FetchOutcome, FetchError> {
     let Some(Value::Array(result)) = result else {
-        return Err(invalid(
-            "field `result` must be a list of items when status_code is 200".into(),
-        ));
+        let detail = "field `result` must be a list of items when status_code is 200";
+        return Err(invalid(fetcher, detail));
     };
-    let total = result.len();
-    let items: Vec<_> = result
-        .into_iter()
-        .filter_map(|i| match i {
-            Value::Object(m) => Some(m),
-            _ => None,
-        })
-        .collect();
     let complete = match obj.get("complete") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("field `complete` must be a boolean".into())),
+        Some(_) => return Err(invalid(fetcher, "field `complete` must be a boolean")),
     };
     let retry_after = match obj.get("retry_after") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64().filter(|s| *s >= 0.0),
         Some(_) => {
-            return Err(invalid(
-                "field `retry_after` must be a number of seconds".into(),
-            ))
+            let detail = "field `retry_after` must be a number of seconds";
+            return Err(invalid(fetcher, detail));
         }
     };
     Ok(FetchOutcome {
-        skipped_non_objects: total - items.len(),
-        items,
-        state: obj.remove("state").filter(|s| !s.is_null()),
-        complete,
         retry_after,
-        not_modified: false,
+        ..FetchOutcome::items(result, obj.remove("state"), complete)
     })
 }
 

@@ -72,12 +72,12 @@ pub async fn status(
     reject_options(&q.options, &[])?;
     let id = q.id.to_string();
     let subscribers = state.demand.subscribers(&q.id, tokio::time::Instant::now());
-    let polled = state.status.get(&id);
+    let polled = state.status.get(&q.id);
     let (seq, item_count) = match &polled {
         Some(s) => (s.seq, s.item_count),
         // Not polled by this process: what the store holds (possibly from another replica).
         None => {
-            let (meta, items) = state.store.load(&id).await.map_err(|e| {
+            let (meta, items) = state.store.load(&q.id).await.map_err(|e| {
                 tracing::error!(error = %e, "cannot read channel state for the status API");
                 ApiError::unavailable("the item store is unavailable; try again")
             })?;
@@ -155,8 +155,7 @@ pub async fn items(
         },
     };
     let cursor = q.options.get("cursor");
-    let id = q.id.to_string();
-    let (meta, stored) = state.store.load(&id).await.map_err(|e| {
+    let (meta, stored) = state.store.load(&q.id).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read items for the items API");
         ApiError::unavailable("the item store is unavailable; try again")
     })?;

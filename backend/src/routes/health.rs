@@ -46,7 +46,10 @@ async fn pushpin(urls: &[String]) -> Value {
 }
 
 async fn store(state: &AppState) -> Value {
-    match tokio::time::timeout(CHECK_TIMEOUT, state.store.load("_readyz")).await {
+    // Any id will do (reading an unknown channel is a cheap round trip); the store takes
+    // only valid ones, so the probe's is a valid name no fetcher is expected to have.
+    let probe = crate::channel::ChannelId::parse("restream-readyz").expect("a valid channel id");
+    match tokio::time::timeout(CHECK_TIMEOUT, state.store.load(&probe)).await {
         Ok(Ok(_)) => check(true, "reachable".into()),
         Ok(Err(e)) => check(false, format!("{e}")),
         Err(_) => check(false, format!("no answer within {CHECK_TIMEOUT:?}")),

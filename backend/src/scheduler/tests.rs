@@ -16,7 +16,8 @@ use crate::channel::{ChannelId, GripChannel};
 use crate::cluster::{preferred, Cluster, Member, MemoryLeaseTable};
 use crate::demand::{Demand, SubReport};
 use crate::fetcher::{
-    FetchError, FetchRequest, Fetcher, FetcherEntry, Metadata, Registry, SharedRegistry,
+    FetchError, FetchOutcome, FetchRequest, Fetcher, FetcherEntry, Metadata, Registry,
+    SharedRegistry,
 };
 use crate::keys::FileKeyStore;
 use crate::poller::{PollerContext, SnapshotRequest};
@@ -40,10 +41,14 @@ impl Fetcher for Recording {
     async fn metadata(&self) -> Result<Value, FetchError> {
         unreachable!()
     }
-    async fn fetch(&self, req: FetchRequest<'_>) -> Result<Value, FetchError> {
+    async fn fetch(&self, req: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         let fetched = (self.replica, req.channel.to_string(), Instant::now());
         self.log.lock().unwrap().push(fetched);
-        Ok(json!({"status_code": 200, "result": [{"id": "1", "v": 1}], "complete": true}))
+        Ok(FetchOutcome::items(
+            vec![json!({"id": "1", "v": 1})],
+            None,
+            true,
+        ))
     }
 }
 
@@ -85,7 +90,7 @@ struct Unfenced(MemoryStore);
 impl ItemStore for Unfenced {
     async fn load(
         &self,
-        channel: &str,
+        channel: &ChannelId,
     ) -> Result<(crate::store::ChannelMeta, Vec<crate::store::StoredItem>), StoreError> {
         self.0.load(channel).await
     }
@@ -99,7 +104,7 @@ impl ItemStore for Unfenced {
     }
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
         self.0.events_after(channel, after).await

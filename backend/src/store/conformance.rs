@@ -5,10 +5,17 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::channel::ChannelId;
+
 use super::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
 /// The log capacity the store under test must be created with.
 pub const CAPACITY: u64 = 3;
+
+/// A channel id of the suite (every name it uses is valid).
+fn ch(id: &str) -> ChannelId {
+    ChannelId::parse(id).expect("a valid channel id")
+}
 
 fn item(id: &str, data: Value, seq: u64) -> StoredItem {
     let Value::Object(data) = data else {
@@ -56,7 +63,7 @@ pub async fn run(store: &dyn ItemStore) {
 async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
     let attempt = |who: &str| Commit {
         fence: None,
-        channel: "race".into(),
+        channel: ch("race"),
         expected_seq: 0,
         meta: meta(1, 1),
         upserts: vec![item(who, json!({"id": who}), 1)],
@@ -69,13 +76,13 @@ async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
         (Err(StoreError::Conflict { found: 1, .. }), Ok(())) => "b",
         other => panic!("exactly one of two racing commits must win, got {other:?}"),
     };
-    let items = store.load("race").await.unwrap().1;
+    let items = store.load(&ch("race")).await.unwrap().1;
     assert_eq!(items.len(), 1, "only the winner's items");
     assert_eq!(items[0].id, winner);
     // The same race with commits too large for one DynamoDB transaction.
     let large = |who: &str| Commit {
         fence: None,
-        channel: "race-large".into(),
+        channel: ch("race-large"),
         expected_seq: 0,
         meta: meta(1, 1),
         upserts: (0..120)
@@ -90,7 +97,7 @@ async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
         (Err(StoreError::Conflict { .. }), Ok(())) => "b",
         other => panic!("exactly one of two large racing commits must win, got {other:?}"),
     };
-    let items = store.load("race-large").await.unwrap().1;
+    let items = store.load(&ch("race-large")).await.unwrap().1;
     assert_eq!(items.len(), 120);
     assert!(
         items.iter().all(|i| i.data["by"] == json!(winner)),
@@ -108,7 +115,7 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
-            channel: "many".into(),
+            channel: ch("many"),
             expected_seq: 0,
             meta: meta(1, 1),
             upserts: first,
@@ -117,7 +124,7 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
         })
         .await
         .unwrap();
-    let (m, items) = store.load("many").await.unwrap();
+    let (m, items) = store.load(&ch("many")).await.unwrap();
     assert_eq!((m.seq, items.len()), (1, 180), "large first snapshot");
     let updates: Vec<StoredItem> = (0..120)
         .map(|i| item(&format!("i{i:03}"), json!({"id": i, "v": 2}), 2 + i as u64))
@@ -125,7 +132,7 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
-            channel: "many".into(),
+            channel: ch("many"),
             expected_seq: 1,
             meta: meta(131, 1),
             upserts: updates,
@@ -134,12 +141,12 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
         })
         .await
         .unwrap();
-    let (m, items) = store.load("many").await.unwrap();
+    let (m, items) = store.load(&ch("many")).await.unwrap();
     assert_eq!(m.seq, 131);
     assert_eq!(items.len(), 170, "removals applied");
     assert_eq!(items[0].data["v"], json!(2), "updates applied");
     assert_eq!(items[150].data["pad"], json!(pad), "untouched items kept");
-    let replay = store.events_after("many", 128).await.unwrap().unwrap();
+    let replay = store.events_after(&ch("many"), 128).await.unwrap().unwrap();
     assert_eq!(
         replay.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![129, 130, 131],
@@ -167,11 +174,11 @@ async fn budgets_round_trip(store: &dyn ItemStore) {
 }
 
 async fn unknown_channels_are_empty(store: &dyn ItemStore) {
-    let (m, items) = store.load("never-seen").await.unwrap();
+    let (m, items) = store.load(&ch("never-seen")).await.unwrap();
     assert_eq!(m, ChannelMeta::default(), "unknown channel meta");
     assert!(items.is_empty(), "unknown channel items");
     assert_eq!(
-        store.events_after("never-seen", 0).await.unwrap(),
+        store.events_after(&ch("never-seen"), 0).await.unwrap(),
         None,
         "unknown channel log"
     );
@@ -183,7 +190,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
-            channel: "rt".into(),
+            channel: ch("rt"),
             expected_seq: 0,
             meta: meta(1, 1),
             upserts: vec![
@@ -196,7 +203,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
         .await
         .unwrap();
     assert_eq!(store.writes(), writes + 1, "a commit is one write");
-    let (m, items) = store.load("rt").await.unwrap();
+    let (m, items) = store.load(&ch("rt")).await.unwrap();
     assert_eq!(m, meta(1, 1));
     assert_eq!(
         items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
@@ -208,7 +215,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
-            channel: "rt".into(),
+            channel: ch("rt"),
             expected_seq: 1,
             meta: meta(3, 1),
             upserts: vec![item("b", json!({"id": "b", "v": 2}), 2)],
@@ -217,7 +224,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
         })
         .await
         .unwrap();
-    let (m, items) = store.load("rt").await.unwrap();
+    let (m, items) = store.load(&ch("rt")).await.unwrap();
     assert_eq!(m.seq, 3);
     assert_eq!(items.len(), 1, "removed item is gone");
     assert_eq!(items[0].data["v"], json!(2), "upsert replaces");
@@ -225,11 +232,11 @@ async fn commits_round_trip(store: &dyn ItemStore) {
 }
 
 async fn conflicts_change_nothing(store: &dyn ItemStore) {
-    let before = store.load("rt").await.unwrap();
+    let before = store.load(&ch("rt")).await.unwrap();
     let writes = store.writes();
     let stale = Commit {
         fence: None,
-        channel: "rt".into(),
+        channel: ch("rt"),
         expected_seq: 1,
         meta: meta(9, 1),
         upserts: vec![item("z", json!({"id": "z"}), 9)],
@@ -245,7 +252,7 @@ async fn conflicts_change_nothing(store: &dyn ItemStore) {
         other => panic!("stale commit must conflict, got {other:?}"),
     }
     assert_eq!(
-        store.load("rt").await.unwrap(),
+        store.load(&ch("rt")).await.unwrap(),
         before,
         "a conflict writes nothing"
     );
@@ -256,30 +263,30 @@ async fn log_replays_and_trims(store: &dyn ItemStore) {
     let seqs =
         |v: Option<Vec<LoggedEvent>>| v.map(|e| e.into_iter().map(|e| e.seq).collect::<Vec<_>>());
     assert_eq!(
-        seqs(store.events_after("rt", 1).await.unwrap()),
+        seqs(store.events_after(&ch("rt"), 1).await.unwrap()),
         Some(vec![2, 3])
     );
     assert_eq!(
-        seqs(store.events_after("rt", 2).await.unwrap()),
+        seqs(store.events_after(&ch("rt"), 2).await.unwrap()),
         Some(vec![3])
     );
     assert_eq!(
-        seqs(store.events_after("rt", 3).await.unwrap()),
+        seqs(store.events_after(&ch("rt"), 3).await.unwrap()),
         Some(vec![]),
         "up to date"
     );
     assert_eq!(
-        store.events_after("rt", 0).await.unwrap(),
+        store.events_after(&ch("rt"), 0).await.unwrap(),
         None,
         "before the snapshot"
     );
     assert_eq!(
-        store.events_after("rt", 4).await.unwrap(),
+        store.events_after(&ch("rt"), 4).await.unwrap(),
         None,
         "from the future"
     );
     let msg = store
-        .events_after("rt", 2)
+        .events_after(&ch("rt"), 2)
         .await
         .unwrap()
         .unwrap()
@@ -293,7 +300,7 @@ async fn log_replays_and_trims(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
-            channel: "rt".into(),
+            channel: ch("rt"),
             expected_seq: 3,
             meta: meta(7, 1),
             upserts: vec![],
@@ -303,16 +310,16 @@ async fn log_replays_and_trims(store: &dyn ItemStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.load("rt").await.unwrap().0.log_floor,
+        store.load(&ch("rt")).await.unwrap().0.log_floor,
         4,
         "floor moves with trimming"
     );
     assert_eq!(
-        seqs(store.events_after("rt", 4).await.unwrap()),
+        seqs(store.events_after(&ch("rt"), 4).await.unwrap()),
         Some(vec![5, 6, 7])
     );
     assert_eq!(
-        store.events_after("rt", 3).await.unwrap(),
+        store.events_after(&ch("rt"), 3).await.unwrap(),
         None,
         "trimmed events are gone"
     );
@@ -323,7 +330,7 @@ async fn channels_are_isolated(store: &dyn ItemStore) {
         store
             .commit(Commit {
                 fence: None,
-                channel: channel.into(),
+                channel: ch(channel),
                 expected_seq: 0,
                 meta: meta(1, 1),
                 upserts: vec![item(id, json!({"id": id}), 1)],
@@ -334,7 +341,7 @@ async fn channels_are_isolated(store: &dyn ItemStore) {
             .unwrap();
     }
     for (channel, id) in [("iso", "x"), ("iso?a=1", "y"), ("isox", "z")] {
-        let items = store.load(channel).await.unwrap().1;
+        let items = store.load(&ch(channel)).await.unwrap().1;
         assert_eq!(items.len(), 1, "{channel} sees only its own items");
         assert_eq!(items[0].id, id);
     }
@@ -351,7 +358,7 @@ async fn large_items_round_trip(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
-            channel: "big".into(),
+            channel: ch("big"),
             expected_seq: 0,
             meta: meta(1, 1),
             upserts: vec![big.clone()],
@@ -360,5 +367,5 @@ async fn large_items_round_trip(store: &dyn ItemStore) {
         })
         .await
         .unwrap();
-    assert_eq!(store.load("big").await.unwrap().1, vec![big]);
+    assert_eq!(store.load(&ch("big")).await.unwrap().1, vec![big]);
 }

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::channel::ChannelId;
+
 use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
 #[derive(Default)]
@@ -16,7 +18,7 @@ struct Channel {
 }
 
 pub struct MemoryStore {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<ChannelId, Channel>>,
     budgets: Mutex<HashMap<String, Vec<u64>>>,
     capacity: u64,
     writes: AtomicU64,
@@ -35,7 +37,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl ItemStore for MemoryStore {
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+    async fn load(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
         let map = self.channels.lock().expect("store lock");
         Ok(match map.get(channel) {
             Some(c) => (c.meta.clone(), c.items.values().cloned().collect()),
@@ -45,15 +50,13 @@ impl ItemStore for MemoryStore {
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         if commit.fence.is_some() {
-            return Err(StoreError::Backend(
-                "fenced commits (cluster mode) need the DynamoDB store".into(),
-            ));
+            return Err(StoreError::FenceUnsupported);
         }
         let mut map = self.channels.lock().expect("store lock");
         let c = map.entry(commit.channel.clone()).or_default();
         if c.meta.seq != commit.expected_seq {
             return Err(StoreError::Conflict {
-                channel: commit.channel,
+                channel: commit.channel.to_string(),
                 expected: commit.expected_seq,
                 found: c.meta.seq,
             });
@@ -77,7 +80,7 @@ impl ItemStore for MemoryStore {
 
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
         let map = self.channels.lock().expect("store lock");

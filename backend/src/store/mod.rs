@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::channel::ChannelId;
+
 /// One item as last seen upstream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredItem {
@@ -58,9 +60,9 @@ pub struct LoggedEvent {
 }
 
 /// Everything one poll changes, written atomically.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Commit {
-    pub channel: String,
+    pub channel: ChannelId,
     /// The channel's seq this commit was computed from; the write fails if it moved.
     pub expected_seq: u64,
     pub meta: ChannelMeta,
@@ -73,6 +75,19 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// A commit to `channel` that writes nothing yet (from seq 0, unfenced).
+    pub fn new(channel: ChannelId) -> Commit {
+        Commit {
+            channel,
+            expected_seq: 0,
+            meta: ChannelMeta::default(),
+            upserts: Vec::new(),
+            removals: Vec::new(),
+            events: Vec::new(),
+            fence: None,
+        }
+    }
+
     /// True when the commit would write nothing.
     pub fn is_empty(&self, previous: &ChannelMeta) -> bool {
         self.upserts.is_empty()
@@ -93,8 +108,23 @@ pub enum StoreError {
     },
     #[error("channel {channel}: the lease epoch {epoch} is no longer current (another replica took the channel over)")]
     Fenced { channel: String, epoch: u64 },
+    /// A remote store's request failed (its text says which and what to do).
     #[error("item store failed: {0}")]
     Backend(String),
+    /// The embedded store's database failed.
+    #[error("item store failed: {0}")]
+    Embedded(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The embedded store's file cannot be created or opened.
+    #[error("item store failed: cannot {action} {}: {source}", path.display())]
+    File {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Fenced commits (cluster mode) need a store that also keeps the leases.
+    #[error("item store failed: fenced commits (cluster mode) need the DynamoDB store")]
+    FenceUnsupported,
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("{what} of channel {channel} is {bytes} bytes, over the store's limit of {limit}")]
@@ -110,14 +140,15 @@ pub enum StoreError {
 #[async_trait]
 pub trait ItemStore: Send + Sync {
     /// The channel's meta and items (sorted by item id); empty for an unknown channel.
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError>;
+    async fn load(&self, channel: &ChannelId)
+        -> Result<(ChannelMeta, Vec<StoredItem>), StoreError>;
     /// Applies a commit atomically, if the channel is still at `expected_seq`. The change log
     /// keeps at most the store's capacity of events per channel.
     async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
     /// Events with seq > `after`, in order; `None` when the log no longer holds all of them.
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError>;
     /// Number of item/channel writes performed so far (for tests and metrics).

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::channel::ChannelId;
+
 use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
 
 /// channel → JSON `ChannelMeta`.
@@ -24,19 +26,25 @@ pub struct RedbStore {
     writes: AtomicU64,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Embedded(Box::new(e))
 }
 
 impl RedbStore {
     /// Opens (or creates) the store file, creating its folder if needed.
     pub fn open(path: &Path, log_capacity: u64) -> Result<RedbStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::File {
+                action: "create",
+                path: dir.to_path_buf(),
+                source: Box::new(e),
+            })?;
         }
-        let db = Database::create(path)
-            .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| StoreError::File {
+            action: "open",
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(META).map_err(backend)?;
@@ -79,8 +87,12 @@ fn read_meta(
 
 #[async_trait]
 impl ItemStore for RedbStore {
-    async fn load(&self, channel: &str) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
-        let channel = channel.to_string();
+    async fn load(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
+        // The canonical text is the key: unchanged from when keys were plain strings.
+        let channel = channel.as_str().to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
@@ -104,19 +116,17 @@ impl ItemStore for RedbStore {
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         if commit.fence.is_some() {
-            return Err(StoreError::Backend(
-                "fenced commits (cluster mode) need the DynamoDB store".into(),
-            ));
+            return Err(StoreError::FenceUnsupported);
         }
         let capacity = self.capacity;
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut meta_table = txn.open_table(META).map_err(backend)?;
-                let current = read_meta(&meta_table, &commit.channel)?;
+                let current = read_meta(&meta_table, commit.channel.as_str())?;
                 if current.seq != commit.expected_seq {
                     return Err(StoreError::Conflict {
-                        channel: commit.channel.clone(),
+                        channel: commit.channel.to_string(),
                         expected: commit.expected_seq,
                         found: current.seq,
                     });
@@ -164,10 +174,10 @@ impl ItemStore for RedbStore {
 
     async fn events_after(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         after: u64,
     ) -> Result<Option<Vec<LoggedEvent>>, StoreError> {
-        let channel = channel.to_string();
+        let channel = channel.as_str().to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;

@@ -1,0 +1,263 @@
+//! One poll's I/O around the pure [`plan`](super::plan::plan): retry what Pushpin has not
+//! accepted, fetch, persist the commit (with conflict and fence recovery), and only then
+//! announce.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::cluster::LeaseGuard;
+use crate::fetcher::{FetchOutcome, FetchRequest, Keys};
+use crate::pushpin::grip::PublishItem;
+use crate::status::PollOutcome;
+use crate::store::{Commit, StoreError};
+
+use super::failure::PollError;
+use super::plan::{plan, Announce, PlanInput, Report};
+use super::shell::ChannelPoller;
+
+/// What one poll did, and the delay before the next attempt when the fetch failed.
+pub(super) struct Polled {
+    pub(super) outcome: PollOutcome,
+    pub(super) retry_in: Option<std::time::Duration>,
+}
+
+impl From<PollOutcome> for Polled {
+    fn from(outcome: PollOutcome) -> Polled {
+        Polled {
+            outcome,
+            retry_in: None,
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ChannelPoller {
+    /// One poll with `keys`, under a reserved slot (`permit`) of `budget`.
+    pub(super) async fn poll_once(
+        &mut self,
+        keys: &Keys,
+        budget: &Budget,
+        permit: Option<Instant>,
+    ) -> Polled {
+        if !self.retry_unpublished().await {
+            return PollOutcome::Deferred.into();
+        }
+        let started = Instant::now();
+        let outcome = match self.fetch(keys, budget, permit).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let retry_in = self.fail(&e, keys).await;
+                return Polled {
+                    outcome: PollOutcome::Failed,
+                    retry_in: Some(retry_in),
+                };
+            }
+        };
+        self.recovered().await;
+        let input = PlanInput {
+            channel: &self.channel,
+            id_field: &self.entry.metadata.id_field,
+            max_item_bytes: self.ctx.store.max_item_bytes(),
+            now: now_secs(),
+            fence: self.lease.as_deref().map(LeaseGuard::epoch),
+        };
+        let plan = plan(&self.state.stored, outcome, &input);
+        self.log_report(&plan.report, started);
+        let Some(commit) = plan.commit else {
+            return match plan.report.not_modified {
+                true => PollOutcome::NotModified, // Nothing written, nothing published.
+                false => PollOutcome::Unchanged,
+            }
+            .into();
+        };
+        if !self.persist(&commit).await {
+            return PollOutcome::Deferred.into();
+        }
+        self.state.committed(commit);
+        self.announce(plan.announce, &plan.report).await.into()
+    }
+
+    /// Publishes events persisted earlier that Pushpin did not accept; false if it still
+    /// does not (the poll is skipped so events stay in order).
+    async fn retry_unpublished(&mut self) -> bool {
+        if self.state.unpublished.is_empty() || !self.may_act() {
+            return true;
+        }
+        match self.ctx.publisher.publish(&self.state.unpublished).await {
+            Ok(()) => {
+                self.state.unpublished.clear();
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, pending = self.state.unpublished.len(), "publish retry failed; poll skipped");
+                false
+            }
+        }
+    }
+
+    /// Calls the fetcher and releases the budget slot.
+    async fn fetch(
+        &self,
+        keys: &Keys,
+        budget: &Budget,
+        permit: Option<Instant>,
+    ) -> Result<FetchOutcome, PollError> {
+        let started = Instant::now();
+        let request = FetchRequest {
+            channel: self.channel.name(),
+            params: self.channel.params(),
+            keys,
+            state: self.state.stored.meta.fetcher_state.as_ref(),
+        };
+        let fetched = self.entry.fetcher.fetch(request).await;
+        crate::metrics::get()
+            .upstream_latency
+            .with_label_values(&[self.channel.name()])
+            .observe(started.elapsed().as_secs_f64());
+        budget.finish(permit, &self.ctx.store).await;
+        Ok(fetched?)
+    }
+
+    fn log_report(&self, report: &Report, started: Instant) {
+        if report.not_modified {
+            tracing::debug!("upstream not modified");
+            return;
+        }
+        let limit = self.ctx.store.max_item_bytes();
+        for (id, bytes) in &report.oversize {
+            tracing::warn!(item = ?id, bytes, limit, "item larger than the store allows; skipped");
+        }
+        tracing::debug!(
+            items = report.fetched,
+            changes = report.new.len() + report.updated.len() + report.removed.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "fetched"
+        );
+        if report.has_unusable() {
+            tracing::warn!(
+                id_field = %self.entry.metadata.id_field,
+                missing_id = report.missing_id.len(),
+                first_missing_index = report.missing_id.first().copied(),
+                duplicate_ids = report.duplicates,
+                not_objects = report.skipped_non_objects,
+                "some fetched entries were not usable items"
+            );
+        }
+    }
+
+    /// Writes `commit`; false when it did not land (then nothing may be published). The
+    /// store is the authority on the lease: a commit under an old epoch is refused.
+    async fn persist(&mut self, commit: &Commit) -> bool {
+        let Err(e) = self.ctx.store.commit(commit.clone()).await else {
+            return true;
+        };
+        if let (StoreError::Fenced { .. }, Some(lease)) = (&e, &self.lease) {
+            lease.lose("the store refused its epoch");
+            return false;
+        }
+        let conflict = matches!(e, StoreError::Conflict { .. });
+        if conflict && self.commit_landed(commit).await {
+            // A retried request found its own first attempt applied (a timeout after success).
+            tracing::warn!(
+                seq = commit.meta.seq,
+                "commit reported a conflict with itself; it had landed"
+            );
+            return true;
+        }
+        tracing::error!(error = %e, "cannot persist changes; nothing published, retrying next poll");
+        if conflict {
+            if let Ok((meta, items)) = self.ctx.store.load(&self.channel).await {
+                self.state.stored = super::plan::ChannelState::from_loaded(meta, items);
+            }
+        }
+        false
+    }
+
+    /// Whether a commit reported as conflicting is in fact in the store: the request was
+    /// retried after its first attempt had applied (a timeout after success), so the "newer"
+    /// state found is this commit's own, events and all.
+    async fn commit_landed(&self, commit: &Commit) -> bool {
+        let store = &self.ctx.store;
+        let Ok((meta, _)) = store.load(&self.channel).await else {
+            return false;
+        };
+        if meta.seq != commit.meta.seq || meta.fetcher_state != commit.meta.fetcher_state {
+            return false;
+        }
+        if commit.events.is_empty() {
+            return meta.committed_from == commit.meta.committed_from;
+        }
+        matches!(
+            store.events_after(&self.channel, commit.expected_seq).await,
+            Ok(Some(events)) if events == commit.events
+        )
+    }
+
+    /// Tells subscribers what the persisted commit changed.
+    async fn announce(&mut self, announce: Announce, report: &Report) -> PollOutcome {
+        let publish = match announce {
+            // Broadcast by the run loop once recent subscribers can receive it.
+            Announce::FirstSnapshot => {
+                self.state.snapshot_due = true;
+                return PollOutcome::Changed;
+            }
+            Announce::Nothing => return PollOutcome::Unchanged, // Only the fetcher's state.
+            Announce::Events(publish) => publish,
+        };
+        let metrics = crate::metrics::get();
+        for (kind, ids) in [
+            ("new", &report.new),
+            ("updated", &report.updated),
+            ("removed", &report.removed),
+        ] {
+            if ids.is_empty() {
+                continue; // No series for a kind that never happened.
+            }
+            let counter = metrics
+                .changes
+                .with_label_values(&[self.channel.name(), kind]);
+            counter.inc_by(ids.len() as u64);
+        }
+        if !self.may_act() {
+            // Persisted under the lease but too late to publish: the next owner's subscribers
+            // fill the gap by `since` from the change log.
+            tracing::warn!(
+                seq = self.state.seq(),
+                "lease ran out before publishing; not published"
+            );
+            return PollOutcome::Changed;
+        }
+        self.publish_events(publish).await;
+        PollOutcome::Changed
+    }
+
+    /// Hands events to Pushpin; kept for a retry before the next poll if it refuses them.
+    async fn publish_events(&mut self, publish: Vec<PublishItem>) {
+        let handed_over = Instant::now();
+        match self.ctx.publisher.publish(&publish).await {
+            Ok(()) => {
+                let state = &mut self.state;
+                for r in state.recent.iter_mut().rev().take(publish.len()) {
+                    r.published_at = Some(handed_over);
+                }
+                tracing::info!(
+                    published = publish.len(),
+                    seq = state.seq(),
+                    "published changes"
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "publish failed; will retry before the next poll");
+                self.state.unpublished = publish;
+            }
+        }
+    }
+}
