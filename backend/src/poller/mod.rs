@@ -13,14 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::budget::Budgets;
 use crate::channel::{ChannelId, GripChannel};
-use crate::cluster::LeaseGuard;
-use crate::fetcher::FetcherEntry;
 use crate::keys::KeyStore;
 use crate::pushpin::publisher::Publisher;
 use crate::status::StatusBoard;
@@ -35,7 +31,7 @@ mod state;
 
 pub use failure::{backoff, PollError};
 pub use plan::{plan, Announce, ChannelState, Plan, PlanInput, Report};
-pub use shell::ChannelPoller;
+pub use shell::{run, ChannelPoller};
 
 /// What a poller needs from the rest of the service.
 #[derive(Clone)]
@@ -71,17 +67,3 @@ pub struct SnapshotRequest {
 /// Delay between a subscribe and the snapshot publish (Pushpin applies control messages
 /// within about a millisecond on loopback).
 pub const SNAPSHOT_DELAY: Duration = Duration::from_millis(100);
-
-/// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`. In cluster
-/// mode it acts under `lease`: its commits carry the lease's epoch, and it neither commits nor
-/// publishes once the lease is no longer valid.
-pub async fn run(
-    channel: ChannelId,
-    entry: Arc<FetcherEntry>,
-    ctx: PollerContext,
-    requests: mpsc::Receiver<SnapshotRequest>,
-    shutdown: CancellationToken,
-    lease: Option<Arc<LeaseGuard>>,
-) {
-    shell::run(channel, entry, ctx, requests, shutdown, lease).await
-}

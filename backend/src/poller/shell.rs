@@ -29,8 +29,10 @@ pub struct ChannelPoller {
     pub(super) state: State,
 }
 
-/// See [`super::run`].
-pub(super) async fn run(
+/// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`. In cluster
+/// mode it acts under `lease`: its commits carry the lease's epoch, and it neither commits nor
+/// publishes once the lease is no longer valid.
+pub async fn run(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
     ctx: PollerContext,
