@@ -9,9 +9,31 @@ use serde_json::{json, Value};
 
 use crate::measure::{cpu_time, max_calls_within, rss_bytes, summary_ms};
 use crate::stack::{self, Behind, Options};
-use restream_testkit::clients::ws::{connect_many, next_json, send_json};
+use restream_testkit::clients::ws::{connect_many, next_json, send_json, Ws};
 
 const PER_CONNECTION: usize = 20;
+/// Connections subscribing at once.
+const BATCH: usize = 10;
+
+/// Subscribes `ws` to channels `bench?n=…` for every n in `ns` and waits until each is confirmed.
+async fn subscribe_all(mut ws: Ws, ns: Vec<usize>) -> anyhow::Result<Ws> {
+    for n in &ns {
+        send_json(
+            &mut ws,
+            &json!({"action": "subscribe", "channel": "bench", "params": {"n": n.to_string()}}),
+        )
+        .await?;
+    }
+    let mut subscribed = 0;
+    while subscribed < ns.len() {
+        let m = next_json(&mut ws, Duration::from_secs(60))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed while subscribing"))?;
+        anyhow::ensure!(m["type"] != "error", "subscribe failed: {m}");
+        subscribed += usize::from(m["type"] == "subscribed");
+    }
+    Ok(ws)
+}
 
 pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result<Value> {
     let stack = stack::start(Options {
@@ -23,35 +45,25 @@ pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result
     let connections = channels.div_ceil(PER_CONNECTION);
     let clients = connect_many(&stack.ws_url, connections).await?;
     let subscribing = Instant::now();
-    let mut waits = Vec::new();
-    for (i, mut ws) in clients.into_iter().enumerate() {
-        let ns: Vec<usize> =
-            (i * PER_CONNECTION..((i + 1) * PER_CONNECTION).min(channels)).collect();
-        for n in &ns {
-            send_json(
-                &mut ws,
-                &json!({"action": "subscribe", "channel": "bench", "params": {"n": n.to_string()}}),
-            )
-            .await?;
-        }
-        waits.push(tokio::spawn(async move {
-            let mut subscribed = 0;
-            while subscribed < ns.len() {
-                let m = next_json(&mut ws, Duration::from_secs(60))
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("closed while subscribing"))?;
-                anyhow::ensure!(m["type"] != "error", "subscribe failed: {m}");
-                subscribed += usize::from(m["type"] == "subscribed");
-            }
+    let mut clients = clients.into_iter().enumerate().peekable();
+    while clients.peek().is_some() {
+        // One batch of connections subscribing at a time: each subscribe is a WOH request
+        // through Pushpin, whose proxy resets connections once about 100 requests are queued
+        // toward the backend (all 500 connections at once overran it on some machines).
+        let batch: Vec<_> = clients.by_ref().take(BATCH).collect();
+        let subscribed = futures_util::future::join_all(batch.into_iter().map(|(i, ws)| {
+            let ns: Vec<usize> =
+                (i * PER_CONNECTION..((i + 1) * PER_CONNECTION).min(channels)).collect();
+            subscribe_all(ws, ns)
+        }))
+        .await;
+        for ws in subscribed {
+            let mut ws = ws?;
             // Keep reading so the connection never backs up.
             tokio::spawn(async move {
                 while let Ok(Some(_)) = next_json(&mut ws, Duration::from_secs(3600)).await {}
             });
-            anyhow::Ok(())
-        }));
-    }
-    for w in waits {
-        w.await??;
+        }
     }
     let subscribe_secs = subscribing.elapsed().as_secs_f64();
 

@@ -100,6 +100,8 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     };
     let mut spec = spec.env("BENCH_BASE_URL", format!("http://{}", upstream.addr));
     spec.env_remove.push("RUST_LOG".into());
+    // The backend would read it as a `bin` setting (`RESTREAM_*`) and refuse to start.
+    spec.env_remove.push("RESTREAM_BIN".into());
     spec.stdout_to_log = false;
     spec.stop = Stop::Terminate(Duration::from_secs(5));
     let mut stack = layout
