@@ -2,7 +2,6 @@
 //! and for Lambda again in the background, since functions are deployed while we run. A
 //! discovery never runs on the request path; the registry is swapped in whole.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,11 +70,8 @@ impl Discovery {
     /// Finds every fetcher and calls `metadata` on each (concurrently).
     pub async fn load(&self) -> anyhow::Result<(Registry, LoadReport)> {
         let fetchers = self.fetchers().await?;
-        // The registry still takes seconds.
-        let overrides: HashMap<String, f64> = (self.settings.poll_interval_overrides.iter())
-            .map(|(name, every)| (name.clone(), every.as_secs_f64()))
-            .collect();
-        let (registry, report) = Registry::load_reporting(fetchers, &overrides).await;
+        let overrides = &self.settings.poll_interval_overrides;
+        let (registry, report) = Registry::load_reporting(fetchers, overrides).await;
         if registry.is_empty() {
             tracing::warn!(kinds = ?self.settings.kinds, "no fetchers loaded; every subscribe will get unknown_channel");
         }

@@ -137,11 +137,6 @@ fn member(c: &ClusterSettings, listener: &TcpListener) -> anyhow::Result<crate::
     Ok(crate::cluster::Member { id, url })
 }
 
-/// Whole seconds for Pushpin's headers, which carry integers.
-fn header_secs(d: Duration) -> u32 {
-    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
-}
-
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
     Ok(match settings.pushpin.publish {
         PublishVia::Zmq => Arc::new(Metered(ZmqPublisher::connect(
@@ -215,8 +210,8 @@ pub async fn run(
         limits: Limits {
             max_subscriptions: settings.server.max_subscriptions_per_connection.get(),
         },
-        keep_alive_interval: header_secs(settings.server.keep_alive_interval),
-        sse_keep_alive_secs: header_secs(settings.server.sse_keep_alive),
+        keep_alive_interval: settings.server.keep_alive_interval,
+        sse_keep_alive: settings.server.sse_keep_alive,
         store,
         status,
         budgets,

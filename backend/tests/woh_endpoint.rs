@@ -24,8 +24,8 @@ fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
         limits: Limits {
             max_subscriptions: 20,
         },
-        keep_alive_interval: 25,
-        sse_keep_alive_secs: 20,
+        keep_alive_interval: Duration::from_secs(25),
+        sse_keep_alive: Duration::from_secs(20),
         store: Arc::new(restream::store::MemoryStore::new(10)),
         status: Default::default(),
         budgets: Default::default(),

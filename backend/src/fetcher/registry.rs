@@ -56,7 +56,7 @@ impl Registry {
     /// is skipped with an error log naming it and the field.
     pub async fn load(
         fetchers: Vec<Arc<dyn Fetcher>>,
-        poll_overrides: &HashMap<String, f64>,
+        poll_overrides: &HashMap<String, Duration>,
     ) -> Registry {
         Registry::load_reporting(fetchers, poll_overrides).await.0
     }
@@ -65,7 +65,7 @@ impl Registry {
     /// was skipped (for `restream fetchers list`).
     pub async fn load_reporting(
         fetchers: Vec<Arc<dyn Fetcher>>,
-        poll_overrides: &HashMap<String, f64>,
+        poll_overrides: &HashMap<String, Duration>,
     ) -> (Registry, LoadReport) {
         // Concurrent, so startup takes as long as the slowest fetcher rather than the sum.
         let answers = join_all(fetchers.iter().map(|f| f.metadata())).await;
@@ -95,8 +95,8 @@ impl Registry {
                     continue;
                 }
             };
-            if let Some(secs) = poll_overrides.get(&metadata.name) {
-                metadata.poll_interval = Duration::from_secs_f64(*secs);
+            if let Some(every) = poll_overrides.get(&metadata.name) {
+                metadata.poll_interval = *every;
             }
             if registry.by_name.contains_key(&metadata.name) {
                 tracing::error!(fetcher = %label, name = %metadata.name, "channel name already taken by another fetcher; fetcher skipped");

@@ -6,6 +6,8 @@
 //! its data the same JSON, its `id` the channel `seq`, so the browser's automatic reconnect
 //! (`Last-Event-ID`) resumes like `since` on WebSocket.
 
+use std::time::Duration;
+
 use thiserror::Error;
 
 pub const CONTENT_TYPE: &str = "text/event-stream";
@@ -13,10 +15,10 @@ pub const CONTENT_TYPE: &str = "text/event-stream";
 /// Milliseconds a client waits before reconnecting (the SSE `retry` field).
 pub const RETRY_MS: u32 = 2000;
 
-/// The `Grip-Keep-Alive` header value: after `secs` of silence Pushpin sends the stream a
-/// comment line (C-string escaped here), so proxies and load balancers keep it open.
-pub fn keep_alive_header(secs: u32) -> String {
-    format!(":\\n\\n; format=cstring; timeout={secs}")
+/// The `Grip-Keep-Alive` header value: after `silence` (whole seconds) Pushpin sends the
+/// stream a comment line (C-string escaped here), so proxies and load balancers keep it open.
+pub fn keep_alive_header(silence: Duration) -> String {
+    format!(":\\n\\n; format=cstring; timeout={}", silence.as_secs())
 }
 
 /// The first bytes of a stream, sent at once so clients see the stream open.
@@ -122,7 +124,10 @@ mod tests {
 
     #[test]
     fn the_keep_alive_is_a_comment() {
-        assert_eq!(keep_alive_header(20), ":\\n\\n; format=cstring; timeout=20");
+        assert_eq!(
+            keep_alive_header(Duration::from_secs(20)),
+            ":\\n\\n; format=cstring; timeout=20"
+        );
     }
 
     proptest! {

@@ -54,7 +54,7 @@ pub async fn events(
         .insert_header(("Grip-Channel", format!("{channel}, {private}")))
         .insert_header((
             "Grip-Keep-Alive",
-            sse::keep_alive_header(state.sse_keep_alive_secs),
+            sse::keep_alive_header(state.sse_keep_alive),
         ))
         .body(sse::preamble(channel.as_str())))
 }

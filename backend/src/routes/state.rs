@@ -1,6 +1,7 @@
 //! What every HTTP handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::budget::Budgets;
 use crate::connection::Limits;
@@ -16,10 +17,10 @@ pub struct AppState {
     pub demand: Arc<Demand>,
     pub scheduler: SchedulerHandle,
     pub limits: Limits,
-    /// Seconds between Pushpin's keep-alive requests on a WebSocket connection.
-    pub keep_alive_interval: u32,
-    /// Seconds of silence before an SSE stream gets a keep-alive comment.
-    pub sse_keep_alive_secs: u32,
+    /// Between Pushpin's keep-alive requests on a WebSocket connection (whole seconds).
+    pub keep_alive_interval: Duration,
+    /// Silence before an SSE stream gets a keep-alive comment (whole seconds).
+    pub sse_keep_alive: Duration,
     pub store: Arc<dyn ItemStore>,
     pub status: Arc<StatusBoard>,
     pub budgets: Arc<Budgets>,

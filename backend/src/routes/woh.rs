@@ -94,7 +94,10 @@ pub async fn websocket_over_http(
     response
         .content_type(woh::CONTENT_TYPE)
         .insert_header(("Sec-WebSocket-Extensions", grip::WS_EXTENSION))
-        .insert_header(("Keep-Alive-Interval", state.keep_alive_interval.to_string()));
+        .insert_header((
+            "Keep-Alive-Interval",
+            state.keep_alive_interval.as_secs().to_string(),
+        ));
     if reply.subscriptions_changed {
         match HeaderValue::from_str(&reply.subscriptions.to_meta()) {
             Ok(v) => {
