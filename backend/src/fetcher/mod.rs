@@ -10,14 +10,15 @@ pub mod http;
 pub mod lambda;
 mod metadata;
 mod process;
+pub mod redact;
 pub mod registry;
 mod response;
 
 pub use http::HttpFetcher;
 pub use lambda::LambdaFetcher;
 pub use metadata::{Metadata, MetadataError, RESERVED_PARAMS};
-pub(crate) use process::redact;
 pub use process::ProcessFetcher;
+pub use redact::redact;
 pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};
 pub use response::{parse_fetch_response, FetchOutcome};
 

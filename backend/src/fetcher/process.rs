@@ -6,13 +6,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::process::Command;
 
-use super::{parse_fetch_response, FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
+use super::{parse_fetch_response, redact, FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
 
 const RUNNER: &str = include_str!("runner.py");
 /// Largest response accepted from a fetcher.
@@ -180,18 +179,6 @@ async fn read_capped(pipe: &mut (impl tokio::io::AsyncRead + Unpin), cap: u64) -
     }
 }
 
-/// Replaces every key value in fetcher output with `[redacted]` before it can reach a log.
-pub(crate) fn redact(text: &str, keys: &Keys) -> String {
-    let mut out = text.to_string();
-    for secret in keys.values() {
-        let s = secret.expose_secret();
-        if s.len() >= 4 {
-            out = out.replace(s, "[redacted]");
-        }
-    }
-    out
-}
-
 fn tail(s: &str, max_chars: usize) -> String {
     let n = s.chars().count();
     s.chars()
@@ -199,20 +186,4 @@ fn tail(s: &str, max_chars: usize) -> String {
         .collect::<String>()
         .trim()
         .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use secrecy::SecretString;
-
-    #[test]
-    fn redacts_key_values() {
-        let mut keys = Keys::new();
-        keys.insert("api-key".into(), SecretString::from("s3cr3t-value"));
-        assert_eq!(
-            redact("GET /?api-key=s3cr3t-value failed", &keys),
-            "GET /?api-key=[redacted] failed"
-        );
-    }
 }
