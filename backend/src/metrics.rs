@@ -20,6 +20,7 @@ pub struct Metrics {
     active_channels: IntGauge,
     subscribers: IntGaugeVec,
     pub polls: IntCounterVec,
+    pub poll_failures: IntCounterVec,
     pub upstream_latency: HistogramVec,
     pub changes: IntCounterVec,
     pub published: IntCounter,
@@ -77,6 +78,11 @@ impl Metrics {
                 "polls_total",
                 "Poll attempts by fetcher and outcome",
                 &["channel", "outcome"],
+            ),
+            poll_failures: counter_vec(
+                "poll_failures_total",
+                "Failed polls by channel name and public failure code (details are in the logs)",
+                &["channel", "code"],
             ),
             upstream_latency: register(
                 &r,

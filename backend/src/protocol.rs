@@ -54,6 +54,49 @@ pub enum Health {
     Degraded,
 }
 
+/// Why a channel is degraded, as subscribers and the public status API see it: a code and a
+/// generic sentence. What exactly failed (a fetcher's stderr, an upstream's or AWS's error
+/// text) stays in the logs: it may name internals, and it is not a stranger's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// The upstream API answered with an error or could not be reached.
+    UpstreamUnavailable,
+    /// The upstream API is limiting our calls (HTTP 429).
+    UpstreamRateLimited,
+    /// The fetcher crashed, timed out or answered something unusable.
+    FetcherFailed,
+    /// The fetcher could not be run (not deployed, throttled by its platform, not startable).
+    FetcherUnavailable,
+    /// The channel's API keys could not be read.
+    KeysUnavailable,
+}
+
+impl FailureCode {
+    /// The sentence subscribers read.
+    pub fn message(self) -> &'static str {
+        match self {
+            FailureCode::UpstreamUnavailable => "the upstream API is failing; retrying",
+            FailureCode::UpstreamRateLimited => {
+                "the upstream API is limiting requests; retrying later"
+            }
+            FailureCode::FetcherFailed => "fetching this channel failed; retrying",
+            FailureCode::FetcherUnavailable => "this channel's fetcher is unavailable; retrying",
+            FailureCode::KeysUnavailable => "this channel's API keys are unavailable; retrying",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCode::UpstreamUnavailable => "upstream_unavailable",
+            FailureCode::UpstreamRateLimited => "upstream_rate_limited",
+            FailureCode::FetcherFailed => "fetcher_failed",
+            FailureCode::FetcherUnavailable => "fetcher_unavailable",
+            FailureCode::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
 /// A request that could not be understood, with what is needed to answer it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
@@ -219,8 +262,12 @@ pub enum ServerMessage {
         params: BTreeMap<String, String>,
         seq: u64,
         status: Health,
+        /// Why it is degraded.
         #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
+        code: Option<FailureCode>,
+        /// The code's sentence, never the failure's details.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'static str>,
         /// Seconds until the next attempt.
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_in: Option<f64>,

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use crate::protocol::FailureCode;
+
 use serde::Serialize;
 
 use crate::channel::ChannelId;
@@ -58,7 +60,7 @@ pub struct ChannelStatus {
     pub seq: u64,
     pub item_count: usize,
     /// The last error while the upstream is failing; `None` when healthy.
-    pub degraded: Option<String>,
+    pub degraded: Option<FailureCode>,
     pub retry_in: Option<Duration>,
 }
 
@@ -179,7 +181,9 @@ mod tests {
     fn a_stopping_poller_leaves_its_successor_active() {
         let board = StatusBoard::default();
         let old = board.started(&ch("a"), Duration::from_secs(5), 0, 0);
-        board.update(&ch("a"), |s| s.degraded = Some("500".into()));
+        board.update(&ch("a"), |s| {
+            s.degraded = Some(crate::protocol::FailureCode::UpstreamUnavailable)
+        });
         let new = board.started(&ch("a"), Duration::from_secs(5), 2, 1);
         board.stopped(&ch("a"), old);
         let a = board.get(&ch("a")).unwrap();

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{Health, ServerMessage};
+use crate::protocol::{FailureCode, Health, ServerMessage};
 use crate::pushpin::grip::{PublishItem, Transports};
 
 use super::plan::event_item;
@@ -46,7 +46,8 @@ impl ChannelPoller {
             } else {
                 Health::Ok
             },
-            error: state.degraded.clone(),
+            code: state.degraded,
+            error: state.degraded.map(FailureCode::message),
             retry_in: state
                 .degraded
                 .as_ref()

@@ -8,11 +8,12 @@ use tokio::time::Instant;
 
 use crate::fetcher::{FetchError, Keys};
 use crate::keys::KeyStoreError;
+use crate::protocol::FailureCode;
 use crate::status::{LastPoll, PollOutcome};
 
 use super::shell::ChannelPoller;
 
-/// Longest error text kept for subscribers and the status API.
+/// Longest error text logged.
 const SUMMARY_CHARS: usize = 300;
 
 /// Why a poll produced nothing.
@@ -38,8 +39,25 @@ impl PollError {
         }
     }
 
-    /// The error as subscribers and the status API see it: fetchers and upstreams may echo
-    /// keys back in their errors, so every key value is redacted.
+    /// What subscribers and the public status API are told.
+    pub fn code(&self) -> FailureCode {
+        match self {
+            PollError::Keys(_) => FailureCode::KeysUnavailable,
+            PollError::Fetch(FetchError::Upstream { status: 429, .. }) => {
+                FailureCode::UpstreamRateLimited
+            }
+            PollError::Fetch(FetchError::Upstream { .. }) => FailureCode::UpstreamUnavailable,
+            PollError::Fetch(
+                FetchError::Throttled { .. }
+                | FetchError::Unavailable { .. }
+                | FetchError::Spawn { .. },
+            ) => FailureCode::FetcherUnavailable,
+            PollError::Fetch(_) => FailureCode::FetcherFailed,
+        }
+    }
+
+    /// The error for the logs: fetchers and upstreams may echo keys back in their errors, so
+    /// every key value is redacted.
     pub fn summary(&self, keys: &Keys) -> String {
         crate::fetcher::redact(&self.to_string(), keys)
             .chars()
@@ -72,14 +90,20 @@ impl ChannelPoller {
                 .min(self.ctx.max_backoff),
             None => backoff(state.poll_interval, state.failures, self.ctx.max_backoff),
         };
+        let code = error.code();
+        crate::metrics::get()
+            .poll_failures
+            .with_label_values(&[self.channel.name(), code.as_str()])
+            .inc();
         tracing::warn!(
             error = %summary,
+            code = code.as_str(),
             failures = state.failures,
             retry_in_s = state.retry_in.as_secs_f64(),
             "poll failed; backing off"
         );
         let retry_in = state.retry_in;
-        if state.degraded.replace(summary).is_none() {
+        if state.degraded.replace(code).is_none() {
             // Only the transition is announced, not every failed poll.
             self.publish_status().await;
         }
@@ -116,8 +140,85 @@ impl ChannelPoller {
             s.next_poll = Some(SystemTime::now() + next.saturating_duration_since(Instant::now()));
             s.seq = state.seq();
             s.item_count = state.stored.items.len();
-            s.degraded = state.degraded.clone();
+            s.degraded = state.degraded;
             s.retry_in = state.degraded.as_ref().map(|_| state.retry_in);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(e: FetchError) -> PollError {
+        PollError::Fetch(e)
+    }
+
+    #[test]
+    fn every_failure_has_a_public_code_and_its_details_stay_out_of_it() {
+        let f = || "crash".to_string();
+        let cases = [
+            (
+                fetch(FetchError::upstream(
+                    "f",
+                    429,
+                    "slow down, key s3cr3t",
+                    Some(5.0),
+                )),
+                FailureCode::UpstreamRateLimited,
+            ),
+            (
+                fetch(FetchError::upstream("f", 503, "down", None)),
+                FailureCode::UpstreamUnavailable,
+            ),
+            (
+                fetch(FetchError::Crashed {
+                    fetcher: f(),
+                    detail: "Traceback: KeyError".into(),
+                }),
+                FailureCode::FetcherFailed,
+            ),
+            (
+                fetch(FetchError::Timeout {
+                    fetcher: f(),
+                    seconds: 2.0,
+                }),
+                FailureCode::FetcherFailed,
+            ),
+            (
+                fetch(FetchError::InvalidResponse {
+                    fetcher: f(),
+                    detail: "not JSON".into(),
+                }),
+                FailureCode::FetcherFailed,
+            ),
+            (
+                fetch(FetchError::Throttled {
+                    fetcher: f(),
+                    detail: "Rate exceeded".into(),
+                    retry_after: None,
+                }),
+                FailureCode::FetcherUnavailable,
+            ),
+            (
+                fetch(FetchError::Unavailable {
+                    fetcher: f(),
+                    detail: "AccessDenied".into(),
+                }),
+                FailureCode::FetcherUnavailable,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error}");
+            for secret in [
+                "s3cr3t",
+                "KeyError",
+                "AccessDenied",
+                "Rate exceeded",
+                "not JSON",
+            ] {
+                assert!(!code.message().contains(secret));
+            }
+        }
     }
 }

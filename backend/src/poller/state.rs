@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::ChannelId;
+use crate::protocol::FailureCode;
 use crate::pushpin::grip::PublishItem;
 use crate::store::{Commit, ItemStore, LoggedEvent};
 
@@ -36,7 +37,7 @@ pub(super) struct State {
     /// The first poll is persisted and its snapshot not yet broadcast.
     pub(super) snapshot_due: bool,
     /// The last fetch error while the upstream is failing (subscribers were told once).
-    pub(super) degraded: Option<String>,
+    pub(super) degraded: Option<FailureCode>,
     /// Failed polls in a row.
     pub(super) failures: u32,
     /// Delay before the next attempt while degraded.

@@ -103,6 +103,7 @@ mod tests {
             params: Default::default(),
             seq: 2,
             status: Health::Ok,
+            code: None,
             error: None,
             retry_in: None,
         };

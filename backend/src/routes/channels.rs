@@ -123,9 +123,10 @@ pub async fn status(
 
 fn upstream(s: &ChannelStatus) -> Value {
     match &s.degraded {
-        Some(error) => json!({
+        Some(code) => json!({
             "status": "degraded",
-            "error": error,
+            "code": code,
+            "error": code.message(),
             "retry_in_secs": s.retry_in.map(secs),
         }),
         None if s.last_poll.is_none() => json!({"status": "unknown"}),

@@ -39,12 +39,14 @@ async fn a_misbehaving_fetcher_is_retried_and_harms_nobody() {
     );
     let first = before.first().expect("a degraded status");
     assert_eq!(first["status"], "degraded");
-    assert!(
-        first["error"]
-            .as_str()
-            .unwrap()
-            .contains("fetcher flaky crashed"),
+    assert_eq!(first["code"], "fetcher_failed", "{first}");
+    assert_eq!(
+        first["error"], "fetching this channel failed; retrying",
         "{first}"
+    );
+    assert!(
+        stack.backend.log_text().contains("fetcher flaky crashed"),
+        "the details are logged"
     );
     let retry_in = first["retry_in"].as_f64().unwrap();
     assert!(
