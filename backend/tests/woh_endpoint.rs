@@ -150,6 +150,27 @@ async fn readyz_is_503_and_names_each_failed_check() {
 }
 
 #[actix_web::test]
+async fn readyz_through_pushpin_says_only_whether_it_is_ready() {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = nobody.local_addr().unwrap().port();
+    drop(nobody);
+    let state = state_checking(vec![format!("http://127.0.0.1:{port}")]);
+    let app = test::init_service(App::new().app_data(state).configure(routes::configure)).await;
+    let proxied = test::TestRequest::get()
+        .uri("/readyz")
+        .insert_header(("Grip-Sig", "signed-by-pushpin"))
+        .to_request();
+    let response = test::call_service(&app, proxied).await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = test::read_body_json(response).await;
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": false}),
+        "no internal address or error reaches a stranger"
+    );
+}
+
+#[actix_web::test]
 async fn readyz_fails_while_an_essential_task_is_dead() {
     use restream::supervisor::Essentials;
     let essentials = Essentials::default();

@@ -14,7 +14,7 @@ pub async fn snapshot(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     // Pushpin signs what it proxies: this route is for replicas on the backend port only.
-    if req.headers().contains_key("Grip-Sig") {
+    if super::via_pushpin(&req) {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found").error_response();
     }
     match body.into_inner().parse() {

@@ -8,7 +8,7 @@ use super::{ApiError, AppState};
 /// Pushpin signs every request it proxies with `Grip-Sig`; metrics are for operators, so a
 /// request that came through the public port is refused.
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if req.headers().contains_key("Grip-Sig") {
+    if super::via_pushpin(&req) {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

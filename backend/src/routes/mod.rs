@@ -17,6 +17,13 @@ use actix_web::web;
 pub use api_error::ApiError;
 pub use state::AppState;
 
+/// Whether a request came through Pushpin's public port: Pushpin signs every request it
+/// proxies with `Grip-Sig`. Such a request is from a stranger; operator-only details (metrics,
+/// readiness details) and replica-only routes are not for it.
+fn via_pushpin(req: &actix_web::HttpRequest) -> bool {
+    req.headers().contains_key("Grip-Sig")
+}
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
