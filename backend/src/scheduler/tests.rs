@@ -236,6 +236,23 @@ struct Pair {
 
 const TTL: Duration = Duration::from_secs(3);
 
+impl Pair {
+    /// Both replicas see subscribers of `channel`: every replica reads every Pushpin's stats.
+    fn subscribed(&self, channel: &ChannelId) {
+        self.a.report(channel, true);
+        self.b.report(channel, true);
+    }
+}
+
+/// The replica that is not `replica`.
+fn other_than(replica: &str) -> &'static str {
+    if replica == "a" {
+        "b"
+    } else {
+        "a"
+    }
+}
+
 async fn pair(log: &FetchLog) -> Pair {
     let table = MemoryLeaseTable::new();
     let cluster = |id: &'static str| {
@@ -281,14 +298,13 @@ async fn a_cluster_polls_each_channel_on_one_replica_only() {
     let p = pair(&log).await;
     let channels = [channel("t"), channel("u")];
     for c in &channels {
-        p.a.report(c, true);
-        p.b.report(c, true);
+        p.subscribed(c);
     }
     let start = Instant::now();
     sleep(20).await;
     for c in &channels {
         let owner = owner_of(c);
-        let other = if owner == "a" { "b" } else { "a" };
+        let other = other_than(owner);
         let (by_owner, by_other) = (
             fetches(&log, owner, c.as_str(), start, Instant::now()),
             fetches(&log, other, c.as_str(), start, Instant::now()),
@@ -309,11 +325,10 @@ async fn another_replica_takes_over_once_the_holder_stops_renewing() {
     let log = FetchLog::default();
     let p = pair(&log).await;
     let t = channel("t");
-    p.a.report(&t, true);
-    p.b.report(&t, true);
+    p.subscribed(&t);
     sleep(5).await;
     let owner = owner_of(&t);
-    let other = if owner == "a" { "b" } else { "a" };
+    let other = other_than(owner);
     assert_eq!(p.table.holder(&t).unwrap().owner, owner);
 
     p.table.set_down(owner, true);
@@ -350,8 +365,7 @@ async fn a_snapshot_request_is_forwarded_to_the_replica_that_polls_the_channel()
     let log = FetchLog::default();
     let p = pair(&log).await;
     let t = channel("t");
-    p.a.report(&t, true);
-    p.b.report(&t, true);
+    p.subscribed(&t);
     sleep(5).await;
     let (owner, other) = match owner_of(&t) {
         "a" => (&p.a, &p.b),
