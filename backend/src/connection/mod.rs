@@ -72,6 +72,12 @@ pub struct Limits {
     pub max_subscriptions: usize,
 }
 
+/// What the handler consults besides the request itself: the catalog and the service's rules.
+pub struct Context<'a> {
+    pub registry: &'a Registry,
+    pub limits: &'a Limits,
+}
+
 /// The answer to one WOH request.
 #[derive(Debug, Default)]
 pub struct Reply {
@@ -90,8 +96,7 @@ pub fn handle(
     connection_id: &str,
     events: Vec<Event>,
     subscriptions: Subscriptions,
-    registry: &Registry,
-    limits: &Limits,
+    context: &Context<'_>,
 ) -> Reply {
     let mut reply = Reply {
         subscriptions,
@@ -114,7 +119,7 @@ pub fn handle(
                 );
             }
             Event::Text(text) => match protocol::parse(&text) {
-                Ok(message) => apply(message, &mut reply, registry, limits),
+                Ok(message) => apply(message, &mut reply, context),
                 Err(rejection) => send(&mut reply, rejection.into()),
             },
             Event::Binary(_) => send(
@@ -152,7 +157,8 @@ fn control(reply: &mut Reply, c: Control) {
     reply.events.push(Event::text(c.to_text()));
 }
 
-fn apply(message: ClientMessage, reply: &mut Reply, registry: &Registry, limits: &Limits) {
+fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
+    let Context { registry, limits } = context;
     match message {
         ClientMessage::Subscribe {
             channel,

@@ -67,8 +67,10 @@ pub async fn websocket_over_http(
         connection_id,
         events,
         Subscriptions::from_meta(meta),
-        &state.registry.current(),
-        &state.limits,
+        &connection::Context {
+            registry: &state.registry.current(),
+            limits: &state.limits,
+        },
     );
     tracing::debug!(
         events = event_count,
