@@ -88,7 +88,10 @@ fn scaffold_list_and_run_a_new_fetcher() {
     assert!(ok, "{err}");
     assert!(out.contains("fetched   3 items (complete: true)"), "{out}");
     assert!(out.contains(r#"new       ["a", "b"]"#), "{out}");
-    assert!(out.contains("entries without \"id\": [2]"), "{out}");
+    assert!(
+        out.contains("entries without a usable \"id\": [2 (missing)]"),
+        "{out}"
+    );
 
     let (ok, _, err) = restream(&["fetchers", "run", "demo-feed", "--param", "x=1"], &env);
     assert!(
