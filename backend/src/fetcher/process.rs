@@ -282,3 +282,30 @@ fn tail(s: &str, max_chars: usize) -> String {
         .trim()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stdout_reading_stops_past_the_limit() {
+        let mut endless = tokio::io::repeat(b'x');
+        assert!(matches!(
+            read_bounded(&mut endless, 100_000).await,
+            Output::TooLarge
+        ));
+        let mut exact: &[u8] = &[b'y'; 100];
+        match read_bounded(&mut exact, 100).await {
+            Output::Complete(out) => assert_eq!(out.len(), 100),
+            _ => panic!("100 bytes fit a limit of 100"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stderr_keeps_its_tail() {
+        let text: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut pipe: &[u8] = &text;
+        let kept = read_tail(&mut pipe, 1000).await;
+        assert_eq!(kept, text[text.len() - 1000..]);
+    }
+}

@@ -196,6 +196,19 @@ mod tests {
         assert!(names.contains(&"PYTHONDONTWRITEBYTECODE"));
     }
 
+    proptest::proptest! {
+        /// Whatever a fetcher or an operator lists, an accepted name can neither smuggle a
+        /// value (`=`, NUL) nor name a credential.
+        #[test]
+        fn accepted_names_are_plain_and_never_credentials(name in "(?i)(aws_|restream_)?[A-Za-z0-9_=\\x00 -]{0,20}") {
+            if env_name_problem(&name).is_none() {
+                let upper = name.to_ascii_uppercase();
+                proptest::prop_assert!(!upper.starts_with("AWS_") && !upper.starts_with("RESTREAM_"));
+                proptest::prop_assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn slots_cap_concurrency_and_time_out() {
         let slots = ProcessSlots::new(1);
