@@ -156,7 +156,7 @@ impl Metrics {
             ),
             fetcher_process_kills: counter_vec(
                 "fetcher_process_kills_total",
-                "Fetcher process groups killed, by reason (timeout, output_too_large, no_slot: never started)",
+                "Fetcher process groups killed before they answered, by reason (timeout, output_too_large)",
                 &["reason"],
             ),
             bodies_too_large: counter_vec(

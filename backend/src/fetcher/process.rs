@@ -83,6 +83,27 @@ impl ProcessFetcher {
         }
     }
 
+    /// The fetcher's process: the runner on its `main.py`, inside its folder, in a process group
+    /// of its own, with only the allowlisted environment.
+    fn command(&self) -> Command {
+        let declared = self.declared_env.read().expect("env lock").clone();
+        let mut command = Command::new(&self.runtime.python);
+        command
+            .arg("-c")
+            .arg(RUNNER)
+            .arg(self.dir.join("main.py"))
+            .arg(self.runtime.timeout.as_millis().to_string())
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(sandbox::environment(&self.runtime.env, &declared))
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
     /// Runs the fetcher on `event` in a slot of the cap, in its own process group, with the
     /// allowlisted environment, until it exits or the timeout; then nothing of its group is left.
     async fn run(&self, event: &Value) -> Result<Finished, FetchError> {
@@ -98,25 +119,10 @@ impl ProcessFetcher {
                 retry_after: None,
             });
         };
-        let declared = self.declared_env.read().expect("env lock").clone();
-        let mut child = Command::new(&self.runtime.python)
-            .arg("-c")
-            .arg(RUNNER)
-            .arg(self.dir.join("main.py"))
-            .arg(timeout.as_millis().to_string())
-            .current_dir(&self.dir)
-            .env_clear()
-            .envs(sandbox::environment(&self.runtime.env, &declared))
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| FetchError::Spawn {
-                fetcher: self.label.clone(),
-                source,
-            })?;
+        let mut child = self.command().spawn().map_err(|source| FetchError::Spawn {
+            fetcher: self.label.clone(),
+            source,
+        })?;
         // Declared after `child`, so on cancellation it is dropped first: the group is killed
         // while its leader is unreaped and its id cannot name another group.
         let mut group = GroupKill::new(child.id());
