@@ -879,4 +879,9 @@ async fn an_over_long_item_id_never_leaves_a_dynamodb_channel_stuck() {
     let mut ids: Vec<_> = items.into_iter().map(|i| i.id).collect();
     ids.sort();
     assert_eq!(ids, vec!["a", "b"]);
+    let rejected = restream::metrics::get()
+        .items_rejected
+        .with_label_values(&["too_long"])
+        .get();
+    assert!(rejected >= 2, "one rejection per poll, counted: {rejected}");
 }
