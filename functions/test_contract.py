@@ -87,9 +87,14 @@ def test_only_the_standard_library(folder):
     assert not outside, "%s imports %s; fetchers are stdlib only" % (folder.name, sorted(outside))
 
 
-def test_base_url_comes_from_the_environment(folder, manifest):
+def test_base_url_comes_from_the_environment(folder, manifest, metadata):
     source = (folder / "main.py").read_text()
     assert 'os.environ.get("%s"' % manifest["env"] in source
+    # restream runs a fetcher with an allowlisted environment: undeclared variables are unset.
+    assert manifest["env"] in metadata.get("env", []), "%s: declare %s in metadata env" % (
+        folder.name,
+        manifest["env"],
+    )
 
 
 def test_shared_http_block_is_identical_everywhere():

@@ -1,7 +1,8 @@
 //! Change detection: compares a fetch result with the stored items of a channel.
 //!
-//! Items are identified by the fetcher's `id_field` (a string or number) and compared by the
-//! SHA-256 of their JSON. When an id repeats inside one result, the first occurrence wins and
+//! Items are identified by the fetcher's `id_field` (a non-empty string of at most
+//! [`MAX_ITEM_ID_BYTES`], or a number) and compared by the SHA-256 of their JSON. An entry
+//! without such an id is rejected on its own ([`IdProblem`]); the rest of the poll goes on. When an id repeats inside one result, the first occurrence wins and
 //! the others are counted as duplicates. Items are `removed` only when the fetcher says the
 //! result is `complete`.
 
@@ -37,18 +38,54 @@ pub struct Diff {
     pub changes: Vec<Change>,
     /// Every usable item of the result, first occurrence per id, in fetch order.
     pub current: Vec<(String, String, Map<String, Value>)>,
-    /// Indexes of result entries without a usable id.
-    pub missing_id: Vec<usize>,
+    /// Result entries without a usable id: their index and why.
+    pub bad_ids: Vec<(usize, IdProblem)>,
     pub duplicates: usize,
 }
 
-/// The id of `item`, if its `id_field` is a non-empty string or a number.
-pub fn item_id(item: &Map<String, Value>, id_field: &str) -> Option<String> {
-    match item.get(id_field) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
+/// Longest item id kept, in bytes of UTF-8: an id is part of the store's keys (a DynamoDB
+/// sort key holds at most 1024 bytes), so a longer one would fail every commit of its channel.
+pub const MAX_ITEM_ID_BYTES: usize = 512;
+
+/// Why an entry's `id_field` is not a usable id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdProblem {
+    Missing,
+    Empty,
+    /// Neither a string nor a number (an object, a list, a boolean, null).
+    NotScalar,
+    /// A string longer than [`MAX_ITEM_ID_BYTES`].
+    TooLong,
+}
+
+impl IdProblem {
+    /// The `reason` label of `restream_items_rejected_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            IdProblem::Missing => "missing",
+            IdProblem::Empty => "empty",
+            IdProblem::NotScalar => "not_scalar",
+            IdProblem::TooLong => "too_long",
+        }
     }
+}
+
+/// The id of `item`: its `id_field`, a non-empty string of at most [`MAX_ITEM_ID_BYTES`] or a
+/// number.
+pub fn checked_item_id(item: &Map<String, Value>, id_field: &str) -> Result<String, IdProblem> {
+    match item.get(id_field) {
+        None => Err(IdProblem::Missing),
+        Some(Value::String(s)) if s.is_empty() => Err(IdProblem::Empty),
+        Some(Value::String(s)) if s.len() > MAX_ITEM_ID_BYTES => Err(IdProblem::TooLong),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(IdProblem::NotScalar),
+    }
+}
+
+/// The id of `item`, if it has a usable one (see [`checked_item_id`]).
+pub fn item_id(item: &Map<String, Value>, id_field: &str) -> Option<String> {
+    checked_item_id(item, id_field).ok()
 }
 
 /// Hex SHA-256 of an item's JSON (keys are sorted, so equal content hashes equally).
@@ -67,9 +104,12 @@ pub fn diff(
     let mut out = Diff::default();
     let mut seen = HashSet::new();
     for (index, item) in items.iter().enumerate() {
-        let Some(id) = item_id(item, id_field) else {
-            out.missing_id.push(index);
-            continue;
+        let id = match checked_item_id(item, id_field) {
+            Ok(id) => id,
+            Err(problem) => {
+                out.bad_ids.push((index, problem));
+                continue;
+            }
         };
         if !seen.insert(id.clone()) {
             out.duplicates += 1;
@@ -103,7 +143,7 @@ pub fn diff(
     }
     // A fetch with unusable entries is not trusted to be complete: removing items because
     // their replacement lacked an id would invent events.
-    if complete && out.missing_id.is_empty() {
+    if complete && out.bad_ids.is_empty() {
         for (id, old) in known {
             if !seen.contains(id) {
                 out.changes.push(Change {
@@ -206,7 +246,10 @@ mod tests {
             obj(json!({"id": ""})),
         ];
         let d = diff("id", &items, &known, true);
-        assert_eq!(d.missing_id, vec![0, 3]);
+        assert_eq!(
+            d.bad_ids,
+            vec![(0, IdProblem::Missing), (3, IdProblem::Empty)]
+        );
         assert_eq!(d.duplicates, 1);
         assert_eq!(
             d.changes.len(),
@@ -232,5 +275,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc, Value::Object(new));
+    }
+
+    #[test]
+    fn ids_are_bounded_and_bad_ones_rejected_alone() {
+        let long = "x".repeat(MAX_ITEM_ID_BYTES + 1);
+        let longest = "é".repeat(MAX_ITEM_ID_BYTES / 2);
+        let items = [
+            obj(json!({"id": long})),
+            obj(json!({"id": longest, "v": 1})),
+            obj(json!({"id": {"nested": 1}})),
+            obj(json!({"id": null})),
+            obj(json!({"id": 7})),
+        ];
+        let d = diff("id", &items, &BTreeMap::new(), false);
+        assert_eq!(
+            d.bad_ids,
+            vec![
+                (0, IdProblem::TooLong),
+                (2, IdProblem::NotScalar),
+                (3, IdProblem::NotScalar)
+            ]
+        );
+        let kept: Vec<_> = d.current.iter().map(|(id, _, _)| id.len()).collect();
+        assert_eq!(kept, vec![MAX_ITEM_ID_BYTES, 1]);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a fetcher sends as an id, the id kept is within the bound, and an entry
+        /// is either kept or rejected with a reason, never both, never neither.
+        #[test]
+        fn every_entry_is_kept_with_a_bounded_id_or_rejected(ids in proptest::collection::vec(
+            prop_oneof![
+                ".{0,600}".prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<bool>().prop_map(Value::from),
+                Just(Value::Null),
+            ],
+            0..8,
+        )) {
+            let items: Vec<Map<String, Value>> = ids
+                .iter()
+                .map(|id| Map::from_iter([("id".to_string(), id.clone())]))
+                .collect();
+            let d = diff("id", &items, &BTreeMap::new(), true);
+            prop_assert!(d.current.iter().all(|(id, _, _)| !id.is_empty() && id.len() <= MAX_ITEM_ID_BYTES));
+            prop_assert_eq!(d.current.len() + d.duplicates + d.bad_ids.len(), items.len());
+        }
     }
 }

@@ -9,12 +9,17 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{FetcherKind, Fetchers};
-use crate::fetcher::{http, lambda, registry, Fetcher, LoadReport, Registry, SharedRegistry};
+use crate::fetcher::sandbox::ProcessSlots;
+use crate::fetcher::{
+    http, lambda, registry, Fetcher, LoadReport, ProcessRuntime, Registry, SharedRegistry,
+};
 
 /// How to find fetchers, from the settings.
 pub struct Discovery {
     settings: Fetchers,
     lambda: Option<aws_sdk_lambda::Client>,
+    /// One for every discovery, so every process fetcher found shares its cap.
+    process: ProcessRuntime,
 }
 
 /// A failed listing is retried sooner than a routine refresh.
@@ -23,9 +28,15 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 impl Discovery {
     /// `lambda` is required when `settings.kinds` has `lambda`.
     pub fn new(settings: &Fetchers, lambda: Option<aws_sdk_lambda::Client>) -> Discovery {
+        let process = ProcessRuntime {
+            env: settings.process_env.clone(),
+            slots: ProcessSlots::new(settings.max_processes),
+            ..ProcessRuntime::new(&settings.python, settings.timeout)
+        };
         Discovery {
             settings: settings.clone(),
             lambda,
+            process,
         }
     }
 
@@ -40,10 +51,9 @@ impl Discovery {
         for kind in &f.kinds {
             match kind {
                 FetcherKind::Process => out.extend(
-                    registry::discover_process_fetchers(&f.dir, &f.python, self.timeout())
-                        .with_context(|| {
-                            format!("cannot read fetchers folder {}", f.dir.display())
-                        })?,
+                    registry::discover_process_fetchers(&f.dir, &self.process).with_context(
+                        || format!("cannot read fetchers folder {}", f.dir.display()),
+                    )?,
                 ),
                 FetcherKind::Http => out.extend(
                     http::discover(&f.channels_dir, self.timeout())

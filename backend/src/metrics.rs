@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::budget::WindowUsage;
@@ -31,6 +31,12 @@ pub struct Metrics {
     pub sse_streams: IntCounter,
     /// Cluster mode: leases acquired, released, lost, refused; snapshot requests handed to their owner.
     pub lease_events: IntCounterVec,
+    /// Hardening (issue 17): fetcher processes, oversized bodies, rejected item ids.
+    pub fetcher_processes: IntGauge,
+    pub fetcher_process_wait: Histogram,
+    pub fetcher_process_kills: IntCounterVec,
+    pub bodies_too_large: IntCounterVec,
+    pub items_rejected: IntCounterVec,
     rendering: std::sync::Mutex<()>,
 }
 
@@ -128,6 +134,40 @@ impl Metrics {
                 "lease_events_total",
                 "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), and snapshot requests forwarded to the owning replica",
                 &["event"],
+            ),
+            fetcher_processes: register(
+                &r,
+                IntGauge::new(
+                    "fetcher_processes_running",
+                    "Fetcher processes running now (capped by fetchers.max_processes)",
+                )
+                .expect("valid metric"),
+            ),
+            fetcher_process_wait: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "fetcher_process_wait_seconds",
+                        "Time a fetcher call waited for a process slot (fetchers.max_processes)",
+                    )
+                    .buckets(vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
+                )
+                .expect("valid metric"),
+            ),
+            fetcher_process_kills: counter_vec(
+                "fetcher_process_kills_total",
+                "Fetcher process groups killed before they answered, by reason (timeout, output_too_large)",
+                &["reason"],
+            ),
+            bodies_too_large: counter_vec(
+                "bodies_too_large_total",
+                "Bodies refused while read for exceeding their limit, by source (upstream, process_stdout, lambda)",
+                &["source"],
+            ),
+            items_rejected: counter_vec(
+                "items_rejected_total",
+                "Fetched entries skipped because their id is unusable, by reason (missing, empty, not_scalar, too_long)",
+                &["reason"],
             ),
             rendering: std::sync::Mutex::new(()),
             registry: r,

@@ -88,7 +88,10 @@ fn scaffold_list_and_run_a_new_fetcher() {
     assert!(ok, "{err}");
     assert!(out.contains("fetched   3 items (complete: true)"), "{out}");
     assert!(out.contains(r#"new       ["a", "b"]"#), "{out}");
-    assert!(out.contains("entries without \"id\": [2]"), "{out}");
+    assert!(
+        out.contains("entries without a usable \"id\": [2 (missing)]"),
+        "{out}"
+    );
 
     let (ok, _, err) = restream(&["fetchers", "run", "demo-feed", "--param", "x=1"], &env);
     assert!(
@@ -118,4 +121,31 @@ fn list_reports_fetchers_that_do_not_load() {
         line.contains("invalid metadata: field `poll_interval`"),
         "{line}"
     );
+}
+
+#[test]
+fn fetchers_run_passes_no_credentials_to_the_fetcher() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fetchers");
+    let env = [
+        ("RESTREAM_FETCHERS__DIR", fixtures.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-value".to_string()),
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEVALUE".to_string()),
+        ("ENV_DUMP_DECLARED", "declared-value".to_string()),
+        ("ENV_DUMP_UNLISTED", "unlisted-value".to_string()),
+    ];
+    let (ok, out, err) = restream(&["fetchers", "run", "env-dump"], &env);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"ENV_DUMP_DECLARED\": \"declared-value\""),
+        "{out}"
+    );
+    for leaked in [
+        "aws-secret-value",
+        "AKIAEXAMPLEVALUE",
+        "AWS_",
+        "RESTREAM_",
+        "unlisted-value",
+    ] {
+        assert!(!out.contains(leaked), "{leaked} reached the fetcher: {out}");
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use restream::fetcher::registry::discover_process_fetchers;
 use restream::fetcher::{
-    FetchError, FetchOutcome, FetchRequest, Fetcher, Keys, ProcessFetcher, Registry,
+    FetchError, FetchOutcome, FetchRequest, Fetcher, Keys, ProcessFetcher, ProcessRuntime, Registry,
 };
 use secrecy::SecretString;
 
@@ -17,11 +17,19 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 async fn fetch(name: &str, timeout: Duration, keys: &Keys) -> Result<FetchOutcome, FetchError> {
-    let f = ProcessFetcher::new(&fixture(name), "python3", timeout);
-    let params = BTreeMap::new();
+    let f = ProcessFetcher::new(&fixture(name), ProcessRuntime::new("python3", timeout));
+    fetch_with(&f, name, &BTreeMap::new(), keys).await
+}
+
+async fn fetch_with(
+    f: &ProcessFetcher,
+    name: &str,
+    params: &BTreeMap<String, String>,
+    keys: &Keys,
+) -> Result<FetchOutcome, FetchError> {
     f.fetch(FetchRequest {
         channel: name,
-        params: &params,
+        params,
         keys,
         state: None,
     })
@@ -84,24 +92,26 @@ async fn prints_do_not_corrupt_the_answer_and_secrets_stay_out_of_errors() {
 async fn a_missing_interpreter_is_a_spawn_error() {
     let f = ProcessFetcher::new(
         &fixture("noisy"),
-        "/nonexistent/python",
-        Duration::from_secs(1),
+        ProcessRuntime::new("/nonexistent/python", Duration::from_secs(1)),
     );
     assert!(matches!(f.metadata().await, Err(FetchError::Spawn { .. })));
 }
 
 #[tokio::test]
 async fn the_registry_skips_fetchers_with_invalid_metadata() {
-    let fetchers =
-        discover_process_fetchers(&fixture(""), "python3", Duration::from_secs(10)).unwrap();
-    assert_eq!(fetchers.len(), 7);
+    let runtime = ProcessRuntime::new("python3", Duration::from_secs(10));
+    let fetchers = discover_process_fetchers(&fixture(""), &runtime).unwrap();
+    assert_eq!(fetchers.len(), 10);
     let registry = Registry::load(fetchers, &HashMap::new()).await;
     let names: Vec<_> = registry.names().collect();
     assert_eq!(
         names,
         vec![
             "crash",
+            "env-dump",
             "flaky",
+            "flood",
+            "forker",
             "garbage",
             "hang",
             "noisy",
@@ -114,7 +124,8 @@ async fn the_registry_skips_fetchers_with_invalid_metadata() {
 async fn the_shipped_fetchers_load_from_a_relative_folder() {
     // Relative, as in the default `fetchers.dir = "functions"` (tests run in backend/).
     let dir = PathBuf::from("../functions");
-    let fetchers = discover_process_fetchers(&dir, "python3", Duration::from_secs(10)).unwrap();
+    let runtime = ProcessRuntime::new("python3", Duration::from_secs(10));
+    let fetchers = discover_process_fetchers(&dir, &runtime).unwrap();
     let n = fetchers.len();
     let registry = Registry::load(fetchers, &HashMap::new()).await;
     assert_eq!(

@@ -297,3 +297,61 @@ async fn keys_go_where_declared_and_never_into_errors() {
         "{text}"
     );
 }
+
+/// Answers every request with 200 and a chunked body that never ends; returns its base URL
+/// and a count of the bytes it managed to send.
+async fn endless_upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let _ = sock.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let data = "[".to_string() + &"{\"id\": 1},".repeat(6000);
+                let chunk = format!("{:x}\r\n{data}\r\n", data.len());
+                // Until the client hangs up, at most 1 GiB so a broken client cannot hang the test.
+                for _ in 0..(1 << 30) / chunk.len() {
+                    if sock.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (base, sent)
+}
+
+#[tokio::test]
+async fn an_endless_chunked_body_is_refused_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, sent) = endless_upstream().await;
+    let path = dir.path().join("endless.toml");
+    std::fs::write(
+        &path,
+        format!("name = \"endless\"\nurl = \"{base}/feed\"\nitems = \"\"\nid_field = \"id\"\n"),
+    )
+    .unwrap();
+    // A timeout far beyond what reading 16 MiB over loopback takes: the limit ends the read.
+    let f = HttpFetcher::load(&path, Duration::from_secs(300)).unwrap();
+    let r = fetch(&f, &[], &Keys::new(), None).await;
+    let (status, message, _) = refused(&r);
+    assert_eq!(status, Some(502));
+    assert_eq!(
+        message,
+        format!(
+            "upstream response larger than {} bytes",
+            restream::fetcher::http::MAX_BODY
+        )
+    );
+    let read = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(read < 64 << 20, "read {read} bytes of an endless body");
+}

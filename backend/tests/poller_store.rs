@@ -834,3 +834,54 @@ async fn an_unchanged_poll_sends_no_dynamodb_write_request() {
     let kinds: Vec<_> = messages.iter().map(|(_, m)| m["type"].clone()).collect();
     assert_eq!(kinds, vec![json!("snapshot"), json!("updated")]);
 }
+
+/// Real time, as above. An item id longer than a DynamoDB sort key allows used to fail every
+/// commit of its channel; now that entry alone is rejected and the channel keeps publishing.
+#[tokio::test]
+async fn an_over_long_item_id_never_leaves_a_dynamodb_channel_stuck() {
+    let moto = emulators::start_moto();
+    let settings = emulators::aws_settings(&moto.url);
+    let sdk = emulators::sdk_config(&settings).await;
+    let store = restream::store::DynamoItemStore::connect(
+        restream::aws::dynamodb(&sdk, &settings),
+        &emulators::unique("items"),
+        100,
+        Duration::from_secs(3600),
+        true,
+    )
+    .await
+    .unwrap();
+    let store: Arc<dyn ItemStore> = Arc::new(store);
+    let long = "k".repeat(2000);
+    let first = json!([{"id": "a", "v": 1}, {"id": long, "v": 1}]);
+    let second = json!([{"id": "a", "v": 2}, {"id": long, "v": 2}, {"id": "b", "v": 1}]);
+    let run = start_every(store.clone(), vec![ok(first), ok(second)], 0.4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while run.messages().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the channel got stuck: {:?}",
+            run.messages()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let messages = run.finish().await;
+    let kinds: Vec<_> = messages.iter().map(|(_, m)| m["type"].clone()).collect();
+    assert_eq!(
+        kinds,
+        vec![json!("snapshot"), json!("updated"), json!("new")]
+    );
+    assert_eq!(messages[0].1["items"], json!([{"id": "a", "v": 1}]));
+    assert_eq!(messages[2].1["item"], json!({"id": "b", "v": 1}));
+    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
+    let (meta, items) = store.load(&channel).await.unwrap();
+    assert_eq!(meta.seq, 3);
+    let mut ids: Vec<_> = items.into_iter().map(|i| i.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["a", "b"]);
+    let rejected = restream::metrics::get()
+        .items_rejected
+        .with_label_values(&["too_long"])
+        .get();
+    assert!(rejected >= 2, "one rejection per poll, counted: {rejected}");
+}

@@ -23,6 +23,8 @@ METADATA = {
     "keys": [],
     # CoinGecko's public prices are cached for about a minute.
     "poll_interval": 60,
+    # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
+    "env": ["COINGECKO_BASE_URL"],
     "params": {
         "ids": {
             "required": False,

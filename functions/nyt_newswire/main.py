@@ -30,6 +30,8 @@ METADATA = {
     "keys": ["api-key"],
     # 480 polls a day: under NYT's 500 a day for one key.
     "poll_interval": 180,
+    # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
+    "env": ["NYT_BASE_URL"],
     "params": {
         "source": {"required": False, "default": "all", "description": "all, nyt or inyt"},
         "section": {

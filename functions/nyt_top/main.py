@@ -31,6 +31,8 @@ METADATA = {
     "doc_url": "https://developer.nytimes.com/docs/top-stories-product/1/overview",
     "keys": ["api-key"],
     "poll_interval": 100,
+    # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
+    "env": ["NYT_BASE_URL"],
     "params": {
         "section": {
             "required": False,

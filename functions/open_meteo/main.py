@@ -19,6 +19,8 @@ METADATA = {
     "doc_url": "https://open-meteo.com/en/docs",
     "keys": [],
     "poll_interval": 300,
+    # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
+    "env": ["OPEN_METEO_BASE_URL"],
     "params": {
         "latitude": {"required": True, "description": "decimal degrees, -90 to 90"},
         "longitude": {"required": True, "description": "decimal degrees, -180 to 180"},

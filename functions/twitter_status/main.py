@@ -23,6 +23,8 @@ METADATA = {
     "doc_url": "https://docs.x.com/x-api/posts/get-post-by-id",
     "keys": ["bearer-token"],
     "poll_interval": 60,
+    # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
+    "env": ["X_BASE_URL"],
     "params": {
         "id": {"required": True, "description": "the post id: digits, as in https://x.com/<user>/status/<id>"},
     },

@@ -163,11 +163,18 @@ fn describe(out: &mut String, report: &Report, id_field: &str) -> std::fmt::Resu
     writeln!(out, "updated   {:?}", report.updated)?;
     writeln!(out, "removed   {:?}", report.removed)?;
     writeln!(out, "unchanged {}", report.unchanged)?;
-    if !report.missing_id.is_empty() || report.duplicates > 0 {
+    if !report.bad_ids.is_empty() || report.duplicates > 0 {
+        let bad: Vec<String> = report
+            .bad_ids
+            .iter()
+            .map(|(index, problem)| format!("{index} ({})", problem.reason()))
+            .collect();
         writeln!(
             out,
-            "problems  entries without {:?}: {:?}; duplicate ids: {}",
-            id_field, report.missing_id, report.duplicates
+            "problems  entries without a usable {:?}: [{}]; duplicate ids: {}",
+            id_field,
+            bad.join(", "),
+            report.duplicates
         )?;
     }
     Ok(())

@@ -33,6 +33,8 @@ METADATA = {
     "doc_url": "https://api.example.com/docs",
     "keys": [],
     "poll_interval": 60,
+    # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
+    "env": ["__ENV__"],
     "params": {},
 }
 

@@ -71,6 +71,9 @@ pub struct Fetchers {
     pub poll_interval_overrides: HashMap<String, f64>,
     pub lambda_prefix: String,
     pub refresh_secs: f64,
+    /// Issue 17 hardening: extra variables passed to fetcher processes; the process cap.
+    pub process_env: Vec<String>,
+    pub max_processes: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -164,6 +167,8 @@ impl Default for SettingsFile {
                 poll_interval_overrides: HashMap::new(),
                 lambda_prefix: "restreamables_".into(),
                 refresh_secs: 300.0,
+                process_env: Vec::new(),
+                max_processes: crate::fetcher::sandbox::DEFAULT_MAX_PROCESSES,
             },
             keys: Keys {
                 kind: KeysKind::File,

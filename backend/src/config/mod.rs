@@ -117,6 +117,12 @@ pub struct Fetchers {
     /// Between re-discoveries of Lambda fetchers (list + `metadata`), in the background,
     /// never on the request path (≥ 1 s).
     pub refresh: Duration,
+    /// Variable names passed to fetcher processes beside the base allowlist (`PATH`, `LANG`,
+    /// …) and each fetcher's declared `env`; never `AWS_*` or `RESTREAM_*`. Default none.
+    pub process_env: Vec<String>,
+    /// At most this many fetcher processes run at once (≥ 1, default 8); a call waits for a
+    /// slot at most `timeout`, and its own `timeout` starts when its process starts.
+    pub max_processes: usize,
 }
 
 /// Where the fetchers' API keys come from.

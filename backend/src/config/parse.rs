@@ -37,6 +37,8 @@ pub enum SettingsError {
     ClusterNeedsDynamodb,
     #[error("pushpin: at least one publish endpoint is required")]
     NoPublishEndpoint,
+    #[error("fetchers.process_env: {name:?} {problem}")]
+    ProcessEnv { name: String, problem: &'static str },
 }
 
 /// The shortest poll interval an override may ask for.
@@ -115,7 +117,29 @@ fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
         poll_interval_overrides,
         lambda_prefix: f.lambda_prefix,
         refresh: at_least_one("fetchers.refresh_secs", f.refresh_secs)?,
+        process_env: process_env(f.process_env)?,
+        max_processes: match f.max_processes {
+            0 => {
+                return Err(SettingsError::BelowOne {
+                    key: "fetchers.max_processes",
+                })
+            }
+            n => n,
+        },
     })
+}
+
+/// `fetchers.process_env`: variable names, none of them denied.
+fn process_env(names: Vec<String>) -> Result<Vec<String>, SettingsError> {
+    for name in &names {
+        if let Some(problem) = crate::fetcher::sandbox::env_name_problem(name) {
+            return Err(SettingsError::ProcessEnv {
+                name: name.clone(),
+                problem,
+            });
+        }
+    }
+    Ok(names)
 }
 
 fn keys(k: file::Keys) -> Result<KeysSettings, SettingsError> {
@@ -277,6 +301,8 @@ fn fetchers_file(f: Fetchers) -> file::Fetchers {
             .collect(),
         lambda_prefix: f.lambda_prefix,
         refresh_secs: f.refresh.as_secs_f64(),
+        process_env: f.process_env,
+        max_processes: f.max_processes,
     }
 }
 

@@ -287,3 +287,45 @@ proptest! {
         prop_assert_eq!(round_trip(&s), s);
     }
 }
+
+#[test]
+fn fetcher_process_settings_refuse_credentials_and_round_trip() {
+    for (key, value, message) in [
+        (
+            "RESTREAM_FETCHERS__PROCESS_ENV",
+            "[\"AWS_SECRET_ACCESS_KEY\"]",
+            "fetchers.process_env: \"AWS_SECRET_ACCESS_KEY\" variables starting with AWS_",
+        ),
+        (
+            "RESTREAM_FETCHERS__PROCESS_ENV",
+            "[\"RESTREAM_KEYS__FILE\"]",
+            "fetchers.process_env: \"RESTREAM_KEYS__FILE\"",
+        ),
+        (
+            "RESTREAM_FETCHERS__PROCESS_ENV",
+            "[\"A=B\"]",
+            "fetchers.process_env: \"A=B\" must be",
+        ),
+        (
+            "RESTREAM_FETCHERS__MAX_PROCESSES",
+            "0",
+            "fetchers.max_processes must be at least 1",
+        ),
+    ] {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(key, value);
+            let got = Settings::load(None).map(|_| ()).map_err(|e| e.to_string());
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(message)),
+                "{key}: {got:?}"
+            );
+            Ok(())
+        });
+    }
+    let mut s = Settings::default();
+    assert_eq!(s.fetchers.max_processes, 8);
+    assert!(s.fetchers.process_env.is_empty());
+    s.fetchers.process_env = vec!["HTTPS_PROXY".into(), "HOME".into()];
+    s.fetchers.max_processes = 3;
+    assert_eq!(round_trip(&s), s);
+}

@@ -28,6 +28,9 @@ pub struct Metadata {
     /// The upstream budget: at most N calls per window, shared by every channel using the
     /// same keys (see `budget`).
     pub rate_limit: Vec<(Duration, u64)>,
+    /// Environment variables a process fetcher needs from the backend (e.g. its
+    /// `NYT_BASE_URL`), passed beside the base allowlist; never `AWS_*` or `RESTREAM_*`.
+    pub env: Vec<String>,
 }
 
 /// A metadata field that is missing or wrong.
@@ -106,8 +109,34 @@ impl Metadata {
             poll_interval,
             params: parse_params(obj.get("params"))?,
             rate_limit: parse_rate_limit(obj.get("rate_limit"))?,
+            env: parse_env(obj.get("env"))?,
         })
     }
+}
+
+/// The valid names of a metadata answer's `"env"` (a fetcher whose list is invalid is
+/// skipped by the registry anyway).
+pub(crate) fn declared_env(metadata: &Value) -> Vec<String> {
+    parse_env(metadata.get("env")).unwrap_or_default()
+}
+
+fn parse_env(v: Option<&Value>) -> Result<Vec<String>, MetadataError> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(err("env", "must be a list of variable names")),
+    };
+    list.iter()
+        .map(|name| {
+            let name = name
+                .as_str()
+                .ok_or_else(|| err("env", "must be a list of variable names"))?;
+            match super::sandbox::env_name_problem(name) {
+                Some(problem) => Err(err(format!("env.{name}"), problem)),
+                None => Ok(name.to_string()),
+            }
+        })
+        .collect()
 }
 
 fn parse_rate_limit(v: Option<&Value>) -> Result<Vec<(Duration, u64)>, MetadataError> {
@@ -279,5 +308,16 @@ mod tests {
             field(json!({"name": "a", "id_field": "id", "rate_limit": {"per_day": 0}})),
             "rate_limit.per_day"
         );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "env": ["AWS_SECRET_ACCESS_KEY"]})),
+            "env.AWS_SECRET_ACCESS_KEY"
+        );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "env": "X"})),
+            "env"
+        );
+        let m =
+            Metadata::from_value(&json!({"name": "a", "id_field": "id", "env": ["A_BASE_URL"]}));
+        assert_eq!(m.unwrap().env, vec!["A_BASE_URL"]);
     }
 }

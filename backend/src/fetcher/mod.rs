@@ -13,11 +13,12 @@ mod process;
 pub mod redact;
 pub mod registry;
 mod response;
+pub mod sandbox;
 
 pub use http::HttpFetcher;
 pub use lambda::LambdaFetcher;
 pub use metadata::{Metadata, MetadataError, RESERVED_PARAMS};
-pub use process::ProcessFetcher;
+pub use process::{ProcessFetcher, ProcessRuntime};
 pub use redact::redact;
 pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};
 pub use response::{parse_fetch_response, FetchOutcome};

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 
 use thiserror::Error;
 
-use super::{FetchError, Fetcher, Metadata, MetadataError, ProcessFetcher};
+use super::{FetchError, Fetcher, Metadata, MetadataError, ProcessFetcher, ProcessRuntime};
 
 /// One channel type: its validated metadata and the fetcher that serves it.
 pub struct FetcherEntry {
@@ -165,11 +165,11 @@ impl SharedRegistry {
     }
 }
 
-/// Process fetchers: every folder of `dir` holding a `main.py`, in name order.
+/// Process fetchers: every folder of `dir` holding a `main.py`, in name order, all sharing
+/// `runtime` (and so its cap on concurrent processes).
 pub fn discover_process_fetchers(
     dir: &Path,
-    python: &str,
-    timeout: Duration,
+    runtime: &ProcessRuntime,
 ) -> std::io::Result<Vec<Arc<dyn Fetcher>>> {
     let mut dirs: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
@@ -179,7 +179,7 @@ pub fn discover_process_fetchers(
     dirs.sort();
     Ok(dirs
         .into_iter()
-        .map(|d| Arc::new(ProcessFetcher::new(&d, python, timeout)) as Arc<dyn Fetcher>)
+        .map(|d| Arc::new(ProcessFetcher::new(&d, runtime.clone())) as Arc<dyn Fetcher>)
         .collect())
 }
 

@@ -80,8 +80,9 @@ pub struct Report {
     pub removed: Vec<String>,
     /// Fetched items equal to their stored version.
     pub unchanged: usize,
-    /// Indexes of fetched entries without a usable id.
-    pub missing_id: Vec<usize>,
+    /// Fetched entries without a usable id (missing, empty, not a string or number, or
+    /// longer than `MAX_ITEM_ID_BYTES`): their index and why. They are skipped; the rest commits.
+    pub bad_ids: Vec<(usize, changes::IdProblem)>,
     pub duplicates: usize,
     pub skipped_non_objects: usize,
     /// Items over the store's limit (their id if any, their size): skipped, or kept at their
@@ -92,7 +93,7 @@ pub struct Report {
 impl Report {
     /// Whether some fetched entries could not be used as items.
     pub fn has_unusable(&self) -> bool {
-        !self.missing_id.is_empty() || self.duplicates > 0 || self.skipped_non_objects > 0
+        !self.bad_ids.is_empty() || self.duplicates > 0 || self.skipped_non_objects > 0
     }
 }
 
@@ -128,7 +129,7 @@ pub fn plan(state: &ChannelState, outcome: FetchOutcome, input: &PlanInput<'_>) 
     let items = within_store_limit(outcome.items, input, &state.items, &mut report.oversize);
     let diff = changes::diff(input.id_field, &items, &state.items, outcome.complete);
     report.fetched = items.len();
-    report.missing_id = diff.missing_id;
+    report.bad_ids = diff.bad_ids;
     report.duplicates = diff.duplicates;
     classify(&diff.changes, diff.current.len(), &mut report);
     let mut commit = Commit {

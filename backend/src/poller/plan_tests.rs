@@ -242,5 +242,35 @@ fn the_fence_and_unusable_entries_are_carried() {
     let p = plan(&state(1, &[]), outcome, &input);
     assert!(p.report.has_unusable());
     assert_eq!(p.commit.unwrap().fence, Some(7));
-    assert_eq!((p.report.missing_id, p.report.duplicates), (vec![1], 1));
+    assert_eq!(
+        (p.report.bad_ids, p.report.duplicates),
+        (vec![(1, crate::changes::IdProblem::Missing)], 1)
+    );
+}
+
+#[test]
+fn an_over_long_id_is_rejected_alone_and_the_rest_commits() {
+    let channel = channel();
+    let input = PlanInput {
+        channel: &channel,
+        id_field: "id",
+        max_item_bytes: usize::MAX,
+        now: 200,
+        fence: None,
+    };
+    let long = "k".repeat(crate::changes::MAX_ITEM_ID_BYTES + 1);
+    let outcome = fetched(
+        &[json!({"id": "a"}), json!({"id": long}), json!({"id": "b"})],
+        true,
+    );
+    let p = plan(&state(3, &[json!({"id": "old"})]), outcome, &input);
+    assert_eq!(
+        p.report.bad_ids,
+        vec![(1, crate::changes::IdProblem::TooLong)]
+    );
+    assert_eq!(p.report.new, vec!["a", "b"]);
+    // Not trusted as complete with an entry it could not read: nothing is removed.
+    assert!(p.report.removed.is_empty());
+    let commit = p.commit.expect("the usable items commit");
+    assert!(commit.upserts.iter().all(|i| i.id.len() <= 1));
 }

@@ -141,15 +141,34 @@ impl ChannelPoller {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "fetched"
         );
+        self.log_bad_ids(report);
         if report.has_unusable() {
             tracing::warn!(
                 id_field = %self.entry.metadata.id_field,
-                missing_id = report.missing_id.len(),
-                first_missing_index = report.missing_id.first().copied(),
+                bad_ids = report.bad_ids.len(),
                 duplicate_ids = report.duplicates,
                 not_objects = report.skipped_non_objects,
                 "some fetched entries were not usable items"
             );
+        }
+    }
+
+    /// One error line per entry whose id was rejected (the first few of a poll), and a count
+    /// by reason: the entry is skipped, the rest of the poll commits.
+    fn log_bad_ids(&self, report: &Report) {
+        const LOGGED_PER_POLL: usize = 5;
+        let rejected = &crate::metrics::get().items_rejected;
+        for (n, (index, problem)) in report.bad_ids.iter().enumerate() {
+            rejected.with_label_values(&[problem.reason()]).inc();
+            if n < LOGGED_PER_POLL {
+                tracing::error!(
+                    id_field = %self.entry.metadata.id_field,
+                    index,
+                    reason = problem.reason(),
+                    max_id_bytes = crate::changes::MAX_ITEM_ID_BYTES,
+                    "fetched entry has no usable id; skipped"
+                );
+            }
         }
     }
 

@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use super::{FetchError, FetchOutcome, FetchRequest, Fetcher};
 use crate::channel::encode_component;
 
-/// Largest upstream body accepted.
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest upstream body accepted; reading stops there.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// A declarative channel ready to fetch.
 pub struct HttpFetcher {
@@ -192,6 +192,34 @@ impl HttpFetcher {
         Ok(req)
     }
 
+    /// The body, read chunk by chunk and refused as soon as it passes [`MAX_BODY`] (a chunked
+    /// body announces no length, and may never end).
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+        let too_large = || {
+            crate::metrics::get()
+                .bodies_too_large
+                .with_label_values(&["upstream"])
+                .inc();
+            let message = format!("upstream response larger than {MAX_BODY} bytes");
+            self.upstream(502, &message, None)
+        };
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > MAX_BODY => return Err(too_large()),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => return Ok(body),
+                Err(e) => {
+                    let message = format!("upstream body unreadable: {}", e.without_url());
+                    return Err(self.upstream(502, &message, None));
+                }
+            }
+        }
+    }
+
     /// The items of a successful answer, with its validators as the state for the next poll.
     async fn read_items(&self, resp: reqwest::Response) -> Result<FetchOutcome, FetchError> {
         let mut validators = serde_json::Map::new();
@@ -203,18 +231,7 @@ impl HttpFetcher {
                 validators.insert(field.into(), json!(v));
             }
         }
-        let too_large = format!("upstream body larger than {MAX_BODY} bytes");
-        if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            return Err(self.upstream(502, &too_large, None));
-        }
-        let body = match resp.bytes().await {
-            Ok(b) if b.len() <= MAX_BODY => b,
-            Ok(_) => return Err(self.upstream(502, &too_large, None)),
-            Err(e) => {
-                let message = format!("upstream body unreadable: {}", e.without_url());
-                return Err(self.upstream(502, &message, None));
-            }
-        };
+        let body = self.read_body(resp).await?;
         let mut doc: Value = serde_json::from_slice(&body)
             .map_err(|e| self.upstream(502, &format!("upstream sent invalid JSON: {e}"), None))?;
         let Some(Value::Array(entries)) = doc.pointer_mut(&self.channel.items).map(Value::take)
