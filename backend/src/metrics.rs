@@ -31,6 +31,15 @@ pub struct Metrics {
     pub sse_streams: IntCounter,
     /// Cluster mode: leases acquired, released, lost, refused; snapshot requests handed to their owner.
     pub lease_events: IntCounterVec,
+    // Bounded state (issue 17): memory of inactive channels, the read cache, retention.
+    /// In-memory entries of inactive channels forgotten, by `what` (`status`, `last_poll`).
+    pub state_pruned: IntCounterVec,
+    /// Channels whose stored state retention removed (embedded and memory stores' sweep).
+    pub store_swept_channels: IntCounter,
+    /// Items of an expired DynamoDB channel found without their meta and deleted.
+    pub store_orphans_removed: IntCounter,
+    /// The items/status API's read cache, by `event` (`hit`, `miss`, `eviction`).
+    pub read_cache: IntCounterVec,
     rendering: std::sync::Mutex<()>,
 }
 
@@ -127,6 +136,24 @@ impl Metrics {
             lease_events: counter_vec(
                 "lease_events_total",
                 "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), and snapshot requests forwarded to the owning replica",
+                &["event"],
+            ),
+            state_pruned: counter_vec(
+                "state_pruned_total",
+                "In-memory entries of channels inactive for longer than state.inactive_channel_memory_secs, forgotten, by kind",
+                &["what"],
+            ),
+            store_swept_channels: counter(
+                "store_swept_channels_total",
+                "Channels inactive for longer than store.retention_secs removed from the store by the sweep",
+            ),
+            store_orphans_removed: counter(
+                "store_orphans_removed_total",
+                "Items of an expired channel found without their meta (DynamoDB TTL deletes in any order) and deleted",
+            ),
+            read_cache: counter_vec(
+                "read_cache_events_total",
+                "Items and status API read cache: hits, misses (a store read) and evictions",
                 &["event"],
             ),
             rendering: std::sync::Mutex::new(()),

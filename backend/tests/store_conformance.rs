@@ -20,6 +20,21 @@ async fn redb_store_conforms() {
 }
 
 #[tokio::test]
+async fn memory_store_sweeps_inactive_channels() {
+    let store = MemoryStore::new(conformance::CAPACITY).with_retention(Some(conformance::RETENTION));
+    conformance::retention(&store).await;
+}
+
+#[tokio::test]
+async fn redb_store_sweeps_inactive_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("items.redb"), conformance::CAPACITY)
+        .unwrap()
+        .with_retention(Some(conformance::RETENTION));
+    conformance::retention(&store).await;
+}
+
+#[tokio::test]
 async fn redb_store_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/items.redb");

@@ -58,6 +58,117 @@ pub async fn run(store: &dyn ItemStore) {
     budgets_round_trip(store).await;
     concurrent_writers_cannot_both_win(store).await;
     large_commits_apply_whole(store).await;
+    pages_read_only_what_they_return(store).await;
+}
+
+/// A page is the items after the cursor id, in id order, with whether more follow; the meta
+/// and the count come without the items.
+async fn pages_read_only_what_they_return(store: &dyn ItemStore) {
+    let ids = |p: &super::Page| p.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    store
+        .commit(Commit {
+            channel: ch("paged"),
+            meta: meta(1, 1),
+            upserts: ["e", "a", "c", "b", "d"]
+                .iter()
+                .map(|id| item(id, json!({"id": id}), 1))
+                .collect(),
+            ..Commit::new(ch("paged"))
+        })
+        .await
+        .unwrap();
+    let first = store.items_page(&ch("paged"), None, 2).await.unwrap();
+    assert_eq!((ids(&first), first.more), (vec!["a".into(), "b".into()], true));
+    assert_eq!(first.meta, meta(1, 1), "the page carries the meta");
+    let next = store.items_page(&ch("paged"), Some("b"), 2).await.unwrap();
+    assert_eq!((ids(&next), next.more), (vec!["c".into(), "d".into()], true));
+    let last = store.items_page(&ch("paged"), Some("d"), 2).await.unwrap();
+    assert_eq!((ids(&last), last.more), (vec!["e".into()], false), "last page");
+    let exact = store.items_page(&ch("paged"), Some("c"), 2).await.unwrap();
+    assert_eq!((ids(&exact), exact.more), (vec!["d".into(), "e".into()], false));
+    let past = store.items_page(&ch("paged"), Some("e"), 2).await.unwrap();
+    assert_eq!((ids(&past), past.more), (vec![], false), "after the last id");
+    let between = store.items_page(&ch("paged"), Some("bb"), 1).await.unwrap();
+    assert_eq!(ids(&between), vec!["c".to_string()], "a cursor that is no id");
+    assert_eq!(store.items_page(&ch("paged"), None, 10).await.unwrap().items.len(), 5);
+    assert_eq!(store.item_count(&ch("paged")).await.unwrap(), 5);
+    assert_eq!(store.meta(&ch("paged")).await.unwrap(), meta(1, 1));
+    // Items of a neighbouring channel never leak into a page.
+    let iso = store.items_page(&ch("iso"), None, 10).await.unwrap();
+    assert_eq!(ids(&iso), vec!["x".to_string()]);
+    let none = store.items_page(&ch("never-paged"), None, 10).await.unwrap();
+    assert_eq!(none, super::Page::default(), "unknown channel page");
+    assert_eq!(store.item_count(&ch("never-paged")).await.unwrap(), 0);
+    assert_eq!(store.meta(&ch("never-paged")).await.unwrap(), ChannelMeta::default());
+    // Large items page as well.
+    let many = store.items_page(&ch("many"), Some("i100"), 3).await.unwrap();
+    assert_eq!(ids(&many), vec!["i101", "i102", "i103"]);
+    assert!(many.more);
+}
+
+/// The retention a store must be created with for [`retention`].
+pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(1000);
+
+/// Stores that sweep (embedded, memory), created empty with [`RETENTION`]: a channel
+/// inactive for longer goes whole (items, meta, change log); a touched one stays; a swept
+/// channel starts afresh.
+pub async fn retention(store: &dyn ItemStore) {
+    assert_eq!(store.retention(), Some(RETENTION));
+    for name in ["old", "kept"] {
+        store
+            .commit(Commit {
+                channel: ch(name),
+                meta: meta(1, 1),
+                upserts: vec![item("a", json!({"id": "a"}), 1)],
+                ..Commit::new(ch(name))
+            })
+            .await
+            .unwrap();
+        store
+            .commit(Commit {
+                channel: ch(name),
+                expected_seq: 1,
+                meta: meta(2, 1),
+                upserts: vec![item("b", json!({"id": "b"}), 2)],
+                events: vec![event(2)],
+                ..Commit::new(ch(name))
+            })
+            .await
+            .unwrap();
+    }
+    let now = super::unix_now();
+    let r = RETENTION.as_secs();
+    assert_eq!(store.sweep(now + r / 2, 100).await.unwrap(), 0, "not yet");
+    // "kept" is polled (touched) half a retention later; "old" is not.
+    store.touch(&ch("kept"), now + r / 2).await.unwrap();
+    let later = now + r + 10;
+    let mut swept = 0;
+    for _ in 0..3 {
+        swept += store.sweep(later, 1).await.unwrap();
+    }
+    assert_eq!(swept, 1, "only the inactive channel, at most one a pass");
+    let (m, items) = store.load(&ch("old")).await.unwrap();
+    assert_eq!((m, items.len()), (ChannelMeta::default(), 0), "swept whole");
+    assert_eq!(store.events_after(&ch("old"), 1).await.unwrap(), None, "log gone");
+    assert_eq!(store.items_page(&ch("old"), None, 5).await.unwrap(), super::Page::default());
+    let (m, items) = store.load(&ch("kept")).await.unwrap();
+    assert_eq!((m.seq, items.len()), (2, 2), "a touched channel stays");
+    assert!(store.events_after(&ch("kept"), 1).await.unwrap().is_some());
+    // A swept channel comes back as a new one: a first commit from seq 0.
+    store
+        .commit(Commit {
+            channel: ch("old"),
+            meta: meta(1, 1),
+            upserts: vec![item("z", json!({"id": "z"}), 1)],
+            ..Commit::new(ch("old"))
+        })
+        .await
+        .unwrap();
+    let items = store.load(&ch("old")).await.unwrap().1;
+    assert_eq!(items.len(), 1, "nothing of its previous life");
+    assert_eq!(store.sweep(now + r / 2, 100).await.unwrap(), 0, "just committed: active");
+    store.touch(&ch("never-stored"), now).await.unwrap();
+    assert_eq!(store.load(&ch("never-stored")).await.unwrap().0, ChannelMeta::default());
 }
 
 async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {

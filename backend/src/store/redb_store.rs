@@ -2,14 +2,20 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use std::ops::Bound;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::channel::ChannelId;
 
-use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
+use super::{
+    trimmed_floor, unix_now, ChannelMeta, Commit, ItemStore, LoggedEvent, Page, StoreError,
+    StoredItem,
+};
 
 /// channel → JSON `ChannelMeta`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_meta");
@@ -19,11 +25,19 @@ const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items"
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// (channel, seq) → the event message as sent to clients.
 const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
+/// channel → unix seconds of its last commit or touch (what retention goes by).
+const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("channel_activity");
+
+/// Activity records one sweep pass looks at, whatever it finds (bounded work per pass).
+const SWEEP_SCAN: usize = 1000;
 
 pub struct RedbStore {
     db: Arc<Database>,
     capacity: u64,
     writes: AtomicU64,
+    retention: Option<Duration>,
+    /// Where the next sweep pass starts (the last channel the previous one looked at).
+    sweep_from: Arc<Mutex<Option<String>>>,
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -51,13 +65,31 @@ impl RedbStore {
             txn.open_table(ITEMS).map_err(backend)?;
             txn.open_table(LOG).map_err(backend)?;
             txn.open_table(BUDGETS).map_err(backend)?;
+            // Channels stored before retention existed count as active from now on.
+            let meta = txn.open_table(META).map_err(backend)?;
+            let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
+            let now = unix_now();
+            for entry in meta.iter().map_err(backend)? {
+                let (k, _) = entry.map_err(backend)?;
+                if activity.get(k.value()).map_err(backend)?.is_none() {
+                    activity.insert(k.value(), now).map_err(backend)?;
+                }
+            }
         }
         txn.commit().map_err(backend)?;
         Ok(RedbStore {
             db: Arc::new(db),
             capacity: log_capacity,
             writes: AtomicU64::new(0),
+            retention: None,
+            sweep_from: Arc::default(),
         })
+    }
+
+    /// Channels inactive for longer than `retention` are removed by [`ItemStore::sweep`].
+    pub fn with_retention(mut self, retention: Option<Duration>) -> RedbStore {
+        self.retention = retention;
+        self
     }
 
     async fn blocking<T: Send + 'static>(
@@ -163,6 +195,10 @@ impl ItemStore for RedbStore {
                 meta_table
                     .insert(commit.channel.as_str(), bytes.as_slice())
                     .map_err(backend)?;
+                txn.open_table(ACTIVITY)
+                    .map_err(backend)?
+                    .insert(commit.channel.as_str(), unix_now())
+                    .map_err(backend)?;
             }
             txn.commit().map_err(backend)?;
             Ok(())
@@ -237,4 +273,151 @@ impl ItemStore for RedbStore {
         })
         .await
     }
+
+    async fn meta(&self, channel: &ChannelId) -> Result<ChannelMeta, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            read_meta(&txn.open_table(META).map_err(backend)?, &channel)
+        })
+        .await
+    }
+
+    async fn item_count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let items = txn.open_table(ITEMS).map_err(backend)?;
+            let mut count = 0;
+            for entry in items.range((channel.as_str(), "")..).map_err(backend)? {
+                let (k, _) = entry.map_err(backend)?;
+                if k.value().0 != channel {
+                    break;
+                }
+                count += 1;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
+    async fn items_page(
+        &self,
+        channel: &ChannelId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let channel = channel.as_str().to_string();
+        let after = after.map(str::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
+            let table = txn.open_table(ITEMS).map_err(backend)?;
+            let from = match &after {
+                Some(a) => Bound::Excluded((channel.as_str(), a.as_str())),
+                None => Bound::Included((channel.as_str(), "")),
+            };
+            let mut items = Vec::new();
+            for entry in table.range((from, Bound::Unbounded)).map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                if k.value().0 != channel || items.len() > limit {
+                    break;
+                }
+                items.push(decode::<StoredItem>(v.value())?);
+            }
+            Ok(Page::of(meta, items, after.as_deref(), limit))
+        })
+        .await
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
+    async fn touch(&self, channel: &ChannelId, now: u64) -> Result<(), StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
+                let last = activity.get(channel.as_str()).map_err(backend)?.map(|v| v.value());
+                // Only a stored channel has activity to record.
+                if last.is_some_and(|last| last < now) {
+                    activity.insert(channel.as_str(), now).map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn sweep(&self, now: u64, max_channels: usize) -> Result<usize, StoreError> {
+        let Some(retention) = self.retention else {
+            return Ok(0);
+        };
+        let cutoff = now.saturating_sub(retention.as_secs());
+        let sweep_from = self.sweep_from.clone();
+        self.blocking(move |db| {
+            let mut from = sweep_from.lock().expect("sweep lock");
+            let txn = db.begin_write().map_err(backend)?;
+            let swept = {
+                let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
+                let start = match from.as_deref() {
+                    Some(f) => Bound::Excluded(f),
+                    None => Bound::Unbounded,
+                };
+                let mut expired = Vec::new();
+                let mut last_seen = None;
+                for entry in activity
+                    .range::<&str>((start, Bound::Unbounded))
+                    .map_err(backend)?
+                    .take(SWEEP_SCAN)
+                {
+                    let (k, v) = entry.map_err(backend)?;
+                    last_seen = Some(k.value().to_string());
+                    if v.value() < cutoff {
+                        expired.push(k.value().to_string());
+                        if expired.len() >= max_channels {
+                            break;
+                        }
+                    }
+                }
+                // At the end of the table the next pass starts over.
+                *from = last_seen;
+                for channel in &expired {
+                    activity.remove(channel.as_str()).map_err(backend)?;
+                    delete_channel(&txn, channel)?;
+                }
+                expired.len()
+            };
+            txn.commit().map_err(backend)?;
+            Ok(swept)
+        })
+        .await
+    }
+}
+
+/// Removes a channel's meta, items and change log.
+fn delete_channel(txn: &redb::WriteTransaction, channel: &str) -> Result<(), StoreError> {
+    txn.open_table(META)
+        .map_err(backend)?
+        .remove(channel)
+        .map_err(backend)?;
+    let mut items = txn.open_table(ITEMS).map_err(backend)?;
+    let mut ids = Vec::new();
+    for entry in items.range((channel, "")..).map_err(backend)? {
+        let (k, _) = entry.map_err(backend)?;
+        if k.value().0 != channel {
+            break;
+        }
+        ids.push(k.value().1.to_string());
+    }
+    for id in &ids {
+        items.remove((channel, id.as_str())).map_err(backend)?;
+    }
+    txn.open_table(LOG)
+        .map_err(backend)?
+        .retain_in((channel, 0)..=(channel, u64::MAX), |_, _| false)
+        .map_err(backend)?;
+    Ok(())
 }

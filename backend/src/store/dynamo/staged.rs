@@ -97,7 +97,11 @@ impl DynamoItemStore {
                 chunk
                     .upserts
                     .iter()
-                    .map(|i| (item_record(channel, i), true)),
+                    .map(|i| {
+                        let mut record = item_record(channel, i);
+                        self.stamp(&mut record);
+                        (record, true)
+                    }),
             );
             writes.extend(
                 chunk
