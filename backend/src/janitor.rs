@@ -50,7 +50,9 @@ impl Janitor {
         pruned
             .with_label_values(&["last_poll"])
             .inc_by(last_polls as u64);
-        pruned.with_label_values(&["status"]).inc_by(statuses as u64);
+        pruned
+            .with_label_values(&["status"])
+            .inc_by(statuses as u64);
         (last_polls, statuses)
     }
 
@@ -59,7 +61,10 @@ impl Janitor {
         match self.store.sweep(unix_now(), SWEEP_BATCH).await {
             Ok(0) => 0,
             Ok(swept) => {
-                tracing::info!(swept, "deleted channels inactive for longer than the retention");
+                tracing::info!(
+                    swept,
+                    "deleted channels inactive for longer than the retention"
+                );
                 crate::metrics::get()
                     .store_swept_channels
                     .inc_by(swept as u64);
@@ -132,9 +137,15 @@ mod tests {
             .run(shutdown.clone()),
         );
         tokio::time::sleep(Duration::from_secs(1800)).await;
-        assert!(janitor.status.get(&ch("gone")).is_some(), "half an hour: kept");
+        assert!(
+            janitor.status.get(&ch("gone")).is_some(),
+            "half an hour: kept"
+        );
         tokio::time::sleep(Duration::from_secs(1800 + 2 * PASS_INTERVAL.as_secs())).await;
-        assert!(janitor.status.get(&ch("gone")).is_none(), "an hour: forgotten");
+        assert!(
+            janitor.status.get(&ch("gone")).is_none(),
+            "an hour: forgotten"
+        );
         let polls = janitor.last_polls.lock().unwrap().clone();
         assert!(!polls.contains_key(&ch("gone")), "its last poll too");
         assert!(polls.contains_key(&ch("busy")), "an active channel stays");

@@ -32,7 +32,9 @@ impl ReadKey {
     fn cacheable(&self) -> bool {
         match self {
             ReadKey::Count { .. } => true,
-            ReadKey::Page { after, .. } => after.as_ref().is_none_or(|a| a.len() <= MAX_CACHED_CURSOR),
+            ReadKey::Page { after, .. } => {
+                after.as_ref().is_none_or(|a| a.len() <= MAX_CACHED_CURSOR)
+            }
         }
     }
 }
@@ -167,14 +169,23 @@ mod tests {
         assert!(cache.get(&key(1, None)).is_some(), "a hit");
         assert!(cache.get(&key(2, None)).is_none(), "another seq misses");
         cache.insert(key(1, Some("b")), page(4));
-        assert!(cache.get(&key(1, Some("a"))).is_none(), "least recently used went");
+        assert!(
+            cache.get(&key(1, Some("a"))).is_none(),
+            "least recently used went"
+        );
         assert!(cache.get(&key(1, None)).is_some());
         assert_eq!(cache.len(), 2);
         cache.insert(key(1, Some("huge")), page(11));
-        assert!(cache.get(&key(1, Some("huge"))).is_none(), "larger than the cache");
+        assert!(
+            cache.get(&key(1, Some("huge"))).is_none(),
+            "larger than the cache"
+        );
         let long = "x".repeat(MAX_CACHED_CURSOR + 1);
         cache.insert(key(1, Some(&long)), page(1));
-        assert!(cache.get(&key(1, Some(&long))).is_none(), "long cursors are not kept");
+        assert!(
+            cache.get(&key(1, Some(&long))).is_none(),
+            "long cursors are not kept"
+        );
         // Strangers' distinct cursors never grow it past its capacity.
         for i in 0..1000 {
             cache.insert(key(1, Some(&i.to_string())), page(1));

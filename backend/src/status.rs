@@ -143,8 +143,9 @@ impl StatusBoard {
         let mut map = self.channels.lock().expect("status lock");
         let before = map.len();
         map.retain(|_, s| {
-            s.inactive_since
-                .is_none_or(|since| now.saturating_duration_since(since) < keep.max(s.poll_interval))
+            s.inactive_since.is_none_or(|since| {
+                now.saturating_duration_since(since) < keep.max(s.poll_interval)
+            })
         });
         before - map.len()
     }
@@ -208,10 +209,16 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(board.prune(tokio::time::Instant::now(), hour), 1);
         assert!(board.get(&ch("a")).is_none(), "forgotten");
-        assert!(board.get(&ch("slow")).is_some(), "kept for its poll interval");
+        assert!(
+            board.get(&ch("slow")).is_some(),
+            "kept for its poll interval"
+        );
         tokio::time::advance(hour).await;
         assert_eq!(board.prune(tokio::time::Instant::now(), hour), 1);
-        assert!(board.get(&ch("active")).is_some(), "an active channel stays");
+        assert!(
+            board.get(&ch("active")).is_some(),
+            "an active channel stays"
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ async fn redb_store_conforms() {
 
 #[tokio::test]
 async fn memory_store_sweeps_inactive_channels() {
-    let store = MemoryStore::new(conformance::CAPACITY).with_retention(Some(conformance::RETENTION));
+    let store =
+        MemoryStore::new(conformance::CAPACITY).with_retention(Some(conformance::RETENTION));
     conformance::retention(&store).await;
 }
 

@@ -124,7 +124,10 @@ async fn commits_and_touches_keep_an_active_channel_alive() {
         .unwrap();
     let r = RETENTION.as_secs();
     let meta_expiry = t.expires_at("live", "meta").await.expect("meta stamped");
-    assert!((now + r..=now + r + 5).contains(&meta_expiry), "{meta_expiry}");
+    assert!(
+        (now + r..=now + r + 5).contains(&meta_expiry),
+        "{meta_expiry}"
+    );
     for sk in ["item#a", "item#b"] {
         let at = t.expires_at("live", sk).await.expect("items stamped");
         assert!(at >= meta_expiry, "an item never expires before its meta");
@@ -186,7 +189,10 @@ async fn an_expired_channel_comes_back_as_a_new_one() {
         .unwrap();
     for name in ["meta-gone", "meta-expired"] {
         let page = t.store.items_page(&ch(name), None, 10).await.unwrap();
-        assert!(page.items.is_empty() && page.meta.seq == 0, "{name}: no stale page");
+        assert!(
+            page.items.is_empty() && page.meta.seq == 0,
+            "{name}: no stale page"
+        );
         assert_eq!(t.store.item_count(&ch(name)).await.unwrap(), 0);
         assert_eq!(t.store.events_after(&ch(name), 1).await.unwrap(), None);
         let (m, items) = t.store.load(&ch(name)).await.unwrap();
@@ -206,7 +212,11 @@ async fn an_expired_channel_comes_back_as_a_new_one() {
             .unwrap();
         let (m, items) = t.store.load(&ch(name)).await.unwrap();
         let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!((m.seq, ids), (1, vec!["new", "old-1"]), "{name}: a fresh life");
+        assert_eq!(
+            (m.seq, ids),
+            (1, vec!["new", "old-1"]),
+            "{name}: a fresh life"
+        );
     }
     // Items of a concurrent first commit (first seen now) are never taken for leftovers.
     let now = unix_now();

@@ -78,30 +78,68 @@ async fn pages_read_only_what_they_return(store: &dyn ItemStore) {
         .await
         .unwrap();
     let first = store.items_page(&ch("paged"), None, 2).await.unwrap();
-    assert_eq!((ids(&first), first.more), (vec!["a".into(), "b".into()], true));
+    assert_eq!(
+        (ids(&first), first.more),
+        (vec!["a".into(), "b".into()], true)
+    );
     assert_eq!(first.meta, meta(1, 1), "the page carries the meta");
     let next = store.items_page(&ch("paged"), Some("b"), 2).await.unwrap();
-    assert_eq!((ids(&next), next.more), (vec!["c".into(), "d".into()], true));
+    assert_eq!(
+        (ids(&next), next.more),
+        (vec!["c".into(), "d".into()], true)
+    );
     let last = store.items_page(&ch("paged"), Some("d"), 2).await.unwrap();
-    assert_eq!((ids(&last), last.more), (vec!["e".into()], false), "last page");
+    assert_eq!(
+        (ids(&last), last.more),
+        (vec!["e".into()], false),
+        "last page"
+    );
     let exact = store.items_page(&ch("paged"), Some("c"), 2).await.unwrap();
-    assert_eq!((ids(&exact), exact.more), (vec!["d".into(), "e".into()], false));
+    assert_eq!(
+        (ids(&exact), exact.more),
+        (vec!["d".into(), "e".into()], false)
+    );
     let past = store.items_page(&ch("paged"), Some("e"), 2).await.unwrap();
-    assert_eq!((ids(&past), past.more), (vec![], false), "after the last id");
+    assert_eq!(
+        (ids(&past), past.more),
+        (vec![], false),
+        "after the last id"
+    );
     let between = store.items_page(&ch("paged"), Some("bb"), 1).await.unwrap();
-    assert_eq!(ids(&between), vec!["c".to_string()], "a cursor that is no id");
-    assert_eq!(store.items_page(&ch("paged"), None, 10).await.unwrap().items.len(), 5);
+    assert_eq!(
+        ids(&between),
+        vec!["c".to_string()],
+        "a cursor that is no id"
+    );
+    assert_eq!(
+        store
+            .items_page(&ch("paged"), None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        5
+    );
     assert_eq!(store.item_count(&ch("paged")).await.unwrap(), 5);
     assert_eq!(store.meta(&ch("paged")).await.unwrap(), meta(1, 1));
     // Items of a neighbouring channel never leak into a page.
     let iso = store.items_page(&ch("iso"), None, 10).await.unwrap();
     assert_eq!(ids(&iso), vec!["x".to_string()]);
-    let none = store.items_page(&ch("never-paged"), None, 10).await.unwrap();
+    let none = store
+        .items_page(&ch("never-paged"), None, 10)
+        .await
+        .unwrap();
     assert_eq!(none, super::Page::default(), "unknown channel page");
     assert_eq!(store.item_count(&ch("never-paged")).await.unwrap(), 0);
-    assert_eq!(store.meta(&ch("never-paged")).await.unwrap(), ChannelMeta::default());
+    assert_eq!(
+        store.meta(&ch("never-paged")).await.unwrap(),
+        ChannelMeta::default()
+    );
     // Large items page as well.
-    let many = store.items_page(&ch("many"), Some("i100"), 3).await.unwrap();
+    let many = store
+        .items_page(&ch("many"), Some("i100"), 3)
+        .await
+        .unwrap();
     assert_eq!(ids(&many), vec!["i101", "i102", "i103"]);
     assert!(many.more);
 }
@@ -149,8 +187,15 @@ pub async fn retention(store: &dyn ItemStore) {
     assert_eq!(swept, 1, "only the inactive channel, at most one a pass");
     let (m, items) = store.load(&ch("old")).await.unwrap();
     assert_eq!((m, items.len()), (ChannelMeta::default(), 0), "swept whole");
-    assert_eq!(store.events_after(&ch("old"), 1).await.unwrap(), None, "log gone");
-    assert_eq!(store.items_page(&ch("old"), None, 5).await.unwrap(), super::Page::default());
+    assert_eq!(
+        store.events_after(&ch("old"), 1).await.unwrap(),
+        None,
+        "log gone"
+    );
+    assert_eq!(
+        store.items_page(&ch("old"), None, 5).await.unwrap(),
+        super::Page::default()
+    );
     let (m, items) = store.load(&ch("kept")).await.unwrap();
     assert_eq!((m.seq, items.len()), (2, 2), "a touched channel stays");
     assert!(store.events_after(&ch("kept"), 1).await.unwrap().is_some());
@@ -166,9 +211,16 @@ pub async fn retention(store: &dyn ItemStore) {
         .unwrap();
     let items = store.load(&ch("old")).await.unwrap().1;
     assert_eq!(items.len(), 1, "nothing of its previous life");
-    assert_eq!(store.sweep(now + r / 2, 100).await.unwrap(), 0, "just committed: active");
+    assert_eq!(
+        store.sweep(now + r / 2, 100).await.unwrap(),
+        0,
+        "just committed: active"
+    );
     store.touch(&ch("never-stored"), now).await.unwrap();
-    assert_eq!(store.load(&ch("never-stored")).await.unwrap().0, ChannelMeta::default());
+    assert_eq!(
+        store.load(&ch("never-stored")).await.unwrap().0,
+        ChannelMeta::default()
+    );
 }
 
 async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {

@@ -340,7 +340,10 @@ impl ItemStore for RedbStore {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
-                let last = activity.get(channel.as_str()).map_err(backend)?.map(|v| v.value());
+                let last = activity
+                    .get(channel.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value());
                 // Only a stored channel has activity to record.
                 if last.is_some_and(|last| last < now) {
                     activity.insert(channel.as_str(), now).map_err(backend)?;

@@ -60,13 +60,20 @@ async fn pages_of_a_large_channel(stack: &Stack) {
         .await;
     let (snapshot, _) = c.recv_type("snapshot", Duration::from_secs(20)).await;
     assert_eq!(snapshot["items"].as_array().unwrap().len(), ITEMS);
-    let items = |query: &str| format!("{api}/channels/usgs-earthquakes/items?feed=all_week&{query}");
+    let items =
+        |query: &str| format!("{api}/channels/usgs-earthquakes/items?feed=all_week&{query}");
 
     // limit=1: one item, and a cursor that continues exactly after it.
     let (s, first) = get_json(&items("limit=1")).await;
     assert_eq!(s, 200, "{first}");
-    assert_eq!((ids(&first), &first["seq"]), (vec!["q0000".to_string()], &json!(1)));
-    let cursor = first["next_cursor"].as_str().expect("more pages").to_string();
+    assert_eq!(
+        (ids(&first), &first["seq"]),
+        (vec!["q0000".to_string()], &json!(1))
+    );
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_string();
     let (_, second) = get_json(&items(&format!("limit=1&cursor={cursor}"))).await;
     assert_eq!(ids(&second), vec!["q0001".to_string()]);
 
@@ -94,23 +101,36 @@ async fn pages_of_a_large_channel(stack: &Stack) {
     let (_, max) = get_json(&items(&format!("limit={PAGE_MAX}"))).await;
     assert_eq!(ids(&max).len(), PAGE_MAX);
     let (s, over) = get_json(&items(&format!("limit={}", PAGE_MAX + 1))).await;
-    assert_eq!((s, &over["error"]["code"]), (400, &json!("bad_limit")), "{over}");
+    assert_eq!(
+        (s, &over["error"]["code"]),
+        (400, &json!("bad_limit")),
+        "{over}"
+    );
 
     // The status API, unchanged for clients.
     let status_url = format!("{api}/channels/usgs-earthquakes?feed=all_week");
     let (s, status) = get_json(&status_url).await;
     assert_eq!(s, 200, "{status}");
-    assert_eq!((&status["seq"], &status["item_count"]), (&json!(1), &json!(ITEMS)));
+    assert_eq!(
+        (&status["seq"], &status["item_count"]),
+        (&json!(1), &json!(ITEMS))
+    );
 
     // The same page again: served from the cache.
     let hits = cache_events(stack, "hit").await;
     let (_, again) = get_json(&items("limit=1")).await;
     assert_eq!(ids(&again), vec!["q0000".to_string()]);
-    assert!(cache_events(stack, "hit").await > hits, "a repeated read is a cache hit");
+    assert!(
+        cache_events(stack, "hit").await > hits,
+        "a repeated read is a cache hit"
+    );
 
     // The last page, from a cursor.
     let (_, last) = get_json(&items("limit=1&cursor=q0498")).await;
-    assert_eq!((ids(&last), &last["next_cursor"]), (vec!["q0499".to_string()], &Value::Null));
+    assert_eq!(
+        (ids(&last), &last["next_cursor"]),
+        (vec!["q0499".to_string()], &Value::Null)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +141,8 @@ async fn the_items_api_pages_a_large_channel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_items_api_pages_a_large_channel_on_dynamodb() {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fetchers/usgs_keyed");
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fetchers/usgs_keyed");
     let stack = Stack::start_with(options(Some(AwsOptions {
         keys: Some(json!({"usgs-earthquakes": {"token": "item-pages"}}).to_string()),
         functions: vec![fixture],

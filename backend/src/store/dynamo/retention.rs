@@ -20,10 +20,7 @@ impl DynamoItemStore {
     /// Adds `expires_at` (now + retention) to a meta or item record, with retention.
     pub(super) fn stamp(&self, record: &mut Record) {
         if let Some(retention) = self.retention {
-            record.insert(
-                TTL_ATTRIBUTE.into(),
-                n(now_secs() + retention.as_secs()),
-            );
+            record.insert(TTL_ATTRIBUTE.into(), n(now_secs() + retention.as_secs()));
         }
     }
 
@@ -66,7 +63,10 @@ impl DynamoItemStore {
                 _ => break,
             }
         }
-        let items = records.iter().map(parse_item).collect::<Result<Vec<_>, _>>()?;
+        let items = records
+            .iter()
+            .map(parse_item)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::of(meta, items, after, limit))
     }
 
