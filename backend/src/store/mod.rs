@@ -8,8 +8,10 @@
 mod dynamo;
 mod memory;
 mod redb_store;
+mod redb_sweep;
 
 pub mod conformance;
+pub mod conformance_retention;
 
 pub use dynamo::{DynamoItemStore, TTL_ATTRIBUTE};
 pub use memory::MemoryStore;

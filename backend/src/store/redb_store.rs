@@ -18,18 +18,18 @@ use super::{
 };
 
 /// channel → JSON `ChannelMeta`.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_meta");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_meta");
 /// (channel, item id) → JSON `StoredItem`.
-const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+pub(super) const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 /// budget id → JSON list of recent call times (unix ms).
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// (channel, seq) → the event message as sent to clients.
-const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
+pub(super) const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
 /// channel → unix seconds of its last commit or touch (what retention goes by).
-const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("channel_activity");
+pub(super) const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("channel_activity");
 
 /// Activity records one sweep pass looks at, whatever it finds (bounded work per pass).
-const SWEEP_SCAN: usize = 1000;
+pub(super) const SWEEP_SCAN: usize = 1000;
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -40,7 +40,7 @@ pub struct RedbStore {
     sweep_from: Arc<Mutex<Option<String>>>,
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Embedded(Box::new(e))
 }
 
@@ -362,65 +362,8 @@ impl ItemStore for RedbStore {
         let sweep_from = self.sweep_from.clone();
         self.blocking(move |db| {
             let mut from = sweep_from.lock().expect("sweep lock");
-            let txn = db.begin_write().map_err(backend)?;
-            let swept = {
-                let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
-                let start = match from.as_deref() {
-                    Some(f) => Bound::Excluded(f),
-                    None => Bound::Unbounded,
-                };
-                let mut expired = Vec::new();
-                let mut last_seen = None;
-                for entry in activity
-                    .range::<&str>((start, Bound::Unbounded))
-                    .map_err(backend)?
-                    .take(SWEEP_SCAN)
-                {
-                    let (k, v) = entry.map_err(backend)?;
-                    last_seen = Some(k.value().to_string());
-                    if v.value() < cutoff {
-                        expired.push(k.value().to_string());
-                        if expired.len() >= max_channels {
-                            break;
-                        }
-                    }
-                }
-                // At the end of the table the next pass starts over.
-                *from = last_seen;
-                for channel in &expired {
-                    activity.remove(channel.as_str()).map_err(backend)?;
-                    delete_channel(&txn, channel)?;
-                }
-                expired.len()
-            };
-            txn.commit().map_err(backend)?;
-            Ok(swept)
+            super::redb_sweep::sweep_pass(db, &mut from, cutoff, max_channels)
         })
         .await
     }
-}
-
-/// Removes a channel's meta, items and change log.
-fn delete_channel(txn: &redb::WriteTransaction, channel: &str) -> Result<(), StoreError> {
-    txn.open_table(META)
-        .map_err(backend)?
-        .remove(channel)
-        .map_err(backend)?;
-    let mut items = txn.open_table(ITEMS).map_err(backend)?;
-    let mut ids = Vec::new();
-    for entry in items.range((channel, "")..).map_err(backend)? {
-        let (k, _) = entry.map_err(backend)?;
-        if k.value().0 != channel {
-            break;
-        }
-        ids.push(k.value().1.to_string());
-    }
-    for id in &ids {
-        items.remove((channel, id.as_str())).map_err(backend)?;
-    }
-    txn.open_table(LOG)
-        .map_err(backend)?
-        .retain_in((channel, 0)..=(channel, u64::MAX), |_, _| false)
-        .map_err(backend)?;
-    Ok(())
 }
