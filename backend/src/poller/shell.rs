@@ -124,6 +124,9 @@ impl ChannelPoller {
         requests: &mut mpsc::Receiver<SnapshotRequest>,
         shutdown: &CancellationToken,
     ) -> Option<Instant> {
+        // Whatever the attempt's fate (a key store or upstream failing for days), an active
+        // channel stays stored.
+        self.touch_if_due().await;
         let keys = match self.keys().await {
             Ok(keys) => keys,
             Err(e) => {
@@ -150,7 +153,6 @@ impl ChannelPoller {
             _ = shutdown.cancelled() => return None,
             r = self.poll_once(&keys, &budget, permit) => r,
         };
-        self.touch_if_due().await;
         if self.state.snapshot_due && !self.broadcast_first_snapshot(requests, shutdown).await {
             return None;
         }
