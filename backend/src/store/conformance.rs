@@ -105,6 +105,13 @@ async fn pages_read_only_what_they_return(store: &dyn ItemStore) {
         (vec![], false),
         "after the last id"
     );
+    // A cursor longer than any id a store can hold still pages correctly.
+    let long = format!("c{}", "é".repeat(600));
+    let after_long = store
+        .items_page(&ch("paged"), Some(&long), 5)
+        .await
+        .unwrap();
+    assert_eq!(ids(&after_long), vec!["d".to_string(), "e".to_string()]);
     let between = store.items_page(&ch("paged"), Some("bb"), 1).await.unwrap();
     assert_eq!(
         ids(&between),

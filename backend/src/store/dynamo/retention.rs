@@ -40,7 +40,10 @@ impl DynamoItemStore {
             Some(_) => self.settled_meta(channel).await?,
             None => record.meta,
         };
-        let mut start = after.map(|a| key(channel, item_sk(a)));
+        // A sort key holds at most 1,024 bytes, so no stored id is longer than what is left
+        // after the prefix: a longer cursor starts at its longest such prefix, and the few ids
+        // between that and the cursor are dropped below.
+        let mut start = after.map(|a| key(channel, item_sk(fitting_prefix(a))));
         let mut records = Vec::new();
         loop {
             let want = limit + 1 - records.len();
@@ -57,17 +60,18 @@ impl DynamoItemStore {
                 .send()
                 .await
                 .map_err(|e| self.error("Query", e))?;
-            records.extend(out.items.unwrap_or_default());
+            for record in out.items.unwrap_or_default() {
+                let item = parse_item(&record)?;
+                if after.is_none_or(|a| item.id.as_str() > a) {
+                    records.push(item);
+                }
+            }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() && records.len() <= limit => start = Some(k),
                 _ => break,
             }
         }
-        let items = records
-            .iter()
-            .map(parse_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::of(meta, items, after, limit))
+        Ok(Page::of(meta, records, after, limit))
     }
 
     /// How many items the channel holds: a `Query` that returns only a count.
@@ -219,4 +223,16 @@ impl DynamoItemStore {
             }
         }
     }
+}
+
+/// The longest prefix of `id` (on a character boundary) that fits a sort key after the item
+/// prefix: `id` itself for every id DynamoDB can hold.
+fn fitting_prefix(id: &str) -> &str {
+    const MAX_SORT_KEY_BYTES: usize = 1024;
+    let room = MAX_SORT_KEY_BYTES - ITEM_PREFIX.len();
+    let mut end = id.len().min(room);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
 }
