@@ -1,4 +1,5 @@
-# Item state (docs/storage.md): one table, pk/sk, TTL on expires_at for the change log.
+# Item state (docs/storage.md): one table, pk/sk, TTL on expires_at for the change log and,
+# with store.retention_secs, for inactive channels (meta and items).
 
 resource "aws_dynamodb_table" "items" {
   #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS owned key by default; set a customer managed KMS key here if your policy requires one.

@@ -19,6 +19,8 @@
 //! - [`keys`] — API keys for fetchers (local file or S3).
 //! - [`aws`] — one AWS SDK configuration for the DynamoDB, S3 and Lambda adapters.
 //! - [`status`] / [`metrics`] — what each poller last did (status API) and Prometheus metrics.
+//! - [`read_cache`] / [`janitor`] — the items/status API's cache per seq; forgetting inactive
+//!   channels (memory) and sweeping expired ones (store).
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
 //! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
@@ -33,11 +35,13 @@ pub mod connection;
 pub mod demand;
 pub mod discovery;
 pub mod fetcher;
+pub mod janitor;
 pub mod keys;
 pub mod metrics;
 pub mod poller;
 pub mod protocol;
 pub mod pushpin;
+pub mod read_cache;
 pub mod routes;
 pub mod scheduler;
 pub mod startup;

@@ -37,6 +37,15 @@ pub struct Metrics {
     pub fetcher_process_kills: IntCounterVec,
     pub bodies_too_large: IntCounterVec,
     pub items_rejected: IntCounterVec,
+    // Bounded state (issue 17): memory of inactive channels, the read cache, retention.
+    /// In-memory entries of inactive channels forgotten, by `what` (`status`, `last_poll`).
+    pub state_pruned: IntCounterVec,
+    /// Channels whose stored state retention removed (embedded and memory stores' sweep).
+    pub store_swept_channels: IntCounter,
+    /// Items of an expired DynamoDB channel found without their meta and deleted.
+    pub store_orphans_removed: IntCounter,
+    /// The items/status API's read cache, by `event` (`hit`, `miss`, `eviction`).
+    pub read_cache: IntCounterVec,
     rendering: std::sync::Mutex<()>,
 }
 
@@ -168,6 +177,24 @@ impl Metrics {
                 "items_rejected_total",
                 "Fetched entries skipped because their id is unusable, by reason (missing, empty, not_scalar, too_long)",
                 &["reason"],
+            ),
+            state_pruned: counter_vec(
+                "state_pruned_total",
+                "In-memory entries of channels inactive for longer than state.inactive_channel_memory_secs, forgotten, by kind",
+                &["what"],
+            ),
+            store_swept_channels: counter(
+                "store_swept_channels_total",
+                "Channels inactive for longer than store.retention_secs removed from the store by the sweep",
+            ),
+            store_orphans_removed: counter(
+                "store_orphans_removed_total",
+                "Items of an expired channel found without their meta (DynamoDB TTL deletes in any order) and deleted",
+            ),
+            read_cache: counter_vec(
+                "read_cache_events_total",
+                "Items and status API read cache: hits, misses (a store read) and evictions",
+                &["event"],
             ),
             rendering: std::sync::Mutex::new(()),
             registry: r,

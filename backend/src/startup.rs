@@ -46,11 +46,14 @@ pub async fn load_registry_reporting(
 /// The item store named by `store.kind`.
 pub async fn item_store(settings: &Settings, aws: &Aws) -> anyhow::Result<Arc<dyn ItemStore>> {
     let capacity = settings.store.log_capacity;
+    let retention = settings.store.retention;
     Ok(match &settings.store.kind {
         StoreKind::Embedded { path } => Arc::new(
-            RedbStore::open(path, capacity).context("cannot open the item store (store.path)")?,
+            RedbStore::open(path, capacity)
+                .context("cannot open the item store (store.path)")?
+                .with_retention(retention),
         ),
-        StoreKind::Memory => Arc::new(MemoryStore::new(capacity)),
+        StoreKind::Memory => Arc::new(MemoryStore::new(capacity).with_retention(retention)),
         StoreKind::Dynamodb(d) => {
             let store = DynamoItemStore::connect(
                 aws.dynamodb().await,
@@ -60,7 +63,8 @@ pub async fn item_store(settings: &Settings, aws: &Aws) -> anyhow::Result<Arc<dy
                 d.create_table,
             )
             .await
-            .context("cannot use the DynamoDB item store (store.dynamodb_table)")?;
+            .context("cannot use the DynamoDB item store (store.dynamodb_table)")?
+            .with_retention(retention);
             tracing::info!(table = %d.table, "item store: dynamodb");
             Arc::new(store)
         }
@@ -178,13 +182,23 @@ pub async fn run(
     let demand = Arc::new(Demand::new(settings.demand.hint_ttl));
     let status = Arc::new(crate::status::StatusBoard::default());
     let budgets: Arc<crate::budget::Budgets> = Default::default();
+    let last_polls: Arc<std::sync::Mutex<_>> = Default::default();
+    tokio::spawn(
+        crate::janitor::Janitor {
+            status: status.clone(),
+            last_polls: Arc::clone(&last_polls),
+            store: store.clone(),
+            keep: settings.state.inactive_channel_memory,
+        }
+        .run(shutdown.clone()),
+    );
     let ctx = PollerContext {
         keys,
         publisher: publisher(&settings)?,
         store: store.clone(),
         max_backoff: settings.fetchers.max_backoff,
         budgets: budgets.clone(),
-        last_polls: Default::default(),
+        last_polls,
         status: status.clone(),
     };
     // Without any of these the service answers but serves nothing: see `supervisor`.
@@ -216,6 +230,11 @@ pub async fn run(
         status,
         budgets,
         pushpin_control_urls: settings.pushpin.http_publish_urls.clone(),
+        read_cache: Arc::new(crate::read_cache::ReadCache::new(
+            settings.state.read_cache_items,
+        )),
+        items_page_default: settings.state.items_page_default,
+        items_page_max: settings.state.items_page_max,
     });
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());

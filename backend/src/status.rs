@@ -62,6 +62,8 @@ pub struct ChannelStatus {
     /// The last error while the upstream is failing; `None` when healthy.
     pub degraded: Option<FailureCode>,
     pub retry_in: Option<Duration>,
+    /// When its poller stopped; `None` while active.
+    pub inactive_since: Option<tokio::time::Instant>,
 }
 
 /// Every channel polled since the process started, by channel id.
@@ -94,6 +96,7 @@ impl StatusBoard {
             item_count,
             degraded: None,
             retry_in: None,
+            inactive_since: None,
         });
         entry.run = run;
         entry.active = true;
@@ -103,6 +106,7 @@ impl StatusBoard {
         entry.next_poll = None;
         entry.degraded = None;
         entry.retry_in = None;
+        entry.inactive_since = None;
         run
     }
 
@@ -120,6 +124,7 @@ impl StatusBoard {
             if s.run == run {
                 s.active = false;
                 s.next_poll = None;
+                s.inactive_since = Some(tokio::time::Instant::now());
             }
         });
     }
@@ -130,6 +135,19 @@ impl StatusBoard {
             .expect("status lock")
             .get(channel)
             .cloned()
+    }
+
+    /// Forgets channels inactive since longer than `keep` (or their poll interval, when
+    /// longer); returns how many.
+    pub fn prune(&self, now: tokio::time::Instant, keep: Duration) -> usize {
+        let mut map = self.channels.lock().expect("status lock");
+        let before = map.len();
+        map.retain(|_, s| {
+            s.inactive_since.is_none_or(|since| {
+                now.saturating_duration_since(since) < keep.max(s.poll_interval)
+            })
+        });
+        before - map.len()
     }
 
     /// Channels with a running poller.
@@ -175,6 +193,32 @@ mod tests {
         assert_eq!(board.active_count(), 0);
         board.update(&ch("unknown"), |s| s.seq = 1);
         assert!(board.get(&ch("unknown")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inactive_channels_are_forgotten_after_a_while() {
+        let board = StatusBoard::default();
+        let hour = Duration::from_secs(3600);
+        let a = board.started(&ch("a"), Duration::from_secs(5), 1, 1);
+        let slow = board.started(&ch("slow"), 2 * hour, 1, 1);
+        board.started(&ch("active"), Duration::from_secs(5), 1, 1);
+        board.stopped(&ch("a"), a);
+        board.stopped(&ch("slow"), slow);
+        tokio::time::advance(hour - Duration::from_secs(1)).await;
+        assert_eq!(board.prune(tokio::time::Instant::now(), hour), 0, "not yet");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(board.prune(tokio::time::Instant::now(), hour), 1);
+        assert!(board.get(&ch("a")).is_none(), "forgotten");
+        assert!(
+            board.get(&ch("slow")).is_some(),
+            "kept for its poll interval"
+        );
+        tokio::time::advance(hour).await;
+        assert_eq!(board.prune(tokio::time::Instant::now(), hour), 1);
+        assert!(
+            board.get(&ch("active")).is_some(),
+            "an active channel stays"
+        );
     }
 
     #[test]

@@ -885,3 +885,121 @@ async fn an_over_long_item_id_never_leaves_a_dynamodb_channel_stuck() {
         .get();
     assert!(rejected >= 2, "one rejection per poll, counted: {rejected}");
 }
+
+/// A store that records when the poller marks its channel active (retention).
+struct Touches {
+    inner: MemoryStore,
+    at: Mutex<Vec<tokio::time::Instant>>,
+}
+
+#[async_trait]
+impl ItemStore for Touches {
+    async fn load(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<
+        (
+            restream::store::ChannelMeta,
+            Vec<restream::store::StoredItem>,
+        ),
+        restream::store::StoreError,
+    > {
+        self.inner.load(channel).await
+    }
+    async fn commit(
+        &self,
+        commit: restream::store::Commit,
+    ) -> Result<(), restream::store::StoreError> {
+        self.inner.commit(commit).await
+    }
+    async fn events_after(
+        &self,
+        channel: &ChannelId,
+        after: u64,
+    ) -> Result<Option<Vec<restream::store::LoggedEvent>>, restream::store::StoreError> {
+        self.inner.events_after(channel, after).await
+    }
+    fn writes(&self) -> u64 {
+        self.inner.writes()
+    }
+    fn log_capacity(&self) -> u64 {
+        self.inner.log_capacity()
+    }
+    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, restream::store::StoreError> {
+        self.inner.load_budget(budget).await
+    }
+    async fn save_budget(
+        &self,
+        budget: &str,
+        calls: Vec<u64>,
+    ) -> Result<(), restream::store::StoreError> {
+        self.inner.save_budget(budget, calls).await
+    }
+    fn retention(&self) -> Option<Duration> {
+        self.inner.retention()
+    }
+    async fn touch(
+        &self,
+        channel: &ChannelId,
+        now: u64,
+    ) -> Result<(), restream::store::StoreError> {
+        self.at.lock().unwrap().push(tokio::time::Instant::now());
+        self.inner.touch(channel, now).await
+    }
+}
+
+/// An active poller of an unchanged channel marks it active at least every quarter of the
+/// retention (and not much more often), so retention never removes it; without retention
+/// it never does.
+#[tokio::test(start_paused = true)]
+async fn an_active_poller_keeps_its_channel_from_expiring() {
+    let retention = Duration::from_secs(400);
+    let store = Arc::new(Touches {
+        inner: MemoryStore::new(100).with_retention(Some(retention)),
+        at: Mutex::new(Vec::new()),
+    });
+    let run = start(store.clone(), vec![ok(json!([{"id": "a"}]))]);
+    tokio::time::sleep(Duration::from_secs(1000)).await;
+    run.finish().await;
+    let at = store.at.lock().unwrap().clone();
+    assert!(
+        (10..=11).contains(&at.len()),
+        "{} touches in 1000 s",
+        at.len()
+    );
+    for gap in at.windows(2).map(|w| w[1] - w[0]) {
+        assert!(
+            gap >= retention / 4 && gap <= retention / 4 + Duration::from_secs(10),
+            "{gap:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .inner
+            .sweep(restream::store::unix_now(), 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .load(&ChannelId::parse("t").unwrap())
+            .await
+            .unwrap()
+            .1
+            .len(),
+        1
+    );
+
+    let plain = Arc::new(Touches {
+        inner: MemoryStore::new(100),
+        at: Mutex::new(Vec::new()),
+    });
+    let run = start(plain.clone(), vec![ok(json!([{"id": "a"}]))]);
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    run.finish().await;
+    assert!(
+        plain.at.lock().unwrap().is_empty(),
+        "no retention: no touches"
+    );
+}

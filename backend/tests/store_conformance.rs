@@ -1,7 +1,7 @@
 //! The `ItemStore` conformance suite against every implementation, plus durability of the
 //! embedded store across a reopen.
 
-use restream::store::{conformance, ItemStore, MemoryStore, RedbStore};
+use restream::store::{conformance, conformance_retention, ItemStore, MemoryStore, RedbStore};
 
 fn ch(id: &str) -> restream::channel::ChannelId {
     restream::channel::ChannelId::parse(id).expect("a valid channel id")
@@ -17,6 +17,22 @@ async fn redb_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("items.redb"), conformance::CAPACITY).unwrap();
     conformance::run(&store).await;
+}
+
+#[tokio::test]
+async fn memory_store_sweeps_inactive_channels() {
+    let store = MemoryStore::new(conformance::CAPACITY)
+        .with_retention(Some(conformance_retention::RETENTION));
+    conformance_retention::retention(&store).await;
+}
+
+#[tokio::test]
+async fn redb_store_sweeps_inactive_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("items.redb"), conformance::CAPACITY)
+        .unwrap()
+        .with_retention(Some(conformance_retention::RETENTION));
+    conformance_retention::retention(&store).await;
 }
 
 #[tokio::test]

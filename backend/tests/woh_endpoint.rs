@@ -30,6 +30,9 @@ fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
         status: Default::default(),
         budgets: Default::default(),
         pushpin_control_urls,
+        read_cache: Arc::new(restream::read_cache::ReadCache::new(100)),
+        items_page_default: 100,
+        items_page_max: 1000,
     })
 }
 

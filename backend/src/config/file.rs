@@ -25,6 +25,22 @@ pub struct SettingsFile {
     pub log: Log,
     pub dev: Dev,
     pub cluster: Cluster,
+    pub state: State,
+}
+
+/// What restream keeps about channels and how much the items and status API may read
+/// (issue 17: strangers are bounded).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Seconds an inactive channel stays in memory (status board, last poll time).
+    pub inactive_channel_memory_secs: u64,
+    /// Items per page of `GET /channels/{name}/items` when `limit` is not given.
+    pub items_page_default: usize,
+    /// The largest `limit` the items API accepts.
+    pub items_page_max: usize,
+    /// Items the items/status API's read cache holds at most, over all channels (0: none).
+    pub read_cache_items: usize,
 }
 
 /// Several replicas sharing the work through DynamoDB leases (docs/scaling.md). Off by
@@ -111,6 +127,9 @@ pub struct Store {
     pub dynamodb_table: String,
     pub dynamodb_create_table: bool,
     pub dynamodb_log_ttl_secs: u64,
+    /// Seconds after which an inactive channel's items, meta and change log are deleted
+    /// (0: kept for ever).
+    pub retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,6 +203,7 @@ impl Default for SettingsFile {
                 dynamodb_table: "restream".into(),
                 dynamodb_create_table: false,
                 dynamodb_log_ttl_secs: super::DEFAULT_DYNAMODB_LOG_TTL.as_secs(),
+                retention_secs: 7 * 24 * 3600,
             },
             aws: Aws::default(),
             log: Log {
@@ -200,6 +220,12 @@ impl Default for SettingsFile {
                 replica_id: String::new(),
                 advertise_url: String::new(),
                 lease_ttl_secs: 10.0,
+            },
+            state: State {
+                inactive_channel_memory_secs: 3600,
+                items_page_default: 100,
+                items_page_max: 1000,
+                read_cache_items: 10_000,
             },
         }
     }

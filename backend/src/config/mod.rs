@@ -40,6 +40,20 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub log: Log,
     pub dev: Dev,
+    pub state: StateSettings,
+}
+
+/// What restream keeps about channels and how much the items and status API read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// How long an inactive channel stays in memory (status board, last poll time); ≥ 1 s.
+    pub inactive_channel_memory: Duration,
+    /// Items per page of the items API unless `limit` says (1 ..= `items_page_max`).
+    pub items_page_default: usize,
+    /// The largest `limit` the items API accepts (≥ 1).
+    pub items_page_max: usize,
+    /// Items the read cache holds at most, over all channels (0: no cache).
+    pub read_cache_items: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +158,8 @@ pub struct StoreSettings {
     pub kind: StoreKind,
     /// Events kept per channel for `since` resume.
     pub log_capacity: u64,
+    /// After how long an inactive channel's stored state is deleted; `None`: kept for ever.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::file::{self, SettingsFile};
 use super::{
     AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers, KeysSettings,
-    PublishVia, Pushpin, Server, Settings, StoreKind, StoreSettings,
+    PublishVia, Pushpin, Server, Settings, StateSettings, StoreKind, StoreSettings,
 };
 
 /// A setting the file form can hold but the service cannot run with.
@@ -195,7 +195,46 @@ fn store(s: file::Store, c: file::Cluster) -> Result<StoreSettings, SettingsErro
     Ok(StoreSettings {
         kind,
         log_capacity: s.log_capacity,
+        retention: (s.retention_secs > 0).then(|| Duration::from_secs(s.retention_secs)),
     })
+}
+
+fn state(s: file::State) -> Result<StateSettings, SettingsError> {
+    if s.inactive_channel_memory_secs == 0 {
+        return Err(SettingsError::BelowOne {
+            key: "state.inactive_channel_memory_secs",
+        });
+    }
+    if s.items_page_max == 0 {
+        return Err(SettingsError::BelowOne {
+            key: "state.items_page_max",
+        });
+    }
+    if s.items_page_default == 0 {
+        return Err(SettingsError::BelowOne {
+            key: "state.items_page_default",
+        });
+    }
+    if s.items_page_default > s.items_page_max {
+        return Err(SettingsError::TooLarge {
+            key: "state.items_page_default (over state.items_page_max)",
+        });
+    }
+    Ok(StateSettings {
+        inactive_channel_memory: Duration::from_secs(s.inactive_channel_memory_secs),
+        items_page_default: s.items_page_default,
+        items_page_max: s.items_page_max,
+        read_cache_items: s.read_cache_items,
+    })
+}
+
+fn state_file(s: StateSettings) -> file::State {
+    file::State {
+        inactive_channel_memory_secs: s.inactive_channel_memory.as_secs(),
+        items_page_default: s.items_page_default,
+        items_page_max: s.items_page_max,
+        read_cache_items: s.read_cache_items,
+    }
 }
 
 fn aws(a: file::Aws) -> Result<AwsSettings, SettingsError> {
@@ -242,6 +281,7 @@ impl TryFrom<SettingsFile> for Settings {
             aws: aws(f.aws)?,
             log: f.log,
             dev: f.dev,
+            state: state(f.state)?,
         })
     }
 }
@@ -282,6 +322,7 @@ impl From<Settings> for SettingsFile {
             },
             log: s.log,
             dev: s.dev,
+            state: state_file(s.state),
         }
     }
 }
@@ -329,6 +370,10 @@ fn keys_file(k: KeysSettings, defaults: file::Keys) -> file::Keys {
 
 fn store_file(s: StoreSettings, defaults: file::Store) -> file::Store {
     let log_capacity = s.log_capacity;
+    let defaults = file::Store {
+        retention_secs: s.retention.map_or(0, |r| r.as_secs()),
+        ..defaults
+    };
     match s.kind {
         StoreKind::Embedded { path } => file::Store {
             kind: file::StoreKind::Embedded,

@@ -80,6 +80,21 @@ fn parse_errors_name_the_key() {
             "0",
             "keys.refresh_secs must be at least 1",
         ),
+        (
+            "RESTREAM_STATE__ITEMS_PAGE_MAX",
+            "0",
+            "state.items_page_max must be at least 1",
+        ),
+        (
+            "RESTREAM_STATE__ITEMS_PAGE_DEFAULT",
+            "5000",
+            "state.items_page_default (over state.items_page_max) is too large",
+        ),
+        (
+            "RESTREAM_STATE__INACTIVE_CHANNEL_MEMORY_SECS",
+            "0",
+            "state.inactive_channel_memory_secs must be at least 1",
+        ),
         ("RESTREAM_STORE__DYNAMODB_TABLE", "", ""),
         (
             "RESTREAM_AWS__ATTEMPT_TIMEOUT_SECS",

@@ -124,6 +124,9 @@ impl ChannelPoller {
         requests: &mut mpsc::Receiver<SnapshotRequest>,
         shutdown: &CancellationToken,
     ) -> Option<Instant> {
+        // Whatever the attempt's fate (a key store or upstream failing for days), an active
+        // channel stays stored.
+        self.touch_if_due().await;
         let keys = match self.keys().await {
             Ok(keys) => keys,
             Err(e) => {
@@ -159,6 +162,30 @@ impl ChannelPoller {
         };
         self.record(polled.outcome, (started_wall, started), next);
         Some(next)
+    }
+
+    /// Keeps an active channel from expiring: marks it active in the store at least every
+    /// quarter of the retention (a commit does too). A failure is retried next attempt.
+    async fn touch_if_due(&mut self) {
+        let Some(retention) = self.ctx.store.retention() else {
+            return;
+        };
+        let recent = self
+            .state
+            .touched_at
+            .is_some_and(|t| t.elapsed() < retention / 4);
+        if recent || !self.may_act() {
+            return;
+        }
+        match self
+            .ctx
+            .store
+            .touch(&self.channel, crate::store::unix_now())
+            .await
+        {
+            Ok(()) => self.state.touched_at = Some(Instant::now()),
+            Err(e) => tracing::warn!(error = %e, "cannot mark the channel active in the store"),
+        }
     }
 
     /// The channel's API keys. A fetcher that declares no keys does not depend on the key

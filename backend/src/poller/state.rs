@@ -43,6 +43,8 @@ pub(super) struct State {
     /// Delay before the next attempt while degraded.
     pub(super) retry_in: Duration,
     pub(super) poll_interval: Duration,
+    /// When this poller last marked the channel active in the store (retention).
+    pub(super) touched_at: Option<Instant>,
 }
 
 impl State {
@@ -57,6 +59,7 @@ impl State {
             failures: 0,
             retry_in: poll_interval,
             poll_interval,
+            touched_at: None,
         }
     }
 

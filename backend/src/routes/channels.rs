@@ -9,12 +9,11 @@ use serde_json::{json, Value};
 use super::api_error::ApiError;
 use super::channel_query::{reject_options, resolve};
 use super::AppState;
+use crate::channel::ChannelId;
 use crate::fetcher::Metadata;
+use crate::read_cache::{Cached, ReadKey};
 use crate::status::ChannelStatus;
-
-/// Items per page unless `limit` says otherwise, and the most a page may hold.
-pub const DEFAULT_PAGE: usize = 100;
-pub const MAX_PAGE: usize = 1000;
+use crate::store::{Page, StoreError};
 
 fn catalog_entry(m: &Metadata) -> Value {
     json!({
@@ -75,14 +74,12 @@ pub async fn status(
     let polled = state.status.get(&q.id);
     let (seq, item_count) = match &polled {
         Some(s) => (s.seq, s.item_count),
-        // Not polled by this process: what the store holds (possibly from another replica).
-        None => {
-            let (meta, items) = state.store.load(&q.id).await.map_err(|e| {
-                tracing::error!(error = %e, "cannot read channel state for the status API");
-                ApiError::unavailable("the item store is unavailable; try again")
-            })?;
-            (meta.seq, items.len())
-        }
+        // Not polled by this process: what the store holds (possibly from another replica),
+        // the count read once per seq.
+        None => stored_summary(&state, &q.id).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read channel state for the status API");
+            ApiError::unavailable("the item store is unavailable; try again")
+        })?,
     };
     let (active, last_poll, next_poll, upstream) = match &polled {
         Some(s) => (
@@ -134,6 +131,49 @@ fn upstream(s: &ChannelStatus) -> Value {
     }
 }
 
+/// The stored seq and item count of a channel: its meta, and the count from the cache.
+async fn stored_summary(state: &AppState, id: &ChannelId) -> Result<(u64, usize), StoreError> {
+    let seq = state.store.meta(id).await?.seq;
+    let key = ReadKey::Count {
+        channel: id.clone(),
+        seq,
+    };
+    if let Some(Cached::Count(n)) = state.read_cache.get(&key) {
+        return Ok((seq, n as usize));
+    }
+    let count = state.store.item_count(id).await?;
+    state.read_cache.insert(key, Cached::Count(count));
+    Ok((seq, count as usize))
+}
+
+/// A page of the channel's items: from the cache when the channel is unchanged since (its seq
+/// known from this process's poller, else from its meta), else from one paged store read.
+async fn page(
+    state: &AppState,
+    id: &ChannelId,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<std::sync::Arc<Page>, StoreError> {
+    let seq = match state.status.get(id) {
+        Some(s) if s.active => s.seq,
+        _ => state.store.meta(id).await?.seq,
+    };
+    let key = |seq| ReadKey::Page {
+        channel: id.clone(),
+        seq,
+        after: after.map(str::to_string),
+        limit,
+    };
+    if let Some(Cached::Page(page)) = state.read_cache.get(&key(seq)) {
+        return Ok(page);
+    }
+    let page = std::sync::Arc::new(state.store.items_page(id, after, limit).await?);
+    state
+        .read_cache
+        .insert(key(page.meta.seq), Cached::Page(page.clone()));
+    Ok(page)
+}
+
 /// `GET /channels/{name}/items?params&limit=N&cursor=ID`: the channel's current items in item
 /// id order, a page at a time; `next_cursor` continues after the last item of this page.
 pub async fn items(
@@ -143,38 +183,35 @@ pub async fn items(
 ) -> Result<HttpResponse, ApiError> {
     let q = resolve(&state.registry.current(), &name, req.query_string())?;
     reject_options(&q.options, &["limit", "cursor"])?;
+    let max = state.items_page_max;
     let limit = match q.options.get("limit") {
-        None => DEFAULT_PAGE,
+        None => state.items_page_default,
         Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            Ok(n) if (1..=max).contains(&n) => n,
             _ => {
                 return Err(ApiError::bad_request(
                     "bad_limit",
-                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                    format!("limit must be a whole number from 1 to {max}"),
                 ))
             }
         },
     };
-    let cursor = q.options.get("cursor");
-    let (meta, stored) = state.store.load(&q.id).await.map_err(|e| {
+    let cursor = q.options.get("cursor").map(String::as_str);
+    let page = page(&state, &q.id, cursor, limit).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read items for the items API");
         ApiError::unavailable("the item store is unavailable; try again")
     })?;
-    let mut after = stored
-        .into_iter()
-        .filter(|i| cursor.is_none_or(|c| i.id.as_str() > c.as_str()));
-    let page: Vec<_> = after.by_ref().take(limit).collect();
-    let next_cursor = match after.next() {
-        Some(_) => page.last().map(|i| i.id.clone()),
-        None => None,
+    let next_cursor = match page.more {
+        true => page.items.last().map(|i| i.id.clone()),
+        false => None,
     };
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-cache"))
         .json(json!({
             "channel": q.id.name(),
             "params": q.id.params(),
-            "seq": meta.seq,
-            "items": page.into_iter().map(|i| i.data).collect::<Vec<_>>(),
+            "seq": page.meta.seq,
+            "items": page.items.iter().map(|i| &i.data).collect::<Vec<_>>(),
             "next_cursor": next_cursor,
         })))
 }

@@ -26,4 +26,9 @@ pub struct AppState {
     pub budgets: Arc<Budgets>,
     /// Pushpin HTTP control endpoints, one per instance; `/readyz` checks each answers.
     pub pushpin_control_urls: Vec<String>,
+    /// The items and status API's cache of reads per channel and seq.
+    pub read_cache: Arc<crate::read_cache::ReadCache>,
+    /// Items per page of the items API: unless `limit` says, and at most.
+    pub items_page_default: usize,
+    pub items_page_max: usize,
 }

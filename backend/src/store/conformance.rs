@@ -13,11 +13,11 @@ use super::{ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem}
 pub const CAPACITY: u64 = 3;
 
 /// A channel id of the suite (every name it uses is valid).
-fn ch(id: &str) -> ChannelId {
+pub(super) fn ch(id: &str) -> ChannelId {
     ChannelId::parse(id).expect("a valid channel id")
 }
 
-fn item(id: &str, data: Value, seq: u64) -> StoredItem {
+pub(super) fn item(id: &str, data: Value, seq: u64) -> StoredItem {
     let Value::Object(data) = data else {
         panic!("object")
     };
@@ -31,14 +31,14 @@ fn item(id: &str, data: Value, seq: u64) -> StoredItem {
     }
 }
 
-fn event(seq: u64) -> LoggedEvent {
+pub(super) fn event(seq: u64) -> LoggedEvent {
     LoggedEvent {
         seq,
         message: format!(r#"{{"type":"new","seq":{seq}}}"#),
     }
 }
 
-fn meta(seq: u64, floor: u64) -> ChannelMeta {
+pub(super) fn meta(seq: u64, floor: u64) -> ChannelMeta {
     ChannelMeta {
         seq,
         fetcher_state: Some(json!({"etag": format!("e{seq}")})),
@@ -58,6 +58,97 @@ pub async fn run(store: &dyn ItemStore) {
     budgets_round_trip(store).await;
     concurrent_writers_cannot_both_win(store).await;
     large_commits_apply_whole(store).await;
+    pages_read_only_what_they_return(store).await;
+}
+
+/// A page is the items after the cursor id, in id order, with whether more follow; the meta
+/// and the count come without the items.
+async fn pages_read_only_what_they_return(store: &dyn ItemStore) {
+    let ids = |p: &super::Page| p.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    store
+        .commit(Commit {
+            channel: ch("paged"),
+            meta: meta(1, 1),
+            upserts: ["e", "a", "c", "b", "d"]
+                .iter()
+                .map(|id| item(id, json!({"id": id}), 1))
+                .collect(),
+            ..Commit::new(ch("paged"))
+        })
+        .await
+        .unwrap();
+    let first = store.items_page(&ch("paged"), None, 2).await.unwrap();
+    assert_eq!(
+        (ids(&first), first.more),
+        (vec!["a".into(), "b".into()], true)
+    );
+    assert_eq!(first.meta, meta(1, 1), "the page carries the meta");
+    let next = store.items_page(&ch("paged"), Some("b"), 2).await.unwrap();
+    assert_eq!(
+        (ids(&next), next.more),
+        (vec!["c".into(), "d".into()], true)
+    );
+    let last = store.items_page(&ch("paged"), Some("d"), 2).await.unwrap();
+    assert_eq!(
+        (ids(&last), last.more),
+        (vec!["e".into()], false),
+        "last page"
+    );
+    let exact = store.items_page(&ch("paged"), Some("c"), 2).await.unwrap();
+    assert_eq!(
+        (ids(&exact), exact.more),
+        (vec!["d".into(), "e".into()], false)
+    );
+    let past = store.items_page(&ch("paged"), Some("e"), 2).await.unwrap();
+    assert_eq!(
+        (ids(&past), past.more),
+        (vec![], false),
+        "after the last id"
+    );
+    // A cursor longer than any id a store can hold still pages correctly.
+    let long = format!("c{}", "é".repeat(600));
+    let after_long = store
+        .items_page(&ch("paged"), Some(&long), 5)
+        .await
+        .unwrap();
+    assert_eq!(ids(&after_long), vec!["d".to_string(), "e".to_string()]);
+    let between = store.items_page(&ch("paged"), Some("bb"), 1).await.unwrap();
+    assert_eq!(
+        ids(&between),
+        vec!["c".to_string()],
+        "a cursor that is no id"
+    );
+    assert_eq!(
+        store
+            .items_page(&ch("paged"), None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        5
+    );
+    assert_eq!(store.item_count(&ch("paged")).await.unwrap(), 5);
+    assert_eq!(store.meta(&ch("paged")).await.unwrap(), meta(1, 1));
+    // Items of a neighbouring channel never leak into a page.
+    let iso = store.items_page(&ch("iso"), None, 10).await.unwrap();
+    assert_eq!(ids(&iso), vec!["x".to_string()]);
+    let none = store
+        .items_page(&ch("never-paged"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(none, super::Page::default(), "unknown channel page");
+    assert_eq!(store.item_count(&ch("never-paged")).await.unwrap(), 0);
+    assert_eq!(
+        store.meta(&ch("never-paged")).await.unwrap(),
+        ChannelMeta::default()
+    );
+    // Large items page as well.
+    let many = store
+        .items_page(&ch("many"), Some("i100"), 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&many), vec!["i101", "i102", "i103"]);
+    assert!(many.more);
 }
 
 async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {

@@ -3,18 +3,24 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::channel::ChannelId;
 
-use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
+use super::{
+    trimmed_floor, unix_now, ChannelMeta, Commit, ItemStore, LoggedEvent, Page, StoreError,
+    StoredItem,
+};
 
 #[derive(Default)]
 struct Channel {
     meta: ChannelMeta,
     items: BTreeMap<String, StoredItem>,
     log: BTreeMap<u64, String>,
+    /// Unix seconds of the last commit or touch.
+    last_active: u64,
 }
 
 pub struct MemoryStore {
@@ -22,6 +28,7 @@ pub struct MemoryStore {
     budgets: Mutex<HashMap<String, Vec<u64>>>,
     capacity: u64,
     writes: AtomicU64,
+    retention: Option<Duration>,
 }
 
 impl MemoryStore {
@@ -31,7 +38,14 @@ impl MemoryStore {
             budgets: Mutex::new(HashMap::new()),
             capacity: log_capacity,
             writes: AtomicU64::new(0),
+            retention: None,
         }
+    }
+
+    /// Channels inactive for longer than `retention` are removed by [`ItemStore::sweep`].
+    pub fn with_retention(mut self, retention: Option<Duration>) -> MemoryStore {
+        self.retention = retention;
+        self
     }
 }
 
@@ -74,6 +88,7 @@ impl ItemStore for MemoryStore {
         meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, self.capacity);
         c.log.retain(|seq, _| *seq > meta.log_floor);
         c.meta = meta;
+        c.last_active = unix_now();
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -125,5 +140,66 @@ impl ItemStore for MemoryStore {
             .expect("store lock")
             .insert(budget.to_string(), calls);
         Ok(())
+    }
+
+    async fn meta(&self, channel: &ChannelId) -> Result<ChannelMeta, StoreError> {
+        let map = self.channels.lock().expect("store lock");
+        Ok(map.get(channel).map(|c| c.meta.clone()).unwrap_or_default())
+    }
+
+    async fn item_count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
+        let map = self.channels.lock().expect("store lock");
+        Ok(map.get(channel).map_or(0, |c| c.items.len() as u64))
+    }
+
+    async fn items_page(
+        &self,
+        channel: &ChannelId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let map = self.channels.lock().expect("store lock");
+        let Some(c) = map.get(channel) else {
+            return Ok(Page::default());
+        };
+        let from = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let items = c
+            .items
+            .range((from, std::ops::Bound::Unbounded))
+            .take(limit + 1)
+            .map(|(_, i)| i.clone());
+        Ok(Page::of(c.meta.clone(), items, after, limit))
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
+    async fn touch(&self, channel: &ChannelId, now: u64) -> Result<(), StoreError> {
+        if let Some(c) = self.channels.lock().expect("store lock").get_mut(channel) {
+            c.last_active = c.last_active.max(now);
+        }
+        Ok(())
+    }
+
+    async fn sweep(&self, now: u64, max_channels: usize) -> Result<usize, StoreError> {
+        let Some(retention) = self.retention else {
+            return Ok(0);
+        };
+        let cutoff = now.saturating_sub(retention.as_secs());
+        let mut map = self.channels.lock().expect("store lock");
+        let expired: Vec<ChannelId> = map
+            .iter()
+            .filter(|(_, c)| c.last_active < cutoff)
+            .map(|(id, _)| id.clone())
+            .take(max_channels)
+            .collect();
+        for id in &expired {
+            map.remove(id);
+        }
+        Ok(expired.len())
     }
 }

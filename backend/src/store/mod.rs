@@ -8,8 +8,10 @@
 mod dynamo;
 mod memory;
 mod redb_store;
+mod redb_sweep;
 
 pub mod conformance;
+pub mod conformance_retention;
 
 pub use dynamo::{DynamoItemStore, TTL_ATTRIBUTE};
 pub use memory::MemoryStore;
@@ -136,6 +138,37 @@ pub enum StoreError {
     },
 }
 
+/// One page of a channel's items, read without the rest of the channel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The channel's meta as read with the page.
+    pub meta: ChannelMeta,
+    /// At most `limit` items, sorted by id, all after the `after` id.
+    pub items: Vec<StoredItem>,
+    /// More items follow the last one of this page.
+    pub more: bool,
+}
+
+impl Page {
+    /// The page of `items` (sorted by id) after `after`, at most `limit` long.
+    pub fn of(
+        meta: ChannelMeta,
+        items: impl IntoIterator<Item = StoredItem>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page {
+        let mut rest = items
+            .into_iter()
+            .filter(|i| after.is_none_or(|a| i.id.as_str() > a));
+        let items: Vec<StoredItem> = rest.by_ref().take(limit).collect();
+        Page {
+            meta,
+            more: rest.next().is_some(),
+            items,
+        }
+    }
+}
+
 /// Where channel state lives.
 #[async_trait]
 pub trait ItemStore: Send + Sync {
@@ -164,6 +197,53 @@ pub trait ItemStore: Send + Sync {
     async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError>;
     /// Replaces a budget's recent call times.
     async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError>;
+
+    // Reads that fetch only what they return (the HTTP API's) and retention. The defaults
+    // fall back on `load` and keep everything, for wrappers and test doubles.
+
+    /// The channel's meta alone (default meta for an unknown or expired channel).
+    async fn meta(&self, channel: &ChannelId) -> Result<ChannelMeta, StoreError> {
+        Ok(self.load(channel).await?.0)
+    }
+    /// How many items the channel holds, without returning them.
+    async fn item_count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
+        Ok(self.load(channel).await?.1.len() as u64)
+    }
+    /// At most `limit` items with ids after `after` (all from the first when `None`), in id
+    /// order, and the meta; reads about `limit + 1` items, never the whole channel.
+    async fn items_page(
+        &self,
+        channel: &ChannelId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let (meta, items) = self.load(channel).await?;
+        Ok(Page::of(meta, items, after, limit))
+    }
+    /// How long a channel nobody polls is kept (`None`: for ever). An active poller calls
+    /// [`ItemStore::touch`] at least every quarter of it.
+    fn retention(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Marks the channel active at `now` (unix seconds), so retention does not remove it
+    /// (a commit does the same). A no-op without retention.
+    async fn touch(&self, _channel: &ChannelId, _now: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Deletes up to `max_channels` channels inactive since before `now - retention` (items,
+    /// meta, change log) and returns how many; stores whose database expires records itself
+    /// (DynamoDB's TTL) do nothing here.
+    async fn sweep(&self, _now: u64, _max_channels: usize) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// Default number of events kept per channel for resume.

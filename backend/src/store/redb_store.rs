@@ -2,31 +2,45 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use std::ops::Bound;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::channel::ChannelId;
 
-use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
+use super::{
+    trimmed_floor, unix_now, ChannelMeta, Commit, ItemStore, LoggedEvent, Page, StoreError,
+    StoredItem,
+};
 
 /// channel → JSON `ChannelMeta`.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_meta");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_meta");
 /// (channel, item id) → JSON `StoredItem`.
-const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+pub(super) const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 /// budget id → JSON list of recent call times (unix ms).
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// (channel, seq) → the event message as sent to clients.
-const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
+pub(super) const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
+/// channel → unix seconds of its last commit or touch (what retention goes by).
+pub(super) const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("channel_activity");
+
+/// Activity records one sweep pass looks at, whatever it finds (bounded work per pass).
+pub(super) const SWEEP_SCAN: usize = 1000;
 
 pub struct RedbStore {
     db: Arc<Database>,
     capacity: u64,
     writes: AtomicU64,
+    retention: Option<Duration>,
+    /// Where the next sweep pass starts (the last channel the previous one looked at).
+    sweep_from: Arc<Mutex<Option<String>>>,
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Embedded(Box::new(e))
 }
 
@@ -51,13 +65,31 @@ impl RedbStore {
             txn.open_table(ITEMS).map_err(backend)?;
             txn.open_table(LOG).map_err(backend)?;
             txn.open_table(BUDGETS).map_err(backend)?;
+            // Channels stored before retention existed count as active from now on.
+            let meta = txn.open_table(META).map_err(backend)?;
+            let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
+            let now = unix_now();
+            for entry in meta.iter().map_err(backend)? {
+                let (k, _) = entry.map_err(backend)?;
+                if activity.get(k.value()).map_err(backend)?.is_none() {
+                    activity.insert(k.value(), now).map_err(backend)?;
+                }
+            }
         }
         txn.commit().map_err(backend)?;
         Ok(RedbStore {
             db: Arc::new(db),
             capacity: log_capacity,
             writes: AtomicU64::new(0),
+            retention: None,
+            sweep_from: Arc::default(),
         })
+    }
+
+    /// Channels inactive for longer than `retention` are removed by [`ItemStore::sweep`].
+    pub fn with_retention(mut self, retention: Option<Duration>) -> RedbStore {
+        self.retention = retention;
+        self
     }
 
     async fn blocking<T: Send + 'static>(
@@ -163,6 +195,10 @@ impl ItemStore for RedbStore {
                 meta_table
                     .insert(commit.channel.as_str(), bytes.as_slice())
                     .map_err(backend)?;
+                txn.open_table(ACTIVITY)
+                    .map_err(backend)?
+                    .insert(commit.channel.as_str(), unix_now())
+                    .map_err(backend)?;
             }
             txn.commit().map_err(backend)?;
             Ok(())
@@ -234,6 +270,99 @@ impl ItemStore for RedbStore {
                     .map_err(backend)?;
             }
             txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn meta(&self, channel: &ChannelId) -> Result<ChannelMeta, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            read_meta(&txn.open_table(META).map_err(backend)?, &channel)
+        })
+        .await
+    }
+
+    async fn item_count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let items = txn.open_table(ITEMS).map_err(backend)?;
+            let mut count = 0;
+            for entry in items.range((channel.as_str(), "")..).map_err(backend)? {
+                let (k, _) = entry.map_err(backend)?;
+                if k.value().0 != channel {
+                    break;
+                }
+                count += 1;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
+    async fn items_page(
+        &self,
+        channel: &ChannelId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let channel = channel.as_str().to_string();
+        let after = after.map(str::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
+            let table = txn.open_table(ITEMS).map_err(backend)?;
+            let from = match &after {
+                Some(a) => Bound::Excluded((channel.as_str(), a.as_str())),
+                None => Bound::Included((channel.as_str(), "")),
+            };
+            let mut items = Vec::new();
+            for entry in table.range((from, Bound::Unbounded)).map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                if k.value().0 != channel || items.len() > limit {
+                    break;
+                }
+                items.push(decode::<StoredItem>(v.value())?);
+            }
+            Ok(Page::of(meta, items, after.as_deref(), limit))
+        })
+        .await
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
+    async fn touch(&self, channel: &ChannelId, now: u64) -> Result<(), StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
+                let last = activity
+                    .get(channel.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value());
+                // Only a stored channel has activity to record.
+                if last.is_some_and(|last| last < now) {
+                    activity.insert(channel.as_str(), now).map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn sweep(&self, now: u64, max_channels: usize) -> Result<usize, StoreError> {
+        let Some(retention) = self.retention else {
+            return Ok(0);
+        };
+        let cutoff = now.saturating_sub(retention.as_secs());
+        let sweep_from = self.sweep_from.clone();
+        self.blocking(move |db| {
+            let mut from = sweep_from.lock().expect("sweep lock");
+            super::redb_sweep::sweep_pass(db, &mut from, cutoff, max_channels)
         })
         .await
     }

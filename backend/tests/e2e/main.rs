@@ -12,6 +12,7 @@ mod cluster;
 mod fanout;
 mod fetcher_failures;
 mod http_api;
+mod item_pages;
 mod keys;
 mod lifecycle;
 mod metrics;

@@ -12,6 +12,7 @@
 
 mod records;
 mod requests;
+mod retention;
 mod staged;
 mod table;
 
@@ -28,7 +29,9 @@ use requests::delete_request;
 
 use crate::channel::ChannelId;
 
-use super::{trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, StoreError, StoredItem};
+use super::{
+    trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, Page, StoreError, StoredItem,
+};
 
 pub use records::TTL_ATTRIBUTE;
 
@@ -60,6 +63,9 @@ pub struct DynamoItemStore {
     capacity: u64,
     log_ttl: Duration,
     writes: AtomicU64,
+    /// How long an inactive channel's meta and items live (their `expires_at`); `None`:
+    /// for ever.
+    retention: Option<Duration>,
 }
 
 fn now_secs() -> u64 {
@@ -99,11 +105,19 @@ impl DynamoItemStore {
             capacity: log_capacity,
             log_ttl,
             writes: AtomicU64::new(0),
+            retention: None,
         };
         table::ensure(&store, create_if_missing).await?;
         Ok(store)
     }
 
+    /// Channels inactive for longer than `retention` expire through the table's TTL.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> DynamoItemStore {
+        self.retention = retention;
+        self
+    }
+
+    /// The channel's meta record; an expired one (TTL deletes lazily) reads as missing.
     async fn read_meta(&self, channel: &str) -> Result<MetaRecord, StoreError> {
         let out = self
             .client
@@ -114,7 +128,11 @@ impl DynamoItemStore {
             .send()
             .await
             .map_err(|e| self.error("GetItem", e))?;
-        parse_meta(out.item())
+        let record = parse_meta(out.item())?;
+        if record.expires_at.is_some_and(|at| at <= now_secs()) {
+            return Ok(MetaRecord::default());
+        }
+        Ok(record)
     }
 
     /// The channel's meta, finishing a staged commit first if one is under way.
@@ -128,10 +146,13 @@ impl DynamoItemStore {
 
     /// The condition that makes a meta write the commit point: the channel is still at
     /// `expected` and no staged commit is unfinished.
+    /// A new channel's meta may also replace an expired one TTL has not deleted yet.
     fn meta_condition(expected: u64) -> (&'static str, Record) {
-        let values = Record::from([(":expected".to_string(), n(expected))]);
+        let mut values = Record::from([(":expected".to_string(), n(expected))]);
         let expression = if expected == 0 {
-            "attribute_not_exists(pk) OR (seq = :expected AND attribute_not_exists(pending))"
+            values.insert(":now".to_string(), n(now_secs()));
+            "attribute_not_exists(pk) OR (seq = :expected AND attribute_not_exists(pending)) \
+             OR expires_at <= :now"
         } else {
             "seq = :expected AND attribute_not_exists(pending)"
         };
@@ -151,6 +172,7 @@ impl DynamoItemStore {
                 s(serde_json::to_string(p).expect("pending serializes")),
             );
         }
+        self.stamp(&mut r);
         r
     }
 
@@ -263,7 +285,16 @@ impl ItemStore for DynamoItemStore {
         channel: &ChannelId,
     ) -> Result<(ChannelMeta, Vec<StoredItem>), StoreError> {
         let channel = channel.as_str();
-        let meta = self.settled_meta(channel).await?;
+        let record = self.read_meta(channel).await?;
+        if !record.present {
+            // New, or expired: whatever items are left are a previous life's.
+            self.clean_up_expired(channel).await;
+            return Ok((ChannelMeta::default(), Vec::new()));
+        }
+        if let Some(pending) = &record.pending {
+            self.finish(channel, pending).await?;
+        }
+        let meta = record.meta;
         let records = self
             .query(
                 channel,
@@ -283,7 +314,8 @@ impl ItemStore for DynamoItemStore {
         let mut writes = Vec::new();
         let mut bytes = 0;
         for item in &commit.upserts {
-            let record = item_record(commit.channel.as_str(), item);
+            let mut record = item_record(commit.channel.as_str(), item);
+            self.stamp(&mut record);
             bytes += self.checked_size(commit.channel.as_str(), &item.id, &record)?;
             writes.push(self.put(record, None));
         }
@@ -398,5 +430,30 @@ impl ItemStore for DynamoItemStore {
             .await
             .map_err(|e| self.error("PutItem", e))?;
         Ok(())
+    }
+
+    async fn meta(&self, channel: &ChannelId) -> Result<ChannelMeta, StoreError> {
+        self.settled_meta(channel.as_str()).await
+    }
+
+    async fn item_count(&self, channel: &ChannelId) -> Result<u64, StoreError> {
+        self.count_items(channel.as_str()).await
+    }
+
+    async fn items_page(
+        &self,
+        channel: &ChannelId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.page(channel.as_str(), after, limit).await
+    }
+
+    fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
+    async fn touch(&self, channel: &ChannelId, now: u64) -> Result<(), StoreError> {
+        self.refresh_expiry(channel.as_str(), now).await
     }
 }

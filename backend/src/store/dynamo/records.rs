@@ -18,7 +18,8 @@ pub const ITEM_PREFIX: &str = "item#";
 pub const EVENT_PREFIX: &str = "event#";
 pub const PENDING_PREFIX: &str = "pending#";
 pub const BUDGET_SK: &str = "budget";
-/// The TTL attribute (enable TTL on it; change-log entries and staged chunks expire).
+/// The TTL attribute (enable TTL on it): change-log entries and staged chunks expire, and
+/// with retention (`store.retention_secs`) a channel's meta and items.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
@@ -136,6 +137,10 @@ pub struct Pending {
 pub struct MetaRecord {
     pub meta: ChannelMeta,
     pub pending: Option<Pending>,
+    /// Retention: when DynamoDB's TTL may delete the channel (unix seconds).
+    pub expires_at: Option<u64>,
+    /// The record exists (and has not expired).
+    pub present: bool,
 }
 
 pub fn parse_meta(r: Option<&Record>) -> Result<MetaRecord, StoreError> {
@@ -148,7 +153,16 @@ pub fn parse_meta(r: Option<&Record>) -> Result<MetaRecord, StoreError> {
         Some(p) => Some(json(p, what)?),
         None => None,
     };
-    Ok(MetaRecord { meta, pending })
+    let expires_at = r
+        .get(TTL_ATTRIBUTE)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok());
+    Ok(MetaRecord {
+        meta,
+        pending,
+        expires_at,
+        present: true,
+    })
 }
 
 /// One staged part of a large commit.

@@ -93,12 +93,11 @@ impl DynamoItemStore {
             let Some(record) = out.item() else { continue };
             let chunk = parse_chunk(record)?;
             let mut writes: Vec<(Record, bool)> = Vec::new();
-            writes.extend(
-                chunk
-                    .upserts
-                    .iter()
-                    .map(|i| (item_record(channel, i), true)),
-            );
+            writes.extend(chunk.upserts.iter().map(|i| {
+                let mut record = item_record(channel, i);
+                self.stamp(&mut record);
+                (record, true)
+            }));
             writes.extend(
                 chunk
                     .events
