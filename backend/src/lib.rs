@@ -20,6 +20,8 @@
 //! - [`aws`] — one AWS SDK configuration for the DynamoDB, S3 and Lambda adapters.
 //! - [`status`] / [`metrics`] — what each poller last did (status API) and Prometheus metrics.
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
+//! - [`edge`] — who may call: allowed origins (CORS, WebSocket `Origin`), Pushpin's
+//!   `Grip-Sig`, the cluster secret.
 //! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
 pub mod authoring;
@@ -32,6 +34,7 @@ pub mod config;
 pub mod connection;
 pub mod demand;
 pub mod discovery;
+pub mod edge;
 pub mod fetcher;
 pub mod keys;
 pub mod metrics;

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub sse_streams: IntCounter,
     /// Cluster mode: leases acquired, released, lost, refused; snapshot requests handed to their owner.
     pub lease_events: IntCounterVec,
+    /// Requests refused for a `Grip-Sig` that does not verify, or none where one is required.
+    pub grip_sig_refusals: IntCounterVec,
+    /// Requests refused for their `Origin`: HTTP API, CORS preflight, WebSocket handshake.
+    pub origin_refusals: IntCounterVec,
+    /// `/internal/*` requests without the cluster secret.
+    pub cluster_secret_refusals: IntCounter,
     rendering: std::sync::Mutex<()>,
 }
 
@@ -128,6 +134,20 @@ impl Metrics {
                 "lease_events_total",
                 "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), and snapshot requests forwarded to the owning replica",
                 &["event"],
+            ),
+            grip_sig_refusals: counter_vec(
+                "grip_sig_refusals_total",
+                "Requests refused because their Grip-Sig did not verify (invalid) or was missing where only Pushpin may call (missing)",
+                &["reason"],
+            ),
+            origin_refusals: counter_vec(
+                "origin_refusals_total",
+                "Requests from a browser origin not in server.cors_origins, by kind (http, preflight, websocket)",
+                &["kind"],
+            ),
+            cluster_secret_refusals: counter(
+                "cluster_secret_refusals_total",
+                "/internal/* requests refused for a missing or wrong cluster secret",
             ),
             rendering: std::sync::Mutex::new(()),
             registry: r,

@@ -26,4 +26,6 @@ pub struct AppState {
     pub budgets: Arc<Budgets>,
     /// Pushpin HTTP control endpoints, one per instance; `/readyz` checks each answers.
     pub pushpin_control_urls: Vec<String>,
+    /// Who may call: allowed origins, Pushpin's signing key, the cluster secret.
+    pub edge: crate::edge::EdgeTrust,
 }

@@ -21,6 +21,9 @@ pub async fn websocket_over_http(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    if let Some(refused) = super::edge::refuse_websocket(&req, &state) {
+        return refused;
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
