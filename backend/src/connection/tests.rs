@@ -73,7 +73,8 @@ fn open_is_answered_with_open_and_ready() {
         "cid",
         vec![Event::Open],
         Subscriptions::default(),
-        &context());
+        &context(),
+    );
     assert_eq!(
         texts(&r),
         vec![
@@ -93,7 +94,8 @@ fn subscribe_emits_control_then_reply_and_updates_meta() {
             json!({"action": "subscribe", "channel": "w", "params": {"lat": 5}, "ref": "x"}),
         )],
         Subscriptions::default(),
-        &context());
+        &context(),
+    );
     assert_eq!(
         texts(&r),
         vec![
@@ -118,7 +120,8 @@ fn batched_events_are_all_handled_in_order() {
             text(json!({"action": "subscribe", "channel": "w", "params": {"lat": 2}})),
         ],
         Subscriptions::default(),
-        &context());
+        &context(),
+    );
     let kinds: Vec<_> = texts(&r)
         .iter()
         .map(|v| {
@@ -151,7 +154,8 @@ fn unsubscribe_all_uses_the_meta_from_pushpin() {
         "cid",
         vec![text(json!({"action": "unsubscribe_all", "ref": 3}))],
         subs,
-        &context());
+        &context(),
+    );
     let t = texts(&r);
     assert_eq!(t.len(), 4);
     assert_eq!(
@@ -173,14 +177,11 @@ fn close_and_disconnect_end_the_batch_without_hints() {
             text(json!({"action": "unsubscribe_all"})),
         ],
         subs.clone(),
-        &context());
+        &context(),
+    );
     assert_eq!(r.events, vec![Event::close(1000, "")]);
     assert!(r.live_channels.is_empty());
-    let r = handle(
-        "cid",
-        vec![Event::Disconnect],
-        subs.clone(),
-        &context());
+    let r = handle("cid", vec![Event::Disconnect], subs.clone(), &context());
     assert!(r.events.is_empty() && r.live_channels.is_empty());
     let keep_alive = handle("cid", vec![], subs, &context());
     assert_eq!(keep_alive.live_channels, vec!["a"]);
