@@ -328,7 +328,7 @@ mod tests {
 
         #[test]
         fn a_listed_origin_is_allowed_and_others_are_not(a in origin(), b in origin()) {
-            let l = AllowedOrigins::parse(&[a.clone()]).unwrap();
+            let l = AllowedOrigins::parse(std::slice::from_ref(&a)).unwrap();
             prop_assert_eq!(l.decide(Some(a.as_bytes()), Some(b"api_test")), OriginDecision::Allowed(a.clone()));
             let same = Origin::parse(&a) == Origin::parse(&b);
             let allowed = matches!(l.decide(Some(b.as_bytes()), Some(b"api_test")), OriginDecision::Allowed(_));
