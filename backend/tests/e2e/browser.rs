@@ -186,5 +186,8 @@ async fn a_page_on_an_allowed_origin_uses_the_api_and_others_cannot() {
         serde_json::json!({"sse": "error", "fetch": "error", "ws": "error"})
     );
     tokio::time::sleep(Duration::from_secs_f64(POLL_INTERVAL * 1.5)).await;
-    assert!(stack.upstream.requests("summary/significant_day").is_empty());
+    assert!(stack
+        .upstream
+        .requests("summary/significant_day")
+        .is_empty());
 }
