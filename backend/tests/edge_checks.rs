@@ -288,5 +288,54 @@ async fn internal_routes_need_the_cluster_secret_and_never_come_through_pushpin(
         assert_eq!(resp.status(), 403, "{secret:?} {via}");
     }
     let resp = test::call_service(&app, post(Some(right.expose()), false)).await;
-    assert_ne!(resp.status(), 403);
+    assert_eq!(resp.status(), 202);
+}
+
+/// Both sides of a hand-over over real HTTP: `DynamoLeases` sends its cluster secret, and a
+/// replica with another secret refuses the batch.
+#[actix_web::test]
+async fn a_replica_hands_over_with_the_cluster_secret() {
+    use restream::cluster::{DynamoLeases, ForwardedSnapshots, HandOverError, Leases, Member};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app_state = state(&[]);
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(routes::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build(),
+    );
+    let leases = |secret: Secret| {
+        DynamoLeases::new(dynamodb.clone(), "t", "r0", Duration::from_secs(10), secret)
+    };
+    let to = Member {
+        id: "r1".into(),
+        url: format!("http://{addr}"),
+    };
+    let channel = restream::channel::ChannelId::parse("usgs-earthquakes").unwrap();
+    let batch = ForwardedSnapshots::new(&channel, Vec::new());
+    leases(cluster_secret())
+        .hand_over(&to, &batch)
+        .await
+        .expect("the replica takes it");
+    let refused = leases(Secret::new("another-cluster-secret-entirely"))
+        .hand_over(&to, &batch)
+        .await;
+    assert!(
+        matches!(refused, Err(HandOverError::Refused { status: 403, .. })),
+        "{refused:?}"
+    );
+    handle.stop(true).await;
 }
