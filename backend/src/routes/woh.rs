@@ -69,7 +69,7 @@ pub async fn websocket_over_http(
     let reply = connection::handle(
         connection_id,
         events,
-        Subscriptions::from_meta(meta),
+        Subscriptions::from_meta(meta).capped(state.limits.max_subscriptions),
         &connection::Context {
             registry: &state.registry.current(),
             limits: &state.limits,
