@@ -1,6 +1,8 @@
 # One Fargate task = Pushpin + backend sharing localhost: the backend publishes to Pushpin on
 # 127.0.0.1:5560 and reads its stats on 127.0.0.1:5564, and Pushpin forwards WebSockets to
-# 127.0.0.1:5000. Nothing but Pushpin's client port (7999) is reachable from outside the task.
+# 127.0.0.1:5000. Nothing but Pushpin's client port (7999) is reachable from outside the task:
+# Pushpin's publish, command and stats sockets bind 127.0.0.1. Both containers get the Grip-Sig
+# key from Secrets Manager (secrets.tf).
 
 resource "aws_ecs_cluster" "main" {
   name = var.name
@@ -61,8 +63,14 @@ resource "aws_ecs_task_definition" "restream" {
       essential              = true
       readonlyRootFilesystem = false
       portMappings           = [{ containerPort = 7999, protocol = "tcp" }]
-      environment            = [{ name = "RESTREAM_BACKEND", value = "127.0.0.1:5000" }]
-      dependsOn              = [{ containerName = "backend", condition = "HEALTHY" }]
+      environment = [
+        { name = "RESTREAM_BACKEND", value = "127.0.0.1:5000" },
+        { name = "RESTREAM_PUSHPIN_INTERNAL_ADDR", value = "127.0.0.1" },
+      ]
+      secrets = [
+        { name = "RESTREAM_SIG_KEY", valueFrom = aws_secretsmanager_secret.pushpin_sig_key.arn },
+      ]
+      dependsOn = [{ containerName = "backend", condition = "HEALTHY" }]
       logConfiguration = {
         logDriver = "awslogs"
         options = {
@@ -78,6 +86,9 @@ resource "aws_ecs_task_definition" "restream" {
       essential              = true
       readonlyRootFilesystem = true
       environment            = local.backend_environment
+      secrets = [
+        { name = "RESTREAM_PUSHPIN__SIG_KEY", valueFrom = aws_secretsmanager_secret.pushpin_sig_key.arn },
+      ]
       healthCheck = {
         command     = ["CMD", "restream", "health"]
         interval    = 10
@@ -120,5 +131,5 @@ resource "aws_ecs_service" "restream" {
     container_name   = "pushpin"
     container_port   = 7999
   }
-  depends_on = [aws_lb_listener.https, aws_lb_listener.plain]
+  depends_on = [aws_lb_listener.https, aws_lb_listener.plain, aws_secretsmanager_secret_version.pushpin_sig_key]
 }

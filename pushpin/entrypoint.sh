@@ -1,7 +1,33 @@
 #!/bin/sh
-# Writes the routes file for the backend named by RESTREAM_BACKEND (host:port), then runs
-# Pushpin in the foreground.
+# Renders /etc/pushpin/pushpin.conf from its template with the signing key and the address
+# of the internal sockets, writes the routes file for the backend named by RESTREAM_BACKEND
+# (host:port), then runs Pushpin in the foreground.
+#   RESTREAM_SIG_KEY or RESTREAM_SIG_KEY_FILE  the key Pushpin signs Grip-Sig with (required;
+#                                              the backend's pushpin.sig_key is the same)
+#   RESTREAM_PUSHPIN_INTERNAL_ADDR             publish/command/stats bind address (127.0.0.1)
 set -eu
+etc="${RESTREAM_PUSHPIN_ETC:-/etc/pushpin}"
 backend="${RESTREAM_BACKEND:-backend:5000}"
-printf '* %s,over_http\n' "$backend" > /etc/pushpin/routes
-exec pushpin --config /etc/pushpin/pushpin.conf
+internal="${RESTREAM_PUSHPIN_INTERNAL_ADDR:-127.0.0.1}"
+if [ -n "${RESTREAM_SIG_KEY_FILE:-}" ]; then
+  key="$(tr -d ' \t\r\n' < "$RESTREAM_SIG_KEY_FILE")"
+else
+  key="${RESTREAM_SIG_KEY:-}"
+fi
+case "$key" in
+  "" | changeme | *[!A-Za-z0-9._~+/=-]*)
+    echo "restream-pushpin: set RESTREAM_SIG_KEY or RESTREAM_SIG_KEY_FILE to the backend's pushpin.sig_key (at least 16 of A-Z a-z 0-9 . _ ~ + / = -; e.g. openssl rand -hex 32)" >&2
+    exit 64 ;;
+esac
+if [ "${#key}" -lt 16 ]; then
+  echo "restream-pushpin: the signing key is shorter than 16 characters" >&2
+  exit 64
+fi
+case "$internal" in
+  *[!0-9a-fA-F.:]*) echo "restream-pushpin: RESTREAM_PUSHPIN_INTERNAL_ADDR must be an IP address" >&2; exit 64 ;;
+esac
+umask 077
+sed -e "s|@SIG_KEY@|$key|" -e "s|@INTERNAL_ADDR@|$internal|g" \
+  "$etc/pushpin.conf.in" > "$etc/pushpin.conf"
+printf '* %s,over_http\n' "$backend" > "$etc/routes"
+exec pushpin --config "$etc/pushpin.conf"

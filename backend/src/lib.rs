@@ -22,6 +22,8 @@
 //! - [`read_cache`] / [`janitor`] — the items/status API's cache per seq; forgetting inactive
 //!   channels (memory) and sweeping expired ones (store).
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
+//! - [`edge`] — who may call: allowed origins (CORS, WebSocket `Origin`), Pushpin's
+//!   `Grip-Sig`, the cluster secret.
 //! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
 pub mod authoring;
@@ -34,6 +36,7 @@ pub mod config;
 pub mod connection;
 pub mod demand;
 pub mod discovery;
+pub mod edge;
 pub mod fetcher;
 pub mod janitor;
 pub mod keys;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use restream::config::Settings;
+use restream::config::{Settings, SigKey};
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 use restream::{startup, telemetry};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ enum Cmd {
     Serve,
     /// Start an isolated Pushpin on loopback, then the backend; Ctrl-C stops both.
     Dev,
-    /// Print the effective settings as JSON and exit.
+    /// Print the effective settings as JSON (secrets redacted) and exit.
     Config,
     /// Exit 0 when the backend at `server.listen` answers `/healthz` (container healthchecks).
     Health,
@@ -85,6 +85,8 @@ async fn main() -> anyhow::Result<()> {
             settings.pushpin.zmq_push_specs = vec![options.zmq_push_spec()];
             settings.pushpin.http_publish_urls = vec![options.http_publish_url()];
             settings.pushpin.stats_specs = vec![options.stats_spec()];
+            // A fresh key per run, shared by the two processes only.
+            settings.pushpin.sig_key = Some(SigKey::Value(options.sig_key.clone()));
             let pushpin =
                 tokio::task::spawn_blocking(move || PushpinProcess::start(options)).await??;
             tracing::info!(
@@ -99,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Health => restream::startup::check_health(&settings.server.listen).await,
         Cmd::Config => {
-            println!("{}", serde_json::to_string_pretty(&settings)?);
+            println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
         Cmd::Fetchers { command } => {

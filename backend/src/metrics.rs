@@ -46,6 +46,12 @@ pub struct Metrics {
     pub store_orphans_removed: IntCounter,
     /// The items/status API's read cache, by `event` (`hit`, `miss`, `eviction`).
     pub read_cache: IntCounterVec,
+    /// Requests refused for a `Grip-Sig` that does not verify, or none where one is required.
+    pub grip_sig_refusals: IntCounterVec,
+    /// Requests refused for their `Origin`: HTTP API, CORS preflight, WebSocket handshake.
+    pub origin_refusals: IntCounterVec,
+    /// `/internal/*` requests without the cluster secret.
+    pub cluster_secret_refusals: IntCounter,
     rendering: std::sync::Mutex<()>,
 }
 
@@ -195,6 +201,20 @@ impl Metrics {
                 "read_cache_events_total",
                 "Items and status API read cache: hits, misses (a store read) and evictions",
                 &["event"],
+            ),
+            grip_sig_refusals: counter_vec(
+                "grip_sig_refusals_total",
+                "Requests refused because their Grip-Sig did not verify (invalid) or was missing where only Pushpin may call (missing)",
+                &["reason"],
+            ),
+            origin_refusals: counter_vec(
+                "origin_refusals_total",
+                "Requests from a browser origin not in server.cors_origins, by kind (http, preflight, websocket)",
+                &["kind"],
+            ),
+            cluster_secret_refusals: counter(
+                "cluster_secret_refusals_total",
+                "/internal/* requests refused for a missing or wrong cluster secret",
             ),
             rendering: std::sync::Mutex::new(()),
             registry: r,

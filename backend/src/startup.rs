@@ -115,8 +115,13 @@ async fn cluster(
         return Ok(None);
     };
     let member = member(c, listener)?;
-    let leases =
-        crate::cluster::DynamoLeases::new(aws.dynamodb().await, table, &member.id, c.lease_ttl);
+    let leases = crate::cluster::DynamoLeases::new(
+        aws.dynamodb().await,
+        table,
+        &member.id,
+        c.lease_ttl,
+        c.secret.clone(),
+    );
     let cluster = Arc::new(crate::cluster::Cluster::new(Arc::new(leases), member));
     if let Err(e) = cluster.refresh_members().await {
         tracing::warn!(error = %e, "cannot join the cluster yet; retrying in the background");
@@ -152,6 +157,27 @@ fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
     })
 }
 
+/// Who may call, from the settings: Pushpin's key is required (see docs/security-edge.md).
+fn edge_trust(settings: &Settings) -> anyhow::Result<crate::edge::EdgeTrust> {
+    let key = settings.pushpin.sig_key.as_ref().context(
+        "pushpin.sig_key (or pushpin.sig_key_file) is required: Pushpin signs every request it \
+         proxies with this key (its sig_key) and the backend trusts only signed ones. Generate \
+         one (openssl rand -hex 32) and give the same value to Pushpin and the backend; \
+         `restream dev` makes one per run",
+    )?;
+    let cluster_secret = match &settings.store.kind {
+        StoreKind::Dynamodb(DynamodbSettings {
+            cluster: Some(c), ..
+        }) => Some(crate::edge::ClusterSecret::new(c.secret.clone())),
+        _ => None,
+    };
+    Ok(crate::edge::EdgeTrust {
+        origins: settings.server.cors_origins.clone(),
+        grip_sig: Some(crate::edge::GripSigKey::new(&key.load()?)),
+        cluster_secret,
+    })
+}
+
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains: the HTTP server
 /// stops accepting, pollers finish their current step, the stats reader exits.
 pub async fn run(
@@ -160,6 +186,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let aws = Aws::new(&settings.aws);
+    let edge = edge_trust(&settings)?;
     let store = item_store(&settings, &aws).await?;
     let keys = key_store(&settings, &aws, &shutdown).await?;
     let discovery = discovery(&settings, &aws).await;
@@ -235,6 +262,7 @@ pub async fn run(
         )),
         items_page_default: settings.state.items_page_default,
         items_page_max: settings.state.items_page_max,
+        edge,
     });
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());

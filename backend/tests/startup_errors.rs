@@ -5,6 +5,9 @@ mod emulators;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+/// The Pushpin signing key every run here is given (a test may override it).
+const SIG_KEY: &str = "startup-errors-test-sig-key-0123456789";
+
 fn serve(env: &[(&str, &str)]) -> (bool, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -16,6 +19,7 @@ fn serve(env: &[(&str, &str)]) -> (bool, String) {
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("RESTREAM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("RESTREAM_STORE__KIND", "memory")
+        .env("RESTREAM_PUSHPIN__SIG_KEY", SIG_KEY)
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -97,6 +101,27 @@ fn an_essential_task_that_dies_stops_the_process_naming_it() {
     assert!(
         stderr.contains("an essential task died")
             && stderr.contains("essential task stats reader stopped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_without_pushpins_signing_key_is_refused_naming_the_setting() {
+    let (ok, stderr) = serve(&[("RESTREAM_PUSHPIN__SIG_KEY", "")]);
+    assert!(!ok);
+    assert!(stderr.contains("pushpin.sig_key"), "{stderr}");
+    let (ok, stderr) = serve(&[("RESTREAM_PUSHPIN__SIG_KEY", "changeme")]);
+    assert!(!ok);
+    assert!(stderr.contains("pushpin.sig_key is too weak"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("sig_key");
+    let (ok, stderr) = serve(&[
+        ("RESTREAM_PUSHPIN__SIG_KEY", ""),
+        ("RESTREAM_PUSHPIN__SIG_KEY_FILE", missing.to_str().unwrap()),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot read pushpin.sig_key_file"),
         "{stderr}"
     );
 }

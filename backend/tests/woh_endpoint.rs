@@ -10,6 +10,12 @@ use restream::demand::Demand;
 use restream::fetcher::{Registry, SharedRegistry};
 use restream::routes::{self, AppState};
 use restream::scheduler::SchedulerHandle;
+use restream_testkit::stack::grip_sig;
+
+/// The key the app's Pushpin would sign with.
+fn sig_key() -> restream::config::Secret {
+    restream::config::Secret::new("woh-endpoint-test-sig-key")
+}
 
 fn state() -> web::Data<AppState> {
     state_checking(Vec::new())
@@ -33,6 +39,10 @@ fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
         read_cache: Arc::new(restream::read_cache::ReadCache::new(100)),
         items_page_default: 100,
         items_page_max: 1000,
+        edge: restream::edge::EdgeTrust {
+            grip_sig: Some(restream::edge::GripSigKey::new(&sig_key())),
+            ..Default::default()
+        },
     })
 }
 
@@ -43,6 +53,7 @@ async fn open_negotiates_grip_and_keep_alive() {
         .uri("/ws")
         .insert_header(("Content-Type", "application/websocket-events"))
         .insert_header(("Connection-Id", "c1"))
+        .insert_header(("Grip-Sig", grip_sig(&sig_key())))
         .set_payload("OPEN\r\n")
         .to_request();
     let resp = test::call_service(&app, req).await;
@@ -71,6 +82,7 @@ async fn keep_alive_requests_get_an_empty_answer() {
         .uri("/channels")
         .insert_header(("Content-Type", "application/websocket-events"))
         .insert_header(("Connection-Id", "c1"))
+        .insert_header(("Grip-Sig", grip_sig(&sig_key())))
         .to_request();
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status(), 200);
@@ -105,7 +117,10 @@ async fn bad_requests_get_clear_errors() {
         ),
     ];
     for (ct, cid, body, status, needle) in cases {
-        let mut req = test::TestRequest::post().uri("/ws").set_payload(body);
+        let mut req = test::TestRequest::post()
+            .uri("/ws")
+            .insert_header(("Grip-Sig", grip_sig(&sig_key())))
+            .set_payload(body);
         if let Some(ct) = ct {
             req = req.insert_header(("Content-Type", ct));
         }
@@ -161,7 +176,7 @@ async fn readyz_through_pushpin_says_only_whether_it_is_ready() {
     let app = test::init_service(App::new().app_data(state).configure(routes::configure)).await;
     let proxied = test::TestRequest::get()
         .uri("/readyz")
-        .insert_header(("Grip-Sig", "signed-by-pushpin"))
+        .insert_header(("Grip-Sig", grip_sig(&sig_key())))
         .to_request();
     let response = test::call_service(&app, proxied).await;
     assert_eq!(response.status(), 503);

@@ -252,3 +252,66 @@ def test_schemas_reject_what_apex_would_misdeploy():
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "restreamables", "runtime": "python3.12", "handler": "main.handle",
                              "memory": 128, "timeout": 10}, schema)
+
+
+def run_entrypoint(tmp_path, env):
+    """pushpin/entrypoint.sh against a copy of the template, with a stand-in `pushpin`."""
+    etc = tmp_path / "etc"
+    etc.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "pushpin/pushpin.conf", etc / "pushpin.conf.in")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "pushpin"
+    fake.write_text("#!/bin/sh\necho started \"$@\"\n")
+    fake.chmod(0o755)
+    out = subprocess.run(
+        ["sh", str(ROOT / "pushpin/entrypoint.sh")], capture_output=True, text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "RESTREAM_PUSHPIN_ETC": str(etc), **env},
+    )
+    return out, etc
+
+
+def test_pushpin_config_has_no_default_key_and_private_internal_sockets():
+    conf = (ROOT / "pushpin/pushpin.conf").read_text()
+    settings = dict(line.split("=", 1) for line in conf.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["sig_key"] == "@SIG_KEY@"
+    assert "changeme" not in settings.values()
+    for key in ["push_in_spec", "push_in_sub_specs", "stats_spec", "command_spec"]:
+        assert settings[key].startswith("tcp://@INTERNAL_ADDR@:"), key
+    assert settings["push_in_http_addr"] == "@INTERNAL_ADDR@"
+    assert settings["auto_cross_origin"] == "false", "the backend decides CORS"
+
+
+def test_pushpin_entrypoint_needs_a_key_and_binds_loopback_by_default(tmp_path):
+    for env in [{}, {"RESTREAM_SIG_KEY": "changeme"}, {"RESTREAM_SIG_KEY": "short"},
+                {"RESTREAM_SIG_KEY": "a|b&c" * 5}]:
+        out, _ = run_entrypoint(tmp_path, env)
+        assert out.returncode == 64, (env, out)
+        assert "RESTREAM_SIG_KEY" in out.stderr or "16" in out.stderr
+    key = "0123456789abcdef" * 4
+    (tmp_path / "key").write_text(key + "\n")
+    out, etc = run_entrypoint(tmp_path, {"RESTREAM_SIG_KEY_FILE": str(tmp_path / "key")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"started --config {etc}/pushpin.conf"
+    rendered = (etc / "pushpin.conf").read_text()
+    assert f"\nsig_key={key}\n" in rendered and "@" not in rendered
+    assert "push_in_spec=tcp://127.0.0.1:5560" in rendered and "push_in_http_addr=127.0.0.1" in rendered
+    assert (etc / "pushpin.conf").stat().st_mode & 0o077 == 0, "the key is readable by Pushpin only"
+    assert (etc / "routes").read_text() == "* backend:5000,over_http\n"
+
+
+def test_compose_and_ecs_give_both_containers_the_same_sig_key():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert compose["secrets"]["pushpin_sig_key"]["file"] == "./compose/secrets/pushpin_sig_key"
+    for name in ["pushpin", "backend"]:
+        assert services[name]["secrets"] == ["pushpin_sig_key"], name
+    assert services["pushpin"]["environment"]["RESTREAM_SIG_KEY_FILE"] == "/run/secrets/pushpin_sig_key"
+    assert services["backend"]["environment"]["RESTREAM_PUSHPIN__SIG_KEY_FILE"] == "/run/secrets/pushpin_sig_key"
+    ecs = (INFRA / "ecs.tf").read_text()
+    arn = "aws_secretsmanager_secret.pushpin_sig_key.arn"
+    assert f'{{ name = "RESTREAM_SIG_KEY", valueFrom = {arn} }}' in ecs
+    assert f'{{ name = "RESTREAM_PUSHPIN__SIG_KEY", valueFrom = {arn} }}' in ecs
+    assert "changeme" not in ecs
+    (_, password), = blocks("resource", "random_password")
+    assert one(password["length"]) >= 32 and one(password["special"]) is False

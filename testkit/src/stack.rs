@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use restream::config::{PublishVia, Settings};
+use restream::config::{PublishVia, Secret, Settings, SigKey};
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 
 use crate::backend::Backend;
@@ -58,6 +58,8 @@ impl Layout {
             zmq_push_specs: vec![self.pushpin.zmq_push_spec()],
             http_publish_urls: vec![self.pushpin.http_publish_url()],
             stats_specs: vec![self.pushpin.stats_spec()],
+            // The key generated for this stack's Pushpin.
+            sig_key: Some(SigKey::Value(self.pushpin.sig_key.clone())),
         };
         settings
     }
@@ -65,6 +67,7 @@ impl Layout {
     /// Starts Pushpin, then the backend `spec` (waiting for its `/healthz`).
     pub async fn start(self, upstream: Upstream, backend: Spec) -> Result<Stack, Error> {
         let publish_url = format!("{}/publish/", self.pushpin.http_publish_url());
+        let sig_key = self.pushpin.sig_key.clone();
         let options = self.pushpin;
         let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(options))
             .await
@@ -77,6 +80,7 @@ impl Layout {
             ws_url: format!("ws://{}/ws", self.public),
             http_url: format!("http://{}", self.public),
             publish_url,
+            sig_key,
             keep_logs: None,
             dir: self.dir,
         })
@@ -94,6 +98,8 @@ pub struct Stack {
     pub http_url: String,
     /// Pushpin's HTTP publish endpoint (`.../publish/`).
     pub publish_url: String,
+    /// The key this stack's Pushpin signs with (and its backend verifies).
+    pub sig_key: Secret,
     keep_logs: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
@@ -101,6 +107,12 @@ pub struct Stack {
 impl Stack {
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A `Grip-Sig` as this stack's Pushpin would send it, for requests straight to the
+    /// backend that stand in for Pushpin.
+    pub fn grip_sig(&self) -> String {
+        grip_sig(&self.sig_key)
     }
 
     /// On drop, copies the backend's and Pushpin's logs into `dir` (named by the backend's
@@ -122,6 +134,11 @@ impl Stack {
             }
         }
     }
+}
+
+/// A `Grip-Sig` signed with `key`, valid for an hour, as Pushpin makes them.
+pub fn grip_sig(key: &Secret) -> String {
+    restream::edge::grip_sig::sign(key, std::time::Duration::from_secs(3600))
 }
 
 impl Drop for Stack {

@@ -15,6 +15,8 @@ pub struct DynamoLeases {
     table: LeaseTable,
     members: Membership,
     http: reqwest::Client,
+    /// Sent with every hand-over: the other replica's `/internal/*` requires it.
+    secret: crate::config::Secret,
 }
 
 impl DynamoLeases {
@@ -23,6 +25,7 @@ impl DynamoLeases {
         table: &str,
         owner: &str,
         ttl: Duration,
+        secret: crate::config::Secret,
     ) -> DynamoLeases {
         DynamoLeases {
             table: LeaseTable::new(client.clone(), table, owner, ttl),
@@ -31,6 +34,7 @@ impl DynamoLeases {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("reqwest client"),
+            secret,
         }
     }
 }
@@ -80,6 +84,7 @@ impl Leases for DynamoLeases {
         let response = self
             .http
             .post(&url)
+            .header(crate::edge::cluster_secret::HEADER, self.secret.expose())
             .json(batch)
             .send()
             .await

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Dev, FetcherKind, Log, LogFormat, PublishVia, Pushpin};
+use super::{Dev, FetcherKind, Log, LogFormat, PublishVia};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +56,9 @@ pub struct Cluster {
     pub advertise_url: String,
     /// Seconds a lease (and a replica's membership) lasts unless renewed; renewed every third.
     pub lease_ttl_secs: f64,
+    /// Shared by every replica (≥ 16 characters), required in cluster mode: `/internal/*`
+    /// requests between replicas carry it. A secret.
+    pub secret: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +70,23 @@ pub struct Server {
     pub max_subscriptions_per_connection: usize,
     pub workers: usize,
     pub sse_keep_alive_secs: u32,
+    /// Origins whose pages may use the API across origins (`https://app.example.com`), or
+    /// `["*"]`; empty = no cross-origin access.
+    pub cors_origins: Vec<String>,
+}
+
+/// Pushpin instances: one endpoint of each list per instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pushpin {
+    pub publish: PublishVia,
+    pub zmq_push_specs: Vec<String>,
+    pub http_publish_urls: Vec<String>,
+    pub stats_specs: Vec<String>,
+    /// Pushpin's `sig_key` (a secret); empty = unset. At most one of this and `sig_key_file`.
+    pub sig_key: String,
+    /// A file holding Pushpin's `sig_key`; empty = unset.
+    pub sig_key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -168,12 +188,15 @@ impl Default for SettingsFile {
                 max_subscriptions_per_connection: 20,
                 workers: 2,
                 sse_keep_alive_secs: 20,
+                cors_origins: Vec::new(),
             },
             pushpin: Pushpin {
                 publish: PublishVia::Zmq,
                 zmq_push_specs: vec!["tcp://127.0.0.1:5560".into()],
                 http_publish_urls: vec!["http://127.0.0.1:5561".into()],
                 stats_specs: vec!["tcp://127.0.0.1:5564".into()],
+                sig_key: String::new(),
+                sig_key_file: PathBuf::new(),
             },
             demand: Demand { hint_ttl_secs: 60 },
             fetchers: Fetchers {
@@ -220,6 +243,7 @@ impl Default for SettingsFile {
                 replica_id: String::new(),
                 advertise_url: String::new(),
                 lease_ttl_secs: 10.0,
+                secret: String::new(),
             },
             state: State {
                 inactive_channel_memory_secs: 3600,

@@ -10,6 +10,7 @@
 
 mod file;
 mod parse;
+mod secret;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use file::SettingsFile;
 pub use parse::SettingsError;
+pub use secret::{Secret, SigKey, SigKeyError, MIN_SECRET_LEN};
+
+use crate::edge::AllowedOrigins;
 
 /// Everything the service reads from its configuration. Serializes to (and deserializes
 /// from) the file form, so `Settings::load` of `to_toml()`'s output gives the same value.
@@ -70,6 +74,9 @@ pub struct Server {
     pub workers: NonZeroUsize,
     /// Silence after which an SSE stream gets a keep-alive comment (whole seconds, ≥ 1).
     pub sse_keep_alive: Duration,
+    /// Browser pages (origins) that may use the HTTP API, SSE and WebSocket from another
+    /// origin (`server.cors_origins`: exact origins, or `["*"]`); empty = none, no CORS.
+    pub cors_origins: AllowedOrigins,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -79,10 +86,8 @@ pub enum PublishVia {
     Http,
 }
 
-/// The same in both forms: the endpoint lists of one instance each, the one `publish` names
-/// never empty.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// The endpoint lists of one instance each, the one `publish` names never empty.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pushpin {
     pub publish: PublishVia,
     /// One ZeroMQ PULL endpoint per Pushpin instance.
@@ -91,6 +96,9 @@ pub struct Pushpin {
     pub http_publish_urls: Vec<String>,
     /// One stats PUB endpoint per Pushpin instance (needs `stats_format=json`).
     pub stats_specs: Vec<String>,
+    /// The key every Pushpin signs its `Grip-Sig` with (its `sig_key`); `serve` refuses to
+    /// start without one (`restream dev` generates one per run).
+    pub sig_key: Option<SigKey>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +206,8 @@ pub struct ClusterSettings {
     /// How long a lease (and a replica's membership) lasts unless renewed (≥ 1 s); renewed
     /// every third.
     pub lease_ttl: Duration,
+    /// Shared by every replica: `/internal/*` requests carry it (`Restream-Cluster-Secret`).
+    pub secret: Secret,
 }
 
 /// Shared AWS settings; credentials always come from the SDK's standard chain. No string
@@ -281,6 +291,22 @@ impl Settings {
             .extract()
             .map_err(Box::new)?;
         Ok(Settings::try_from(form)?)
+    }
+
+    /// These settings with every secret replaced by `<redacted>`, for display.
+    pub fn redacted(&self) -> Settings {
+        let mut s = self.clone();
+        let hidden = || Secret::new("<redacted>");
+        if let Some(SigKey::Value(key)) = &mut s.pushpin.sig_key {
+            *key = hidden();
+        }
+        if let StoreKind::Dynamodb(DynamodbSettings {
+            cluster: Some(c), ..
+        }) = &mut s.store.kind
+        {
+            c.secret = hidden();
+        }
+        s
     }
 
     /// These settings as a complete TOML file (the form `load` reads), for harnesses that

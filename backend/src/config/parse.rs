@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::file::{self, SettingsFile};
 use super::{
     AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers, KeysSettings,
-    PublishVia, Pushpin, Server, Settings, StateSettings, StoreKind, StoreSettings,
+    PublishVia, Pushpin, Secret, Server, Settings, SigKey, StateSettings, StoreKind, StoreSettings,
 };
+use crate::edge::AllowedOrigins;
 
 /// A setting the file form can hold but the service cannot run with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -39,6 +40,17 @@ pub enum SettingsError {
     NoPublishEndpoint,
     #[error("fetchers.process_env: {name:?} {problem}")]
     ProcessEnv { name: String, problem: &'static str },
+    #[error("server.cors_origins: {0}")]
+    BadOrigin(String),
+    #[error("{key} is too weak: at least {min} characters, not `changeme` (generate one: openssl rand -hex 32)", min = super::MIN_SECRET_LEN)]
+    WeakSecret { key: &'static str },
+    #[error("set only one of {first} and {second}")]
+    BothSet {
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("cluster.secret is required in cluster mode: every replica sets the same one, and /internal/* requests between replicas must carry it")]
+    ClusterNeedsSecret,
 }
 
 /// The shortest poll interval an override may ask for.
@@ -84,6 +96,8 @@ fn server(s: file::Server) -> Result<Server, SettingsError> {
         // 0 has always meant one worker.
         workers: NonZeroUsize::new(s.workers).unwrap_or(NonZeroUsize::MIN),
         sse_keep_alive: Duration::from_secs(s.sse_keep_alive_secs.into()),
+        cors_origins: AllowedOrigins::parse(&s.cors_origins)
+            .map_err(|e| SettingsError::BadOrigin(e.to_string()))?,
     })
 }
 
@@ -177,11 +191,22 @@ fn store(s: file::Store, c: file::Cluster) -> Result<StoreSettings, SettingsErro
     if c.enabled && s.kind != file::StoreKind::Dynamodb {
         return Err(SettingsError::ClusterNeedsDynamodb);
     }
-    let cluster = ClusterSettings {
+    let lease_ttl = at_least_one("cluster.lease_ttl_secs", c.lease_ttl_secs)?;
+    let secret = match (c.enabled, non_empty(c.secret).map(Secret::new)) {
+        (true, None) => return Err(SettingsError::ClusterNeedsSecret),
+        (_, Some(s)) if !s.is_strong() => {
+            return Err(SettingsError::WeakSecret {
+                key: "cluster.secret",
+            })
+        }
+        (_, secret) => secret,
+    };
+    let cluster = secret.map(|secret| ClusterSettings {
         replica_id: non_empty(c.replica_id),
         advertise_url: non_empty(c.advertise_url),
-        lease_ttl: at_least_one("cluster.lease_ttl_secs", c.lease_ttl_secs)?,
-    };
+        lease_ttl,
+        secret,
+    });
     let kind = match s.kind {
         file::StoreKind::Embedded => StoreKind::Embedded { path: s.path },
         file::StoreKind::Memory => StoreKind::Memory,
@@ -189,7 +214,7 @@ fn store(s: file::Store, c: file::Cluster) -> Result<StoreSettings, SettingsErro
             table: s.dynamodb_table,
             create_table: s.dynamodb_create_table,
             log_ttl: Duration::from_secs(s.dynamodb_log_ttl_secs),
-            cluster: c.enabled.then_some(cluster),
+            cluster: cluster.filter(|_| c.enabled),
         }),
     };
     Ok(StoreSettings {
@@ -249,7 +274,7 @@ fn aws(a: file::Aws) -> Result<AwsSettings, SettingsError> {
     })
 }
 
-fn pushpin(p: Pushpin) -> Result<Pushpin, SettingsError> {
+fn pushpin(p: file::Pushpin) -> Result<Pushpin, SettingsError> {
     let specs = match p.publish {
         PublishVia::Zmq => &p.zmq_push_specs,
         PublishVia::Http => &p.http_publish_urls,
@@ -257,7 +282,46 @@ fn pushpin(p: Pushpin) -> Result<Pushpin, SettingsError> {
     if specs.is_empty() {
         return Err(SettingsError::NoPublishEndpoint);
     }
-    Ok(p)
+    let file = Some(p.sig_key_file).filter(|f| !f.as_os_str().is_empty());
+    let sig_key = match (non_empty(p.sig_key).map(Secret::new), file) {
+        (Some(_), Some(_)) => {
+            return Err(SettingsError::BothSet {
+                first: "pushpin.sig_key",
+                second: "pushpin.sig_key_file",
+            })
+        }
+        (Some(key), None) if !key.is_strong() => {
+            return Err(SettingsError::WeakSecret {
+                key: "pushpin.sig_key",
+            })
+        }
+        (Some(key), None) => Some(SigKey::Value(key)),
+        (None, file) => file.map(SigKey::File),
+    };
+    Ok(Pushpin {
+        publish: p.publish,
+        zmq_push_specs: p.zmq_push_specs,
+        http_publish_urls: p.http_publish_urls,
+        stats_specs: p.stats_specs,
+        sig_key,
+    })
+}
+
+/// The file form of the Pushpin section; the key itself in clear, so the file loads again.
+fn pushpin_file(p: Pushpin) -> file::Pushpin {
+    let (sig_key, sig_key_file) = match p.sig_key {
+        None => (String::new(), Default::default()),
+        Some(SigKey::Value(key)) => (key.expose().to_string(), Default::default()),
+        Some(SigKey::File(path)) => (String::new(), path),
+    };
+    file::Pushpin {
+        publish: p.publish,
+        zmq_push_specs: p.zmq_push_specs,
+        http_publish_urls: p.http_publish_urls,
+        stats_specs: p.stats_specs,
+        sig_key,
+        sig_key_file,
+    }
 }
 
 impl TryFrom<SettingsFile> for Settings {
@@ -302,8 +366,9 @@ impl From<Settings> for SettingsFile {
                 max_subscriptions_per_connection: s.server.max_subscriptions_per_connection.get(),
                 workers: s.server.workers.get(),
                 sse_keep_alive_secs: whole_secs_u32(s.server.sse_keep_alive),
+                cors_origins: s.server.cors_origins.to_entries(),
             },
-            pushpin: s.pushpin,
+            pushpin: pushpin_file(s.pushpin),
             demand: file::Demand {
                 hint_ttl_secs: s.demand.hint_ttl.as_secs(),
             },
@@ -406,6 +471,7 @@ fn cluster_file(s: &StoreSettings, defaults: file::Cluster) -> file::Cluster {
             replica_id: c.replica_id.clone().unwrap_or_default(),
             advertise_url: c.advertise_url.clone().unwrap_or_default(),
             lease_ttl_secs: c.lease_ttl.as_secs_f64(),
+            secret: c.secret.expose().to_string(),
         },
         _ => defaults,
     }

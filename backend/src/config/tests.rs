@@ -117,6 +117,26 @@ fn parse_errors_name_the_key() {
             "pushpin: at least one publish endpoint is required",
         ),
         (
+            "RESTREAM_SERVER__CORS_ORIGINS",
+            "[\"app.example\"]",
+            "server.cors_origins: \"app.example\" is not an origin",
+        ),
+        (
+            "RESTREAM_SERVER__CORS_ORIGINS",
+            "[\"*\", \"https://a.example\"]",
+            "server.cors_origins: \"*\" allows every origin and cannot be combined",
+        ),
+        (
+            "RESTREAM_PUSHPIN__SIG_KEY",
+            "changeme",
+            "pushpin.sig_key is too weak",
+        ),
+        (
+            "RESTREAM_CLUSTER__SECRET",
+            "short",
+            "cluster.secret is too weak",
+        ),
+        (
             "RESTREAM_FETCHERS__REFRESH_SECS",
             "100000000000000000000000.0",
             "fetchers.refresh_secs is too large",
@@ -154,6 +174,10 @@ fn kinds_carry_their_own_fields() {
         jail.set_env("RESTREAM_KEYS__KIND", "s3");
         jail.set_env("RESTREAM_KEYS__S3_BUCKET", "secrets");
         jail.set_env("RESTREAM_CLUSTER__ENABLED", "true");
+        jail.set_env(
+            "RESTREAM_CLUSTER__SECRET",
+            "a-cluster-secret-of-some-length",
+        );
         jail.set_env("RESTREAM_AWS__REGION", "");
         let s = Settings::load(None).map_err(|e| e.to_string())?;
         let StoreKind::Dynamodb(d) = &s.store.kind else {
@@ -167,6 +191,11 @@ fn kinds_carry_their_own_fields() {
             (&None, &None)
         );
         assert_eq!(cluster.lease_ttl, Duration::from_secs(10));
+        assert_eq!(cluster.secret.expose(), "a-cluster-secret-of-some-length");
+        assert!(
+            !format!("{s:?}").contains("a-cluster-secret"),
+            "never in Debug"
+        );
         assert_eq!(
             s.keys,
             KeysSettings::S3 {
@@ -213,8 +242,12 @@ fn settings_round_trip_through_toml() {
             replica_id: Some("r0".into()),
             advertise_url: None,
             lease_ttl: Duration::from_secs(10),
+            secret: Secret::new("the-cluster-secret-0123"),
         }),
     });
+    s.server.cors_origins =
+        crate::edge::AllowedOrigins::parse(&["https://a.example".into()]).unwrap();
+    s.pushpin.sig_key = Some(SigKey::Value(Secret::new("the-pushpin-sig-key-0123")));
     s.aws.endpoint_url = Some("http://127.0.0.1:5000".into());
     assert_eq!(round_trip(&s), s);
 }
@@ -236,12 +269,16 @@ fn store_kind() -> impl Strategy<Value = StoreKind> {
         proptest::option::of(name()),
         proptest::option::of(name().prop_map(|h| format!("http://{h}:5000"))),
         secs_f64(),
+        "[a-zA-Z0-9]{16,40}",
     )
-        .prop_map(|(replica_id, advertise_url, lease_ttl)| ClusterSettings {
-            replica_id,
-            advertise_url,
-            lease_ttl,
-        });
+        .prop_map(
+            |(replica_id, advertise_url, lease_ttl, secret)| ClusterSettings {
+                replica_id,
+                advertise_url,
+                lease_ttl,
+                secret: Secret::new(secret),
+            },
+        );
     prop_oneof![
         name().prop_map(|p| StoreKind::Embedded { path: p.into() }),
         Just(StoreKind::Memory),
@@ -287,6 +324,11 @@ proptest! {
         kind in store_kind(),
         attempt_timeout in secs_f64(),
         region in proptest::option::of(name()),
+        sig_key in proptest::option::of(prop_oneof![
+            "[a-zA-Z0-9]{16,40}".prop_map(|k| SigKey::Value(Secret::new(k))),
+            name().prop_map(|p| SigKey::File(p.into())),
+        ]),
+        origins in proptest::collection::vec(name().prop_map(|h| format!("https://{h}.example")), 0..3),
     ) {
         let mut s = Settings::default();
         s.server.keep_alive_interval = keep_alive;
@@ -299,6 +341,8 @@ proptest! {
         s.store.kind = kind;
         s.aws.attempt_timeout = attempt_timeout;
         s.aws.region = region;
+        s.pushpin.sig_key = sig_key;
+        s.server.cors_origins = crate::edge::AllowedOrigins::parse(&origins).unwrap();
         prop_assert_eq!(round_trip(&s), s);
     }
 }
@@ -343,4 +387,44 @@ fn fetcher_process_settings_refuse_credentials_and_round_trip() {
     s.fetchers.process_env = vec!["HTTPS_PROXY".into(), "HOME".into()];
     s.fetchers.max_processes = 3;
     assert_eq!(round_trip(&s), s);
+}
+
+#[test]
+fn cluster_mode_needs_a_secret_and_one_sig_key_source() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("RESTREAM_STORE__KIND", "dynamodb");
+        jail.set_env("RESTREAM_CLUSTER__ENABLED", "true");
+        let e = Settings::load(None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cluster.secret is required in cluster mode"),
+            "{e}"
+        );
+        Ok(())
+    });
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("RESTREAM_PUSHPIN__SIG_KEY", "0123456789abcdef0123");
+        jail.set_env("RESTREAM_PUSHPIN__SIG_KEY_FILE", "/run/secrets/sig_key");
+        let e = Settings::load(None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "set only one of pushpin.sig_key and pushpin.sig_key_file"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_are_redacted_for_display_only() {
+    let mut s = Settings::default();
+    s.pushpin.sig_key = Some(SigKey::Value(Secret::new("the-pushpin-sig-key-0123")));
+    assert!(!format!("{s:?}").contains("the-pushpin-sig-key"));
+    let shown = serde_json::to_string(&s.redacted()).unwrap();
+    assert!(
+        !shown.contains("the-pushpin-sig-key") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    assert!(
+        s.to_toml().unwrap().contains("the-pushpin-sig-key-0123"),
+        "the file form loads again"
+    );
 }

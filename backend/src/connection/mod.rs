@@ -64,6 +64,21 @@ impl Subscriptions {
     pub fn iter(&self) -> impl Iterator<Item = &ChannelId> {
         self.0.iter()
     }
+
+    /// The first `max` of them. The meta only ever holds what a reply wrote (at most the
+    /// connection's limit), and only Pushpin can send it (its `Grip-Sig` is verified); a longer
+    /// list is not ours, and its extra entries are dropped rather than trusted.
+    pub fn capped(mut self, max: usize) -> Subscriptions {
+        if self.0.len() > max {
+            tracing::warn!(
+                listed = self.0.len(),
+                max,
+                "connection meta lists more subscriptions than allowed; the extra ones are dropped"
+            );
+            self.0.truncate(max);
+        }
+        self
+    }
 }
 
 /// What the service lets a connection do.

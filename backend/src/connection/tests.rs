@@ -192,3 +192,15 @@ fn meta_ignores_entries_it_did_not_write() {
     let s = Subscriptions::from_meta(Some("a  bad?b=1&a=2 w?lat=1&u=c"));
     assert_eq!(s.to_meta(), "a w?lat=1&u=c");
 }
+
+#[test]
+fn meta_beyond_the_connection_limit_is_dropped() {
+    let listed = (0..50)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let s = Subscriptions::from_meta(Some(&listed)).capped(20);
+    assert_eq!(s.len(), 20);
+    assert_eq!(s.iter().next().unwrap().as_str(), "c0");
+    assert_eq!(Subscriptions::from_meta(Some("a b")).capped(20).len(), 2);
+}

@@ -51,6 +51,9 @@ pub struct PushpinOptions {
     pub stats_subscription_ttl: u32,
     /// Subscriptions per connection: the client's, plus its private channel.
     pub connection_subscription_max: usize,
+    /// The key Pushpin signs its `Grip-Sig` with; a fresh random one per instance unless set
+    /// (instances in front of the same backends share one).
+    pub sig_key: crate::config::Secret,
 }
 
 impl PushpinOptions {
@@ -70,6 +73,7 @@ impl PushpinOptions {
             subscription_linger: 60,
             stats_subscription_ttl: 60,
             connection_subscription_max: 21,
+            sig_key: crate::config::Secret::generate(),
         }
     }
 
@@ -85,7 +89,7 @@ impl PushpinOptions {
         format!("tcp://127.0.0.1:{}", self.base_port + 4)
     }
 
-    /// The generated `pushpin.conf`.
+    /// The generated `pushpin.conf` (it holds the signing key: written with mode 0600).
     pub fn config_text(&self) -> String {
         let p = self.base_port;
         let run = self.run_dir.display();
@@ -96,7 +100,7 @@ impl PushpinOptions {
 client_buffer_size=8192\nclient_maxconn=50000\ncondure_bin=condure\nzurl_bin=zurl\n\n\
 [proxy]\nroutesfile=routes\ndebug=false\nauto_cross_origin=false\naccept_x_forwarded_protocol=false\n\
 set_x_forwarded_protocol=proto-only\nx_forwarded_for=\nx_forwarded_for_trusted=\norig_headers_need_mark=\n\
-accept_pushpin_route=false\nlog_from=false\nlog_user_agent=false\nsig_iss=pushpin\nsig_key=changeme\nupstream_key=\n\
+accept_pushpin_route=false\nlog_from=false\nlog_user_agent=false\nsig_iss=pushpin\nsig_key={sig_key}\nupstream_key=\n\
 updates_check=off\norganization_name=\n\
 zurl_out_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in\nzurl_out_stream_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in-stream\n\
 zurl_in_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-out\n\n\
@@ -113,6 +117,7 @@ subscription_linger={linger}\nstats_subscription_ttl={ttl}\nstats_report_interva
             max = self.connection_subscription_max,
             linger = self.subscription_linger,
             ttl = self.stats_subscription_ttl,
+            sig_key = self.sig_key.expose(),
         )
     }
 
@@ -150,9 +155,9 @@ impl PushpinProcess {
         prepare(std::fs::create_dir_all(dir))?;
         // Stale ipc sockets from an earlier run are harmless but confusing; start clean.
         let _ = std::fs::remove_dir_all(dir.join("var"));
-        prepare(std::fs::write(
-            dir.join("pushpin.conf"),
-            options.config_text(),
+        prepare(write_private(
+            &dir.join("pushpin.conf"),
+            &options.config_text(),
         ))?;
         prepare(std::fs::write(dir.join("routes"), options.routes_text()))?;
         let log = std::fs::File::create(dir.join("pushpin.out")).map_err(|source| {
@@ -278,6 +283,19 @@ impl Drop for PushpinProcess {
     }
 }
 
+/// Writes `text` to `path`, readable by this user only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
 fn accepts(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
@@ -335,5 +353,10 @@ mod tests {
         assert!(c.contains("stats_format=json"));
         assert!(c.contains("zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out"));
         assert_eq!(o.routes_text(), "* 127.0.0.1:15000,over_http\n");
+        assert!(!c.contains("changeme"));
+        assert!(c.contains(&format!("sig_key={}\n", o.sig_key.expose())));
+        assert!(o.sig_key.is_strong());
+        let other = PushpinOptions::new(o.public_listen, o.backend, 15560, "/tmp/rs".into());
+        assert_ne!(other.sig_key, o.sig_key, "one key per instance");
     }
 }

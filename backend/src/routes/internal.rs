@@ -1,6 +1,6 @@
 //! `POST /internal/snapshot`: cluster mode's hand-over of a subscriber's snapshot request to
-//! the replica polling its channel, on the backend port only (never through Pushpin). The
-//! wire format and the sending side live in `cluster/`.
+//! the replica polling its channel, on the backend port only (never through Pushpin), with
+//! the cluster secret. The wire format and the sending side live in `cluster/`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -10,14 +10,21 @@ use crate::cluster::ForwardedSnapshots;
 
 pub async fn snapshot(
     req: HttpRequest,
-    body: web::Json<ForwardedSnapshots>,
+    body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    // Pushpin signs what it proxies: this route is for replicas on the backend port only.
-    if super::via_pushpin(&req) {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found").error_response();
+    // Checked before the body is even parsed.
+    if let Some(refused) = super::edge::refuse_internal(&req, &state) {
+        return refused;
     }
-    match body.into_inner().parse() {
+    let batch: ForwardedSnapshots = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+                .error_response()
+        }
+    };
+    match batch.parse() {
         Ok(batch) => {
             state.scheduler.hand_over(batch);
             HttpResponse::Accepted().finish()

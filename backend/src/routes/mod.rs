@@ -5,6 +5,7 @@ mod api_error;
 mod channel_query;
 mod channels;
 mod demo;
+pub mod edge;
 mod events;
 mod health;
 pub mod internal;
@@ -18,14 +19,24 @@ pub use api_error::ApiError;
 pub use state::AppState;
 
 /// Whether a request came through Pushpin's public port: Pushpin signs every request it
-/// proxies with `Grip-Sig`. Such a request is from a stranger; operator-only details (metrics,
+/// proxies with `Grip-Sig` (one that does not verify was refused by [`edge::verify_grip_sig`]
+/// before any route runs). Such a request is from a stranger; operator-only details (metrics,
 /// readiness details) and replica-only routes are not for it.
 fn via_pushpin(req: &actix_web::HttpRequest) -> bool {
-    req.headers().contains_key("Grip-Sig")
+    req.headers().contains_key(edge::GRIP_SIG)
 }
 
-/// Registers every route.
+/// Registers every route behind the edge checks (CORS outside, then the `Grip-Sig` check).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(actix_web::middleware::from_fn(edge::verify_grip_sig))
+            .wrap(actix_web::middleware::from_fn(edge::cors))
+            .configure(routes),
+    );
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))

@@ -31,4 +31,6 @@ pub struct AppState {
     /// Items per page of the items API: unless `limit` says, and at most.
     pub items_page_default: usize,
     pub items_page_max: usize,
+    /// Who may call: allowed origins, Pushpin's signing key, the cluster secret.
+    pub edge: crate::edge::EdgeTrust,
 }

@@ -21,6 +21,9 @@ pub async fn websocket_over_http(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    if let Some(refused) = super::edge::refuse_websocket(&req, &state) {
+        return refused;
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -66,7 +69,7 @@ pub async fn websocket_over_http(
     let reply = connection::handle(
         connection_id,
         events,
-        Subscriptions::from_meta(meta),
+        Subscriptions::from_meta(meta).capped(state.limits.max_subscriptions),
         &connection::Context {
             registry: &state.registry.current(),
             limits: &state.limits,

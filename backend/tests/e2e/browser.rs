@@ -1,7 +1,8 @@
 //! Issue 8, the real-browser test: headless Chromium (Debian's `chromium`, driven by
 //! playwright-core in `tests/browser/demo.mjs`) loads the demo page through Pushpin, subscribes
 //! over WebSocket and EventSource, and both panes render the event an upstream change causes.
-//! The screenshot is kept in `target/tmp/browser/demo.png`.
+//! The screenshot is kept in `target/tmp/browser/demo.png`. Issue 17: a page on a second
+//! loopback origin (`tests/browser/cross-origin.mjs`) uses the API across origins.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -130,4 +131,63 @@ async fn the_demo_page_shows_live_events_over_websocket_and_sse() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// One run of `tests/browser/cross-origin.mjs`: a page served on `http://127.0.0.1:page_port`
+/// using the API at `api` with EventSource, fetch and WebSocket; what each got.
+async fn cross_origin_page(api: &str, page_port: u16, feed: &str) -> Value {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    let output = tokio::process::Command::new("node")
+        .arg("cross-origin.mjs")
+        .current_dir(&dir)
+        .env("API_URL", api)
+        .env("PAGE_PORT", page_port.to_string())
+        .env("FEED", feed)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), output)
+        .await
+        .expect("the cross-origin page finishes")
+        .expect("node runs (Node 20 is required)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no RESULT:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    serde_json::from_str(result).unwrap()
+}
+
+/// Issue 17: a page on another origin uses the API in a real browser when its origin is in
+/// `server.cors_origins`, and gets nothing (and starts no poll) when it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_an_allowed_origin_uses_the_api_and_others_cannot() {
+    let (allowed, refused) = (free_port(), free_port());
+    let stack = Stack::start_with(StackOptions {
+        env: vec![(
+            "RESTREAM_SERVER__CORS_ORIGINS".into(),
+            format!("[\"http://127.0.0.1:{allowed}\"]"),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let ok = cross_origin_page(&stack.http_url, allowed, "1.0_day").await;
+    assert_eq!(ok["sse"], 1, "{ok}");
+    assert!(ok["fetch"].as_u64().unwrap() >= 1, "{ok}");
+    assert_eq!(ok["ws"], "ready", "{ok}");
+
+    let no = cross_origin_page(&stack.http_url, refused, "significant_day").await;
+    assert_eq!(
+        no,
+        serde_json::json!({"sse": "error", "fetch": "error", "ws": "error"})
+    );
+    tokio::time::sleep(Duration::from_secs_f64(POLL_INTERVAL * 1.5)).await;
+    assert!(stack
+        .upstream
+        .requests("summary/significant_day")
+        .is_empty());
 }

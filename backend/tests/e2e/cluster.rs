@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use restream::config::{
-    ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
-    DEFAULT_DYNAMODB_LOG_TTL,
+    ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Secret, Settings,
+    SigKey, StoreKind, DEFAULT_DYNAMODB_LOG_TTL,
 };
 use restream::pushpin::{PushpinOptions, PushpinProcess};
 use serde_json::{json, Value};
@@ -72,6 +72,8 @@ impl Cluster {
             .map(|_| ([127, 0, 0, 1], free_port()).into())
             .collect();
         let mut pushpins = Vec::new();
+        // Every Pushpin signs with the one key every replica verifies.
+        let sig_key = Secret::generate();
         for (i, backend) in addrs.iter().take(2).enumerate() {
             let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let mut options = PushpinOptions::new(
@@ -82,6 +84,7 @@ impl Cluster {
             );
             options.message_rate = 50_000;
             options.subscription_linger = 1;
+            options.sig_key = sig_key.clone();
             let started = options.clone();
             let process = tokio::task::spawn_blocking(move || PushpinProcess::start(started))
                 .await
@@ -102,6 +105,7 @@ impl Cluster {
                 zmq_push_specs: list(&|o| o.zmq_push_spec()),
                 http_publish_urls: list(&|o| o.http_publish_url()),
                 stats_specs: list(&|o| o.stats_spec()),
+                sig_key: Some(SigKey::Value(sig_key)),
             },
             ..Settings::default()
         };
@@ -114,6 +118,7 @@ impl Cluster {
         settings.aws.region = Some("us-east-1".into());
         settings.aws.endpoint_url = Some(moto.url.clone());
         let mut replicas = Vec::new();
+        let cluster_secret = Secret::generate();
         for (i, addr) in addrs.iter().enumerate() {
             let config = dir.path().join(format!("replica{i}.toml"));
             settings.server.listen = *addr;
@@ -125,6 +130,7 @@ impl Cluster {
                     replica_id: Some(format!("r{i}")),
                     advertise_url: None,
                     lease_ttl: Duration::from_secs_f64(LEASE_TTL),
+                    secret: cluster_secret.clone(),
                 }),
             });
             std::fs::write(&config, settings.to_toml().unwrap()).unwrap();

@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod changes;
 mod cluster;
+mod edge;
 mod fanout;
 mod fetcher_failures;
 mod http_api;

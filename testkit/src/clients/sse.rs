@@ -37,6 +37,11 @@ impl SseClient {
             "text/event-stream",
             "GET {path}"
         );
+        SseClient::from_response(response)
+    }
+
+    /// Reads the SSE stream of a response the caller requested (with its own headers).
+    pub fn from_response(response: reqwest::Response) -> SseClient {
         assert!(
             !response.headers().contains_key("grip-hold"),
             "Pushpin consumes the GRIP headers"
