@@ -20,8 +20,11 @@
 //! - [`aws`] — one AWS SDK configuration for the DynamoDB, S3 and Lambda adapters.
 //! - [`status`] / [`metrics`] — what each poller last did (status API) and Prometheus metrics.
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
+//! - [`abuse`] — abuse bounds on the subscribe path: channel caps, subscribe churn, snapshot
+//!   re-sends, SSE opens per client address.
 //! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
+pub mod abuse;
 pub mod authoring;
 pub mod aws;
 pub mod budget;

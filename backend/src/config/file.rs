@@ -4,13 +4,13 @@
 //!
 //! [`Settings`]: super::Settings
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Dev, FetcherKind, Log, LogFormat, PublishVia, Pushpin};
+use super::{Dev, FetcherKind, Limits, Log, LogFormat, PublishVia, Pushpin};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +25,7 @@ pub struct SettingsFile {
     pub log: Log,
     pub dev: Dev,
     pub cluster: Cluster,
+    pub limits: Limits,
 }
 
 /// Several replicas sharing the work through DynamoDB leases (docs/scaling.md). Off by
@@ -71,6 +72,11 @@ pub struct Fetchers {
     pub poll_interval_overrides: HashMap<String, f64>,
     pub lambda_prefix: String,
     pub refresh_secs: f64,
+    /// The upstream budget of a fetcher that declares no `rate_limit`, in the metadata's form
+    /// (`{ per_minute = 60 }`).
+    pub default_rate_limit: BTreeMap<String, u64>,
+    /// Per channel name, a budget that replaces the fetcher's declared one.
+    pub rate_limit_overrides: HashMap<String, BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -164,6 +170,8 @@ impl Default for SettingsFile {
                 poll_interval_overrides: HashMap::new(),
                 lambda_prefix: "restreamables_".into(),
                 refresh_secs: 300.0,
+                default_rate_limit: BTreeMap::from([("per_minute".to_string(), 60)]),
+                rate_limit_overrides: HashMap::new(),
             },
             keys: Keys {
                 kind: KeysKind::File,
@@ -196,6 +204,7 @@ impl Default for SettingsFile {
                 advertise_url: String::new(),
                 lease_ttl_secs: 10.0,
             },
+            limits: Limits::default(),
         }
     }
 }

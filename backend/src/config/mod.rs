@@ -9,6 +9,7 @@
 //! - here: the typed settings (`Duration`s, `Option`s, per-kind enums) and loading.
 
 mod file;
+mod limits;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use file::SettingsFile;
+pub use limits::{ClientAddressFrom, Limits};
 pub use parse::SettingsError;
 
 /// Everything the service reads from its configuration. Serializes to (and deserializes
@@ -40,6 +42,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub log: Log,
     pub dev: Dev,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +120,14 @@ pub struct Fetchers {
     /// Between re-discoveries of Lambda fetchers (list + `metadata`), in the background,
     /// never on the request path (≥ 1 s).
     pub refresh: Duration,
+    /// The upstream budget of a fetcher that declares none (`fetchers.default_rate_limit`).
+    pub default_rate_limit: Vec<RateWindow>,
+    /// Per channel name, a budget that replaces the fetcher's declared one.
+    pub rate_limit_overrides: HashMap<String, Vec<RateWindow>>,
 }
+
+/// At most `.1` upstream calls in any `.0`.
+pub type RateWindow = (Duration, u64);
 
 /// Where the fetchers' API keys come from.
 #[derive(Debug, Clone, PartialEq)]

@@ -59,11 +59,63 @@ const LIMITS: Limits = Limits {
     max_subscriptions: 2,
 };
 
+/// Abuse bounds as a test scripts them: churn tokens, channels admitted, snapshot re-sends.
+#[derive(Default)]
+struct Scripted {
+    /// Subscribes left before `rate_limited`; `None` = unlimited.
+    churn_left: std::cell::Cell<Option<usize>>,
+    /// Channels admitted before `too_many_channels`; `None` = unlimited.
+    channels_left: std::cell::Cell<Option<usize>>,
+    refuse_resends: bool,
+    admitted: std::cell::RefCell<Vec<String>>,
+}
+
+fn take(left: &std::cell::Cell<Option<usize>>) -> bool {
+    match left.get() {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            left.set(Some(n - 1));
+            true
+        }
+    }
+}
+
+impl Admission for Scripted {
+    fn subscribe_attempt(&self) -> Result<(), Refusal> {
+        take(&self.churn_left).then_some(()).ok_or(Refusal {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            retry_after: Some(3),
+        })
+    }
+    fn admit_channel(&self, channel: &ChannelId, _: Option<usize>) -> Result<(), Refusal> {
+        if !take(&self.channels_left) {
+            return Err(Refusal {
+                code: ErrorCode::TooManyChannels,
+                message: "full".into(),
+                retry_after: None,
+            });
+        }
+        self.admitted.borrow_mut().push(channel.to_string());
+        Ok(())
+    }
+    fn resend_snapshot(&self, _: &ChannelId) -> bool {
+        !self.refuse_resends
+    }
+    fn snapshot_sent(&self, _: &ChannelId) {}
+}
+
 fn context() -> Context<'static> {
+    context_with(Scripted::default())
+}
+
+fn context_with(admission: Scripted) -> Context<'static> {
     let registry: &'static Registry = Box::leak(Box::new(registry()));
     Context {
         registry,
         limits: &LIMITS,
+        admission: Box::leak(Box::new(admission)),
     }
 }
 
@@ -73,7 +125,8 @@ fn open_is_answered_with_open_and_ready() {
         "cid",
         vec![Event::Open],
         Subscriptions::default(),
-        &context());
+        &context(),
+    );
     assert_eq!(
         texts(&r),
         vec![
@@ -93,7 +146,8 @@ fn subscribe_emits_control_then_reply_and_updates_meta() {
             json!({"action": "subscribe", "channel": "w", "params": {"lat": 5}, "ref": "x"}),
         )],
         Subscriptions::default(),
-        &context());
+        &context(),
+    );
     assert_eq!(
         texts(&r),
         vec![
@@ -118,7 +172,8 @@ fn batched_events_are_all_handled_in_order() {
             text(json!({"action": "subscribe", "channel": "w", "params": {"lat": 2}})),
         ],
         Subscriptions::default(),
-        &context());
+        &context(),
+    );
     let kinds: Vec<_> = texts(&r)
         .iter()
         .map(|v| {
@@ -151,7 +206,8 @@ fn unsubscribe_all_uses_the_meta_from_pushpin() {
         "cid",
         vec![text(json!({"action": "unsubscribe_all", "ref": 3}))],
         subs,
-        &context());
+        &context(),
+    );
     let t = texts(&r);
     assert_eq!(t.len(), 4);
     assert_eq!(
@@ -173,14 +229,11 @@ fn close_and_disconnect_end_the_batch_without_hints() {
             text(json!({"action": "unsubscribe_all"})),
         ],
         subs.clone(),
-        &context());
+        &context(),
+    );
     assert_eq!(r.events, vec![Event::close(1000, "")]);
     assert!(r.live_channels.is_empty());
-    let r = handle(
-        "cid",
-        vec![Event::Disconnect],
-        subs.clone(),
-        &context());
+    let r = handle("cid", vec![Event::Disconnect], subs.clone(), &context());
     assert!(r.events.is_empty() && r.live_channels.is_empty());
     let keep_alive = handle("cid", vec![], subs, &context());
     assert_eq!(keep_alive.live_channels, vec!["a"]);
@@ -190,4 +243,108 @@ fn close_and_disconnect_end_the_batch_without_hints() {
 fn meta_ignores_entries_it_did_not_write() {
     let s = Subscriptions::from_meta(Some("a  bad?b=1&a=2 w?lat=1&u=c"));
     assert_eq!(s.to_meta(), "a w?lat=1&u=c");
+}
+
+fn subscribe(channel: &str, r: i64) -> Event {
+    text(json!({"action": "subscribe", "channel": channel, "ref": r}))
+}
+
+#[test]
+fn a_channel_beyond_its_cap_is_refused_and_starts_nothing() {
+    let context = context_with(Scripted {
+        channels_left: std::cell::Cell::new(Some(0)),
+        ..Default::default()
+    });
+    let r = handle(
+        "cid",
+        vec![subscribe("a", 1)],
+        Subscriptions::default(),
+        &context,
+    );
+    assert_eq!(
+        texts(&r),
+        vec![json!({"type": "error", "code": "too_many_channels", "message": "full", "ref": 1})]
+    );
+    assert!(r.snapshots.is_empty());
+    assert!(!r.subscriptions_changed);
+    assert!(r.live_channels.is_empty(), "no demand hint");
+}
+
+#[test]
+fn a_channel_the_connection_holds_is_never_refused_by_a_cap() {
+    let context = context_with(Scripted {
+        channels_left: std::cell::Cell::new(Some(0)),
+        ..Default::default()
+    });
+    let held = Subscriptions::from_meta(Some("a"));
+    let r = handle("cid", vec![subscribe("a", 1)], held, &context);
+    assert_eq!(
+        texts(&r),
+        vec![json!({"type": "subscribed", "channel": "a", "params": {}, "ref": 1})]
+    );
+    assert_eq!(r.snapshots.len(), 1);
+}
+
+#[test]
+fn churn_beyond_the_rate_gets_rate_limited_with_retry_after() {
+    let context = context_with(Scripted {
+        churn_left: std::cell::Cell::new(Some(1)),
+        ..Default::default()
+    });
+    let events = vec![
+        subscribe("a", 1),
+        text(json!({"action": "subscribe", "channel": "w", "params": {"lat": 1}, "ref": 2})),
+    ];
+    let r = handle("cid", events, Subscriptions::default(), &context);
+    let t = texts(&r);
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert_eq!(
+        t[2],
+        json!({"type": "error", "code": "rate_limited", "message": "slow down", "ref": 2, "retry_after": 3})
+    );
+    assert_eq!(r.subscriptions.to_meta(), "a");
+    assert_eq!(r.snapshots.len(), 1);
+}
+
+#[test]
+fn invalid_params_are_refused_before_any_admission() {
+    let admission = Scripted::default();
+    let context = context_with(admission);
+    let r = handle(
+        "cid",
+        vec![text(
+            json!({"action": "subscribe", "channel": "w", "params": {"u": "x"}}),
+        )],
+        Subscriptions::default(),
+        &context,
+    );
+    assert_eq!(texts(&r)[0]["code"], "invalid_params");
+    assert!(r.snapshots.is_empty());
+}
+
+#[test]
+fn a_repeated_subscribe_within_the_resend_window_is_confirmed_without_a_snapshot() {
+    let context = context_with(Scripted {
+        refuse_resends: true,
+        ..Default::default()
+    });
+    let r = handle(
+        "cid",
+        vec![subscribe("a", 1), subscribe("a", 2)],
+        Subscriptions::default(),
+        &context,
+    );
+    let t = texts(&r);
+    assert_eq!(t.iter().filter(|m| m["type"] == "subscribed").count(), 2);
+    assert_eq!(r.snapshots.len(), 1, "only the first subscribe's snapshot");
+}
+
+#[test]
+fn the_meta_header_is_capped_when_read_and_written() {
+    let id = format!("w?lat={}", "9".repeat(200));
+    let long = vec![id.as_str(); 200].join(" ");
+    let subs = Subscriptions::from_meta(Some(&long));
+    assert!(subs.to_meta().len() <= MAX_META_LEN);
+    assert!(subs.len() < 200 && !subs.is_empty());
+    assert!(subs.iter().all(|s| s.as_str() == id), "no id is cut");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::channel::{is_valid_name, ParamSpec, ParamSpecs};
+use crate::channel::{is_valid_name, ParamKind, ParamSpec, ParamSpecs};
 
 /// Poll interval when a fetcher declares none (the original restream default).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(100);
@@ -28,6 +28,8 @@ pub struct Metadata {
     /// The upstream budget: at most N calls per window, shared by every channel using the
     /// same keys (see `budget`).
     pub rate_limit: Vec<(Duration, u64)>,
+    /// Channels of this fetcher (distinct params) active at once; settings may override it.
+    pub max_channels: Option<usize>,
 }
 
 /// A metadata field that is missing or wrong.
@@ -106,11 +108,19 @@ impl Metadata {
             poll_interval,
             params: parse_params(obj.get("params"))?,
             rate_limit: parse_rate_limit(obj.get("rate_limit"))?,
+            max_channels: match obj.get("max_channels") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                    _ => return Err(err("max_channels", "must be a positive integer")),
+                },
+            },
         })
     }
 }
 
-fn parse_rate_limit(v: Option<&Value>) -> Result<Vec<(Duration, u64)>, MetadataError> {
+/// A `rate_limit` declaration (`{"per_day": 1000}`) as windows.
+pub fn parse_rate_limit(v: Option<&Value>) -> Result<Vec<(Duration, u64)>, MetadataError> {
     let obj = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(o)) => o,
@@ -200,14 +210,37 @@ fn parse_params(v: Option<&Value>) -> Result<ParamSpecs, MetadataError> {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(err(format!("{field}.description"), "must be a string")),
         };
-        specs.insert(
-            key.clone(),
-            ParamSpec {
-                required,
-                default,
-                description,
-            },
-        );
+        let kind = match d.get("type") {
+            None | Some(Value::Null) => ParamKind::String,
+            Some(t) => serde_json::from_value(t.clone())
+                .map_err(|_| err(format!("{field}.type"), "must be \"string\" or \"number\""))?,
+        };
+        let allowed = match d.get("allowed") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        Value::Number(n) => Ok(n.to_string()),
+                        _ => Err(err(
+                            format!("{field}.allowed"),
+                            "must list strings or numbers",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err(err(format!("{field}.allowed"), "must be a list")),
+        };
+        let spec = ParamSpec {
+            required,
+            default,
+            description,
+            kind,
+            allowed,
+        };
+        // Defaults and allowed values are stored canonical, as a subscribe would make them.
+        let spec = spec.canonical().map_err(|e| err(&field, e.to_string()))?;
+        specs.insert(key.clone(), spec);
     }
     Ok(specs)
 }

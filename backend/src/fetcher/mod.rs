@@ -16,7 +16,7 @@ mod response;
 
 pub use http::HttpFetcher;
 pub use lambda::LambdaFetcher;
-pub use metadata::{Metadata, MetadataError, RESERVED_PARAMS};
+pub use metadata::{parse_rate_limit, Metadata, MetadataError, RESERVED_PARAMS};
 pub use process::ProcessFetcher;
 pub use redact::redact;
 pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};

@@ -26,4 +26,6 @@ pub struct AppState {
     pub budgets: Arc<Budgets>,
     /// Pushpin HTTP control endpoints, one per instance; `/readyz` checks each answers.
     pub pushpin_control_urls: Vec<String>,
+    /// Abuse bounds on subscribes and SSE opens.
+    pub guard: Arc<crate::abuse::Guard>,
 }

@@ -71,6 +71,9 @@ impl Scheduler {
             return;
         }
         match self.resolve(&channel) {
+            Ok(entry) if !self.within_caps(&channel, &entry) => {
+                // Not remembered: the channel is tried again next pass, once a slot frees.
+            }
             Ok(entry) => match self.cluster.clone() {
                 None => self.start(channel, entry, None, shutdown),
                 Some(cluster) => self.try_acquire(channel, &cluster),
@@ -80,6 +83,35 @@ impl Scheduler {
                 self.slots.insert(channel, Slot::Ignored);
             }
         }
+    }
+
+    /// Whether one more poller, for `channel`, stays within the channel caps. Counted over
+    /// the pollers running here (O(channels), paid only by channels not yet polled).
+    fn within_caps(&self, channel: &ChannelId, entry: &FetcherEntry) -> bool {
+        let Some(caps) = &self.caps else { return true };
+        let polling = self
+            .slots
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Polling(_)));
+        let (mut total, mut of_fetcher) = (0, 0);
+        for (c, _) in polling {
+            total += 1;
+            of_fetcher += usize::from(c.name() == channel.name());
+        }
+        let fetcher_cap = caps.max_channels_for(channel.name(), entry.metadata.max_channels);
+        let limit = if of_fetcher >= fetcher_cap {
+            "channels_per_fetcher"
+        } else if total >= caps.max_channels {
+            "channels_total"
+        } else {
+            return true;
+        };
+        tracing::debug!(channel = %channel, limit, "channel has subscribers but a channel cap is reached; not polled");
+        crate::metrics::get()
+            .pollers_capped
+            .with_label_values(&[limit])
+            .inc();
+        false
     }
 
     /// A re-discovered fetcher may serve channels ignored so far.

@@ -11,15 +11,13 @@ use thiserror::Error;
 use super::HttpFetcher;
 use crate::channel::ParamSpec;
 
-/// One declared param: the usual declaration plus an optional list of accepted values.
+/// One declared param: the usual declaration, its `allowed` values included (checked at
+/// subscribe, and again before any upstream call).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpParam {
     #[serde(flatten)]
     pub spec: ParamSpec,
-    /// When set, other values are answered with 400 before any upstream call.
-    #[serde(default)]
-    pub allowed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

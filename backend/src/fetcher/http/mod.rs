@@ -144,7 +144,7 @@ impl HttpFetcher {
     /// Params outside their declared `allowed` values are refused before any upstream call.
     fn check_params(&self, params: &BTreeMap<String, String>) -> Result<(), FetchError> {
         for (name, param) in &self.channel.params {
-            if let (Some(allowed), Some(value)) = (&param.allowed, params.get(name)) {
+            if let (Some(allowed), Some(value)) = (&param.spec.allowed, params.get(name)) {
                 if !allowed.contains(value) {
                     let message = format!(
                         "param {name}: {value:?} is not one of {}",
