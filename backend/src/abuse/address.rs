@@ -25,9 +25,16 @@ pub fn client_address(
     forwarded.or(peer).map(bucket)
 }
 
+/// Entries longer than this are not addresses.
+const MAX_HEADER_LEN: usize = 4096;
+
 fn trusted_entry(header: &[u8], trusted_hops: usize) -> Option<IpAddr> {
-    let text = std::str::from_utf8(header).ok()?;
-    let entries: Vec<&str> = text.split(',').map(str::trim).collect();
+    let text =
+        std::str::from_utf8(header.get(header.len().saturating_sub(MAX_HEADER_LEN)..)?).ok()?;
+    let mut entries: Vec<&str> = text.split(',').map(str::trim).collect();
+    // Pushpin 1.36 re-applies `x_forwarded_for=append` on every WOH request of a connection,
+    // so one proxy's entry can repeat; a run of equal entries is one hop.
+    entries.dedup();
     let index = entries.len().saturating_sub(trusted_hops.max(1));
     parse_entry(entries.get(index)?)
 }
@@ -94,6 +101,13 @@ mod tests {
             client_address(XFF, 1, Some(b"::ffff:1.2.3.4"), none),
             Some(ip("1.2.3.4"))
         );
+    }
+
+    #[test]
+    fn a_proxy_appending_once_per_request_is_one_hop() {
+        let h = b"6.6.6.6, 1.2.3.4, 10.0.0.9, 10.0.0.9, 10.0.0.9".as_slice();
+        assert_eq!(client_address(XFF, 2, Some(h), None), Some(ip("1.2.3.4")));
+        assert_eq!(client_address(XFF, 1, Some(h), None), Some(ip("10.0.0.9")));
     }
 
     #[test]

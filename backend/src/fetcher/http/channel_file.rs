@@ -77,6 +77,9 @@ pub struct HttpChannel {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub rate_limit: Option<BTreeMap<String, u64>>,
+    /// Channels (distinct params) active at once; `limits.max_channels_per_fetcher` wins.
+    #[serde(default)]
+    pub max_channels: Option<u64>,
 }
 
 /// Why a channel file cannot be used; every message names the file (and the field).
