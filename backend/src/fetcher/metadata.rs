@@ -312,5 +312,32 @@ mod tests {
             field(json!({"name": "a", "id_field": "id", "rate_limit": {"per_day": 0}})),
             "rate_limit.per_day"
         );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "max_channels": 0})),
+            "max_channels"
+        );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "params": {"n": {"type": "date"}}})),
+            "params.n.type"
+        );
+        assert_eq!(
+            field(
+                json!({"name": "a", "id_field": "id", "params": {"n": {"type": "number", "default": "x"}}})
+            ),
+            "params.n"
+        );
+    }
+
+    #[test]
+    fn declared_numbers_and_allowed_values_are_stored_canonical() {
+        let m = Metadata::from_value(&json!({
+            "name": "a", "id_field": "id", "max_channels": 50,
+            "params": {"n": {"type": "number", "default": "01.50", "allowed": [1.5, "2", 3]}}
+        }))
+        .unwrap();
+        assert_eq!(m.max_channels, Some(50));
+        let n = &m.params["n"];
+        assert_eq!(n.default.as_deref(), Some("1.5"));
+        assert_eq!(n.allowed, Some(vec!["1.5".into(), "2".into(), "3".into()]));
     }
 }
