@@ -91,7 +91,7 @@ impl<K: Eq + Hash + Clone> RateTracker<K> {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn tracked(&self) -> usize {
         self.state.lock().expect("rate tracker lock").0.len()
     }
 }
@@ -174,12 +174,12 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(t.take(&3, now), Ok(()));
         }
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.tracked(), 2);
         assert!(t.take(&1, now).is_err(), "tracked keys stay limited");
         // Once refilled, old buckets make room.
         let later = now + Duration::from_secs(10);
         t.take(&3, later).unwrap();
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.tracked(), 1);
     }
 
     #[test]
