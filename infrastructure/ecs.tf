@@ -61,8 +61,13 @@ resource "aws_ecs_task_definition" "restream" {
       essential              = true
       readonlyRootFilesystem = false
       portMappings           = [{ containerPort = 7999, protocol = "tcp" }]
-      environment            = [{ name = "RESTREAM_BACKEND", value = "127.0.0.1:5000" }]
-      dependsOn              = [{ containerName = "backend", condition = "HEALTHY" }]
+      # The ALB appends each client's address to X-Forwarded-For; Pushpin passes it on as is,
+      # so the backend's per-address limits count clients, not ALB nodes (docs/security-limits.md).
+      environment = [
+        { name = "RESTREAM_BACKEND", value = "127.0.0.1:5000" },
+        { name = "PUSHPIN_X_FORWARDED_FOR", value = "" },
+      ]
+      dependsOn = [{ containerName = "backend", condition = "HEALTHY" }]
       logConfiguration = {
         logDriver = "awslogs"
         options = {
