@@ -412,5 +412,14 @@ mod tests {
             ServerMessage::Ready { protocol: 1 }.to_json(),
             r#"{"type":"ready","protocol":1}"#
         );
+        let limited = ServerMessage::rate_limited("slow down", None, 4);
+        assert_eq!(
+            serde_json::to_value(&limited).unwrap(),
+            json!({"type":"error","code":"rate_limited","message":"slow down","retry_after":4})
+        );
+        assert_eq!(
+            serde_json::to_value(ErrorCode::TooManyChannels).unwrap(),
+            "too_many_channels"
+        );
     }
 }

@@ -345,3 +345,32 @@ async fn sse_opens_per_address_are_bounded_with_429_and_retry_after() {
         3.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_meet_the_same_channel_caps() {
+    fn configure(s: &mut Settings) {
+        s.limits.max_channels_per_fetcher.insert("capped".into(), 2);
+    }
+    let stack = Stack::start_with(StackOptions {
+        extra_channels: vec![("capped.toml", CAPPED.to_string())],
+        configure: Some(configure),
+        ..StackOptions::default()
+    })
+    .await;
+    stack.upstream.set_body("/capped/", json!([{"id": 1}]));
+    let mut first = SseClient::connect(&stack.http_url, "/channels/capped/events?n=1", None).await;
+    first.next_of("snapshot", Duration::from_secs(10)).await;
+    let _second = SseClient::connect(&stack.http_url, "/channels/capped/events?n=2", None).await;
+    let refused = reqwest::get(format!("{}/channels/capped/events?n=3", stack.http_url))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_channels", "{body}");
+    // A channel already active is always served.
+    let mut again = SseClient::connect(&stack.http_url, "/channels/capped/events?n=1", None).await;
+    again.next_of("snapshot", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!distinct_paths(&stack, "/capped/").contains("/capped/3.json"));
+}
