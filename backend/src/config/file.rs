@@ -73,7 +73,7 @@ pub struct Fetchers {
     pub lambda_prefix: String,
     pub refresh_secs: f64,
     /// The upstream budget of a fetcher that declares no `rate_limit`, in the metadata's form
-    /// (`{ per_minute = 60 }`).
+    /// (`{ per_minute = 60 }`); empty = [`DEFAULT_RATE_LIMIT`](super::DEFAULT_RATE_LIMIT).
     pub default_rate_limit: BTreeMap<String, u64>,
     /// Per channel name, a budget that replaces the fetcher's declared one.
     pub rate_limit_overrides: HashMap<String, BTreeMap<String, u64>>,
@@ -170,7 +170,9 @@ impl Default for SettingsFile {
                 poll_interval_overrides: HashMap::new(),
                 lambda_prefix: "restreamables_".into(),
                 refresh_secs: 300.0,
-                default_rate_limit: BTreeMap::from([("per_minute".to_string(), 60)]),
+                // Empty = the built-in `{ per_minute = 60 }`: a map default would be merged
+                // key by key with the operator's (figment), adding windows they did not write.
+                default_rate_limit: BTreeMap::new(),
                 rate_limit_overrides: HashMap::new(),
             },
             keys: Keys {

@@ -129,6 +129,9 @@ pub struct Fetchers {
 /// At most `.1` upstream calls in any `.0`.
 pub type RateWindow = (Duration, u64);
 
+/// `fetchers.default_rate_limit` unless set: 60 upstream calls a minute.
+pub const DEFAULT_RATE_LIMIT: RateWindow = (Duration::from_secs(60), 60);
+
 /// Where the fetchers' API keys come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeysSettings {

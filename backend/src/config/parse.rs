@@ -118,7 +118,10 @@ fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
         poll_interval_overrides,
         lambda_prefix: f.lambda_prefix,
         refresh: at_least_one("fetchers.refresh_secs", f.refresh_secs)?,
-        default_rate_limit: rate_limit("fetchers.default_rate_limit", &f.default_rate_limit)?,
+        default_rate_limit: match f.default_rate_limit.is_empty() {
+            true => vec![super::DEFAULT_RATE_LIMIT],
+            false => rate_limit("fetchers.default_rate_limit", &f.default_rate_limit)?,
+        },
         rate_limit_overrides: f
             .rate_limit_overrides
             .iter()

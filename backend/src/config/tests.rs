@@ -289,6 +289,19 @@ proptest! {
 }
 
 #[test]
+fn a_default_rate_limit_in_a_file_replaces_the_built_in_one() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("r.toml", "[fetchers.default_rate_limit]\nper_second = 5\n")?;
+        let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(
+            s.fetchers.default_rate_limit,
+            vec![(Duration::from_secs(1), 5)]
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn limits_are_checked_and_round_trip() {
     let mut s = Settings::default();
     assert_eq!(
@@ -321,5 +334,10 @@ fn limits_are_checked_and_round_trip() {
         f.fetchers.default_rate_limit = [("per_week".to_string(), 1)].into();
     })
     .contains("fetchers.default_rate_limit"));
-    assert!(bad(|f| f.fetchers.default_rate_limit.clear()).contains("fetchers.default_rate_limit"));
+    assert!(bad(|f| {
+        f.fetchers
+            .rate_limit_overrides
+            .insert("a".into(), Default::default());
+    })
+    .contains("fetchers.rate_limit_overrides.a"));
 }
