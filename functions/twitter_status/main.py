@@ -24,7 +24,7 @@ METADATA = {
     "keys": ["bearer-token"],
     "poll_interval": 60,
     "params": {
-        "id": {"required": True, "description": "the post id: digits, as in https://x.com/<user>/status/<id>"},
+        "id": {"required": True, "type": "number", "description": "the post id: digits, as in https://x.com/<user>/status/<id>"},
     },
 }
 
