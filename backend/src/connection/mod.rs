@@ -40,7 +40,11 @@ impl Subscriptions {
         let mut end = value.len().min(MAX_META_LEN);
         if end < value.len() {
             // Cut at the last separator within the cap: a cut id would be another id.
-            end = value[..=end].rfind(' ').unwrap_or(0);
+            // Bytes, not chars: `end` need not be a char boundary; a space always is.
+            end = value.as_bytes()[..=end]
+                .iter()
+                .rposition(|b| *b == b' ')
+                .unwrap_or(0);
         }
         Subscriptions(
             value[..end]

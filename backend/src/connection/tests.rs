@@ -348,3 +348,12 @@ fn the_meta_header_is_capped_when_read_and_written() {
     assert!(subs.len() < 200 && !subs.is_empty());
     assert!(subs.iter().all(|s| s.as_str() == id), "no id is cut");
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_meta_header_reads_without_panicking_and_within_the_cap(s in "\\PC{0,40}", n in 0usize..2000) {
+        let value = s.repeat(n);
+        let subs = Subscriptions::from_meta(Some(&value));
+        proptest::prop_assert!(subs.to_meta().len() <= MAX_META_LEN);
+    }
+}
