@@ -225,3 +225,93 @@ fn refused(
         retry_after,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ChannelId {
+        ChannelId::parse(s).unwrap()
+    }
+
+    fn guard(edit: impl FnOnce(&mut Limits)) -> Guard {
+        let mut limits = Limits::default();
+        edit(&mut limits);
+        Guard::new(limits, Arc::new(Demand::new(Duration::from_secs(60))))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn churn_counts_per_connection_and_per_address() {
+        let g = guard(|l| {
+            (
+                l.connection_subscribe_burst,
+                l.connection_subscribes_per_sec,
+            ) = (2, 1.0);
+            (l.address_subscribe_burst, l.address_subscribes_per_sec) = (3, 1.0);
+        });
+        let home: IpAddr = "192.0.2.1".parse().unwrap();
+        let (a, b) = (
+            g.for_connection("a", Some(home)),
+            g.for_connection("b", Some(home)),
+        );
+        assert!(a.subscribe_attempt().is_ok() && a.subscribe_attempt().is_ok());
+        let r = a.subscribe_attempt().unwrap_err();
+        assert_eq!((r.code, r.retry_after), (ErrorCode::RateLimited, Some(1)));
+        assert!(
+            b.subscribe_attempt().is_ok(),
+            "the address has a third token"
+        );
+        assert_eq!(
+            b.subscribe_attempt().unwrap_err().code,
+            ErrorCode::RateLimited,
+            "b's own bucket is full, the address's is empty"
+        );
+        let elsewhere = g.for_connection("c", Some("192.0.2.2".parse().unwrap()));
+        assert!(elsewhere.subscribe_attempt().is_ok());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(a.subscribe_attempt().is_ok(), "refilled");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn caps_come_from_settings_then_metadata_then_the_default() {
+        let g = guard(|l| {
+            l.default_max_channels_per_fetcher = 1;
+            l.max_channels_per_fetcher.insert("o".into(), 2);
+        });
+        let c = g.for_connection("a", None);
+        assert!(c.admit_channel(&id("d?n=1"), None).is_ok());
+        let r = c.admit_channel(&id("d?n=2"), None).unwrap_err();
+        assert_eq!(r.code, ErrorCode::TooManyChannels);
+        assert!(c.admit_channel(&id("m?n=1"), Some(2)).is_ok());
+        assert!(c.admit_channel(&id("m?n=2"), Some(2)).is_ok());
+        assert!(c.admit_channel(&id("m?n=3"), Some(2)).is_err());
+        assert!(c.admit_channel(&id("o?n=1"), Some(1)).is_ok());
+        assert!(
+            c.admit_channel(&id("o?n=2"), Some(1)).is_ok(),
+            "settings win"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn snapshots_are_re_sent_once_per_window_per_connection_and_channel() {
+        let g = guard(|l| l.snapshot_resend_secs = 5.0);
+        let (a, b) = (g.for_connection("a", None), g.for_connection("b", None));
+        let ch = id("x");
+        a.snapshot_sent(&ch);
+        assert!(!a.resend_snapshot(&ch));
+        assert!(b.resend_snapshot(&ch), "another connection");
+        assert!(a.resend_snapshot(&id("y")), "another channel");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(a.resend_snapshot(&ch));
+        assert!(!a.resend_snapshot(&ch));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sse_opens_are_counted_per_address() {
+        let g = guard(|l| (l.sse_open_burst, l.sse_opens_per_sec) = (1, 0.5));
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(g.sse_open(Some(ip)), Ok(()));
+        assert_eq!(g.sse_open(Some(ip)), Err(2));
+        assert_eq!(g.sse_open(None), Ok(()), "no address, no bucket");
+    }
+}
