@@ -1,14 +1,19 @@
 #!/bin/sh
-# Renders /etc/pushpin/pushpin.conf from its template with the signing key and the address
-# of the internal sockets, writes the routes file for the backend named by RESTREAM_BACKEND
-# (host:port), then runs Pushpin in the foreground.
+# Renders /etc/pushpin/pushpin.conf from its template with the signing key, the address of
+# the internal sockets and how Pushpin writes X-Forwarded-For, writes the routes file for the
+# backend named by RESTREAM_BACKEND (host:port), then runs Pushpin in the foreground.
 #   RESTREAM_SIG_KEY or RESTREAM_SIG_KEY_FILE  the key Pushpin signs Grip-Sig with (required;
 #                                              the backend's pushpin.sig_key is the same)
 #   RESTREAM_PUSHPIN_INTERNAL_ADDR             publish/command/stats bind address (127.0.0.1)
+#   PUSHPIN_X_FORWARDED_FOR                    Pushpin's x_forwarded_for (default
+#                                              `truncate:0,append`: the peer Pushpin saw, for a
+#                                              Pushpin clients reach directly; empty behind a
+#                                              load balancer that appends the client's address)
 set -eu
 etc="${RESTREAM_PUSHPIN_ETC:-/etc/pushpin}"
 backend="${RESTREAM_BACKEND:-backend:5000}"
 internal="${RESTREAM_PUSHPIN_INTERNAL_ADDR:-127.0.0.1}"
+xff="${PUSHPIN_X_FORWARDED_FOR-truncate:0,append}"
 if [ -n "${RESTREAM_SIG_KEY_FILE:-}" ]; then
   key="$(tr -d ' \t\r\n' < "$RESTREAM_SIG_KEY_FILE")"
 else
@@ -26,8 +31,12 @@ fi
 case "$internal" in
   *[!0-9a-fA-F.:]*) echo "restream-pushpin: RESTREAM_PUSHPIN_INTERNAL_ADDR must be an IP address" >&2; exit 64 ;;
 esac
+case "$xff" in
+  *[!a-z0-9:,]*) echo "restream-pushpin: PUSHPIN_X_FORWARDED_FOR: unexpected value" >&2; exit 64 ;;
+esac
 umask 077
 sed -e "s|@SIG_KEY@|$key|" -e "s|@INTERNAL_ADDR@|$internal|g" \
+  -e "s|^x_forwarded_for=.*|x_forwarded_for=$xff|" \
   "$etc/pushpin.conf.in" > "$etc/pushpin.conf"
 printf '* %s,over_http\n' "$backend" > "$etc/routes"
 exec pushpin --config "$etc/pushpin.conf"

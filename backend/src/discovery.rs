@@ -82,6 +82,10 @@ impl Discovery {
         let fetchers = self.fetchers().await?;
         let overrides = &self.settings.poll_interval_overrides;
         let (registry, report) = Registry::load_reporting(fetchers, overrides).await;
+        let registry = registry.with_rate_limits(
+            &self.settings.default_rate_limit,
+            &self.settings.rate_limit_overrides,
+        );
         if registry.is_empty() {
             tracing::warn!(kinds = ?self.settings.kinds, "no fetchers loaded; every subscribe will get unknown_channel");
         }

@@ -22,10 +22,13 @@
 //! - [`read_cache`] / [`janitor`] — the items/status API's cache per seq; forgetting inactive
 //!   channels (memory) and sweeping expired ones (store).
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
+//! - [`abuse`] — abuse bounds on the subscribe path: channel caps, subscribe churn, snapshot
+//!   re-sends, SSE opens per client address.
 //! - [`edge`] — who may call: allowed origins (CORS, WebSocket `Origin`), Pushpin's
 //!   `Grip-Sig`, the cluster secret.
 //! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
+pub mod abuse;
 pub mod authoring;
 pub mod aws;
 pub mod budget;

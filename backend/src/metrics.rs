@@ -52,6 +52,14 @@ pub struct Metrics {
     pub origin_refusals: IntCounterVec,
     /// `/internal/*` requests without the cluster secret.
     pub cluster_secret_refusals: IntCounter,
+    /// Abuse bounds (`abuse`): subscribes and SSE opens refused, by error code and limit.
+    pub refusals: IntCounterVec,
+    /// Repeated subscribes answered without a second snapshot.
+    pub snapshot_resends_skipped: IntCounter,
+    /// Channels with subscribers not polled because a channel cap is reached.
+    pub pollers_capped: IntCounterVec,
+    /// A rate tracker full of live entries, so a new connection or address went untracked.
+    pub rate_tracker_full: IntCounterVec,
     rendering: std::sync::Mutex<()>,
 }
 
@@ -215,6 +223,25 @@ impl Metrics {
             cluster_secret_refusals: counter(
                 "cluster_secret_refusals_total",
                 "/internal/* requests refused for a missing or wrong cluster secret",
+            ),
+            refusals: counter_vec(
+                "subscribe_refusals_total",
+                "Subscribes (and SSE opens) refused by an abuse bound, by error code and limit",
+                &["code", "limit"],
+            ),
+            snapshot_resends_skipped: counter(
+                "snapshot_resends_skipped_total",
+                "Repeated subscribes confirmed without re-sending the snapshot (limits.snapshot_resend_secs)",
+            ),
+            pollers_capped: counter_vec(
+                "pollers_capped_total",
+                "Scheduler passes that left a channel with subscribers unpolled because of a channel cap, by limit",
+                &["limit"],
+            ),
+            rate_tracker_full: counter_vec(
+                "rate_tracker_full_total",
+                "A rate tracker was full of live entries, so a new key went untracked (raise limits.tracked_clients)",
+                &["tracker"],
             ),
             rendering: std::sync::Mutex::new(()),
             registry: r,

@@ -44,6 +44,10 @@ pub enum ErrorCode {
     NotSubscribed,
     TooManySubscriptions,
     Unauthorized,
+    /// The channel would be active beyond its fetcher's or the service's channel cap.
+    TooManyChannels,
+    /// Too many subscribes from this connection or client address; see `retry_after`.
+    RateLimited,
 }
 
 /// A channel's upstream health.
@@ -277,6 +281,9 @@ pub enum ServerMessage {
         message: String,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
+        /// Whole seconds to wait before trying again (`rate_limited`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -286,13 +293,35 @@ impl ServerMessage {
     }
 }
 
+impl ServerMessage {
+    /// An `error` message without `retry_after`.
+    pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<Value>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            reference,
+            retry_after: None,
+        }
+    }
+
+    /// A `rate_limited` error saying when to try again.
+    pub fn rate_limited(
+        message: impl Into<String>,
+        reference: Option<Value>,
+        retry_after: u64,
+    ) -> Self {
+        ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            message: message.into(),
+            reference,
+            retry_after: Some(retry_after),
+        }
+    }
+}
+
 impl From<Rejection> for ServerMessage {
     fn from(r: Rejection) -> ServerMessage {
-        ServerMessage::Error {
-            code: r.code,
-            message: r.message,
-            reference: r.reference,
-        }
+        ServerMessage::error(r.code, r.message, r.reference)
     }
 }
 
@@ -374,11 +403,7 @@ mod tests {
 
     #[test]
     fn server_messages_are_tagged() {
-        let m = ServerMessage::Error {
-            code: ErrorCode::UnknownChannel,
-            message: "m".into(),
-            reference: Some(json!(1)),
-        };
+        let m = ServerMessage::error(ErrorCode::UnknownChannel, "m", Some(json!(1)));
         assert_eq!(
             serde_json::to_value(&m).unwrap(),
             json!({"type":"error","code":"unknown_channel","message":"m","ref":1})
@@ -386,6 +411,15 @@ mod tests {
         assert_eq!(
             ServerMessage::Ready { protocol: 1 }.to_json(),
             r#"{"type":"ready","protocol":1}"#
+        );
+        let limited = ServerMessage::rate_limited("slow down", None, 4);
+        assert_eq!(
+            serde_json::to_value(&limited).unwrap(),
+            json!({"type":"error","code":"rate_limited","message":"slow down","retry_after":4})
+        );
+        assert_eq!(
+            serde_json::to_value(ErrorCode::TooManyChannels).unwrap(),
+            "too_many_channels"
         );
     }
 }

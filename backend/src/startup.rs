@@ -242,11 +242,12 @@ pub async fn run(
     let cluster = cluster(&settings, &aws, &listener, &shutdown).await?;
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
+    let scheduler = scheduler.with_channel_caps(settings.limits.clone());
     let scheduler = essentials.spawn("scheduler", scheduler.run(shutdown.clone()), &shutdown);
 
     let state = web::Data::new(AppState {
         registry,
-        demand,
+        demand: demand.clone(),
         scheduler: scheduler_handle,
         limits: Limits {
             max_subscriptions: settings.server.max_subscriptions_per_connection.get(),
@@ -263,6 +264,10 @@ pub async fn run(
         items_page_default: settings.state.items_page_default,
         items_page_max: settings.state.items_page_max,
         edge,
+        guard: Arc::new(crate::abuse::Guard::new(
+            settings.limits.clone(),
+            demand.clone(),
+        )),
     });
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());

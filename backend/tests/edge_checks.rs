@@ -40,6 +40,10 @@ fn state(origins: &[&str]) -> web::Data<AppState> {
         read_cache: Arc::new(restream::read_cache::ReadCache::new(100)),
         items_page_default: 100,
         items_page_max: 1000,
+        guard: Arc::new(restream::abuse::Guard::new(
+            Default::default(),
+            Arc::new(Demand::new(Duration::from_secs(60))),
+        )),
         edge: EdgeTrust {
             origins: AllowedOrigins::parse(
                 &origins.iter().map(|o| o.to_string()).collect::<Vec<_>>(),

@@ -23,9 +23,10 @@ fn state() -> web::Data<AppState> {
 
 /// State whose `/readyz` checks Pushpin at `pushpin_control_urls`.
 fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
+    let demand = Arc::new(Demand::new(Duration::from_secs(60)));
     web::Data::new(AppState {
         registry: Arc::new(SharedRegistry::new(Registry::default())),
-        demand: Arc::new(Demand::new(Duration::from_secs(60))),
+        demand: demand.clone(),
         scheduler: SchedulerHandle::disconnected(),
         limits: Limits {
             max_subscriptions: 20,
@@ -43,6 +44,7 @@ fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
             grip_sig: Some(restream::edge::GripSigKey::new(&sig_key())),
             ..Default::default()
         },
+        guard: Arc::new(restream::abuse::Guard::new(Default::default(), demand)),
     })
 }
 

@@ -70,6 +70,7 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     let upstream = Upstream::start_with(upstream::Options { etags: false }).await?;
     layout.pushpin.message_rate = options.message_rate;
     let mut settings = layout.settings(PublishVia::Zmq);
+    restream_testkit::stack::lift_abuse_limits(&mut settings);
     let (dir, backend_addr) = (&layout.dir, layout.backend_addr);
     let channels = dir.path().join("channels");
     std::fs::create_dir_all(&channels)?;

@@ -22,8 +22,8 @@ METADATA = {
     # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
     "env": ["OPEN_METEO_BASE_URL"],
     "params": {
-        "latitude": {"required": True, "description": "decimal degrees, -90 to 90"},
-        "longitude": {"required": True, "description": "decimal degrees, -180 to 180"},
+        "latitude": {"required": True, "type": "number", "description": "decimal degrees, -90 to 90"},
+        "longitude": {"required": True, "type": "number", "description": "decimal degrees, -180 to 180"},
     },
     # Open-Meteo's free non-commercial tier: 600 calls a minute, 5,000 an hour, 10,000 a day.
     "rate_limit": {"per_minute": 600, "per_hour": 5000, "per_day": 10000},

@@ -15,7 +15,11 @@ def test_metadata(metadata):
     # The Rust end-to-end tests depend on these.
     assert metadata["name"] == "open-meteo-current"
     assert metadata["id_field"] == "location"
-    assert metadata["params"]["latitude"] == {"required": True, "description": "decimal degrees, -90 to 90"}
+    assert metadata["params"]["latitude"] == {
+        "required": True,
+        "type": "number",
+        "description": "decimal degrees, -90 to 90",
+    }
     assert metadata["params"]["longitude"]["required"] is True
     assert "default" not in metadata["params"]["latitude"]
 

@@ -26,7 +26,7 @@ METADATA = {
     # Variables this fetcher reads; restream passes no others (besides PATH, LANG, ...).
     "env": ["X_BASE_URL"],
     "params": {
-        "id": {"required": True, "description": "the post id: digits, as in https://x.com/<user>/status/<id>"},
+        "id": {"required": True, "type": "number", "description": "the post id: digits, as in https://x.com/<user>/status/<id>"},
     },
 }
 

@@ -20,7 +20,8 @@ def test_metadata(metadata):
     assert metadata["id_field"] == "id"
     assert metadata["keys"] == ["bearer-token"]
     assert metadata["poll_interval"] == 60
-    assert metadata["params"] == {"id": {"required": True, "description": metadata["params"]["id"]["description"]}}
+    id_param = {"required": True, "type": "number", "description": metadata["params"]["id"]["description"]}
+    assert metadata["params"] == {"id": id_param}
 
 
 def test_fetch_the_post(api, fetch, testdata):

@@ -148,3 +148,19 @@ impl Drop for Stack {
         }
     }
 }
+
+/// Abuse bounds out of the way of harnesses where every client shares one address (loopback)
+/// and channels poll fast: the limits stay on (their cost is still paid), far above what a
+/// test or benchmark sends. A test of a limit sets it after this.
+pub fn lift_abuse_limits(settings: &mut Settings) {
+    let l = &mut settings.limits;
+    (l.address_subscribe_burst, l.address_subscribes_per_sec) = (1_000_000, 1_000_000.0);
+    (
+        l.connection_subscribe_burst,
+        l.connection_subscribes_per_sec,
+    ) = (1_000_000, 1_000_000.0);
+    (l.sse_open_burst, l.sse_opens_per_sec) = (1_000_000, 1_000_000.0);
+    (l.max_channels, l.default_max_channels_per_fetcher) = (1_000_000, 1_000_000);
+    l.snapshot_resend_secs = 0.0;
+    settings.fetchers.default_rate_limit = vec![(std::time::Duration::from_secs(1), 1000)];
+}

@@ -5,10 +5,12 @@
 //! one id (one GRIP channel, one poller) and any replica can rebuild the fetch from the id alone.
 
 mod grip_channel;
+mod normalize;
 #[cfg(test)]
 mod tests;
 
 pub use grip_channel::{GripChannel, GripChannelError};
+pub use normalize::{canonical_number, ParamKind};
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -46,6 +48,12 @@ pub struct ParamSpec {
     pub default: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// `number` values are kept in canonical form (see `normalize`).
+    #[serde(default, rename = "type", skip_serializing_if = "ParamKind::is_string")]
+    pub kind: ParamKind,
+    /// When set, other values are refused at subscribe (`invalid_params`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<String>>,
 }
 
 /// The declared params of one channel type, by name.
@@ -79,6 +87,10 @@ pub enum ParamError {
     Empty(String),
     #[error("the channel id would exceed {MAX_ID_LEN} bytes")]
     IdTooLong,
+    #[error("param {0:?} must be a decimal number")]
+    NotANumber(String),
+    #[error("param {0:?} must be one of: {1}")]
+    NotAllowed(String, String),
 }
 
 /// Why a string is not a canonical channel id.
@@ -140,6 +152,10 @@ impl ChannelId {
                     return Err(ParamError::Empty(key.clone()));
                 }
             }
+            let value = match value {
+                Some(v) => Some(spec.normalize(key, v)?),
+                None => None,
+            };
             match value.or_else(|| spec.default.clone()) {
                 Some(v) => {
                     params.insert(key.clone(), v);

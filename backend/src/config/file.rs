@@ -4,13 +4,13 @@
 //!
 //! [`Settings`]: super::Settings
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Dev, FetcherKind, Log, LogFormat, PublishVia};
+use super::{Dev, FetcherKind, Limits, Log, LogFormat, PublishVia};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +25,7 @@ pub struct SettingsFile {
     pub log: Log,
     pub dev: Dev,
     pub cluster: Cluster,
+    pub limits: Limits,
     pub state: State,
 }
 
@@ -110,6 +111,11 @@ pub struct Fetchers {
     /// Issue 17 hardening: extra variables passed to fetcher processes; the process cap.
     pub process_env: Vec<String>,
     pub max_processes: usize,
+    /// The upstream budget of a fetcher that declares no `rate_limit`, in the metadata's form
+    /// (`{ per_minute = 60 }`); empty = [`DEFAULT_RATE_LIMIT`](super::DEFAULT_RATE_LIMIT).
+    pub default_rate_limit: BTreeMap<String, u64>,
+    /// Per channel name, a budget that replaces the fetcher's declared one.
+    pub rate_limit_overrides: HashMap<String, BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -211,6 +217,10 @@ impl Default for SettingsFile {
                 refresh_secs: 300.0,
                 process_env: Vec::new(),
                 max_processes: crate::fetcher::sandbox::DEFAULT_MAX_PROCESSES,
+                // Empty = the built-in `{ per_minute = 60 }`: a map default would be merged
+                // key by key with the operator's (figment), adding windows they did not write.
+                default_rate_limit: BTreeMap::new(),
+                rate_limit_overrides: HashMap::new(),
             },
             keys: Keys {
                 kind: KeysKind::File,
@@ -251,6 +261,7 @@ impl Default for SettingsFile {
                 items_page_max: 1000,
                 read_cache_items: 10_000,
             },
+            limits: Limits::default(),
         }
     }
 }

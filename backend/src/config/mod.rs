@@ -9,6 +9,7 @@
 //! - here: the typed settings (`Duration`s, `Option`s, per-kind enums) and loading.
 
 mod file;
+mod limits;
 mod parse;
 mod secret;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use file::SettingsFile;
+pub use limits::{ClientAddressFrom, Limits};
 pub use parse::SettingsError;
 pub use secret::{Secret, SigKey, SigKeyError, MIN_SECRET_LEN};
 
@@ -44,6 +46,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub log: Log,
     pub dev: Dev,
+    pub limits: Limits,
     pub state: StateSettings,
 }
 
@@ -145,7 +148,17 @@ pub struct Fetchers {
     /// At most this many fetcher processes run at once (≥ 1, default 8); a call waits for a
     /// slot at most `timeout`, and its own `timeout` starts when its process starts.
     pub max_processes: usize,
+    /// The upstream budget of a fetcher that declares none (`fetchers.default_rate_limit`).
+    pub default_rate_limit: Vec<RateWindow>,
+    /// Per channel name, a budget that replaces the fetcher's declared one.
+    pub rate_limit_overrides: HashMap<String, Vec<RateWindow>>,
 }
+
+/// At most `.1` upstream calls in any `.0`.
+pub type RateWindow = (Duration, u64);
+
+/// `fetchers.default_rate_limit` unless set: 60 upstream calls a minute.
+pub const DEFAULT_RATE_LIMIT: RateWindow = (Duration::from_secs(60), 60);
 
 /// Where the fetchers' API keys come from.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,13 +2,15 @@
 //! names the key at fault) and the way back, so that typed settings serialize to a file that
 //! loads into the same settings.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use super::file::{self, SettingsFile};
 use super::{
     AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers, KeysSettings,
-    PublishVia, Pushpin, Secret, Server, Settings, SigKey, StateSettings, StoreKind, StoreSettings,
+    PublishVia, Pushpin, RateWindow, Secret, Server, Settings, SigKey, StateSettings, StoreKind,
+    StoreSettings,
 };
 use crate::edge::AllowedOrigins;
 
@@ -51,6 +53,8 @@ pub enum SettingsError {
     },
     #[error("cluster.secret is required in cluster mode: every replica sets the same one, and /internal/* requests between replicas must carry it")]
     ClusterNeedsSecret,
+    #[error("{key}: {problem}")]
+    RateLimit { key: String, problem: String },
 }
 
 /// The shortest poll interval an override may ask for.
@@ -131,6 +135,18 @@ fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
         poll_interval_overrides,
         lambda_prefix: f.lambda_prefix,
         refresh: at_least_one("fetchers.refresh_secs", f.refresh_secs)?,
+        default_rate_limit: match f.default_rate_limit.is_empty() {
+            true => vec![super::DEFAULT_RATE_LIMIT],
+            false => rate_limit("fetchers.default_rate_limit", &f.default_rate_limit)?,
+        },
+        rate_limit_overrides: f
+            .rate_limit_overrides
+            .iter()
+            .map(|(name, r)| {
+                let key = format!("fetchers.rate_limit_overrides.{name}");
+                Ok((name.clone(), rate_limit(&key, r)?))
+            })
+            .collect::<Result<_, SettingsError>>()?,
         process_env: process_env(f.process_env)?,
         max_processes: match f.max_processes {
             0 => {
@@ -154,6 +170,37 @@ fn process_env(names: Vec<String>) -> Result<Vec<String>, SettingsError> {
         }
     }
     Ok(names)
+}
+
+/// A budget in the metadata's form (`per_second` … `per_day` → calls), never empty.
+fn rate_limit(key: &str, r: &BTreeMap<String, u64>) -> Result<Vec<RateWindow>, SettingsError> {
+    let value = serde_json::to_value(r).expect("a map of numbers");
+    let bad = |problem: String| SettingsError::RateLimit {
+        key: key.to_string(),
+        problem,
+    };
+    let windows = crate::fetcher::parse_rate_limit(Some(&value)).map_err(|e| bad(e.to_string()))?;
+    if windows.is_empty() {
+        return Err(bad(
+            "must name at least one window, e.g. { per_minute = 60 }".into(),
+        ));
+    }
+    Ok(windows)
+}
+
+fn rate_limit_file(windows: &[RateWindow]) -> BTreeMap<String, u64> {
+    windows
+        .iter()
+        .map(|(window, n)| {
+            let name = match window.as_secs() {
+                1 => "per_second",
+                60 => "per_minute",
+                3600 => "per_hour",
+                _ => "per_day",
+            };
+            (name.to_string(), *n)
+        })
+        .collect()
 }
 
 fn keys(k: file::Keys) -> Result<KeysSettings, SettingsError> {
@@ -346,6 +393,7 @@ impl TryFrom<SettingsFile> for Settings {
             log: f.log,
             dev: f.dev,
             state: state(f.state)?,
+            limits: f.limits.check()?,
         })
     }
 }
@@ -388,6 +436,7 @@ impl From<Settings> for SettingsFile {
             log: s.log,
             dev: s.dev,
             state: state_file(s.state),
+            limits: s.limits,
         }
     }
 }
@@ -409,6 +458,12 @@ fn fetchers_file(f: Fetchers) -> file::Fetchers {
         refresh_secs: f.refresh.as_secs_f64(),
         process_env: f.process_env,
         max_processes: f.max_processes,
+        default_rate_limit: rate_limit_file(&f.default_rate_limit),
+        rate_limit_overrides: f
+            .rate_limit_overrides
+            .iter()
+            .map(|(name, w)| (name.clone(), rate_limit_file(w)))
+            .collect(),
     }
 }
 

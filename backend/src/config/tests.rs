@@ -428,3 +428,57 @@ fn secrets_are_redacted_for_display_only() {
         "the file form loads again"
     );
 }
+
+#[test]
+fn a_default_rate_limit_in_a_file_replaces_the_built_in_one() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("r.toml", "[fetchers.default_rate_limit]\nper_second = 5\n")?;
+        let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(
+            s.fetchers.default_rate_limit,
+            vec![(Duration::from_secs(1), 5)]
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn limits_are_checked_and_round_trip() {
+    let mut s = Settings::default();
+    assert_eq!(
+        s.fetchers.default_rate_limit,
+        vec![(Duration::from_secs(60), 60)]
+    );
+    s.limits
+        .max_channels_per_fetcher
+        .insert("twitter-status".into(), 10);
+    s.fetchers
+        .rate_limit_overrides
+        .insert("nyt-top".into(), vec![(Duration::from_secs(86_400), 500)]);
+    let toml = s.to_toml().unwrap();
+    let back: Settings = toml::from_str(&toml).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(s.limits.max_channels_for("twitter-status", Some(50)), 10);
+    assert_eq!(s.limits.max_channels_for("other", Some(50)), 50);
+    assert_eq!(s.limits.max_channels_for("other", None), 100);
+
+    let bad = |edit: fn(&mut super::file::SettingsFile)| {
+        let mut f = super::file::SettingsFile::default();
+        edit(&mut f);
+        Settings::try_from(f).unwrap_err().to_string()
+    };
+    assert!(bad(|f| f.limits.max_channels = 0).contains("limits.max_channels"));
+    assert!(bad(|f| f.limits.connection_subscribes_per_sec = f64::NAN)
+        .contains("limits.connection_subscribes_per_sec"));
+    assert!(bad(|f| f.limits.snapshot_resend_secs = -1.0).contains("limits.snapshot_resend_secs"));
+    assert!(bad(|f| {
+        f.fetchers.default_rate_limit = [("per_week".to_string(), 1)].into();
+    })
+    .contains("fetchers.default_rate_limit"));
+    assert!(bad(|f| {
+        f.fetchers
+            .rate_limit_overrides
+            .insert("a".into(), Default::default());
+    })
+    .contains("fetchers.rate_limit_overrides.a"));
+}

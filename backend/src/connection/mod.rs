@@ -16,6 +16,10 @@ use crate::pushpin::woh::Event;
 /// Name of the connection meta field holding the subscribed channel ids.
 pub const SUBS_META: &str = "Restream-Subs";
 
+/// Longest `Restream-Subs` value written or read: a subscribe that would make it longer is
+/// refused (`too_many_subscriptions`); ids past it in a header we are sent are ignored.
+pub const MAX_META_LEN: usize = 16 * 1024;
+
 /// A subscriber owed the channel's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotWanted {
@@ -29,16 +33,32 @@ pub struct Subscriptions(Vec<ChannelId>);
 
 impl Subscriptions {
     /// Reads the meta header value (space-separated canonical ids; ids never contain spaces).
-    /// Entries that do not parse are dropped: the header only ever holds what we wrote.
+    /// Entries that do not parse are dropped: the header only ever holds what we wrote. Only
+    /// the first [`MAX_META_LEN`] bytes are read.
     pub fn from_meta(value: Option<&str>) -> Subscriptions {
+        let value = value.unwrap_or("");
+        let mut end = value.len().min(MAX_META_LEN);
+        if end < value.len() {
+            // Cut at the last separator within the cap: a cut id would be another id.
+            // Bytes, not chars: `end` need not be a char boundary; a space always is.
+            end = value.as_bytes()[..=end]
+                .iter()
+                .rposition(|b| *b == b' ')
+                .unwrap_or(0);
+        }
         Subscriptions(
-            value
-                .unwrap_or("")
+            value[..end]
                 .split(' ')
                 .filter(|s| !s.is_empty())
                 .filter_map(|s| ChannelId::parse(s).ok())
                 .collect(),
         )
+    }
+
+    /// Whether `to_meta` would stay within [`MAX_META_LEN`] with `id` added.
+    fn fits(&self, id: &ChannelId) -> bool {
+        let len: usize = self.0.iter().map(|s| s.as_str().len() + 1).sum();
+        len + id.as_str().len() <= MAX_META_LEN
     }
 
     pub fn to_meta(&self) -> String {
@@ -87,10 +107,35 @@ pub struct Limits {
     pub max_subscriptions: usize,
 }
 
+/// A subscribe refused by an abuse bound (`abuse`): what the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Whole seconds before trying again (`rate_limited`).
+    pub retry_after: Option<u64>,
+}
+
+/// The abuse bounds as one connection's subscribes meet them (implemented by
+/// `abuse::ConnectionGuard`; tests use a scripted one). Checks that pass record what they
+/// admitted, so a burst within one request cannot overshoot a limit.
+pub trait Admission {
+    /// One subscribe from this connection and its client address (churn).
+    fn subscribe_attempt(&self) -> Result<(), Refusal>;
+    /// A subscribe that adds `channel` to the connection: it may be active (already active, or
+    /// within its fetcher's cap, `declared` by the fetcher's metadata, and the overall cap).
+    fn admit_channel(&self, channel: &ChannelId, declared: Option<usize>) -> Result<(), Refusal>;
+    /// A repeated subscribe: whether its snapshot may be sent again now.
+    fn resend_snapshot(&self, channel: &ChannelId) -> bool;
+    /// A first subscribe's snapshot goes out: re-sends are counted from now.
+    fn snapshot_sent(&self, channel: &ChannelId);
+}
+
 /// What the handler consults besides the request itself: the catalog and the service's rules.
 pub struct Context<'a> {
     pub registry: &'a Registry,
     pub limits: &'a Limits,
+    pub admission: &'a dyn Admission,
 }
 
 /// The answer to one WOH request.
@@ -139,11 +184,11 @@ pub fn handle(
             },
             Event::Binary(_) => send(
                 &mut reply,
-                ServerMessage::Error {
-                    code: ErrorCode::BadMessage,
-                    message: "binary frames are not supported; send JSON text".into(),
-                    reference: None,
-                },
+                ServerMessage::error(
+                    ErrorCode::BadMessage,
+                    "binary frames are not supported; send JSON text",
+                    None,
+                ),
             ),
             Event::Ping(payload) => reply.events.push(Event::Pong(payload)),
             Event::Pong(_) => {}
@@ -173,7 +218,11 @@ fn control(reply: &mut Reply, c: Control) {
 }
 
 fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
-    let Context { registry, limits } = context;
+    let Context {
+        registry,
+        limits,
+        admission,
+    } = context;
     match message {
         ClientMessage::Subscribe {
             channel,
@@ -185,26 +234,39 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
                 Ok(id) => id,
                 Err(r) => return send(reply, r.into()),
             };
-            if !reply.subscriptions.contains(&id) {
-                if reply.subscriptions.len() >= limits.max_subscriptions {
+            if let Err(r) = admission.subscribe_attempt() {
+                return send(reply, refusal(r, reference));
+            }
+            let held = reply.subscriptions.contains(&id);
+            if !held {
+                if reply.subscriptions.len() >= limits.max_subscriptions
+                    || !reply.subscriptions.fits(&id)
+                {
                     return send(
                         reply,
-                        ServerMessage::Error {
-                            code: ErrorCode::TooManySubscriptions,
-                            message: format!(
+                        ServerMessage::error(
+                            ErrorCode::TooManySubscriptions,
+                            format!(
                                 "a connection can hold at most {} subscriptions; unsubscribe first",
                                 limits.max_subscriptions
                             ),
                             reference,
-                        },
+                        ),
                     );
+                }
+                let declared = registry
+                    .get(id.name())
+                    .and_then(|e| e.metadata.max_channels);
+                if let Err(r) = admission.admit_channel(&id, declared) {
+                    return send(reply, refusal(r, reference));
                 }
                 control(reply, Control::Subscribe(id.clone().into()));
                 reply.subscriptions.0.push(id.clone());
                 reply.subscriptions_changed = true;
             }
             // A repeated subscribe is idempotent: it is confirmed again (and the snapshot sent
-            // again, a cheap way to resync), without a second GRIP subscription.
+            // again, a cheap way to resync, at most once per `limits.snapshot_resend_secs`),
+            // without a second GRIP subscription.
             send(
                 reply,
                 ServerMessage::Subscribed {
@@ -213,6 +275,11 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
                     reference,
                 },
             );
+            if !held {
+                admission.snapshot_sent(&id);
+            } else if !admission.resend_snapshot(&id) {
+                return;
+            }
             reply.snapshots.push(SnapshotWanted { channel: id, since });
         }
         ClientMessage::Unsubscribe {
@@ -227,11 +294,11 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
             if !reply.subscriptions.contains(&id) {
                 return send(
                     reply,
-                    ServerMessage::Error {
-                        code: ErrorCode::NotSubscribed,
-                        message: format!("not subscribed to {id}"),
+                    ServerMessage::error(
+                        ErrorCode::NotSubscribed,
+                        format!("not subscribed to {id}"),
                         reference,
-                    },
+                    ),
                 );
             }
             unsubscribe(reply, &id, reference);
@@ -240,17 +307,26 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
             if reply.subscriptions.is_empty() {
                 return send(
                     reply,
-                    ServerMessage::Error {
-                        code: ErrorCode::NotSubscribed,
-                        message: "not subscribed to any channel".into(),
+                    ServerMessage::error(
+                        ErrorCode::NotSubscribed,
+                        "not subscribed to any channel",
                         reference,
-                    },
+                    ),
                 );
             }
             for id in reply.subscriptions.0.clone() {
                 unsubscribe(reply, &id, reference.clone());
             }
         }
+    }
+}
+
+fn refusal(r: Refusal, reference: Option<Value>) -> ServerMessage {
+    ServerMessage::Error {
+        code: r.code,
+        message: r.message,
+        reference,
+        retry_after: r.retry_after,
     }
 }
 

@@ -59,11 +59,63 @@ const LIMITS: Limits = Limits {
     max_subscriptions: 2,
 };
 
+/// Abuse bounds as a test scripts them: churn tokens, channels admitted, snapshot re-sends.
+#[derive(Default)]
+struct Scripted {
+    /// Subscribes left before `rate_limited`; `None` = unlimited.
+    churn_left: std::cell::Cell<Option<usize>>,
+    /// Channels admitted before `too_many_channels`; `None` = unlimited.
+    channels_left: std::cell::Cell<Option<usize>>,
+    refuse_resends: bool,
+    admitted: std::cell::RefCell<Vec<String>>,
+}
+
+fn take(left: &std::cell::Cell<Option<usize>>) -> bool {
+    match left.get() {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            left.set(Some(n - 1));
+            true
+        }
+    }
+}
+
+impl Admission for Scripted {
+    fn subscribe_attempt(&self) -> Result<(), Refusal> {
+        take(&self.churn_left).then_some(()).ok_or(Refusal {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            retry_after: Some(3),
+        })
+    }
+    fn admit_channel(&self, channel: &ChannelId, _: Option<usize>) -> Result<(), Refusal> {
+        if !take(&self.channels_left) {
+            return Err(Refusal {
+                code: ErrorCode::TooManyChannels,
+                message: "full".into(),
+                retry_after: None,
+            });
+        }
+        self.admitted.borrow_mut().push(channel.to_string());
+        Ok(())
+    }
+    fn resend_snapshot(&self, _: &ChannelId) -> bool {
+        !self.refuse_resends
+    }
+    fn snapshot_sent(&self, _: &ChannelId) {}
+}
+
 fn context() -> Context<'static> {
+    context_with(Scripted::default())
+}
+
+fn context_with(admission: Scripted) -> Context<'static> {
     let registry: &'static Registry = Box::leak(Box::new(registry()));
     Context {
         registry,
         limits: &LIMITS,
+        admission: Box::leak(Box::new(admission)),
     }
 }
 
@@ -193,14 +245,115 @@ fn meta_ignores_entries_it_did_not_write() {
     assert_eq!(s.to_meta(), "a w?lat=1&u=c");
 }
 
+fn subscribe(channel: &str, r: i64) -> Event {
+    text(json!({"action": "subscribe", "channel": channel, "ref": r}))
+}
+
 #[test]
-fn meta_beyond_the_connection_limit_is_dropped() {
-    let listed = (0..50)
-        .map(|i| format!("c{i}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let s = Subscriptions::from_meta(Some(&listed)).capped(20);
-    assert_eq!(s.len(), 20);
-    assert_eq!(s.iter().next().unwrap().as_str(), "c0");
-    assert_eq!(Subscriptions::from_meta(Some("a b")).capped(20).len(), 2);
+fn a_channel_beyond_its_cap_is_refused_and_starts_nothing() {
+    let context = context_with(Scripted {
+        channels_left: std::cell::Cell::new(Some(0)),
+        ..Default::default()
+    });
+    let r = handle(
+        "cid",
+        vec![subscribe("a", 1)],
+        Subscriptions::default(),
+        &context,
+    );
+    assert_eq!(
+        texts(&r),
+        vec![json!({"type": "error", "code": "too_many_channels", "message": "full", "ref": 1})]
+    );
+    assert!(r.snapshots.is_empty());
+    assert!(!r.subscriptions_changed);
+    assert!(r.live_channels.is_empty(), "no demand hint");
+}
+
+#[test]
+fn a_channel_the_connection_holds_is_never_refused_by_a_cap() {
+    let context = context_with(Scripted {
+        channels_left: std::cell::Cell::new(Some(0)),
+        ..Default::default()
+    });
+    let held = Subscriptions::from_meta(Some("a"));
+    let r = handle("cid", vec![subscribe("a", 1)], held, &context);
+    assert_eq!(
+        texts(&r),
+        vec![json!({"type": "subscribed", "channel": "a", "params": {}, "ref": 1})]
+    );
+    assert_eq!(r.snapshots.len(), 1);
+}
+
+#[test]
+fn churn_beyond_the_rate_gets_rate_limited_with_retry_after() {
+    let context = context_with(Scripted {
+        churn_left: std::cell::Cell::new(Some(1)),
+        ..Default::default()
+    });
+    let events = vec![
+        subscribe("a", 1),
+        text(json!({"action": "subscribe", "channel": "w", "params": {"lat": 1}, "ref": 2})),
+    ];
+    let r = handle("cid", events, Subscriptions::default(), &context);
+    let t = texts(&r);
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert_eq!(
+        t[2],
+        json!({"type": "error", "code": "rate_limited", "message": "slow down", "ref": 2, "retry_after": 3})
+    );
+    assert_eq!(r.subscriptions.to_meta(), "a");
+    assert_eq!(r.snapshots.len(), 1);
+}
+
+#[test]
+fn invalid_params_are_refused_before_any_admission() {
+    let admission = Scripted::default();
+    let context = context_with(admission);
+    let r = handle(
+        "cid",
+        vec![text(
+            json!({"action": "subscribe", "channel": "w", "params": {"u": "x"}}),
+        )],
+        Subscriptions::default(),
+        &context,
+    );
+    assert_eq!(texts(&r)[0]["code"], "invalid_params");
+    assert!(r.snapshots.is_empty());
+}
+
+#[test]
+fn a_repeated_subscribe_within_the_resend_window_is_confirmed_without_a_snapshot() {
+    let context = context_with(Scripted {
+        refuse_resends: true,
+        ..Default::default()
+    });
+    let r = handle(
+        "cid",
+        vec![subscribe("a", 1), subscribe("a", 2)],
+        Subscriptions::default(),
+        &context,
+    );
+    let t = texts(&r);
+    assert_eq!(t.iter().filter(|m| m["type"] == "subscribed").count(), 2);
+    assert_eq!(r.snapshots.len(), 1, "only the first subscribe's snapshot");
+}
+
+#[test]
+fn the_meta_header_is_capped_when_read_and_written() {
+    let id = format!("w?lat={}", "9".repeat(200));
+    let long = vec![id.as_str(); 200].join(" ");
+    let subs = Subscriptions::from_meta(Some(&long));
+    assert!(subs.to_meta().len() <= MAX_META_LEN);
+    assert!(subs.len() < 200 && !subs.is_empty());
+    assert!(subs.iter().all(|s| s.as_str() == id), "no id is cut");
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_meta_header_reads_without_panicking_and_within_the_cap(s in "\\PC{0,40}", n in 0usize..2000) {
+        let value = s.repeat(n);
+        let subs = Subscriptions::from_meta(Some(&value));
+        proptest::prop_assert!(subs.to_meta().len() <= MAX_META_LEN);
+    }
 }

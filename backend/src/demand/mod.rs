@@ -84,6 +84,10 @@ struct State {
     reported: HashMap<ChannelId, HashMap<Source, Reported>>,
     /// channel → hint expiry.
     hints: HashMap<ChannelId, Instant>,
+    /// Active channels (a report or a hint) by fetcher name, and over all: kept as channels
+    /// come and go, so a channel cap is checked without a scan.
+    active_by_fetcher: HashMap<String, usize>,
+    active_total: usize,
 }
 
 impl State {
@@ -91,6 +95,48 @@ impl State {
     /// drops them; the scheduler's periodic pass notices expiries).
     fn is_active(&self, channel: &ChannelId) -> bool {
         self.reported.contains_key(channel) || self.hints.contains_key(channel)
+    }
+
+    /// Updates the counts after `channel`'s entries changed; it was active before if `was`.
+    fn count(&mut self, channel: &ChannelId, was: bool) {
+        match (was, self.is_active(channel)) {
+            (false, true) => {
+                self.active_total += 1;
+                *self
+                    .active_by_fetcher
+                    .entry(channel.name().to_string())
+                    .or_default() += 1;
+            }
+            (true, false) => {
+                self.active_total -= 1;
+                if let Some(n) = self.active_by_fetcher.get_mut(channel.name()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.active_by_fetcher.remove(channel.name());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why a channel may not become active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapReached {
+    /// Its fetcher has this many active channels already.
+    Fetcher(usize),
+    /// The service has this many active channels already.
+    Total(usize),
+}
+
+impl CapReached {
+    /// The metric label.
+    pub fn limit(&self) -> &'static str {
+        match self {
+            CapReached::Fetcher(_) => "channels_per_fetcher",
+            CapReached::Total(_) => "channels_total",
+        }
     }
 }
 
@@ -140,6 +186,7 @@ impl Demand {
                 },
             );
         }
+        s.count(&channel, was_active);
         let flipped = s.is_active(&channel) != was_active;
         drop(s);
         if flipped {
@@ -154,20 +201,73 @@ impl Demand {
         let mut s = self.state.lock().expect("demand lock");
         let was_active = s.is_active(channel);
         s.hints.insert(channel.clone(), now + self.hint_ttl);
+        s.count(channel, was_active);
         drop(s);
         if !was_active {
             self.changed.notify_one();
         }
     }
 
+    /// A subscribe's admission: `channel` may be active if it is already (existing channels
+    /// are never starved by new ones), or if its fetcher has fewer than `fetcher_cap` active
+    /// channels and the service fewer than `total_cap`. An admitted channel is hinted at once,
+    /// under the same lock, so a burst of subscribes cannot overshoot a cap.
+    pub fn admit(
+        &self,
+        channel: &ChannelId,
+        fetcher_cap: usize,
+        total_cap: usize,
+        now: Instant,
+    ) -> Result<(), CapReached> {
+        let mut s = self.state.lock().expect("demand lock");
+        let was_active = s.is_active(channel);
+        if !was_active {
+            let of_fetcher = s
+                .active_by_fetcher
+                .get(channel.name())
+                .copied()
+                .unwrap_or(0);
+            if of_fetcher >= fetcher_cap {
+                return Err(CapReached::Fetcher(fetcher_cap));
+            }
+            if s.active_total >= total_cap {
+                return Err(CapReached::Total(total_cap));
+            }
+        }
+        s.hints.insert(channel.clone(), now + self.hint_ttl);
+        s.count(channel, was_active);
+        drop(s);
+        if !was_active {
+            self.changed.notify_one();
+        }
+        Ok(())
+    }
+
     /// The channels that have subscribers at `now`; expired entries are dropped.
     pub fn active(&self, now: Instant) -> BTreeSet<ChannelId> {
         let mut s = self.state.lock().expect("demand lock");
-        s.hints.retain(|_, exp| *exp > now);
-        s.reported.retain(|_, sources| {
+        let s = &mut *s;
+        let expired: Vec<ChannelId> = s
+            .hints
+            .iter()
+            .filter(|(_, exp)| **exp <= now)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in expired {
+            s.hints.remove(&channel);
+            s.count(&channel, true);
+        }
+        let mut emptied = Vec::new();
+        for (channel, sources) in s.reported.iter_mut() {
             sources.retain(|_, r| r.expires > now);
-            !sources.is_empty()
-        });
+            if sources.is_empty() {
+                emptied.push(channel.clone());
+            }
+        }
+        for channel in emptied {
+            s.reported.remove(&channel);
+            s.count(&channel, true);
+        }
         s.reported.keys().chain(s.hints.keys()).cloned().collect()
     }
 

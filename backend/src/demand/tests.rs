@@ -186,3 +186,24 @@ async fn changes_wake_the_scheduler() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn admission_counts_active_channels_per_fetcher_and_overall() {
+    let d = Demand::new(Duration::from_secs(60));
+    let t = Instant::now();
+    assert_eq!(d.admit(&id("a?n=1"), 2, 3, t), Ok(()));
+    assert_eq!(d.admit(&id("a?n=2"), 2, 3, t), Ok(()));
+    assert_eq!(d.admit(&id("a?n=3"), 2, 3, t), Err(CapReached::Fetcher(2)));
+    // An active channel is always admitted, even at the cap.
+    assert_eq!(d.admit(&id("a?n=1"), 2, 3, t), Ok(()));
+    // Stats count too: a reported channel takes a place overall.
+    d.apply_report(&report("b", "p1", false), t);
+    assert_eq!(d.admit(&id("c"), 2, 3, t), Err(CapReached::Total(3)));
+    // Places free up when demand goes: a report of no subscribers, or hints expiring.
+    d.apply_report(&report("b", "p1", true), t);
+    assert_eq!(d.admit(&id("c"), 2, 3, t), Ok(()));
+    let later = t + Duration::from_secs(61);
+    assert!(d.active(later).is_empty());
+    assert_eq!(d.admit(&id("a?n=3"), 2, 3, later), Ok(()));
+    assert_eq!(d.admit(&id("a?n=4"), 2, 3, later), Ok(()));
+}

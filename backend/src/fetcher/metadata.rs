@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::channel::{is_valid_name, ParamSpec, ParamSpecs};
+use crate::channel::{is_valid_name, ParamKind, ParamSpec, ParamSpecs};
 
 /// Poll interval when a fetcher declares none (the original restream default).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(100);
@@ -31,6 +31,8 @@ pub struct Metadata {
     /// Environment variables a process fetcher needs from the backend (e.g. its
     /// `NYT_BASE_URL`), passed beside the base allowlist; never `AWS_*` or `RESTREAM_*`.
     pub env: Vec<String>,
+    /// Channels of this fetcher (distinct params) active at once; settings may override it.
+    pub max_channels: Option<usize>,
 }
 
 /// A metadata field that is missing or wrong.
@@ -110,6 +112,13 @@ impl Metadata {
             params: parse_params(obj.get("params"))?,
             rate_limit: parse_rate_limit(obj.get("rate_limit"))?,
             env: parse_env(obj.get("env"))?,
+            max_channels: match obj.get("max_channels") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                    _ => return Err(err("max_channels", "must be a positive integer")),
+                },
+            },
         })
     }
 }
@@ -139,7 +148,8 @@ fn parse_env(v: Option<&Value>) -> Result<Vec<String>, MetadataError> {
         .collect()
 }
 
-fn parse_rate_limit(v: Option<&Value>) -> Result<Vec<(Duration, u64)>, MetadataError> {
+/// A `rate_limit` declaration (`{"per_day": 1000}`) as windows.
+pub fn parse_rate_limit(v: Option<&Value>) -> Result<Vec<(Duration, u64)>, MetadataError> {
     let obj = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(o)) => o,
@@ -229,14 +239,37 @@ fn parse_params(v: Option<&Value>) -> Result<ParamSpecs, MetadataError> {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(err(format!("{field}.description"), "must be a string")),
         };
-        specs.insert(
-            key.clone(),
-            ParamSpec {
-                required,
-                default,
-                description,
-            },
-        );
+        let kind = match d.get("type") {
+            None | Some(Value::Null) => ParamKind::String,
+            Some(t) => serde_json::from_value(t.clone())
+                .map_err(|_| err(format!("{field}.type"), "must be \"string\" or \"number\""))?,
+        };
+        let allowed = match d.get("allowed") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        Value::Number(n) => Ok(n.to_string()),
+                        _ => Err(err(
+                            format!("{field}.allowed"),
+                            "must list strings or numbers",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err(err(format!("{field}.allowed"), "must be a list")),
+        };
+        let spec = ParamSpec {
+            required,
+            default,
+            description,
+            kind,
+            allowed,
+        };
+        // Defaults and allowed values are stored canonical, as a subscribe would make them.
+        let spec = spec.canonical().map_err(|e| err(&field, e.to_string()))?;
+        specs.insert(key.clone(), spec);
     }
     Ok(specs)
 }
@@ -319,5 +352,32 @@ mod tests {
         let m =
             Metadata::from_value(&json!({"name": "a", "id_field": "id", "env": ["A_BASE_URL"]}));
         assert_eq!(m.unwrap().env, vec!["A_BASE_URL"]);
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "max_channels": 0})),
+            "max_channels"
+        );
+        assert_eq!(
+            field(json!({"name": "a", "id_field": "id", "params": {"n": {"type": "date"}}})),
+            "params.n.type"
+        );
+        assert_eq!(
+            field(
+                json!({"name": "a", "id_field": "id", "params": {"n": {"type": "number", "default": "x"}}})
+            ),
+            "params.n"
+        );
+    }
+
+    #[test]
+    fn declared_numbers_and_allowed_values_are_stored_canonical() {
+        let m = Metadata::from_value(&json!({
+            "name": "a", "id_field": "id", "max_channels": 50,
+            "params": {"n": {"type": "number", "default": "01.50", "allowed": [1.5, "2", 3]}}
+        }))
+        .unwrap();
+        assert_eq!(m.max_channels, Some(50));
+        let n = &m.params["n"];
+        assert_eq!(n.default.as_deref(), Some("1.5"));
+        assert_eq!(n.allowed, Some(vec!["1.5".into(), "2".into(), "3".into()]));
     }
 }

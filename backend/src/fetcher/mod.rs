@@ -17,7 +17,7 @@ pub mod sandbox;
 
 pub use http::HttpFetcher;
 pub use lambda::LambdaFetcher;
-pub use metadata::{Metadata, MetadataError, RESERVED_PARAMS};
+pub use metadata::{parse_rate_limit, Metadata, MetadataError, RESERVED_PARAMS};
 pub use process::{ProcessFetcher, ProcessRuntime};
 pub use redact::redact;
 pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};

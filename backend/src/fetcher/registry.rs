@@ -36,6 +36,31 @@ impl Registry {
         }
     }
 
+    /// Every fetcher gets an upstream budget: `overrides` by channel name, else its declared
+    /// `rate_limit`, else `default`.
+    pub fn with_rate_limits(
+        self,
+        default: &[(Duration, u64)],
+        overrides: &HashMap<String, Vec<(Duration, u64)>>,
+    ) -> Registry {
+        let by_name = self
+            .by_name
+            .into_iter()
+            .map(|(name, entry)| {
+                let budget = match overrides.get(&name) {
+                    Some(o) => o.clone(),
+                    None if entry.metadata.rate_limit.is_empty() => default.to_vec(),
+                    None => return (name, entry),
+                };
+                let mut metadata = entry.metadata.clone();
+                metadata.rate_limit = budget;
+                let fetcher = entry.fetcher.clone();
+                (name, Arc::new(FetcherEntry { metadata, fetcher }))
+            })
+            .collect();
+        Registry { by_name }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<FetcherEntry>> {
         self.by_name.get(name)
     }

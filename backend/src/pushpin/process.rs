@@ -99,7 +99,7 @@ impl PushpinOptions {
 [runner]\nservices=condure,zurl,pushpin-proxy,pushpin-handler\nhttp_port={public}\nlogdir={run}/log\nlog_level=2\n\
 client_buffer_size=8192\nclient_maxconn=50000\ncondure_bin=condure\nzurl_bin=zurl\n\n\
 [proxy]\nroutesfile=routes\ndebug=false\nauto_cross_origin=false\naccept_x_forwarded_protocol=false\n\
-set_x_forwarded_protocol=proto-only\nx_forwarded_for=\nx_forwarded_for_trusted=\norig_headers_need_mark=\n\
+set_x_forwarded_protocol=proto-only\nx_forwarded_for=truncate:0,append\nx_forwarded_for_trusted=\norig_headers_need_mark=\n\
 accept_pushpin_route=false\nlog_from=false\nlog_user_agent=false\nsig_iss=pushpin\nsig_key={sig_key}\nupstream_key=\n\
 updates_check=off\norganization_name=\n\
 zurl_out_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in\nzurl_out_stream_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in-stream\n\

@@ -24,6 +24,8 @@ fn catalog_entry(m: &Metadata) -> Value {
             "required": spec.required,
             "default": spec.default,
             "description": spec.description,
+            "type": spec.kind,
+            "allowed": spec.allowed,
         }))).collect::<serde_json::Map<_, _>>(),
         "poll_interval_secs": m.poll_interval.as_secs_f64(),
         "rate_limit": m.rate_limit.iter().map(|(window, calls)| json!({

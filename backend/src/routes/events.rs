@@ -14,6 +14,9 @@ use crate::poller::SnapshotRequest;
 use crate::pushpin::grip::Transports;
 use crate::pushpin::sse;
 
+/// When a stream refused by a channel cap is told to try again.
+const RETRY_CAPPED_SECS: u64 = 60;
+
 pub async fn events(
     req: HttpRequest,
     name: web::Path<String>,
@@ -21,6 +24,25 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let q = resolve(&state.registry.current(), &name, req.query_string())?;
     reject_options(&q.options, &["since"])?;
+    // Each open is 60 s of demand with no WebSocket: bounded per client address, and by the
+    // channel caps like a subscribe.
+    let address = state.guard.client_address(
+        req.headers()
+            .get("X-Forwarded-For")
+            .map(HeaderValue::as_bytes),
+        req.peer_addr().map(|a| a.ip()),
+    );
+    state.guard.sse_open(address).map_err(|wait| {
+        ApiError::too_many(
+            "rate_limited",
+            "too many event streams opened from this address; slow down",
+            wait,
+        )
+    })?;
+    state
+        .guard
+        .admit_channel(&q.id, q.entry.metadata.max_channels)
+        .map_err(|r| ApiError::too_many("too_many_channels", r.message, RETRY_CAPPED_SECS))?;
     // The browser's reconnect header wins over a `since` in the URL it reconnects to.
     let header = req
         .headers()
@@ -33,8 +55,8 @@ pub async fn events(
     .map_err(|e| ApiError::bad_request("bad_last_event_id", e.to_string()))?;
     let channel = q.id;
     let private = GripChannel::new_sse();
+    // `admit_channel` hinted the channel's demand.
     let now = tokio::time::Instant::now();
-    state.demand.hint(&channel, now);
     state.scheduler.request_snapshot(
         channel.clone(),
         SnapshotRequest {

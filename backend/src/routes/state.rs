@@ -33,4 +33,6 @@ pub struct AppState {
     pub items_page_max: usize,
     /// Who may call: allowed origins, Pushpin's signing key, the cluster secret.
     pub edge: crate::edge::EdgeTrust,
+    /// Abuse bounds on subscribes and SSE opens.
+    pub guard: Arc<crate::abuse::Guard>,
 }

@@ -66,6 +66,12 @@ pub async fn websocket_over_http(
         .and_then(|v| v.to_str().ok());
     let event_count = events.len();
     crate::metrics::get().woh_request(&events);
+    let address = state.guard.client_address(
+        req.headers()
+            .get("X-Forwarded-For")
+            .map(HeaderValue::as_bytes),
+        req.peer_addr().map(|a| a.ip()),
+    );
     let reply = connection::handle(
         connection_id,
         events,
@@ -73,6 +79,7 @@ pub async fn websocket_over_http(
         &connection::Context {
             registry: &state.registry.current(),
             limits: &state.limits,
+            admission: &state.guard.for_connection(connection_id, address),
         },
     );
     tracing::debug!(

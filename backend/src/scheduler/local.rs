@@ -13,6 +13,23 @@ use crate::cluster::{Cluster, Held, LeaseGuard};
 use crate::fetcher::FetcherEntry;
 use crate::poller;
 
+/// Pollers running, overall and by fetcher name (for the channel caps).
+#[derive(Default)]
+pub(super) struct Running {
+    total: usize,
+    by_fetcher: std::collections::HashMap<String, usize>,
+}
+
+impl Running {
+    fn add(&mut self, channel: &ChannelId) {
+        self.total += 1;
+        *self
+            .by_fetcher
+            .entry(channel.name().to_string())
+            .or_default() += 1;
+    }
+}
+
 /// Why a channel with subscribers is not ours to poll.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Unservable {
@@ -40,8 +57,9 @@ impl Scheduler {
             Slot::Ignored => active.contains(channel),
             Slot::Remote(r) => active.contains(channel) || r.demand_ended(),
         });
+        let mut running = self.running();
         for channel in active {
-            self.serve(channel, shutdown);
+            self.serve(channel, shutdown, &mut running);
         }
     }
 
@@ -57,13 +75,14 @@ impl Scheduler {
         }
         if self.demand.is_active(channel, tokio::time::Instant::now()) {
             self.forget_ignored_after_registry_change();
-            self.serve(channel.clone(), shutdown);
+            let mut running = self.running();
+            self.serve(channel.clone(), shutdown, &mut running);
         }
     }
 
     /// Has `channel`, which has subscribers, polled: here, or (cluster mode) by trying its
     /// lease. A channel we cannot serve is remembered, so it is logged once.
-    fn serve(&mut self, channel: ChannelId, shutdown: &CancellationToken) {
+    fn serve(&mut self, channel: ChannelId, shutdown: &CancellationToken, running: &mut Running) {
         if matches!(
             self.slots.get(&channel),
             Some(Slot::Polling(_) | Slot::Ignored)
@@ -71,6 +90,9 @@ impl Scheduler {
             return;
         }
         match self.resolve(&channel) {
+            Ok(entry) if !self.within_caps(&channel, &entry, running) => {
+                // Not remembered: the channel is tried again next pass, once a slot frees.
+            }
             Ok(entry) => match self.cluster.clone() {
                 None => self.start(channel, entry, None, shutdown),
                 Some(cluster) => self.try_acquire(channel, &cluster),
@@ -80,6 +102,45 @@ impl Scheduler {
                 self.slots.insert(channel, Slot::Ignored);
             }
         }
+    }
+
+    /// The pollers running here, counted once per pass (not once per channel: a pass over
+    /// thousands of channels beyond a cap would otherwise cost O(channels²)).
+    fn running(&self) -> Running {
+        let mut running = Running::default();
+        for (channel, slot) in &self.slots {
+            if matches!(slot, Slot::Polling(_)) {
+                running.add(channel);
+            }
+        }
+        running
+    }
+
+    /// Whether one more poller, for `channel`, stays within the channel caps; if so, it is
+    /// counted in `running`.
+    fn within_caps(
+        &self,
+        channel: &ChannelId,
+        entry: &FetcherEntry,
+        running: &mut Running,
+    ) -> bool {
+        let Some(caps) = &self.caps else { return true };
+        let of_fetcher = running.by_fetcher.get(channel.name()).copied().unwrap_or(0);
+        let fetcher_cap = caps.max_channels_for(channel.name(), entry.metadata.max_channels);
+        let limit = if of_fetcher >= fetcher_cap {
+            "channels_per_fetcher"
+        } else if running.total >= caps.max_channels {
+            "channels_total"
+        } else {
+            running.add(channel);
+            return true;
+        };
+        tracing::debug!(channel = %channel, limit, "channel has subscribers but a channel cap is reached; not polled");
+        crate::metrics::get()
+            .pollers_capped
+            .with_label_values(&[limit])
+            .inc();
+        false
     }
 
     /// A re-discovered fetcher may serve channels ignored so far.

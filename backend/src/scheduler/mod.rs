@@ -121,6 +121,9 @@ pub struct Scheduler {
     /// The registry the `Ignored` slots were judged against: a re-discovered fetcher may
     /// serve them.
     ignored_with: Option<Arc<Registry>>,
+    /// Channel caps (`limits.max_channels*`): never more pollers than these, whatever demand
+    /// says (stats after a restart included); channels already polling keep their place.
+    caps: Option<crate::config::Limits>,
 }
 
 impl Scheduler {
@@ -142,8 +145,15 @@ impl Scheduler {
             cluster,
             due: BinaryHeap::new(),
             ignored_with: None,
+            caps: None,
         };
         (scheduler, SchedulerHandle { commands: tx })
+    }
+
+    /// Caps the pollers this scheduler runs, per fetcher and overall.
+    pub fn with_channel_caps(mut self, caps: crate::config::Limits) -> Scheduler {
+        self.caps = Some(caps);
+        self
     }
 
     /// Runs until `shutdown`, then waits for every poller to stop.

@@ -134,6 +134,16 @@ struct Replica {
 }
 
 fn replica(name: &'static str, log: &FetchLog, cluster: Option<Arc<Cluster>>) -> Replica {
+    replica_capped(name, log, cluster, None)
+}
+
+/// A replica whose scheduler runs under channel caps.
+fn replica_capped(
+    name: &'static str,
+    log: &FetchLog,
+    cluster: Option<Arc<Cluster>>,
+    caps: Option<crate::config::Limits>,
+) -> Replica {
     let entries = ["t", "u"].map(|n| FetcherEntry {
         metadata: Metadata::from_value(&json!({"name": n, "id_field": "id", "poll_interval": 1}))
             .unwrap(),
@@ -154,7 +164,10 @@ fn replica(name: &'static str, log: &FetchLog, cluster: Option<Arc<Cluster>>) ->
         last_polls: Default::default(),
         status: Default::default(),
     };
-    let (scheduler, handle) = Scheduler::new(registry, demand.clone(), ctx, cluster);
+    let (mut scheduler, handle) = Scheduler::new(registry, demand.clone(), ctx, cluster);
+    if let Some(caps) = caps {
+        scheduler = scheduler.with_channel_caps(caps);
+    }
     let stop = CancellationToken::new();
     let task = tokio::spawn(scheduler.run(stop.clone()));
     Replica {
@@ -390,4 +403,32 @@ async fn a_snapshot_request_is_forwarded_to_the_replica_that_polls_the_channel()
     assert_eq!(to_conn(other), 0);
     p.a.stop().await;
     p.b.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn caps_bound_pollers_whatever_the_stats_say_and_running_channels_keep_their_place() {
+    let log = FetchLog::default();
+    let caps = crate::config::Limits {
+        max_channels: 1,
+        ..Default::default()
+    };
+    let node = replica_capped("a", &log, None, Some(caps));
+    let (t, u) = (channel("t"), channel("u"));
+    node.report(&t, true);
+    sleep(2).await;
+    // Stats (e.g. after a restart) report a second channel: the cap of one holds, and the
+    // channel already polling keeps its poller.
+    node.report(&u, true);
+    let both = Instant::now();
+    sleep(10).await;
+    assert!(fetches(&log, "a", "t", both, Instant::now()) >= 9);
+    assert_eq!(fetches(&log, "a", "u", both, Instant::now()), 0);
+    // Once `t` has no subscribers, `u` takes the freed place.
+    node.report(&t, false);
+    sleep(3).await;
+    let freed = Instant::now();
+    sleep(5).await;
+    assert_eq!(fetches(&log, "a", "t", freed, Instant::now()), 0);
+    assert!(fetches(&log, "a", "u", freed, Instant::now()) >= 4);
+    node.stop().await;
 }

@@ -109,6 +109,7 @@ impl Cluster {
             },
             ..Settings::default()
         };
+        restream_testkit::stack::lift_abuse_limits(&mut settings);
         settings.fetchers.kinds = vec![FetcherKind::Http];
         settings.fetchers.dir = functions.clone();
         settings.fetchers.channels_dir = channels.clone();

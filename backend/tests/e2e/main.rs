@@ -4,6 +4,7 @@
 mod emulators;
 mod support;
 
+mod abuse;
 mod aws;
 mod bad_input;
 mod browser;

@@ -93,6 +93,8 @@ pub struct StackOptions {
     /// Run on the AWS adapters (DynamoDB store, S3 keys, Lambda fetchers) against local
     /// emulators instead of the embedded defaults.
     pub aws: Option<AwsOptions>,
+    /// Changes the backend settings last, before they are written.
+    pub configure: Option<fn(&mut Settings)>,
 }
 
 /// The production profile: `store = dynamodb`, `keys = s3`, `fetchers = lambda`.
@@ -204,6 +206,7 @@ impl Default for StackOptions {
             keys: None,
             extra_channels: Vec::new(),
             aws: None,
+            configure: None,
         }
     }
 }
@@ -303,6 +306,20 @@ impl Stack {
                     path: dir.path().join("items.redb"),
                 };
             }
+        }
+        // Many clients on one address, fast polls: the abuse bounds out of the way unless a
+        // test sets them (abuse.rs).
+        let l = &mut settings.limits;
+        (l.address_subscribe_burst, l.address_subscribes_per_sec) = (1_000_000, 1_000_000.0);
+        (
+            l.connection_subscribe_burst,
+            l.connection_subscribes_per_sec,
+        ) = (1_000_000, 1_000_000.0);
+        (l.sse_open_burst, l.sse_opens_per_sec) = (1_000_000, 1_000_000.0);
+        l.snapshot_resend_secs = 0.0;
+        settings.fetchers.default_rate_limit = vec![(Duration::from_secs(1), 1000)];
+        if let Some(configure) = opts.configure {
+            configure(&mut settings);
         }
         let config = dir.path().join("restream.toml");
         std::fs::write(&config, settings.to_toml().unwrap()).unwrap();

@@ -11,15 +11,13 @@ use thiserror::Error;
 use super::HttpFetcher;
 use crate::channel::ParamSpec;
 
-/// One declared param: the usual declaration plus an optional list of accepted values.
+/// One declared param: the usual declaration, its `allowed` values included (checked at
+/// subscribe, and again before any upstream call).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpParam {
     #[serde(flatten)]
     pub spec: ParamSpec,
-    /// When set, other values are answered with 400 before any upstream call.
-    #[serde(default)]
-    pub allowed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -79,6 +77,9 @@ pub struct HttpChannel {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub rate_limit: Option<BTreeMap<String, u64>>,
+    /// Channels (distinct params) active at once; `limits.max_channels_per_fetcher` wins.
+    #[serde(default)]
+    pub max_channels: Option<u64>,
 }
 
 /// Why a channel file cannot be used; every message names the file (and the field).

@@ -102,6 +102,7 @@ impl Fetcher for HttpFetcher {
             "poll_interval": c.poll_interval,
             "params": params,
             "rate_limit": c.rate_limit,
+            "max_channels": c.max_channels,
         }))
     }
 
@@ -144,7 +145,7 @@ impl HttpFetcher {
     /// Params outside their declared `allowed` values are refused before any upstream call.
     fn check_params(&self, params: &BTreeMap<String, String>) -> Result<(), FetchError> {
         for (name, param) in &self.channel.params {
-            if let (Some(allowed), Some(value)) = (&param.allowed, params.get(name)) {
+            if let (Some(allowed), Some(value)) = (&param.spec.allowed, params.get(name)) {
                 if !allowed.contains(value) {
                     let message = format!(
                         "param {name}: {value:?} is not one of {}",
