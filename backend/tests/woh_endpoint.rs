@@ -30,6 +30,8 @@ fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
         status: Default::default(),
         budgets: Default::default(),
         pushpin_control_urls,
+        auth: Arc::new(restream::auth::Auth::public()),
+        publisher: Arc::new(restream::pushpin::publisher::HttpPublisher::new(&[])),
     })
 }
 

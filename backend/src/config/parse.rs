@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::file::{self, SettingsFile};
 use super::{
-    AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers, KeysSettings,
-    PublishVia, Pushpin, Server, Settings, StoreKind, StoreSettings,
+    AuthSettings, AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers,
+    KeysSettings, PublishVia, Pushpin, Server, Settings, StoreKind, StoreSettings,
 };
 
 /// A setting the file form can hold but the service cannot run with.
@@ -37,6 +37,10 @@ pub enum SettingsError {
     ClusterNeedsDynamodb,
     #[error("pushpin: at least one publish endpoint is required")]
     NoPublishEndpoint,
+    #[error("set at most one of {a} and {b}")]
+    OnlyOne { a: &'static str, b: &'static str },
+    #[error("{key} must be an http:// or https:// URL")]
+    NotHttpUrl { key: &'static str },
 }
 
 /// The shortest poll interval an override may ask for.
@@ -197,6 +201,57 @@ fn pushpin(p: Pushpin) -> Result<Pushpin, SettingsError> {
     Ok(p)
 }
 
+fn auth(a: file::Auth) -> Result<AuthSettings, SettingsError> {
+    use crate::auth::JwksSource;
+    let file = Some(a.jwks_file).filter(|p| !p.as_os_str().is_empty());
+    let jwks = match (file, non_empty(a.jwks_url)) {
+        (Some(_), Some(_)) => {
+            return Err(SettingsError::OnlyOne {
+                a: "auth.jwks_file",
+                b: "auth.jwks_url",
+            })
+        }
+        (Some(path), None) => Some(JwksSource::File(path)),
+        (None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(JwksSource::Url(url))
+        }
+        (None, Some(_)) => {
+            return Err(SettingsError::NotHttpUrl {
+                key: "auth.jwks_url",
+            })
+        }
+        (None, None) => None,
+    };
+    Ok(AuthSettings {
+        default_access: a.default_access,
+        access: a.access,
+        jwks,
+        refresh: at_least_one("auth.refresh_secs", a.refresh_secs)?,
+        min_refresh: at_least_one("auth.min_refresh_secs", a.min_refresh_secs)?,
+        audience: non_empty(a.audience),
+        issuer: non_empty(a.issuer),
+    })
+}
+
+fn auth_file(a: AuthSettings) -> file::Auth {
+    use crate::auth::JwksSource;
+    let (jwks_file, jwks_url) = match a.jwks {
+        Some(JwksSource::File(path)) => (path, String::new()),
+        Some(JwksSource::Url(url)) => (Default::default(), url),
+        None => (Default::default(), String::new()),
+    };
+    file::Auth {
+        default_access: a.default_access,
+        access: a.access,
+        jwks_file,
+        jwks_url,
+        refresh_secs: a.refresh.as_secs_f64(),
+        min_refresh_secs: a.min_refresh.as_secs_f64(),
+        audience: a.audience.unwrap_or_default(),
+        issuer: a.issuer.unwrap_or_default(),
+    }
+}
+
 impl TryFrom<SettingsFile> for Settings {
     type Error = SettingsError;
 
@@ -218,6 +273,7 @@ impl TryFrom<SettingsFile> for Settings {
             aws: aws(f.aws)?,
             log: f.log,
             dev: f.dev,
+            auth: auth(f.auth)?,
         })
     }
 }
@@ -258,6 +314,7 @@ impl From<Settings> for SettingsFile {
             },
             log: s.log,
             dev: s.dev,
+            auth: auth_file(s.auth),
         }
     }
 }

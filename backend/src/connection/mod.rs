@@ -7,9 +7,12 @@
 
 use serde_json::Value;
 
+use crate::auth::{Grant, Grants, Refusal, RequestAuth};
 use crate::channel::{ChannelId, GripChannel};
 use crate::fetcher::Registry;
-use crate::protocol::{self, ClientMessage, ErrorCode, Rejection, ServerMessage, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, Rejection, ServerMessage, Token, PROTOCOL_VERSION,
+};
 use crate::pushpin::grip::Control;
 use crate::pushpin::woh::Event;
 
@@ -76,6 +79,9 @@ pub struct Limits {
 pub struct Context<'a> {
     pub registry: &'a Registry,
     pub limits: &'a Limits,
+    /// Which channels need a token, and the tokens this request carries or earlier ones
+    /// granted (verified outside: the checks here are synchronous).
+    pub auth: &'a RequestAuth<'a>,
 }
 
 /// The answer to one WOH request.
@@ -89,6 +95,13 @@ pub struct Reply {
     pub live_channels: Vec<ChannelId>,
     /// Snapshots (or resumes) to send this connection once its subscriptions are active.
     pub snapshots: Vec<SnapshotWanted>,
+    /// Channel tokens' expiry per subscription (connection meta `Restream-Grants`).
+    pub grants: Grants,
+    /// Whether the grants meta header must be rewritten.
+    pub grants_changed: bool,
+    /// Subscribes refused and subscriptions ended for want of a valid token, and why (for
+    /// metrics and logs; the client only reads a generic sentence).
+    pub refusals: Vec<(ChannelId, Refusal)>,
 }
 
 /// Handles every event of one request in order.
@@ -100,6 +113,7 @@ pub fn handle(
 ) -> Reply {
     let mut reply = Reply {
         subscriptions,
+        grants: context.auth.grants.clone(),
         ..Reply::default()
     };
     let mut closing = false;
@@ -124,11 +138,11 @@ pub fn handle(
             },
             Event::Binary(_) => send(
                 &mut reply,
-                ServerMessage::Error {
-                    code: ErrorCode::BadMessage,
-                    message: "binary frames are not supported; send JSON text".into(),
-                    reference: None,
-                },
+                ServerMessage::error(
+                    ErrorCode::BadMessage,
+                    "binary frames are not supported; send JSON text",
+                    None,
+                ),
             ),
             Event::Ping(payload) => reply.events.push(Event::Pong(payload)),
             Event::Pong(_) => {}
@@ -144,8 +158,11 @@ pub fn handle(
         }
     }
     if !closing {
+        end_unauthorized(&mut reply, context);
         reply.live_channels = reply.subscriptions.iter().cloned().collect();
     }
+    let held = reply.subscriptions.0.clone();
+    reply.grants_changed |= reply.grants.retain_held(&held);
     reply
 }
 
@@ -158,35 +175,45 @@ fn control(reply: &mut Reply, c: Control) {
 }
 
 fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
-    let Context { registry, limits } = context;
+    let Context {
+        registry, limits, ..
+    } = context;
     match message {
         ClientMessage::Subscribe {
             channel,
             params,
             reference,
             since,
+            token,
         } => {
             let id = match resolve(&channel, params.as_ref(), reference.clone(), registry) {
                 Ok(id) => id,
                 Err(r) => return send(reply, r.into()),
             };
+            let grant = match authorize(&id, token.as_ref(), context) {
+                Ok(grant) => grant,
+                Err(refusal) => return refuse(reply, id, refusal, reference),
+            };
             if !reply.subscriptions.contains(&id) {
                 if reply.subscriptions.len() >= limits.max_subscriptions {
                     return send(
                         reply,
-                        ServerMessage::Error {
-                            code: ErrorCode::TooManySubscriptions,
-                            message: format!(
+                        ServerMessage::error(
+                            ErrorCode::TooManySubscriptions,
+                            format!(
                                 "a connection can hold at most {} subscriptions; unsubscribe first",
                                 limits.max_subscriptions
                             ),
                             reference,
-                        },
+                        ),
                     );
                 }
                 control(reply, Control::Subscribe(id.clone().into()));
                 reply.subscriptions.0.push(id.clone());
                 reply.subscriptions_changed = true;
+            }
+            if let Grant::ChannelToken { exp } = grant {
+                reply.grants_changed |= reply.grants.grant(&id, exp);
             }
             // A repeated subscribe is idempotent: it is confirmed again (and the snapshot sent
             // again, a cheap way to resync), without a second GRIP subscription.
@@ -212,11 +239,11 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
             if !reply.subscriptions.contains(&id) {
                 return send(
                     reply,
-                    ServerMessage::Error {
-                        code: ErrorCode::NotSubscribed,
-                        message: format!("not subscribed to {id}"),
+                    ServerMessage::error(
+                        ErrorCode::NotSubscribed,
+                        format!("not subscribed to {id}"),
                         reference,
-                    },
+                    ),
                 );
             }
             unsubscribe(reply, &id, reference);
@@ -225,17 +252,64 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
             if reply.subscriptions.is_empty() {
                 return send(
                     reply,
-                    ServerMessage::Error {
-                        code: ErrorCode::NotSubscribed,
-                        message: "not subscribed to any channel".into(),
+                    ServerMessage::error(
+                        ErrorCode::NotSubscribed,
+                        "not subscribed to any channel",
                         reference,
-                    },
+                    ),
                 );
             }
             for id in reply.subscriptions.0.clone() {
                 unsubscribe(reply, &id, reference.clone());
             }
         }
+    }
+}
+
+/// The token check of a subscribe: after the channel is resolved, before anything starts.
+fn authorize(
+    id: &ChannelId,
+    token: Option<&Token>,
+    context: &Context<'_>,
+) -> Result<Grant, Refusal> {
+    let declared = context
+        .registry
+        .get(id.name())
+        .and_then(|e| e.metadata.access);
+    context
+        .auth
+        .authorize(id, declared, token.map(|t| t.0.as_str()))
+}
+
+/// Answers a refused subscribe: nothing is subscribed, hinted or snapshotted.
+fn refuse(reply: &mut Reply, id: ChannelId, refusal: Refusal, reference: Option<Value>) {
+    send(
+        reply,
+        ServerMessage::error(ErrorCode::Unauthorized, refusal.public_message(), reference),
+    );
+    reply.refusals.push((id, refusal));
+}
+
+/// Ends the subscriptions no token allows any more (an expired connection or channel token):
+/// `unsubscribed` for each, then one `unauthorized` error.
+fn end_unauthorized(reply: &mut Reply, context: &Context<'_>) {
+    let mut first = None;
+    for id in reply.subscriptions.0.clone() {
+        let declared = context
+            .registry
+            .get(id.name())
+            .and_then(|e| e.metadata.access);
+        if let Err(refusal) = context.auth.still_allowed(&id, declared, &reply.grants) {
+            unsubscribe(reply, &id, None);
+            reply.refusals.push((id, refusal));
+            first.get_or_insert(refusal);
+        }
+    }
+    if let Some(refusal) = first {
+        send(
+            reply,
+            ServerMessage::error(ErrorCode::Unauthorized, refusal.public_message(), None),
+        );
     }
 }
 

@@ -16,7 +16,7 @@ use crate::status::ChannelStatus;
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
-fn catalog_entry(m: &Metadata) -> Value {
+fn catalog_entry(m: &Metadata, access: crate::auth::Access) -> Value {
     json!({
         "name": m.name,
         "description": m.description,
@@ -33,6 +33,7 @@ fn catalog_entry(m: &Metadata) -> Value {
         })).collect::<Vec<_>>(),
         "doc_url": m.doc_url,
         "api_url": m.api_url,
+        "access": access.as_str(),
     })
 }
 
@@ -42,7 +43,10 @@ pub async fn catalog(state: web::Data<AppState>) -> HttpResponse {
     let channels: Vec<Value> = registry
         .names()
         .filter_map(|n| registry.get(n))
-        .map(|e| catalog_entry(&e.metadata))
+        .map(|e| {
+            let access = state.auth.access(&e.metadata.name, e.metadata.access);
+            catalog_entry(&e.metadata, access)
+        })
         .collect();
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-cache"))
@@ -68,7 +72,8 @@ pub async fn status(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = resolve(&state.registry.current(), &name, req.query_string())?;
+    let mut q = resolve(&state.registry.current(), &name, req.query_string())?;
+    super::auth::require(&state, &req, &mut q, "status").await?;
     reject_options(&q.options, &[])?;
     let id = q.id.to_string();
     let subscribers = state.demand.subscribers(&q.id, tokio::time::Instant::now());
@@ -141,7 +146,8 @@ pub async fn items(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = resolve(&state.registry.current(), &name, req.query_string())?;
+    let mut q = resolve(&state.registry.current(), &name, req.query_string())?;
+    super::auth::require(&state, &req, &mut q, "items").await?;
     reject_options(&q.options, &["limit", "cursor"])?;
     let limit = match q.options.get("limit") {
         None => DEFAULT_PAGE,

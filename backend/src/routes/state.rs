@@ -26,4 +26,8 @@ pub struct AppState {
     pub budgets: Arc<Budgets>,
     /// Pushpin HTTP control endpoints, one per instance; `/readyz` checks each answers.
     pub pushpin_control_urls: Vec<String>,
+    /// Which channels need a token, and the keys to check one with.
+    pub auth: Arc<crate::auth::Auth>,
+    /// Closes SSE streams whose token expires (a GRIP close on the stream's private channel).
+    pub publisher: Arc<dyn crate::pushpin::publisher::Publisher>,
 }

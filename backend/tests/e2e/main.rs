@@ -4,6 +4,7 @@
 mod emulators;
 mod support;
 
+mod auth;
 mod aws;
 mod bad_input;
 mod browser;
