@@ -38,7 +38,7 @@ enum Cmd {
     Token {
         /// A channel it grants: a name, a canonical id (`name?k=v`), `prefix*` or `*`
         /// (repeatable).
-        #[arg(long = "channel", short = 'c', required = true)]
+        #[arg(long = "channel", required = true)]
         channels: Vec<String>,
         /// Who it is for (shown in logs).
         #[arg(long)]
