@@ -314,3 +314,72 @@ fn same_decoded(a: &str, b: &str) -> bool {
     };
     matches!((parts(a), parts(b)), (Some(x), Some(y)) if x == y)
 }
+
+/// Writes `text` to `path` readable by its owner only (the key store refuses more).
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[tokio::test]
+async fn live_keys_load_the_secret_and_jwks_and_refresh_at_most_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keys_file, jwks_file) = (dir.path().join("keys.json"), dir.path().join("jwks.json"));
+    write_private(
+        &keys_file,
+        &json!({"_restream": {"jwt_secret": "one"}}).to_string(),
+    );
+    std::fs::write(&jwks_file, jwks(&["rsa-a"]).to_string()).unwrap();
+    let store: Arc<dyn crate::keys::KeyStore> =
+        Arc::new(crate::keys::FileKeyStore::new(&keys_file));
+    let live = LiveKeys::new(
+        Some(store),
+        Some(JwksSource::File(jwks_file.clone())),
+        std::time::Duration::from_secs(3600),
+    );
+    let claims = json!({"exp": NOW + 60});
+    let hs_with = |secret: &[u8]| {
+        mint::sign(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let rules = Rules::default();
+    let b = signed(Algorithm::RS256, "rsa-b", "rsa-b.pem", claims.clone());
+    assert_eq!(
+        verify(&live.current(), &hs_with(b"one"), NOW, &rules),
+        Err(Refusal::UnknownKey)
+    );
+    live.refresh_limited().await;
+    assert!(verify(&live.current(), &hs_with(b"one"), NOW, &rules).is_ok());
+    assert_eq!(
+        verify(&live.current(), &b, NOW, &rules),
+        Err(Refusal::UnknownKey)
+    );
+    // Rotation: new secret, new JWKS. A limited refresh right after the last one does nothing…
+    write_private(
+        &keys_file,
+        &json!({"_restream": {"jwt_secret": "two"}}).to_string(),
+    );
+    std::fs::write(&jwks_file, jwks(&["rsa-b"]).to_string()).unwrap();
+    live.refresh_limited().await;
+    assert_eq!(
+        verify(&live.current(), &b, NOW, &rules),
+        Err(Refusal::UnknownKey)
+    );
+    // …the periodic one picks both up.
+    live.refresh().await;
+    assert!(verify(&live.current(), &b, NOW, &rules).is_ok());
+    assert!(verify(&live.current(), &hs_with(b"two"), NOW, &rules).is_ok());
+    assert_eq!(
+        verify(&live.current(), &hs_with(b"one"), NOW, &rules),
+        Err(Refusal::BadSignature)
+    );
+    // A broken JWKS keeps the last good keys.
+    std::fs::write(&jwks_file, "{not json").unwrap();
+    live.refresh().await;
+    assert!(verify(&live.current(), &b, NOW, &rules).is_ok());
+}

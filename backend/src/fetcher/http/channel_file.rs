@@ -79,6 +79,9 @@ pub struct HttpChannel {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub rate_limit: Option<BTreeMap<String, u64>>,
+    /// `"public"` or `"token"`: whether subscribers need a token (docs/security-auth.md).
+    #[serde(default)]
+    pub access: Option<String>,
 }
 
 /// Why a channel file cannot be used; every message names the file (and the field).

@@ -102,6 +102,7 @@ impl Fetcher for HttpFetcher {
             "poll_interval": c.poll_interval,
             "params": params,
             "rate_limit": c.rate_limit,
+            "access": c.access,
         }))
     }
 
