@@ -198,7 +198,7 @@ pub fn record(refusal: Refusal, channel: &ChannelId, via: &'static str) {
         .auth_refusals
         .with_label_values(&[refusal.as_str()])
         .inc();
-    tracing::info!(channel = %channel, reason = refusal.as_str(), via, "token refused");
+    tracing::debug!(channel = %channel, reason = refusal.as_str(), via, "token refused");
 }
 
 /// Seconds since the Unix epoch.
