@@ -188,6 +188,34 @@ mod tests {
         assert_eq!(e(&"a".repeat(600)), PatternError::TooLong);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_and_prefixes_of_an_id_match_it(
+            s in ".{0,80}",
+            name in "[a-z][a-z0-9-]{0,10}",
+            value in ".{1,12}",
+            cut in 0usize..40,
+        ) {
+            if let Ok(p) = ChannelPattern::parse(&s) {
+                proptest::prop_assert_eq!(ChannelPattern::parse(&p.as_text()), Ok(p));
+            }
+            let id = ChannelId::from_request(
+                &name,
+                Some(&json!({"k": value})),
+                &[("k".to_string(), Default::default())].into(),
+            )
+            .unwrap();
+            let text = id.as_str();
+            let mut end = cut.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let prefix = format!("{}*", &text[..end]);
+            proptest::prop_assert!(ChannelPattern::parse(&prefix).unwrap().matches(&id));
+            proptest::prop_assert!(ChannelPattern::parse(text).unwrap().matches(&id));
+        }
+    }
+
     #[test]
     fn patterns_print_as_written() {
         for s in ["*", "w", "w?lat=5&u=c", "usgs-*"] {

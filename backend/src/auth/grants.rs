@@ -74,6 +74,15 @@ impl Grants {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_meta_text_reads_into_at_most_the_bound(s in ".{0,2000}") {
+            let g = Grants::from_meta(Some(&s));
+            proptest::prop_assert!(g.0.len() <= MAX_ENTRIES);
+            proptest::prop_assert_eq!(Grants::from_meta(Some(&g.to_meta())), g);
+        }
+    }
+
     #[test]
     fn grants_round_trip_through_the_meta_and_stay_bounded() {
         let a = ChannelId::parse("a").unwrap();
