@@ -148,6 +148,18 @@ pub async fn auth(
     let a = &settings.auth;
     let live = Arc::new(LiveKeys::new(Some(keys), a.jwks.clone(), a.min_refresh));
     live.refresh().await;
+    let needs_tokens = a.default_access == crate::auth::Access::Token
+        || a.access.values().any(|x| *x == crate::auth::Access::Token);
+    if live.current().is_empty() {
+        let hint = "set the key store's _restream.jwt_secret, auth.jwks_file or auth.jwks_url";
+        match needs_tokens {
+            true => tracing::warn!(
+                hint,
+                "channels need tokens but no key is loaded: every token is refused"
+            ),
+            false => tracing::debug!(hint, "no token keys loaded"),
+        }
+    }
     tokio::spawn(live.clone().run_refresher(a.refresh, shutdown.clone()));
     Arc::new(Auth {
         policy: Policy {

@@ -68,6 +68,11 @@ impl KeySet {
         self.public.len()
     }
 
+    /// No key at all: every token is refused.
+    pub fn is_empty(&self) -> bool {
+        self.hs256.is_none() && self.public.is_empty()
+    }
+
     pub fn find(&self, alg: Algorithm, kid: Option<&str>) -> Lookup<'_> {
         match alg {
             Algorithm::HS256 => self.hs256.as_ref().map_or(Lookup::Unknown, Lookup::Found),
