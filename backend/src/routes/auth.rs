@@ -18,20 +18,25 @@ pub fn query_token(query: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// A WebSocket connection's token: `Authorization: Bearer` (clients that can set headers;
+/// Pushpin replays the handshake's headers on every request), else `?token=` on its URL.
+pub fn connection_token(req: &HttpRequest) -> Option<String> {
+    bearer(req).or_else(|| query_token(req.query_string()))
+}
+
 /// The request's token: `Authorization: Bearer`, else `?token=` (taken out of the options).
 fn request_token(req: &HttpRequest, q: &mut ChannelQuery) -> Option<String> {
     let from_query = q.options.remove("token");
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_string())
-        });
-    bearer.or(from_query)
+    bearer(req).or(from_query)
 }
 
 /// Refuses a request for a token channel without a token naming it (401); `Ok(Some(exp))`
@@ -61,6 +66,20 @@ pub async fn require(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bearer_header_wins_over_the_query() {
+        let req = actix_web::test::TestRequest::get()
+            .uri("/ws?token=from-query")
+            .insert_header(("Authorization", "bearer  from-header "))
+            .to_http_request();
+        assert_eq!(connection_token(&req), Some("from-header".into()));
+        let req = actix_web::test::TestRequest::get()
+            .uri("/ws?token=from-query")
+            .insert_header(("Authorization", "Basic abc"))
+            .to_http_request();
+        assert_eq!(connection_token(&req), Some("from-query".into()));
+    }
 
     #[test]
     fn the_token_is_read_from_the_query() {

@@ -50,7 +50,7 @@ pub async fn websocket_over_http(
     // again each time, so its expiry is noticed by the next keep-alive at the latest. (Before
     // the span is entered: a refresh for an unknown key may wait.)
     let now = auth::now_unix();
-    let token = super::auth::query_token(req.query_string());
+    let token = super::auth::connection_token(&req);
     let connection = state.auth.credential(token.as_deref(), now).await;
     let span = tracing::debug_span!("woh", connection = %connection_id);
     let _enter = span.enter();
