@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use restream::auth::mint;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::*;
 
@@ -193,6 +194,18 @@ async fn tokens_decide_who_subscribes_and_refusals_cost_nothing() {
         .request(subscribe(refused_feed, Some(&channel_token)))
         .await;
     assert_eq!(e["code"], "unauthorized", "{e}");
+
+    // A client that can set headers may send the connection's token as a Bearer header.
+    let mut request = stack.ws_url.as_str().into_client_request().unwrap();
+    let value = format!("Bearer {valid}").parse().unwrap();
+    request.headers_mut().insert("Authorization", value);
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut with_header = Client { ws };
+    let ready = with_header.recv(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(ready["type"], "ready");
+    with_header
+        .subscribe(PRIVATE, json!({"feed": "1.0_day"}))
+        .await;
 
     // The HTTP API: a token channel's status and items need a token too.
     let items = format!("{}/channels/{PRIVATE}/items?feed=1.0_day", stack.http_url);
