@@ -41,6 +41,8 @@ pub enum SettingsError {
     OnlyOne { a: &'static str, b: &'static str },
     #[error("{key} must be an http:// or https:// URL")]
     NotHttpUrl { key: &'static str },
+    #[error("auth.access.{name:?} is not a channel name")]
+    NotAChannelName { name: String },
 }
 
 /// The shortest poll interval an override may ask for.
@@ -222,6 +224,10 @@ fn auth(a: file::Auth) -> Result<AuthSettings, SettingsError> {
         }
         (None, None) => None,
     };
+    if let Some(name) = a.access.keys().find(|n| !crate::channel::is_valid_name(n)) {
+        let name: String = name.chars().take(64).collect();
+        return Err(SettingsError::NotAChannelName { name });
+    }
     Ok(AuthSettings {
         default_access: a.default_access,
         access: a.access,

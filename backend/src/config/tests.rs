@@ -117,6 +117,11 @@ fn parse_errors_name_the_key() {
             "auth.min_refresh_secs must be at least 1",
         ),
         (
+            "RESTREAM_AUTH__ACCESS",
+            "{\"a b\" = \"token\"}",
+            "auth.access.\"a b\" is not a channel name",
+        ),
+        (
             "RESTREAM_AUTH__DEFAULT_ACCESS",
             "private",
             "`public` or `token`",
