@@ -1,6 +1,7 @@
 //! restream: turns polling REST APIs into subscribable real-time streams behind Pushpin.
 //!
 //! # Layout
+//! - [`auth`] — subscriber tokens (JWT) and which channels need one.
 //! - [`protocol`] — the client protocol (`subscribe`, `unsubscribe`, ...; `ready`, `error`, ...).
 //! - [`channel`] — canonical, reversible channel ids.
 //! - [`connection`] — one WOH request for one connection; subscriptions kept in Pushpin meta.
@@ -29,6 +30,7 @@
 //! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
 pub mod abuse;
+pub mod auth;
 pub mod authoring;
 pub mod aws;
 pub mod budget;

@@ -34,6 +34,19 @@ enum Cmd {
     Config,
     /// Exit 0 when the backend at `server.listen` answers `/healthz` (container healthchecks).
     Health,
+    /// Print a subscriber token (HS256, signed with the key store's `_restream.jwt_secret`).
+    Token {
+        /// A channel it grants: a name, a canonical id (`name?k=v`), `prefix*` or `*`
+        /// (repeatable).
+        #[arg(long = "channel", required = true)]
+        channels: Vec<String>,
+        /// Who it is for (shown in logs).
+        #[arg(long)]
+        sub: Option<String>,
+        /// How long it is valid: 90s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = restream::auth::mint::parse_ttl)]
+        ttl: std::time::Duration,
+    },
     /// Tools for fetcher authors.
     Fetchers {
         #[command(subcommand)]
@@ -100,6 +113,11 @@ async fn main() -> anyhow::Result<()> {
             result
         }
         Cmd::Health => restream::startup::check_health(&settings.server.listen).await,
+        Cmd::Token { channels, sub, ttl } => {
+            let token = startup::mint_token(&settings, &channels, sub.as_deref(), ttl).await?;
+            println!("{token}");
+            Ok(())
+        }
         Cmd::Config => {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())

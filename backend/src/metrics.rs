@@ -61,6 +61,12 @@ pub struct Metrics {
     /// A rate tracker full of live entries, so a new connection or address went untracked.
     pub rate_tracker_full: IntCounterVec,
     rendering: std::sync::Mutex<()>,
+    /// Subscribes and requests refused for want of a valid token, by bounded reason.
+    pub auth_refusals: IntCounterVec,
+    /// Reloads of the token keys (JWT secret, JWKS), by outcome.
+    pub auth_key_refreshes: IntCounterVec,
+    /// Public keys currently loaded from the JWKS.
+    pub auth_jwks_keys: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -244,6 +250,21 @@ impl Metrics {
                 &["tracker"],
             ),
             rendering: std::sync::Mutex::new(()),
+            auth_refusals: counter_vec(
+                "auth_refusals_total",
+                "Subscribes and HTTP requests refused for want of a valid token, by reason (missing, malformed, expired, bad_signature, unknown_key, wrong_channel, ...)",
+                &["reason"],
+            ),
+            auth_key_refreshes: counter_vec(
+                "auth_key_refreshes_total",
+                "Reloads of the token keys (JWT secret from the key store, JWKS), by outcome (ok, failed)",
+                &["outcome"],
+            ),
+            auth_jwks_keys: register(
+                &r,
+                IntGauge::new("auth_jwks_keys", "Public keys loaded from the JWKS")
+                    .expect("valid metric"),
+            ),
             registry: r,
         }
     }

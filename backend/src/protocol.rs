@@ -22,6 +22,8 @@ pub enum ClientMessage {
         params: Option<Value>,
         since: Option<u64>,
         reference: Option<Value>,
+        /// A channel token for this subscribe alone (docs/security-auth.md).
+        token: Option<Token>,
     },
     Unsubscribe {
         channel: String,
@@ -31,6 +33,16 @@ pub enum ClientMessage {
     UnsubscribeAll {
         reference: Option<Value>,
     },
+}
+
+/// A token a client sent; never printed, so a logged message cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
 }
 
 /// Error codes sent in `error` messages.
@@ -153,7 +165,7 @@ pub fn parse(text: &[u8]) -> Result<ClientMessage, Rejection> {
         None => return Err(bad("missing action".into(), reference)),
     };
     let allowed: &[&str] = match action.as_str() {
-        "subscribe" => &["channel", "params", "since"],
+        "subscribe" => &["channel", "params", "since", "token"],
         "unsubscribe" => &["channel", "params"],
         "unsubscribe_all" => &[],
         other => {
@@ -200,11 +212,17 @@ pub fn parse(text: &[u8]) -> Result<ClientMessage, Rejection> {
             ))
         }
     };
+    let token = match obj.remove("token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(Token(t)),
+        Some(_) => return Err(bad("token must be a string".into(), reference)),
+    };
     Ok(ClientMessage::Subscribe {
         channel,
         params,
         since,
         reference,
+        token,
     })
 }
 
@@ -291,9 +309,7 @@ impl ServerMessage {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server messages always serialize")
     }
-}
 
-impl ServerMessage {
     /// An `error` message without `retry_after`.
     pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<Value>) -> Self {
         ServerMessage::Error {
@@ -338,8 +354,17 @@ mod tests {
                 channel: "nyt-top".into(),
                 params: Some(json!({"section":"world"})),
                 since: Some(41),
-                reference: Some(json!("x"))
+                reference: Some(json!("x")),
+                token: None,
             })
+        );
+        let with_token = parse(br#"{"action":"subscribe","channel":"a","token":"t.t.t"}"#).unwrap();
+        assert!(
+            matches!(&with_token, ClientMessage::Subscribe { token: Some(Token(t)), .. } if t == "t.t.t")
+        );
+        assert!(
+            !format!("{with_token:?}").contains("t.t.t"),
+            "tokens are never printed"
         );
         assert_eq!(
             parse(br#"{"action":"unsubscribe","channel":"a"}"#),
@@ -386,6 +411,14 @@ mod tests {
         );
         assert_eq!(
             code(br#"{"action":"subscribe","channel":"a","ref":{}}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(br#"{"action":"subscribe","channel":"a","token":5}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(br#"{"action":"unsubscribe","channel":"a","token":"x"}"#),
             ErrorCode::BadMessage
         );
     }

@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Auth, LiveKeys, Policy, Rules, JWT_SECRET, SECRETS_ENTRY};
 use crate::aws::Aws;
 use crate::config::{
     ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
@@ -146,6 +147,64 @@ fn member(c: &ClusterSettings, listener: &TcpListener) -> anyhow::Result<crate::
     Ok(crate::cluster::Member { id, url })
 }
 
+/// The access policy and the token keys (the key store's `_restream.jwt_secret`, the JWKS),
+/// loaded now and refreshed until `shutdown`.
+pub async fn auth(
+    settings: &Settings,
+    keys: Arc<dyn KeyStore>,
+    shutdown: &CancellationToken,
+) -> Arc<Auth> {
+    let a = &settings.auth;
+    let live = Arc::new(LiveKeys::new(Some(keys), a.jwks.clone(), a.min_refresh));
+    live.refresh().await;
+    let needs_tokens = a.default_access == crate::auth::Access::Token
+        || a.access.values().any(|x| *x == crate::auth::Access::Token);
+    if live.current().is_empty() {
+        let hint = "set the key store's _restream.jwt_secret, auth.jwks_file or auth.jwks_url";
+        match needs_tokens {
+            true => tracing::warn!(
+                hint,
+                "channels need tokens but no key is loaded: every token is refused"
+            ),
+            false => tracing::debug!(hint, "no token keys loaded"),
+        }
+    }
+    tokio::spawn(live.clone().run_refresher(a.refresh, shutdown.clone()));
+    Arc::new(Auth {
+        policy: Policy {
+            default_access: a.default_access,
+            overrides: a.access.clone(),
+        },
+        keys: live,
+        rules: Rules {
+            audience: a.audience.clone(),
+            issuer: a.issuer.clone(),
+        },
+    })
+}
+
+/// `restream token`: an HS256 token for `channels` (patterns) valid for `ttl`, signed with
+/// the key store's `_restream.jwt_secret`.
+pub async fn mint_token(
+    settings: &Settings,
+    channels: &[String],
+    sub: Option<&str>,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    use secrecy::ExposeSecret;
+    let shutdown = CancellationToken::new();
+    let store = key_store(settings, &Aws::new(&settings.aws), &shutdown).await?;
+    let keys = store.keys_for(SECRETS_ENTRY).await;
+    shutdown.cancel();
+    let keys = keys.context("cannot read the key store")?;
+    let secret = keys.get(JWT_SECRET).with_context(|| {
+        format!("the key store has no {{\"{SECRETS_ENTRY}\": {{\"{JWT_SECRET}\": \"...\"}}}} entry")
+    })?;
+    let exp = crate::auth::now_unix() + ttl.as_secs();
+    crate::auth::mint::hs256(secret.expose_secret().as_bytes(), sub, channels, exp)
+        .map_err(anyhow::Error::msg)
+}
+
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
     Ok(match settings.pushpin.publish {
         PublishVia::Zmq => Arc::new(Metered(ZmqPublisher::connect(
@@ -189,6 +248,8 @@ pub async fn run(
     let edge = edge_trust(&settings)?;
     let store = item_store(&settings, &aws).await?;
     let keys = key_store(&settings, &aws, &shutdown).await?;
+    let auth = auth(&settings, keys.clone(), &shutdown).await;
+    let publisher = publisher(&settings)?;
     let discovery = discovery(&settings, &aws).await;
     let (loaded, found) = match discovery.load().await {
         Ok((registry, _)) => (registry, true),
@@ -221,7 +282,7 @@ pub async fn run(
     );
     let ctx = PollerContext {
         keys,
-        publisher: publisher(&settings)?,
+        publisher: publisher.clone(),
         store: store.clone(),
         max_backoff: settings.fetchers.max_backoff,
         budgets: budgets.clone(),
@@ -268,6 +329,8 @@ pub async fn run(
             settings.limits.clone(),
             demand.clone(),
         )),
+        auth,
+        publisher,
     });
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());

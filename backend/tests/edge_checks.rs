@@ -44,6 +44,8 @@ fn state(origins: &[&str]) -> web::Data<AppState> {
             Default::default(),
             Arc::new(Demand::new(Duration::from_secs(60))),
         )),
+        auth: Arc::new(restream::auth::Auth::public()),
+        publisher: Arc::new(restream::pushpin::publisher::HttpPublisher::new(&[])),
         edge: EdgeTrust {
             origins: AllowedOrigins::parse(
                 &origins.iter().map(|o| o.to_string()).collect::<Vec<_>>(),

@@ -23,9 +23,21 @@ fn state() -> web::Data<AppState> {
 
 /// State whose `/readyz` checks Pushpin at `pushpin_control_urls`.
 fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
+    state_with(
+        Registry::default(),
+        restream::auth::Auth::public(),
+        pushpin_control_urls,
+    )
+}
+
+fn state_with(
+    registry: Registry,
+    auth: restream::auth::Auth,
+    pushpin_control_urls: Vec<String>,
+) -> web::Data<AppState> {
     let demand = Arc::new(Demand::new(Duration::from_secs(60)));
     web::Data::new(AppState {
-        registry: Arc::new(SharedRegistry::new(Registry::default())),
+        registry: Arc::new(SharedRegistry::new(registry)),
         demand: demand.clone(),
         scheduler: SchedulerHandle::disconnected(),
         limits: Limits {
@@ -45,6 +57,8 @@ fn state_checking(pushpin_control_urls: Vec<String>) -> web::Data<AppState> {
             ..Default::default()
         },
         guard: Arc::new(restream::abuse::Guard::new(Default::default(), demand)),
+        auth: Arc::new(auth),
+        publisher: Arc::new(restream::pushpin::publisher::HttpPublisher::new(&[])),
     })
 }
 
@@ -222,4 +236,129 @@ async fn readyz_fails_while_an_essential_task_is_dead() {
         "{tasks}"
     );
     assert!(shutdown.is_cancelled(), "the process is shutting down");
+}
+
+/// A token channel `secret` (declarative, never polled here) and an HS256 secret.
+async fn token_state(secret: &[u8]) -> web::Data<AppState> {
+    use restream::auth::{Auth, KeySet, LiveKeys, Policy, Rules};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("secret.toml"),
+        "name = \"secret\"\nurl = \"http://127.0.0.1:9/x\"\nitems = \"\"\nid_field = \"id\"\naccess = \"token\"\n",
+    )
+    .unwrap();
+    let fetchers = restream::fetcher::http::discover(dir.path(), Duration::from_secs(1))
+        .into_iter()
+        .map(|f| Arc::new(f) as Arc<dyn restream::fetcher::Fetcher>)
+        .collect();
+    let registry = Registry::load(fetchers, &Default::default()).await;
+    assert!(registry.get("secret").is_some());
+    let auth = Auth {
+        policy: Policy::default(),
+        keys: Arc::new(LiveKeys::fixed(KeySet::new(
+            Some(secret),
+            &serde_json::json!({}),
+        ))),
+        rules: Rules::default(),
+    };
+    state_with(registry, auth, Vec::new())
+}
+
+fn text_event(s: &str) -> String {
+    format!("TEXT {:x}\r\n{s}\r\n", s.len())
+}
+
+/// A WOH request from connection `c1` with `meta` headers.
+fn woh(uri: &str, meta: &[(&str, &str)], body: String) -> test::TestRequest {
+    let mut req = test::TestRequest::post()
+        .uri(uri)
+        .insert_header(("Content-Type", "application/websocket-events"))
+        .insert_header(("Connection-Id", "c1"))
+        .set_payload(body);
+    for (name, value) in meta {
+        req = req.insert_header((*name, *value));
+    }
+    req
+}
+
+async fn answer(
+    resp: actix_web::dev::ServiceResponse,
+) -> (actix_web::http::header::HeaderMap, String) {
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    let body = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    (headers, body)
+}
+
+#[actix_web::test]
+async fn tokens_come_from_the_url_or_the_subscribe_and_grants_live_in_the_meta() {
+    let secret = b"woh-endpoint-secret";
+    let app = test::init_service(
+        App::new()
+            .app_data(token_state(secret).await)
+            .configure(routes::configure),
+    )
+    .await;
+    let now = restream::auth::now_unix();
+    let token = restream::auth::mint::hs256(secret, None, &["secret".into()], now + 60).unwrap();
+    let subscribe = r#"{"action":"subscribe","channel":"secret"}"#;
+
+    // No token: refused, no meta written.
+    let (h, body) =
+        answer(test::call_service(&app, woh("/ws", &[], text_event(subscribe)).to_request()).await)
+            .await;
+    assert!(body.contains(r#""code":"unauthorized""#), "{body}");
+    assert!(
+        h.get("Set-Meta-Restream-Subs").is_none() && h.get("Set-Meta-Restream-Grants").is_none()
+    );
+
+    // The URL's token (as Pushpin forwards the client's URI).
+    let (h, body) = answer(
+        test::call_service(
+            &app,
+            woh(&format!("/ws?token={token}"), &[], text_event(subscribe)).to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(body.contains(r#""type":"subscribed""#), "{body}");
+    assert_eq!(h.get("Set-Meta-Restream-Subs").unwrap(), "secret");
+    assert!(h.get("Set-Meta-Restream-Grants").is_none());
+
+    // A subscribe's own token: its expiry goes into the grants meta.
+    let own = format!(r#"{{"action":"subscribe","channel":"secret","token":"{token}"}}"#);
+    let (h, body) =
+        answer(test::call_service(&app, woh("/ws", &[], text_event(&own)).to_request()).await)
+            .await;
+    assert!(body.contains(r#""type":"subscribed""#), "{body}");
+    let grants = h
+        .get("Set-Meta-Restream-Grants")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(grants.ends_with(&format!("={}", now + 60)), "{grants}");
+
+    // Keep-alives replay the meta: fine until the grant expires, then the subscription ends.
+    let meta = [
+        ("Meta-Restream-Subs", "secret"),
+        ("Meta-Restream-Grants", grants.as_str()),
+    ];
+    let (h, body) =
+        answer(test::call_service(&app, woh("/ws", &meta, String::new()).to_request()).await).await;
+    assert!(
+        body.is_empty() && h.get("Set-Meta-Restream-Subs").is_none(),
+        "{body}"
+    );
+    let expired = grants.replace(&format!("={}", now + 60), "=1");
+    let meta = [
+        ("Meta-Restream-Subs", "secret"),
+        ("Meta-Restream-Grants", expired.as_str()),
+    ];
+    let (h, body) =
+        answer(test::call_service(&app, woh("/ws", &meta, String::new()).to_request()).await).await;
+    assert!(body.contains(r#""type":"unsubscribed""#), "{body}");
+    assert!(body.contains(r#""code":"unauthorized""#), "{body}");
+    assert_eq!(h.get("Set-Meta-Restream-Subs").unwrap(), "");
+    assert_eq!(h.get("Set-Meta-Restream-Grants").unwrap(), "");
 }

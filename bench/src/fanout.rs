@@ -120,6 +120,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         behind: Behind::Restream,
         interval: INTERVAL,
         message_rate: 50_000,
+        auth: false,
     })
     .await?;
     let opened = Instant::now();

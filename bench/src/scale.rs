@@ -40,6 +40,7 @@ pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result
         behind: Behind::Restream,
         interval,
         message_rate: 50_000,
+        auth: false,
     })
     .await?;
     let connections = channels.div_ceil(PER_CONNECTION);

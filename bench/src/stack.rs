@@ -26,7 +26,12 @@ pub struct Options {
     pub interval: f64,
     /// Pushpin's delivery rate limit (messages/s).
     pub message_rate: u32,
+    /// The `bench` channel needs a token: clients connect with `?token=` (HS256, from the keys
+    /// file's `_restream.jwt_secret`), checked on every WOH request.
+    pub auth: bool,
 }
+
+const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef";
 
 /// The `restream` binary: `$RESTREAM_BIN`, else next to this executable (`cargo build
 /// --release -p restream -p restream-bench` puts both in `target/release/`).
@@ -86,6 +91,15 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
         file: dir.path().join("keys.json"),
     };
     settings.log.filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    if options.auth {
+        use std::os::unix::fs::PermissionsExt;
+        let keys = dir.path().join("keys.json");
+        let text = serde_json::json!({"_restream": {"jwt_secret": JWT_SECRET}}).to_string();
+        std::fs::write(&keys, text)?;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600))?;
+        let access = &mut settings.auth.access;
+        access.insert("bench".into(), restream::auth::Access::Token);
+    }
     let config = dir.path().join("restream.toml");
     std::fs::write(&config, settings.to_toml()?)?;
     let log = dir.path().join("backend.log");
@@ -109,6 +123,13 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
         .start(upstream, spec)
         .await
         .context("the benchmark stack did not start")?;
+    if options.auth {
+        let exp = restream::auth::now_unix() + 3600;
+        let token =
+            restream::auth::mint::hs256(JWT_SECRET.as_bytes(), None, &["bench".into()], exp)
+                .map_err(anyhow::Error::msg)?;
+        stack.ws_url = format!("{}?token={token}", stack.ws_url);
+    }
     // `BENCH_KEEP_LOGS=DIR` keeps the backend's and Pushpin's logs for a look after the run.
     if let Some(dir) = std::env::var_os("BENCH_KEEP_LOGS") {
         stack.keep_logs_in(PathBuf::from(dir));

@@ -6,7 +6,8 @@
 //! Restream runs twice per round: with fresh subscribes, each owed the channel's snapshot
 //! (which Pushpin must then deliver too), and with subscribes that resume at the channel's
 //! current `seq` (`since`), which are owed nothing: the same WOH traffic as the no-op responder,
-//! so that ratio isolates the backend's own cost.
+//! so that ratio isolates the backend's own cost. A third restream run makes `bench` a token
+//! channel and connects with `?token=`: the cost of subscriber authentication (issue 17).
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,9 @@ enum Subscribe {
     Fresh,
     /// A subscriber resuming at the channel's current `seq`, owed nothing.
     UpToDate,
+    /// A new subscriber of a channel that needs a token (given on the WebSocket URL, so
+    /// verified on every WOH request), owed the snapshot.
+    FreshWithToken,
 }
 
 /// A client whose connection Pushpin resets reconnects and goes on, this many times at most;
@@ -64,11 +68,12 @@ async fn rate(
         behind,
         interval: 60.0,
         message_rate: 50_000,
+        auth: matches!(subscribe, Subscribe::FreshWithToken),
     })
     .await?;
     let mut clients = connect_many(&stack.ws_url, connections).await?;
     let since = match subscribe {
-        Subscribe::Fresh => None,
+        Subscribe::Fresh | Subscribe::FreshWithToken => None,
         Subscribe::UpToDate => {
             // The first poll (the interval is a minute: the only one) sets the seq.
             let ws = &mut clients[0];
@@ -118,7 +123,7 @@ async fn rate(
 
 pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
     let half = seconds / 2.0;
-    let (mut ours, mut up_to_date, mut null) = (0.0, 0.0, 0.0);
+    let (mut ours, mut up_to_date, mut null, mut with_token) = (0.0, 0.0, 0.0, 0.0);
     let (mut our_resets, mut null_resets) = (0, 0);
     for _ in 0..2 {
         let (rate_, resets) = rate(Behind::Restream, Subscribe::Fresh, connections, half).await?;
@@ -129,6 +134,14 @@ pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
         let (rate_, resets) =
             rate(Behind::Restream, Subscribe::UpToDate, connections, half).await?;
         (up_to_date, our_resets) = (up_to_date + rate_ / 2.0, our_resets + resets);
+        let (rate_, resets) = rate(
+            Behind::Restream,
+            Subscribe::FreshWithToken,
+            connections,
+            half,
+        )
+        .await?;
+        (with_token, our_resets) = (with_token + rate_ / 2.0, our_resets + resets);
     }
     let r = |v: f64| (v * 10.0).round() / 10.0;
     let ratio = |v: f64| {
@@ -144,9 +157,11 @@ pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
         "seconds_each": seconds,
         "restream_msgs_per_sec": r(ours),
         "restream_up_to_date_msgs_per_sec": r(up_to_date),
+        "restream_with_token_msgs_per_sec": r(with_token),
         "null_responder_msgs_per_sec": r(null),
         "ratio": ratio(ours),
         "ratio_up_to_date": ratio(up_to_date),
+        "ratio_with_token": ratio(with_token),
         "connection_resets": {"restream": our_resets, "null_responder": null_resets},
         "machine": crate::measure::machine(),
     }))

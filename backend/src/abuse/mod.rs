@@ -22,7 +22,7 @@ pub use rate::{Rate, RateTracker, Recent};
 
 use crate::channel::ChannelId;
 use crate::config::Limits;
-use crate::connection::{Admission, Refusal};
+use crate::connection::{Admission, Limited};
 use crate::demand::Demand;
 use crate::protocol::ErrorCode;
 
@@ -112,7 +112,7 @@ impl Guard {
         &self,
         channel: &ChannelId,
         declared: Option<usize>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), Limited> {
         let cap = self.limits.max_channels_for(channel.name(), declared);
         self.demand
             .admit(channel, cap, self.limits.max_channels, Instant::now())
@@ -149,7 +149,7 @@ pub struct ConnectionGuard<'a> {
 }
 
 impl Admission for ConnectionGuard<'_> {
-    fn subscribe_attempt(&self) -> Result<(), Refusal> {
+    fn subscribe_attempt(&self) -> Result<(), Limited> {
         let now = Instant::now();
         let g = self.guard;
         if let Err(wait) = g
@@ -178,7 +178,7 @@ impl Admission for ConnectionGuard<'_> {
         Ok(())
     }
 
-    fn admit_channel(&self, channel: &ChannelId, declared: Option<usize>) -> Result<(), Refusal> {
+    fn admit_channel(&self, channel: &ChannelId, declared: Option<usize>) -> Result<(), Limited> {
         self.guard.admit_channel(channel, declared)
     }
 
@@ -217,9 +217,9 @@ fn refused(
     limit: &'static str,
     message: String,
     retry_after: Option<u64>,
-) -> Refusal {
+) -> Limited {
     count(code, limit);
-    Refusal {
+    Limited {
         code,
         message,
         retry_after,

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{Dev, FetcherKind, Limits, Log, LogFormat, PublishVia};
+use crate::auth::Access;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +28,7 @@ pub struct SettingsFile {
     pub cluster: Cluster,
     pub limits: Limits,
     pub state: State,
+    pub auth: Auth,
 }
 
 /// What restream keeps about channels and how much the items and status API may read
@@ -42,6 +44,28 @@ pub struct State {
     pub items_page_max: usize,
     /// Items the items/status API's read cache holds at most, over all channels (0: none).
     pub read_cache_items: usize,
+}
+
+/// Subscriber authentication (docs/security-auth.md). Empty strings mean unset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Access of channels neither `access` nor their fetcher's metadata decide.
+    pub default_access: Access,
+    /// Per channel name: `"public"` or `"token"`; wins over the fetcher's metadata.
+    pub access: HashMap<String, Access>,
+    /// A JWKS file with the RS256/ES256 public keys; empty = none.
+    pub jwks_file: PathBuf,
+    /// A JWKS URL with the RS256/ES256 public keys; empty = none.
+    pub jwks_url: String,
+    /// Seconds between reloads of the keys (JWKS and the key store's `jwt_secret`).
+    pub refresh_secs: f64,
+    /// Least seconds between two reloads caused by tokens naming an unknown `kid`.
+    pub min_refresh_secs: f64,
+    /// When set, a token's `aud` must be (or contain) it.
+    pub audience: String,
+    /// When set, a token's `iss` must equal it.
+    pub issuer: String,
 }
 
 /// Several replicas sharing the work through DynamoDB leases (docs/scaling.md). Off by
@@ -262,6 +286,16 @@ impl Default for SettingsFile {
                 read_cache_items: 10_000,
             },
             limits: Limits::default(),
+            auth: Auth {
+                default_access: Access::Public,
+                access: HashMap::new(),
+                jwks_file: PathBuf::new(),
+                jwks_url: String::new(),
+                refresh_secs: 300.0,
+                min_refresh_secs: 10.0,
+                audience: String::new(),
+                issuer: String::new(),
+            },
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct Settings {
     pub dev: Dev,
     pub limits: Limits,
     pub state: StateSettings,
+    pub auth: AuthSettings,
 }
 
 /// What restream keeps about channels and how much the items and status API read.
@@ -272,6 +273,25 @@ pub struct Dev {
     pub pushpin_base_port: u16,
     /// Pushpin's runtime folder (config, sockets, logs); keep the path short.
     pub run_dir: PathBuf,
+}
+
+/// Subscriber authentication: which channels need a token and the keys to check one with
+/// (docs/security-auth.md). The HS256 secret is the key store's
+/// `{"_restream": {"jwt_secret": "..."}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    /// Access of channels that neither `access` nor their fetcher's metadata decide.
+    pub default_access: crate::auth::Access,
+    /// Per channel name, overriding the fetcher's metadata.
+    pub access: HashMap<String, crate::auth::Access>,
+    /// RS256/ES256 public keys, from a file or a URL.
+    pub jwks: Option<crate::auth::JwksSource>,
+    /// Between reloads of the keys (≥ 1 s).
+    pub refresh: Duration,
+    /// Least time between reloads caused by an unknown `kid` (≥ 1 s).
+    pub min_refresh: Duration,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
 }
 
 /// Why the settings could not be loaded.

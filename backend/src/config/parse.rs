@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::file::{self, SettingsFile};
 use super::{
-    AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers, KeysSettings,
-    PublishVia, Pushpin, RateWindow, Secret, Server, Settings, SigKey, StateSettings, StoreKind,
-    StoreSettings,
+    AuthSettings, AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers,
+    KeysSettings, PublishVia, Pushpin, RateWindow, Secret, Server, Settings, SigKey, StateSettings,
+    StoreKind, StoreSettings,
 };
 use crate::edge::AllowedOrigins;
 
@@ -55,6 +55,12 @@ pub enum SettingsError {
     ClusterNeedsSecret,
     #[error("{key}: {problem}")]
     RateLimit { key: String, problem: String },
+    #[error("set at most one of {a} and {b}")]
+    OnlyOne { a: &'static str, b: &'static str },
+    #[error("{key} must be an http:// or https:// URL")]
+    NotHttpUrl { key: &'static str },
+    #[error("auth.access.{name:?} is not a channel name")]
+    NotAChannelName { name: String },
 }
 
 /// The shortest poll interval an override may ask for.
@@ -371,6 +377,61 @@ fn pushpin_file(p: Pushpin) -> file::Pushpin {
     }
 }
 
+fn auth(a: file::Auth) -> Result<AuthSettings, SettingsError> {
+    use crate::auth::JwksSource;
+    let file = Some(a.jwks_file).filter(|p| !p.as_os_str().is_empty());
+    let jwks = match (file, non_empty(a.jwks_url)) {
+        (Some(_), Some(_)) => {
+            return Err(SettingsError::OnlyOne {
+                a: "auth.jwks_file",
+                b: "auth.jwks_url",
+            })
+        }
+        (Some(path), None) => Some(JwksSource::File(path)),
+        (None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(JwksSource::Url(url))
+        }
+        (None, Some(_)) => {
+            return Err(SettingsError::NotHttpUrl {
+                key: "auth.jwks_url",
+            })
+        }
+        (None, None) => None,
+    };
+    if let Some(name) = a.access.keys().find(|n| !crate::channel::is_valid_name(n)) {
+        let name: String = name.chars().take(64).collect();
+        return Err(SettingsError::NotAChannelName { name });
+    }
+    Ok(AuthSettings {
+        default_access: a.default_access,
+        access: a.access,
+        jwks,
+        refresh: at_least_one("auth.refresh_secs", a.refresh_secs)?,
+        min_refresh: at_least_one("auth.min_refresh_secs", a.min_refresh_secs)?,
+        audience: non_empty(a.audience),
+        issuer: non_empty(a.issuer),
+    })
+}
+
+fn auth_file(a: AuthSettings) -> file::Auth {
+    use crate::auth::JwksSource;
+    let (jwks_file, jwks_url) = match a.jwks {
+        Some(JwksSource::File(path)) => (path, String::new()),
+        Some(JwksSource::Url(url)) => (Default::default(), url),
+        None => (Default::default(), String::new()),
+    };
+    file::Auth {
+        default_access: a.default_access,
+        access: a.access,
+        jwks_file,
+        jwks_url,
+        refresh_secs: a.refresh.as_secs_f64(),
+        min_refresh_secs: a.min_refresh.as_secs_f64(),
+        audience: a.audience.unwrap_or_default(),
+        issuer: a.issuer.unwrap_or_default(),
+    }
+}
+
 impl TryFrom<SettingsFile> for Settings {
     type Error = SettingsError;
 
@@ -394,6 +455,7 @@ impl TryFrom<SettingsFile> for Settings {
             dev: f.dev,
             state: state(f.state)?,
             limits: f.limits.check()?,
+            auth: auth(f.auth)?,
         })
     }
 }
@@ -437,6 +499,7 @@ impl From<Settings> for SettingsFile {
             dev: s.dev,
             state: state_file(s.state),
             limits: s.limits,
+            auth: auth_file(s.auth),
         }
     }
 }

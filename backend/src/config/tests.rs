@@ -141,6 +141,26 @@ fn parse_errors_name_the_key() {
             "100000000000000000000000.0",
             "fetchers.refresh_secs is too large",
         ),
+        (
+            "RESTREAM_AUTH__JWKS_URL",
+            "file:///etc/jwks.json",
+            "auth.jwks_url must be an http:// or https:// URL",
+        ),
+        (
+            "RESTREAM_AUTH__MIN_REFRESH_SECS",
+            "0",
+            "auth.min_refresh_secs must be at least 1",
+        ),
+        (
+            "RESTREAM_AUTH__ACCESS",
+            "{\"a b\" = \"token\"}",
+            "auth.access.\"a b\" is not a channel name",
+        ),
+        (
+            "RESTREAM_AUTH__DEFAULT_ACCESS",
+            "private",
+            "`public` or `token`",
+        ),
     ];
     for (key, value, message) in cases {
         figment::Jail::expect_with(|jail| {
@@ -250,6 +270,50 @@ fn settings_round_trip_through_toml() {
     s.pushpin.sig_key = Some(SigKey::Value(Secret::new("the-pushpin-sig-key-0123")));
     s.aws.endpoint_url = Some("http://127.0.0.1:5000".into());
     assert_eq!(round_trip(&s), s);
+    s.auth.default_access = crate::auth::Access::Token;
+    s.auth
+        .access
+        .insert("nyt-top".into(), crate::auth::Access::Public);
+    s.auth.jwks = Some(crate::auth::JwksSource::Url(
+        "https://id.example/jwks".into(),
+    ));
+    s.auth.audience = Some("restream".into());
+    assert_eq!(round_trip(&s), s);
+    s.auth.jwks = Some(crate::auth::JwksSource::File("jwks.json".into()));
+    s.auth.issuer = Some("https://id.example".into());
+    assert_eq!(round_trip(&s), s);
+}
+
+#[test]
+fn auth_defaults_to_public_and_reads_its_section() {
+    assert_eq!(
+        Settings::default().auth.default_access,
+        crate::auth::Access::Public
+    );
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "a.toml",
+            "[auth]\ndefault_access = \"token\"\njwks_url = \"http://127.0.0.1:1/jwks\"\n[auth.access]\n\"hn-top\" = \"public\"\n",
+        )?;
+        let s = Settings::load(Some(Path::new("a.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(s.auth.default_access, crate::auth::Access::Token);
+        assert_eq!(s.auth.access["hn-top"], crate::auth::Access::Public);
+        assert_eq!(
+            s.auth.jwks,
+            Some(crate::auth::JwksSource::Url(
+                "http://127.0.0.1:1/jwks".into()
+            ))
+        );
+        jail.create_file(
+            "b.toml",
+            "[auth]\njwks_file = \"j.json\"\njwks_url = \"http://x/\"\n",
+        )?;
+        let e = Settings::load(Some(Path::new("b.toml")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "set at most one of auth.jwks_file and auth.jwks_url");
+        Ok(())
+    });
 }
 
 fn secs_f64() -> impl Strategy<Value = Duration> {

@@ -7,9 +7,12 @@
 
 use serde_json::Value;
 
+use crate::auth::{Grant, Grants, Refusal, RequestAuth};
 use crate::channel::{ChannelId, GripChannel};
 use crate::fetcher::Registry;
-use crate::protocol::{self, ClientMessage, ErrorCode, Rejection, ServerMessage, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, Rejection, ServerMessage, Token, PROTOCOL_VERSION,
+};
 use crate::pushpin::grip::Control;
 use crate::pushpin::woh::Event;
 
@@ -109,7 +112,7 @@ pub struct Limits {
 
 /// A subscribe refused by an abuse bound (`abuse`): what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Limited {
     pub code: ErrorCode,
     pub message: String,
     /// Whole seconds before trying again (`rate_limited`).
@@ -121,10 +124,10 @@ pub struct Refusal {
 /// admitted, so a burst within one request cannot overshoot a limit.
 pub trait Admission {
     /// One subscribe from this connection and its client address (churn).
-    fn subscribe_attempt(&self) -> Result<(), Refusal>;
+    fn subscribe_attempt(&self) -> Result<(), Limited>;
     /// A subscribe that adds `channel` to the connection: it may be active (already active, or
     /// within its fetcher's cap, `declared` by the fetcher's metadata, and the overall cap).
-    fn admit_channel(&self, channel: &ChannelId, declared: Option<usize>) -> Result<(), Refusal>;
+    fn admit_channel(&self, channel: &ChannelId, declared: Option<usize>) -> Result<(), Limited>;
     /// A repeated subscribe: whether its snapshot may be sent again now.
     fn resend_snapshot(&self, channel: &ChannelId) -> bool;
     /// A first subscribe's snapshot goes out: re-sends are counted from now.
@@ -136,6 +139,9 @@ pub struct Context<'a> {
     pub registry: &'a Registry,
     pub limits: &'a Limits,
     pub admission: &'a dyn Admission,
+    /// Which channels need a token, and the tokens this request carries or earlier ones
+    /// granted (verified outside: the checks here are synchronous).
+    pub auth: &'a RequestAuth<'a>,
 }
 
 /// The answer to one WOH request.
@@ -149,6 +155,13 @@ pub struct Reply {
     pub live_channels: Vec<ChannelId>,
     /// Snapshots (or resumes) to send this connection once its subscriptions are active.
     pub snapshots: Vec<SnapshotWanted>,
+    /// Channel tokens' expiry per subscription (connection meta `Restream-Grants`).
+    pub grants: Grants,
+    /// Whether the grants meta header must be rewritten.
+    pub grants_changed: bool,
+    /// Subscribes refused and subscriptions ended for want of a valid token, and why (for
+    /// metrics and logs; the client only reads a generic sentence).
+    pub refusals: Vec<(ChannelId, Refusal)>,
 }
 
 /// Handles every event of one request in order.
@@ -160,6 +173,7 @@ pub fn handle(
 ) -> Reply {
     let mut reply = Reply {
         subscriptions,
+        grants: context.auth.grants.clone(),
         ..Reply::default()
     };
     let mut closing = false;
@@ -204,8 +218,11 @@ pub fn handle(
         }
     }
     if !closing {
+        end_unauthorized(&mut reply, context);
         reply.live_channels = reply.subscriptions.iter().cloned().collect();
     }
+    let held = reply.subscriptions.0.clone();
+    reply.grants_changed |= reply.grants.retain_held(&held);
     reply
 }
 
@@ -222,6 +239,7 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
         registry,
         limits,
         admission,
+        ..
     } = context;
     match message {
         ClientMessage::Subscribe {
@@ -229,13 +247,18 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
             params,
             reference,
             since,
+            token,
         } => {
             let id = match resolve(&channel, params.as_ref(), reference.clone(), registry) {
                 Ok(id) => id,
                 Err(r) => return send(reply, r.into()),
             };
+            let grant = match authorize(&id, token.as_ref(), context) {
+                Ok(grant) => grant,
+                Err(refusal) => return refuse(reply, id, refusal, reference),
+            };
             if let Err(r) = admission.subscribe_attempt() {
-                return send(reply, refusal(r, reference));
+                return send(reply, limited(r, reference));
             }
             let held = reply.subscriptions.contains(&id);
             if !held {
@@ -258,11 +281,14 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
                     .get(id.name())
                     .and_then(|e| e.metadata.max_channels);
                 if let Err(r) = admission.admit_channel(&id, declared) {
-                    return send(reply, refusal(r, reference));
+                    return send(reply, limited(r, reference));
                 }
                 control(reply, Control::Subscribe(id.clone().into()));
                 reply.subscriptions.0.push(id.clone());
                 reply.subscriptions_changed = true;
+            }
+            if let Grant::ChannelToken { exp } = grant {
+                reply.grants_changed |= reply.grants.grant(&id, exp);
             }
             // A repeated subscribe is idempotent: it is confirmed again (and the snapshot sent
             // again, a cheap way to resync, at most once per `limits.snapshot_resend_secs`),
@@ -321,12 +347,59 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
     }
 }
 
-fn refusal(r: Refusal, reference: Option<Value>) -> ServerMessage {
+fn limited(r: Limited, reference: Option<Value>) -> ServerMessage {
     ServerMessage::Error {
         code: r.code,
         message: r.message,
         reference,
         retry_after: r.retry_after,
+    }
+}
+
+/// The token check of a subscribe: after the channel is resolved, before anything starts.
+fn authorize(
+    id: &ChannelId,
+    token: Option<&Token>,
+    context: &Context<'_>,
+) -> Result<Grant, Refusal> {
+    let declared = context
+        .registry
+        .get(id.name())
+        .and_then(|e| e.metadata.access);
+    context
+        .auth
+        .authorize(id, declared, token.map(|t| t.0.as_str()))
+}
+
+/// Answers a refused subscribe: nothing is subscribed, hinted or snapshotted.
+fn refuse(reply: &mut Reply, id: ChannelId, refusal: Refusal, reference: Option<Value>) {
+    send(
+        reply,
+        ServerMessage::error(ErrorCode::Unauthorized, refusal.public_message(), reference),
+    );
+    reply.refusals.push((id, refusal));
+}
+
+/// Ends the subscriptions no token allows any more (an expired connection or channel token):
+/// `unsubscribed` for each, then one `unauthorized` error.
+fn end_unauthorized(reply: &mut Reply, context: &Context<'_>) {
+    let mut first = None;
+    for id in reply.subscriptions.0.clone() {
+        let declared = context
+            .registry
+            .get(id.name())
+            .and_then(|e| e.metadata.access);
+        if let Err(refusal) = context.auth.still_allowed(&id, declared, &reply.grants) {
+            unsubscribe(reply, &id, None);
+            reply.refusals.push((id, refusal));
+            first.get_or_insert(refusal);
+        }
+    }
+    if let Some(refusal) = first {
+        send(
+            reply,
+            ServerMessage::error(ErrorCode::Unauthorized, refusal.public_message(), None),
+        );
     }
 }
 

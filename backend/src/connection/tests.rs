@@ -28,6 +28,7 @@ fn registry() -> Registry {
     };
     Registry::from_entries([
         entry(json!({"name": "a", "id_field": "id"})),
+        entry(json!({"name": "secret", "id_field": "id", "access": "token"})),
         entry(
             json!({"name": "w", "id_field": "id", "params": {"lat": {"required": true}, "u": {"default": "c"}}}),
         ),
@@ -82,16 +83,16 @@ fn take(left: &std::cell::Cell<Option<usize>>) -> bool {
 }
 
 impl Admission for Scripted {
-    fn subscribe_attempt(&self) -> Result<(), Refusal> {
-        take(&self.churn_left).then_some(()).ok_or(Refusal {
+    fn subscribe_attempt(&self) -> Result<(), Limited> {
+        take(&self.churn_left).then_some(()).ok_or(Limited {
             code: ErrorCode::RateLimited,
             message: "slow down".into(),
             retry_after: Some(3),
         })
     }
-    fn admit_channel(&self, channel: &ChannelId, _: Option<usize>) -> Result<(), Refusal> {
+    fn admit_channel(&self, channel: &ChannelId, _: Option<usize>) -> Result<(), Limited> {
         if !take(&self.channels_left) {
-            return Err(Refusal {
+            return Err(Limited {
                 code: ErrorCode::TooManyChannels,
                 message: "full".into(),
                 retry_after: None,
@@ -110,12 +111,31 @@ fn context() -> Context<'static> {
     context_with(Scripted::default())
 }
 
+fn public() -> RequestAuth<'static> {
+    let auth: &'static crate::auth::Auth = Box::leak(Box::new(crate::auth::Auth::public()));
+    RequestAuth {
+        auth,
+        connection: crate::auth::Credential::Absent,
+        grants: Grants::default(),
+        now: 0,
+    }
+}
+
 fn context_with(admission: Scripted) -> Context<'static> {
+    build(admission, public())
+}
+
+fn with_auth(auth: RequestAuth<'static>) -> Context<'static> {
+    build(Scripted::default(), auth)
+}
+
+fn build(admission: Scripted, auth: RequestAuth<'static>) -> Context<'static> {
     let registry: &'static Registry = Box::leak(Box::new(registry()));
     Context {
         registry,
         limits: &LIMITS,
         admission: Box::leak(Box::new(admission)),
+        auth: Box::leak(Box::new(auth)),
     }
 }
 
@@ -357,3 +377,5 @@ proptest::proptest! {
         proptest::prop_assert!(subs.to_meta().len() <= MAX_META_LEN);
     }
 }
+
+mod auth;

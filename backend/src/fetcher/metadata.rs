@@ -11,8 +11,9 @@ use crate::channel::{is_valid_name, ParamKind, ParamSpec, ParamSpecs};
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(100);
 
 /// Query names the HTTP API uses beside a channel's params (`/channels/{name}/items?limit=`,
-/// `...&cursor=`, `/channels/{name}/events?since=`), so no fetcher may declare them.
-pub const RESERVED_PARAMS: [&str; 3] = ["cursor", "limit", "since"];
+/// `...&cursor=`, `/channels/{name}/events?since=`, `?token=` everywhere), so no fetcher may
+/// declare them.
+pub const RESERVED_PARAMS: [&str; 4] = ["cursor", "limit", "since", "token"];
 
 /// What a fetcher says about itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,9 @@ pub struct Metadata {
     pub env: Vec<String>,
     /// Channels of this fetcher (distinct params) active at once; settings may override it.
     pub max_channels: Option<usize>,
+    /// `"access": "public" | "token"`: whether subscribers need a token (the settings'
+    /// `auth.access` overrides it; unset = `auth.default_access`).
+    pub access: Option<crate::auth::Access>,
 }
 
 /// A metadata field that is missing or wrong.
@@ -118,6 +122,14 @@ impl Metadata {
                     Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
                     _ => return Err(err("max_channels", "must be a positive integer")),
                 },
+            },
+            access: match obj.get("access") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(a)) => Some(
+                    crate::auth::Access::parse(a)
+                        .ok_or_else(|| err("access", "must be \"public\" or \"token\""))?,
+                ),
+                Some(_) => return Err(err("access", "must be \"public\" or \"token\"")),
             },
         })
     }
@@ -290,6 +302,23 @@ mod tests {
         assert_eq!(m.name, "nyt-top");
         assert_eq!(m.poll_interval, Duration::from_secs(100));
         assert!(m.params.is_empty());
+        assert_eq!(m.access, None);
+    }
+
+    #[test]
+    fn access_is_public_or_token() {
+        let m =
+            |a: Value| Metadata::from_value(&json!({"name": "a", "id_field": "id", "access": a}));
+        assert_eq!(
+            m(json!("token")).unwrap().access,
+            Some(crate::auth::Access::Token)
+        );
+        assert_eq!(
+            m(json!("public")).unwrap().access,
+            Some(crate::auth::Access::Public)
+        );
+        assert_eq!(m(json!("private")).unwrap_err().field, "access");
+        assert_eq!(m(json!(true)).unwrap_err().field, "access");
     }
 
     #[test]

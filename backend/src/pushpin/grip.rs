@@ -62,7 +62,11 @@ pub struct Formats {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Content {
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub content: String,
+    /// `close`: ends the SSE stream (or WebSocket) instead of sending anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
 }
 
 impl PublishItem {
@@ -80,6 +84,7 @@ impl PublishItem {
             formats: Formats {
                 ws_message: Some(Content {
                     content: content.into(),
+                    action: None,
                 }),
                 http_stream: None,
             },
@@ -104,8 +109,30 @@ impl PublishItem {
             id: None,
             prev_id: None,
             formats: Formats {
-                ws_message: ws.map(|content| Content { content }),
-                http_stream: sse.map(|content| Content { content }),
+                ws_message: ws.map(|content| Content {
+                    content,
+                    action: None,
+                }),
+                http_stream: sse.map(|content| Content {
+                    content,
+                    action: None,
+                }),
+            },
+        }
+    }
+
+    /// Ends the SSE streams subscribed to `channel` (an SSE stream's private channel).
+    pub fn close_stream(channel: &GripChannel) -> PublishItem {
+        PublishItem {
+            channel: channel.to_string(),
+            id: None,
+            prev_id: None,
+            formats: Formats {
+                ws_message: None,
+                http_stream: Some(Content {
+                    content: String::new(),
+                    action: Some("close"),
+                }),
             },
         }
     }

@@ -15,7 +15,7 @@ use crate::read_cache::{Cached, ReadKey};
 use crate::status::ChannelStatus;
 use crate::store::{Page, StoreError};
 
-fn catalog_entry(m: &Metadata) -> Value {
+fn catalog_entry(m: &Metadata, access: crate::auth::Access) -> Value {
     json!({
         "name": m.name,
         "description": m.description,
@@ -34,6 +34,7 @@ fn catalog_entry(m: &Metadata) -> Value {
         })).collect::<Vec<_>>(),
         "doc_url": m.doc_url,
         "api_url": m.api_url,
+        "access": access.as_str(),
     })
 }
 
@@ -43,7 +44,10 @@ pub async fn catalog(state: web::Data<AppState>) -> HttpResponse {
     let channels: Vec<Value> = registry
         .names()
         .filter_map(|n| registry.get(n))
-        .map(|e| catalog_entry(&e.metadata))
+        .map(|e| {
+            let access = state.auth.access(&e.metadata.name, e.metadata.access);
+            catalog_entry(&e.metadata, access)
+        })
         .collect();
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-cache"))
@@ -69,7 +73,8 @@ pub async fn status(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = resolve(&state.registry.current(), &name, req.query_string())?;
+    let mut q = resolve(&state.registry.current(), &name, req.query_string())?;
+    super::auth::require(&state, &req, &mut q, "status").await?;
     reject_options(&q.options, &[])?;
     let id = q.id.to_string();
     let subscribers = state.demand.subscribers(&q.id, tokio::time::Instant::now());
@@ -183,7 +188,8 @@ pub async fn items(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = resolve(&state.registry.current(), &name, req.query_string())?;
+    let mut q = resolve(&state.registry.current(), &name, req.query_string())?;
+    super::auth::require(&state, &req, &mut q, "items").await?;
     reject_options(&q.options, &["limit", "cursor"])?;
     let max = state.items_page_max;
     let limit = match q.options.get("limit") {

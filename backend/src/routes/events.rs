@@ -3,6 +3,9 @@
 //! both. The snapshot (or, with `Last-Event-ID` / `since`, the missed events) comes from the
 //! channel's poller on a private channel, in order with everything else the channel sends.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -11,7 +14,8 @@ use super::channel_query::{reject_options, resolve};
 use super::AppState;
 use crate::channel::GripChannel;
 use crate::poller::SnapshotRequest;
-use crate::pushpin::grip::Transports;
+use crate::pushpin::grip::{PublishItem, Transports};
+use crate::pushpin::publisher::Publisher;
 use crate::pushpin::sse;
 
 /// When a stream refused by a channel cap is told to try again.
@@ -22,7 +26,8 @@ pub async fn events(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = resolve(&state.registry.current(), &name, req.query_string())?;
+    let mut q = resolve(&state.registry.current(), &name, req.query_string())?;
+    let granted_until = super::auth::require(&state, &req, &mut q, "sse").await?;
     reject_options(&q.options, &["since"])?;
     // Each open is 60 s of demand with no WebSocket: bounded per client address, and by the
     // channel caps like a subscribe.
@@ -66,6 +71,9 @@ pub async fn events(
             transport: Transports::Sse,
         },
     );
+    if let Some(exp) = granted_until {
+        close_at_expiry(state.publisher.clone(), private.clone(), exp);
+    }
     crate::metrics::get().sse_streams.inc();
     tracing::debug!(channel = %channel, since, "sse stream opened");
     Ok(HttpResponse::Ok()
@@ -79,4 +87,23 @@ pub async fn events(
             sse::keep_alive_header(state.sse_keep_alive),
         ))
         .body(sse::preamble(channel.as_str())))
+}
+
+/// Ends the stream when its token expires: Pushpin holds it, so the backend publishes a GRIP
+/// `close` to the stream's private channel then. The browser's `EventSource` reconnects with
+/// the same (expired) token and is refused with 401, which ends its retries. The timer lives
+/// in this process: if it restarts first, the stream stays open until the client reconnects
+/// (docs/security-auth.md).
+fn close_at_expiry(publisher: Arc<dyn Publisher>, stream: GripChannel, exp: u64) {
+    let wait = Duration::from_secs(exp.saturating_sub(crate::auth::now_unix()));
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        match publisher
+            .publish(&[PublishItem::close_stream(&stream)])
+            .await
+        {
+            Ok(()) => tracing::debug!(stream = %stream, "sse stream closed: token expired"),
+            Err(e) => tracing::warn!(error = %e, "cannot close an SSE stream whose token expired"),
+        }
+    });
 }

@@ -2,6 +2,7 @@
 //! from the backend port directly).
 
 mod api_error;
+mod auth;
 mod channel_query;
 mod channels;
 mod demo;

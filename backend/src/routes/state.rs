@@ -35,4 +35,8 @@ pub struct AppState {
     pub edge: crate::edge::EdgeTrust,
     /// Abuse bounds on subscribes and SSE opens.
     pub guard: Arc<crate::abuse::Guard>,
+    /// Which channels need a token, and the keys to check one with.
+    pub auth: Arc<crate::auth::Auth>,
+    /// Closes SSE streams whose token expires (a GRIP close on the stream's private channel).
+    pub publisher: Arc<dyn crate::pushpin::publisher::Publisher>,
 }

@@ -4,6 +4,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::AppState;
+use crate::auth::{self, Grants, RequestAuth, GRANTS_META};
 use crate::channel::GripChannel;
 use crate::connection::{self, Subscriptions, SUBS_META};
 use crate::poller::SnapshotRequest;
@@ -48,6 +49,12 @@ pub async fn websocket_over_http(
             "missing Connection-Id header".into(),
         );
     };
+    // Pushpin replays the client's URL on every request: the connection's token is checked
+    // again each time, so its expiry is noticed by the next keep-alive at the latest. (Before
+    // the span is entered: a refresh for an unknown key may wait.)
+    let now = auth::now_unix();
+    let token = super::auth::connection_token(&req);
+    let connection = state.auth.credential(token.as_deref(), now).await;
     let span = tracing::debug_span!("woh", connection = %connection_id);
     let _enter = span.enter();
     let events = match woh::decode(&body) {
@@ -64,6 +71,10 @@ pub async fn websocket_over_http(
         .headers()
         .get(format!("Meta-{SUBS_META}"))
         .and_then(|v| v.to_str().ok());
+    let grants = req
+        .headers()
+        .get(format!("Meta-{GRANTS_META}"))
+        .and_then(|v| v.to_str().ok());
     let event_count = events.len();
     crate::metrics::get().woh_request(&events);
     let address = state.guard.client_address(
@@ -72,6 +83,12 @@ pub async fn websocket_over_http(
             .map(HeaderValue::as_bytes),
         req.peer_addr().map(|a| a.ip()),
     );
+    let request_auth = RequestAuth {
+        auth: &state.auth,
+        connection,
+        grants: Grants::from_meta(grants),
+        now,
+    };
     let reply = connection::handle(
         connection_id,
         events,
@@ -80,8 +97,12 @@ pub async fn websocket_over_http(
             registry: &state.registry.current(),
             limits: &state.limits,
             admission: &state.guard.for_connection(connection_id, address),
+            auth: &request_auth,
         },
     );
+    for (channel, refusal) in &reply.refusals {
+        auth::record(*refusal, channel, "websocket");
+    }
     tracing::debug!(
         events = event_count,
         subscriptions = reply.live_channels.len(),
@@ -116,6 +137,14 @@ pub async fn websocket_over_http(
                 response.insert_header((format!("Set-Meta-{SUBS_META}"), v));
             }
             Err(e) => tracing::error!(error = %e, "subscription meta is not a valid header value"),
+        }
+    }
+    if reply.grants_changed {
+        match HeaderValue::from_str(&reply.grants.to_meta()) {
+            Ok(v) => {
+                response.insert_header((format!("Set-Meta-{GRANTS_META}"), v));
+            }
+            Err(e) => tracing::error!(error = %e, "grants meta is not a valid header value"),
         }
     }
     response.body(woh::encode(&reply.events))

@@ -80,6 +80,9 @@ pub struct HttpChannel {
     /// Channels (distinct params) active at once; `limits.max_channels_per_fetcher` wins.
     #[serde(default)]
     pub max_channels: Option<u64>,
+    /// `"public"` or `"token"`: whether subscribers need a token (docs/security-auth.md).
+    #[serde(default)]
+    pub access: Option<String>,
 }
 
 /// Why a channel file cannot be used; every message names the file (and the field).

@@ -103,6 +103,7 @@ impl Fetcher for HttpFetcher {
             "params": params,
             "rate_limit": c.rate_limit,
             "max_channels": c.max_channels,
+            "access": c.access,
         }))
     }
 
