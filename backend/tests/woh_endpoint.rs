@@ -274,6 +274,7 @@ fn woh(uri: &str, meta: &[(&str, &str)], body: String) -> test::TestRequest {
         .uri(uri)
         .insert_header(("Content-Type", "application/websocket-events"))
         .insert_header(("Connection-Id", "c1"))
+        .insert_header(("Grip-Sig", grip_sig(&sig_key())))
         .set_payload(body);
     for (name, value) in meta {
         req = req.insert_header((*name, *value));
