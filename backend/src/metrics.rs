@@ -29,6 +29,9 @@ pub struct Metrics {
     budget_limit: IntGaugeVec,
     woh_requests: IntCounterVec,
     pub sse_streams: IntCounter,
+    /// Snapshot requests dropped because a bounded queue was full, by `queue` (`scheduler`,
+    /// `poller`, `waiting`): a metric, not a log line per message.
+    pub queue_full: IntCounterVec,
     /// Cluster mode: leases acquired, released, lost, refused; snapshot requests handed to their owner.
     pub lease_events: IntCounterVec,
     /// Hardening (issue 17): fetcher processes, oversized bodies, rejected item ids.
@@ -159,6 +162,11 @@ impl Metrics {
                 &["event"],
             ),
             sse_streams: counter("sse_streams_total", "SSE streams opened"),
+            queue_full: counter_vec(
+                "queue_full_total",
+                "Snapshot requests dropped because a bounded queue was full, by queue (scheduler: all channels' requests; poller: one channel's; waiting: one remote channel's, cluster mode)",
+                &["queue"],
+            ),
             lease_events: counter_vec(
                 "lease_events_total",
                 "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), and snapshot requests forwarded to the owning replica",

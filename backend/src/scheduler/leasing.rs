@@ -149,7 +149,17 @@ impl Scheduler {
     /// Queues `requests` for `channel`'s poller, wherever it runs, and forwards them.
     pub(super) fn wait_for_poller(&mut self, channel: ChannelId, requests: Vec<SnapshotRequest>) {
         match self.remote(&channel) {
-            Some(r) => r.waiting.extend(requests),
+            Some(r) => {
+                let room = super::slot::MAX_WAITING_REQUESTS.saturating_sub(r.waiting.len());
+                let dropped = requests.len().saturating_sub(room);
+                r.waiting.extend(requests.into_iter().take(room));
+                if dropped > 0 {
+                    crate::metrics::get()
+                        .queue_full
+                        .with_label_values(&["waiting"])
+                        .inc_by(dropped as u64);
+                }
+            }
             None => {
                 tracing::debug!(channel = %channel, "snapshot requested for a channel no fetcher serves");
                 return;

@@ -173,7 +173,7 @@ impl Scheduler {
                 .spawn(cluster.keep(guard.clone(), token.clone()));
             guard
         });
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(super::slot::MAX_WAITING_REQUESTS);
         self.tracker.spawn(poller::run(
             channel.clone(),
             entry,

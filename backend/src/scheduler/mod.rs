@@ -70,11 +70,18 @@ impl SchedulerHandle {
 
     /// Asks the channel's poller to send a new subscriber its snapshot (or missed events).
     pub fn request_snapshot(&self, channel: ChannelId, request: SnapshotRequest) {
-        if let Err(e) = self
+        match self
             .commands
             .try_send(Command::Snapshot { channel, request })
         {
-            tracing::error!(error = %e, "scheduler queue full or closed; a subscriber gets no snapshot");
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => crate::metrics::get()
+                .queue_full
+                .with_label_values(&["scheduler"])
+                .inc(),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("scheduler stopped; a subscriber gets no snapshot")
+            }
         }
     }
 

@@ -37,10 +37,19 @@ impl Poller {
 
     pub fn send(&self, channel: &ChannelId, request: SnapshotRequest) {
         if self.requests.try_send(request).is_err() {
-            tracing::warn!(channel = %channel, "poller busy; snapshot request dropped");
+            // Per channel, so a flood on one channel never delays another's subscribers.
+            tracing::debug!(channel = %channel, "poller busy; snapshot request dropped");
+            crate::metrics::get()
+                .queue_full
+                .with_label_values(&["poller"])
+                .inc();
         }
     }
 }
+
+/// Snapshot requests one channel's poller (or, in cluster mode, its remote bookkeeping) holds
+/// at most; more are dropped and counted (`restream_queue_full_total`).
+pub const MAX_WAITING_REQUESTS: usize = 1024;
 
 /// Cluster mode's bookkeeping for a channel this replica does not poll.
 #[derive(Default)]
@@ -79,5 +88,42 @@ impl Remote {
             self.attempt = Attempt::Due;
         }
         !self.waiting.is_empty() || self.forwarding || self.attempt == Attempt::InFlight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::GripChannel;
+    use crate::pushpin::grip::Transports;
+
+    #[tokio::test]
+    async fn a_full_poller_queue_drops_and_counts_instead_of_logging_each() {
+        let (tx, _rx) = mpsc::channel(1);
+        let poller = Poller {
+            token: CancellationToken::new(),
+            run: CancellationToken::new(),
+            requests: tx,
+        };
+        let full = || {
+            crate::metrics::get()
+                .queue_full
+                .with_label_values(&["poller"])
+                .get()
+        };
+        let before = full();
+        let channel = ChannelId::parse("a").unwrap();
+        for _ in 0..3 {
+            poller.send(
+                &channel,
+                SnapshotRequest {
+                    connection_channel: GripChannel::connection("c"),
+                    since: None,
+                    transport: Transports::WebSocket,
+                    requested_at: Instant::now(),
+                },
+            );
+        }
+        assert!(full() - before >= 2, "two of three dropped and counted");
     }
 }
