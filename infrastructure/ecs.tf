@@ -64,7 +64,7 @@ resource "aws_ecs_task_definition" "restream" {
       readonlyRootFilesystem = false
       portMappings           = [{ containerPort = 7999, protocol = "tcp" }]
       # The ALB appends each client's address to X-Forwarded-For; Pushpin passes it on as is,
-      # so the backend's per-address limits count clients, not ALB nodes (docs/security-limits.md).
+      # so the backend's per-address limits count clients, not ALB nodes (docs/security/limits.md).
       environment = [
         { name = "RESTREAM_BACKEND", value = "127.0.0.1:5000" },
         { name = "RESTREAM_PUSHPIN_INTERNAL_ADDR", value = "127.0.0.1" },

@@ -1,5 +1,5 @@
 # The key Pushpin signs every request it forwards with (Grip-Sig) and the backend verifies
-# (docs/security-edge.md): generated here, kept in Secrets Manager, handed to both containers
+# (docs/security/edge.md): generated here, kept in Secrets Manager, handed to both containers
 # of the task as an environment variable by ECS (never in the task definition in clear). It is
 # also in the terraform state (random_password is sensitive there): keep the state private.
 # A new key: `terraform apply -replace=random_password.pushpin_sig_key`, then redeploy.

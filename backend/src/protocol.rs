@@ -22,7 +22,7 @@ pub enum ClientMessage {
         params: Option<Value>,
         since: Option<u64>,
         reference: Option<Value>,
-        /// A channel token for this subscribe alone (docs/security-auth.md).
+        /// A channel token for this subscribe alone (docs/security/auth.md).
         token: Option<Token>,
     },
     Unsubscribe {

@@ -216,7 +216,7 @@ fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
     })
 }
 
-/// Who may call, from the settings: Pushpin's key is required (see docs/security-edge.md).
+/// Who may call, from the settings: Pushpin's key is required (see docs/security/edge.md).
 fn edge_trust(settings: &Settings) -> anyhow::Result<crate::edge::EdgeTrust> {
     let key = settings.pushpin.sig_key.as_ref().context(
         "pushpin.sig_key (or pushpin.sig_key_file) is required: Pushpin signs every request it \

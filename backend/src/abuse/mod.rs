@@ -1,4 +1,4 @@
-//! Abuse bounds on the subscribe path (docs/security-limits.md): channel caps checked against
+//! Abuse bounds on the subscribe path (docs/security/limits.md): channel caps checked against
 //! live demand, subscribe churn per connection and per client address, snapshot re-sends, and
 //! SSE opens per address. Nothing here costs an upstream call; every refusal is counted in
 //! `restream_subscribe_refusals_total{code,limit}`.

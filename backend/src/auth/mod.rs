@@ -1,5 +1,5 @@
 //! Subscriber authentication: JWTs that name the channels their holder may subscribe to, and
-//! the policy saying which channels need one (docs/security-auth.md).
+//! the policy saying which channels need one (docs/security/auth.md).
 //!
 //! - `claims.rs`: the claims we read and the channel pattern syntax;
 //! - `policy.rs`: which channels need a token;

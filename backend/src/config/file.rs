@@ -46,7 +46,7 @@ pub struct State {
     pub read_cache_items: usize,
 }
 
-/// Subscriber authentication (docs/security-auth.md). Empty strings mean unset.
+/// Subscriber authentication (docs/security/auth.md). Empty strings mean unset.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {

@@ -276,7 +276,7 @@ pub struct Dev {
 }
 
 /// Subscriber authentication: which channels need a token and the keys to check one with
-/// (docs/security-auth.md). The HS256 secret is the key store's
+/// (docs/security/auth.md). The HS256 secret is the key store's
 /// `{"_restream": {"jwt_secret": "..."}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthSettings {

@@ -1,7 +1,7 @@
 //! Who may talk to the backend, as pure decisions: browser pages by their origin (CORS and the
 //! WebSocket `Origin` check, [`origin`]), Pushpin by its signed `Grip-Sig` ([`grip_sig`]),
 //! replicas by the shared cluster secret ([`cluster_secret`]). The HTTP glue is in
-//! `routes/edge.rs`; docs/security-edge.md has the threat model.
+//! `routes/edge.rs`; docs/security/edge.md has the threat model.
 
 pub mod cluster_secret;
 pub mod grip_sig;

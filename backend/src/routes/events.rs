@@ -93,7 +93,7 @@ pub async fn events(
 /// `close` to the stream's private channel then. The browser's `EventSource` reconnects with
 /// the same (expired) token and is refused with 401, which ends its retries. The timer lives
 /// in this process: if it restarts first, the stream stays open until the client reconnects
-/// (docs/security-auth.md).
+/// (docs/security/auth.md).
 fn close_at_expiry(publisher: Arc<dyn Publisher>, stream: GripChannel, exp: u64) {
     let wait = Duration::from_secs(exp.saturating_sub(crate::auth::now_unix()));
     tokio::spawn(async move {

@@ -80,7 +80,7 @@ pub struct HttpChannel {
     /// Channels (distinct params) active at once; `limits.max_channels_per_fetcher` wins.
     #[serde(default)]
     pub max_channels: Option<u64>,
-    /// `"public"` or `"token"`: whether subscribers need a token (docs/security-auth.md).
+    /// `"public"` or `"token"`: whether subscribers need a token (docs/security/auth.md).
     #[serde(default)]
     pub access: Option<String>,
 }
