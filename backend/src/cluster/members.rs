@@ -79,41 +79,36 @@ impl Membership {
     pub async fn live(&self) -> Result<Vec<Member>, LeaseError> {
         let now = now_ms();
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(MEMBERS_PK.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.error("Query (members)", DisplayErrorContext(&e).to_string()))?;
-            for r in page.items() {
-                let alive_until = r
-                    .get("alive_until")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-                let (Some(id), Some(url)) = (
-                    r.get("sk").and_then(|v| v.as_s().ok()),
-                    r.get("url").and_then(|v| v.as_s().ok()),
-                ) else {
-                    continue;
-                };
-                if alive_until > now {
-                    out.push(Member {
-                        id: id.clone(),
-                        url: url.clone(),
-                    });
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => break,
+        // DynamoDB answers at most 1 MB per call: the SDK's paginator follows the pages.
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(MEMBERS_PK.into()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(r) = pages.next().await {
+            let r =
+                r.map_err(|e| self.error("Query (members)", DisplayErrorContext(&e).to_string()))?;
+            let alive_until = r
+                .get("alive_until")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let (Some(id), Some(url)) = (
+                r.get("sk").and_then(|v| v.as_s().ok()),
+                r.get("url").and_then(|v| v.as_s().ok()),
+            ) else {
+                continue;
+            };
+            if alive_until > now {
+                out.push(Member {
+                    id: id.clone(),
+                    url: url.clone(),
+                });
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

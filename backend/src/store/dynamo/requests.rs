@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, WriteRequest};
 
 use super::records::*;
@@ -130,26 +132,31 @@ impl DynamoItemStore {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         bound.insert(":pk".into(), s(pk));
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(format!("pk = :pk AND {condition}"))
+            .set_expression_attribute_values(Some(bound))
+            .consistent_read(true);
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(format!("pk = :pk AND {condition}"))
-                .set_expression_attribute_values(Some(bound.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
+        self.each_page(query, |page| out.extend(page.items.unwrap_or_default()))
+            .await?;
+        Ok(out)
+    }
+
+    /// Runs `query` page by page (DynamoDB answers at most 1 MB per call) through the SDK's
+    /// paginator, handing each page to `each`.
+    pub(super) async fn each_page(
+        &self,
+        query: QueryFluentBuilder,
+        mut each: impl FnMut(QueryOutput),
+    ) -> Result<(), StoreError> {
+        let mut pages = query.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            each(page.map_err(|e| self.error("Query", e))?);
         }
+        Ok(())
     }
 
     /// `BatchWriteItem` in groups of 25, resending what DynamoDB left unprocessed.

@@ -79,54 +79,38 @@ impl DynamoItemStore {
         if !self.read_meta(channel).await?.present {
             return Ok(0);
         }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(channel))
+            .expression_attribute_values(":prefix", s(ITEM_PREFIX))
+            .select(Select::Count)
+            .consistent_read(true);
         let mut count = 0;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(channel))
-                .expression_attribute_values(":prefix", s(ITEM_PREFIX))
-                .select(Select::Count)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.error("Query", e))?;
-            count += u64::try_from(out.count).unwrap_or(0);
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(count),
-            }
-        }
+        self.each_page(query, |page| {
+            count += u64::try_from(page.count).unwrap_or(0)
+        })
+        .await?;
+        Ok(count)
     }
 
     /// The channel's item keys (and `first_seen`), nothing else.
     async fn item_keys(&self, channel: &str) -> Result<Vec<Record>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(channel))
+            .expression_attribute_values(":prefix", s(ITEM_PREFIX))
+            .projection_expression("pk, sk, first_seen")
+            .consistent_read(true);
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(channel))
-                .expression_attribute_values(":prefix", s(ITEM_PREFIX))
-                .projection_expression("pk, sk, first_seen")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        self.each_page(query, |page| out.extend(page.items.unwrap_or_default()))
+            .await?;
+        Ok(out)
     }
 
     /// Pushes the channel's expiry to `now + retention`: every item first, then the meta (so
