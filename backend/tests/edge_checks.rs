@@ -2,17 +2,12 @@
 //! WOH requests without one, CORS answers and refusals, the WebSocket `Origin` check, and the
 //! cluster secret on `/internal/snapshot`. (Through a real Pushpin: tests/e2e/edge.rs.)
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{test, web, App};
 use restream::config::Secret;
-use restream::connection::Limits;
-use restream::demand::Demand;
 use restream::edge::{AllowedOrigins, ClusterSecret, EdgeTrust, GripSigKey};
-use restream::fetcher::{Registry, SharedRegistry};
 use restream::routes::{self, AppState};
-use restream::scheduler::SchedulerHandle;
 use restream_testkit::stack::grip_sig;
 
 fn key() -> Secret {
@@ -25,27 +20,6 @@ fn cluster_secret() -> Secret {
 
 fn state(origins: &[&str]) -> web::Data<AppState> {
     web::Data::new(AppState {
-        registry: Arc::new(SharedRegistry::new(Registry::default())),
-        demand: Arc::new(Demand::new(Duration::from_secs(60))),
-        scheduler: SchedulerHandle::disconnected(),
-        limits: Limits {
-            max_subscriptions: 20,
-        },
-        keep_alive_interval: Duration::from_secs(25),
-        sse_keep_alive: Duration::from_secs(20),
-        store: Arc::new(restream::store::MemoryStore::new(10)),
-        status: Default::default(),
-        budgets: Default::default(),
-        pushpin_control_urls: Vec::new(),
-        read_cache: Arc::new(restream::read_cache::ReadCache::new(100)),
-        items_page_default: 100,
-        items_page_max: 1000,
-        guard: Arc::new(restream::abuse::Guard::new(
-            Default::default(),
-            Arc::new(Demand::new(Duration::from_secs(60))),
-        )),
-        auth: Arc::new(restream::auth::Auth::public()),
-        publisher: Arc::new(restream::pushpin::publisher::HttpPublisher::new(&[])),
         edge: EdgeTrust {
             origins: AllowedOrigins::parse(
                 &origins.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
@@ -54,6 +28,7 @@ fn state(origins: &[&str]) -> web::Data<AppState> {
             grip_sig: Some(GripSigKey::new(&key())),
             cluster_secret: Some(ClusterSecret::new(cluster_secret())),
         },
+        ..restream_testkit::app::state()
     })
 }
 

@@ -5,11 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{test, web, App};
-use restream::connection::Limits;
-use restream::demand::Demand;
 use restream::fetcher::{Registry, SharedRegistry};
 use restream::routes::{self, AppState};
-use restream::scheduler::SchedulerHandle;
 use restream_testkit::stack::grip_sig;
 
 /// The key the app's Pushpin would sign with.
@@ -35,30 +32,15 @@ fn state_with(
     auth: restream::auth::Auth,
     pushpin_control_urls: Vec<String>,
 ) -> web::Data<AppState> {
-    let demand = Arc::new(Demand::new(Duration::from_secs(60)));
     web::Data::new(AppState {
         registry: Arc::new(SharedRegistry::new(registry)),
-        demand: demand.clone(),
-        scheduler: SchedulerHandle::disconnected(),
-        limits: Limits {
-            max_subscriptions: 20,
-        },
-        keep_alive_interval: Duration::from_secs(25),
-        sse_keep_alive: Duration::from_secs(20),
-        store: Arc::new(restream::store::MemoryStore::new(10)),
-        status: Default::default(),
-        budgets: Default::default(),
         pushpin_control_urls,
-        read_cache: Arc::new(restream::read_cache::ReadCache::new(100)),
-        items_page_default: 100,
-        items_page_max: 1000,
         edge: restream::edge::EdgeTrust {
             grip_sig: Some(restream::edge::GripSigKey::new(&sig_key())),
             ..Default::default()
         },
-        guard: Arc::new(restream::abuse::Guard::new(Default::default(), demand)),
         auth: Arc::new(auth),
-        publisher: Arc::new(restream::pushpin::publisher::HttpPublisher::new(&[])),
+        ..restream_testkit::app::state()
     })
 }
 

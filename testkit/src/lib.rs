@@ -2,6 +2,7 @@
 //! or talks to the things a test or benchmark runs against.
 //!
 //! # Layout
+//! - [`app`] — the backend's HTTP state with nothing behind it, for in-process route tests.
 //! - [`ports`] — free loopback ports, and blocks of them for Pushpin's sockets.
 //! - [`process`] — child processes: spawned with a log file, waited for until an HTTP path
 //!   answers, stopped by PID, their log shown when they fail.
@@ -17,6 +18,7 @@
 //! `Upstream::start`, `Client::connect`, …) panic with the same message instead, as a test
 //! helper should.
 
+pub mod app;
 pub mod backend;
 pub mod clients;
 pub mod dynamo;
