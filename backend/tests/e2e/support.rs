@@ -309,15 +309,7 @@ impl Stack {
         }
         // Many clients on one address, fast polls: the abuse bounds out of the way unless a
         // test sets them (abuse.rs).
-        let l = &mut settings.limits;
-        (l.address_subscribe_burst, l.address_subscribes_per_sec) = (1_000_000, 1_000_000.0);
-        (
-            l.connection_subscribe_burst,
-            l.connection_subscribes_per_sec,
-        ) = (1_000_000, 1_000_000.0);
-        (l.sse_open_burst, l.sse_opens_per_sec) = (1_000_000, 1_000_000.0);
-        l.snapshot_resend_secs = 0.0;
-        settings.fetchers.default_rate_limit = vec![(Duration::from_secs(1), 1000)];
+        restream_testkit::stack::lift_abuse_limits(&mut settings);
         if let Some(configure) = opts.configure {
             configure(&mut settings);
         }
