@@ -337,17 +337,31 @@ impl ItemStore for RedbStore {
     async fn touch(&self, channel: &ChannelId, now: u64) -> Result<(), StoreError> {
         let channel = channel.as_str().to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+            // Most touches find nothing to do (a channel not stored yet, or marked this
+            // second): a read transaction tells, without a write and its fsync.
+            let last = {
+                let txn = db.begin_read().map_err(backend)?;
+                match txn.open_table(ACTIVITY) {
+                    Ok(activity) => activity
+                        .get(channel.as_str())
+                        .map_err(backend)?
+                        .map(|v| v.value()),
+                    Err(redb::TableError::TableDoesNotExist(_)) => None,
+                    Err(e) => return Err(backend(e)),
+                }
+            };
+            // Only a stored channel has activity to record.
+            if !last.is_some_and(|last| last < now) {
+                return Ok(());
+            }
+            let mut txn = db.begin_write().map_err(backend)?;
+            // A mark lost in a crash only makes the channel look older than it is, and its
+            // poller marks it again at its first attempt after the restart: no fsync for it.
+            txn.set_durability(redb::Durability::None)
+                .map_err(backend)?;
             {
                 let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
-                let last = activity
-                    .get(channel.as_str())
-                    .map_err(backend)?
-                    .map(|v| v.value());
-                // Only a stored channel has activity to record.
-                if last.is_some_and(|last| last < now) {
-                    activity.insert(channel.as_str(), now).map_err(backend)?;
-                }
+                activity.insert(channel.as_str(), now).map_err(backend)?;
             }
             txn.commit().map_err(backend)
         })
