@@ -351,7 +351,7 @@ impl ItemStore for RedbStore {
                 }
             };
             // Only a stored channel has activity to record.
-            if !last.is_some_and(|last| last < now) {
+            if last.is_none_or(|last| last >= now) {
                 return Ok(());
             }
             let mut txn = db.begin_write().map_err(backend)?;
