@@ -9,6 +9,7 @@
 //! `expires_at` reads as missing, a channel without meta is new, and the items a previous life
 //! left behind are deleted when the channel is loaded again (never shown, never `removed`).
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::Select;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
@@ -48,12 +49,7 @@ impl DynamoItemStore {
         loop {
             let want = limit + 1 - records.len();
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(channel))
-                .expression_attribute_values(":prefix", s(ITEM_PREFIX))
+                .items_query(channel)
                 .consistent_read(true)
                 .limit(i32::try_from(want).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
@@ -74,18 +70,23 @@ impl DynamoItemStore {
         Ok(Page::of(meta, records, after, limit))
     }
 
+    /// A `Query` over the channel's item records (not its meta or change log).
+    fn items_query(&self, channel: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(channel))
+            .expression_attribute_values(":prefix", s(ITEM_PREFIX))
+    }
+
     /// How many items the channel holds: a `Query` that returns only a count.
     pub(super) async fn count_items(&self, channel: &str) -> Result<u64, StoreError> {
         if !self.read_meta(channel).await?.present {
             return Ok(0);
         }
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(channel))
-            .expression_attribute_values(":prefix", s(ITEM_PREFIX))
+            .items_query(channel)
             .select(Select::Count)
             .consistent_read(true);
         let mut count = 0;
@@ -99,12 +100,7 @@ impl DynamoItemStore {
     /// The channel's item keys (and `first_seen`), nothing else.
     async fn item_keys(&self, channel: &str) -> Result<Vec<Record>, StoreError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(channel))
-            .expression_attribute_values(":prefix", s(ITEM_PREFIX))
+            .items_query(channel)
             .projection_expression("pk, sk, first_seen")
             .consistent_read(true);
         let mut out = Vec::new();
