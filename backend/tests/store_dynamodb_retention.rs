@@ -68,10 +68,13 @@ impl Table {
         }
     }
 
-    /// `expires_at` of one record; `None` when it or the attribute is missing.
-    async fn expires_at(&self, pk: &str, sk: &str) -> Option<u64> {
-        let out = self
-            .raw
+    /// One record, read consistently; `None` when it is missing.
+    async fn record(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        self.raw
             .get_item()
             .table_name(&self.name)
             .key("pk", AttributeValue::S(pk.into()))
@@ -79,8 +82,19 @@ impl Table {
             .consistent_read(true)
             .send()
             .await
-            .unwrap();
-        out.item()?.get("expires_at")?.as_n().ok()?.parse().ok()
+            .unwrap()
+            .item
+    }
+
+    /// `expires_at` of one record; `None` when it or the attribute is missing.
+    async fn expires_at(&self, pk: &str, sk: &str) -> Option<u64> {
+        self.record(pk, sk)
+            .await?
+            .get("expires_at")?
+            .as_n()
+            .ok()?
+            .parse()
+            .ok()
     }
 
     async fn delete(&self, pk: &str, sk: &str) {
@@ -95,17 +109,7 @@ impl Table {
     }
 
     async fn exists(&self, pk: &str, sk: &str) -> bool {
-        let out = self
-            .raw
-            .get_item()
-            .table_name(&self.name)
-            .key("pk", AttributeValue::S(pk.into()))
-            .key("sk", AttributeValue::S(sk.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap();
-        out.item().is_some()
+        self.record(pk, sk).await.is_some()
     }
 }
 

@@ -31,12 +31,7 @@ pub async fn events(
     reject_options(&q.options, &["since"])?;
     // Each open is 60 s of demand with no WebSocket: bounded per client address, and by the
     // channel caps like a subscribe.
-    let address = state.guard.client_address(
-        req.headers()
-            .get("X-Forwarded-For")
-            .map(HeaderValue::as_bytes),
-        req.peer_addr().map(|a| a.ip()),
-    );
+    let address = super::client_address(&req, &state);
     state.guard.sse_open(address).map_err(|wait| {
         ApiError::too_many(
             "rate_limited",

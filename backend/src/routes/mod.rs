@@ -27,6 +27,17 @@ fn via_pushpin(req: &actix_web::HttpRequest) -> bool {
     req.headers().contains_key(edge::GRIP_SIG)
 }
 
+/// The client's address as the abuse limits count it: from `X-Forwarded-For` as far as it is
+/// trusted (`limits.client_address_from`, `limits.trusted_proxy_hops`), else the peer.
+fn client_address(req: &actix_web::HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
+    state.guard.client_address(
+        req.headers()
+            .get("X-Forwarded-For")
+            .map(actix_web::http::header::HeaderValue::as_bytes),
+        req.peer_addr().map(|a| a.ip()),
+    )
+}
+
 /// Registers every route behind the edge checks (CORS outside, then the `Grip-Sig` check).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -77,12 +77,7 @@ pub async fn websocket_over_http(
         .and_then(|v| v.to_str().ok());
     let event_count = events.len();
     crate::metrics::get().woh_request(&events);
-    let address = state.guard.client_address(
-        req.headers()
-            .get("X-Forwarded-For")
-            .map(HeaderValue::as_bytes),
-        req.peer_addr().map(|a| a.ip()),
-    );
+    let address = super::client_address(&req, &state);
     let request_auth = RequestAuth {
         auth: &state.auth,
         connection,
