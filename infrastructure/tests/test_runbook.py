@@ -344,6 +344,19 @@ def test_the_runbook_names_every_image_the_task_runs_and_every_secret_it_reads()
         assert f"random_password.{name}" in text, name
 
 
+def test_the_runbook_links_resolve():
+    text = DOC.read_text()
+    links = re.findall(r"\]\(([^)#:]+\.md)(#[^)]*)?\)", text)
+    assert len(links) >= 4
+    for path, anchor in links:
+        target = (DOC.parent / path).resolve()
+        assert target.is_file(), path
+        if anchor:
+            headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+                        for h in re.findall(r"^#+ (.*)$", target.read_text(), re.M)}
+            assert anchor[1:] in headings, f"{path}{anchor}"
+
+
 def test_unknown_commands_and_flags_are_refused():
     book = Runbook()
     book.repositories.add("restream-backend")
