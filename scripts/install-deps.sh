@@ -29,6 +29,7 @@ if $tests; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+  command -v jq >/dev/null 2>&1 || need+=(jq)  # scripts/apex-project.sh (tested)
 fi
 
 if ((${#need[@]})); then
