@@ -16,7 +16,8 @@ const CONTROL_PREFIX: &str = "c:";
 
 /// The payload of the ping frames Pushpin sends idle WebSocket clients (clients answer with
 /// a pong carrying it; nothing reads it). Not empty: Pushpin turns keep-alives off when the
-/// content is missing, and an empty string is one Qt conversion away from missing.
+/// content is missing (null); an empty string works on 1.36 (tested) but is one Qt
+/// null-versus-empty conversion away from missing.
 pub const KEEP_ALIVE_PAYLOAD: &str = "ka";
 
 /// A GRIP WebSocket control message.

@@ -172,7 +172,11 @@ async fn emf_lines_report_gauges_and_each_failure_once() {
     // SIGTERM: the last line after the drain carries whatever the previous ones did not.
     tokio::task::block_in_place(|| stack.backend.terminate(Duration::from_secs(20)));
     let lines = emf_lines(&stack.backend.log_text());
-    assert!(lines.len() >= 3, "one a second: {}", lines.len());
+    assert!(
+        lines.len() >= 2,
+        "periodic ones and a last one: {}",
+        lines.len()
+    );
     for line in &lines {
         check_emf(line);
     }
