@@ -246,6 +246,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let aws = Aws::new(&settings.aws);
     let edge = edge_trust(&settings)?;
+    // Bound first: a port in use is a startup error, not a replica without metrics.
+    let metrics_listener = settings
+        .server
+        .metrics_listen
+        .map(routes::private::bind)
+        .transpose()?;
     let store = item_store(&settings, &aws).await?;
     let keys = key_store(&settings, &aws, &shutdown).await?;
     let auth = auth(&settings, keys.clone(), &shutdown).await;
@@ -312,6 +318,7 @@ pub async fn run(
         scheduler: scheduler_handle,
         limits: Limits {
             max_subscriptions: settings.server.max_subscriptions_per_connection.get(),
+            client_keep_alive: settings.server.client_keep_alive,
         },
         keep_alive_interval: settings.server.keep_alive_interval,
         sse_keep_alive: settings.server.sse_keep_alive,
@@ -332,6 +339,16 @@ pub async fn run(
         auth,
         publisher,
     });
+    let emf = settings.log.emf().map(|emf| {
+        let sources = crate::telemetry::emf::Sources {
+            demand: demand.clone(),
+            status: state.status.clone(),
+        };
+        crate::telemetry::emf::Reporter::start(emf, sources)
+    });
+    let private = metrics_listener
+        .map(|l| routes::private::Private::start(l, state.clone()))
+        .transpose()?;
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());
     let server = HttpServer::new(move || {
@@ -367,6 +384,13 @@ pub async fn run(
     let _ = server_task.await;
     let _ = scheduler.await;
     let _ = stats_reader.await;
+    // Scrapeable while draining; the last EMF line counts the drain.
+    if let Some(private) = private {
+        private.stop().await;
+    }
+    if let Some(emf) = emf {
+        emf.finish().await;
+    }
     essentials.check()?;
     Ok(())
 }

@@ -50,6 +50,14 @@ impl Backend {
         }
     }
 
+    /// SIGTERM, as an orchestrator stops it: waits for the drain (SIGKILL after `grace`).
+    /// Blocks the calling thread meanwhile.
+    pub fn terminate(&mut self, grace: Duration) {
+        if let Some(mut p) = self.process.take() {
+            p.terminate(grace);
+        }
+    }
+
     /// Kills and starts it again (its log goes on in the same file); panics if it does not
     /// come back.
     pub async fn restart(&mut self) {

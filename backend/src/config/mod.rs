@@ -10,6 +10,9 @@
 
 mod file;
 mod limits;
+mod log;
+#[cfg(test)]
+mod ops_tests;
 mod parse;
 mod secret;
 #[cfg(test)]
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use file::SettingsFile;
 pub use limits::{ClientAddressFrom, Limits};
+pub use log::{Emf, Log, LogFormat};
 pub use parse::SettingsError;
 pub use secret::{Secret, SigKey, SigKeyError, MIN_SECRET_LEN};
 
@@ -81,7 +85,18 @@ pub struct Server {
     /// Browser pages (origins) that may use the HTTP API, SSE and WebSocket from another
     /// origin (`server.cors_origins`: exact origins, or `["*"]`); empty = none, no CORS.
     pub cors_origins: AllowedOrigins,
+    /// A second, private listener serving only `GET /metrics` and `/healthz`, without the
+    /// `Grip-Sig` distinction (it is never routed by Pushpin or a load balancer: only the
+    /// operator's scraper may reach it); `None` = none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Silence after which Pushpin sends a WebSocket client a ping frame (a GRIP
+    /// `keep-alive`, whole seconds, ≤ [`MAX_CLIENT_KEEP_ALIVE`]); `None` = none.
+    pub client_keep_alive: Option<Duration>,
 }
+
+/// The longest `server.client_keep_alive_secs`: keep-alives exist to beat idle timeouts
+/// (an AWS ALB's default is 60 s, restream's terraform sets 120 s), far below an hour.
+pub const MAX_CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -246,21 +261,6 @@ impl Default for AwsSettings {
     fn default() -> AwsSettings {
         Settings::default().aws
     }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Log {
-    pub format: LogFormat,
-    /// `tracing` filter, e.g. `info,restream=debug`; `RUST_LOG` wins when set.
-    pub filter: String,
 }
 
 /// Settings for `restream dev`, which runs its own Pushpin.
