@@ -1,9 +1,11 @@
-# The public entry: one listener (443 with a certificate, else 7999) forwarding to Pushpin.
+# The public entry, forwarding to Pushpin: with a certificate, HTTPS on 443 (wss://) and an
+# HTTP listener on 80 that only redirects to it; without one, plain HTTP on 7999 (ws://, for
+# evaluation only: tokens and data cross the internet in clear).
 
 resource "aws_lb" "public" {
   #checkov:skip=CKV_AWS_91:Access logs need a dedicated log bucket; enable them with your own bucket if required.
   #checkov:skip=CKV2_AWS_28:A WAF is optional for a WebSocket fan-out service; attach one if your threat model needs it.
-  #checkov:skip=CKV2_AWS_20:There is no port 80 listener to redirect; with certificate_arn the only listener is HTTPS on 443.
+  #checkov:skip=CKV2_AWS_20:With certificate_arn port 80 redirects to HTTPS (aws_lb_listener.redirect); without one, plain 7999 is the evaluation-only setup.
   name                       = var.name
   load_balancer_type         = "application"
   internal                   = false
@@ -11,8 +13,9 @@ resource "aws_lb" "public" {
   subnets                    = var.public_subnet_ids
   drop_invalid_header_fields = true
   enable_deletion_protection = true
-  # WebSocket connections stay open; Pushpin's keep-alives arrive well within this.
-  idle_timeout = 120
+  # WebSocket and SSE connections stay open while idle: the backend has Pushpin send a keep-alive
+  # to every client (WebSocket ping every 30 s, SSE comment every 20 s) well within this.
+  idle_timeout = var.alb_idle_timeout
 }
 
 resource "aws_lb_target_group" "pushpin" {
@@ -22,6 +25,9 @@ resource "aws_lb_target_group" "pushpin" {
   protocol    = "HTTP"
   target_type = "ip"
   vpc_id      = var.vpc_id
+  # Seconds a deregistered task keeps its connections (default 300). A replaced task's clients
+  # reconnect and resume with `since`; waiting longer only slows a rolling deployment.
+  deregistration_delay = 30
   health_check {
     path    = "/healthz"
     matcher = "200"
@@ -38,6 +44,21 @@ resource "aws_lb_listener" "https" {
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.pushpin.arn
+  }
+}
+
+resource "aws_lb_listener" "redirect" {
+  count             = local.https ? 1 : 0
+  load_balancer_arn = aws_lb.public.arn
+  port              = 80
+  protocol          = "HTTP"
+  default_action {
+    type = "redirect"
+    redirect {
+      port        = "443"
+      protocol    = "HTTPS"
+      status_code = "HTTP_301"
+    }
   }
 }
 

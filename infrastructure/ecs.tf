@@ -1,8 +1,13 @@
-# One Fargate task = Pushpin + backend sharing localhost: the backend publishes to Pushpin on
-# 127.0.0.1:5560 and reads its stats on 127.0.0.1:5564, and Pushpin forwards WebSockets to
-# 127.0.0.1:5000. Nothing but Pushpin's client port (7999) is reachable from outside the task:
-# Pushpin's publish, command and stats sockets bind 127.0.0.1. Both containers get the Grip-Sig
-# key from Secrets Manager (secrets.tf).
+# One Fargate task = Pushpin + backend. Inside the task they share localhost: Pushpin forwards
+# WebSockets to 127.0.0.1:5000 and the backend publishes to its own Pushpin on 127.0.0.1:5560
+# (stats :5564, HTTP publish :5561: the backend's defaults). Cluster mode (docs/scaling.md):
+# every backend also publishes to, and reads the stats of, the Pushpin of every other live task,
+# and hands snapshot requests to the task polling the channel. So each task advertises its
+# private IP (the ECS task metadata endpoint, `advertise_host = ecs`) in its membership record,
+# and the task security group (network.tf) lets tasks reach each other on 5000, 5560, 5561 and
+# 5564, and nothing else; only Pushpin's 7999 is reachable from the load balancer, and the
+# metrics port 9100 only from the operator's scrapers. Secrets (secrets.tf) come from Secrets
+# Manager.
 
 resource "aws_ecs_cluster" "main" {
   name = var.name
@@ -30,7 +35,8 @@ resource "aws_cloudwatch_log_group" "pushpin" {
 
 locals {
   backend_environment = [
-    { name = "RESTREAM_SERVER__LISTEN", value = "127.0.0.1:5000" },
+    { name = "RESTREAM_SERVER__LISTEN", value = "0.0.0.0:5000" },
+    { name = "RESTREAM_SERVER__METRICS_LISTEN", value = "0.0.0.0:9100" },
     { name = "RESTREAM_STORE__KIND", value = "dynamodb" },
     { name = "RESTREAM_STORE__DYNAMODB_TABLE", value = aws_dynamodb_table.items.name },
     { name = "RESTREAM_KEYS__KIND", value = "s3" },
@@ -39,8 +45,22 @@ locals {
     { name = "RESTREAM_FETCHERS__KINDS", value = "[\"lambda\", \"http\"]" },
     { name = "RESTREAM_FETCHERS__LAMBDA_PREFIX", value = var.lambda_prefix },
     { name = "RESTREAM_LOG__FORMAT", value = "json" },
+    { name = "RESTREAM_LOG__EMF_INTERVAL_SECS", value = "60" },
+    { name = "RESTREAM_LOG__EMF_NAMESPACE", value = var.metrics_namespace },
+    { name = "RESTREAM_LOG__EMF_SERVICE", value = var.name },
+    { name = "RESTREAM_CLUSTER__ENABLED", value = "true" },
+    { name = "RESTREAM_CLUSTER__ADVERTISE_HOST", value = "ecs" },
+    { name = "RESTREAM_CLUSTER__PUSHPIN_PUBLISH_SPEC", value = "tcp://{host}:5560" },
+    { name = "RESTREAM_CLUSTER__PUSHPIN_HTTP_URL", value = "http://{host}:5561" },
+    { name = "RESTREAM_CLUSTER__PUSHPIN_STATS_SPEC", value = "tcp://{host}:5564" },
     { name = "AWS_REGION", value = var.region },
   ]
+  # Seconds ECS waits after SIGTERM before SIGKILL (Pushpin first, as it depends on the
+  # backend, then the backend). The backend stops its pollers, releases its leases and deletes
+  # its membership record (one DynamoDB write per lease it holds), so the other tasks take its
+  # channels at once instead of one lease TTL (10 s) later. Waiting much longer than a lease TTL
+  # gains nothing: its leases have run out by then anyway.
+  stop_timeout = 30
 }
 
 resource "aws_ecs_task_definition" "restream" {
@@ -62,12 +82,23 @@ resource "aws_ecs_task_definition" "restream" {
       image                  = var.pushpin_image
       essential              = true
       readonlyRootFilesystem = false
-      portMappings           = [{ containerPort = 7999, protocol = "tcp" }]
+      # In awsvpc mode the security group, not these, decides what is reachable; they list what
+      # the container serves: clients (7999, the load balancer's target) and, for the other
+      # tasks' backends, publish (5560), HTTP publish (5561) and stats (5564).
+      portMappings = [
+        { containerPort = 7999, protocol = "tcp" },
+        { containerPort = 5560, protocol = "tcp" },
+        { containerPort = 5561, protocol = "tcp" },
+        { containerPort = 5564, protocol = "tcp" },
+      ]
+      stopTimeout = local.stop_timeout
       # The ALB appends each client's address to X-Forwarded-For; Pushpin passes it on as is,
       # so the backend's per-address limits count clients, not ALB nodes (docs/security/limits.md).
       environment = [
         { name = "RESTREAM_BACKEND", value = "127.0.0.1:5000" },
-        { name = "RESTREAM_PUSHPIN_INTERNAL_ADDR", value = "127.0.0.1" },
+        # Publish and stats sockets on the task's address too: the other tasks' backends publish
+        # here. The command (5563) and SUB (5562) sockets bind there as well but no rule opens them.
+        { name = "RESTREAM_PUSHPIN_INTERNAL_ADDR", value = "0.0.0.0" },
         { name = "PUSHPIN_X_FORWARDED_FOR", value = "" },
       ]
       secrets = [
@@ -88,9 +119,17 @@ resource "aws_ecs_task_definition" "restream" {
       image                  = var.backend_image
       essential              = true
       readonlyRootFilesystem = true
-      environment            = local.backend_environment
+      # The backend port, for Pushpin and for the other tasks' snapshot hand-overs, and the
+      # metrics port for the operator's scrapers (never routed by Pushpin or the load balancer).
+      portMappings = [
+        { containerPort = 5000, protocol = "tcp" },
+        { containerPort = 9100, protocol = "tcp" },
+      ]
+      stopTimeout = local.stop_timeout
+      environment = local.backend_environment
       secrets = [
         { name = "RESTREAM_PUSHPIN__SIG_KEY", valueFrom = aws_secretsmanager_secret.pushpin_sig_key.arn },
+        { name = "RESTREAM_CLUSTER__SECRET", valueFrom = aws_secretsmanager_secret.cluster_secret.arn },
       ]
       healthCheck = {
         command     = ["CMD", "restream", "health"]
@@ -134,5 +173,10 @@ resource "aws_ecs_service" "restream" {
     container_name   = "pushpin"
     container_port   = 7999
   }
-  depends_on = [aws_lb_listener.https, aws_lb_listener.plain, aws_secretsmanager_secret_version.pushpin_sig_key]
+  depends_on = [
+    aws_lb_listener.https,
+    aws_lb_listener.plain,
+    aws_secretsmanager_secret_version.pushpin_sig_key,
+    aws_secretsmanager_secret_version.cluster_secret,
+  ]
 }

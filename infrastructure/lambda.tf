@@ -1,12 +1,17 @@
-# Optional: the fetchers as Lambda functions, for users who do not deploy with Apex (archived
-# upstream). Names follow Apex's {project}_{function}, e.g. restreamables_nyt_top.
+# The fetchers' execution role (always: `apex deploy` uses it too, see the fetcher_role_arn
+# output and scripts/apex-project.sh) and, optionally (deploy_functions), the fetchers
+# themselves as Lambda functions, for users who do not deploy with Apex (archived upstream).
+# Names follow Apex's {project}_{function}, e.g. restreamables_nyt_top. The fetchers use the
+# Python standard library only, so a folder is the whole deployment package.
 
 data "archive_file" "fetcher" {
   for_each    = var.deploy_functions ? toset(var.functions) : toset([])
   type        = "zip"
   source_dir  = "${path.module}/../functions/${each.value}"
   output_path = "${path.module}/.build/${each.value}.zip"
-  excludes    = ["tests", "__pycache__"]
+  # Tests and recorded upstream answers stay out of the package (exact names: every provider
+  # version matches them, and a matching folder is skipped whole).
+  excludes = ["test_main.py", "testdata", "__pycache__"]
 }
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -20,7 +25,6 @@ data "aws_iam_policy_document" "lambda_assume" {
 }
 
 resource "aws_iam_role" "fetcher" {
-  count              = var.deploy_functions ? 1 : 0
   name               = "${var.name}-fetcher"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
@@ -33,16 +37,17 @@ data "aws_iam_policy_document" "fetcher_logs" {
 }
 
 resource "aws_iam_role_policy" "fetcher_logs" {
-  count  = var.deploy_functions ? 1 : 0
   name   = "${var.name}-fetcher-logs"
-  role   = aws_iam_role.fetcher[0].id
+  role   = aws_iam_role.fetcher.id
   policy = data.aws_iam_policy_document.fetcher_logs.json
 }
 
+# Always, like the role: the role may not create log groups, so a function deployed with Apex
+# logs only into a group made here (a new fetcher goes into var.functions).
 resource "aws_cloudwatch_log_group" "fetcher" {
   #checkov:skip=CKV_AWS_158:CloudWatch encrypts logs by default; log_kms_key_arn opts into a customer managed key.
   #checkov:skip=CKV_AWS_338:Retention is a variable (default 30 days) so small deployments stay cheap.
-  for_each          = var.deploy_functions ? toset(var.functions) : toset([])
+  for_each          = toset(var.functions)
   name              = "/aws/lambda/${var.lambda_prefix}${each.value}"
   retention_in_days = var.log_retention_days
   kms_key_id        = var.log_kms_key_arn == "" ? null : var.log_kms_key_arn
@@ -56,7 +61,7 @@ resource "aws_lambda_function" "fetcher" {
   #checkov:skip=CKV_AWS_50:X-Ray tracing is optional and costs extra.
   for_each                       = data.archive_file.fetcher
   function_name                  = "${var.lambda_prefix}${each.key}"
-  role                           = aws_iam_role.fetcher[0].arn
+  role                           = aws_iam_role.fetcher.arn
   runtime                        = var.lambda_runtime
   handler                        = "main.lambda_function"
   filename                       = each.value.output_path

@@ -32,7 +32,7 @@ variable "private_subnet_ids" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for wss:// on 443; empty serves ws:// on 7999."
+  description = "ACM certificate for wss:// on 443 (port 80 redirects to it); empty serves plain ws:// on 7999, for evaluation only."
   type        = string
   default     = ""
 }
@@ -41,6 +41,28 @@ variable "allowed_client_cidrs" {
   description = "Who may connect to the public WebSocket port."
   type        = list(string)
   default     = ["0.0.0.0/0"]
+}
+
+variable "alb_idle_timeout" {
+  description = "Seconds the load balancer keeps an idle connection open. Must stay above the keep-alives sent to clients (WebSocket 30 s, SSE 20 s: server.client_keep_alive_secs, server.sse_keep_alive_secs)."
+  type        = number
+  default     = 120
+  validation {
+    condition     = var.alb_idle_timeout >= 60 && var.alb_idle_timeout <= 4000
+    error_message = "alb_idle_timeout must be 60..4000 seconds: at least twice the 30 s client keep-alive."
+  }
+}
+
+variable "metrics_scrape_cidrs" {
+  description = "IPv4 CIDRs (e.g. your Prometheus' subnet) that may scrape the backend's /metrics on port 9100 of each task; empty = nobody."
+  type        = list(string)
+  default     = []
+}
+
+variable "metrics_scrape_security_group_ids" {
+  description = "Security groups (e.g. your Prometheus' or ADOT collector's) that may scrape port 9100 of each task; empty = none."
+  type        = list(string)
+  default     = []
 }
 
 variable "backend_image" {
@@ -54,9 +76,13 @@ variable "pushpin_image" {
 }
 
 variable "desired_count" {
-  description = "Number of tasks (one Pushpin + one backend each). Keep 1 until the lease-based scale-out lands."
+  description = "Number of tasks (one Pushpin + one backend each, in cluster mode: one poller per channel across all tasks). 2 or more is the production setup (a task can fail or be replaced without a pause); 1 is fine for evaluation."
   type        = number
-  default     = 1
+  default     = 2
+  validation {
+    condition     = var.desired_count >= 1 && floor(var.desired_count) == var.desired_count
+    error_message = "desired_count must be a whole number of at least 1 (2 or more in production)."
+  }
 }
 
 variable "task_cpu" {
@@ -123,7 +149,7 @@ variable "deploy_functions" {
 }
 
 variable "functions" {
-  description = "With deploy_functions: the folders of functions/ to deploy."
+  description = "The folders of functions/: each gets its log group (whoever deploys it) and, with deploy_functions, its Lambda function."
   type        = list(string)
   default     = ["coingecko_price", "nyt_newswire", "nyt_top", "open_meteo", "twitter_status"]
 }
@@ -144,4 +170,28 @@ variable "log_kms_key_arn" {
   description = "Optional KMS key for the log groups; empty uses CloudWatch's own encryption."
   type        = string
   default     = ""
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the backend's embedded metric format lines (log.emf_namespace) and of the alarms on them."
+  type        = string
+  default     = "restream"
+}
+
+variable "alarm_sns_topic_arn" {
+  description = "SNS topic the alarms notify (alarm and OK); empty = alarms without actions (visible in the console only)."
+  type        = string
+  default     = ""
+}
+
+variable "alarm_failing_channels_threshold" {
+  description = "Alarm when more channels than this (on one task) have failed their last poll for 15 minutes."
+  type        = number
+  default     = 0
+}
+
+variable "alarm_target_5xx_threshold" {
+  description = "Alarm when Pushpin answers more 5xx than this through the load balancer in 5 minutes."
+  type        = number
+  default     = 10
 }

@@ -1,6 +1,7 @@
-# restream on AWS: ECS Fargate (Pushpin + backend in one task), an ALB with only the public
-# WebSocket listener, DynamoDB for item state, a private S3 object for API keys, and
-# (optionally) the Lambda fetchers. See docs/deploy.md.
+# restream on AWS: an ECS Fargate service of N tasks (Pushpin + backend in each, in cluster
+# mode), an ALB with only the public WebSocket listener, DynamoDB for item state and leases, a
+# private S3 object for API keys, CloudWatch alarms, the fetchers' role and (optionally) the
+# Lambda fetchers. See docs/deploy.md.
 
 terraform {
   required_version = ">= 1.5"
