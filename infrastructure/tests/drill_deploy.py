@@ -223,6 +223,11 @@ class Ecs:
         return drill_task.Task(f"task{self.first + index}", containers, depends)
 
 
+def _env(service):
+    env = service.get("environment") or {}
+    return dict(e.split("=", 1) for e in env) if isinstance(env, list) else env
+
+
 def runs_restream(image):
     return bool(image.entrypoint) and image.entrypoint[0].rsplit("/", 1)[-1] == "restream"
 
@@ -242,20 +247,20 @@ class Compose:
         self.services = self.spec["services"]
         self.hosts = {name: f"{block}{11 + i}" for i, name in enumerate(self.services)}
         self.upstream_url, self.sig_key, self.moto = upstream_url, sig_key, None
+        (self.moto_service,) = [
+            (name, self.hosts[name], int(_env(s).get("MOTO_PORT", 5000)))
+            for name, s in self.services.items() if "build" not in s]
 
     def task(self):
         containers, depends = {}, {}
         for name, service in self.services.items():
             address = self.hosts[name]
-            env = service.get("environment") or {}
-            if isinstance(env, list):
-                env = dict(e.split("=", 1) for e in env)
+            env = _env(service)
             deps = service.get("depends_on") or []
             depends[name] = ({d: "START" for d in deps} if isinstance(deps, list) else
                              {d: "HEALTHY" if c.get("condition") == "service_healthy" else "START" for d, c in deps.items()})
             if "build" not in service:
                 assert service["image"].startswith("motoserver/moto"), f"the drill cannot run {service['image']}"
-                self.moto_service = (name, address, int(env.get("MOTO_PORT", 5000)))
                 continue
             build = service["build"]
             context = ROOT / (build if isinstance(build, str) else build["context"])

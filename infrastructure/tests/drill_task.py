@@ -32,8 +32,8 @@ def map_value(value, address, hosts, root, path_roots):
     """A container's env value with its loopback/wildcard, the compose service names and image
     paths translated to the drill's: see the module docstring."""
     value = LOOPBACK.sub(address, value)
-    for name, addr in hosts.items():
-        value = re.sub(rf"(?<![\w.-]){re.escape(name)}(?=[:/]|$)", addr, value)
+    for name, addr in hosts.items():  # `//name[:/]`, `//name` at the end, `name:<port>`
+        value = re.sub(rf"((?<=//){re.escape(name)}(?=[:/\"]|$)|^{re.escape(name)}(?=:\d))", addr, value)
     if any(value == p or value.startswith(p.rstrip("/") + "/") for p in path_roots):
         value = str(root) + value
     return value
@@ -170,14 +170,16 @@ class Task:
     def wait(self, container, check, what, timeout):
         deadline = time.monotonic() + timeout
         while not check():
-            if not container.alive():
-                raise AssertionError(
-                    f"{self.name}/{container.name} exited ({container.proc.returncode}) before it was "
-                    f"{what}:\n{container.log_tail()}")
+            for c in self.containers.values():  # an essential container exited: the task stops
+                if c.proc is not None and not c.alive():
+                    raise AssertionError(f"{self.name}/{c.name} exited ({c.proc.returncode}) before "
+                                         f"{container.name} was {what}:\n{self.logs()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}/{container.name} not {what} after {timeout} s:\n"
-                                     f"{container.log_tail()}")
+                raise AssertionError(f"{self.name}/{container.name} not {what} after {timeout} s:\n{self.logs()}")
             time.sleep(0.5)
+
+    def logs(self, lines=15):
+        return "\n".join(f"--- {c.name} ({c.log})\n{c.log_tail(lines)}" for c in self.containers.values())
 
     def stop(self):
         """ECS stops the containers in reverse dependency order: Pushpin, then the backend."""
