@@ -176,6 +176,10 @@ class Subscriber:
             if self.last_seq is None or seq > self.last_seq:
                 self.last_seq = seq
 
+    def __repr__(self):
+        kinds = [m.get("type") + (f"@{m['seq']}" if "seq" in m else "") for m in self.messages]
+        return f"<{self.name} via {self.urls} got {kinds[-12:]} errors {self.errors[-2:]}>"
+
     def problems(self, base, final):
         """What differs from: every event after `base` up to `final` exactly once, in order."""
         out = []
@@ -224,13 +228,15 @@ class Subscribers:
         self.thread.join(timeout=5)
 
 
-def wait_until(what, predicate, timeout, interval=0.2):
-    """Polls `predicate` until it returns something truthy; fails naming `what`."""
+def wait_until(what, predicate, timeout, interval=0.2, clients=()):
+    """Polls `predicate` until it returns something truthy; fails naming `what` (and showing
+    what `clients` got)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            shown = "".join(f"\n  {c!r}" for c in clients)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{shown}")
         time.sleep(interval)

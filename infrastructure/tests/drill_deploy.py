@@ -216,6 +216,7 @@ class Ecs:
                 name, image, root, drill_task.container_env(image, env, address, {}, root, [image.workdir], wiring),
                 command, address, definition.get("healthCheck"), self.tmp / f"t{self.first + index}-{name}.log")
             container.command[0] = container._which(container.command[0])
+            container.ports = [p["containerPort"] for p in definition.get("portMappings", [])]
             if runs_restream(image):
                 container.env.update(drill_task.translate_defaults(container, address))
             containers[name] = container

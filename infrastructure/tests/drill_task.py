@@ -45,7 +45,7 @@ class Container:
     def __init__(self, name, image, root, env, command, address, health=None, log=None):
         self.name, self.image, self.root, self.env = name, image, root, env
         self.command, self.address, self.health, self.log = command, address, health, log
-        self.proc = None
+        self.proc, self.ports = None, []
 
     @property
     def cwd(self):

@@ -27,6 +27,7 @@ Needs root (to run processes as uid 10001 and as `pushpin`), Pushpin, and the de
 """
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -101,7 +102,12 @@ class Running:
 
 
 def backend_checks(deployment, task, live):
-    """The backend of `task`: its user, what it may write, its endpoints, its membership."""
+    """The backend of `task`: its user, what it may write, its endpoints, its membership; and
+    every container port of the definition served on the task's address."""
+    for container in task.containers.values():
+        for port in container.ports:
+            with socket.socket() as s:
+                assert s.connect_ex((container.address, port)) == 0, f"{task.name}/{container.name}: nothing on {port}"
     backend = task["backend"]
     assert drill_task.uid_of(backend.proc.pid) == {10001}, "the backend runs as the image's user"
     assert os.readlink(f"/proc/{backend.proc.pid}/cwd") == backend.cwd
@@ -136,7 +142,8 @@ def subscribe_per_task(running, tasks, per_task, live):
 
     clients = [running.subscribers.add(f"{t.name}#{k}", "drill", picker(t["pushpin"].address))
                for t in tasks for k in range(per_task)]
-    wait_until("every client's first snapshot", lambda: all(c.last_seq is not None for c in clients), 30)
+    wait_until("every client's first snapshot", lambda: all(c.last_seq is not None for c in clients), 30,
+               clients=clients)
     return clients
 
 
