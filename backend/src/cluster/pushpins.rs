@@ -96,7 +96,76 @@ impl RemotePushpins {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::AdvertisedPushpin;
+    use crate::cluster::{AdvertisedPushpin, Cluster, Leases, MemoryLeaseTable};
+    use crate::pushpin::grip::PublishItem;
+    use crate::pushpin::publisher::PublishError;
+    use std::time::Duration;
+
+    /// Every remote target set it was given, in order.
+    #[derive(Default)]
+    struct Targets(Mutex<Vec<Vec<String>>>);
+
+    #[async_trait::async_trait]
+    impl Publisher for Targets {
+        async fn publish(&self, _: &[PublishItem]) -> Result<(), PublishError> {
+            Ok(())
+        }
+        fn set_remotes(&self, targets: &[String]) {
+            self.0.lock().unwrap().push(targets.to_vec());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_met_by_hand_over_is_published_to_at_once_and_dropped_when_it_leaves() {
+        let table = MemoryLeaseTable::new();
+        let ttl = Duration::from_secs(30);
+        let published = Arc::new(Targets::default());
+        let (stats, _reader) = crate::pushpin::stats::remote_stats();
+        let pushpins = RemotePushpins::new(&configured(PublishVia::Zmq), published.clone(), stats);
+        let me = member("me", Some("10.0.0.1"));
+        let cluster = Cluster::new(Arc::new(table.replica("me", ttl)), me).with_pushpins(pushpins);
+        cluster.refresh_members().await.unwrap();
+        assert!(
+            published.0.lock().unwrap().is_empty(),
+            "alone: nothing to add"
+        );
+
+        // A replica joins (it heartbeats before it serves) and hands a snapshot request over
+        // long before this one's next refresh.
+        let joined = member("new", Some("10.0.0.9"));
+        let new = table.replica("new", ttl);
+        new.heartbeat(&joined).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        cluster.meet("new").await;
+        assert_eq!(
+            *published.0.lock().unwrap(),
+            vec![vec!["tcp://10.0.0.9:5560".to_string()]],
+            "its Pushpin is a target before the hand-over is answered"
+        );
+        assert_eq!(cluster.member("new"), Some(joined.clone()));
+        cluster.meet("new").await;
+        cluster.meet("nobody").await; // Refreshes once more, finds nothing new.
+        assert_eq!(
+            published.0.lock().unwrap().len(),
+            1,
+            "targets change only when members do"
+        );
+
+        new.leave(&joined).await.unwrap();
+        cluster.refresh_members().await.unwrap();
+        assert_eq!(published.0.lock().unwrap().last(), Some(&Vec::new()));
+
+        cluster.leave().await;
+        assert!(
+            table.replica("x", ttl).live().await.unwrap().is_empty(),
+            "its record is deleted"
+        );
+        cluster.refresh_members().await.unwrap();
+        assert!(
+            table.replica("x", ttl).live().await.unwrap().is_empty(),
+            "and no heartbeat brings it back"
+        );
+    }
 
     fn member(id: &str, host: Option<&str>) -> Member {
         let mut m = Member::new(id, &format!("http://{id}:5000"));
