@@ -50,6 +50,14 @@ impl Backend {
         }
     }
 
+    /// SIGTERM (a graceful stop: it drains, gives its leases back and leaves the cluster),
+    /// waiting up to `grace` for it to exit before SIGKILL.
+    pub async fn terminate(&mut self, grace: Duration) {
+        if let Some(mut p) = self.process.take() {
+            let _ = tokio::task::spawn_blocking(move || p.terminate(grace)).await;
+        }
+    }
+
     /// Kills and starts it again (its log goes on in the same file); panics if it does not
     /// come back.
     pub async fn restart(&mut self) {

@@ -270,11 +270,10 @@ async fn pair(log: &FetchLog) -> Pair {
     let table = MemoryLeaseTable::new();
     let cluster = |id: &'static str| {
         let leases = Arc::new(table.replica(id, TTL));
-        let me = Member {
-            id: id.into(),
-            url: format!("http://{id}"),
-        };
-        Arc::new(Cluster::new(leases, me))
+        Arc::new(Cluster::new(
+            leases,
+            Member::new(id, &format!("http://{id}")),
+        ))
     };
     let (ca, cb) = (cluster("a"), cluster("b"));
     for c in [&ca, &cb, &ca] {
@@ -288,17 +287,17 @@ async fn pair(log: &FetchLog) -> Pair {
     for (id, handle) in [("a", a.handle.clone()), ("b", b.handle.clone())] {
         table.set_inbox(
             id,
-            Arc::new(move |batch| handle.hand_over(batch.parse().unwrap())),
+            Arc::new(move |batch| {
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.hand_over(batch.parse().unwrap()).await });
+            }),
         );
     }
     Pair { table, a, b }
 }
 
 fn owner_of(channel: &ChannelId) -> &'static str {
-    let members = ["a", "b"].map(|id| Member {
-        id: id.into(),
-        url: format!("http://{id}"),
-    });
+    let members = ["a", "b"].map(|id| Member::new(id, &format!("http://{id}")));
     match preferred(channel.as_str(), &members).unwrap().id.as_str() {
         "a" => "a",
         _ => "b",
