@@ -142,7 +142,7 @@ class Subscriber:
     def __init__(self, name, channel, pick):
         self.name, self.channel, self.pick = name, channel, pick
         self.messages, self.events, self.snapshots, self.urls = [], [], [], []
-        self.last_seq, self.stopped, self.errors = None, False, []
+        self.last_seq, self.stopped, self.errors, self.resumed = None, False, [], []
 
     async def run(self, session):
         while not self.stopped:
@@ -153,6 +153,7 @@ class Subscriber:
                     subscribe = {"action": "subscribe", "channel": self.channel}
                     if self.last_seq is not None:
                         subscribe["since"] = self.last_seq
+                        self.resumed.append(self.last_seq)
                     await ws.send_json(subscribe)
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
@@ -172,7 +173,7 @@ class Subscriber:
             if self.last_seq is None or seq > self.last_seq:
                 self.last_seq = seq
         elif kind in ("new", "updated", "removed"):
-            self.events.append((seq, kind, msg["item"]["id"]))
+            self.events.append((seq, kind, msg["item"]["id"], len(self.urls)))
             if self.last_seq is None or seq > self.last_seq:
                 self.last_seq = seq
 
@@ -183,11 +184,13 @@ class Subscriber:
     def problems(self, base, final):
         """What differs from: every event after `base` up to `final` exactly once, in order."""
         out = []
-        seqs = [seq for seq, _, _ in self.events]
+        seqs = [event[0] for event in self.events]
         if seqs != list(range(base + 1, final + 1)):
             missing = sorted(set(range(base + 1, final + 1)) - set(seqs))
             dupes = sorted({s for s in seqs if seqs.count(s) > 1})
-            out.append(f"{self.name}: events {seqs} (missing {missing}, duplicated {dupes})")
+            on = [f"{event[0]}@{event[3]}" for event in self.events]
+            out.append(f"{self.name}: events (seq@connection) {on}, missing {missing}, duplicated {dupes}; "
+                       f"connections {self.urls}, resumed with since {self.resumed}")
         resets = [s["seq"] for s in self.snapshots if s.get("reset")]
         if resets:
             out.append(f"{self.name}: reset snapshots at seq {resets} (a `since` was not served)")

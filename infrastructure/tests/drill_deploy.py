@@ -163,8 +163,10 @@ class Ecs:
         (_, service), = self.tf.blocks("resource", "aws_ecs_service").items()
         self.desired_count = self.tf.attribute(service, "desired_count")
         (_, target), = self.tf.blocks("resource", "aws_lb_target_group").items()
-        check = target["health_check"][0]
-        self.health_path = self.tf.value(check["path"][0], {})
+        check = {k: self.tf.value(v[0], {}) for k, v in target["health_check"][0].items() if not k.startswith("__")}
+        self.health_path = check["path"]
+        # A new target gets traffic once `healthy_threshold` checks in a row passed (AWS defaults).
+        self.alb_delay = check.get("interval", 30) * check.get("healthy_threshold", 5)
         self.region = self.tf.vars["region"]
 
     def provision(self):

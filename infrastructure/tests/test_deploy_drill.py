@@ -25,9 +25,11 @@ How the artifacts map onto one machine (drill_task.py says it in full):
 Needs root (to run processes as uid 10001 and as `pushpin`), Pushpin, and the debug binary
 (`cargo build -p restream`, or RESTREAM_BIN).
 """
+import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -130,7 +132,22 @@ def backend_checks(deployment, task, live):
                       "(on ECS it would advertise 127.0.0.1, which no other task reaches)"
 
 
-def subscribe_per_task(running, tasks, per_task, live):
+def lease_ttl(task):
+    proc = task["backend"].popen([task["backend"].command[0], "config"], stdout=subprocess.PIPE)
+    return json.loads(proc.communicate(timeout=30)[0])["cluster"]["lease_ttl_secs"]
+
+
+def routed(deployment, tasks):
+    """The load balancer sends clients to a new task only after `alb_delay` (its target health
+    check passing healthy_threshold times, 150 s with AWS's defaults), by which time every
+    replica has seen every other's heartbeat (a third of a lease TTL): here, until every
+    replica publishes to every task's Pushpin."""
+    assert deployment.alb_delay > lease_ttl(tasks[0]), "a task gets clients before the replicas know it"
+    wait_until(f"every replica publishing to the {len(tasks)} tasks' Pushpins",
+               lambda: all(_pushpins(t) == len(tasks) for t in tasks), 20)
+
+
+def subscribe_per_task(running, tasks, per_task, live, timeout=30):
     """`per_task` clients on each task's Pushpin; when theirs goes, the next live one (the ALB)."""
     def picker(home):
         def pick(client):
@@ -142,7 +159,7 @@ def subscribe_per_task(running, tasks, per_task, live):
 
     clients = [running.subscribers.add(f"{t.name}#{k}", "drill", picker(t["pushpin"].address))
                for t in tasks for k in range(per_task)]
-    wait_until("every client's first snapshot", lambda: all(c.last_seq is not None for c in clients), 30,
+    wait_until("every client's first snapshot", lambda: all(c.last_seq is not None for c in clients), timeout,
                clients=clients)
     return clients
 
@@ -160,6 +177,7 @@ def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir,
     try:
         ready = drill_task.pushpin_ready(deployment.health_path)
         tasks = [running.start(deployment.task(i + 1), ready) for i in range(deployment.desired_count)]
+        routed(deployment, tasks)
         live = [t["pushpin"].address for t in tasks]
         clients = subscribe_per_task(running, tasks, 2, live)
         base = clients[0].last_seq
@@ -172,24 +190,28 @@ def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir,
 
         changer = threading.Thread(target=change, daemon=True)
         changer.start()
-        wait_until("4 changes delivered", delivered(clients, base + 4), 30)
+        wait_until("4 changes delivered", delivered(clients, base + 4), 30, clients=clients)
         for task in tasks:
             backend_checks(deployment, task, len(tasks))
         # The rolling replacement: a new task, healthy, then the oldest stops (Pushpin first).
         new = running.start(deployment.task(len(tasks) + 1), ready)
+        routed(deployment, [*tasks, new])
         live.append(new["pushpin"].address)
+        # ECS deregisters the old target (no new clients), waits the deregistration delay,
+        # then stops its containers; their clients reconnect through the load balancer.
         old = tasks.pop(0)
         live.remove(old["pushpin"].address)
         codes = old.stop()
         assert codes["backend"] == 0, f"the backend's graceful shutdown exits 0: {codes}"
         moved = [c for c in clients if c.name.startswith(old.name)]
-        wait_until("the old task's clients on another task", lambda: all(len(c.urls) >= 2 for c in moved), 30)
+        wait_until("the old task's clients on another task", lambda: all(len(c.urls) >= 2 for c in moved), 30,
+                   clients=moved)
         seen = len(changes)
         wait_until("4 more changes", lambda: len(changes) >= seen + 4, 30)
         stop.set()
         changer.join()
         final = base + len(changes)
-        wait_until(f"every client at seq {final}", delivered(clients, final), 30)
+        wait_until(f"every client at seq {final}", delivered(clients, final), 30, clients=clients)
         time.sleep(2 * INTERVAL)  # room for a late duplicate
         calls_to = time.monotonic()
         problems = [p for c in clients for p in c.problems(base, final)]
@@ -230,11 +252,12 @@ def quick_probe(deployment, emulators):
     try:
         ready = drill_task.pushpin_ready(deployment.health_path)
         tasks = [running.start(deployment.task(i), ready) for i in (1, 2)]
+        routed(deployment, tasks)
         live = [t["pushpin"].address for t in tasks]
-        clients = subscribe_per_task(running, tasks, 1, live)
+        clients = subscribe_per_task(running, tasks, 1, live, timeout=15)
         base, since = max(c.last_seq for c in clients), time.monotonic()
         emulators.upstream.add()
-        wait_until("the change on every task's client", delivered(clients, base + 1), 15)
+        wait_until("the change on every task's client", delivered(clients, base + 1), 15, clients=clients)
         time.sleep(3 * INTERVAL)
         problems = [p for c in clients for p in c.problems(base, base + 1)]
         assert problems == [], problems
@@ -302,7 +325,7 @@ def test_docker_compose_services_serve_a_client(workdir, emulators, block):
         wait_until("the compose client's snapshot", lambda: client.last_seq is not None, 30)
         base = client.last_seq
         emulators.upstream.add()
-        wait_until("the change through compose's Pushpin", delivered([client], base + 1), 15)
+        wait_until("the change through compose's Pushpin", delivered([client], base + 1), 15, clients=[client])
         assert client.problems(base, base + 1) == []
         status, body = get(f"http://{pushpin}:7999/readyz")
         assert status == 200 and '"ready":true' in body.replace(" ", ""), (status, body)
