@@ -158,7 +158,8 @@ resource "aws_ecs_service" "restream" {
   launch_type                        = "FARGATE"
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
-  health_check_grace_period_seconds  = 30
+  # Pushpin starts once the backend is healthy (dependsOn), so allow for both starts.
+  health_check_grace_period_seconds = 60
   deployment_circuit_breaker {
     enable   = true
     rollback = true

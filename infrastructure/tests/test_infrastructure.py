@@ -152,7 +152,7 @@ def test_the_security_groups_match_what_the_containers_serve():
     # The load balancer routes to Pushpin's client port only, never the backend or metrics.
     (_, target), = blocks("resource", "aws_lb_target_group")
     assert one(target["port"]) == 7999
-    (service_lb,) = one(resource("aws_ecs_service", "restream")["load_balancer"]),
+    service_lb = one(resource("aws_ecs_service", "restream")["load_balancer"])
     assert one(service_lb["container_name"]) == "pushpin" and one(service_lb["container_port"]) == 7999
 
 

@@ -344,6 +344,37 @@ def test_the_runbook_names_every_image_the_task_runs_and_every_secret_it_reads()
         assert f"random_password.{name}" in text, name
 
 
+def test_the_runbook_quotes_the_numbers_terraform_uses():
+    text = " ".join(DOC.read_text().split())
+    (_, target), = blocks("resource", "aws_lb_target_group")
+    (_, alb), = blocks("resource", "aws_lb")
+    stop = {c["stopTimeout"] for c in container_definitions().values()}
+    assert one(alb["idle_timeout"]) == "${var.alb_idle_timeout}"
+    facts = {
+        f"`alb_idle_timeout` ({one(variable('alb_idle_timeout')['default'])} s)": True,
+        f"after {one(target['deregistration_delay'])} s (`deregistration_delay`)": True,
+        f"`stopTimeout` ({stop.pop()} s)": not stop,
+        f"`desired_count` (default {one(variable('desired_count')['default'])};": True,
+        "(`deployment_maximum_percent = 200`)":
+            one(dict(blocks("resource", "aws_ecs_service"))["restream"]["deployment_maximum_percent"]) == 200,
+    }
+    for phrase, holds in facts.items():
+        assert holds and phrase in text, phrase
+
+
+def test_the_runbook_links_resolve():
+    text = DOC.read_text()
+    links = re.findall(r"\]\(([^)#:]+\.md)(#[^)]*)?\)", text)
+    assert len(links) >= 4
+    for path, anchor in links:
+        target = (DOC.parent / path).resolve()
+        assert target.is_file(), path
+        if anchor:
+            headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+                        for h in re.findall(r"^#+ (.*)$", target.read_text(), re.M)}
+            assert anchor[1:] in headings, f"{path}{anchor}"
+
+
 def test_unknown_commands_and_flags_are_refused():
     book = Runbook()
     book.repositories.add("restream-backend")
