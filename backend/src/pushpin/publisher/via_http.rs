@@ -158,3 +158,121 @@ impl Publisher for HttpPublisher {
         count_pushpins(self.urls.len() + remotes.len());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pushpin::grip::Transports;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn item(n: usize) -> PublishItem {
+        PublishItem::message("ch", Transports::WebSocket, format!("{{\"n\":{n}}}"), None)
+    }
+
+    type Bodies = Arc<Mutex<Vec<serde_json::Value>>>;
+
+    /// A local stand-in for Pushpin's publish API: it records every body and answers 200, or
+    /// (`answers = false`) reads nothing and never answers.
+    async fn pushpin(answers: bool) -> (String, Bodies) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let bodies = Bodies::default();
+        let seen = bodies.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut s, _)) = listener.accept().await {
+                if !answers {
+                    held.push(s);
+                    continue;
+                }
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let body = loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break body.to_string();
+                        }
+                    };
+                    seen.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&body).unwrap());
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (base, bodies)
+    }
+
+    fn numbers(bodies: &Bodies) -> Vec<u64> {
+        let bodies = bodies.lock().unwrap();
+        bodies
+            .iter()
+            .map(|b| {
+                let content = b["items"][0]["formats"]["ws-message"]["content"]
+                    .as_str()
+                    .unwrap();
+                serde_json::from_str::<serde_json::Value>(content).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn remote_pushpins_get_every_publish_in_order_and_a_silent_one_holds_nothing_up() {
+        let (own, own_bodies) = pushpin(true).await;
+        let (remote, remote_bodies) = pushpin(true).await;
+        let (silent, _) = pushpin(false).await;
+        let publisher = HttpPublisher::new(&[own]);
+        publisher.set_remotes(&[remote.clone(), silent]);
+        // Each publish waits for the configured Pushpin only: had one waited for the silent
+        // one, it would have taken its 5 s timeout.
+        let three = async {
+            for n in 0..3 {
+                publisher.publish(&[item(n)]).await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(4), three)
+            .await
+            .expect("publishes never wait for another replica's Pushpin");
+        assert_eq!(numbers(&own_bodies), vec![0, 1, 2]);
+        for _ in 0..100 {
+            if remote_bodies.lock().unwrap().len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(numbers(&remote_bodies), vec![0, 1, 2], "in order");
+
+        publisher.set_remotes(&[]);
+        publisher.publish(&[item(3)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            remote_bodies.lock().unwrap().len(),
+            3,
+            "a removed Pushpin gets nothing more"
+        );
+    }
+}
