@@ -22,7 +22,8 @@
 //! - [`status`] / [`metrics`] — what each poller last did (status API) and Prometheus metrics.
 //! - [`read_cache`] / [`janitor`] — the items/status API's cache per seq; forgetting inactive
 //!   channels (memory) and sweeping expired ones (store).
-//! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs, wiring, HTTP.
+//! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs (and CloudWatch EMF
+//!   metric lines), wiring, HTTP (the public routes, and the private metrics listener).
 //! - [`abuse`] — abuse bounds on the subscribe path: channel caps, subscribe churn, snapshot
 //!   re-sends, SSE opens per client address.
 //! - [`edge`] — who may call: allowed origins (CORS, WebSocket `Origin`), Pushpin's

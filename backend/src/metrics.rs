@@ -83,7 +83,8 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    /// A fresh set on its own registry (the process uses [`get`]; tests make their own).
+    pub(crate) fn new() -> Metrics {
         let r = Registry::new_custom(Some("restream".into()), None).expect("valid prefix");
         #[cfg(target_os = "linux")]
         let _ = r.register(Box::new(

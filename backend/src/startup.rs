@@ -250,6 +250,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let aws = Aws::new(&settings.aws);
     let edge = edge_trust(&settings)?;
+    // Bound first: a port in use is a startup error, not a replica without metrics.
+    let metrics_listener = settings
+        .server
+        .metrics_listen
+        .map(routes::private::bind)
+        .transpose()?;
     let store = item_store(&settings, &aws).await?;
     let keys = key_store(&settings, &aws, &shutdown).await?;
     let auth = auth(&settings, keys.clone(), &shutdown).await;
@@ -320,6 +326,7 @@ pub async fn run(
         scheduler: scheduler_handle,
         limits: Limits {
             max_subscriptions: settings.server.max_subscriptions_per_connection.get(),
+            client_keep_alive: settings.server.client_keep_alive,
         },
         keep_alive_interval: settings.server.keep_alive_interval,
         sse_keep_alive: settings.server.sse_keep_alive,
@@ -340,6 +347,27 @@ pub async fn run(
         auth,
         publisher,
     });
+    let emf = settings.log.emf().map(|emf| {
+        let sources = crate::telemetry::emf::Sources {
+            demand: demand.clone(),
+            status: state.status.clone(),
+        };
+        // Stopped after the drain, so that its last line counts the drain too.
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::telemetry::emf::run(emf, sources, stop.clone()));
+        (stop, task)
+    });
+    let private = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let server = routes::private::serve(listener, state.clone())
+                .context("cannot serve metrics (server.metrics_listen)")?;
+            tracing::info!(%addr, "metrics listening (GET /metrics, /healthz)");
+            let handle = server.handle();
+            Some((handle, tokio::spawn(server)))
+        }
+        None => None,
+    };
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());
     let server = HttpServer::new(move || {
@@ -375,6 +403,15 @@ pub async fn run(
     let _ = server_task.await;
     let _ = scheduler.await;
     let _ = stats_reader.await;
+    // Scrapeable while draining.
+    if let Some((handle, task)) = private {
+        handle.stop(true).await;
+        let _ = task.await;
+    }
+    if let Some((stop, task)) = emf {
+        stop.cancel();
+        let _ = task.await;
+    }
     essentials.check()?;
     Ok(())
 }

@@ -159,6 +159,17 @@ impl StatusBoard {
             .filter(|s| s.active)
             .count()
     }
+
+    /// Channels with a running poller whose upstream is failing (degraded since its last
+    /// failed poll, until one succeeds).
+    pub fn failing_count(&self) -> usize {
+        self.channels
+            .lock()
+            .expect("status lock")
+            .values()
+            .filter(|s| s.active && s.degraded.is_some())
+            .count()
+    }
 }
 
 #[cfg(test)]
@@ -236,7 +247,13 @@ mod tests {
             "the old run's stop must not deactivate the new run"
         );
         assert_eq!(a.degraded, None, "the new run starts healthy");
+        assert_eq!(board.failing_count(), 0);
+        board.update(&ch("a"), |s| {
+            s.degraded = Some(crate::protocol::FailureCode::UpstreamUnavailable)
+        });
+        assert_eq!(board.failing_count(), 1);
         board.stopped(&ch("a"), new);
         assert!(!board.get(&ch("a")).unwrap().active);
+        assert_eq!(board.failing_count(), 0, "only active channels count");
     }
 }

@@ -125,3 +125,15 @@ fn serve_without_pushpins_signing_key_is_refused_naming_the_setting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_metrics_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, stderr) = serve(&[("RESTREAM_SERVER__METRICS_LISTEN", addr.as_str())]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr} (server.metrics_listen)")),
+        "{stderr}"
+    );
+}

@@ -12,7 +12,7 @@ use restream::routes::AppState;
 use restream::scheduler::SchedulerHandle;
 
 /// Built-in defaults: 20 subscriptions per connection, the abuse limits' defaults over the
-/// state's own `Demand`, the same keep-alives as the settings' defaults.
+/// state's own `Demand`, the settings' Pushpin and SSE keep-alives, no client pings.
 pub fn state() -> AppState {
     let demand = Arc::new(Demand::new(Duration::from_secs(60)));
     AppState {
@@ -21,6 +21,7 @@ pub fn state() -> AppState {
         scheduler: SchedulerHandle::disconnected(),
         limits: Limits {
             max_subscriptions: 20,
+            client_keep_alive: None,
         },
         keep_alive_interval: Duration::from_secs(25),
         sse_keep_alive: Duration::from_secs(20),

@@ -111,6 +111,12 @@ pub struct Server {
     /// Origins whose pages may use the API across origins (`https://app.example.com`), or
     /// `["*"]`; empty = no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// A private address serving only `GET /metrics` and `/healthz` to the operator's scraper
+    /// (ECS: `0.0.0.0:9100`); empty = none.
+    pub metrics_listen: String,
+    /// Seconds of silence after which Pushpin sends a WebSocket client a ping frame (GRIP
+    /// `keep-alive`); 0 = none. At most 3600.
+    pub client_keep_alive_secs: u32,
 }
 
 /// Pushpin instances: one endpoint of each list per instance.
@@ -232,6 +238,8 @@ impl Default for SettingsFile {
                 workers: 2,
                 sse_keep_alive_secs: 20,
                 cors_origins: Vec::new(),
+                metrics_listen: String::new(),
+                client_keep_alive_secs: 30,
             },
             pushpin: Pushpin {
                 publish: PublishVia::Zmq,
@@ -279,6 +287,9 @@ impl Default for SettingsFile {
             log: Log {
                 format: LogFormat::Text,
                 filter: "info".into(),
+                emf_interval_secs: 0,
+                emf_namespace: "restream".into(),
+                emf_service: "restream".into(),
             },
             dev: Dev {
                 public_listen: "127.0.0.1:7999".parse().expect("valid"),

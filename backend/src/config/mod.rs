@@ -11,6 +11,8 @@
 mod advertise;
 mod file;
 mod limits;
+#[cfg(test)]
+mod ops_tests;
 mod parse;
 mod secret;
 #[cfg(test)]
@@ -83,7 +85,18 @@ pub struct Server {
     /// Browser pages (origins) that may use the HTTP API, SSE and WebSocket from another
     /// origin (`server.cors_origins`: exact origins, or `["*"]`); empty = none, no CORS.
     pub cors_origins: AllowedOrigins,
+    /// A second, private listener serving only `GET /metrics` and `/healthz`, without the
+    /// `Grip-Sig` distinction (it is never routed by Pushpin or a load balancer: only the
+    /// operator's scraper may reach it); `None` = none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Silence after which Pushpin sends a WebSocket client a ping frame (a GRIP
+    /// `keep-alive`, whole seconds, ≤ [`MAX_CLIENT_KEEP_ALIVE`]); `None` = none.
+    pub client_keep_alive: Option<Duration>,
 }
+
+/// The longest `server.client_keep_alive_secs`: keep-alives exist to beat idle timeouts
+/// (an AWS ALB's default is 60 s, restream's terraform sets 120 s), far below an hour.
+pub const MAX_CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -269,6 +282,32 @@ pub struct Log {
     pub format: LogFormat,
     /// `tracing` filter, e.g. `info,restream=debug`; `RUST_LOG` wins when set.
     pub filter: String,
+    /// Seconds between two CloudWatch Embedded Metric Format lines on stdout; 0 = none.
+    pub emf_interval_secs: u64,
+    /// The CloudWatch namespace of those metrics (ASCII letters, digits, `.-_/#:`, 1..=255,
+    /// not `AWS/...`).
+    pub emf_namespace: String,
+    /// The value of their one dimension, `Service` (printable ASCII, 1..=1024).
+    pub emf_service: String,
+}
+
+/// Where and how often CloudWatch Embedded Metric Format lines go (see `telemetry::emf`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emf {
+    pub interval: Duration,
+    pub namespace: String,
+    pub service: String,
+}
+
+impl Log {
+    /// The EMF lines asked for, or `None` when `emf_interval_secs` is 0.
+    pub fn emf(&self) -> Option<Emf> {
+        (self.emf_interval_secs > 0).then(|| Emf {
+            interval: Duration::from_secs(self.emf_interval_secs),
+            namespace: self.emf_namespace.clone(),
+            service: self.emf_service.clone(),
+        })
+    }
 }
 
 /// Settings for `restream dev`, which runs its own Pushpin.

@@ -68,6 +68,18 @@ pub enum SettingsError {
         key: &'static str,
         example: &'static str,
     },
+    #[error("{key} must be an address like 0.0.0.0:9100, or empty for none")]
+    NotAnAddress { key: &'static str },
+    #[error("{key} must differ from {other}")]
+    SameAddress {
+        key: &'static str,
+        other: &'static str,
+    },
+    #[error("{key}: {problem}")]
+    Invalid {
+        key: &'static str,
+        problem: &'static str,
+    },
 }
 
 /// The shortest poll interval an override may ask for.
@@ -106,6 +118,24 @@ fn server(s: file::Server) -> Result<Server, SettingsError> {
             key: "server.sse_keep_alive_secs",
         });
     }
+    let metrics_listen: Option<std::net::SocketAddr> = match s.metrics_listen.trim() {
+        "" => None,
+        text => Some(text.parse().map_err(|_| SettingsError::NotAnAddress {
+            key: "server.metrics_listen",
+        })?),
+    };
+    if metrics_listen == Some(s.listen) {
+        return Err(SettingsError::SameAddress {
+            key: "server.metrics_listen",
+            other: "server.listen",
+        });
+    }
+    let client_keep_alive = Duration::from_secs(s.client_keep_alive_secs.into());
+    if client_keep_alive > super::MAX_CLIENT_KEEP_ALIVE {
+        return Err(SettingsError::TooLarge {
+            key: "server.client_keep_alive_secs (at most 3600)",
+        });
+    }
     Ok(Server {
         listen: s.listen,
         keep_alive_interval: Duration::from_secs(s.keep_alive_interval.into()),
@@ -115,7 +145,36 @@ fn server(s: file::Server) -> Result<Server, SettingsError> {
         sse_keep_alive: Duration::from_secs(s.sse_keep_alive_secs.into()),
         cors_origins: AllowedOrigins::parse(&s.cors_origins)
             .map_err(|e| SettingsError::BadOrigin(e.to_string()))?,
+        metrics_listen,
+        client_keep_alive: (!client_keep_alive.is_zero()).then_some(client_keep_alive),
     })
+}
+
+/// The log section, checked: the EMF namespace and dimension value as CloudWatch takes them.
+fn log(l: super::Log) -> Result<super::Log, SettingsError> {
+    let ns = &l.emf_namespace;
+    let ns_char = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+    if ns.is_empty() || ns.len() > 255 || !ns.chars().all(ns_char) || ns.trim().is_empty() {
+        return Err(SettingsError::Invalid {
+            key: "log.emf_namespace",
+            problem: "1 to 255 ASCII letters, digits, spaces or . - _ / # :",
+        });
+    }
+    if ns.starts_with("AWS/") {
+        return Err(SettingsError::Invalid {
+            key: "log.emf_namespace",
+            problem: "AWS/ is reserved for AWS services",
+        });
+    }
+    let service = &l.emf_service;
+    let printable = |c: char| c.is_ascii() && !c.is_ascii_control();
+    if service.len() > 1024 || !service.chars().all(printable) || service.trim().is_empty() {
+        return Err(SettingsError::Invalid {
+            key: "log.emf_service",
+            problem: "1 to 1024 printable ASCII characters, not only spaces",
+        });
+    }
+    Ok(l)
 }
 
 fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
@@ -467,7 +526,7 @@ impl TryFrom<SettingsFile> for Settings {
             keys,
             store,
             aws: aws(f.aws)?,
-            log: f.log,
+            log: log(f.log)?,
             dev: f.dev,
             state: state(f.state)?,
             limits: f.limits.check()?,
@@ -493,6 +552,12 @@ impl From<Settings> for SettingsFile {
                 workers: s.server.workers.get(),
                 sse_keep_alive_secs: whole_secs_u32(s.server.sse_keep_alive),
                 cors_origins: s.server.cors_origins.to_entries(),
+                metrics_listen: s
+                    .server
+                    .metrics_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                client_keep_alive_secs: s.server.client_keep_alive.map_or(0, whole_secs_u32),
             },
             pushpin: pushpin_file(s.pushpin),
             demand: file::Demand {

@@ -104,10 +104,13 @@ impl Subscriptions {
     }
 }
 
-/// What the service lets a connection do.
+/// What the service lets a connection do, and does for it.
 pub struct Limits {
     /// Must not exceed Pushpin's `connection_subscription_max`, which silently ignores extras.
     pub max_subscriptions: usize,
+    /// Silence after which Pushpin pings the client (`server.client_keep_alive_secs`), so
+    /// load balancers and proxies keep an idle connection open; `None` = no pings.
+    pub client_keep_alive: Option<std::time::Duration>,
 }
 
 /// A subscribe refused by an abuse bound (`abuse`): what the client is told.
@@ -185,6 +188,10 @@ pub fn handle(
                     &mut reply,
                     Control::Subscribe(GripChannel::connection(connection_id)),
                 );
+                // Pushpin keeps it for the connection's life, whichever replica answers later.
+                if let Some(silence) = context.limits.client_keep_alive {
+                    control(&mut reply, Control::KeepAlive(silence));
+                }
                 send(
                     &mut reply,
                     ServerMessage::Ready {

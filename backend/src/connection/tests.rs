@@ -58,6 +58,7 @@ fn text(v: Value) -> Event {
 
 const LIMITS: Limits = Limits {
     max_subscriptions: 2,
+    client_keep_alive: None,
 };
 
 /// Abuse bounds as a test scripts them: churn tokens, channels admitted, snapshot re-sends.
@@ -379,3 +380,4 @@ proptest::proptest! {
 }
 
 mod auth;
+mod keep_alive;

@@ -281,6 +281,23 @@ impl Demand {
                 .is_some_and(|sources| sources.values().any(|r| r.expires > now))
     }
 
+    /// How many channels have subscribers at `now` (the size of [`Demand::active`], read
+    /// without dropping expired entries: for metrics).
+    pub fn active_count(&self, now: Instant) -> usize {
+        let s = self.state.lock().expect("demand lock");
+        let reported = |c: &ChannelId| {
+            s.reported
+                .get(c)
+                .is_some_and(|sources| sources.values().any(|r| r.expires > now))
+        };
+        let hinted_only = s
+            .hints
+            .iter()
+            .filter(|(c, exp)| **exp > now && !reported(c))
+            .count();
+        s.reported.keys().filter(|c| reported(c)).count() + hinted_only
+    }
+
     /// Subscribers of `channel` as Pushpin last reported them (unexpired reports only).
     pub fn subscribers(&self, channel: &ChannelId, now: Instant) -> Subscribers {
         let s = self.state.lock().expect("demand lock");

@@ -207,3 +207,24 @@ async fn admission_counts_active_channels_per_fetcher_and_overall() {
     assert_eq!(d.admit(&id("a?n=3"), 2, 3, later), Ok(()));
     assert_eq!(d.admit(&id("a?n=4"), 2, 3, later), Ok(()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn active_count_is_the_size_of_the_active_set_and_drops_nothing() {
+    let d = Demand::new(Duration::from_secs(10));
+    let t = Instant::now();
+    d.apply_report(&report("a", "p1", false), t);
+    d.apply_report(&moded("a", "p2", "stream", false), t);
+    d.hint(&id("a"), t);
+    d.hint(&id("b"), t);
+    d.apply_report(&report("_conn:x", "p1", false), t);
+    assert_eq!(
+        d.active_count(t),
+        2,
+        "a once (reports and a hint), b hinted"
+    );
+    // The hint of b expires (10 s); a's reports last their TTL (60 s + slack).
+    let later = t + Duration::from_secs(11);
+    assert_eq!(d.active_count(later), 1);
+    assert_eq!(d.active(later).len(), 1, "the set agrees");
+    assert_eq!(d.active_count(t + Duration::from_secs(70)), 0);
+}

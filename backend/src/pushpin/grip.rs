@@ -1,5 +1,7 @@
 //! GRIP: the control messages we return to Pushpin in WOH responses and the items we publish.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -12,11 +14,20 @@ pub const WS_EXTENSION: &str = "grip; message-prefix=\"\"";
 /// Pushpin hard-codes this prefix for control messages.
 const CONTROL_PREFIX: &str = "c:";
 
+/// The payload of the ping frames Pushpin sends idle WebSocket clients (clients answer with
+/// a pong carrying it; nothing reads it). Not empty: Pushpin turns keep-alives off when the
+/// content is missing (null); an empty string works on 1.36 (tested) but is one Qt
+/// null-versus-empty conversion away from missing.
+pub const KEEP_ALIVE_PAYLOAD: &str = "ka";
+
 /// A GRIP WebSocket control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     Subscribe(GripChannel),
     Unsubscribe(GripChannel),
+    /// After this long without a message to the client, Pushpin sends it a ping frame (and
+    /// again after each such silence); whole seconds, at least 1.
+    KeepAlive(Duration),
 }
 
 impl Control {
@@ -25,6 +36,13 @@ impl Control {
         let body = match self {
             Control::Subscribe(ch) => json!({"type": "subscribe", "channel": ch.to_string()}),
             Control::Unsubscribe(ch) => json!({"type": "unsubscribe", "channel": ch.to_string()}),
+            Control::KeepAlive(silence) => json!({
+                "type": "keep-alive",
+                "content": KEEP_ALIVE_PAYLOAD,
+                "message-type": "ping",
+                "mode": "idle",
+                "timeout": silence.as_secs().max(1),
+            }),
         };
         format!("{CONTROL_PREFIX}{body}")
     }
@@ -158,6 +176,17 @@ mod tests {
         assert!(Control::Unsubscribe(GripChannel::parse("x").unwrap())
             .to_text()
             .starts_with("c:{"));
+    }
+
+    #[test]
+    fn a_keep_alive_asks_for_ping_frames_after_the_silence() {
+        let text = Control::KeepAlive(Duration::from_secs(30)).to_text();
+        let body: serde_json::Value =
+            serde_json::from_str(text.strip_prefix("c:").unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"type": "keep-alive", "content": "ka", "message-type": "ping", "mode": "idle", "timeout": 30})
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus exposition text, on the backend port only.
+//! `GET /metrics`: Prometheus exposition text, on the backend port (never through Pushpin)
+//! and on the private metrics listener (`server.metrics_listen`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -16,6 +17,17 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         )
         .error_response();
     }
+    exposition(&state)
+}
+
+/// The private listener's `/metrics`: nothing but the operator's scraper can reach that
+/// port (no Pushpin route or load balancer target points at it), so there is no caller to
+/// tell apart.
+pub async fn private_metrics(state: web::Data<AppState>) -> HttpResponse {
+    exposition(&state)
+}
+
+fn exposition(state: &AppState) -> HttpResponse {
     let text = crate::metrics::get().render(
         state.status.active_count(),
         state.demand.all_subscribers(tokio::time::Instant::now()),

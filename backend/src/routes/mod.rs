@@ -1,5 +1,5 @@
 //! HTTP routes, all reached through Pushpin on the public port (`/metrics` may also be scraped
-//! from the backend port directly).
+//! from the backend port directly), and the private metrics listener's two.
 
 mod api_error;
 mod auth;
@@ -11,6 +11,7 @@ mod events;
 mod health;
 pub mod internal;
 mod metrics;
+pub mod private;
 mod state;
 mod woh;
 

@@ -1,4 +1,7 @@
-//! Logging setup: `tracing` with text or JSON output.
+//! Logging setup: `tracing` with text or JSON output (on stderr), and [`emf`] metric lines
+//! for CloudWatch (on stdout).
+
+pub mod emf;
 
 use tracing_subscriber::EnvFilter;
 

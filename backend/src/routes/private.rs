@@ -1,0 +1,55 @@
+//! The private metrics listener (`server.metrics_listen`, ECS: `0.0.0.0:9100`): `GET /metrics`
+//! and `GET /healthz`, every other path 404, on its own port beside the backend port.
+//!
+//! No edge checks: no Pushpin route and no load balancer target points at it, so its only
+//! callers are whoever the network lets in — it must be reachable from the operator's
+//! scraper only (a security group, a firewall). It shows counts and fetcher names, never a
+//! secret or a channel's params.
+
+use std::net::TcpListener;
+
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+
+use super::{health, metrics, ApiError, AppState};
+
+/// Binds `addr` for the listener; the error names the setting.
+pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    let listener = TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics::private_metrics))
+        .route("/healthz", web::get().to(health::healthz));
+}
+
+async fn not_found() -> HttpResponse {
+    ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "this port serves GET /metrics and GET /healthz only",
+    )
+    .error_response()
+}
+
+/// The listener's server (one worker; it answers a scraper), not yet awaited; stop it with
+/// its handle.
+pub fn serve(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+) -> std::io::Result<actix_web::dev::Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(configure)
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
+}
