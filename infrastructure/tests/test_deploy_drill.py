@@ -8,7 +8,10 @@ How the artifacts map onto one machine (drill_task.py says it in full):
   each compose service one too (127.18.N.11, .12, ...). Inside a task (service), `127.0.0.1`,
   `0.0.0.0` and `localhost` mean that address: in its environment and in the backend's built-in
   defaults. Ports are the real ones (5000, 7999, 5560, 5561, 5564, 9100) on every address.
-  Compose service names resolve to their service's address.
+  Compose service names resolve to their service's address. One limit of sharing a loopback:
+  every address is reachable from every task, so a replica advertising its listen address
+  instead of its ECS address would still work here; the drill checks that each backend asked
+  the metadata endpoint instead.
 - Containers run in a root-owned copy of their image's layout (the paths the Dockerfile COPYs;
   the directories its RUN lines create and chown); the backend runs as the image's user (uid
   10001), Pushpin through pushpin/entrypoint.sh as the `pushpin` user. `/app/...` in the
@@ -18,9 +21,16 @@ How the artifacts map onto one machine (drill_task.py says it in full):
   Lambda API serving a test fetcher `restreamables_drill` that reads the fake upstream),
   ECS_CONTAINER_METADATA_URI_V4 (a stand-in answering AWS's documented container JSON with the
   task's address), and for Pushpin where its config/run/log dirs are and the address its
-  client port binds. The ALB is played by the test: it connects clients to live tasks' port
-  7999 once their target health check (the target group's path) passes.
-- ECS's health checks run every 0.5 s here instead of every 10 s.
+  client port binds. Compose: the `dynamodb` service (the moto image) is scripts/moto_server.py,
+  the secret file and keys.json are the ones the compose/ READMEs tell the operator to make,
+  the upstream is a channel file the operator adds (channels/drill.toml), and clients connect
+  to Pushpin's service address (the published host port is not reproduced).
+- The test plays ECS and the load balancer: containers start in dependsOn order (Pushpin once
+  the backend's healthCheck passes, run every 0.5 s here instead of every 10 s); clients reach
+  a task's port 7999 once its target health check path answers and, standing in for the load
+  balancer's healthy_threshold x interval, every replica publishes to its Pushpin; a stopped
+  task is first taken out of the clients' rotation (deregistered), then its containers get
+  SIGTERM in reverse dependency order.
 
 Needs root (to run processes as uid 10001 and as `pushpin`), Pushpin, and the debug binary
 (`cargo build -p restream`, or RESTREAM_BIN).
@@ -110,8 +120,9 @@ def backend_checks(deployment, task, live):
         for port in container.ports:
             with socket.socket() as s:
                 assert s.connect_ex((container.address, port)) == 0, f"{task.name}/{container.name}: nothing on {port}"
-    backend = task["backend"]
+    backend, pushpin = task["backend"], task["pushpin"]
     assert drill_task.uid_of(backend.proc.pid) == {10001}, "the backend runs as the image's user"
+    assert drill_task.uid_of(pushpin.proc.pid) == {pushpin.image.uid()}, "Pushpin runs as `pushpin`"
     assert os.readlink(f"/proc/{backend.proc.pid}/cwd") == backend.cwd
     probe = backend.popen(["sh", "-c", f"touch {backend.cwd}/.written"])
     assert probe.wait() != 0, "the backend's working dir is read-only for it"
@@ -141,7 +152,10 @@ def routed(deployment, tasks):
     """The load balancer sends clients to a new task only after `alb_delay` (its target health
     check passing healthy_threshold times, 150 s with AWS's defaults), by which time every
     replica has seen every other's heartbeat (a third of a lease TTL): here, until every
-    replica publishes to every task's Pushpin."""
+    replica publishes to every task's Pushpin. RESTREAM_DRILL_LB_DELAY=0 sends clients to a
+    new task at once (the window in which a replica's Pushpin is not yet known)."""
+    if os.environ.get("RESTREAM_DRILL_LB_DELAY") == "0":
+        return
     assert deployment.alb_delay > lease_ttl(tasks[0]), "a task gets clients before the replicas know it"
     wait_until(f"every replica publishing to the {len(tasks)} tasks' Pushpins",
                lambda: all(_pushpins(t) == len(tasks) for t in tasks), 20)
