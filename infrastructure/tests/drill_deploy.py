@@ -16,7 +16,7 @@ import boto3
 import yaml
 
 import drill_clients
-import drill_hcl
+import drill_tf
 import drill_image
 import drill_task
 
@@ -147,13 +147,14 @@ class Emulators:
 class Ecs:
     """The task definition, service and target group of infrastructure/*.tf."""
 
-    IMAGES = {"backend": (ROOT / "backend/Dockerfile", ROOT), "pushpin": (ROOT / "pushpin/Dockerfile", ROOT / "pushpin")}
+    IMAGES = {"backend": (ROOT / "backend/Dockerfile", ROOT),
+              "pushpin": (ROOT / "pushpin/Dockerfile", ROOT / "pushpin")}
 
     def __init__(self, tmp, emulators, block, variables, first=0, mutate=None):
         """Tasks get the addresses `<block><first + i>`; `mutate(definitions)` edits the
         container definitions (the mutation checks)."""
         self.tmp, self.emu, self.block, self.first = tmp, emulators, block, first
-        self.tf = drill_hcl.Terraform(ROOT / "infrastructure", {**REQUIRED_VARS, **variables})
+        self.tf = drill_tf.Terraform(ROOT / "infrastructure", {**REQUIRED_VARS, **variables})
         (name, td), = self.tf.blocks("resource", "aws_ecs_task_definition").items()
         self.network_mode = self.tf.attribute(td, "network_mode")
         self.definitions = json.loads(self.tf.attribute(td, "container_definitions"))
@@ -210,8 +211,8 @@ class Ecs:
             for secret in definition.get("secrets", []):
                 assert secret["valueFrom"] in self.secrets, f"{name}: {secret} names no secret terraform creates"
                 env[secret["name"]] = self.secrets[secret["valueFrom"]]
-            wiring = {**self.emu.aws_env(),
-                      "ECS_CONTAINER_METADATA_URI_V4": self.emu.metadata.register(f"task{self.first + index}", name, address)}
+            uri = self.emu.metadata.register(f"task{self.first + index}", name, address)
+            wiring = {**self.emu.aws_env(), "ECS_CONTAINER_METADATA_URI_V4": uri}
             wiring.update(pushpin_wiring(image, root, address))
             command = (definition.get("entryPoint") or image.entrypoint) + (definition.get("command") or image.cmd)
             container = drill_task.Container(
@@ -260,14 +261,17 @@ class Compose:
             address = self.hosts[name]
             env = _env(service)
             deps = service.get("depends_on") or []
-            depends[name] = ({d: "START" for d in deps} if isinstance(deps, list) else
-                             {d: "HEALTHY" if c.get("condition") == "service_healthy" else "START" for d, c in deps.items()})
+            if isinstance(deps, list):
+                deps = {d: {} for d in deps}
+            depends[name] = {d: "HEALTHY" if c.get("condition") == "service_healthy" else "START"
+                             for d, c in deps.items()}
             if "build" not in service:
                 assert service["image"].startswith("motoserver/moto"), f"the drill cannot run {service['image']}"
                 continue
             build = service["build"]
             context = ROOT / (build if isinstance(build, str) else build["context"])
-            dockerfile = context / "Dockerfile" if isinstance(build, str) else ROOT / build.get("dockerfile", "Dockerfile")
+            dockerfile = (context / "Dockerfile" if isinstance(build, str)
+                          else ROOT / build.get("dockerfile", "Dockerfile"))
             image = drill_image.Image(dockerfile, context, built={"/src/target/release/restream": BINARY})
             root = image.build(self.tmp / "compose" / name)
             self.mount(service, root, image)

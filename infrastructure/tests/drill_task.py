@@ -22,7 +22,6 @@ import subprocess
 import time
 
 import drill_clients
-import drill_image
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOOPBACK = re.compile(r"(?<![\d.])(127\.0\.0\.1|0\.0\.0\.0|localhost)(?![\d.])")
@@ -221,13 +220,3 @@ def uid_of(pid):
         for line in f:
             if line.startswith("Uid:"):
                 return {int(x) for x in line.split()[1:]}
-
-
-def image_layout(image, root):
-    """Builds the layout once per container instance (the data dir is per container)."""
-    image.build(root)
-    return root
-
-
-__all__ = ["Container", "Task", "container_env", "translate_defaults", "map_value", "pushpin_ready",
-           "uid_of", "drill_image"]

@@ -315,7 +315,9 @@ def test_the_backend_image_starts_as_its_user_with_its_defaults(workdir, block):
     root = image.build(workdir / "image-defaults")
     address = f"{block}50"
     container = drill_task.Container(
-        "backend", image, root, drill_task.container_env(image, {"RESTREAM_PUSHPIN__SIG_KEY": uuid.uuid4().hex}, address, {}, root, [image.workdir], {}),
+        "backend", image, root,
+        drill_task.container_env(image, {"RESTREAM_PUSHPIN__SIG_KEY": uuid.uuid4().hex}, address, {}, root,
+                                 [image.workdir], {}),
         image.entrypoint + image.cmd, address, {"command": ["CMD", "restream", "health"], "timeout": 5},
         workdir / "image-defaults.log")
     container.command[0] = container._which(container.command[0])
