@@ -51,17 +51,67 @@ import drill_clients
 import drill_deploy
 import drill_image
 import drill_task
+import drill_tf
 from drill_clients import get, wait_until
 
 INTERVAL = 1.0  # the drill fetcher's poll_interval
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the drill runs the backend as uid 10001 and Pushpin as "
-                       "`pushpin`: run as root (CI does); no sudo fallback"),
-    pytest.mark.skipif(shutil.which("pushpin") is None, reason="Pushpin is not installed (scripts/install-deps.sh)"),
-    pytest.mark.skipif(not drill_deploy.BINARY.exists(),
-                       reason=f"{drill_deploy.BINARY} is missing: cargo build -p restream first"),
-]
+def _needs_processes(test):
+    for mark in [
+        pytest.mark.skipif(os.geteuid() != 0, reason="the drill runs the backend as uid 10001 and Pushpin "
+                           "as `pushpin`: run as root (CI does); no sudo fallback"),
+        pytest.mark.skipif(shutil.which("pushpin") is None, reason="Pushpin is not installed (scripts/install-deps.sh)"),
+        pytest.mark.skipif(not drill_deploy.BINARY.exists(),
+                           reason=f"{drill_deploy.BINARY} is missing: cargo build -p restream first"),
+    ]:
+        test = mark(test)
+    return test
+
+
+def test_the_evaluator_reads_terraform_as_terraform_would(tmp_path):
+    (tmp_path / "main.tf").write_text('''
+variable "name" {
+  default = "svc"
+}
+variable "cert" {
+  type = string
+}
+locals {
+  https = var.cert != ""
+  env   = { A = "1", B = "x\\"y" }
+  list  = [for k, v in local.env : { name = k, value = v } if k != "B"]
+  port  = local.https ? 443 : 7999
+}
+resource "random_password" "key" {
+  length  = 40
+  special = false
+}
+resource "aws_secretsmanager_secret" "key" {
+  name_prefix = "${var.name}-key-"
+}
+resource "aws_secretsmanager_secret_version" "key" {
+  secret_id     = aws_secretsmanager_secret.key.id
+  secret_string = random_password.key.result
+}
+resource "aws_ecs_task_definition" "t" {
+  container_definitions = jsonencode([{
+    name        = "${var.name}-c"
+    environment = concat(local.list, [{ name = "P", value = tostring(local.port) }])
+    secrets     = [{ name = "K", valueFrom = aws_secretsmanager_secret.key.arn }]
+    quoted      = local.env.B
+  }])
+}
+''')
+    with pytest.raises(drill_tf.HclError, match="cert"):
+        drill_tf.Terraform(tmp_path, {})
+    tf = drill_tf.Terraform(tmp_path, {"cert": ""})
+    (task,) = tf.blocks("resource", "aws_ecs_task_definition").values()
+    (c,) = json.loads(tf.attribute(task, "container_definitions"))
+    assert c["name"] == "svc-c" and c["quoted"] == 'x"y'
+    assert c["environment"] == [{"name": "A", "value": "1"}, {"name": "P", "value": "7999"}]
+    secret = tf.secret_values()[c["secrets"][0]["valueFrom"]]
+    assert len(secret) == 40 and secret.isalnum()
+    assert tf.local("port") == 7999 and drill_tf.Terraform(tmp_path, {"cert": "arn:x"}).local("port") == 443
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +232,7 @@ def delivered(clients, seq):
     return lambda: all(c.last_seq is not None and c.last_seq >= seq for c in clients)
 
 
+@_needs_processes
 def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir, emulators, block):
     started = time.monotonic()
     deployment = ecs(workdir, emulators, block, 0)
@@ -293,11 +344,13 @@ MUTATIONS = [
 ]
 
 
+@_needs_processes
 def test_the_quick_probe_passes_on_the_task_definition_as_shipped(workdir, emulators, block):
     quick_probe(ecs(workdir, emulators, block, 20), emulators)
 
 
 @pytest.mark.parametrize("container,name", MUTATIONS, ids=[n for _, n in MUTATIONS])
+@_needs_processes
 def test_a_task_definition_without_a_needed_variable_fails_the_probe(workdir, emulators, block, container, name):
     first = 30 + 3 * MUTATIONS.index((container, name))
     deployment = ecs(workdir, emulators, block, first, without(container, name))
@@ -307,6 +360,7 @@ def test_a_task_definition_without_a_needed_variable_fails_the_probe(workdir, em
     print(f"without {name}: {str(failed.value).splitlines()[0]}")
 
 
+@_needs_processes
 def test_the_backend_image_starts_as_its_user_with_its_defaults(workdir, block):
     """`docker run -e RESTREAM_PUSHPIN__SIG_KEY=... restream-backend`: the image's ENV and the
     one setting without a default (embedded store in /app/data)."""
@@ -330,6 +384,7 @@ def test_the_backend_image_starts_as_its_user_with_its_defaults(workdir, block):
         task.kill()
 
 
+@_needs_processes
 def test_docker_compose_services_serve_a_client(workdir, emulators, block):
     key = uuid.uuid4().hex * 2  # `openssl rand -hex 32 > compose/secrets/pushpin_sig_key`
     compose = drill_deploy.Compose(workdir, block, emulators.upstream.url, key)
