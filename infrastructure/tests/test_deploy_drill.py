@@ -188,9 +188,20 @@ def backend_checks(deployment, task, live):
     assert gauge and float(gauge[0].split()[1]) == live, f"publishes to {gauge} Pushpins, {live} are live"
     status, _ = get(f"http://{task['pushpin'].address}:7999/metrics")
     assert status != 200, "metrics are not for the public port"
+    with open(backend.log, errors="replace") as f:  # awslogs: CloudWatch reads JSON (and EMF) lines
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    not_json = [line for line in lines if not _is_json_object(line)]
+    assert lines and not not_json, f"backend output that is not a JSON log line: {not_json[:3]}"
     asked = deployment.emu.metadata.asked.get(f"{task.name}-backend", 0)
     assert asked > 0, "the backend never asked the task metadata endpoint for its address " \
                       "(on ECS it would advertise 127.0.0.1, which no other task reaches)"
+
+
+def _is_json_object(line):
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def lease_ttl(task):
