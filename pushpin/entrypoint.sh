@@ -52,7 +52,7 @@ esac
 umask 077
 sed -e "s|@SIG_KEY@|$key|" -e "s|@INTERNAL_ADDR@|$internal|g" \
   -e "s|^x_forwarded_for=.*|x_forwarded_for=$xff|" \
-  -e "s|^http_port=.*|http_port=${client:+$client:}7999|" \
+  -e "s|^http_port=|http_port=${client:+$client:}|" \
   -e "s|^rundir=.*|rundir=$rundir|" -e "s|^logdir=.*|logdir=$logdir|" \
   "$etc/pushpin.conf.in" > "$etc/pushpin.conf"
 printf '* %s,over_http\n' "$backend" > "$etc/routes"

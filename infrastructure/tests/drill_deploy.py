@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -195,8 +196,11 @@ class Ecs:
     def address(self, index):
         return f"{self.block}{self.first + index}"
 
+    def local(self, index):
+        return f"{self.block}{100 + self.first + index}"
+
     def task(self, index):
-        address = self.address(index)
+        address, local = self.address(index), self.local(index)
         containers, depends = {}, {}
         for definition in self.definitions:
             name = definition["name"]
@@ -213,15 +217,16 @@ class Ecs:
                 env[secret["name"]] = self.secrets[secret["valueFrom"]]
             uri = self.emu.metadata.register(f"task{self.first + index}", name, address)
             wiring = {**self.emu.aws_env(), "ECS_CONTAINER_METADATA_URI_V4": uri}
-            wiring.update(pushpin_wiring(image, root, address))
+            wiring.update(pushpin_wiring(image, root, local, {**image.env, **env}))
             command = (definition.get("entryPoint") or image.entrypoint) + (definition.get("command") or image.cmd)
             container = drill_task.Container(
-                name, image, root, drill_task.container_env(image, env, address, {}, root, [image.workdir], wiring),
-                command, address, definition.get("healthCheck"), self.tmp / f"t{self.first + index}-{name}.log")
+                name, image, root, drill_task.container_env(image, env, local, {}, root, [image.workdir], wiring),
+                command, address, definition.get("healthCheck"), self.tmp / f"t{self.first + index}-{name}.log",
+                local, exposed_ports(image, {**image.env, **env}, root))
             container.command[0] = container._which(container.command[0])
             container.ports = [p["containerPort"] for p in definition.get("portMappings", [])]
             if runs_restream(image):
-                container.env.update(drill_task.translate_defaults(container, address))
+                container.env.update(drill_task.translate_defaults(container, local))
             containers[name] = container
             depends[name] = {d["containerName"]: d["condition"] for d in definition.get("dependsOn", [])}
         return drill_task.Task(f"task{self.first + index}", containers, depends)
@@ -236,11 +241,39 @@ def runs_restream(image):
     return bool(image.entrypoint) and image.entrypoint[0].rsplit("/", 1)[-1] == "restream"
 
 
-def pushpin_wiring(image, root, address):
-    if not any(p.endswith("restream-pushpin") for p in image.entrypoint):
+def runs_pushpin(image):
+    return any(p.endswith("restream-pushpin") for p in image.entrypoint)
+
+
+def pushpin_wiring(image, root, local, env):
+    """Where the image keeps Pushpin's config, run and log dirs (the layout's), its client port
+    on the task's loopback stand-in (the image binds every interface: relayed), and the
+    entrypoint's defaults that name the loopback (`${VAR:-127.0.0.1}`) when `env` leaves them
+    unset: the task's loopback stand-in."""
+    if not runs_pushpin(image):
         return {}
-    return {"RESTREAM_PUSHPIN_ETC": f"{root}/etc/pushpin", "RESTREAM_PUSHPIN_RUN_DIR": f"{root}/var/run/pushpin",
-            "RESTREAM_PUSHPIN_LOG_DIR": f"{root}/var/log/pushpin", "RESTREAM_PUSHPIN_CLIENT_ADDR": address}
+    script = (root / image.entrypoint[0].lstrip("/")).read_text()
+    defaults = {name: drill_task.LOOPBACK.sub(local, value)
+                for name, value in re.findall(r"\$\{(\w+):?-([^}]*)\}", script)
+                if name not in env and drill_task.LOOPBACK.search(value)}
+    return {**defaults, "RESTREAM_PUSHPIN_ETC": f"{root}/etc/pushpin",
+            "RESTREAM_PUSHPIN_RUN_DIR": f"{root}/var/run/pushpin",
+            "RESTREAM_PUSHPIN_LOG_DIR": f"{root}/var/log/pushpin", "RESTREAM_PUSHPIN_CLIENT_ADDR": local}
+
+
+def exposed_ports(image, env, root):
+    """The ports a container binds on every interface, from its environment (`0.0.0.0:<port>`)
+    and, for Pushpin, pushpin.conf as the entrypoint renders it: the client port (http_port,
+    every interface) and, with RESTREAM_PUSHPIN_INTERNAL_ADDR=0.0.0.0, the internal sockets."""
+    ports = drill_task.wildcard_ports(env)
+    if runs_pushpin(image):
+        template = (root / "etc/pushpin/pushpin.conf.in").read_text()
+        ports.add(int(re.search(r"^http_port=(\d+)$", template, re.M).group(1)))
+        if env.get("RESTREAM_PUSHPIN_INTERNAL_ADDR") == "0.0.0.0":
+            ports |= {int(p) for p in re.findall(r"@INTERNAL_ADDR@:(\d+)", template)}
+            if re.search(r"^push_in_http_addr=@INTERNAL_ADDR@$", template, re.M):
+                ports.add(int(re.search(r"^push_in_http_port=(\d+)$", template, re.M).group(1)))
+    return ports
 
 
 class Compose:
@@ -250,6 +283,7 @@ class Compose:
         self.tmp, self.spec = tmp, yaml.safe_load((ROOT / "docker-compose.yml").read_text())
         self.services = self.spec["services"]
         self.hosts = {name: f"{block}{11 + i}" for i, name in enumerate(self.services)}
+        self.locals = {name: f"{block}{111 + i}" for i, name in enumerate(self.services)}
         self.upstream_url, self.sig_key, self.moto = upstream_url, sig_key, None
         (self.moto_service,) = [
             (name, self.hosts[name], int(_env(s).get("MOTO_PORT", 5000)))
@@ -258,7 +292,7 @@ class Compose:
     def task(self):
         containers, depends = {}, {}
         for name, service in self.services.items():
-            address = self.hosts[name]
+            address, local = self.hosts[name], self.locals[name]
             env = _env(service)
             deps = service.get("depends_on") or []
             if isinstance(deps, list):
@@ -278,16 +312,18 @@ class Compose:
             health = service.get("healthcheck")
             health = {"command": health["test"], "timeout": 5} if health else None
             if health:
-                health["command"] = [drill_task.map_value(a, address, self.hosts, root, []) for a in health["command"]]
+                health["command"] = [drill_task.map_value(a, local, self.hosts, root, []) for a in health["command"]]
             command = image.entrypoint + (service.get("command") or image.cmd)
             container = drill_task.Container(
                 name, image, root,
-                drill_task.container_env(image, {k: str(v) for k, v in env.items()}, address, self.hosts, root,
-                                         [image.workdir, "/run/secrets"], pushpin_wiring(image, root, address)),
-                command, address, health, self.tmp / f"compose-{name}.log")
+                drill_task.container_env(image, {k: str(v) for k, v in env.items()}, local, self.hosts, root,
+                                         [image.workdir, "/run/secrets"],
+                                         pushpin_wiring(image, root, local, {**image.env, **env})),
+                command, address, health, self.tmp / f"compose-{name}.log", local,
+                exposed_ports(image, {**image.env, **env}, root))
             container.command[0] = container._which(container.command[0])
             if runs_restream(image):
-                container.env.update(drill_task.translate_defaults(container, address))
+                container.env.update(drill_task.translate_defaults(container, local))
             containers[name] = container
         for deps in depends.values():
             deps.pop(self.moto_service[0], None)

@@ -3,12 +3,14 @@ container's environment (image ENV, then the definition's `environment`, then it
 its command (the definition's, else the image's ENTRYPOINT + CMD), its user (the image's USER)
 and working directory in a copy of its image's layout (drill_image.py).
 
-Network: every task (compose: every service) gets one loopback address of its own, and
-`127.0.0.1`, `0.0.0.0` and `localhost` inside it mean that address: in its environment and in
-the backend's built-in defaults (`restream config` shows which settings name the loopback;
-they are passed as env vars with the task's address). In awsvpc a task has its own network
-namespace; here the tasks share one loopback, so every port stays the same (5000, 7999, 5560,
-5561, 5564, 9100) on a different address. Image paths under the WORKDIR (`/app/...`) and
+Network: in awsvpc every task has its own network namespace: a loopback and an interface with
+its private address. Here each task (compose: each service) gets two loopback addresses: its
+address (127.18.N.i, what the metadata endpoint tells and others reach) and its loopback
+stand-in (127.18.N.1xx). `127.0.0.1`, `localhost` and `0.0.0.0` in its environment and in the
+backend's built-in defaults (`restream config` shows which settings name them; they are passed
+as env vars) become the loopback stand-in; a port bound to `0.0.0.0` is also reachable on the
+task's address through a relay (drill_net.py), a port bound to `127.0.0.1` is not. Every port
+stays the same (5000, 7999, 5560, 5561, 5564, 9100) on different addresses. Image paths under the WORKDIR (`/app/...`) and
 `/run/secrets/` are the layout's. Added to what the definition gives: only the emulator
 wiring (AWS credentials and endpoint URLs for moto and minilambda, ECS_CONTAINER_METADATA_URI_V4
 for the metadata stand-in) and, for Pushpin, where its config, run dir and log dir are and the
@@ -22,9 +24,11 @@ import subprocess
 import time
 
 import drill_clients
+import drill_net
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOOPBACK = re.compile(r"(?<![\d.])(127\.0\.0\.1|0\.0\.0\.0|localhost)(?![\d.])")
+WILDCARD_PORT = re.compile(r"(?<![\d.])0\.0\.0\.0:(\d+)")
 
 
 def map_value(value, address, hosts, root, path_roots):
@@ -41,9 +45,13 @@ def map_value(value, address, hosts, root, path_roots):
 class Container:
     """One container of a task or one compose service, not yet started."""
 
-    def __init__(self, name, image, root, env, command, address, health=None, log=None):
+    def __init__(self, name, image, root, env, command, address, health=None, log=None, local=None,
+                 exposed=()):
+        """`address`: the task's; `local`: its loopback stand-in; `exposed`: the ports it binds
+        on every interface (relayed from `address`)."""
         self.name, self.image, self.root, self.env = name, image, root, env
         self.command, self.address, self.health, self.log = command, address, health, log
+        self.local, self.exposed = local or address, set(exposed)
         self.proc, self.ports = None, []
 
     @property
@@ -118,6 +126,11 @@ def container_env(image, definition_env, address, hosts, root, path_roots, wirin
     return env
 
 
+def wildcard_ports(env):
+    """The ports an environment binds on every interface (`0.0.0.0:<port>`)."""
+    return {int(p) for value in env.values() for p in WILDCARD_PORT.findall(str(value))}
+
+
 def translate_defaults(container, address):
     """Env vars for the backend settings whose built-in defaults name the loopback (e.g.
     pushpin.zmq_push_specs = tcp://127.0.0.1:5560): the task's loopback is its address."""
@@ -138,6 +151,9 @@ def translate_defaults(container, address):
                 extra[name] = LOOPBACK.sub(address, value)
             elif isinstance(value, list) and any(isinstance(v, str) and LOOPBACK.search(v) for v in value):
                 extra[name] = json.dumps([LOOPBACK.sub(address, v) if isinstance(v, str) else v for v in value])
+            else:
+                continue
+            container.exposed |= wildcard_ports({name: value})
     return extra
 
 
@@ -152,6 +168,13 @@ class Task:
         return self.containers[name]
 
     def start(self, ready, timeout=40):
+        for container in self.containers.values():
+            if container.local != container.address:
+                for port in sorted(container.exposed):
+                    drill_net.relays().open(container.address, container.local, port)
+        self._start(ready, timeout)
+
+    def _start(self, ready, timeout):
         """Starts each container once what it depends on is in its condition (HEALTHY: the
         healthCheck passes; START: started). `ready(container)` says when a container without
         a healthCheck is up (the load balancer's target health check, for Pushpin)."""
@@ -185,11 +208,17 @@ class Task:
         codes = {}
         for name in reversed(self.order):
             codes[name] = self.containers[name].stop()
+        self._close_relays()
         return codes
+
+    def _close_relays(self):
+        for address in {c.address for c in self.containers.values() if c.local != c.address}:
+            drill_net.relays().close(address)
 
     def kill(self):
         for container in self.containers.values():
             container.kill_group()
+        self._close_relays()
 
 
 def _start_order(containers, depends):

@@ -4,14 +4,16 @@ users, working directories, ports, health checks and start order they describe (
 engine here), against moto, scripts/minilambda.py and a fake upstream.
 
 How the artifacts map onto one machine (drill_task.py says it in full):
-- Each ECS task (awsvpc: its own network namespace) gets one loopback address, 127.18.N.<i>;
-  each compose service one too (127.18.N.11, .12, ...). Inside a task (service), `127.0.0.1`,
-  `0.0.0.0` and `localhost` mean that address: in its environment and in the backend's built-in
-  defaults. Ports are the real ones (5000, 7999, 5560, 5561, 5564, 9100) on every address.
-  Compose service names resolve to their service's address. One limit of sharing a loopback:
-  every address is reachable from every task, so a replica advertising its listen address
-  instead of its ECS address would still work here; the drill checks that each backend asked
-  the metadata endpoint instead.
+- Each ECS task (awsvpc: its own network namespace) gets an address, 127.18.N.<i> (what the
+  metadata endpoint answers, what other tasks and the clients reach), and a loopback stand-in,
+  127.18.N.<100+i>; each compose service too (.11, .12, ... and .111, ...). Inside a task,
+  `127.0.0.1`, `localhost` and `0.0.0.0` mean its loopback stand-in, in its environment and in
+  the backend's built-in defaults; what it binds on `0.0.0.0` is relayed from its address, what
+  it binds on `127.0.0.1` is not (drill_net.py). Ports are the real ones (5000, 7999, 5560,
+  5561, 5564, 9100). Compose service names resolve to their service's address. One limit of a
+  shared loopback: every address is reachable from every task, so a replica advertising its
+  loopback instead of its ECS address would still work here; the drill checks that each
+  backend asked the metadata endpoint instead.
 - Containers run in a root-owned copy of their image's layout (the paths the Dockerfile COPYs;
   the directories its RUN lines create and chown); the backend runs as the image's user (uid
   10001), Pushpin through pushpin/entrypoint.sh as the `pushpin` user. `/app/...` in the
@@ -167,9 +169,10 @@ def backend_checks(deployment, task, live):
     """The backend of `task`: its user, what it may write, its endpoints, its membership; and
     every container port of the definition served on the task's address."""
     for container in task.containers.values():
-        for port in container.ports:
+        for port in container.ports:  # portMappings: served, on the task's address
+            assert port in container.exposed, f"{task.name}/{container.name}: {port} is not bound for other tasks"
             with socket.socket() as s:
-                assert s.connect_ex((container.address, port)) == 0, f"{task.name}/{container.name}: nothing on {port}"
+                assert s.connect_ex((container.local, port)) == 0, f"{task.name}/{container.name}: nothing on {port}"
     backend, pushpin = task["backend"], task["pushpin"]
     assert drill_task.uid_of(backend.proc.pid) == {10001}, "the backend runs as the image's user"
     assert drill_task.uid_of(pushpin.proc.pid) == {pushpin.image.uid()}, "Pushpin runs as `pushpin`"
@@ -348,6 +351,7 @@ def quick_probe(deployment, emulators):
 
 MUTATIONS = [
     ("backend", "RESTREAM_CLUSTER__SECRET"),
+    ("pushpin", "RESTREAM_PUSHPIN_INTERNAL_ADDR"),
     ("backend", "RESTREAM_STORE__KIND"),
     ("backend", "RESTREAM_CLUSTER__ADVERTISE_HOST"),
     ("backend", "RESTREAM_CLUSTER__PUSHPIN_PUBLISH_SPEC"),
