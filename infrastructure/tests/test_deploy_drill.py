@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -49,20 +48,22 @@ import uuid
 
 import pytest
 
-import drill_clients
 import drill_deploy
 import drill_image
 import drill_task
 import drill_tf
 from drill_clients import get, wait_until
+from drill_run import Running, delivered, pushpins, routed, subscribe_per_task
 
 INTERVAL = 1.0  # the drill fetcher's poll_interval
+
 
 def _needs_processes(test):
     for mark in [
         pytest.mark.skipif(os.geteuid() != 0, reason="the drill runs the backend as uid 10001 and Pushpin "
                            "as `pushpin`: run as root (CI does); no sudo fallback"),
-        pytest.mark.skipif(shutil.which("pushpin") is None, reason="Pushpin is not installed (scripts/install-deps.sh)"),
+        pytest.mark.skipif(shutil.which("pushpin") is None,
+                           reason="Pushpin is not installed (scripts/install-deps.sh)"),
         pytest.mark.skipif(not drill_deploy.BINARY.exists(),
                            reason=f"{drill_deploy.BINARY} is missing: cargo build -p restream first"),
     ]:
@@ -147,27 +148,9 @@ def ecs(workdir, emulators, block, first, mutate=None):
     return deployment
 
 
-class Running:
-    """Started tasks and clients, all stopped at the end whatever happens."""
-
-    def __init__(self):
-        self.tasks, self.subscribers = [], drill_clients.Subscribers()
-
-    def start(self, task, ready):
-        self.tasks.append(task)
-        task.start(ready)
-        return task
-
-    def close(self):
-        self.subscribers.close()
-        for task in self.tasks:
-            task.stop()
-            task.kill()
-
-
-def backend_checks(deployment, task, live):
-    """The backend of `task`: its user, what it may write, its endpoints, its membership; and
-    every container port of the definition served on the task's address."""
+def task_checks(deployment, task, live):
+    """Every container port of the definition served for other tasks; the processes' users;
+    what the backend may write; its endpoints, logs and membership."""
     for container in task.containers.values():
         for port in container.ports:  # portMappings: served, on the task's address
             assert port in container.exposed, f"{task.name}/{container.name}: {port} is not bound for other tasks"
@@ -207,45 +190,6 @@ def _is_json_object(line):
         return False
 
 
-def lease_ttl(task):
-    proc = task["backend"].popen([task["backend"].command[0], "config"], stdout=subprocess.PIPE)
-    return json.loads(proc.communicate(timeout=30)[0])["cluster"]["lease_ttl_secs"]
-
-
-def routed(deployment, tasks):
-    """The load balancer sends clients to a new task only after `alb_delay` (its target health
-    check passing healthy_threshold times, 150 s with AWS's defaults), by which time every
-    replica has seen every other's heartbeat (a third of a lease TTL): here, until every
-    replica publishes to every task's Pushpin. RESTREAM_DRILL_LB_DELAY=0 sends clients to a
-    new task at once (the window in which a replica's Pushpin is not yet known)."""
-    if os.environ.get("RESTREAM_DRILL_LB_DELAY") == "0":
-        return
-    assert deployment.alb_delay > lease_ttl(tasks[0]), "a task gets clients before the replicas know it"
-    wait_until(f"every replica publishing to the {len(tasks)} tasks' Pushpins",
-               lambda: all(_pushpins(t) == len(tasks) for t in tasks), 20)
-
-
-def subscribe_per_task(running, tasks, per_task, live, timeout=30):
-    """`per_task` clients on each task's Pushpin; when theirs goes, the next live one (the ALB)."""
-    def picker(home):
-        def pick(client):
-            if not client.urls:
-                return f"ws://{home}:7999/ws"
-            others = [a for a in live if f"ws://{a}:7999/ws" != client.urls[-1]] or live
-            return f"ws://{others[len(client.urls) % len(others)]}:7999/ws"
-        return pick
-
-    clients = [running.subscribers.add(f"{t.name}#{k}", "drill", picker(t["pushpin"].address))
-               for t in tasks for k in range(per_task)]
-    wait_until("every client's first snapshot", lambda: all(c.last_seq is not None for c in clients), timeout,
-               clients=clients)
-    return clients
-
-
-def delivered(clients, seq):
-    return lambda: all(c.last_seq is not None and c.last_seq >= seq for c in clients)
-
-
 @_needs_processes
 def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir, emulators, block):
     started = time.monotonic()
@@ -271,7 +215,7 @@ def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir,
         changer.start()
         wait_until("4 changes delivered", delivered(clients, base + 4), 30, clients=clients)
         for task in tasks:
-            backend_checks(deployment, task, len(tasks))
+            task_checks(deployment, task, len(tasks))
         # The rolling replacement: a new task, healthy, then the oldest stops (Pushpin first).
         new = running.start(deployment.task(len(tasks) + 1), ready)
         routed(deployment, [*tasks, new])
@@ -299,19 +243,13 @@ def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir,
         assert 0 < len(calls) <= (calls_to - calls_from) / INTERVAL + 2, \
             f"{len(calls)} upstream calls in {calls_to - calls_from:.1f} s at a {INTERVAL} s interval"
         wait_until("the stopped task gone from every replica's Pushpin list",
-                   lambda: all(_pushpins(t) == len(tasks) + 1 for t in [*tasks, new]), 30)
+                   lambda: all(pushpins(t) == len(tasks) + 1 for t in [*tasks, new]), 30)
         for task in [*tasks, new]:
-            backend_checks(deployment, task, len(tasks) + 1)
+            task_checks(deployment, task, len(tasks) + 1)
     finally:
         stop.set()
         running.close()
     print(f"drill: {len(changes)} changes, {len(clients)} clients, {time.monotonic() - started:.1f} s")
-
-
-def _pushpins(task):
-    status, metrics = get(f"http://{task['backend'].address}:9100/metrics")
-    gauge = [l for l in metrics.splitlines() if l.startswith("restream_pushpins ")] if status == 200 else []
-    return float(gauge[0].split()[1]) if gauge else None
 
 
 def without(container, name):
@@ -344,7 +282,7 @@ def quick_probe(deployment, emulators):
         calls = [t for t in emulators.upstream.calls if t >= since]
         assert len(calls) <= (time.monotonic() - since) / INTERVAL + 2, f"{len(calls)} upstream calls"
         for task in tasks:
-            backend_checks(deployment, task, 2)
+            task_checks(deployment, task, 2)
     finally:
         running.close()
 
