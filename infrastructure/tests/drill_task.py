@@ -10,11 +10,13 @@ stand-in (127.18.N.1xx). `127.0.0.1`, `localhost` and `0.0.0.0` in its environme
 backend's built-in defaults (`restream config` shows which settings name them; they are passed
 as env vars) become the loopback stand-in; a port bound to `0.0.0.0` is also reachable on the
 task's address through a relay (drill_net.py), a port bound to `127.0.0.1` is not. Every port
-stays the same (5000, 7999, 5560, 5561, 5564, 9100) on different addresses. Image paths under the WORKDIR (`/app/...`) and
-`/run/secrets/` are the layout's. Added to what the definition gives: only the emulator
-wiring (AWS credentials and endpoint URLs for moto and minilambda, ECS_CONTAINER_METADATA_URI_V4
-for the metadata stand-in) and, for Pushpin, where its config, run dir and log dir are and the
-address its client port binds (the image binds every interface of the task).
+stays the same (5000, 7999, 5560, 5561, 5564, 9100) on different addresses.
+
+Image paths under the WORKDIR (`/app/...`) and `/run/secrets/` are the layout's. Added to what
+the definition gives: only the emulator wiring (AWS credentials and endpoint URLs for moto and
+minilambda, ECS_CONTAINER_METADATA_URI_V4 for the metadata stand-in) and, for Pushpin, where
+its config, run dir and log dir are, the loopback stand-in for its client port (the image binds
+every interface: relayed) and for the entrypoint's own `127.0.0.1` defaults.
 """
 import json
 import os
