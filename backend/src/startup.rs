@@ -301,7 +301,12 @@ pub async fn run(
     };
     // Without any of these the service answers but serves nothing: see `supervisor`.
     let essentials = Essentials::default();
+    // Cluster mode joins before the stats reader starts: joining can fail (the advertise host),
+    // and a running reader thread would keep the process from exiting with the error.
     let (remote_stats, remote_stats_receiver) = stats::remote_stats();
+    let pushpins =
+        crate::cluster::RemotePushpins::new(&settings.pushpin, publisher.clone(), remote_stats);
+    let cluster = cluster(&settings, &aws, &listener, &shutdown, pushpins).await?;
     let stats_reader = essentials.spawn(
         "stats reader",
         stats::run_reader(
@@ -312,9 +317,6 @@ pub async fn run(
         ),
         &shutdown,
     );
-    let pushpins =
-        crate::cluster::RemotePushpins::new(&settings.pushpin, publisher.clone(), remote_stats);
-    let cluster = cluster(&settings, &aws, &listener, &shutdown, pushpins).await?;
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
     let scheduler = scheduler.with_channel_caps(settings.limits.clone());

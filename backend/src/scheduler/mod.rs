@@ -231,6 +231,9 @@ impl Scheduler {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        while let Ok(command) = self.commands.try_recv() {
+            leasing::give_back(command).await;
+        }
         tracing::info!("all pollers stopped");
         if let Some(cluster) = &self.cluster {
             cluster.leave().await;

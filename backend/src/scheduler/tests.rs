@@ -431,3 +431,40 @@ async fn caps_bound_pollers_whatever_the_stats_say_and_running_channels_keep_the
     assert!(fetches(&log, "a", "u", freed, Instant::now()) >= 4);
     node.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_replica_releases_its_leases_and_leaves_the_cluster() {
+    use crate::cluster::Leases;
+    let log = FetchLog::default();
+    let Pair { table, a, b } = pair(&log).await;
+    let t = channel("t");
+    for r in [&a, &b] {
+        r.report(&t, true);
+    }
+    sleep(5).await;
+    let owner = owner_of(&t);
+    let (stopping, staying) = match owner {
+        "a" => (a, b),
+        _ => (b, a),
+    };
+    stopping.stop().await;
+    let holder = table.holder(&t).unwrap();
+    assert_eq!(
+        (holder.owner.as_str(), holder.lease_until),
+        (owner, 0),
+        "released, not left to expire"
+    );
+    let live = table.replica("x", TTL).live().await.unwrap();
+    assert_eq!(
+        live.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec![other_than(owner)],
+        "its membership record is gone"
+    );
+    sleep(2 * TTL.as_secs()).await;
+    assert_eq!(
+        table.holder(&t).unwrap().owner,
+        other_than(owner),
+        "taken over"
+    );
+    staying.stop().await;
+}

@@ -297,7 +297,7 @@ pub(crate) struct Seen {
     snapshot: Option<u64>,
     /// Every event seq received (new/updated/removed), once each unless listed in `duplicates`.
     seqs: BTreeSet<u64>,
-    duplicates: Vec<u64>,
+    pub duplicates: Vec<u64>,
     pub reconnects: u32,
     resyncs: u32,
     /// The Pushpin (URL) of its current or last connection.
