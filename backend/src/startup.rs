@@ -354,22 +354,11 @@ pub async fn run(
             demand: demand.clone(),
             status: state.status.clone(),
         };
-        // Stopped after the drain, so that its last line counts the drain too.
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(crate::telemetry::emf::run(emf, sources, stop.clone()));
-        (stop, task)
+        crate::telemetry::emf::Reporter::start(emf, sources)
     });
-    let private = match metrics_listener {
-        Some(listener) => {
-            let addr = listener.local_addr()?;
-            let server = routes::private::serve(listener, state.clone())
-                .context("cannot serve metrics (server.metrics_listen)")?;
-            tracing::info!(%addr, "metrics listening (GET /metrics, /healthz)");
-            let handle = server.handle();
-            Some((handle, tokio::spawn(server)))
-        }
-        None => None,
-    };
+    let private = metrics_listener
+        .map(|l| routes::private::Private::start(l, state.clone()))
+        .transpose()?;
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());
     let server = HttpServer::new(move || {
@@ -405,14 +394,12 @@ pub async fn run(
     let _ = server_task.await;
     let _ = scheduler.await;
     let _ = stats_reader.await;
-    // Scrapeable while draining.
-    if let Some((handle, task)) = private {
-        handle.stop(true).await;
-        let _ = task.await;
+    // Scrapeable while draining; the last EMF line counts the drain.
+    if let Some(private) = private {
+        private.stop().await;
     }
-    if let Some((stop, task)) = emf {
-        stop.cancel();
-        let _ = task.await;
+    if let Some(emf) = emf {
+        emf.finish().await;
     }
     essentials.check()?;
     Ok(())

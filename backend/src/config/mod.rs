@@ -11,6 +11,7 @@
 mod advertise;
 mod file;
 mod limits;
+mod log;
 #[cfg(test)]
 mod ops_tests;
 mod parse;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use advertise::{url_host, AdvertiseHost, PushpinTemplates};
 use file::SettingsFile;
 pub use limits::{ClientAddressFrom, Limits};
+pub use log::{Emf, Log, LogFormat};
 pub use parse::SettingsError;
 pub use secret::{Secret, SigKey, SigKeyError, MIN_SECRET_LEN};
 
@@ -266,47 +268,6 @@ pub struct AwsSettings {
 impl Default for AwsSettings {
     fn default() -> AwsSettings {
         Settings::default().aws
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Log {
-    pub format: LogFormat,
-    /// `tracing` filter, e.g. `info,restream=debug`; `RUST_LOG` wins when set.
-    pub filter: String,
-    /// Seconds between two CloudWatch Embedded Metric Format lines on stdout; 0 = none.
-    pub emf_interval_secs: u64,
-    /// The CloudWatch namespace of those metrics (ASCII letters, digits, `.-_/#:`, 1..=255,
-    /// not `AWS/...`).
-    pub emf_namespace: String,
-    /// The value of their one dimension, `Service` (printable ASCII, 1..=1024).
-    pub emf_service: String,
-}
-
-/// Where and how often CloudWatch Embedded Metric Format lines go (see `telemetry::emf`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Emf {
-    pub interval: Duration,
-    pub namespace: String,
-    pub service: String,
-}
-
-impl Log {
-    /// The EMF lines asked for, or `None` when `emf_interval_secs` is 0.
-    pub fn emf(&self) -> Option<Emf> {
-        (self.emf_interval_secs > 0).then(|| Emf {
-            interval: Duration::from_secs(self.emf_interval_secs),
-            namespace: self.emf_namespace.clone(),
-            service: self.emf_service.clone(),
-        })
     }
 }
 

@@ -150,33 +150,6 @@ fn server(s: file::Server) -> Result<Server, SettingsError> {
     })
 }
 
-/// The log section, checked: the EMF namespace and dimension value as CloudWatch takes them.
-fn log(l: super::Log) -> Result<super::Log, SettingsError> {
-    let ns = &l.emf_namespace;
-    let ns_char = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
-    if ns.is_empty() || ns.len() > 255 || !ns.chars().all(ns_char) || ns.trim().is_empty() {
-        return Err(SettingsError::Invalid {
-            key: "log.emf_namespace",
-            problem: "1 to 255 ASCII letters, digits, spaces or . - _ / # :",
-        });
-    }
-    if ns.starts_with("AWS/") {
-        return Err(SettingsError::Invalid {
-            key: "log.emf_namespace",
-            problem: "AWS/ is reserved for AWS services",
-        });
-    }
-    let service = &l.emf_service;
-    let printable = |c: char| c.is_ascii() && !c.is_ascii_control();
-    if service.len() > 1024 || !service.chars().all(printable) || service.trim().is_empty() {
-        return Err(SettingsError::Invalid {
-            key: "log.emf_service",
-            problem: "1 to 1024 printable ASCII characters, not only spaces",
-        });
-    }
-    Ok(l)
-}
-
 fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
     let timeout = positive("fetchers.timeout_secs", f.timeout_secs)?;
     let max_backoff = at_least_one("fetchers.max_backoff_secs", f.max_backoff_secs)?;
@@ -526,7 +499,7 @@ impl TryFrom<SettingsFile> for Settings {
             keys,
             store,
             aws: aws(f.aws)?,
-            log: log(f.log)?,
+            log: f.log.checked()?,
             dev: f.dev,
             state: state(f.state)?,
             limits: f.limits.check()?,

@@ -35,21 +35,37 @@ async fn not_found() -> HttpResponse {
     .error_response()
 }
 
-/// The listener's server (one worker; it answers a scraper), not yet awaited; stop it with
-/// its handle.
-pub fn serve(
-    listener: TcpListener,
-    state: web::Data<AppState>,
-) -> std::io::Result<actix_web::dev::Server> {
-    Ok(HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(configure)
-            .default_service(web::to(not_found))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .listen(listener)?
-    .run())
+/// The listener's server (one worker: it answers a scraper), running until [`Private::stop`].
+pub struct Private {
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Private {
+    pub fn start(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Private> {
+        use anyhow::Context;
+        let addr = listener.local_addr()?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(configure)
+                .default_service(web::to(not_found))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .context("cannot serve metrics (server.metrics_listen)")?
+        .run();
+        tracing::info!(%addr, "metrics listening (GET /metrics, /healthz)");
+        Ok(Private {
+            handle: server.handle(),
+            task: tokio::spawn(server),
+        })
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
 }

@@ -166,6 +166,27 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The task writing the lines, until [`Reporter::finish`].
+pub struct Reporter {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reporter {
+    pub fn start(emf: Emf, sources: Sources) -> Reporter {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(emf, sources, stop.clone()));
+        Reporter { stop, task }
+    }
+
+    /// Writes the last line and stops: call it after the drain, so that line counts the
+    /// drain too.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
 /// Writes a line every `emf.interval` until `shutdown`, then a last one (so the counts of
 /// the final interval are not lost on a rolling deployment).
 pub async fn run(emf: Emf, sources: Sources, shutdown: CancellationToken) {

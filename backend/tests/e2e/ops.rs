@@ -10,7 +10,7 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_port_serves_metrics_and_healthz_only() {
     let metrics_port = free_port();
-    let stack = Stack::start_with(StackOptions {
+    let mut stack = Stack::start_with(StackOptions {
         env: vec![(
             "RESTREAM_SERVER__METRICS_LISTEN".into(),
             format!("127.0.0.1:{metrics_port}"),
@@ -68,6 +68,12 @@ async fn the_metrics_port_serves_metrics_and_healthz_only() {
         (404, &json!("not_found")),
         "{body}"
     );
+    // It stops with the backend.
+    drop(ws);
+    tokio::task::block_in_place(|| stack.backend.terminate(Duration::from_secs(20)));
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
+        .await
+        .is_err());
 }
 
 /// The EMF lines of a backend's output (stdout and stderr share its log file); every JSON
