@@ -191,7 +191,7 @@ def _is_json_object(line):
 
 
 @_needs_processes
-def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir, emulators, block):
+def test_two_tasks_and_a_rolling_replacement_lose_nothing_and_poll_once(workdir, emulators, block):
     started = time.monotonic()
     deployment = ecs(workdir, emulators, block, 0)
     assert deployment.network_mode == "awsvpc"
@@ -237,6 +237,8 @@ def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir,
         wait_until(f"every client at seq {final}", delivered(clients, final), 30, clients=clients)
         time.sleep(2 * INTERVAL)  # room for a late duplicate
         calls_to = time.monotonic()
+        stayed = [c for c in clients if c not in moved]
+        assert all(len(c.urls) == 1 for c in stayed), f"clients of the tasks that stay were cut: {stayed}"
         problems = [p for c in clients for p in c.problems(base, final)]
         assert problems == [], "\n".join(problems)
         calls = [t for t in upstream.calls if calls_from <= t <= calls_to]
@@ -249,7 +251,9 @@ def test_two_tasks_and_a_rolling_replacement_lose_and_duplicate_nothing(workdir,
     finally:
         stop.set()
         running.close()
-    print(f"drill: {len(changes)} changes, {len(clients)} clients, {time.monotonic() - started:.1f} s")
+    overlaps = sum(c.overlaps() for c in clients)
+    print(f"drill: {len(changes)} changes, {len(clients)} clients, {overlaps} resume overlaps, "
+          f"{time.monotonic() - started:.1f} s")
 
 
 def without(container, name):
