@@ -13,7 +13,7 @@
 //!   `http` (declarative `channels/*.toml`), `lambda` (AWS Lambda).
 //! - [`authoring`] — `restream fetchers list | run | new` for fetcher authors.
 //! - [`cluster`] — cluster mode: channel leases, replica membership and hand-over behind the
-//!   `Leases` trait (DynamoDB, or in memory for tests).
+//!   `Leases` trait (DynamoDB, or in memory for tests); the Pushpins other replicas advertise.
 //! - [`discovery`] — finding fetchers of every configured kind, refreshed in the background.
 //! - [`changes`] / [`store`] — change detection and durable item state (redb, DynamoDB).
 //! - [`budget`] — shared upstream rate budgets per key set.

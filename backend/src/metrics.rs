@@ -25,6 +25,9 @@ pub struct Metrics {
     pub changes: IntCounterVec,
     pub published: IntCounter,
     pub publish_failures: IntCounter,
+    /// Pushpins this replica publishes to: its configured ones and (cluster mode) the ones the
+    /// other live replicas advertise.
+    pub pushpins: IntGauge,
     budget_used: IntGaugeVec,
     budget_limit: IntGaugeVec,
     woh_requests: IntCounterVec,
@@ -145,7 +148,15 @@ impl Metrics {
             published: counter("published_items_total", "GRIP items accepted by Pushpin"),
             publish_failures: counter(
                 "publish_failures_total",
-                "Publishes to Pushpin that failed (retried before the next poll)",
+                "Publishes to a Pushpin that failed, one per Pushpin (a configured one: retried before the next poll; another replica's: dropped, its clients resume by seq)",
+            ),
+            pushpins: register(
+                &r,
+                IntGauge::new(
+                    "pushpins",
+                    "Pushpins this replica publishes to: configured, plus those other live replicas advertise",
+                )
+                .expect("valid metric"),
             ),
             budget_used: gauge_vec(
                 "budget_used_calls",

@@ -100,12 +100,13 @@ pub async fn key_store(
 }
 
 /// Cluster mode's view of the other replicas (`None` on a single node); it heartbeats until
-/// `shutdown`.
+/// `shutdown`, keeping `pushpins` on the Pushpins the other replicas advertise.
 async fn cluster(
     settings: &Settings,
     aws: &Aws,
     listener: &TcpListener,
     shutdown: &CancellationToken,
+    pushpins: crate::cluster::RemotePushpins,
 ) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
     let StoreKind::Dynamodb(DynamodbSettings {
         table,
@@ -115,7 +116,7 @@ async fn cluster(
     else {
         return Ok(None);
     };
-    let member = member(c, listener)?;
+    let member = member(c, listener).await?;
     let leases = crate::cluster::DynamoLeases::new(
         aws.dynamodb().await,
         table,
@@ -123,28 +124,31 @@ async fn cluster(
         c.lease_ttl,
         c.secret.clone(),
     );
-    let cluster = Arc::new(crate::cluster::Cluster::new(Arc::new(leases), member));
+    let cluster = crate::cluster::Cluster::new(Arc::new(leases), member).with_pushpins(pushpins);
+    let cluster = Arc::new(cluster);
+    // Before the HTTP server answers (so before a Pushpin waiting for this backend to be
+    // healthy takes clients): the others learn of this replica and its Pushpin.
     if let Err(e) = cluster.refresh_members().await {
         tracing::warn!(error = %e, "cannot join the cluster yet; retrying in the background");
     }
-    tracing::info!(replica = %cluster.me().id, url = %cluster.me().url, "cluster mode");
+    let me = cluster.me();
+    tracing::info!(replica = %me.id, url = %me.url, pushpin = ?me.pushpin, "cluster mode");
     tokio::spawn(cluster.clone().run_membership(shutdown.clone()));
     Ok(Some(cluster))
 }
 
 /// This replica as the others see it; unset names and URLs get defaults.
-fn member(c: &ClusterSettings, listener: &TcpListener) -> anyhow::Result<crate::cluster::Member> {
+async fn member(
+    c: &ClusterSettings,
+    listener: &TcpListener,
+) -> anyhow::Result<crate::cluster::Member> {
     let id = c.replica_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "replica".into());
         format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
     });
-    let url = match &c.advertise_url {
-        Some(url) => url.clone(),
-        None => format!("http://{}", listener.local_addr()?),
-    };
-    Ok(crate::cluster::Member { id, url })
+    Ok(crate::cluster::advertise::me(id, c, listener.local_addr()?).await?)
 }
 
 /// The access policy and the token keys (the key store's `_restream.jwt_secret`, the JWKS),
@@ -297,16 +301,22 @@ pub async fn run(
     };
     // Without any of these the service answers but serves nothing: see `supervisor`.
     let essentials = Essentials::default();
+    // Cluster mode joins before the stats reader starts: joining can fail (the advertise host),
+    // and a running reader thread would keep the process from exiting with the error.
+    let (remote_stats, remote_stats_receiver) = stats::remote_stats();
+    let pushpins =
+        crate::cluster::RemotePushpins::new(&settings.pushpin, publisher.clone(), remote_stats);
+    let cluster = cluster(&settings, &aws, &listener, &shutdown, pushpins).await?;
     let stats_reader = essentials.spawn(
         "stats reader",
         stats::run_reader(
             settings.pushpin.stats_specs.clone(),
+            remote_stats_receiver,
             demand.clone(),
             shutdown.clone(),
         ),
         &shutdown,
     );
-    let cluster = cluster(&settings, &aws, &listener, &shutdown).await?;
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
     let scheduler = scheduler.with_channel_caps(settings.limits.clone());

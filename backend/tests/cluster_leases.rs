@@ -1,13 +1,15 @@
 //! Cluster leases and the store's fence through the real aws-sdk-dynamodb against moto: one
 //! holder at a time, takeover only after expiry with a higher epoch, renew and release only by
-//! the holder, membership, and commits refused once their epoch is stale (small and staged).
+//! the holder, membership (with advertised Pushpins, and leaving), and commits refused once
+//! their epoch is stale (small and staged).
 
 mod emulators;
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use restream::channel::ChannelId;
-use restream::cluster::{LeaseTable, Member, Membership};
+use restream::cluster::{AdvertisedPushpin, LeaseTable, Member, Membership};
 use restream::store::{ChannelMeta, Commit, DynamoItemStore, ItemStore, StoreError, StoredItem};
 use serde_json::json;
 
@@ -93,15 +95,53 @@ async fn members_are_live_until_their_heartbeat_runs_out() {
     let moto = emulators::start_moto();
     let (client, table, _) = table(&moto).await;
     let m = Membership::new(client, &table);
-    let member = |id: &str| Member {
-        id: id.into(),
-        url: format!("http://{id}:5000"),
-    };
+    let member = |id: &str| Member::new(id, &format!("http://{id}:5000"));
     m.heartbeat(&member("b"), 60_000).await.unwrap();
     m.heartbeat(&member("a"), 60_000).await.unwrap();
     m.heartbeat(&member("gone"), 300).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(m.live().await.unwrap(), vec![member("a"), member("b")]);
+}
+
+#[tokio::test]
+async fn members_advertise_their_pushpin_and_leave_by_deleting_their_record() {
+    let moto = emulators::start_moto();
+    let (client, table, _) = table(&moto).await;
+    let m = Membership::new(client.clone(), &table);
+    let mut a = Member::new("a", "http://10.0.1.7:5000");
+    a.pushpin = AdvertisedPushpin {
+        publish_spec: Some("tcp://10.0.1.7:5560".into()),
+        http_url: Some("http://10.0.1.7:5561".into()),
+        stats_spec: Some("tcp://10.0.1.7:5564".into()),
+    };
+    let mut b = Member::new("b", "http://10.0.1.8:5000");
+    b.pushpin.stats_spec = Some("tcp://10.0.1.8:5564".into());
+    let c = Member::new("c", "http://10.0.1.9:5000");
+    for member in [&a, &b, &c] {
+        m.heartbeat(member, 60_000).await.unwrap();
+    }
+    assert_eq!(
+        m.live().await.unwrap(),
+        vec![a.clone(), b.clone(), c.clone()],
+        "each record round-trips, with what it advertises and nothing else"
+    );
+    let record = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("replicas".into()))
+        .key("sk", AttributeValue::S("c".into()))
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&String> = record.item().unwrap().keys().collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("pushpin_")),
+        "a replica advertising no Pushpin writes no such attribute: {names:?}"
+    );
+
+    m.leave("a").await.unwrap();
+    assert_eq!(m.live().await.unwrap(), vec![b.clone(), c], "gone at once");
+    m.leave("a").await.expect("leaving twice is harmless");
 }
 
 fn item(id: &str, bytes: usize, seq: u64) -> StoredItem {

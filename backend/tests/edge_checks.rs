@@ -304,10 +304,7 @@ async fn a_replica_hands_over_with_the_cluster_secret() {
     let leases = |secret: Secret| {
         DynamoLeases::new(dynamodb.clone(), "t", "r0", Duration::from_secs(10), secret)
     };
-    let to = Member {
-        id: "r1".into(),
-        url: format!("http://{addr}"),
-    };
+    let to = Member::new("r1", &format!("http://{addr}"));
     let channel = restream::channel::ChannelId::parse("usgs-earthquakes").unwrap();
     let batch = ForwardedSnapshots::new(&channel, Vec::new());
     leases(cluster_secret())

@@ -137,3 +137,46 @@ fn a_metrics_port_in_use_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_ecs_advertise_host_outside_ecs_is_refused_naming_the_setting() {
+    let moto = emulators::start_moto();
+    let mut env: Vec<(String, String)> = emulators::aws_env();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    env.extend(
+        [
+            ("RESTREAM_STORE__KIND", "dynamodb"),
+            ("RESTREAM_STORE__DYNAMODB_TABLE", &emulators::unique("ecs")),
+            ("RESTREAM_STORE__DYNAMODB_CREATE_TABLE", "true"),
+            ("RESTREAM_AWS__ENDPOINT_URL", moto.url.as_str()),
+            ("RESTREAM_CLUSTER__ENABLED", "true"),
+            (
+                "RESTREAM_CLUSTER__SECRET",
+                "startup-errors-cluster-secret-0123",
+            ),
+            ("RESTREAM_CLUSTER__ADVERTISE_HOST", "ecs"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    // Unset (empty), then an endpoint that does not answer.
+    for (uri, expected) in [
+        (String::new(), "needs $ECS_CONTAINER_METADATA_URI_V4"),
+        (
+            format!("http://{closed}/v4/x"),
+            "no answer from the ECS task metadata endpoint",
+        ),
+    ] {
+        let mut env = env.clone();
+        env.push(("ECS_CONTAINER_METADATA_URI_V4".into(), uri));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (ok, stderr) = serve(&env);
+        assert!(!ok);
+        assert!(
+            stderr.contains("cluster.advertise_host = \"ecs\"") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+}

@@ -50,11 +50,11 @@ impl Backend {
         }
     }
 
-    /// SIGTERM, as an orchestrator stops it: waits for the drain (SIGKILL after `grace`).
-    /// Blocks the calling thread meanwhile.
-    pub fn terminate(&mut self, grace: Duration) {
+    /// SIGTERM (a graceful stop: it drains, gives its leases back and leaves the cluster),
+    /// waiting up to `grace` for it to exit before SIGKILL.
+    pub async fn terminate(&mut self, grace: Duration) {
         if let Some(mut p) = self.process.take() {
-            p.terminate(grace);
+            let _ = tokio::task::spawn_blocking(move || p.terminate(grace)).await;
         }
     }
 

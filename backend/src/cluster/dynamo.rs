@@ -75,6 +75,10 @@ impl Leases for DynamoLeases {
         self.members.live().await
     }
 
+    async fn leave(&self, me: &Member) -> Result<(), LeaseError> {
+        self.members.leave(&me.id).await
+    }
+
     async fn hand_over(
         &self,
         to: &Member,

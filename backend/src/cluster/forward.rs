@@ -46,7 +46,8 @@ pub async fn forward<R: Forwardable>(
         .filter(|h| h.owner != cluster.me().id)
         .and_then(|h| Some((cluster.member(&h.owner)?, h)));
     if let Some((member, holder)) = elsewhere {
-        let batch = ForwardedSnapshots::new(channel, requests.iter().map(R::to_wire).collect());
+        let batch = ForwardedSnapshots::new(channel, requests.iter().map(R::to_wire).collect())
+            .sent_by(&cluster.me().id);
         match cluster.leases().hand_over(&member, &batch).await {
             Ok(()) => {
                 crate::metrics::get()

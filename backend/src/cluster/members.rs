@@ -1,6 +1,8 @@
 //! Replica membership: each replica heartbeats one record (`pk` = `replicas`, `sk` = its id,
-//! with `alive_until` and the URL other replicas reach it at) and reads everyone's, so all agree
-//! who is alive and which of them a channel prefers (rendezvous hashing).
+//! with `alive_until`, the URL other replicas reach it at and the endpoints of the Pushpin it
+//! advertises) and reads everyone's, so all agree who is alive, which of them a channel
+//! prefers (rendezvous hashing) and which Pushpins to publish to. A replica that stops
+//! gracefully deletes its record.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -19,7 +21,36 @@ pub struct Member {
     pub id: String,
     /// Its backend's base URL, for handing over snapshot requests.
     pub url: String,
+    /// Its own Pushpin as the other replicas reach it (nothing when it advertises none).
+    pub pushpin: AdvertisedPushpin,
 }
+
+impl Member {
+    /// A replica that advertises no Pushpin.
+    pub fn new(id: &str, url: &str) -> Member {
+        Member {
+            id: id.to_string(),
+            url: url.to_string(),
+            pushpin: AdvertisedPushpin::default(),
+        }
+    }
+}
+
+/// A replica's Pushpin endpoints as the other replicas reach them; `None` = not advertised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AdvertisedPushpin {
+    /// Its ZeroMQ PULL socket (`tcp://…:5560`).
+    pub publish_spec: Option<String>,
+    /// Its HTTP publish base URL (`http://…:5561`).
+    pub http_url: Option<String>,
+    /// Its stats PUB socket (`tcp://…:5564`).
+    pub stats_spec: Option<String>,
+}
+
+/// The record attributes of [`AdvertisedPushpin`]'s fields.
+const PUBLISH_SPEC: &str = "pushpin_publish_spec";
+const HTTP_URL: &str = "pushpin_http_url";
+const STATS_SPEC: &str = "pushpin_stats_spec";
 
 /// The replica among `members` that `channel` prefers: the highest hash of (channel, replica)
 /// wins, so each channel's choice moves only when its winner leaves or a better one joins.
@@ -52,7 +83,7 @@ impl Membership {
     /// Records `me` alive for `ttl_ms` more (the record expires by TTL an hour after that).
     pub async fn heartbeat(&self, me: &Member, ttl_ms: u64) -> Result<(), LeaseError> {
         let until = now_ms() + ttl_ms;
-        let item = HashMap::from([
+        let mut item = HashMap::from([
             ("pk".to_string(), AttributeValue::S(MEMBERS_PK.into())),
             ("sk".to_string(), AttributeValue::S(me.id.clone())),
             ("url".to_string(), AttributeValue::S(me.url.clone())),
@@ -65,6 +96,16 @@ impl Membership {
                 AttributeValue::N((until / 1000 + 3600).to_string()),
             ),
         ]);
+        let p = &me.pushpin;
+        for (name, value) in [
+            (PUBLISH_SPEC, &p.publish_spec),
+            (HTTP_URL, &p.http_url),
+            (STATS_SPEC, &p.stats_spec),
+        ] {
+            if let Some(v) = value {
+                item.insert(name.to_string(), AttributeValue::S(v.clone()));
+            }
+        }
         self.client
             .put_item()
             .table_name(&self.table)
@@ -105,14 +146,35 @@ impl Membership {
                 continue;
             };
             if alive_until > now {
+                let text = |name: &str| r.get(name).and_then(|v| v.as_s().ok()).cloned();
                 out.push(Member {
                     id: id.clone(),
                     url: url.clone(),
+                    // Absent in records of replicas that advertise no Pushpin (or predate it).
+                    pushpin: AdvertisedPushpin {
+                        publish_spec: text(PUBLISH_SPEC),
+                        http_url: text(HTTP_URL),
+                        stats_spec: text(STATS_SPEC),
+                    },
                 });
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    /// Deletes replica `id`'s record: the others stop counting on it at their next refresh
+    /// instead of after its heartbeat runs out.
+    pub async fn leave(&self, id: &str) -> Result<(), LeaseError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(MEMBERS_PK.into()))
+            .key("sk", AttributeValue::S(id.to_string()))
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteItem (leave)", DisplayErrorContext(&e).to_string()))?;
+        Ok(())
     }
 }
 
@@ -122,10 +184,7 @@ mod tests {
 
     fn members(ids: &[&str]) -> Vec<Member> {
         ids.iter()
-            .map(|id| Member {
-                id: id.to_string(),
-                url: format!("http://{id}"),
-            })
+            .map(|id| Member::new(id, &format!("http://{id}")))
             .collect()
     }
 

@@ -191,6 +191,11 @@ impl Leases for MemoryLeases {
         Ok(live)
     }
 
+    async fn leave(&self, me: &Member) -> Result<(), LeaseError> {
+        self.reach("leave")?.members.remove(&me.id);
+        Ok(())
+    }
+
     async fn hand_over(
         &self,
         to: &Member,

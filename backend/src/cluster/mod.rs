@@ -11,19 +11,27 @@
 //! replicas sit behind one trait, [`Leases`]: DynamoDB plus HTTP in production
 //! ([`DynamoLeases`]), and an in-memory table shared by replicas of one process
 //! ([`MemoryLeaseTable`]), the testing backend.
+//!
+//! A replica advertises its own Pushpin in its membership record; every replica publishes to
+//! (and reads the stats of) the Pushpins the others advertise ([`RemotePushpins`]), beside the
+//! configured ones. A replica that stops gracefully releases its leases and deletes its record.
 
+pub mod advertise;
 mod dynamo;
+pub mod ecs_metadata;
 mod forward;
 mod guard;
 mod lease;
 mod members;
 mod memory;
+mod pushpins;
 mod wire;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::ChannelId;
@@ -32,8 +40,9 @@ pub use dynamo::DynamoLeases;
 pub use forward::{forward, Forwardable, Handed};
 pub use guard::LeaseGuard;
 pub use lease::{lease_pk, now_ms, Held, Holder, LeaseError, LeaseTable, LEASE_SK};
-pub use members::{preferred, Member, Membership};
+pub use members::{preferred, AdvertisedPushpin, Member, Membership};
 pub use memory::{Inbox, MemoryLeaseTable, MemoryLeases};
+pub use pushpins::{remote_targets, RemotePushpins, RemoteTargets};
 pub use wire::{ForwardedSnapshot, ForwardedSnapshots, HandOver, HandedRequest, WireError};
 
 /// Why snapshot requests did not reach their replica.
@@ -86,6 +95,9 @@ pub trait Leases: Send + Sync {
     /// Every replica whose heartbeat has not run out, sorted by id.
     async fn live(&self) -> Result<Vec<Member>, LeaseError>;
 
+    /// Deletes `me`'s membership record (graceful shutdown).
+    async fn leave(&self, me: &Member) -> Result<(), LeaseError>;
+
     /// Hands snapshot requests to replica `to`, which polls their channel.
     async fn hand_over(&self, to: &Member, batch: &ForwardedSnapshots)
         -> Result<(), HandOverError>;
@@ -96,6 +108,15 @@ pub struct Cluster {
     leases: Arc<dyn Leases>,
     me: Member,
     live: RwLock<Vec<Member>>,
+    /// Where the other replicas' Pushpins go (publisher, stats reader).
+    pushpins: Option<RemotePushpins>,
+    /// Held while heartbeating or leaving; `true` once left, so no heartbeat in flight can
+    /// bring the deleted record back.
+    left: tokio::sync::Mutex<bool>,
+    /// One refresh at a time for hand-overs from replicas not seen yet.
+    meeting: tokio::sync::Mutex<()>,
+    /// When the latest completed refresh started.
+    refreshed: Mutex<Option<Instant>>,
 }
 
 impl Cluster {
@@ -104,7 +125,18 @@ impl Cluster {
             leases,
             live: RwLock::new(vec![me.clone()]),
             me,
+            pushpins: None,
+            left: tokio::sync::Mutex::new(false),
+            meeting: tokio::sync::Mutex::new(()),
+            refreshed: Mutex::new(None),
         }
+    }
+
+    /// Publishes to (and reads the stats of) the Pushpins the other live replicas advertise,
+    /// as every refresh finds them.
+    pub fn with_pushpins(mut self, pushpins: RemotePushpins) -> Cluster {
+        self.pushpins = Some(pushpins);
+        self
     }
 
     pub fn leases(&self) -> &dyn Leases {
@@ -136,15 +168,76 @@ impl Cluster {
         live.iter().find(|m| m.id == id).cloned()
     }
 
-    /// Heartbeats and refreshes the live replicas once.
+    /// Every live replica as last seen, this one included.
+    pub fn members(&self) -> Vec<Member> {
+        self.live.read().expect("members lock").clone()
+    }
+
+    /// Heartbeats and refreshes the live replicas once (and with them the other replicas'
+    /// Pushpins). After [`Cluster::leave`] it does nothing.
     pub async fn refresh_members(&self) -> Result<(), LeaseError> {
-        self.leases.heartbeat(&self.me).await?;
+        let started = Instant::now();
+        {
+            let left = self.left.lock().await;
+            if *left {
+                return Ok(());
+            }
+            self.leases.heartbeat(&self.me).await?;
+        }
         let mut live = self.leases.live().await?;
         if !live.iter().any(|m| m.id == self.me.id) {
             live.push(self.me.clone());
+            live.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        if let Some(pushpins) = &self.pushpins {
+            pushpins.apply(&self.me.id, &live);
         }
         *self.live.write().expect("members lock") = live;
+        let mut refreshed = self.refreshed.lock().expect("refresh lock");
+        *refreshed = Some(refreshed.map_or(started, |t| t.max(started)));
         Ok(())
+    }
+
+    /// Makes sure replica `id` is known before acting on its request: a hand-over from a
+    /// replica that joined since the last refresh refreshes membership first, so that its
+    /// Pushpin receives the snapshot published next and everything after. A replica
+    /// heartbeats before it serves, so any refresh started after its request arrived finds it.
+    pub async fn meet(&self, id: &str) {
+        if self.member(id).is_some() {
+            return;
+        }
+        let arrived = Instant::now();
+        let _one_at_a_time = self.meeting.lock().await;
+        let since = *self.refreshed.lock().expect("refresh lock");
+        if self.member(id).is_some() || since.is_some_and(|t| t >= arrived) {
+            return;
+        }
+        tracing::info!(replica = %id, "hand-over from a replica not seen yet; refreshing membership");
+        if let Err(e) = self.refresh_members().await {
+            tracing::warn!(error = %e, "cannot refresh cluster membership");
+        }
+        if self.member(id).is_none() {
+            tracing::warn!(replica = %id, "hand-over from a replica that is not a live member");
+        }
+    }
+
+    /// Leaves the cluster (graceful shutdown, once the leases are released): deletes this
+    /// replica's membership record, so the others stop publishing to its Pushpin and stop
+    /// preferring it at their next refresh instead of after its heartbeat runs out.
+    pub async fn leave(&self) {
+        let mut left = self.left.lock().await;
+        if *left {
+            return;
+        }
+        *left = true;
+        match self.leases.leave(&self.me).await {
+            Ok(()) => {
+                tracing::info!(replica = %self.me.id, "left the cluster; membership record deleted")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete the membership record; it expires by itself")
+            }
+        }
     }
 
     /// Heartbeats every `renew_every` until `shutdown`.

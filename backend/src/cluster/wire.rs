@@ -13,6 +13,10 @@ use crate::pushpin::grip::Transports;
 pub struct ForwardedSnapshots {
     pub channel: String,
     pub requests: Vec<ForwardedSnapshot>,
+    /// The sending replica's id (absent from replicas that predate it): a receiver that does
+    /// not know it yet refreshes membership first, so the sender's Pushpin gets the answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// One subscriber's snapshot request.
@@ -51,6 +55,8 @@ impl ForwardedSnapshot {
 pub struct HandOver {
     pub channel: ChannelId,
     pub requests: Vec<HandedRequest>,
+    /// The sending replica, when it said.
+    pub from: Option<String>,
 }
 
 /// One subscriber's request, parsed.
@@ -80,6 +86,15 @@ impl ForwardedSnapshots {
         ForwardedSnapshots {
             channel: channel.to_string(),
             requests,
+            from: None,
+        }
+    }
+
+    /// The same batch, saying it comes from replica `id`.
+    pub fn sent_by(self, id: &str) -> ForwardedSnapshots {
+        ForwardedSnapshots {
+            from: Some(id.to_string()),
+            ..self
         }
     }
 
@@ -107,7 +122,11 @@ impl ForwardedSnapshots {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(HandOver { channel, requests })
+        Ok(HandOver {
+            channel,
+            requests,
+            from: self.from,
+        })
     }
 }
 
@@ -130,6 +149,16 @@ mod tests {
         );
         let parsed = wire.clone().parse().unwrap();
         assert_eq!(parsed.channel, channel);
+        assert_eq!(parsed.from, None);
+        let json = serde_json::to_value(wire.clone().sent_by("r2")).unwrap();
+        assert_eq!(json["from"], "r2");
+        let old: ForwardedSnapshots = serde_json::from_value(serde_json::json!({
+            "channel": "ch", "requests": []
+        }))
+        .unwrap();
+        assert_eq!(old.from, None, "a batch without `from` still parses");
+        let from = serde_json::from_value::<ForwardedSnapshots>(json).unwrap();
+        assert_eq!(from.parse().unwrap().from.as_deref(), Some("r2"));
         let r = &parsed.requests[0];
         assert_eq!(
             (&r.connection_channel, r.since, r.transport, r.age),

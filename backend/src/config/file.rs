@@ -84,6 +84,19 @@ pub struct Cluster {
     /// Shared by every replica (≥ 16 characters), required in cluster mode: `/internal/*`
     /// requests between replicas carry it. A secret.
     pub secret: String,
+    /// The host other replicas reach this one at: empty = the host of `server.listen`
+    /// (127.0.0.1 when that is a wildcard), a host name or IP address, or `ecs` = this task's
+    /// private IPv4 from the ECS task metadata endpoint v4. The host of the default
+    /// `advertise_url` and `{host}` in the templates below.
+    pub advertise_host: String,
+    /// This replica's Pushpin as the other replicas reach it, written into its membership
+    /// record so every replica also publishes to (and reads the stats of) it; empty = not
+    /// advertised. Its ZeroMQ PULL socket, e.g. `tcp://{host}:5560`.
+    pub pushpin_publish_spec: String,
+    /// Its HTTP publish base URL (for `pushpin.publish = "http"`), e.g. `http://{host}:5561`.
+    pub pushpin_http_url: String,
+    /// Its stats PUB socket, e.g. `tcp://{host}:5564`.
+    pub pushpin_stats_spec: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -289,6 +302,10 @@ impl Default for SettingsFile {
                 advertise_url: String::new(),
                 lease_ttl_secs: 10.0,
                 secret: String::new(),
+                advertise_host: String::new(),
+                pushpin_publish_spec: String::new(),
+                pushpin_http_url: String::new(),
+                pushpin_stats_spec: String::new(),
             },
             state: State {
                 inactive_channel_memory_secs: 3600,

@@ -8,6 +8,7 @@
 //! - `parse.rs`: file form → typed settings (every check, with errors naming the key) and back;
 //! - here: the typed settings (`Duration`s, `Option`s, per-kind enums) and loading.
 
+mod advertise;
 mod file;
 mod limits;
 mod log;
@@ -28,6 +29,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use advertise::{url_host, AdvertiseHost, PushpinTemplates};
 use file::SettingsFile;
 pub use limits::{ClientAddressFrom, Limits};
 pub use log::{Emf, Log, LogFormat};
@@ -230,13 +232,19 @@ pub struct ClusterSettings {
     /// This replica's name in leases and logs; `None` = `<hostname>-<random>`.
     pub replica_id: Option<String>,
     /// Where other replicas reach this one's backend port to hand over snapshot requests,
-    /// e.g. `http://10.0.1.7:5000`; `None` = `http://<server.listen>`.
+    /// e.g. `http://10.0.1.7:5000`; `None` = `http://<advertise host>:<server.listen port>`.
     pub advertise_url: Option<String>,
     /// How long a lease (and a replica's membership) lasts unless renewed (≥ 1 s); renewed
     /// every third.
     pub lease_ttl: Duration,
     /// Shared by every replica: `/internal/*` requests carry it (`Restream-Cluster-Secret`).
     pub secret: Secret,
+    /// The host other replicas reach this one at: the host of the default `advertise_url`
+    /// and `{host}` in the Pushpin templates.
+    pub advertise_host: AdvertiseHost,
+    /// This replica's own Pushpin as the other replicas reach it (templates), advertised in
+    /// its membership record.
+    pub pushpin: PushpinTemplates,
 }
 
 /// Shared AWS settings; credentials always come from the SDK's standard chain. No string

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::file::{self, SettingsFile};
 use super::{
-    AuthSettings, AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings, Fetchers,
-    KeysSettings, PublishVia, Pushpin, RateWindow, Secret, Server, Settings, SigKey, StateSettings,
-    StoreKind, StoreSettings,
+    AdvertiseHost, AuthSettings, AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings,
+    Fetchers, KeysSettings, PublishVia, Pushpin, RateWindow, Secret, Server, Settings, SigKey,
+    StateSettings, StoreKind, StoreSettings,
 };
 use crate::edge::AllowedOrigins;
 
@@ -61,6 +61,13 @@ pub enum SettingsError {
     NotHttpUrl { key: &'static str },
     #[error("auth.access.{name:?} is not a channel name")]
     NotAChannelName { name: String },
+    #[error("cluster.advertise_host must be empty, `ecs`, or a host name or IP address (no scheme, no port)")]
+    BadAdvertiseHost,
+    #[error("{key} must be empty or look like {example} ({{host}} stands for the advertise host)")]
+    BadTemplate {
+        key: &'static str,
+        example: &'static str,
+    },
     #[error("{key} must be an address like 0.0.0.0:9100, or empty for none")]
     NotAnAddress { key: &'static str },
     #[error("{key} must differ from {other}")]
@@ -286,11 +293,20 @@ fn store(s: file::Store, c: file::Cluster) -> Result<StoreSettings, SettingsErro
         }
         (_, secret) => secret,
     };
+    // Checked whatever `enabled` says, as the TTL is.
+    let advertise_host = AdvertiseHost::parse(&c.advertise_host)?;
+    let pushpin = super::PushpinTemplates::parse(
+        c.pushpin_publish_spec,
+        c.pushpin_http_url,
+        c.pushpin_stats_spec,
+    )?;
     let cluster = secret.map(|secret| ClusterSettings {
         replica_id: non_empty(c.replica_id),
         advertise_url: non_empty(c.advertise_url),
         lease_ttl,
         secret,
+        advertise_host,
+        pushpin,
     });
     let kind = match s.kind {
         file::StoreKind::Embedded => StoreKind::Embedded { path: s.path },
@@ -628,6 +644,10 @@ fn cluster_file(s: &StoreSettings, defaults: file::Cluster) -> file::Cluster {
             advertise_url: c.advertise_url.clone().unwrap_or_default(),
             lease_ttl_secs: c.lease_ttl.as_secs_f64(),
             secret: c.secret.expose().to_string(),
+            advertise_host: c.advertise_host.to_file(),
+            pushpin_publish_spec: c.pushpin.publish_spec.clone().unwrap_or_default(),
+            pushpin_http_url: c.pushpin.http_url.clone().unwrap_or_default(),
+            pushpin_stats_spec: c.pushpin.stats_spec.clone().unwrap_or_default(),
         },
         _ => defaults,
     }

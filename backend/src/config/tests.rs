@@ -161,6 +161,26 @@ fn parse_errors_name_the_key() {
             "private",
             "`public` or `token`",
         ),
+        (
+            "RESTREAM_CLUSTER__ADVERTISE_HOST",
+            "http://10.0.1.7",
+            "cluster.advertise_host must be empty, `ecs`, or a host name",
+        ),
+        (
+            "RESTREAM_CLUSTER__PUSHPIN_PUBLISH_SPEC",
+            "http://{host}:5560",
+            "cluster.pushpin_publish_spec must be empty or look like tcp://{host}:5560",
+        ),
+        (
+            "RESTREAM_CLUSTER__PUSHPIN_HTTP_URL",
+            "tcp://{host}:5561",
+            "cluster.pushpin_http_url must be empty or look like http://{host}:5561",
+        ),
+        (
+            "RESTREAM_CLUSTER__PUSHPIN_STATS_SPEC",
+            "tcp://{host}",
+            "cluster.pushpin_stats_spec must be empty or look like tcp://{host}:5564",
+        ),
     ];
     for (key, value, message) in cases {
         figment::Jail::expect_with(|jail| {
@@ -211,6 +231,11 @@ fn kinds_carry_their_own_fields() {
             (&None, &None)
         );
         assert_eq!(cluster.lease_ttl, Duration::from_secs(10));
+        assert_eq!(
+            (&cluster.advertise_host, &cluster.pushpin),
+            (&AdvertiseHost::Listen, &PushpinTemplates::default()),
+            "nothing advertised by default"
+        );
         assert_eq!(cluster.secret.expose(), "a-cluster-secret-of-some-length");
         assert!(
             !format!("{s:?}").contains("a-cluster-secret"),
@@ -263,6 +288,12 @@ fn settings_round_trip_through_toml() {
             advertise_url: None,
             lease_ttl: Duration::from_secs(10),
             secret: Secret::new("the-cluster-secret-0123"),
+            advertise_host: AdvertiseHost::Ecs,
+            pushpin: PushpinTemplates {
+                publish_spec: Some("tcp://{host}:5560".into()),
+                http_url: Some("http://{host}:5561".into()),
+                stats_spec: None,
+            },
         }),
     });
     s.server.cors_origins =
@@ -334,13 +365,29 @@ fn store_kind() -> impl Strategy<Value = StoreKind> {
         proptest::option::of(name().prop_map(|h| format!("http://{h}:5000"))),
         secs_f64(),
         "[a-zA-Z0-9]{16,40}",
+        prop_oneof![
+            Just(AdvertiseHost::Listen),
+            Just(AdvertiseHost::Ecs),
+            "h[a-z0-9]{0,11}".prop_map(AdvertiseHost::Host),
+        ],
+        proptest::option::of("h[a-z0-9]{0,11}".prop_map(|h| format!("tcp://{h}:5560"))),
+        proptest::option::of(Just("http://{host}:5561".to_string())),
+        proptest::option::of(Just("tcp://{host}:5564".to_string())),
     )
         .prop_map(
-            |(replica_id, advertise_url, lease_ttl, secret)| ClusterSettings {
-                replica_id,
-                advertise_url,
-                lease_ttl,
-                secret: Secret::new(secret),
+            |(replica_id, advertise_url, lease_ttl, secret, host, publish, http, stats)| {
+                ClusterSettings {
+                    replica_id,
+                    advertise_url,
+                    lease_ttl,
+                    secret: Secret::new(secret),
+                    advertise_host: host,
+                    pushpin: PushpinTemplates {
+                        publish_spec: publish,
+                        http_url: http,
+                        stats_spec: stats,
+                    },
+                }
             },
         );
     prop_oneof![

@@ -25,10 +25,15 @@ pub async fn snapshot(
         }
     };
     match batch.parse() {
-        Ok(batch) => {
-            state.scheduler.hand_over(batch);
-            HttpResponse::Accepted().finish()
-        }
+        Ok(batch) => match state.scheduler.hand_over(batch).await {
+            true => HttpResponse::Accepted().finish(),
+            false => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "this replica is shutting down",
+            )
+            .error_response(),
+        },
         Err(e) => {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()).error_response()
         }

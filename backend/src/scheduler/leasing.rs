@@ -85,7 +85,9 @@ impl Scheduler {
         let (cluster, commands) = (cluster.clone(), self.commands_tx.clone());
         self.tracker.spawn(async move {
             let attempt = attempt_lease(cluster, &channel, read_first).await;
-            let _ = commands.send(Command::Acquired { channel, attempt }).await;
+            if let Err(refused) = commands.send(Command::Acquired { channel, attempt }).await {
+                give_back(refused.0).await; // The scheduler is shutting down.
+            }
         });
     }
 
@@ -240,6 +242,20 @@ impl Scheduler {
             }
             _ if !left.is_empty() => self.wait_for_poller(channel, left),
             _ => {}
+        }
+    }
+}
+
+/// Shutting down: a lease taken after the scheduler stopped reading its commands is released
+/// at once rather than left to expire (the other replicas take the channel sooner).
+pub(super) async fn give_back(command: Command) {
+    if let Command::Acquired {
+        attempt: Attempted::Taken { held, cluster },
+        ..
+    } = command
+    {
+        if let Err(e) = cluster.leases().release(&held).await {
+            tracing::warn!(error = %e, "cannot give back a lease; it expires by itself");
         }
     }
 }

@@ -59,35 +59,54 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct SchedulerHandle {
     commands: mpsc::Sender<Command>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl SchedulerHandle {
     /// A handle that reaches no scheduler (for tests and tools): requests are logged and dropped.
     pub fn disconnected() -> SchedulerHandle {
         let (commands, _) = mpsc::channel(1);
-        SchedulerHandle { commands }
+        SchedulerHandle {
+            commands,
+            cluster: None,
+        }
     }
 
     /// Asks the channel's poller to send a new subscriber its snapshot (or missed events).
     pub fn request_snapshot(&self, channel: ChannelId, request: SnapshotRequest) {
+        let _ = self.try_request_snapshot(channel, request);
+    }
+
+    /// [`SchedulerHandle::request_snapshot`]; false when the scheduler has stopped.
+    fn try_request_snapshot(&self, channel: ChannelId, request: SnapshotRequest) -> bool {
         match self
             .commands
             .try_send(Command::Snapshot { channel, request })
         {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => crate::metrics::get()
-                .queue_full
-                .with_label_values(&["scheduler"])
-                .inc(),
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                crate::metrics::get()
+                    .queue_full
+                    .with_label_values(&["scheduler"])
+                    .inc();
+                true
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::debug!("scheduler stopped; a subscriber gets no snapshot")
+                tracing::debug!("scheduler stopped; a subscriber gets no snapshot");
+                false
             }
         }
     }
 
-    /// Cluster mode: snapshot requests another replica handed over, for a channel polled here.
-    pub fn hand_over(&self, batch: HandOver) {
+    /// Cluster mode: snapshot requests another replica handed over, for a channel polled
+    /// here. A sender not seen yet is looked up first, so that its Pushpin receives the
+    /// answers. False when this replica is shutting down: the sender tries again (and finds
+    /// the channel's next poller).
+    pub async fn hand_over(&self, batch: HandOver) -> bool {
         let now = Instant::now();
+        if let (Some(cluster), Some(from)) = (&self.cluster, &batch.from) {
+            cluster.meet(from).await;
+        }
         for r in batch.requests {
             let request = SnapshotRequest {
                 connection_channel: r.connection_channel,
@@ -95,8 +114,11 @@ impl SchedulerHandle {
                 transport: r.transport,
                 requested_at: now.checked_sub(r.age).unwrap_or(now),
             };
-            self.request_snapshot(batch.channel.clone(), request);
+            if !self.try_request_snapshot(batch.channel.clone(), request) {
+                return false;
+            }
         }
+        true
     }
 }
 
@@ -141,6 +163,10 @@ impl Scheduler {
         cluster: Option<Arc<Cluster>>,
     ) -> (Scheduler, SchedulerHandle) {
         let (tx, rx) = mpsc::channel(10_000);
+        let handle = SchedulerHandle {
+            commands: tx.clone(),
+            cluster: cluster.clone(),
+        };
         let scheduler = Scheduler {
             registry,
             demand,
@@ -154,7 +180,7 @@ impl Scheduler {
             ignored_with: None,
             caps: None,
         };
-        (scheduler, SchedulerHandle { commands: tx })
+        (scheduler, handle)
     }
 
     /// Caps the pollers this scheduler runs, per fetcher and overall.
@@ -163,7 +189,8 @@ impl Scheduler {
         self
     }
 
-    /// Runs until `shutdown`, then waits for every poller to stop.
+    /// Runs until `shutdown`, then waits for every poller to stop (releasing its lease) and,
+    /// in cluster mode, leaves the cluster (its membership record is deleted).
     pub async fn run(mut self, shutdown: CancellationToken) {
         // A full pass costs O(active channels), so it runs when demand changed, when a lease
         // attempt is due and once every RECONCILE_EVERY: not after every command (a subscribe
@@ -195,6 +222,8 @@ impl Scheduler {
                 },
             }
         }
+        // Hand-overs from now on are refused (503), so their senders try the next poller.
+        self.commands.close();
         for slot in self.slots.values() {
             if let Slot::Polling(p) = slot {
                 p.token.cancel();
@@ -202,7 +231,13 @@ impl Scheduler {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        while let Ok(command) = self.commands.try_recv() {
+            leasing::give_back(command).await;
+        }
         tracing::info!("all pollers stopped");
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
     }
 
     /// Sends a subscriber's snapshot request to the channel's poller: here, or (cluster mode)

@@ -270,11 +270,10 @@ async fn pair(log: &FetchLog) -> Pair {
     let table = MemoryLeaseTable::new();
     let cluster = |id: &'static str| {
         let leases = Arc::new(table.replica(id, TTL));
-        let me = Member {
-            id: id.into(),
-            url: format!("http://{id}"),
-        };
-        Arc::new(Cluster::new(leases, me))
+        Arc::new(Cluster::new(
+            leases,
+            Member::new(id, &format!("http://{id}")),
+        ))
     };
     let (ca, cb) = (cluster("a"), cluster("b"));
     for c in [&ca, &cb, &ca] {
@@ -288,17 +287,17 @@ async fn pair(log: &FetchLog) -> Pair {
     for (id, handle) in [("a", a.handle.clone()), ("b", b.handle.clone())] {
         table.set_inbox(
             id,
-            Arc::new(move |batch| handle.hand_over(batch.parse().unwrap())),
+            Arc::new(move |batch| {
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.hand_over(batch.parse().unwrap()).await });
+            }),
         );
     }
     Pair { table, a, b }
 }
 
 fn owner_of(channel: &ChannelId) -> &'static str {
-    let members = ["a", "b"].map(|id| Member {
-        id: id.into(),
-        url: format!("http://{id}"),
-    });
+    let members = ["a", "b"].map(|id| Member::new(id, &format!("http://{id}")));
     match preferred(channel.as_str(), &members).unwrap().id.as_str() {
         "a" => "a",
         _ => "b",
@@ -431,4 +430,41 @@ async fn caps_bound_pollers_whatever_the_stats_say_and_running_channels_keep_the
     assert_eq!(fetches(&log, "a", "t", freed, Instant::now()), 0);
     assert!(fetches(&log, "a", "u", freed, Instant::now()) >= 4);
     node.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_replica_releases_its_leases_and_leaves_the_cluster() {
+    use crate::cluster::Leases;
+    let log = FetchLog::default();
+    let Pair { table, a, b } = pair(&log).await;
+    let t = channel("t");
+    for r in [&a, &b] {
+        r.report(&t, true);
+    }
+    sleep(5).await;
+    let owner = owner_of(&t);
+    let (stopping, staying) = match owner {
+        "a" => (a, b),
+        _ => (b, a),
+    };
+    stopping.stop().await;
+    let holder = table.holder(&t).unwrap();
+    assert_eq!(
+        (holder.owner.as_str(), holder.lease_until),
+        (owner, 0),
+        "released, not left to expire"
+    );
+    let live = table.replica("x", TTL).live().await.unwrap();
+    assert_eq!(
+        live.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec![other_than(owner)],
+        "its membership record is gone"
+    );
+    sleep(2 * TTL.as_secs()).await;
+    assert_eq!(
+        table.holder(&t).unwrap().owner,
+        other_than(owner),
+        "taken over"
+    );
+    staying.stop().await;
 }

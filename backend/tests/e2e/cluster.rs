@@ -27,7 +27,7 @@ const LEASE_TTL: f64 = 10.0;
 const INTERVAL: f64 = 1.0;
 
 /// A declarative channel over the fake USGS feed `n`: every upstream bump adds one item.
-const CHANNEL: &str = r#"name = "clu"
+pub(crate) const CHANNEL: &str = r#"name = "clu"
 description = "cluster drills: the fake USGS feed n"
 url = "{base}/earthquakes/feed/v1.0/summary/{n}.geojson"
 base_url_env = "USGS_BASE_URL"
@@ -132,6 +132,8 @@ impl Cluster {
                     advertise_url: None,
                     lease_ttl: Duration::from_secs_f64(LEASE_TTL),
                     secret: cluster_secret.clone(),
+                    advertise_host: Default::default(),
+                    pushpin: Default::default(),
                 }),
             });
             std::fs::write(&config, settings.to_toml().unwrap()).unwrap();
@@ -265,13 +267,13 @@ impl Drop for Cluster {
 }
 
 /// `key=value` from a log line (ANSI colours removed).
-fn field(line: &str, key: &str) -> Option<String> {
+pub(crate) fn field(line: &str, key: &str) -> Option<String> {
     let clean: String = strip_ansi(line);
     let rest = &clean[clean.find(key)? + key.len()..];
     Some(rest.split_whitespace().next()?.to_string())
 }
 
-fn strip_ansi(s: &str) -> String {
+pub(crate) fn strip_ansi(s: &str) -> String {
     let mut out = String::new();
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -290,14 +292,16 @@ fn strip_ansi(s: &str) -> String {
 
 /// What one subscriber saw.
 #[derive(Default, Debug)]
-struct Seen {
+pub(crate) struct Seen {
     /// The seq of its first snapshot.
     snapshot: Option<u64>,
     /// Every event seq received (new/updated/removed), once each unless listed in `duplicates`.
     seqs: BTreeSet<u64>,
-    duplicates: Vec<u64>,
-    reconnects: u32,
+    pub duplicates: Vec<u64>,
+    pub reconnects: u32,
     resyncs: u32,
+    /// The Pushpin (URL) of its current or last connection.
+    pub via: String,
 }
 
 impl Seen {
@@ -314,18 +318,28 @@ impl Seen {
 /// A subscriber of `clu?n=<feed>` through `url`, in the background: it reconnects (resuming
 /// with `since`) when its connection drops, and asks again with `since` when it sees a gap.
 fn subscriber(url: String, feed: String) -> Arc<Mutex<Seen>> {
+    subscriber_via(vec![url], feed)
+}
+
+/// [`subscriber`] through the first of `urls` that takes its connection (as a client behind a
+/// load balancer: one that cannot connect tries the next).
+pub(crate) fn subscriber_via(urls: Vec<String>, feed: String) -> Arc<Mutex<Seen>> {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let out = seen.clone();
     tokio::spawn(async move {
+        let mut next = 0;
         loop {
             // A handshake can hang when it reaches a Pushpin that is still starting; a real
             // client gives up and tries again, and so does this one.
-            let connect = tokio_tungstenite::connect_async(&url);
+            let url = &urls[next % urls.len()];
+            let connect = tokio_tungstenite::connect_async(url);
             let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(5), connect).await
             else {
+                next += 1;
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
             };
+            seen.lock().unwrap().via = url.clone();
             let since = {
                 let s = seen.lock().unwrap();
                 s.snapshot.map(|_| s.contiguous())
@@ -393,7 +407,12 @@ fn subscriber(url: String, feed: String) -> Arc<Mutex<Seen>> {
 }
 
 /// Waits until every subscriber holds every event up to `seq` of its channel (or fails).
-async fn wait_all(subs: &[(String, Arc<Mutex<Seen>>)], seq: u64, what: &str, within: Duration) {
+pub(crate) async fn wait_all(
+    subs: &[(String, Arc<Mutex<Seen>>)],
+    seq: u64,
+    what: &str,
+    within: Duration,
+) {
     let deadline = Instant::now() + within;
     loop {
         let behind: Vec<String> = subs
@@ -413,7 +432,7 @@ async fn wait_all(subs: &[(String, Arc<Mutex<Seen>>)], seq: u64, what: &str, wit
     }
 }
 
-fn no_duplicates(subs: &[(String, Arc<Mutex<Seen>>)]) {
+pub(crate) fn no_duplicates(subs: &[(String, Arc<Mutex<Seen>>)]) {
     for (feed, s) in subs {
         let s = s.lock().unwrap();
         assert!(s.duplicates.is_empty(), "{feed} got events twice: {s:?}");
@@ -421,7 +440,7 @@ fn no_duplicates(subs: &[(String, Arc<Mutex<Seen>>)]) {
 }
 
 /// Most upstream calls of one feed within half an interval since `from` (1 = one poller).
-fn max_calls_per_interval(upstream: &Upstream, feed: &str, from: Instant) -> usize {
+pub(crate) fn max_calls_per_interval(upstream: &Upstream, feed: &str, from: Instant) -> usize {
     let calls: Vec<Instant> = upstream
         .requests(&format!("/summary/{feed}.geojson"))
         .into_iter()

@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod changes;
 mod cluster;
+mod cluster_rolling;
 mod edge;
 mod fanout;
 mod fetcher_failures;

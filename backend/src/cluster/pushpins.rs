@@ -1,0 +1,218 @@
+//! The other replicas' Pushpins: from the live members' advertisements to the publisher's
+//! extra targets and the stats reader's extra sockets, updated at every membership refresh.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use super::Member;
+use crate::config::{PublishVia, Pushpin};
+use crate::pushpin::publisher::Publisher;
+use crate::pushpin::stats::RemoteStats;
+
+/// The endpoints of the other replicas' Pushpins that one replica uses beside its own list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteTargets {
+    /// ZeroMQ PULL specs or HTTP publish URLs (as `pushpin.publish` says), sorted.
+    pub publish: Vec<String>,
+    /// Stats PUB specs, sorted.
+    pub stats: Vec<String>,
+}
+
+/// What replica `me` publishes to and reads beside its `configured` Pushpins: the Pushpin
+/// every other live member advertises, each endpoint once, none already configured.
+pub fn remote_targets(me: &str, live: &[Member], configured: &Pushpin) -> RemoteTargets {
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let (via, own_publish) = match configured.publish {
+        PublishVia::Zmq => (PublishVia::Zmq, &configured.zmq_push_specs),
+        PublishVia::Http => (PublishVia::Http, &configured.http_publish_urls),
+    };
+    let (mut publish, mut stats) = (BTreeSet::new(), BTreeSet::new());
+    for m in live.iter().filter(|m| m.id != me) {
+        let endpoint = match via {
+            PublishVia::Zmq => &m.pushpin.publish_spec,
+            PublishVia::Http => &m.pushpin.http_url,
+        };
+        if let Some(e) = endpoint
+            .as_ref()
+            .filter(|e| !own_publish.iter().any(|o| same(o, e)))
+        {
+            publish.insert(e.clone());
+        }
+        let spec = m.pushpin.stats_spec.as_ref();
+        if let Some(s) = spec.filter(|s| !configured.stats_specs.contains(s)) {
+            stats.insert(s.clone());
+        }
+    }
+    RemoteTargets {
+        publish: publish.into_iter().collect(),
+        stats: stats.into_iter().collect(),
+    }
+}
+
+/// Keeps the publisher and the stats reader on the Pushpins the other live replicas advertise.
+pub struct RemotePushpins {
+    configured: Pushpin,
+    publisher: Arc<dyn Publisher>,
+    stats: RemoteStats,
+    current: Mutex<RemoteTargets>,
+}
+
+impl RemotePushpins {
+    pub fn new(configured: &Pushpin, publisher: Arc<dyn Publisher>, stats: RemoteStats) -> Self {
+        RemotePushpins {
+            configured: Pushpin {
+                sig_key: None, // Not needed here: keep the secret in one place.
+                ..configured.clone()
+            },
+            publisher,
+            stats,
+            current: Mutex::new(RemoteTargets::default()),
+        }
+    }
+
+    /// Follows the live members as a refresh found them (synchronously: what is published
+    /// after this call reaches the new Pushpins).
+    pub fn apply(&self, me: &str, live: &[Member]) {
+        let targets = remote_targets(me, live, &self.configured);
+        let mut current = self.current.lock().expect("targets lock");
+        if *current == targets {
+            return;
+        }
+        tracing::info!(
+            publish = ?targets.publish,
+            stats = ?targets.stats,
+            "other replicas' Pushpins changed"
+        );
+        if current.publish != targets.publish {
+            self.publisher.set_remotes(&targets.publish);
+        }
+        if current.stats != targets.stats {
+            self.stats.set(targets.stats.clone());
+        }
+        *current = targets;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{AdvertisedPushpin, Cluster, Leases, MemoryLeaseTable};
+    use crate::pushpin::grip::PublishItem;
+    use crate::pushpin::publisher::PublishError;
+    use std::time::Duration;
+
+    /// Every remote target set it was given, in order.
+    #[derive(Default)]
+    struct Targets(Mutex<Vec<Vec<String>>>);
+
+    #[async_trait::async_trait]
+    impl Publisher for Targets {
+        async fn publish(&self, _: &[PublishItem]) -> Result<(), PublishError> {
+            Ok(())
+        }
+        fn set_remotes(&self, targets: &[String]) {
+            self.0.lock().unwrap().push(targets.to_vec());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_met_by_hand_over_is_published_to_at_once_and_dropped_when_it_leaves() {
+        let table = MemoryLeaseTable::new();
+        let ttl = Duration::from_secs(30);
+        let published = Arc::new(Targets::default());
+        let (stats, _reader) = crate::pushpin::stats::remote_stats();
+        let pushpins = RemotePushpins::new(&configured(PublishVia::Zmq), published.clone(), stats);
+        let me = member("me", Some("10.0.0.1"));
+        let cluster = Cluster::new(Arc::new(table.replica("me", ttl)), me).with_pushpins(pushpins);
+        cluster.refresh_members().await.unwrap();
+        assert!(
+            published.0.lock().unwrap().is_empty(),
+            "alone: nothing to add"
+        );
+
+        // A replica joins (it heartbeats before it serves) and hands a snapshot request over
+        // long before this one's next refresh.
+        let joined = member("new", Some("10.0.0.9"));
+        let new = table.replica("new", ttl);
+        new.heartbeat(&joined).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        cluster.meet("new").await;
+        assert_eq!(
+            *published.0.lock().unwrap(),
+            vec![vec!["tcp://10.0.0.9:5560".to_string()]],
+            "its Pushpin is a target before the hand-over is answered"
+        );
+        assert_eq!(cluster.member("new"), Some(joined.clone()));
+        cluster.meet("new").await;
+        cluster.meet("nobody").await; // Refreshes once more, finds nothing new.
+        assert_eq!(
+            published.0.lock().unwrap().len(),
+            1,
+            "targets change only when members do"
+        );
+
+        new.leave(&joined).await.unwrap();
+        cluster.refresh_members().await.unwrap();
+        assert_eq!(published.0.lock().unwrap().last(), Some(&Vec::new()));
+
+        cluster.leave().await;
+        assert!(
+            table.replica("x", ttl).live().await.unwrap().is_empty(),
+            "its record is deleted"
+        );
+        cluster.refresh_members().await.unwrap();
+        assert!(
+            table.replica("x", ttl).live().await.unwrap().is_empty(),
+            "and no heartbeat brings it back"
+        );
+    }
+
+    fn member(id: &str, host: Option<&str>) -> Member {
+        let mut m = Member::new(id, &format!("http://{id}:5000"));
+        if let Some(h) = host {
+            m.pushpin = AdvertisedPushpin {
+                publish_spec: Some(format!("tcp://{h}:5560")),
+                http_url: Some(format!("http://{h}:5561")),
+                stats_spec: Some(format!("tcp://{h}:5564")),
+            };
+        }
+        m
+    }
+
+    fn configured(via: PublishVia) -> Pushpin {
+        Pushpin {
+            publish: via,
+            zmq_push_specs: vec!["tcp://127.0.0.1:5560".into(), "tcp://10.0.0.3:5560".into()],
+            http_publish_urls: vec!["http://10.0.0.3:5561/".into()],
+            stats_specs: vec!["tcp://127.0.0.1:5564".into(), "tcp://10.0.0.3:5564".into()],
+            sig_key: None,
+        }
+    }
+
+    #[test]
+    fn every_other_members_pushpin_once_and_none_configured() {
+        let live = [
+            member("me", Some("10.0.0.1")),
+            member("b", Some("10.0.0.2")),
+            member("c", Some("10.0.0.3")), // Also configured.
+            member("d", None),             // Advertises no Pushpin (or predates them).
+            member("e", Some("10.0.0.2")), // Shares b's Pushpin.
+        ];
+        let zmq = remote_targets("me", &live, &configured(PublishVia::Zmq));
+        assert_eq!(
+            zmq,
+            RemoteTargets {
+                publish: vec!["tcp://10.0.0.2:5560".into()],
+                stats: vec!["tcp://10.0.0.2:5564".into()],
+            }
+        );
+        let http = remote_targets("me", &live, &configured(PublishVia::Http));
+        assert_eq!(http.publish, vec!["http://10.0.0.2:5561".to_string()]);
+        assert_eq!(http.stats, zmq.stats);
+        assert_eq!(
+            remote_targets("me", &live[..1], &configured(PublishVia::Zmq)),
+            RemoteTargets::default(),
+            "alone: only the configured Pushpins"
+        );
+    }
+}
