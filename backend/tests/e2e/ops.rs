@@ -70,7 +70,7 @@ async fn the_metrics_port_serves_metrics_and_healthz_only() {
     );
     // It stops with the backend.
     drop(ws);
-    tokio::task::block_in_place(|| stack.backend.terminate(Duration::from_secs(20)));
+    stack.backend.terminate(Duration::from_secs(20)).await;
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
         .await
         .is_err());
@@ -176,7 +176,7 @@ async fn emf_lines_report_gauges_and_each_failure_once() {
     };
     assert!(failures >= 1.0);
     // SIGTERM: the last line after the drain carries whatever the previous ones did not.
-    tokio::task::block_in_place(|| stack.backend.terminate(Duration::from_secs(20)));
+    stack.backend.terminate(Duration::from_secs(20)).await;
     let lines = emf_lines(&stack.backend.log_text());
     assert!(
         lines.len() >= 2,
