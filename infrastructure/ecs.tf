@@ -97,7 +97,7 @@ resource "aws_ecs_task_definition" "restream" {
       environment = [
         { name = "RESTREAM_BACKEND", value = "127.0.0.1:5000" },
         # Publish and stats sockets on the task's address too: the other tasks' backends publish
-        # here. The command (5563) and SUB (5562) sockets bind there as well but no rule opens them.
+        # here. The command (5563) and SUB (5562) sockets stay on loopback (pushpin.conf).
         { name = "RESTREAM_PUSHPIN_INTERNAL_ADDR", value = "0.0.0.0" },
         { name = "PUSHPIN_X_FORWARDED_FOR", value = "" },
       ]

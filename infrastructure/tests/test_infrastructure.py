@@ -366,8 +366,12 @@ def test_pushpin_config_has_no_default_key_and_private_internal_sockets():
     settings = dict(line.split("=", 1) for line in conf.splitlines() if "=" in line and not line.startswith("#"))
     assert settings["sig_key"] == "@SIG_KEY@"
     assert "changeme" not in settings.values()
-    for key in ["push_in_spec", "push_in_sub_specs", "stats_spec", "command_spec"]:
+    for key in ["push_in_spec", "stats_spec"]:
         assert settings[key].startswith("tcp://@INTERNAL_ADDR@:"), key
+    # Nothing outside the container uses the SUB and command sockets: loopback always, even
+    # where the publish and stats sockets face the other tasks.
+    for key in ["push_in_sub_specs", "command_spec"]:
+        assert settings[key].startswith("tcp://@LOCAL_ADDR@:"), key
     assert settings["push_in_http_addr"] == "@INTERNAL_ADDR@"
     assert settings["auto_cross_origin"] == "false", "the backend decides CORS"
 
