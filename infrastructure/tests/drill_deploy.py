@@ -22,7 +22,9 @@ import drill_image
 import drill_task
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BINARY = pathlib.Path(os.environ.get("RESTREAM_BIN", ROOT / "target/debug/restream"))
+# The binary `cargo test` built (scripts/test.sh runs the drill after it), wherever cargo puts it.
+BINARY = pathlib.Path(os.environ.get("RESTREAM_BIN") or pathlib.Path(
+    os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug/restream")
 PYTHON = pathlib.Path(sys.executable)
 REQUIRED_VARS = {
     "vpc_id": "vpc-drill", "public_subnet_ids": ["subnet-pub-a", "subnet-pub-b"],
