@@ -127,7 +127,10 @@ def workdir():
     path = tempfile.mkdtemp(prefix="drill", dir="/tmp")
     os.chmod(path, 0o755)  # the task users traverse it
     yield drill_deploy.pathlib.Path(path)
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("RESTREAM_DRILL_KEEP") == "1":  # the tasks' logs, for a failure's evidence
+        print(f"drill: kept {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
