@@ -167,6 +167,7 @@ mod tests {
         let new = table.replica("new", ttl);
         new.heartbeat(&joined).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
+        let met = Instant::now();
         cluster.meet("new").await;
         assert_eq!(
             *published.0.lock().unwrap(),
@@ -174,6 +175,12 @@ mod tests {
             "its Pushpin is a target before the hand-over is answered"
         );
         assert_eq!(cluster.member("new"), Some(joined.clone()));
+        assert_eq!(
+            cluster.reached_since("new"),
+            Some(met),
+            "published to from the meeting on, not before"
+        );
+        assert_eq!(cluster.reached_since("me"), None, "its own: configured");
         cluster.meet("new").await;
         cluster.meet("nobody").await; // Refreshes once more, finds nothing new.
         assert_eq!(
@@ -185,6 +192,7 @@ mod tests {
         new.leave(&joined).await.unwrap();
         cluster.refresh_members().await.unwrap();
         assert_eq!(published.0.lock().unwrap().last(), Some(&Vec::new()));
+        assert_eq!(cluster.reached_since("new"), None);
 
         cluster.leave().await;
         assert!(
