@@ -34,12 +34,14 @@ def lease_ttl(task):
 
 
 def routed(deployment, tasks):
-    """The load balancer sends clients to a new task only after `alb_delay` (its target health
-    check passing healthy_threshold times, 150 s with AWS's defaults), by which time every
-    replica has seen every other's heartbeat (a third of a lease TTL): here, until every
-    replica publishes to every task's Pushpin. RESTREAM_DRILL_LB_DELAY=0 sends clients to a
-    new task at once (the window in which a replica's Pushpin is not yet known)."""
-    if os.environ.get("RESTREAM_DRILL_LB_DELAY") == "0":
+    """When the load balancer sends clients to a new task. By default at once, before the other
+    replicas know its Pushpin (their next membership refresh is up to a third of a lease TTL
+    away): the snapshot hand-over makes the owner of each channel meet the new replica and
+    answer its clients privately whatever it broadcast before. On AWS the target health check
+    passing healthy_threshold times (`alb_delay`, 150 s with AWS's defaults) hides that window;
+    RESTREAM_DRILL_LB_DELAY=alb plays it: clients wait until every replica publishes to every
+    task's Pushpin."""
+    if os.environ.get("RESTREAM_DRILL_LB_DELAY", "0") == "0":
         return
     assert deployment.alb_delay > lease_ttl(tasks[0]), "a task gets clients before the replicas know it"
     wait_until(f"every replica publishing to the {len(tasks)} tasks' Pushpins",

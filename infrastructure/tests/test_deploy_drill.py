@@ -29,13 +29,15 @@ How the artifacts map onto one machine (drill_task.py says it in full):
   to Pushpin's service address (the published host port is not reproduced).
 - The test plays ECS and the load balancer: containers start in dependsOn order (Pushpin once
   the backend's healthCheck passes, run every 0.5 s here instead of every 10 s); clients reach
-  a task's port 7999 once its target health check path answers and, standing in for the load
-  balancer's healthy_threshold x interval, every replica publishes to its Pushpin; a stopped
+  a task's port 7999 as soon as its target health check path answers, before the other
+  replicas know its Pushpin (stricter than the load balancer's healthy_threshold x interval;
+  RESTREAM_DRILL_LB_DELAY=alb plays that delay, drill_run.routed); a stopped
   task is first taken out of the clients' rotation (deregistered), then its containers get
   SIGTERM in reverse dependency order.
 
 Needs root (to run processes as uid 10001 and as `pushpin`), Pushpin, and the debug binary
-(`cargo build -p restream`, or RESTREAM_BIN).
+(`cargo build -p restream`, or RESTREAM_BIN). RESTREAM_DRILL_KEEP=1 keeps the work dir (every
+container's log, Pushpin's own logs under t<N>/pushpin/var/log/pushpin) for a failure's evidence.
 """
 import json
 import os
@@ -131,7 +133,10 @@ def workdir():
     path = tempfile.mkdtemp(prefix="drill", dir="/tmp")
     os.chmod(path, 0o755)  # the task users traverse it
     yield drill_deploy.pathlib.Path(path)
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("RESTREAM_DRILL_KEEP") == "1":  # the tasks' logs, for a failure's evidence
+        print(f"drill: kept {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -221,6 +221,15 @@ impl Cluster {
         }
     }
 
+    /// Since when what this replica publishes reaches the Pushpin of live replica `id`, when
+    /// that Pushpin was added by a refresh (`None`: always published to, or not at all). A
+    /// subscriber there missed whatever was published before, e.g. a channel's first snapshot
+    /// broadcast while its replica was not known yet: [`crate::scheduler`] answers it as if it
+    /// had subscribed then.
+    pub fn reached_since(&self, id: &str) -> Option<Instant> {
+        self.pushpins.as_ref()?.reached_since(&self.member(id)?)
+    }
+
     /// Leaves the cluster (graceful shutdown, once the leases are released): deletes this
     /// replica's membership record, so the others stop publishing to its Pushpin and stop
     /// preferring it at their next refresh instead of after its heartbeat runs out.

@@ -1,8 +1,11 @@
 //! The other replicas' Pushpins: from the live members' advertisements to the publisher's
-//! extra targets and the stats reader's extra sockets, updated at every membership refresh.
+//! extra targets and the stats reader's extra sockets, updated at every membership refresh,
+//! and since when what this replica publishes reaches each of them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
 
 use super::Member;
 use crate::config::{PublishVia, Pushpin};
@@ -54,7 +57,15 @@ pub struct RemotePushpins {
     configured: Pushpin,
     publisher: Arc<dyn Publisher>,
     stats: RemoteStats,
-    current: Mutex<RemoteTargets>,
+    current: Mutex<Current>,
+}
+
+#[derive(Default)]
+struct Current {
+    targets: RemoteTargets,
+    /// When each remote publish target was added: every publish started from then on
+    /// reaches it, none before did.
+    added: HashMap<String, Instant>,
 }
 
 impl RemotePushpins {
@@ -66,7 +77,7 @@ impl RemotePushpins {
             },
             publisher,
             stats,
-            current: Mutex::new(RemoteTargets::default()),
+            current: Mutex::new(Current::default()),
         }
     }
 
@@ -75,7 +86,7 @@ impl RemotePushpins {
     pub fn apply(&self, me: &str, live: &[Member]) {
         let targets = remote_targets(me, live, &self.configured);
         let mut current = self.current.lock().expect("targets lock");
-        if *current == targets {
+        if current.targets == targets {
             return;
         }
         tracing::info!(
@@ -83,13 +94,33 @@ impl RemotePushpins {
             stats = ?targets.stats,
             "other replicas' Pushpins changed"
         );
-        if current.publish != targets.publish {
+        if current.targets.publish != targets.publish {
             self.publisher.set_remotes(&targets.publish);
+            // Read once the publisher has the change: a publish started from now on
+            // reaches the new targets (one started before may not).
+            let now = Instant::now();
+            let added = &mut current.added;
+            added.retain(|t, _| targets.publish.contains(t));
+            for t in &targets.publish {
+                added.entry(t.clone()).or_insert(now);
+            }
         }
-        if current.stats != targets.stats {
+        if current.targets.stats != targets.stats {
             self.stats.set(targets.stats.clone());
         }
-        *current = targets;
+        current.targets = targets;
+    }
+
+    /// Since when what this replica publishes reaches `member`'s Pushpin, if it is one added
+    /// by a refresh. `None` when it is not: configured here (always published to), not
+    /// advertised, or not (yet) a target.
+    pub fn reached_since(&self, member: &Member) -> Option<Instant> {
+        let endpoint = match self.configured.publish {
+            PublishVia::Zmq => member.pushpin.publish_spec.as_ref(),
+            PublishVia::Http => member.pushpin.http_url.as_ref(),
+        }?;
+        let current = self.current.lock().expect("targets lock");
+        current.added.get(endpoint).copied()
     }
 }
 
@@ -136,6 +167,7 @@ mod tests {
         let new = table.replica("new", ttl);
         new.heartbeat(&joined).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
+        let met = Instant::now();
         cluster.meet("new").await;
         assert_eq!(
             *published.0.lock().unwrap(),
@@ -143,6 +175,12 @@ mod tests {
             "its Pushpin is a target before the hand-over is answered"
         );
         assert_eq!(cluster.member("new"), Some(joined.clone()));
+        assert_eq!(
+            cluster.reached_since("new"),
+            Some(met),
+            "published to from the meeting on, not before"
+        );
+        assert_eq!(cluster.reached_since("me"), None, "its own: configured");
         cluster.meet("new").await;
         cluster.meet("nobody").await; // Refreshes once more, finds nothing new.
         assert_eq!(
@@ -154,6 +192,7 @@ mod tests {
         new.leave(&joined).await.unwrap();
         cluster.refresh_members().await.unwrap();
         assert_eq!(published.0.lock().unwrap().last(), Some(&Vec::new()));
+        assert_eq!(cluster.reached_since("new"), None);
 
         cluster.leave().await;
         assert!(

@@ -29,7 +29,7 @@ use crate::channel::ChannelId;
 use crate::cluster::{Cluster, Forwardable, ForwardedSnapshot, HandOver};
 use crate::demand::Demand;
 use crate::fetcher::{Registry, SharedRegistry};
-use crate::poller::{PollerContext, SnapshotRequest};
+use crate::poller::{PollerContext, SnapshotRequest, SNAPSHOT_DELAY};
 
 use leasing::{Attempted, Forwarded};
 use slot::Slot;
@@ -102,17 +102,28 @@ impl SchedulerHandle {
     /// here. A sender not seen yet is looked up first, so that its Pushpin receives the
     /// answers. False when this replica is shutting down: the sender tries again (and finds
     /// the channel's next poller).
+    ///
+    /// What this replica published before it reached the sender's Pushpin (a refresh added
+    /// it) never reached the subscriber, however early it asked: the channel's first snapshot
+    /// broadcast, events a resume would count as received live. So the request counts as made
+    /// `SNAPSHOT_DELAY` before that Pushpin was added at the earliest; the poller then deems
+    /// covered only what was published to it, and sends the rest.
     pub async fn hand_over(&self, batch: HandOver) -> bool {
         let now = Instant::now();
+        let mut not_before = None;
         if let (Some(cluster), Some(from)) = (&self.cluster, &batch.from) {
             cluster.meet(from).await;
+            not_before = cluster
+                .reached_since(from)
+                .map(|t| t.checked_sub(SNAPSHOT_DELAY).unwrap_or(t));
         }
         for r in batch.requests {
+            let asked = now.checked_sub(r.age).unwrap_or(now);
             let request = SnapshotRequest {
                 connection_channel: r.connection_channel,
                 since: r.since,
                 transport: r.transport,
-                requested_at: now.checked_sub(r.age).unwrap_or(now),
+                requested_at: not_before.map_or(asked, |t| asked.max(t)),
             };
             if !self.try_request_snapshot(batch.channel.clone(), request) {
                 return false;

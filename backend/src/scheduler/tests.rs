@@ -52,16 +52,40 @@ impl Fetcher for Recording {
     }
 }
 
-/// The GRIP channel of every published item.
+/// The GRIP channel of every published item; beside it, with the other replicas' Pushpins
+/// it reached (those `set_remotes` named last).
 #[derive(Default)]
-struct Published(Mutex<Vec<String>>);
+struct Published(Mutex<Vec<String>>, Mutex<Targets>);
+
+#[derive(Default)]
+struct Targets {
+    remotes: Vec<String>,
+    reached: Vec<(String, Vec<String>)>,
+}
 
 #[async_trait]
 impl Publisher for Published {
     async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
         let mut log = self.0.lock().unwrap();
         log.extend(items.iter().map(|i| i.channel.clone()));
+        let mut targets = self.1.lock().unwrap();
+        let remotes = targets.remotes.clone();
+        let reached = items.iter().map(|i| (i.channel.clone(), remotes.clone()));
+        targets.reached.extend(reached);
         Ok(())
+    }
+
+    fn set_remotes(&self, targets: &[String]) {
+        self.1.lock().unwrap().remotes = targets.to_vec();
+    }
+}
+
+impl Published {
+    /// The remote Pushpins each item published to `channel` reached.
+    fn reached(&self, channel: &str) -> Vec<Vec<String>> {
+        let targets = self.1.lock().unwrap();
+        let to = targets.reached.iter().filter(|(c, _)| c == channel);
+        to.map(|(_, r)| r.clone()).collect()
     }
 }
 
@@ -137,12 +161,32 @@ fn replica(name: &'static str, log: &FetchLog, cluster: Option<Arc<Cluster>>) ->
     replica_capped(name, log, cluster, None)
 }
 
+/// A replica publishing through `published`.
+fn replica_with(
+    name: &'static str,
+    log: &FetchLog,
+    cluster: Option<Arc<Cluster>>,
+    published: Arc<Published>,
+) -> Replica {
+    build_replica(name, log, cluster, None, published)
+}
+
 /// A replica whose scheduler runs under channel caps.
 fn replica_capped(
     name: &'static str,
     log: &FetchLog,
     cluster: Option<Arc<Cluster>>,
     caps: Option<crate::config::Limits>,
+) -> Replica {
+    build_replica(name, log, cluster, caps, Arc::default())
+}
+
+fn build_replica(
+    name: &'static str,
+    log: &FetchLog,
+    cluster: Option<Arc<Cluster>>,
+    caps: Option<crate::config::Limits>,
+    published: Arc<Published>,
 ) -> Replica {
     let entries = ["t", "u"].map(|n| FetcherEntry {
         metadata: Metadata::from_value(&json!({"name": n, "id_field": "id", "poll_interval": 1}))
@@ -154,7 +198,6 @@ fn replica_capped(
     });
     let registry = Arc::new(SharedRegistry::new(Registry::from_entries(entries)));
     let demand = Arc::new(Demand::new(Duration::from_secs(60)));
-    let published = Arc::new(Published::default());
     let ctx = PollerContext {
         keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
         publisher: published.clone(),
@@ -467,4 +510,89 @@ async fn a_stopped_replica_releases_its_leases_and_leaves_the_cluster() {
         "taken over"
     );
     staying.stop().await;
+}
+
+/// A replica advertising its own Pushpin, as on ECS.
+fn advertising(id: &str) -> Member {
+    let mut m = Member::new(id, &format!("http://{id}"));
+    m.pushpin.publish_spec = Some(format!("tcp://{id}:5560"));
+    m
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_of_a_pushpin_met_after_the_first_snapshot_broadcast_get_it_privately() {
+    use crate::cluster::{ForwardedSnapshot, ForwardedSnapshots, Leases, RemotePushpins};
+    let log = FetchLog::default();
+    let table = MemoryLeaseTable::new();
+    let own = crate::config::Pushpin {
+        publish: crate::config::PublishVia::Zmq,
+        zmq_push_specs: vec!["tcp://a:5560".into()],
+        http_publish_urls: Vec::new(),
+        stats_specs: Vec::new(),
+        sig_key: None,
+    };
+    let published = Arc::new(Published::default());
+    let (stats, _reader) = crate::pushpin::stats::remote_stats();
+    let cluster = Arc::new(
+        Cluster::new(Arc::new(table.replica("a", TTL)), advertising("a"))
+            .with_pushpins(RemotePushpins::new(&own, published.clone(), stats)),
+    );
+    // Replica d is known before the channel starts; b and c join just after a's refresh (on
+    // ECS: tasks starting together, or the load balancer without its health-check delay).
+    table
+        .replica("d", TTL)
+        .heartbeat(&advertising("d"))
+        .await
+        .unwrap();
+    cluster.refresh_members().await.unwrap();
+    for id in ["b", "c"] {
+        table
+            .replica(id, TTL)
+            .heartbeat(&advertising(id))
+            .await
+            .unwrap();
+    }
+    let a = replica_with("a", &log, Some(cluster), published.clone());
+
+    // A subscriber on each of b, c and d asks; a moment later a's own starts the channel, and
+    // its first snapshot is broadcast before b's and c's requests reach a (their replicas
+    // found no lease holder yet and retry).
+    let asked = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = channel("t");
+    a.report(&t, true);
+    sleep(2).await;
+    assert_eq!(
+        published.reached("t"),
+        vec![vec!["tcp://d:5560".to_string()]],
+        "the first snapshot, broadcast to the Pushpins a knew"
+    );
+    let hand_over = |from: &str| {
+        let conn = GripChannel::connection(&format!("on-{from}"));
+        let request = ForwardedSnapshot::new(&conn, None, Transports::WebSocket, asked.elapsed());
+        let batch = ForwardedSnapshots::new(&t, vec![request]).sent_by(from);
+        (conn.to_string(), a.handle.hand_over(batch.parse().unwrap()))
+    };
+    // b's: not seen yet, so a refreshes (and meets c too); c's: known by then, but its
+    // Pushpin was not published to when the broadcast went out either.
+    for from in ["b", "c"] {
+        let (conn, handed) = hand_over(from);
+        assert!(handed.await);
+        sleep(1).await;
+        let all = ["tcp://b:5560", "tcp://c:5560", "tcp://d:5560"].map(String::from);
+        assert_eq!(
+            published.reached(&conn),
+            vec![all.to_vec()],
+            "{from}'s subscriber never had the broadcast: its snapshot comes privately"
+        );
+    }
+    // d's subscriber had it from the broadcast: exactly once.
+    let (conn, handed) = hand_over("d");
+    assert!(handed.await);
+    sleep(1).await;
+    assert!(
+        published.reached(&conn).is_empty(),
+        "d's subscriber got it twice"
+    );
+    a.stop().await;
 }

@@ -249,4 +249,23 @@ mod tests {
         );
         assert_eq!(drain(&remote, 1), 0, "a removed Pushpin gets nothing more");
     }
+
+    #[tokio::test]
+    async fn the_first_publish_to_a_new_remote_pushpin_waits_for_its_connection() {
+        // A remote target's sends never wait (DONTWAIT), yet what is sent before its TCP
+        // connection is up queues (the pipe exists from `connect`: ZMQ_IMMEDIATE is off) and
+        // is delivered once the Pushpin listens; here it does not listen yet at all.
+        let ctx = zmq::Context::new();
+        let (own_spec, own) = pushpin(&ctx);
+        let (late_spec, late) = pushpin(&ctx);
+        drop(late);
+        let publisher = ZmqPublisher::connect(std::slice::from_ref(&own_spec)).unwrap();
+        publisher.set_remotes(std::slice::from_ref(&late_spec));
+        publisher.publish(&[item(0), item(1)]).await.unwrap();
+        assert_eq!(drain(&own, 2), 2);
+        let pull = ctx.socket(zmq::PULL).unwrap();
+        pull.set_rcvtimeo(5000).unwrap();
+        pull.bind(&late_spec).unwrap();
+        assert_eq!(drain(&pull, 2), 2, "queued until the Pushpin listened");
+    }
 }
