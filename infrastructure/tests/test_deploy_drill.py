@@ -29,9 +29,9 @@ How the artifacts map onto one machine (drill_task.py says it in full):
   to Pushpin's service address (the published host port is not reproduced).
 - The test plays ECS and the load balancer: containers start in dependsOn order (Pushpin once
   the backend's healthCheck passes, run every 0.5 s here instead of every 10 s); clients reach
-  a task's port 7999 as soon as its target health check path answers, before the other
-  replicas know its Pushpin (stricter than the load balancer's healthy_threshold x interval;
-  RESTREAM_DRILL_LB_DELAY=alb plays that delay, drill_run.routed); a stopped
+  a task's port 7999 once every replica publishes to its Pushpin, as the load balancer's
+  healthy_threshold x interval ensures on AWS (RESTREAM_DRILL_LB_DELAY=0: as soon as its
+  health check path answers, the stricter stress mode, drill_run.routed); a stopped
   task is first taken out of the clients' rotation (deregistered), then its containers get
   SIGTERM in reverse dependency order.
 
