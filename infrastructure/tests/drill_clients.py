@@ -27,6 +27,21 @@ def get(url, headers=None, timeout=5.0):
         return None, str(e)
 
 
+class _JsonHandler(BaseHTTPRequestHandler):
+    """Answers with JSON documents; quiet."""
+
+    def send_json(self, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 class _Server:
     def __init__(self, handler):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -47,19 +62,12 @@ class Upstream(_Server):
         self.items, self.calls, self.lock = [{"id": "seed", "n": 0}], [], threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_JsonHandler):
             def do_GET(self):
                 with outer.lock:
                     outer.calls.append(time.monotonic())
-                    body = json.dumps({"items": outer.items}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
+                    doc = {"items": outer.items}
+                self.send_json(doc)
 
         super().__init__(Handler)
 
@@ -78,7 +86,7 @@ class TaskMetadata(_Server):
         self.containers, self.asked = {}, {}
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_JsonHandler):
             def do_GET(self):
                 parts = self.path.strip("/").split("/")
                 entry = outer.containers.get(parts[1]) if len(parts) >= 2 and parts[0] == "v4" else None
@@ -86,16 +94,7 @@ class TaskMetadata(_Server):
                     self.send_error(404)
                     return
                 outer.asked[parts[1]] = outer.asked.get(parts[1], 0) + 1
-                doc = outer.task_doc(entry) if parts[2:] == ["task"] else outer.container_doc(entry)
-                body = json.dumps(doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
+                self.send_json(outer.task_doc(entry) if parts[2:] == ["task"] else outer.container_doc(entry))
 
         super().__init__(Handler)
 

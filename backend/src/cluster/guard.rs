@@ -84,19 +84,7 @@ impl Cluster {
             }
         }
         if guard.is_valid() {
-            let held = guard.held();
-            match self.leases().release(&held).await {
-                Ok(_) => {
-                    crate::metrics::get()
-                        .lease_events
-                        .with_label_values(&["released"])
-                        .inc();
-                    tracing::info!(channel = %held.channel, epoch = held.epoch, "lease released");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot release a lease; it expires by itself")
-                }
-            }
+            self.release(&guard.held()).await;
         }
     }
 }

@@ -27,7 +27,7 @@ mod memory;
 mod pushpins;
 mod wire;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -110,13 +110,18 @@ pub struct Cluster {
     live: RwLock<Vec<Member>>,
     /// Where the other replicas' Pushpins go (publisher, stats reader).
     pushpins: Option<RemotePushpins>,
-    /// Held while heartbeating or leaving; `true` once left, so no heartbeat in flight can
-    /// bring the deleted record back.
-    left: tokio::sync::Mutex<bool>,
-    /// One refresh at a time for hand-overs from replicas not seen yet.
-    meeting: tokio::sync::Mutex<()>,
+    /// Held for a whole refresh (heartbeat, read, apply) or while leaving: refreshes never
+    /// overlap, so an older read never replaces a newer one, and no heartbeat in flight can
+    /// bring a deleted record back.
+    membership: tokio::sync::Mutex<MembershipState>,
+}
+
+#[derive(Default)]
+struct MembershipState {
+    /// Left the cluster (graceful shutdown): refreshes do nothing.
+    left: bool,
     /// When the latest completed refresh started.
-    refreshed: Mutex<Option<Instant>>,
+    refreshed: Option<Instant>,
 }
 
 impl Cluster {
@@ -126,9 +131,7 @@ impl Cluster {
             live: RwLock::new(vec![me.clone()]),
             me,
             pushpins: None,
-            left: tokio::sync::Mutex::new(false),
-            meeting: tokio::sync::Mutex::new(()),
-            refreshed: Mutex::new(None),
+            membership: Default::default(),
         }
     }
 
@@ -168,22 +171,19 @@ impl Cluster {
         live.iter().find(|m| m.id == id).cloned()
     }
 
-    /// Every live replica as last seen, this one included.
-    pub fn members(&self) -> Vec<Member> {
-        self.live.read().expect("members lock").clone()
-    }
-
     /// Heartbeats and refreshes the live replicas once (and with them the other replicas'
     /// Pushpins). After [`Cluster::leave`] it does nothing.
     pub async fn refresh_members(&self) -> Result<(), LeaseError> {
-        let started = Instant::now();
-        {
-            let left = self.left.lock().await;
-            if *left {
-                return Ok(());
-            }
-            self.leases.heartbeat(&self.me).await?;
+        let mut state = self.membership.lock().await;
+        self.refresh_locked(&mut state).await
+    }
+
+    async fn refresh_locked(&self, state: &mut MembershipState) -> Result<(), LeaseError> {
+        if state.left {
+            return Ok(());
         }
+        let started = Instant::now();
+        self.leases.heartbeat(&self.me).await?;
         let mut live = self.leases.live().await?;
         if !live.iter().any(|m| m.id == self.me.id) {
             live.push(self.me.clone());
@@ -193,8 +193,7 @@ impl Cluster {
             pushpins.apply(&self.me.id, &live);
         }
         *self.live.write().expect("members lock") = live;
-        let mut refreshed = self.refreshed.lock().expect("refresh lock");
-        *refreshed = Some(refreshed.map_or(started, |t| t.max(started)));
+        state.refreshed = Some(started);
         Ok(())
     }
 
@@ -207,13 +206,12 @@ impl Cluster {
             return;
         }
         let arrived = Instant::now();
-        let _one_at_a_time = self.meeting.lock().await;
-        let since = *self.refreshed.lock().expect("refresh lock");
-        if self.member(id).is_some() || since.is_some_and(|t| t >= arrived) {
+        let mut state = self.membership.lock().await;
+        if self.member(id).is_some() || state.refreshed.is_some_and(|t| t >= arrived) {
             return;
         }
         tracing::info!(replica = %id, "hand-over from a replica not seen yet; refreshing membership");
-        if let Err(e) = self.refresh_members().await {
+        if let Err(e) = self.refresh_locked(&mut state).await {
             tracing::warn!(error = %e, "cannot refresh cluster membership");
         }
         if self.member(id).is_none() {
@@ -234,11 +232,11 @@ impl Cluster {
     /// replica's membership record, so the others stop publishing to its Pushpin and stop
     /// preferring it at their next refresh instead of after its heartbeat runs out.
     pub async fn leave(&self) {
-        let mut left = self.left.lock().await;
-        if *left {
+        let mut state = self.membership.lock().await;
+        if state.left {
             return;
         }
-        *left = true;
+        state.left = true;
         match self.leases.leave(&self.me).await {
             Ok(()) => {
                 tracing::info!(replica = %self.me.id, "left the cluster; membership record deleted")
@@ -246,6 +244,21 @@ impl Cluster {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot delete the membership record; it expires by itself")
             }
+        }
+    }
+
+    /// Gives a held lease back at once (the others take its channel without waiting for it
+    /// to expire); a failure only means it expires by itself.
+    pub async fn release(&self, held: &Held) {
+        match self.leases.release(held).await {
+            Ok(_) => {
+                crate::metrics::get()
+                    .lease_events
+                    .with_label_values(&["released"])
+                    .inc();
+                tracing::info!(channel = %held.channel, epoch = held.epoch, "lease released");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot release a lease; it expires by itself"),
         }
     }
 

@@ -254,9 +254,7 @@ pub(super) async fn give_back(command: Command) {
         ..
     } = command
     {
-        if let Err(e) = cluster.leases().release(&held).await {
-            tracing::warn!(error = %e, "cannot give back a lease; it expires by itself");
-        }
+        cluster.release(&held).await;
     }
 }
 
