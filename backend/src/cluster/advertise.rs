@@ -5,8 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::ecs_metadata::{self, EcsMetadataError};
-use super::Member;
-use crate::config::{url_host, AdvertiseHost, ClusterSettings};
+use super::{AdvertisedPushpin, Member};
+use crate::config::{render, url_host, AdvertiseHost, ClusterSettings, PushpinTemplates};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -49,7 +49,7 @@ pub async fn me(
         Some(url) => url.clone(),
         None => format!("http://{}:{}", url_host(&host), listen.port()),
     };
-    let pushpin = c.pushpin.render(&host);
+    let pushpin = advertised(&c.pushpin, &host);
     let uses_host = c.advertise_url.is_none() || pushpin != Default::default();
     if c.advertise_host == AdvertiseHost::Listen && listen.ip().is_unspecified() && uses_host {
         tracing::warn!(
@@ -63,11 +63,47 @@ pub async fn me(
     Ok(Member { id, url, pushpin })
 }
 
+/// This replica's Pushpin templates with `{host}` filled in.
+fn advertised(templates: &PushpinTemplates, host: &str) -> AdvertisedPushpin {
+    let r = |t: &Option<String>| t.as_deref().map(|t| render(t, host));
+    AdvertisedPushpin {
+        publish_spec: r(&templates.publish_spec),
+        http_url: r(&templates.http_url),
+        stats_spec: r(&templates.stats_spec),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{PushpinTemplates, Secret};
     use std::time::Duration;
+
+    #[test]
+    fn templates_are_rendered_with_the_host() {
+        let t = PushpinTemplates::parse(
+            "tcp://{host}:5560".into(),
+            "http://{host}:5561/".into(),
+            "tcp://{host}:5564".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            advertised(&t, "10.0.1.7"),
+            AdvertisedPushpin {
+                publish_spec: Some("tcp://10.0.1.7:5560".into()),
+                http_url: Some("http://10.0.1.7:5561/".into()),
+                stats_spec: Some("tcp://10.0.1.7:5564".into()),
+            }
+        );
+        assert_eq!(
+            advertised(&t, "fd00::7").publish_spec.as_deref(),
+            Some("tcp://[fd00::7]:5560")
+        );
+        assert_eq!(
+            advertised(&PushpinTemplates::default(), "h"),
+            AdvertisedPushpin::default()
+        );
+    }
 
     fn settings(host: AdvertiseHost, url: Option<&str>) -> ClusterSettings {
         ClusterSettings {

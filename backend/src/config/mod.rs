@@ -29,7 +29,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use advertise::{url_host, AdvertiseHost, PushpinTemplates};
+pub use advertise::{render, url_host, AdvertiseHost, PushpinTemplates};
 use file::SettingsFile;
 pub use limits::{ClientAddressFrom, Limits};
 pub use log::{Emf, Log, LogFormat};
