@@ -2,10 +2,12 @@
 //! turn, the other replicas' through a bounded queue and a task each.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::header::CONTENT_TYPE;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +20,7 @@ const REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One remote Pushpin's queue; its task stops when this is dropped.
 struct Remote {
-    queue: mpsc::Sender<Arc<serde_json::Value>>,
+    queue: mpsc::Sender<Bytes>,
     stop: CancellationToken,
     health: Health,
 }
@@ -59,7 +61,7 @@ impl HttpPublisher {
     /// The task that posts one remote Pushpin's queue in order.
     fn spawn_remote(&self, url: String) -> Option<Remote> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (queue, mut rx) = mpsc::channel::<Arc<serde_json::Value>>(REMOTE_QUEUE);
+        let (queue, mut rx) = mpsc::channel::<Bytes>(REMOTE_QUEUE);
         let stop = CancellationToken::new();
         let (client, done) = (self.client.clone(), stop.clone());
         runtime.spawn(async move {
@@ -72,7 +74,8 @@ impl HttpPublisher {
                 let sent = client
                     .post(&url)
                     .timeout(REMOTE_TIMEOUT)
-                    .json(&*body)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body)
                     .send();
                 let outcome = tokio::select! {
                     _ = done.cancelled() => return,
@@ -98,7 +101,12 @@ impl HttpPublisher {
 #[async_trait]
 impl Publisher for HttpPublisher {
     async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
-        let body = Arc::new(serde_json::json!({ "items": items }));
+        // Serialized once for every target (cheap clones of the same bytes).
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            items: &'a [PublishItem],
+        }
+        let body = Bytes::from(serde_json::to_vec(&Body { items }).expect("items serialize"));
         {
             let mut remotes = self.remotes.lock().expect("remotes lock");
             for (url, r) in remotes.iter_mut() {
@@ -110,7 +118,13 @@ impl Publisher for HttpPublisher {
         }
         let mut result = Ok(());
         for url in &self.urls {
-            let outcome = match self.client.post(url).json(&*body).send().await {
+            let sent = self
+                .client
+                .post(url)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send();
+            let outcome = match sent.await {
                 Err(e) => Err(e.to_string()),
                 Ok(resp) if resp.status().is_success() => Ok(()),
                 Ok(resp) => {
@@ -163,6 +177,7 @@ impl Publisher for HttpPublisher {
 mod tests {
     use super::*;
     use crate::pushpin::grip::Transports;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn item(n: usize) -> PublishItem {
