@@ -55,11 +55,18 @@ impl Discovery {
                         || format!("cannot read fetchers folder {}", f.dir.display()),
                     )?,
                 ),
-                FetcherKind::Http => out.extend(
-                    http::discover(&f.channels_dir, self.timeout())
-                        .into_iter()
-                        .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
-                ),
+                FetcherKind::Http => {
+                    out.extend(
+                        http::discover(&f.channels_dir, self.timeout())
+                            .into_iter()
+                            .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
+                    );
+                    out.extend(
+                        crate::push::spec::discover(&f.channels_dir)
+                            .into_iter()
+                            .map(|p| Arc::new(p) as Arc<dyn Fetcher>),
+                    );
+                }
                 FetcherKind::Lambda => {
                     let client = self
                         .lambda

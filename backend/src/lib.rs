@@ -8,7 +8,9 @@
 //! - [`pushpin`] — everything that speaks to Pushpin: the WOH codec, GRIP, SSE, the stats
 //!   socket, the publisher, and the Pushpin child process of `restream dev` and the tests.
 //! - [`demand`] — which channels have subscribers, from Pushpin's stats and subscribe hints.
-//! - [`scheduler`] / [`poller`] — one poll loop per active channel.
+//! - [`scheduler`] / [`poller`] — one poll loop per active channel (a writer, for push channels).
+//! - [`push`] — push channels: batches published over HTTP or read from SQS, committed by the
+//!   channel's writer through the same change pipeline.
 //! - [`fetcher`] — the fetcher contract and its kinds: `process` (`functions/<dir>/main.py`),
 //!   `http` (declarative `channels/*.toml`), `lambda` (AWS Lambda).
 //! - [`authoring`] — `restream fetchers list | run | new` for fetcher authors.
@@ -49,6 +51,7 @@ pub mod keys;
 pub mod metrics;
 pub mod poller;
 pub mod protocol;
+pub mod push;
 pub mod pushpin;
 pub mod read_cache;
 pub mod routes;

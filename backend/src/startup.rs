@@ -322,6 +322,11 @@ pub async fn run(
     let scheduler = scheduler.with_channel_caps(settings.limits.clone());
     let scheduler = essentials.spawn("scheduler", scheduler.run(shutdown.clone()), &shutdown);
 
+    let publishing = crate::push::Publishing::new(
+        scheduler_handle.clone(),
+        registry.clone(),
+        settings.push.clone(),
+    );
     let state = web::Data::new(AppState {
         registry,
         demand: demand.clone(),
@@ -348,6 +353,7 @@ pub async fn run(
         )),
         auth,
         publisher,
+        publishing,
     });
     let emf = settings.log.emf().map(|emf| {
         let sources = crate::telemetry::emf::Sources {

@@ -15,8 +15,14 @@ use restream::scheduler::SchedulerHandle;
 /// state's own `Demand`, the settings' Pushpin and SSE keep-alives, no client pings.
 pub fn state() -> AppState {
     let demand = Arc::new(Demand::new(Duration::from_secs(60)));
+    let registry = Arc::new(SharedRegistry::new(Registry::default()));
     AppState {
-        registry: Arc::new(SharedRegistry::new(Registry::default())),
+        publishing: restream::push::Publishing::new(
+            SchedulerHandle::disconnected(),
+            registry.clone(),
+            Default::default(),
+        ),
+        registry,
         demand: demand.clone(),
         scheduler: SchedulerHandle::disconnected(),
         limits: Limits {

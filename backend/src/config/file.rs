@@ -29,6 +29,7 @@ pub struct SettingsFile {
     pub limits: Limits,
     pub state: State,
     pub auth: Auth,
+    pub push: Push,
 }
 
 /// What restream keeps about channels and how much the items and status API may read
@@ -44,6 +45,24 @@ pub struct State {
     pub items_page_max: usize,
     /// Items the items/status API's read cache holds at most, over all channels (0: none).
     pub read_cache_items: usize,
+}
+
+/// Push channels (`kind = "push"` channel files): what one publish may carry and how long a
+/// channel's writer outlives its last publish (docs/publishing.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Push {
+    /// Largest request body of the publish API, in bytes.
+    pub max_body_bytes: usize,
+    /// Most items (or events, or deletes) one publish may carry.
+    pub max_batch_items: usize,
+    /// Idempotency keys remembered per channel: a retry is recognised while fewer than this
+    /// many batches were committed to the channel after it.
+    pub idempotency_keys: usize,
+    /// Seconds a push channel's writer stays after its last publish when nobody subscribes.
+    pub linger_secs: u64,
+    /// Publishes waiting for one channel's writer at most; more get `busy` (503).
+    pub max_pending_batches: usize,
 }
 
 /// Subscriber authentication (docs/security/auth.md). Empty strings mean unset.
@@ -323,6 +342,13 @@ impl Default for SettingsFile {
                 min_refresh_secs: 10.0,
                 audience: String::new(),
                 issuer: String::new(),
+            },
+            push: Push {
+                max_body_bytes: 1 << 20,
+                max_batch_items: 1000,
+                idempotency_keys: 100,
+                linger_secs: 60,
+                max_pending_batches: 64,
             },
         }
     }

@@ -55,6 +55,7 @@ pub struct Settings {
     pub limits: Limits,
     pub state: StateSettings,
     pub auth: AuthSettings,
+    pub push: PushSettings,
 }
 
 /// What restream keeps about channels and how much the items and status API read.
@@ -281,6 +282,22 @@ pub struct Dev {
     pub pushpin_base_port: u16,
     /// Pushpin's runtime folder (config, sockets, logs); keep the path short.
     pub run_dir: PathBuf,
+}
+
+/// Push channels: bounds of one publish, idempotency memory and the writer's linger
+/// (docs/publishing.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushSettings {
+    /// Largest publish request body, in bytes (≥ 1).
+    pub max_body_bytes: usize,
+    /// Most entries one publish may carry (≥ 1).
+    pub max_batch_items: usize,
+    /// Idempotency keys remembered per channel (0: `Idempotency-Key` is ignored).
+    pub idempotency_keys: usize,
+    /// How long a push channel's writer outlives its last publish without subscribers (≥ 1 s).
+    pub linger: Duration,
+    /// Publishes queued for one channel's writer at most (≥ 1).
+    pub max_pending_batches: usize,
 }
 
 /// Subscriber authentication: which channels need a token and the keys to check one with

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::file::{self, SettingsFile};
 use super::{
     AdvertiseHost, AuthSettings, AwsSettings, ClusterSettings, DemandSettings, DynamodbSettings,
-    Fetchers, KeysSettings, PublishVia, Pushpin, RateWindow, Secret, Server, Settings, SigKey,
-    StateSettings, StoreKind, StoreSettings,
+    Fetchers, KeysSettings, PublishVia, PushSettings, Pushpin, RateWindow, Secret, Server,
+    Settings, SigKey, StateSettings, StoreKind, StoreSettings,
 };
 use crate::edge::AllowedOrigins;
 
@@ -354,6 +354,33 @@ fn state(s: file::State) -> Result<StateSettings, SettingsError> {
     })
 }
 
+impl Default for PushSettings {
+    /// The built-in defaults (tests and embedders).
+    fn default() -> PushSettings {
+        push(SettingsFile::default().push).expect("the default push settings are valid")
+    }
+}
+
+fn push(p: file::Push) -> Result<PushSettings, SettingsError> {
+    for (key, value) in [
+        ("push.max_body_bytes", p.max_body_bytes as u64),
+        ("push.max_batch_items", p.max_batch_items as u64),
+        ("push.linger_secs", p.linger_secs),
+        ("push.max_pending_batches", p.max_pending_batches as u64),
+    ] {
+        if value == 0 {
+            return Err(SettingsError::BelowOne { key });
+        }
+    }
+    Ok(PushSettings {
+        max_body_bytes: p.max_body_bytes,
+        max_batch_items: p.max_batch_items,
+        idempotency_keys: p.idempotency_keys,
+        linger: Duration::from_secs(p.linger_secs),
+        max_pending_batches: p.max_pending_batches,
+    })
+}
+
 fn state_file(s: StateSettings) -> file::State {
     file::State {
         inactive_channel_memory_secs: s.inactive_channel_memory.as_secs(),
@@ -504,6 +531,7 @@ impl TryFrom<SettingsFile> for Settings {
             state: state(f.state)?,
             limits: f.limits.check()?,
             auth: auth(f.auth)?,
+            push: push(f.push)?,
         })
     }
 }
@@ -554,6 +582,13 @@ impl From<Settings> for SettingsFile {
             state: state_file(s.state),
             limits: s.limits,
             auth: auth_file(s.auth),
+            push: file::Push {
+                max_body_bytes: s.push.max_body_bytes,
+                max_batch_items: s.push.max_batch_items,
+                idempotency_keys: s.push.idempotency_keys,
+                linger_secs: s.push.linger.as_secs(),
+                max_pending_batches: s.push.max_pending_batches,
+            },
         }
     }
 }

@@ -125,4 +125,9 @@ pub trait Fetcher: Send + Sync {
     async fn metadata(&self) -> Result<Value, FetchError>;
     /// Calls `fetch`: the items (or "not modified"), or why there are none.
     async fn fetch(&self, request: FetchRequest<'_>) -> Result<FetchOutcome, FetchError>;
+    /// A push channel (`kind = "push"`): published to, never fetched; the scheduler runs its
+    /// writer instead of a poller.
+    fn push(&self) -> Option<std::sync::Arc<crate::push::PushSpec>> {
+        None
+    }
 }

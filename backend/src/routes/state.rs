@@ -39,4 +39,6 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Closes SSE streams whose token expires (a GRIP close on the stream's private channel).
     pub publisher: Arc<dyn crate::pushpin::publisher::Publisher>,
+    /// Push channels: batches from the publish API go through it to the channel's writer.
+    pub publishing: crate::push::Publishing,
 }

