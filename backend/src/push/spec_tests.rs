@@ -45,6 +45,6 @@ fn bad_files_name_the_file_and_the_field() {
     assert!(e.contains("`queue.params`") && e.contains("topic"), "{e}");
     let e = err(&format!("{ITEMS}\n[queue]\nurl = \"u\"\nitem = \"data\"\n"));
     assert!(e.contains("`queue.item`"), "{e}");
-    let e = err(&format!("{ITEMS}\nbogus = 1\n"));
+    let e = err(&format!("bogus = 1\n{ITEMS}"));
     assert!(e.contains("bogus"), "{e}");
 }
