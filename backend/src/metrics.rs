@@ -73,6 +73,12 @@ pub struct Metrics {
     pub auth_key_refreshes: IntCounterVec,
     /// Public keys currently loaded from the JWKS.
     pub auth_jwks_keys: IntGauge,
+    // SQS queue source of push channels (issue 19).
+    /// Queue messages handled, by push channel name and `result` (`committed`, `replayed`,
+    /// `dead_lettered`, `unmappable_kept`, `retried`).
+    pub queue_messages: IntCounterVec,
+    /// SQS calls that failed (receive, delete, dead-letter send), by push channel name.
+    pub queue_receive_errors: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -284,6 +290,16 @@ impl Metrics {
                 &r,
                 IntGauge::new("auth_jwks_keys", "Public keys loaded from the JWKS")
                     .expect("valid metric"),
+            ),
+            queue_messages: counter_vec(
+                "queue_messages_total",
+                "SQS messages handled by push channels' queue consumers, by channel name and result (committed, replayed, dead_lettered, unmappable_kept, retried)",
+                &["channel", "result"],
+            ),
+            queue_receive_errors: counter_vec(
+                "queue_receive_errors_total",
+                "Failed SQS calls of push channels' queue consumers (receive, delete, dead-letter send), by channel name",
+                &["channel"],
             ),
             registry: r,
         }

@@ -300,6 +300,7 @@ fn settings_round_trip_through_toml() {
         crate::edge::AllowedOrigins::parse(&["https://a.example".into()]).unwrap();
     s.pushpin.sig_key = Some(SigKey::Value(Secret::new("the-pushpin-sig-key-0123")));
     s.aws.endpoint_url = Some("http://127.0.0.1:5000".into());
+    s.aws.sqs_endpoint_url = Some("http://127.0.0.1:5001".into());
     assert_eq!(round_trip(&s), s);
     s.auth.default_access = crate::auth::Access::Token;
     s.auth

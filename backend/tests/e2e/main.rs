@@ -23,6 +23,7 @@ mod lifecycle;
 mod metrics;
 mod ops;
 mod politeness;
+mod push_queue;
 mod restart;
 mod smoke;
 mod sse;
