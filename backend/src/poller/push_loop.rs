@@ -108,8 +108,11 @@ impl ChannelPoller {
                 _ = shutdown.cancelled() => break,
                 Some(request) = requests.recv() => self.answer_in_turn(request).await,
                 Some(request) = wiring.batches.recv() => {
-                    let result = self.commit_batch(&request.batch, &wiring).await;
-                    let _ = request.reply.send(result);
+                    let group = gather(request, &mut wiring.batches, self.state.stored.items.len());
+                    let results = self.commit_group(&group, &wiring).await;
+                    for (request, result) in group.into_iter().zip(results) {
+                        let _ = request.reply.send(result);
+                    }
                 }
                 _ = tick.tick() => {
                     self.touch_if_due().await;
@@ -144,14 +147,17 @@ impl ChannelPoller {
         self.broadcast_first_snapshot(requests, shutdown).await
     }
 
-    /// One batch: plan, persist, publish; the receipt once it is persisted.
-    async fn commit_batch(
+    /// Batches queued together: planned in order (each on the channel as the ones before it
+    /// left it), persisted in one commit, then published; one result per batch. A batch
+    /// refused by its plan is refused alone; a failed commit fails every planned batch.
+    async fn commit_group(
         &mut self,
-        batch: &PushBatch,
+        group: &[PublishRequest],
         wiring: &PushWiring,
-    ) -> Result<PushReceipt, PushError> {
+    ) -> Vec<Result<PushReceipt, PushError>> {
         if !self.may_act() {
-            return Err(PushError::Unavailable); // The lease is gone: the sender retries.
+            // The lease is gone: the senders retry (and reach the next holder).
+            return group.iter().map(|_| Err(PushError::Unavailable)).collect();
         }
         let started = (SystemTime::now(), Instant::now());
         let input = BatchInput {
@@ -162,36 +168,28 @@ impl ChannelPoller {
             now_ms: unix_ms(),
             fence: self.lease.as_deref().map(LeaseGuard::epoch),
         };
-        let plan = push_plan::plan(&self.state.stored, batch, &input)?;
-        let Some(commit) = plan.commit else {
+        let batches: Vec<&PushBatch> = group.iter().map(|r| &r.batch).collect();
+        let planned = push_plan::plan_group(&self.state.stored, &batches, &input);
+        let mut results = planned.results;
+        let Some(commit) = planned.commit else {
             self.record(PollOutcome::Unchanged, started, Instant::now());
-            return Ok(plan.receipt);
+            return results;
         };
         if !self.persist(&commit).await {
             self.record(PollOutcome::Deferred, started, Instant::now());
-            return Err(PushError::Unavailable);
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(PushError::Unavailable);
+            }
+            return results;
         }
         self.state.committed(commit);
         self.state.touched_at = Some(Instant::now());
-        let receipt = plan.receipt;
-        let metrics = crate::metrics::get();
-        for (kind, n) in [
-            ("new", receipt.new),
-            ("updated", receipt.updated),
-            ("removed", receipt.removed),
-        ] {
-            if n > 0 {
-                metrics
-                    .changes
-                    .with_label_values(&[self.channel.name(), kind])
-                    .inc_by(n as u64);
-            }
-        }
-        let changed = !plan.publish.is_empty();
+        self.count_changes(&results);
+        let changed = !planned.publish.is_empty();
         if changed && self.may_act() {
             // Events wait behind any Pushpin refused, so they go out in seq order.
             let mut publish = std::mem::take(&mut self.state.unpublished);
-            publish.extend(plan.publish);
+            publish.extend(planned.publish);
             self.publish_events(publish).await;
         }
         let outcome = match changed {
@@ -199,7 +197,23 @@ impl ChannelPoller {
             false => PollOutcome::Unchanged,
         };
         self.record(outcome, started, Instant::now());
-        Ok(receipt)
+        results
+    }
+
+    fn count_changes(&self, results: &[Result<PushReceipt, PushError>]) {
+        let metrics = crate::metrics::get();
+        let receipts = results.iter().filter_map(|r| r.as_ref().ok());
+        let (new, updated, removed) = receipts.fold((0, 0, 0), |(n, u, r), receipt| {
+            (n + receipt.new, u + receipt.updated, r + receipt.removed)
+        });
+        for (kind, n) in [("new", new), ("updated", updated), ("removed", removed)] {
+            if n > 0 {
+                metrics
+                    .changes
+                    .with_label_values(&[self.channel.name(), kind])
+                    .inc_by(n as u64);
+            }
+        }
     }
 
     /// Retries events Pushpin refused earlier.
@@ -210,6 +224,27 @@ impl ChannelPoller {
         let publish = std::mem::take(&mut self.state.unpublished);
         self.publish_events(publish).await;
     }
+}
+
+/// Batches committed together at most.
+const MAX_GROUP: usize = 64;
+/// Above this many items a channel commits one batch at a time (grouping plans on a copy).
+const GROUP_MAX_ITEMS: usize = 10_000;
+
+/// `first` and the batches queued behind it, up to a group's bound.
+fn gather(
+    first: PublishRequest,
+    batches: &mut mpsc::Receiver<PublishRequest>,
+    items: usize,
+) -> Vec<PublishRequest> {
+    let mut group = vec![first];
+    while items <= GROUP_MAX_ITEMS && group.len() < MAX_GROUP {
+        match batches.try_recv() {
+            Ok(request) => group.push(request),
+            Err(_) => break,
+        }
+    }
+    group
 }
 
 fn unix_ms() -> u64 {

@@ -2,7 +2,7 @@
 //! (the [`Commit`](crate::store::Commit)), what to tell subscribers and what to answer. No I/O,
 //! no clock: the writer passes the time, persists, and only then announces.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -190,6 +190,88 @@ pub fn plan(
 
 /// An item as the batch left it: its hash and content, `None` once removed.
 type Version = Option<(String, Map<String, Value>)>;
+
+/// The decision of several batches committed together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPlan {
+    /// One commit for every batch that changes something.
+    pub commit: Option<Commit>,
+    /// Every batch's events, in seq order.
+    pub publish: Vec<PublishItem>,
+    /// One per batch, in order.
+    pub results: Vec<Result<PushReceipt, PushError>>,
+}
+
+/// Plans `batches` in order, each on the channel as the ones before it left it, into one
+/// commit. A single batch is planned on `state` itself; several, on a copy.
+pub fn plan_group(
+    state: &ChannelState,
+    batches: &[&PushBatch],
+    input: &BatchInput<'_>,
+) -> GroupPlan {
+    if let [batch] = batches {
+        return match plan(state, batch, input) {
+            Ok(p) => GroupPlan {
+                commit: p.commit,
+                publish: p.publish,
+                results: vec![Ok(p.receipt)],
+            },
+            Err(e) => GroupPlan {
+                commit: None,
+                publish: Vec::new(),
+                results: vec![Err(e)],
+            },
+        };
+    }
+    let mut scratch = state.clone();
+    let mut out = GroupPlan {
+        commit: None,
+        publish: Vec::new(),
+        results: Vec::with_capacity(batches.len()),
+    };
+    let mut upserts: BTreeMap<String, StoredItem> = BTreeMap::new();
+    let mut removals: BTreeSet<String> = BTreeSet::new();
+    let mut events = Vec::new();
+    for batch in batches {
+        match plan(&scratch, batch, input) {
+            Ok(p) => {
+                if let Some(commit) = p.commit {
+                    for id in &commit.removals {
+                        upserts.remove(id);
+                        removals.insert(id.clone());
+                    }
+                    for item in &commit.upserts {
+                        removals.remove(&item.id);
+                        upserts.insert(item.id.clone(), item.clone());
+                    }
+                    events.extend(commit.events.iter().cloned());
+                    scratch.apply(commit);
+                }
+                out.publish.extend(p.publish);
+                out.results.push(Ok(p.receipt));
+            }
+            Err(e) => out.results.push(Err(e)),
+        }
+    }
+    let mut commit = Commit {
+        expected_seq: state.meta.seq,
+        meta: scratch.meta,
+        upserts: upserts.into_values().collect(),
+        // Added and removed within the group: nothing to remove.
+        removals: removals
+            .into_iter()
+            .filter(|id| state.items.contains_key(id))
+            .collect(),
+        events,
+        fence: input.fence,
+        ..Commit::new(input.channel.clone())
+    };
+    if !commit.events.is_empty() {
+        commit.meta.committed_from = state.meta.seq;
+    }
+    out.commit = (!commit.is_empty(&state.meta)).then_some(commit);
+    out
+}
 
 /// Items mode: each op against the channel as the ops before it left it.
 fn items_effects(

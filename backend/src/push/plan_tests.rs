@@ -254,4 +254,59 @@ mod properties {
             }
         }
     }
+
+    proptest! {
+        /// Batches committed together leave the channel exactly as committed one by one, with
+        /// the same events and receipts.
+        #[test]
+        fn a_group_commit_equals_its_batches_one_by_one(
+            batches in proptest::collection::vec((proptest::collection::vec(op(), 0..6), any::<bool>()), 1..6)
+        ) {
+            let spec = items_spec();
+            let channel = ChannelId::parse("t").unwrap();
+            let input = BatchInput {
+                channel: &channel,
+                spec: &spec,
+                max_item_bytes: 10_000,
+                remembered_keys: 2,
+                now_ms: 1_764_654_000_123,
+                fence: None,
+            };
+            let mut base = opened();
+            run(&mut base, &spec, &batch(vec![upsert(json!({"id": "i0"})), upsert(json!({"id": "i1", "v": 9}))])).unwrap();
+            let batches: Vec<PushBatch> = batches
+                .into_iter()
+                .map(|(ops, replace)| PushBatch { ops, replace, idempotency_key: None })
+                .collect();
+            let mut one_by_one = base.clone();
+            let mut events = Vec::new();
+            let mut results = Vec::new();
+            for b in &batches {
+                match plan(&one_by_one, b, &input) {
+                    Ok(p) => {
+                        if let Some(c) = p.commit {
+                            events.extend(c.events.clone());
+                            one_by_one.apply(c);
+                        }
+                        results.push(Ok(p.receipt));
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            let refs: Vec<&PushBatch> = batches.iter().collect();
+            let group = plan_group(&base, &refs, &input);
+            let mut together = base.clone();
+            if let Some(c) = group.commit.clone() {
+                prop_assert_eq!(&c.events, &events);
+                together.apply(c);
+            } else {
+                prop_assert!(events.is_empty());
+            }
+            // The group is one commit: a new owner re-publishes all of it, from its start.
+            prop_assert!(together.meta.committed_from <= one_by_one.meta.committed_from);
+            together.meta.committed_from = one_by_one.meta.committed_from;
+            prop_assert_eq!(together, one_by_one);
+            prop_assert_eq!(group.results, results);
+        }
+    }
 }

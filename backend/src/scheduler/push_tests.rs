@@ -171,3 +171,21 @@ async fn batches_for_what_is_not_a_push_channel_are_refused() {
     assert_eq!(refused, Err(PushError::NotPush("nope".into())));
     n.stop.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_publishes_each_get_their_own_consecutive_seq() {
+    let n = node();
+    let p = ChannelId::parse("p").unwrap();
+    let publishes = (0..20).map(|i| {
+        let handle = n.handle.clone();
+        let p = p.clone();
+        async move { handle.publish(p, upserts(&[json!({"id": i})]), false).await }
+    });
+    let receipts = futures_util::future::join_all(publishes).await;
+    let mut seqs: Vec<u64> = receipts.into_iter().map(|r| r.unwrap().seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (2..=21).collect::<Vec<_>>());
+    let sent: Vec<u64> = n.sent.types().into_iter().map(|(_, seq)| seq).collect();
+    assert_eq!(sent, (1..=21).collect::<Vec<_>>(), "published in seq order");
+    n.stop.cancel();
+}
