@@ -81,9 +81,11 @@ impl ChannelPoller {
         mut wiring: PushWiring,
         shutdown: CancellationToken,
     ) {
-        if self.lease.is_some() {
-            self.republish_last_commit().await;
-        }
+        // Always, not only under a lease: the writer may have stopped (a crash) between
+        // persisting a batch and publishing it, with subscribers connected all along. Pushpin
+        // drops what did go out (the GRIP id is the seq); a writer only restarts without
+        // subscribers after its linger, when nobody is there to receive a repeat.
+        self.republish_last_commit().await;
         let run = self.ctx.status.started(
             &self.channel,
             self.state.poll_interval,
