@@ -18,7 +18,7 @@ use crate::fetcher::{Registry, SharedRegistry};
 use crate::metrics;
 
 use super::queue_map::{map_message, prefix};
-use super::{PushBatch, PushError, PushSpec, Publishing, QueueSpec};
+use super::{Publishing, PushBatch, PushError, PushSpec, QueueSpec};
 
 /// Characters of a message body a log line may quote.
 const LOG_PREFIX_CHARS: usize = 64;

@@ -126,7 +126,10 @@ async fn wait_empty(sqs: &aws_sdk_sqs::Client, url: &str, within: Duration) {
         if left == 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "{left} messages left in the queue");
+        assert!(
+            Instant::now() < deadline,
+            "{left} messages left in the queue"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -172,7 +175,12 @@ async fn subscriber(stack: &Stack, site: &str) -> Client {
 
 /// `new` events until `want` have come (or `within` passes), then until `quiet` passes
 /// without another: (seq, data) in arrival order.
-async fn events(c: &mut Client, want: usize, within: Duration, quiet: Duration) -> Vec<(u64, Value)> {
+async fn events(
+    c: &mut Client,
+    want: usize,
+    within: Duration,
+    quiet: Duration,
+) -> Vec<(u64, Value)> {
     let deadline = Instant::now() + within;
     let mut out = Vec::new();
     loop {
@@ -221,10 +229,19 @@ async fn datastreamer_messages_reach_their_site_once_in_order() {
     send_all(&sqs, &queue, &bodies).await;
 
     for (i, c) in clients.iter_mut().enumerate() {
-        let got = events(c, PER_SITE, Duration::from_secs(180), Duration::from_secs(2)).await;
+        let got = events(
+            c,
+            PER_SITE,
+            Duration::from_secs(180),
+            Duration::from_secs(2),
+        )
+        .await;
         let seqs: Vec<u64> = got.iter().map(|(seq, _)| *seq).collect();
         let expected_seqs: Vec<u64> = (2..2 + PER_SITE as u64).collect();
-        assert_eq!(seqs, expected_seqs, "site {i}: every event once, in seq order");
+        assert_eq!(
+            seqs, expected_seqs,
+            "site {i}: every event once, in seq order"
+        );
         let ns: BTreeSet<u64> = got.iter().map(|(_, d)| d["n"].as_u64().unwrap()).collect();
         let expected: BTreeSet<u64> = (0..SITES * PER_SITE)
             .filter(|n| n % SITES == i)
@@ -293,7 +310,10 @@ impl FlakyDeletes {
                         .body(r#"{"__type":"InternalError","message":"test"}"#);
                 }
                 let mut upstream = reqwest::Client::new()
-                    .request(req.method().clone(), format!("{target}{}", req.uri()))
+                    .request(
+                        reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap(),
+                        format!("{target}{}", req.uri()),
+                    )
                     .body(body.to_vec());
                 for (k, v) in req.headers() {
                     if k != "host" {
@@ -301,7 +321,9 @@ impl FlakyDeletes {
                     }
                 }
                 let answer = upstream.send().await.unwrap();
-                let mut out = HttpResponse::build(answer.status());
+                let status = answer.status().as_u16();
+                let mut out =
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
                 for (k, v) in answer.headers() {
                     if k != "content-length" && k != "transfer-encoding" {
                         out.insert_header((k.as_str(), v.as_bytes()));
@@ -339,12 +361,21 @@ async fn a_message_committed_but_not_deleted_is_replayed_not_repeated() {
 
     let body = json!({"site": "tst", "topic": "photon/tst", "data": {"n": 1}}).to_string();
     send_all(&sqs, &queue, &[body]).await;
-    let first = events(&mut c, 1, Duration::from_secs(30), Duration::from_millis(10)).await;
+    let first = events(
+        &mut c,
+        1,
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+    )
+    .await;
     assert_eq!(first, [(2, json!({"n": 1}))]);
     // The commit landed; its delete is refused, so the message comes back after 1 s.
     let deadline = Instant::now() + Duration::from_secs(60);
     while flaky.refused.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the consumer never tried to delete");
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never tried to delete"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let replayed = |stack: &Stack| {
@@ -358,7 +389,10 @@ async fn a_message_committed_but_not_deleted_is_replayed_not_repeated() {
         }
     };
     while replayed(&stack).await < 1.0 {
-        assert!(Instant::now() < deadline, "the message was not delivered again");
+        assert!(
+            Instant::now() < deadline,
+            "the message was not delivered again"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     flaky.refuse.store(false, Ordering::SeqCst);
