@@ -219,6 +219,7 @@ fn kinds_carry_their_own_fields() {
             "a-cluster-secret-of-some-length",
         );
         jail.set_env("RESTREAM_AWS__REGION", "");
+        jail.set_env("RESTREAM_AWS__SQS_ENDPOINT_URL", "http://127.0.0.1:4566");
         let s = Settings::load(None).map_err(|e| e.to_string())?;
         let StoreKind::Dynamodb(d) = &s.store.kind else {
             panic!("{:?}", s.store)
@@ -250,6 +251,11 @@ fn kinds_carry_their_own_fields() {
             }
         );
         assert_eq!(s.aws.region, None, "an empty string is unset");
+        assert_eq!(
+            s.aws.sqs_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!(s.aws.endpoint_url, None, "SQS alone");
         Ok(())
     });
 }
