@@ -405,21 +405,5 @@ async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_minute() {
-        let secs: Vec<u64> = (1..=9).map(|f| backoff(f).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
-    }
-
-    #[tokio::test]
-    async fn pause_ends_at_shutdown() {
-        let shutdown = CancellationToken::new();
-        shutdown.cancel();
-        assert!(pause(Duration::from_secs(3600), &shutdown).await);
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;
