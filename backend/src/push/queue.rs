@@ -148,10 +148,10 @@ impl QueueConsumer {
                 }
                 continue;
             }
-            let (deletes, retried, committed) =
+            let (deletes, retried, progressed) =
                 self.handle_all(&current, messages, &shutdown).await;
             self.delete(&url, deletes).await;
-            if retried && !committed {
+            if retried && !progressed {
                 // Everything this round failed transiently: no hot loop on a sick channel.
                 stalled += 1;
                 if pause(backoff(stalled), &shutdown).await {
@@ -178,7 +178,8 @@ impl QueueConsumer {
 
     /// Handles the received messages in order; a channel with a transient failure takes no
     /// further message of this round (its later messages wait, keeping their order).
-    /// Returns the messages to delete, whether any was retried, whether any was committed.
+    /// Returns the messages to delete, whether any was retried, and whether any was done with
+    /// (committed, replayed or dead-lettered).
     async fn handle_all(
         &self,
         current: &Current,
@@ -186,7 +187,7 @@ impl QueueConsumer {
         shutdown: &CancellationToken,
     ) -> (Vec<Message>, bool, bool) {
         let mut blocked: HashSet<ChannelId> = HashSet::new();
-        let (mut deletes, mut retried, mut committed) = (Vec::new(), false, false);
+        let (mut deletes, mut retried, mut progressed) = (Vec::new(), false, false);
         for message in messages {
             if shutdown.is_cancelled() {
                 break; // Unhandled messages come back after their visibility timeout.
@@ -197,14 +198,14 @@ impl QueueConsumer {
             };
             match outcome {
                 Outcome::Delete => {
-                    committed = true;
+                    progressed = true;
                     deletes.push(message);
                 }
                 Outcome::Retry => retried = true,
                 Outcome::Keep => {}
             }
         }
-        (deletes, retried, committed)
+        (deletes, retried, progressed)
     }
 
     /// One message; `None` when shutdown interrupted it.
