@@ -1,7 +1,8 @@
 //! The publish API in-process (no Pushpin, no writer behind it): every refusal of the
 //! contract, the credential cases (none, bad signature, expired, wrong channel, producer key
-//! right / wrong / another channel's), CORS for a publishing page, and that a batch passing
-//! every check reaches `Publishing` (which answers `unavailable` without a scheduler).
+//! right / wrong / another channel's), CORS for a publishing page, that a batch passing every
+//! check reaches `Publishing` (which answers `unavailable` without a scheduler), and the
+//! receipts of a real scheduler's writer (memory store, no Pushpin).
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -11,12 +12,17 @@ use actix_web::dev::ServiceResponse;
 use actix_web::{test, web, App};
 use restream::auth::{Auth, KeySet, LiveKeys, Policy, Rules};
 use restream::config::PushSettings;
+use restream::demand::Demand;
 use restream::edge::{AllowedOrigins, EdgeTrust};
 use restream::fetcher::{Fetcher, Registry, SharedRegistry};
+use restream::poller::PollerContext;
 use restream::push::{Publishing, PushChannel};
+use restream::pushpin::grip::PublishItem;
+use restream::pushpin::publisher::{PublishError, Publisher};
 use restream::routes::{self, AppState};
-use restream::scheduler::SchedulerHandle;
+use restream::scheduler::{Scheduler, SchedulerHandle};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 const SECRET: &[u8] = b"publish-routes-jwt-secret";
 const PHOTON_KEY: &str = "pk-photon-0123456789";
@@ -27,8 +33,40 @@ const MAX_BODY: usize = 2048;
 const MAX_ITEMS: usize = 3;
 
 /// `photon` (items, param `site`, token access), `feed` (events), `weather` (polled), keys for
-/// both push channels and the JWT secret.
+/// both push channels and the JWT secret; no scheduler behind `Publishing`.
 async fn state() -> (web::Data<AppState>, tempfile::TempDir) {
+    state_with(None).await
+}
+
+/// What a real scheduler publishes (no Pushpin): the `type` and `seq` of each message.
+#[derive(Default)]
+struct Sent(std::sync::Mutex<Vec<(String, String, u64)>>);
+
+#[async_trait::async_trait]
+impl Publisher for Sent {
+    async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
+        let mut sent = self.0.lock().unwrap();
+        for item in items {
+            let ws = item
+                .formats
+                .ws_message
+                .as_ref()
+                .expect("a WebSocket message");
+            let m: Value = serde_json::from_str(&ws.content).unwrap();
+            sent.push((
+                item.channel.clone(),
+                m["type"].as_str().unwrap().into(),
+                m["seq"].as_u64().unwrap(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The same, with a real scheduler (memory store, `sent` for Pushpin) until `stop`.
+async fn state_with(
+    real: Option<(Arc<Sent>, CancellationToken)>,
+) -> (web::Data<AppState>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("weather.toml"),
@@ -68,8 +106,29 @@ async fn state() -> (web::Data<AppState>, tempfile::TempDir) {
         max_batch_items: MAX_ITEMS,
         ..Default::default()
     };
+    let store = Arc::new(restream::store::MemoryStore::new(100));
+    let scheduler = match real {
+        None => SchedulerHandle::disconnected(),
+        Some((sent, stop)) => {
+            let ctx = PollerContext {
+                keys: Arc::new(restream::keys::FileKeyStore::new("/nonexistent/keys.json")),
+                publisher: sent,
+                store: store.clone(),
+                max_backoff: Duration::from_secs(60),
+                budgets: Default::default(),
+                last_polls: Default::default(),
+                status: Default::default(),
+            };
+            let demand = Arc::new(Demand::new(Duration::from_secs(60)));
+            let (scheduler, handle) = Scheduler::new(registry.clone(), demand, ctx, None);
+            tokio::spawn(scheduler.with_push_settings(settings.clone()).run(stop));
+            handle
+        }
+    };
     let state = AppState {
-        publishing: Publishing::new(SchedulerHandle::disconnected(), registry.clone(), settings),
+        publishing: Publishing::new(scheduler.clone(), registry.clone(), settings),
+        scheduler,
+        store,
         registry,
         auth: Arc::new(Auth {
             policy: Policy::default(),
@@ -457,4 +516,101 @@ async fn a_page_of_an_allowed_origin_may_publish() {
         .insert_header(("Origin", "https://evil.example"));
     let (status, code, _, _) = call!(app, foreign);
     assert_eq!((status, code.as_str()), (403, "origin_not_allowed"));
+}
+
+#[actix_web::test]
+async fn receipts_say_what_each_batch_did() {
+    let sent = Arc::new(Sent::default());
+    let stop = CancellationToken::new();
+    let (state, _dir) = state_with(Some((sent.clone(), stop.clone()))).await;
+    let app = app!(state);
+    let photon = "/channels/photon/items?site=tst";
+    let key = Some(PHOTON_KEY);
+    let receipt = |body: &Value| {
+        let n = |k: &str| body[k].as_u64().unwrap();
+        (
+            n("seq"),
+            n("new"),
+            n("updated"),
+            n("removed"),
+            n("unchanged"),
+            body["replayed"].as_bool().unwrap(),
+        )
+    };
+    let ok = |answer: (u16, String, Value, actix_web::http::header::HeaderMap)| {
+        assert_eq!(answer.0, 200, "{}", answer.2);
+        assert_eq!(answer.2["channel"], "photon?site=tst");
+        answer.2
+    };
+
+    // seq 1 opens the channel; the batch is seq 2 and 3 (one event per change).
+    let first = ok(call!(
+        app,
+        post(photon, key, r#"[{"id": "a", "v": 1}, {"id": "b"}]"#)
+    ));
+    assert_eq!(receipt(&first), (3, 2, 0, 0, 0, false));
+    let keyed =
+        || post(photon, key, r#"{"id": "a", "v": 2}"#).insert_header(("Idempotency-Key", "k1"));
+    let updated = ok(call!(app, keyed()));
+    assert_eq!(receipt(&updated), (4, 0, 1, 0, 0, false));
+    let replayed_before = publishes("replayed");
+    let again = ok(call!(app, keyed()));
+    assert_eq!(receipt(&again), (4, 0, 1, 0, 0, true));
+    assert!(publishes("replayed") > replayed_before);
+    let reused =
+        post(photon, key, r#"{"id": "a", "v": 3}"#).insert_header(("Idempotency-Key", "k1"));
+    let (status, code, body, _) = call!(app, reused);
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "idempotency_key_reused"),
+        "{body}"
+    );
+
+    let unchanged = ok(call!(
+        app,
+        post(photon, key, "{\"id\": \"b\"}\n")
+            .insert_header(("Content-Type", "application/x-ndjson"))
+    ));
+    assert_eq!(receipt(&unchanged), (4, 0, 0, 0, 1, false));
+    let put = test::TestRequest::put()
+        .uri(photon)
+        .insert_header(("Authorization", format!("Bearer {PHOTON_KEY}")))
+        .set_payload(r#"[{"id": "a", "v": 2}, {"id": "c"}]"#);
+    assert_eq!(receipt(&ok(call!(app, put))), (6, 1, 0, 1, 1, false));
+    let delete = test::TestRequest::delete()
+        .uri("/channels/photon/items/c?site=tst")
+        .insert_header(("Authorization", format!("Bearer {PHOTON_KEY}")));
+    assert_eq!(receipt(&ok(call!(app, delete))), (7, 0, 0, 1, 0, false));
+
+    let events = call!(
+        app,
+        post("/channels/feed/items", Some(FEED_KEY), "[1, {\"x\": 2}]")
+    );
+    assert_eq!(events.0, 200, "{}", events.2);
+    assert_eq!(
+        (events.2["seq"].as_u64(), events.2["new"].as_u64()),
+        (Some(3), Some(2))
+    );
+
+    // Subscribers were told each change of photon, once, in seq order.
+    let sent: Vec<(String, String, u64)> = sent.0.lock().unwrap().clone();
+    let of = |channel: &str| -> Vec<(String, u64)> {
+        sent.iter()
+            .filter(|(c, _, _)| c == channel)
+            .map(|(_, t, seq)| (t.clone(), *seq))
+            .collect()
+    };
+    let t = |kinds: &[&str]| -> Vec<(String, u64)> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.to_string(), i as u64 + 1))
+            .collect()
+    };
+    assert_eq!(
+        of("photon?site=tst"),
+        t(&["snapshot", "new", "new", "updated", "new", "removed", "removed"])
+    );
+    assert_eq!(of("feed"), t(&["snapshot", "new", "new"]));
+    stop.cancel();
 }
