@@ -79,6 +79,9 @@ pub struct Metrics {
     pub queue_messages: IntCounterVec,
     /// SQS calls that failed (receive, delete, dead-letter send), by push channel name.
     pub queue_receive_errors: IntCounterVec,
+    // Publish API (issue 19).
+    /// Publishes to push channels over HTTP, by `result`: `ok`, `replayed`, or the error code.
+    pub publishes: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -300,6 +303,10 @@ impl Metrics {
                 "queue_receive_errors_total",
                 "Failed SQS calls of push channels' queue consumers (receive, delete, dead-letter send), by channel name",
                 &["channel"],
+            publishes: counter_vec(
+                "publishes_total",
+                "Publishes to push channels over the HTTP API, by result (ok, replayed, or the error code)",
+                &["result"],
             ),
             registry: r,
         }
