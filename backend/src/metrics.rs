@@ -303,6 +303,7 @@ impl Metrics {
                 "queue_receive_errors_total",
                 "Failed SQS calls of push channels' queue consumers (receive, delete, dead-letter send), by channel name",
                 &["channel"],
+            ),
             publishes: counter_vec(
                 "publishes_total",
                 "Publishes to push channels over the HTTP API, by result (ok, replayed, or the error code)",
