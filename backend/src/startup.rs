@@ -20,7 +20,7 @@ use crate::discovery::Discovery;
 use crate::fetcher::{LoadReport, Registry, SharedRegistry};
 use crate::keys::{FileKeyStore, KeyStore, S3KeyStore};
 use crate::poller::PollerContext;
-use crate::pushpin::publisher::{HttpPublisher, Metered, Publisher, ZmqPublisher};
+use crate::pushpin::publisher::{HttpPublisher, Metered, Paced, Publisher, ZmqPublisher};
 use crate::pushpin::stats;
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
@@ -217,13 +217,18 @@ pub async fn mint_token(
 }
 
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
+    // Long bursts go in paced chunks: Pushpin drops WebSocket messages a connection's buffer
+    // cannot take at once (`pushpin/publisher/paced.rs`).
+    let burst = settings.pushpin.ws_burst_bytes;
     Ok(match settings.pushpin.publish {
-        PublishVia::Zmq => Arc::new(Metered(ZmqPublisher::connect(
-            &settings.pushpin.zmq_push_specs,
-        )?)),
-        PublishVia::Http => Arc::new(Metered(HttpPublisher::new(
-            &settings.pushpin.http_publish_urls,
-        ))),
+        PublishVia::Zmq => Arc::new(Paced::new(
+            Metered(ZmqPublisher::connect(&settings.pushpin.zmq_push_specs)?),
+            burst,
+        )),
+        PublishVia::Http => Arc::new(Paced::new(
+            Metered(HttpPublisher::new(&settings.pushpin.http_publish_urls)),
+            burst,
+        )),
     })
 }
 

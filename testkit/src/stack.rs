@@ -60,6 +60,7 @@ impl Layout {
             stats_specs: vec![self.pushpin.stats_spec()],
             // The key generated for this stack's Pushpin.
             sig_key: Some(SigKey::Value(self.pushpin.sig_key.clone())),
+            ..Settings::default().pushpin
         };
         settings
     }

@@ -225,6 +225,7 @@ mod tests {
             http_publish_urls: vec!["http://10.0.0.3:5561/".into()],
             stats_specs: vec!["tcp://127.0.0.1:5564".into(), "tcp://10.0.0.3:5564".into()],
             sig_key: None,
+            ws_burst_bytes: 0,
         }
     }
 

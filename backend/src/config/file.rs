@@ -150,6 +150,8 @@ pub struct Pushpin {
     pub sig_key: String,
     /// A file holding Pushpin's `sig_key`; empty = unset.
     pub sig_key_file: PathBuf,
+    /// WebSocket bytes per burst to Pushpin; longer bursts are paced (0 = no pacing).
+    pub ws_burst_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -269,6 +271,8 @@ impl Default for SettingsFile {
                 stats_specs: vec!["tcp://127.0.0.1:5564".into()],
                 sig_key: String::new(),
                 sig_key_file: PathBuf::new(),
+                // Pushpin's default `client_buffer_size` is 8192.
+                ws_burst_bytes: 6144,
             },
             demand: Demand { hint_ttl_secs: 60 },
             fetchers: Fetchers {

@@ -121,6 +121,10 @@ pub struct Pushpin {
     /// The key every Pushpin signs its `Grip-Sig` with (its `sig_key`); `serve` refuses to
     /// start without one (`restream dev` generates one per run).
     pub sig_key: Option<SigKey>,
+    /// Most WebSocket message bytes handed to Pushpin for one burst; a longer burst goes in
+    /// chunks this size, 30 ms apart (0: no pacing). Keep it below Pushpin's
+    /// `client_buffer_size`, beyond which Pushpin drops what a connection has not drained.
+    pub ws_burst_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

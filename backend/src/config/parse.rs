@@ -433,6 +433,7 @@ fn pushpin(p: file::Pushpin) -> Result<Pushpin, SettingsError> {
         http_publish_urls: p.http_publish_urls,
         stats_specs: p.stats_specs,
         sig_key,
+        ws_burst_bytes: p.ws_burst_bytes,
     })
 }
 
@@ -450,6 +451,7 @@ fn pushpin_file(p: Pushpin) -> file::Pushpin {
         stats_specs: p.stats_specs,
         sig_key,
         sig_key_file,
+        ws_burst_bytes: p.ws_burst_bytes,
     }
 }
 

@@ -14,6 +14,12 @@ use super::plan::event_item;
 use super::shell::ChannelPoller;
 use super::{SnapshotRequest, SNAPSHOT_DELAY};
 
+/// Most missed events replayed to one WebSocket connection; beyond it the subscriber gets a
+/// snapshot (`reset`). Pushpin 1.36 loses part of a burst of about a hundred messages queued
+/// for one WebSocket connection (SSE streams get every event), so a longer replay would leave
+/// a gap the client cannot see.
+pub const WS_REPLAY_MAX: usize = 64;
+
 /// Longest the first snapshot waits for a burst of subscribes to settle.
 const FIRST_SNAPSHOT_MAX_WAIT: Duration = Duration::from_secs(2);
 
@@ -168,29 +174,45 @@ impl ChannelPoller {
     }
 
     /// The events after `since` for one subscriber, or a fresh snapshot when the log no
-    /// longer holds them all.
+    /// longer holds them all, or when a WebSocket would get more of them than Pushpin delivers
+    /// in one burst to one connection ([`WS_REPLAY_MAX`]).
     async fn resume(&self, request: &SnapshotRequest, since: u64) -> Vec<PublishItem> {
+        let events = self.missed(request, since).await;
+        let too_many = request.transport == Transports::WebSocket
+            && events.as_ref().is_some_and(|e| e.len() > WS_REPLAY_MAX);
+        match events {
+            Some(events) if !too_many => events,
+            _ => vec![self.snapshot_for(request, true)],
+        }
+    }
+
+    /// The events after `since` the subscriber did not get live; `None` when the change log
+    /// no longer holds them all (or cannot be read).
+    async fn missed(&self, request: &SnapshotRequest, since: u64) -> Option<Vec<PublishItem>> {
         if self.in_memory_from(since) {
             // An event broadcast after the subscription was surely applied (`SNAPSHOT_DELAY`
             // after the subscribe) reached the subscriber live and is not sent again.
             let live_from = request.requested_at + SNAPSHOT_DELAY;
-            return self
-                .state
-                .recent
-                .iter()
-                .filter(|r| r.event.seq > since && r.published_at.is_none_or(|t| t < live_from))
-                .map(|r| to_connection(request, r.event.message.clone(), r.event.seq))
-                .collect();
+            return Some(
+                self.state
+                    .recent
+                    .iter()
+                    .filter(|r| r.event.seq > since && r.published_at.is_none_or(|t| t < live_from))
+                    .map(|r| to_connection(request, r.event.message.clone(), r.event.seq))
+                    .collect(),
+            );
         }
         match self.ctx.store.events_after(&self.channel, since).await {
-            Ok(Some(events)) => events
-                .into_iter()
-                .map(|e| to_connection(request, e.message, e.seq))
-                .collect(),
-            Ok(None) => vec![self.snapshot_for(request, true)],
+            Ok(Some(events)) => Some(
+                events
+                    .into_iter()
+                    .map(|e| to_connection(request, e.message, e.seq))
+                    .collect(),
+            ),
+            Ok(None) => None,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the change log; sending a snapshot");
-                vec![self.snapshot_for(request, true)]
+                None
             }
         }
     }

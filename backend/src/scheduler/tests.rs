@@ -530,6 +530,7 @@ async fn subscribers_of_a_pushpin_met_after_the_first_snapshot_broadcast_get_it_
         http_publish_urls: Vec::new(),
         stats_specs: Vec::new(),
         sig_key: None,
+        ws_burst_bytes: 0,
     };
     let published = Arc::new(Published::default());
     let (stats, _reader) = crate::pushpin::stats::remote_stats();

@@ -92,6 +92,7 @@ impl Rig {
                 http_publish_urls: vec![options.http_publish_url()],
                 stats_specs: vec![options.stats_spec()],
                 sig_key: Some(SigKey::Value(self.sig_key.clone())),
+                ..Settings::default().pushpin
             },
             ..Settings::default()
         };

@@ -13,6 +13,7 @@
 //! (`restream_publish_failures_total`, one per target and publish). Its clients notice the gap
 //! by seq and resume with `since`; a Pushpin that is gone is dropped at the next refresh.
 
+mod paced;
 mod via_http;
 mod via_zmq;
 
@@ -21,6 +22,7 @@ use thiserror::Error;
 
 use crate::pushpin::grip::PublishItem;
 
+pub use paced::{Paced, PAUSE as BURST_PAUSE};
 pub use via_http::HttpPublisher;
 pub use via_zmq::ZmqPublisher;
 
