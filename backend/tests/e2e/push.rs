@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use restream::config::Settings;
-pub(crate) use restream_testkit::push::{
-    events_channel, items_channel, keys_json, now, publish_token, subscribe_token, Answer,
-    Publish,
-};
 use restream_testkit::clients::ws::{self, Ws};
+pub(crate) use restream_testkit::push::{
+    events_channel, items_channel, keys_json, now, publish_token, subscribe_token, Answer, Publish,
+};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -156,7 +155,9 @@ impl Mirror {
             }
             return Ok(());
         }
-        let at = self.seq.ok_or(format!("an event before any snapshot: {m}"))?;
+        let at = self
+            .seq
+            .ok_or(format!("an event before any snapshot: {m}"))?;
         if seq != at + 1 {
             return Err(format!("seq {seq} after {at}: {m}"));
         }
@@ -213,7 +214,10 @@ impl Mirror {
 
 /// `GET /channels/{channel}/items?{query}` through Pushpin: the seq and the items.
 pub(crate) async fn items_page(stack: &Stack, channel: &str, query: &str) -> (u64, Vec<Value>) {
-    let url = format!("{}/channels/{channel}/items?{query}&limit=1000", stack.http_url);
+    let url = format!(
+        "{}/channels/{channel}/items?{query}&limit=1000",
+        stack.http_url
+    );
     let (status, body) = get_json(&url).await;
     assert_eq!(status, 200, "{url}: {body}");
     let items = body["items"].as_array().cloned().unwrap_or_default();
@@ -287,17 +291,22 @@ async fn a_hundred_subscribers_see_published_items_change_in_order() {
     let put = publish_things(&stack, put).await;
     assert_eq!((put.seq(), counts(put.receipt())), (10, (1, 0, 2, 1)));
 
-    let expected: BTreeMap<String, Value> =
-        [("a", a2.clone()), ("e", thing("e", 1))].map(|(k, v)| (k.to_string(), v)).into();
+    let expected: BTreeMap<String, Value> = [("a", a2.clone()), ("e", thing("e", 1))]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
     let (page_seq, page) = items_page(&stack, THINGS, q).await;
     assert_eq!(page_seq, 10);
     assert_eq!(page, expected.values().cloned().collect::<Vec<_>>());
-    let reads = subs.iter_mut().zip(&mut mirrors).enumerate().map(|(i, (sub, mirror))| async move {
-        let who = format!("subscriber {i}");
-        mirror.follow(sub, 10, Duration::from_secs(20), &who).await;
-        let extra = sub.next(Duration::from_millis(300)).await;
-        assert_eq!(extra, None, "{who}: nothing after seq 10");
-    });
+    let reads =
+        subs.iter_mut()
+            .zip(&mut mirrors)
+            .enumerate()
+            .map(|(i, (sub, mirror))| async move {
+                let who = format!("subscriber {i}");
+                mirror.follow(sub, 10, Duration::from_secs(20), &who).await;
+                let extra = sub.next(Duration::from_millis(300)).await;
+                assert_eq!(extra, None, "{who}: nothing after seq 10");
+            });
     futures_util::future::join_all(reads).await;
     for (i, m) in mirrors.iter().enumerate() {
         assert_eq!(m.items, expected, "subscriber {i}");
@@ -328,11 +337,20 @@ async fn a_hundred_subscribers_see_published_items_change_in_order() {
 
     // A late subscriber's snapshot is the items API's page, over both transports.
     let mut late = Sub::ws(&stack, THINGS, params.clone(), None).await;
-    let snap = late.next(Duration::from_secs(10)).await.expect("a snapshot");
-    assert_eq!((snap["type"].as_str(), snap["seq"].as_u64()), (Some("snapshot"), Some(10)));
+    let snap = late
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a snapshot");
+    assert_eq!(
+        (snap["type"].as_str(), snap["seq"].as_u64()),
+        (Some("snapshot"), Some(10))
+    );
     assert_eq!(snap["items"], json!(page));
     let mut late_sse = Sub::sse(&stack, THINGS, q, None).await;
-    let snap_sse = late_sse.next(Duration::from_secs(10)).await.expect("a snapshot");
+    let snap_sse = late_sse
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a snapshot");
     assert_eq!(snap_sse, snap);
 
     // Resume: SSE with Last-Event-ID 5 and WebSocket with since 7 get exactly what followed.
@@ -344,7 +362,11 @@ async fn a_hundred_subscribers_see_published_items_change_in_order() {
             got.push(m);
         }
         let seqs: Vec<_> = got.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-        assert_eq!(seqs, (after + 1..=10).collect::<Vec<_>>(), "resume after {after}: {got:?}");
+        assert_eq!(
+            seqs,
+            (after + 1..=10).collect::<Vec<_>>(),
+            "resume after {after}: {got:?}"
+        );
         assert!(got.iter().all(|m| m["type"] != "snapshot"), "{got:?}");
         // The replayed events are the ones the live subscribers saw.
         let live: Vec<Value> = mirrors[0]

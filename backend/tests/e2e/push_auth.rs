@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::push::*;
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_publish_right_for_the_channel_publishes() {
@@ -14,7 +13,9 @@ async fn only_a_publish_right_for_the_channel_publishes() {
     let q = "site=auth";
     let mut sub = Sub::ws(&stack, THINGS, json!({"site": "auth"}), None).await;
     let mut mirror = Mirror::default();
-    mirror.follow(&mut sub, 1, Duration::from_secs(10), "sub").await;
+    mirror
+        .follow(&mut sub, 1, Duration::from_secs(10), "sub")
+        .await;
     let hour = now() + 3600;
     let publish_things = publish_token(SECRET, &["e2e-things?site=auth"], hour);
     let publish_prefix = publish_token(SECRET, &["e2e-things?*"], hour);
@@ -25,12 +26,37 @@ async fn only_a_publish_right_for_the_channel_publishes() {
     let body = |n: u64| json!({"id": format!("i{n}"), "n": n});
     let refusals: [(&str, Option<&str>, u16, &str); 7] = [
         ("no credential", None, 401, "unauthorized"),
-        ("a token for other channels", Some(&publish_other), 403, "forbidden"),
-        ("an expired token", Some(&expired), 401, "invalid_credential"),
+        (
+            "a token for other channels",
+            Some(&publish_other),
+            403,
+            "forbidden",
+        ),
+        (
+            "an expired token",
+            Some(&expired),
+            401,
+            "invalid_credential",
+        ),
         ("a forged token", Some(&forged), 401, "invalid_credential"),
-        ("a subscribe-only token", Some(&subscribe_only), 403, "forbidden"),
-        ("another channel's producer key", Some(OTHER_KEY), 403, "forbidden"),
-        ("an unknown key", Some("pk-nobody-knows-this-key-0000"), 401, "invalid_credential"),
+        (
+            "a subscribe-only token",
+            Some(&subscribe_only),
+            403,
+            "forbidden",
+        ),
+        (
+            "another channel's producer key",
+            Some(OTHER_KEY),
+            403,
+            "forbidden",
+        ),
+        (
+            "an unknown key",
+            Some("pk-nobody-knows-this-key-0000"),
+            401,
+            "invalid_credential",
+        ),
     ];
     for (i, (what, credential, status, code)) in refusals.iter().enumerate() {
         let mut request = Publish::post(THINGS, q).json(&body(i as u64));
@@ -38,7 +64,12 @@ async fn only_a_publish_right_for_the_channel_publishes() {
             request = request.bearer(c);
         }
         let answer = request.send(&stack.http_url).await;
-        assert_eq!((answer.status, answer.code()), (*status, *code), "{what}: {:?}", answer.body);
+        assert_eq!(
+            (answer.status, answer.code()),
+            (*status, *code),
+            "{what}: {:?}",
+            answer.body
+        );
         if *status == 401 && credential.is_none() {
             let challenge = answer.header("www-authenticate").unwrap_or_default();
             assert!(challenge.starts_with("Bearer"), "{what}: {challenge:?}");
@@ -50,8 +81,16 @@ async fn only_a_publish_right_for_the_channel_publishes() {
         .send(&stack.http_url)
         .await;
     assert!(matches!(in_query.status, 400 | 401), "{:?}", in_query.body);
-    assert_eq!(items_page(&stack, THINGS, q).await.0, 1, "nothing committed");
-    assert_eq!(sub.next(Duration::from_millis(300)).await, None, "nothing sent");
+    assert_eq!(
+        items_page(&stack, THINGS, q).await.0,
+        1,
+        "nothing committed"
+    );
+    assert_eq!(
+        sub.next(Duration::from_millis(300)).await,
+        None,
+        "nothing sent"
+    );
 
     // Accepted: the publish claim (exact and prefix), the channel's producer key.
     let accepted = [publish_things.as_str(), publish_prefix.as_str(), THINGS_KEY];
@@ -63,16 +102,27 @@ async fn only_a_publish_right_for_the_channel_publishes() {
             .await;
         assert_eq!(answer.seq(), 2 + i as u64);
     }
-    mirror.follow(&mut sub, 4, Duration::from_secs(10), "sub").await;
+    mirror
+        .follow(&mut sub, 4, Duration::from_secs(10), "sub")
+        .await;
     let ids: Vec<&str> = mirror.items.keys().map(String::as_str).collect();
     assert_eq!(ids, ["i100", "i101", "i102"]);
 
     // No secret in the backend's log (nor in Pushpin's).
     let mut logs = stack.backend.log_text();
-    for entry in std::fs::read_dir(stack.dir().join("pp/log")).into_iter().flatten() {
+    for entry in std::fs::read_dir(stack.dir().join("pp/log"))
+        .into_iter()
+        .flatten()
+    {
         logs.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
     }
-    for secret in [THINGS_KEY, OTHER_KEY, SECRET, publish_things.as_str(), expired.as_str()] {
+    for secret in [
+        THINGS_KEY,
+        OTHER_KEY,
+        SECRET,
+        publish_things.as_str(),
+        expired.as_str(),
+    ] {
         let signature = secret.rsplit('.').next().unwrap();
         assert!(!logs.contains(signature), "a secret is logged: {signature}");
     }
@@ -84,7 +134,9 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_committed_once() {
     let q = "site=idem";
     let mut sub = Sub::sse(&stack, THINGS, q, None).await;
     let mut mirror = Mirror::default();
-    mirror.follow(&mut sub, 1, Duration::from_secs(10), "sub").await;
+    mirror
+        .follow(&mut sub, 1, Duration::from_secs(10), "sub")
+        .await;
     let batch = json!([{"id": "x", "n": 1}, {"id": "y", "n": 1}]);
     let send = |body: &serde_json::Value, key: &str| {
         Publish::post(THINGS, q)
@@ -102,7 +154,10 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_committed_once() {
     // The same key with another batch: refused, nothing committed.
     let other = json!([{"id": "x", "n": 2}]);
     let reused = send(&other, "order-17").send(&stack.http_url).await;
-    assert_eq!((reused.status, reused.code()), (422, "idempotency_key_reused"));
+    assert_eq!(
+        (reused.status, reused.code()),
+        (422, "idempotency_key_reused")
+    );
     // Still replayed after a refusal, and as NDJSON with the same entries.
     let nd = Publish::post(THINGS, q)
         .ndjson(batch.as_array().unwrap())
@@ -111,16 +166,31 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_committed_once() {
         .send(&stack.http_url)
         .await;
     assert_eq!(nd.status, 200, "{:?}", nd.body);
-    assert_eq!((nd.seq(), nd.receipt()["replayed"].clone()), (3, json!(true)));
+    assert_eq!(
+        (nd.seq(), nd.receipt()["replayed"].clone()),
+        (3, json!(true))
+    );
     // A new key: a real publish again (here: unchanged items, so nothing sent).
     let fresh = send(&batch, "order-18").send(&stack.http_url).await;
     assert_eq!((fresh.seq(), counts(fresh.receipt())), (3, (0, 0, 0, 2)));
     assert_eq!(fresh.receipt()["replayed"], false);
     let changed = send(&other, "order-19").send(&stack.http_url).await;
-    assert_eq!((changed.seq(), counts(changed.receipt())), (4, (0, 1, 0, 0)));
+    assert_eq!(
+        (changed.seq(), counts(changed.receipt())),
+        (4, (0, 1, 0, 0))
+    );
 
-    mirror.follow(&mut sub, 4, Duration::from_secs(10), "sub").await;
+    mirror
+        .follow(&mut sub, 4, Duration::from_secs(10), "sub")
+        .await;
     assert_eq!(sub.next(Duration::from_millis(300)).await, None);
-    let events: Vec<_> = mirror.events.iter().map(|(k, s, id)| (k.as_str(), *s, id.as_str())).collect();
-    assert_eq!(events, [("new", 2, "x"), ("new", 3, "y"), ("updated", 4, "x")]);
+    let events: Vec<_> = mirror
+        .events
+        .iter()
+        .map(|(k, s, id)| (k.as_str(), *s, id.as_str()))
+        .collect();
+    assert_eq!(
+        events,
+        [("new", 2, "x"), ("new", 3, "y"), ("updated", 4, "x")]
+    );
 }

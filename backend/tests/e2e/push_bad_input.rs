@@ -8,7 +8,6 @@ use restream::config::Settings;
 use serde_json::json;
 
 use crate::push::*;
-use crate::support::*;
 
 const MAX_BODY: usize = 2048;
 const MAX_ITEMS: usize = 5;
@@ -24,14 +23,23 @@ async fn bad_publishes_are_refused_whole() {
     let q = "site=bad";
     let mut sub = Sub::ws(&stack, THINGS, json!({"site": "bad"}), None).await;
     let mut mirror = Mirror::default();
-    mirror.follow(&mut sub, 1, Duration::from_secs(10), "sub").await;
-    let good = publish_things(&stack, Publish::post(THINGS, q).json(&json!({"id": "ok", "n": 1})));
+    mirror
+        .follow(&mut sub, 1, Duration::from_secs(10), "sub")
+        .await;
+    let good = publish_things(
+        &stack,
+        Publish::post(THINGS, q).json(&json!({"id": "ok", "n": 1})),
+    );
     assert_eq!(good.await.seq(), 2);
-    mirror.follow(&mut sub, 2, Duration::from_secs(10), "sub").await;
+    mirror
+        .follow(&mut sub, 2, Duration::from_secs(10), "sub")
+        .await;
     let before = items_page(&stack, THINGS, q).await;
 
     let pad = "p".repeat(MAX_BODY);
-    let many: Vec<_> = (0..=MAX_ITEMS).map(|i| json!({"id": format!("m{i}")})).collect();
+    let many: Vec<_> = (0..=MAX_ITEMS)
+        .map(|i| json!({"id": format!("m{i}")}))
+        .collect();
     let valid_then = |bad: serde_json::Value| json!([{"id": "first", "n": 1}, bad]);
     let cases: Vec<(&str, Publish, &str)> = vec![
         (
@@ -99,21 +107,46 @@ async fn bad_publishes_are_refused_whole() {
     ];
     for (what, request, code) in cases {
         let answer = publish_things(&stack, request).await;
-        assert_eq!((answer.status, answer.code()), (400, code), "{what}: {:?}", answer.body);
+        assert_eq!(
+            (answer.status, answer.code()),
+            (400, code),
+            "{what}: {:?}",
+            answer.body
+        );
         let message = answer.body["error"]["message"].as_str().unwrap_or_default();
         assert!(!message.is_empty(), "{what}: a message says why");
         assert!(!message.contains(THINGS_KEY), "{what}: {message}");
         if what.starts_with("an NDJSON line") {
-            assert!(message.contains("line 2"), "{what}: the message names line 2: {message}");
+            assert!(
+                message.contains("line 2"),
+                "{what}: the message names line 2: {message}"
+            );
         }
-        assert_eq!(items_page(&stack, THINGS, q).await, before, "{what}: nothing committed");
+        assert_eq!(
+            items_page(&stack, THINGS, q).await,
+            before,
+            "{what}: nothing committed"
+        );
     }
     // PUT with a bad entry: the set stays whole (nothing removed either).
     let put = Publish::put(THINGS, q).json(&valid_then(json!({"no": "id"})));
     let put = publish_things(&stack, put).await;
-    assert_eq!((put.status, put.code()), (400, "invalid_items"), "{:?}", put.body);
-    assert_eq!(items_page(&stack, THINGS, q).await, before, "PUT: nothing committed");
-    assert_eq!(sub.next(Duration::from_millis(500)).await, None, "no event sent");
+    assert_eq!(
+        (put.status, put.code()),
+        (400, "invalid_items"),
+        "{:?}",
+        put.body
+    );
+    assert_eq!(
+        items_page(&stack, THINGS, q).await,
+        before,
+        "PUT: nothing committed"
+    );
+    assert_eq!(
+        sub.next(Duration::from_millis(500)).await,
+        None,
+        "no event sent"
+    );
 
     // A polled channel does not take publishes; an unknown channel is not found.
     let any = publish_token(SECRET, &["*"], now() + 3600);
@@ -122,17 +155,32 @@ async fn bad_publishes_are_refused_whole() {
         .bearer(&any)
         .send(&stack.http_url)
         .await;
-    assert_eq!((polled.status, polled.code()), (405, "not_a_push_channel"), "{:?}", polled.body);
+    assert_eq!(
+        (polled.status, polled.code()),
+        (405, "not_a_push_channel"),
+        "{:?}",
+        polled.body
+    );
     let unknown = Publish::post("no-such-channel", "")
         .json(&json!({"id": "q"}))
         .bearer(&any)
         .send(&stack.http_url)
         .await;
-    assert_eq!((unknown.status, unknown.code()), (404, "unknown_channel"), "{:?}", unknown.body);
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (404, "unknown_channel"),
+        "{:?}",
+        unknown.body
+    );
 
     // And the channel still takes a good batch, next in seq.
     let next = publish_things(&stack, Publish::post(THINGS, q).json(&json!({"id": "ok2"})));
     assert_eq!(next.await.seq(), 3);
-    mirror.follow(&mut sub, 3, Duration::from_secs(10), "sub").await;
-    assert_eq!(mirror.events.last().unwrap(), &("new".to_string(), 3, "ok2".to_string()));
+    mirror
+        .follow(&mut sub, 3, Duration::from_secs(10), "sub")
+        .await;
+    assert_eq!(
+        mirror.events.last().unwrap(),
+        &("new".to_string(), 3, "ok2".to_string())
+    );
 }

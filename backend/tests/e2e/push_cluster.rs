@@ -34,10 +34,17 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
-        let dir = tempfile::Builder::new().prefix("pc").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pc")
+            .tempdir_in("/tmp")
+            .unwrap();
         let moto = crate::emulators::start_moto();
         let channels = dir.path().join("channels");
-        restream_testkit::push::write_channel(&channels, THINGS, &items_channel(THINGS, "id", &["site"]));
+        restream_testkit::push::write_channel(
+            &channels,
+            THINGS,
+            &items_channel(THINGS, "id", &["site"]),
+        );
         std::fs::create_dir_all(dir.path().join("functions")).unwrap();
         let keys = dir.path().join("keys.json");
         std::fs::write(&keys, keys_json(SECRET, &[(THINGS, THINGS_KEY)])).unwrap();
@@ -45,7 +52,9 @@ impl Rig {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        let addrs: Vec<SocketAddr> = (0..2).map(|_| ([127, 0, 0, 1], free_port()).into()).collect();
+        let addrs: Vec<SocketAddr> = (0..2)
+            .map(|_| ([127, 0, 0, 1], free_port()).into())
+            .collect();
         let sig_key = Secret::generate();
         let (mut options, mut http, mut ws, mut pushpins) = (vec![], vec![], vec![], vec![]);
         for (i, backend) in addrs.iter().enumerate() {
@@ -70,7 +79,8 @@ impl Rig {
             ws.push(format!("ws://{public}/ws"));
             options.push(o);
         }
-        let list = |f: &dyn Fn(&PushpinOptions) -> String| options.iter().map(f).collect::<Vec<_>>();
+        let list =
+            |f: &dyn Fn(&PushpinOptions) -> String| options.iter().map(f).collect::<Vec<_>>();
         let mut settings = Settings {
             pushpin: restream::config::Pushpin {
                 publish: PublishVia::Zmq,
@@ -141,9 +151,13 @@ async fn a_publish_to_either_replica_is_committed_once_and_reaches_both_pushpins
     for site in SITES {
         for (p, url) in rig.ws.iter().enumerate() {
             for _ in 0..SUBS_PER_PUSHPIN {
-                let mut ws = restream_testkit::clients::ws::connect(url).await.expect("a WebSocket");
+                let mut ws = restream_testkit::clients::ws::connect(url)
+                    .await
+                    .expect("a WebSocket");
                 let m = json!({"action": "subscribe", "channel": THINGS, "params": {"site": site}});
-                restream_testkit::clients::ws::send_json(&mut ws, &m).await.unwrap();
+                restream_testkit::clients::ws::send_json(&mut ws, &m)
+                    .await
+                    .unwrap();
                 subs.push((site, p, Sub::Ws(ws), Mirror::default()));
             }
         }
@@ -164,7 +178,13 @@ async fn a_publish_to_either_replica_is_committed_once_and_reaches_both_pushpins
                 .idempotency_key(&format!("{site}-{b}"))
                 .send(via)
                 .await;
-            assert_eq!(answer.status, 200, "{site} batch {b} via {via}: {:?}\n{}", answer.body, rig.logs());
+            assert_eq!(
+                answer.status,
+                200,
+                "{site} batch {b} via {via}: {:?}\n{}",
+                answer.body,
+                rig.logs()
+            );
             assert_eq!(
                 (answer.seq(), counts(answer.receipt())),
                 (b + 2, (1, 0, 0, 0)),
@@ -179,15 +199,30 @@ async fn a_publish_to_either_replica_is_committed_once_and_reaches_both_pushpins
         .idempotency_key("c0-0")
         .send(&rig.http[1])
         .await;
-    assert_eq!((retry.seq(), retry.receipt()["replayed"].clone()), (2, json!(true)));
+    assert_eq!(
+        (retry.seq(), retry.receipt()["replayed"].clone()),
+        (2, json!(true))
+    );
 
     let last = BATCHES + 1;
     for (site, p, sub, mirror) in &mut subs {
         let who = format!("{site} via Pushpin {p}");
-        mirror.follow(sub, last, Duration::from_secs(30), &who).await;
-        assert_eq!(sub.next(Duration::from_millis(200)).await, None, "{who}: no repeat");
-        let ids: Vec<_> = mirror.events.iter().map(|(k, _, id)| (k.as_str(), id.clone())).collect();
-        let expected: Vec<_> = (0..BATCHES).map(|b| ("new", format!("{site}-{b}"))).collect();
+        mirror
+            .follow(sub, last, Duration::from_secs(30), &who)
+            .await;
+        assert_eq!(
+            sub.next(Duration::from_millis(200)).await,
+            None,
+            "{who}: no repeat"
+        );
+        let ids: Vec<_> = mirror
+            .events
+            .iter()
+            .map(|(k, _, id)| (k.as_str(), id.clone()))
+            .collect();
+        let expected: Vec<_> = (0..BATCHES)
+            .map(|b| ("new", format!("{site}-{b}")))
+            .collect();
         assert_eq!(ids, expected, "{who}");
     }
     // Both Pushpins read the same committed state.
@@ -195,6 +230,9 @@ async fn a_publish_to_either_replica_is_committed_once_and_reaches_both_pushpins
         let url = format!("{http}/channels/{THINGS}/items?site=c1");
         let (status, body) = crate::support::get_json(&url).await;
         assert_eq!((status, body["seq"].as_u64()), (200, Some(last)), "{body}");
-        assert_eq!(body["items"].as_array().map(Vec::len), Some(BATCHES as usize));
+        assert_eq!(
+            body["items"].as_array().map(Vec::len),
+            Some(BATCHES as usize)
+        );
     }
 }

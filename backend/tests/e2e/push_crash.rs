@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::push::*;
-use crate::support::*;
 
 fn batch(from: u64) -> Value {
     json!([{"n": from}, {"n": from + 1}, {"n": from + 2}])
@@ -28,12 +27,16 @@ async fn a_backend_killed_between_two_batches_loses_nothing_and_repeats_nothing(
     let mut sse = Sub::sse(&stack, FEED, q, None).await;
     let mut mirrors = [Mirror::default(), Mirror::default()];
     for (sub, mirror) in [&mut ws, &mut sse].into_iter().zip(&mut mirrors) {
-        mirror.follow(sub, 1, Duration::from_secs(10), "before").await;
+        mirror
+            .follow(sub, 1, Duration::from_secs(10), "before")
+            .await;
     }
     let first = publish(batch(1), "batch-1").send(&stack.http_url).await;
     assert_eq!((first.seq(), counts(first.receipt())), (4, (3, 0, 0, 0)));
     for (sub, mirror) in [&mut ws, &mut sse].into_iter().zip(&mut mirrors) {
-        mirror.follow(sub, 4, Duration::from_secs(10), "batch 1").await;
+        mirror
+            .follow(sub, 4, Duration::from_secs(10), "batch 1")
+            .await;
     }
 
     stack.backend.kill().await;
@@ -52,7 +55,7 @@ async fn a_backend_killed_between_two_batches_loses_nothing_and_repeats_nothing(
         stack.backend.log_text()
     );
     // The subscribers connected through the crash get the second batch live, next in seq.
-    for (who, (sub, mirror)) in [("ws", &mut ws), ("sse", &mut sse)]
+    for ((who, sub), mirror) in [("ws", &mut ws), ("sse", &mut sse)]
         .into_iter()
         .zip(&mut mirrors)
     {
@@ -60,7 +63,11 @@ async fn a_backend_killed_between_two_batches_loses_nothing_and_repeats_nothing(
         assert_eq!(sub.next(Duration::from_millis(500)).await, None, "{who}");
         let data: Vec<Value> = mirror.items.values().map(|i| i["data"].clone()).collect();
         // The mirror applies every event (it does not trim to `keep`): all six, in order.
-        assert_eq!(data, (1..=6).map(|n| json!({"n": n})).collect::<Vec<_>>(), "{who}");
+        assert_eq!(
+            data,
+            (1..=6).map(|n| json!({"n": n})).collect::<Vec<_>>(),
+            "{who}"
+        );
     }
     // A subscriber reconnecting with `since` sees each event exactly once.
     let mut resumed = Sub::ws(&stack, FEED, params.clone(), Some(1)).await;
@@ -77,7 +84,10 @@ async fn a_backend_killed_between_two_batches_loses_nothing_and_repeats_nothing(
     assert_eq!(got, expected, "events 2..=7 once each");
     let mut sse_resumed = Sub::sse(&stack, FEED, q, Some("3")).await;
     for m in &expected[2..] {
-        assert_eq!(sse_resumed.next(Duration::from_secs(10)).await.as_ref(), Some(m));
+        assert_eq!(
+            sse_resumed.next(Duration::from_secs(10)).await.as_ref(),
+            Some(m)
+        );
     }
     assert_eq!(sse_resumed.next(Duration::from_millis(300)).await, None);
     assert_eq!(items_page(&stack, FEED, q).await.0, 7);

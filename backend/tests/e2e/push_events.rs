@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::push::*;
-use crate::support::*;
 
 /// Checks one `new` event of an events channel: id from its seq, a recent RFC 3339 UTC time
 /// with milliseconds, the published value as `data`.
@@ -52,7 +51,10 @@ async fn every_publish_to_an_events_channel_is_a_new_event_and_the_snapshot_keep
     let mut sse = Sub::sse(&stack, FEED, q, None).await;
     for sub in [&mut ws, &mut sse] {
         let snap = sub.next(Duration::from_secs(10)).await.expect("a snapshot");
-        assert_eq!((snap["type"].as_str(), snap["seq"].as_u64()), (Some("snapshot"), Some(1)));
+        assert_eq!(
+            (snap["type"].as_str(), snap["seq"].as_u64()),
+            (Some("snapshot"), Some(1))
+        );
         assert_eq!(snap["items"], json!([]));
     }
 
@@ -101,15 +103,26 @@ async fn every_publish_to_an_events_channel_is_a_new_event_and_the_snapshot_keep
     let (seq, page) = items_page(&stack, FEED, q).await;
     assert_eq!((seq, &page), (7, &last));
     let mut late = Sub::ws(&stack, FEED, params.clone(), None).await;
-    let snap = late.next(Duration::from_secs(10)).await.expect("a snapshot");
-    assert_eq!((snap["type"].as_str(), snap["seq"].as_u64()), (Some("snapshot"), Some(7)));
+    let snap = late
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a snapshot");
+    assert_eq!(
+        (snap["type"].as_str(), snap["seq"].as_u64()),
+        (Some("snapshot"), Some(7))
+    );
     assert_eq!(snap["items"], json!(last));
 
     // An events channel is append-only: no replacement, no delete; nothing committed.
     let put = send(Publish::put(FEED, q).json(&json!([])))
         .send(&stack.http_url)
         .await;
-    assert_eq!((put.status, put.code()), (400, "invalid_items"), "{:?}", put.body);
+    assert_eq!(
+        (put.status, put.code()),
+        (400, "invalid_items"),
+        "{:?}",
+        put.body
+    );
     let del = send(Publish::delete(FEED, &format!("{:020}", 2), q))
         .send(&stack.http_url)
         .await;
@@ -118,7 +131,10 @@ async fn every_publish_to_an_events_channel_is_a_new_event_and_the_snapshot_keep
     // Resume after seq 5 replays the events, data and ids as first sent.
     let mut resumed = Sub::ws(&stack, FEED, params, Some(5)).await;
     for expected in &seen[0][4..] {
-        let m = resumed.next(Duration::from_secs(10)).await.expect("a replay");
+        let m = resumed
+            .next(Duration::from_secs(10))
+            .await
+            .expect("a replay");
         assert_eq!(&m, expected);
     }
     assert_eq!(resumed.next(Duration::from_millis(300)).await, None);
