@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::push::*;
+use crate::support::{scrape, value, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_publish_right_for_the_channel_publishes() {
@@ -75,8 +76,10 @@ async fn only_a_publish_right_for_the_channel_publishes() {
             assert!(challenge.starts_with("Bearer"), "{what}: {challenge:?}");
         }
     }
-    // A credential in the query string is not one.
-    let in_query = Publish::post(THINGS, &format!("{q}&token={publish_things}"))
+    // A credential in the query string is not one (Pushpin logs URLs: this token is a
+    // throwaway, left out of the log check below).
+    let in_url = publish_token(SECRET, &[THINGS], hour - 60);
+    let in_query = Publish::post(THINGS, &format!("{q}&token={in_url}"))
         .json(&body(20))
         .send(&stack.http_url)
         .await;
@@ -107,14 +110,25 @@ async fn only_a_publish_right_for_the_channel_publishes() {
         .await;
     let ids: Vec<&str> = mirror.items.keys().map(String::as_str).collect();
     assert_eq!(ids, ["i100", "i101", "i102"]);
+    let results = publish_results(&stack).await;
+    for (result, n) in [("ok", 3.0), ("unauthorized", 2.0), ("forbidden", 3.0)] {
+        assert_eq!(
+            results(result),
+            n,
+            "restream_publishes_total{{result={result:?}}}"
+        );
+    }
+    assert_eq!(results("invalid_credential"), 3.0);
 
     // No secret in the backend's log (nor in Pushpin's).
-    let mut logs = stack.backend.log_text();
+    let mut logs = vec![("backend".to_string(), stack.backend.log_text())];
     for entry in std::fs::read_dir(stack.dir().join("pp/log"))
         .into_iter()
         .flatten()
     {
-        logs.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        logs.push((path.display().to_string(), text));
     }
     for secret in [
         THINGS_KEY,
@@ -124,7 +138,12 @@ async fn only_a_publish_right_for_the_channel_publishes() {
         expired.as_str(),
     ] {
         let signature = secret.rsplit('.').next().unwrap();
-        assert!(!logs.contains(signature), "a secret is logged: {signature}");
+        for (log, text) in &logs {
+            assert!(
+                !text.contains(signature),
+                "a secret is in the {log} log: {signature}"
+            );
+        }
     }
 }
 
@@ -193,4 +212,22 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_committed_once() {
         events,
         [("new", 2, "x"), ("new", 3, "y"), ("updated", 4, "x")]
     );
+    let results = publish_results(&stack).await;
+    for (result, n) in [
+        ("ok", 3.0),
+        ("replayed", 2.0),
+        ("idempotency_key_reused", 1.0),
+    ] {
+        assert_eq!(
+            results(result),
+            n,
+            "restream_publishes_total{{result={result:?}}}"
+        );
+    }
+}
+
+/// `restream_publishes_total` by result, from the backend's `/metrics`.
+async fn publish_results(stack: &Stack) -> impl Fn(&str) -> f64 {
+    let m = scrape(&format!("http://{}/metrics", stack.backend.addr)).await;
+    move |result| value(&m, "restream_publishes_total", &[("result", result)])
 }
