@@ -3,6 +3,7 @@
 //! half of them reach the other one and are forwarded: each batch is committed exactly once
 //! (receipts with consecutive seqs) and every subscriber on both Pushpins gets every event.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -134,6 +135,20 @@ impl Rig {
         }
     }
 
+    /// The replicas that took each channel's lease, from their logs.
+    fn lease_takers(&self) -> BTreeMap<String, BTreeSet<usize>> {
+        let mut takers: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            for line in r.log_text().lines() {
+                if line.contains("lease taken; polling here") {
+                    let channel = crate::cluster::field(line, "channel=").unwrap_or_default();
+                    takers.entry(channel).or_default().insert(i);
+                }
+            }
+        }
+        takers
+    }
+
     fn logs(&self) -> String {
         self.replicas
             .iter()
@@ -235,4 +250,18 @@ async fn a_publish_to_either_replica_is_committed_once_and_reaches_both_pushpins
             Some(BATCHES as usize)
         );
     }
+    // Each channel was committed by one replica all along (its lease never moved), so the
+    // batches sent through the other replica's Pushpin were forwarded to it.
+    let takers = rig.lease_takers();
+    for site in SITES {
+        let channel = format!("{THINGS}?site={site}");
+        let replicas = takers.get(&channel).cloned().unwrap_or_default();
+        assert_eq!(
+            replicas.len(),
+            1,
+            "{channel}: lease taken by {replicas:?}\n{}",
+            rig.logs()
+        );
+    }
+    eprintln!("push channel leases: {takers:?}");
 }
