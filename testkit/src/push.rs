@@ -145,6 +145,14 @@ impl Publish {
     /// Sends it to `base` (Pushpin's public `http://127.0.0.1:port`); panics only when no
     /// HTTP answer comes back.
     pub async fn send(&self, base: &str) -> Answer {
+        self.try_send(base)
+            .await
+            .unwrap_or_else(|e| panic!("{} {base}{}: {e}", self.method, self.path))
+    }
+
+    /// Sends it to `base`; an error when no HTTP answer comes back (a producer retrying
+    /// through a restart).
+    pub async fn try_send(&self, base: &str) -> Result<Answer, reqwest::Error> {
         let url = format!("{base}{}", self.path);
         let mut request = reqwest::Client::new()
             .request(self.method.clone(), &url)
@@ -159,19 +167,16 @@ impl Publish {
         if let Some(k) = &self.idempotency_key {
             request = request.header("Idempotency-Key", k);
         }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{} {url}: {e}", self.method));
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
+        let text = response.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer {
+        Ok(Answer {
             status,
             headers,
             body,
-        }
+        })
     }
 }
 

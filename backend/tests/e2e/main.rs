@@ -27,6 +27,7 @@ mod push;
 mod push_auth;
 mod push_bad_input;
 mod push_cluster;
+mod push_concurrency;
 mod push_crash;
 mod push_events;
 mod restart;
