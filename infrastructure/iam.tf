@@ -72,6 +72,26 @@ data "aws_iam_policy_document" "task" {
     actions   = ["lambda:ListFunctions"]
     resources = ["*"]
   }
+
+  # Push channels fed by SQS (docs/publishing-queue.md): receive and delete on their queues,
+  # send on their dead-letter queues; nothing when no queue is listed.
+  dynamic "statement" {
+    for_each = length(var.sqs_queue_arns) > 0 ? [1] : []
+    content {
+      sid       = "ConsumePushQueues"
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+      resources = var.sqs_queue_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.sqs_dead_letter_queue_arns) > 0 ? [1] : []
+    content {
+      sid       = "DeadLetterPushQueues"
+      actions   = ["sqs:SendMessage"]
+      resources = var.sqs_dead_letter_queue_arns
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "task" {

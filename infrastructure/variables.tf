@@ -195,3 +195,23 @@ variable "alarm_target_5xx_threshold" {
   type        = number
   default     = 10
 }
+
+variable "sqs_queue_arns" {
+  description = "ARNs of the SQS queues push channels read ([queue] in channels/*.toml): the task role may receive, delete and read attributes there. Empty = no SQS access."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for arn in var.sqs_queue_arns : startswith(arn, "arn:aws:sqs:")])
+    error_message = "Each entry is an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+}
+
+variable "sqs_dead_letter_queue_arns" {
+  description = "ARNs of the push channels' dead-letter queues (dead_letter_url): the task role may send there. Empty = none."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for arn in var.sqs_dead_letter_queue_arns : startswith(arn, "arn:aws:sqs:")])
+    error_message = "Each entry is an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+}

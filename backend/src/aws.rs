@@ -1,4 +1,4 @@
-//! One AWS configuration for every adapter (DynamoDB, S3, Lambda): region and credentials
+//! One AWS configuration for every adapter (DynamoDB, S3, Lambda, SQS): region and credentials
 //! from the SDK's standard chain, retries and timeouts from our settings, and an optional
 //! endpoint override per service for local emulators.
 
@@ -55,6 +55,10 @@ impl Aws {
 
     pub async fn lambda(&self, fetch_timeout: Duration) -> aws_sdk_lambda::Client {
         lambda(self.sdk().await, &self.settings, fetch_timeout)
+    }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        sqs(self.sdk().await, &self.settings)
     }
 }
 
@@ -113,6 +117,22 @@ pub fn lambda(
     aws_sdk_lambda::Client::from_conf(conf.build())
 }
 
+/// An SQS client for push channels' queue consumers. A receive long-polls up to 20 s, so the
+/// per-attempt timeout leaves room for it.
+pub fn sqs(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_sqs::Client {
+    let attempt = settings.attempt_timeout.max(Duration::from_secs(20));
+    let mut conf = aws_sdk_sqs::config::Builder::from(sdk).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(attempt + Duration::from_secs(5))
+            .build(),
+    );
+    if let Some(url) = settings.sqs_endpoint_url.clone() {
+        conf = conf.endpoint_url(url);
+    }
+    aws_sdk_sqs::Client::from_conf(conf.build())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +142,7 @@ mod tests {
             region: Some("eu-west-1".into()),
             endpoint_url: Some("http://127.0.0.1:1".into()),
             s3_endpoint_url: Some("http://127.0.0.1:2".into()),
+            sqs_endpoint_url: Some("http://127.0.0.1:3".into()),
             ..AwsSettings::default()
         }
     }
@@ -136,6 +157,13 @@ mod tests {
             s3.config().region().map(|r| r.as_ref()),
             Some("eu-west-1"),
             "service clients inherit the shared config"
+        );
+        let sqs = sqs(&sdk, &settings());
+        assert_eq!(sqs.config().region().map(|r| r.as_ref()), Some("eu-west-1"));
+        let long_poll = sqs.config().timeout_config().unwrap();
+        assert!(
+            long_poll.operation_attempt_timeout() > Some(Duration::from_secs(20)),
+            "a 20 s long poll fits in one attempt"
         );
     }
 

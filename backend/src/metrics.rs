@@ -76,6 +76,12 @@ pub struct Metrics {
     // Publish API (issue 19).
     /// Publishes to push channels over HTTP, by `result`: `ok`, `replayed`, or the error code.
     pub publishes: IntCounterVec,
+    // SQS queue source of push channels (issue 19).
+    /// Queue messages handled, by push channel name and `result` (`committed`, `replayed`,
+    /// `dead_lettered`, `unmappable_kept`, `retried`).
+    pub queue_messages: IntCounterVec,
+    /// SQS calls that failed (receive, delete, dead-letter send), by push channel name.
+    pub queue_receive_errors: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -292,6 +298,16 @@ impl Metrics {
                 "publishes_total",
                 "Publishes to push channels over the HTTP API, by result (ok, replayed, or the error code)",
                 &["result"],
+            ),
+            queue_messages: counter_vec(
+                "queue_messages_total",
+                "SQS messages handled by push channels' queue consumers, by channel name and result (committed, replayed, dead_lettered, unmappable_kept, retried)",
+                &["channel", "result"],
+            ),
+            queue_receive_errors: counter_vec(
+                "queue_receive_errors_total",
+                "Failed SQS calls of push channels' queue consumers (receive, delete, dead-letter send), by channel name",
+                &["channel"],
             ),
             registry: r,
         }

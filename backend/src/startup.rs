@@ -336,6 +336,17 @@ pub async fn run(
         registry.clone(),
         settings.push.clone(),
     );
+    // Push channels fed by SQS: competing consumers in every replica, not essential tasks.
+    let queued = crate::push::queue::queued_channels(&registry.current());
+    if !queued.is_empty() {
+        crate::push::queue::spawn(
+            queued,
+            aws.sqs().await,
+            publishing.clone(),
+            registry.clone(),
+            &shutdown,
+        );
+    }
     let state = web::Data::new(AppState {
         registry,
         demand: demand.clone(),

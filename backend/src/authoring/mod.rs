@@ -28,7 +28,13 @@ pub async fn list(settings: &Settings) -> anyhow::Result<String> {
     for (label, outcome) in report {
         match outcome {
             Ok(name) => {
-                let m = &registry.get(&name).expect("loaded").metadata;
+                let entry = registry.get(&name).expect("loaded");
+                let m = &entry.metadata;
+                // A push channel is published to: no interval.
+                let interval = match entry.fetcher.push() {
+                    Some(_) => "push".to_string(),
+                    None => format!("{}s", m.poll_interval.as_secs_f64()),
+                };
                 let params: Vec<String> = m
                     .params
                     .iter()
@@ -45,11 +51,8 @@ pub async fn list(settings: &Settings) -> anyhow::Result<String> {
                 };
                 writeln!(
                     out,
-                    "{:<22} {:<26} {:>7}s  {:<40} ok",
-                    name,
-                    label,
-                    m.poll_interval.as_secs_f64(),
-                    params
+                    "{:<22} {:<26} {:>8}  {:<40} ok",
+                    name, label, interval, params
                 )?;
             }
             Err(why) => writeln!(
@@ -77,6 +80,11 @@ pub async fn run(
             registry.names().collect::<Vec<_>>().join(", ")
         )
     })?;
+    if entry.fetcher.push().is_some() {
+        anyhow::bail!(
+            "{name} is a push channel: producers publish to it (`restream publish {name}`), nothing is fetched"
+        );
+    }
     let channel = channel_of(name, params, entry)?;
     let aws = crate::aws::Aws::new(&settings.aws);
     let keys = keys_of(settings, &aws, name).await?;

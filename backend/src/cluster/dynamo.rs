@@ -115,6 +115,8 @@ impl Leases for DynamoLeases {
         let response = self
             .http
             .post(&url)
+            // A commit (a large batch, a slow store) may take longer than a hand-over.
+            .timeout(Duration::from_secs(30))
             .header(crate::edge::cluster_secret::HEADER, self.secret.expose())
             .json(&super::ForwardedPublish::new(channel, batch))
             .send()

@@ -228,6 +228,7 @@ pub struct Aws {
     pub dynamodb_endpoint_url: Option<String>,
     pub s3_endpoint_url: Option<String>,
     pub lambda_endpoint_url: Option<String>,
+    pub sqs_endpoint_url: Option<String>,
     pub max_attempts: u32,
     pub attempt_timeout_secs: f64,
 }
@@ -240,6 +241,7 @@ impl Default for Aws {
             dynamodb_endpoint_url: None,
             s3_endpoint_url: None,
             lambda_endpoint_url: None,
+            sqs_endpoint_url: None,
             max_attempts: 5,
             attempt_timeout_secs: 10.0,
         }

@@ -259,6 +259,8 @@ pub struct AwsSettings {
     pub dynamodb_endpoint_url: Option<String>,
     pub s3_endpoint_url: Option<String>,
     pub lambda_endpoint_url: Option<String>,
+    /// The SQS endpoint of push channels' queue consumers; unset = `endpoint_url`.
+    pub sqs_endpoint_url: Option<String>,
     /// Attempts per request (first try included) before throttling or 5xx errors are
     /// reported; retries back off exponentially with jitter.
     pub max_attempts: u32,

@@ -397,6 +397,7 @@ fn aws(a: file::Aws) -> Result<AwsSettings, SettingsError> {
         dynamodb_endpoint_url: a.dynamodb_endpoint_url.and_then(non_empty),
         s3_endpoint_url: a.s3_endpoint_url.and_then(non_empty),
         lambda_endpoint_url: a.lambda_endpoint_url.and_then(non_empty),
+        sqs_endpoint_url: a.sqs_endpoint_url.and_then(non_empty),
         max_attempts: a.max_attempts,
         attempt_timeout: positive("aws.attempt_timeout_secs", a.attempt_timeout_secs)?,
     })
@@ -574,6 +575,7 @@ impl From<Settings> for SettingsFile {
                 dynamodb_endpoint_url: s.aws.dynamodb_endpoint_url,
                 s3_endpoint_url: s.aws.s3_endpoint_url,
                 lambda_endpoint_url: s.aws.lambda_endpoint_url,
+                sqs_endpoint_url: s.aws.sqs_endpoint_url,
                 max_attempts: s.aws.max_attempts,
                 attempt_timeout_secs: s.aws.attempt_timeout.as_secs_f64(),
             },

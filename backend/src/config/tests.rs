@@ -219,6 +219,7 @@ fn kinds_carry_their_own_fields() {
             "a-cluster-secret-of-some-length",
         );
         jail.set_env("RESTREAM_AWS__REGION", "");
+        jail.set_env("RESTREAM_AWS__SQS_ENDPOINT_URL", "http://127.0.0.1:4566");
         let s = Settings::load(None).map_err(|e| e.to_string())?;
         let StoreKind::Dynamodb(d) = &s.store.kind else {
             panic!("{:?}", s.store)
@@ -250,6 +251,11 @@ fn kinds_carry_their_own_fields() {
             }
         );
         assert_eq!(s.aws.region, None, "an empty string is unset");
+        assert_eq!(
+            s.aws.sqs_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!(s.aws.endpoint_url, None, "SQS alone");
         Ok(())
     });
 }
@@ -300,6 +306,7 @@ fn settings_round_trip_through_toml() {
         crate::edge::AllowedOrigins::parse(&["https://a.example".into()]).unwrap();
     s.pushpin.sig_key = Some(SigKey::Value(Secret::new("the-pushpin-sig-key-0123")));
     s.aws.endpoint_url = Some("http://127.0.0.1:5000".into());
+    s.aws.sqs_endpoint_url = Some("http://127.0.0.1:5001".into());
     assert_eq!(round_trip(&s), s);
     s.auth.default_access = crate::auth::Access::Token;
     s.auth

@@ -12,6 +12,8 @@
 pub mod batch;
 pub mod plan;
 mod publishing;
+pub mod queue;
+mod queue_map;
 pub mod spec;
 
 pub use batch::{PushBatch, PushError, PushOp, PushReceipt};

@@ -48,3 +48,27 @@ fn bad_files_name_the_file_and_the_field() {
     let e = err(&format!("bogus = 1\n{ITEMS}"));
     assert!(e.contains("bogus"), "{e}");
 }
+
+#[test]
+fn a_channels_folder_splits_between_declarative_and_push_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.toml"), ITEMS).unwrap();
+    let http = "name = \"h\"\nurl = \"{base}/x\"\nbase_url = \"http://127.0.0.1:9\"\nitems = \"\"\nid_field = \"id\"\n";
+    std::fs::write(dir.path().join("h.toml"), http).unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "kind = \"push\"\nname = \"b\"\n",
+    )
+    .unwrap();
+    let declarative = crate::fetcher::http::discover(dir.path(), std::time::Duration::from_secs(1));
+    assert_eq!(
+        declarative.len(),
+        1,
+        "push files are not declarative channels"
+    );
+    let push: Vec<String> = discover(dir.path())
+        .iter()
+        .map(|c| c.spec().name.clone())
+        .collect();
+    assert_eq!(push, vec!["photon"], "the invalid push file is skipped");
+}

@@ -179,6 +179,10 @@ pub fn discover(dir: &Path, timeout: Duration) -> Vec<HttpFetcher> {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            // Push channel files (`kind = "push"`) are `push::spec`'s.
+            .filter(|p| {
+                !std::fs::read_to_string(p).is_ok_and(|t| crate::push::spec::is_push_file(&t))
+            })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
