@@ -1,7 +1,8 @@
 //! The publish API in-process (no Pushpin, no writer behind it): every refusal of the
 //! contract, the credential cases (none, bad signature, expired, wrong channel, producer key
-//! right / wrong / another channel's), CORS for a publishing page, and that a batch passing
-//! every check reaches `Publishing` (which answers `unavailable` without a scheduler).
+//! right / wrong / another channel's), CORS for a publishing page, that a batch passing every
+//! check reaches `Publishing` (which answers `unavailable` without a scheduler), and the
+//! receipts of a real scheduler's writer (memory store, no Pushpin).
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -11,12 +12,17 @@ use actix_web::dev::ServiceResponse;
 use actix_web::{test, web, App};
 use restream::auth::{Auth, KeySet, LiveKeys, Policy, Rules};
 use restream::config::PushSettings;
+use restream::demand::Demand;
 use restream::edge::{AllowedOrigins, EdgeTrust};
 use restream::fetcher::{Fetcher, Registry, SharedRegistry};
+use restream::poller::PollerContext;
 use restream::push::{Publishing, PushChannel};
+use restream::pushpin::grip::PublishItem;
+use restream::pushpin::publisher::{PublishError, Publisher};
 use restream::routes::{self, AppState};
-use restream::scheduler::SchedulerHandle;
+use restream::scheduler::{Scheduler, SchedulerHandle};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 const SECRET: &[u8] = b"publish-routes-jwt-secret";
 const PHOTON_KEY: &str = "pk-photon-0123456789";
@@ -27,8 +33,40 @@ const MAX_BODY: usize = 2048;
 const MAX_ITEMS: usize = 3;
 
 /// `photon` (items, param `site`, token access), `feed` (events), `weather` (polled), keys for
-/// both push channels and the JWT secret.
+/// both push channels and the JWT secret; no scheduler behind `Publishing`.
 async fn state() -> (web::Data<AppState>, tempfile::TempDir) {
+    state_with(None).await
+}
+
+/// What a real scheduler publishes (no Pushpin): the `type` and `seq` of each message.
+#[derive(Default)]
+struct Sent(std::sync::Mutex<Vec<(String, String, u64)>>);
+
+#[async_trait::async_trait]
+impl Publisher for Sent {
+    async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
+        let mut sent = self.0.lock().unwrap();
+        for item in items {
+            let ws = item
+                .formats
+                .ws_message
+                .as_ref()
+                .expect("a WebSocket message");
+            let m: Value = serde_json::from_str(&ws.content).unwrap();
+            sent.push((
+                item.channel.clone(),
+                m["type"].as_str().unwrap().into(),
+                m["seq"].as_u64().unwrap(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The same, with a real scheduler (memory store, `sent` for Pushpin) until `stop`.
+async fn state_with(
+    real: Option<(Arc<Sent>, CancellationToken)>,
+) -> (web::Data<AppState>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("weather.toml"),
@@ -68,8 +106,29 @@ async fn state() -> (web::Data<AppState>, tempfile::TempDir) {
         max_batch_items: MAX_ITEMS,
         ..Default::default()
     };
+    let store = Arc::new(restream::store::MemoryStore::new(100));
+    let scheduler = match real {
+        None => SchedulerHandle::disconnected(),
+        Some((sent, stop)) => {
+            let ctx = PollerContext {
+                keys: Arc::new(restream::keys::FileKeyStore::new("/nonexistent/keys.json")),
+                publisher: sent,
+                store: store.clone(),
+                max_backoff: Duration::from_secs(60),
+                budgets: Default::default(),
+                last_polls: Default::default(),
+                status: Default::default(),
+            };
+            let demand = Arc::new(Demand::new(Duration::from_secs(60)));
+            let (scheduler, handle) = Scheduler::new(registry.clone(), demand, ctx, None);
+            tokio::spawn(scheduler.with_push_settings(settings.clone()).run(stop));
+            handle
+        }
+    };
     let state = AppState {
-        publishing: Publishing::new(SchedulerHandle::disconnected(), registry.clone(), settings),
+        publishing: Publishing::new(scheduler.clone(), registry.clone(), settings),
+        scheduler,
+        store,
         registry,
         auth: Arc::new(Auth {
             policy: Policy::default(),
@@ -162,7 +221,7 @@ async fn credentials_decide_who_may_publish() {
         post(uri, None, item).insert_header(("Authorization", format!("Basic {PHOTON_KEY}"))),
         post(&format!("{uri}&token={valid}"), None, item),
     ] {
-        let (status, code, body, headers) = call!(app, req).await;
+        let (status, code, body, headers) = call!(app, req);
         assert_eq!((status, code.as_str()), (401, "unauthorized"), "{body}");
         assert_eq!(headers.get("WWW-Authenticate").unwrap(), "Bearer");
     }
@@ -184,7 +243,7 @@ async fn credentials_decide_who_may_publish() {
         ("pk-photon-guess", "not valid"),
         ("a.b", "not valid"),
     ] {
-        let (status, code, body, _) = call!(app, post(uri, Some(credential), item)).await;
+        let (status, code, body, _) = call!(app, post(uri, Some(credential), item));
         assert_eq!(
             (status, code.as_str()),
             (401, "invalid_credential"),
@@ -202,7 +261,7 @@ async fn credentials_decide_who_may_publish() {
         token(&[], &["photon?site=other"], in_an_hour()),
         FEED_KEY.to_string(), // another push channel's producer key
     ] {
-        let (status, code, body, _) = call!(app, post(uri, Some(&credential), item)).await;
+        let (status, code, body, _) = call!(app, post(uri, Some(&credential), item));
         assert_eq!((status, code.as_str()), (403, "forbidden"), "{body}");
         assert!(!body.to_string().contains(&credential));
     }
@@ -215,7 +274,7 @@ async fn credentials_decide_who_may_publish() {
         token(&[], &["photon?site=*"], in_an_hour()),
         token(&[], &["*"], in_an_hour()),
     ] {
-        assert_reached_the_writer(&call!(app, post(uri, Some(&credential), item)).await);
+        assert_reached_the_writer(&call!(app, post(uri, Some(&credential), item)));
     }
 }
 
@@ -234,10 +293,10 @@ async fn publish_and_subscribe_rights_stay_apart() {
         token(&[], &["photon"], in_an_hour()),
         PHOTON_KEY.to_string(),
     ] {
-        let (status, code, body, _) = call!(app, get(credential)).await;
+        let (status, code, body, _) = call!(app, get(credential));
         assert_eq!((status, code.as_str()), (401, "unauthorized"), "{body}");
     }
-    let (status, _, body, _) = call!(app, get(token(&["photon"], &[], in_an_hour()))).await;
+    let (status, _, body, _) = call!(app, get(token(&["photon"], &[], in_an_hour())));
     assert_eq!(status, 200, "{body}");
 }
 
@@ -258,7 +317,7 @@ async fn channels_params_and_modes_are_checked_first() {
         ("/channels/photon/items?site=tst&limit=3", 400, "bad_query"),
     ];
     for (uri, status, code) in cases {
-        let answer = call!(app, post(uri, Some(&any), r#"{"id": 1}"#)).await;
+        let answer = call!(app, post(uri, Some(&any), r#"{"id": 1}"#));
         assert_eq!(
             (answer.0, answer.1.as_str()),
             (status, code),
@@ -266,12 +325,12 @@ async fn channels_params_and_modes_are_checked_first() {
             answer.2
         );
     }
-    let (_, _, _, headers) = call!(app, post("/channels/weather/items", Some(&any), "{}")).await;
+    let (_, _, _, headers) = call!(app, post("/channels/weather/items", Some(&any), "{}"));
     assert_eq!(headers.get("Allow").unwrap(), "GET, HEAD");
     let delete = test::TestRequest::delete()
         .uri("/channels/weather/items/1")
         .insert_header(("Authorization", format!("Bearer {any}")));
-    assert_eq!(call!(app, delete).await.1, "not_a_push_channel");
+    assert_eq!(call!(app, delete).1, "not_a_push_channel");
 }
 
 #[actix_web::test]
@@ -356,7 +415,7 @@ async fn bad_bodies_are_refused_with_what_is_wrong() {
         ),
     ];
     for (req, code, says) in cases {
-        let (status, got, body, _) = call!(app, req).await;
+        let (status, got, body, _) = call!(app, req);
         assert_eq!((status, got.as_str()), (400, code), "{body}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{code}: {message}");
@@ -394,12 +453,12 @@ async fn good_batches_of_every_shape_reach_the_writer() {
         post(
             "/channels/feed/items",
             feed_key,
-            r#"[1, "two", {"three": 3}, null]"#,
+            r#"[1, "two", {"three": 3}]"#,
         ),
-        post("/channels/feed/items", feed_key, "[[1, 2]]"),
+        post("/channels/feed/items", feed_key, "[[1, 2], null]"),
     ];
     for req in requests {
-        assert_reached_the_writer(&call!(app, req).await);
+        assert_reached_the_writer(&call!(app, req));
     }
 }
 
@@ -420,7 +479,7 @@ async fn a_page_of_an_allowed_origin_may_publish() {
             ))
     };
     for method in ["POST", "PUT", "DELETE"] {
-        let (status, _, _, headers) = call!(app, preflight(ORIGIN, method)).await;
+        let (status, _, _, headers) = call!(app, preflight(ORIGIN, method));
         assert_eq!(status, 204);
         assert_eq!(headers.get("Access-Control-Allow-Origin").unwrap(), ORIGIN);
         let methods = headers.get("Access-Control-Allow-Methods").unwrap();
@@ -437,16 +496,16 @@ async fn a_page_of_an_allowed_origin_may_publish() {
         .uri("/channels/photon?site=tst")
         .insert_header(("Origin", ORIGIN))
         .insert_header(("Access-Control-Request-Method", "GET"));
-    let (_, _, _, headers) = call!(app, other).await;
+    let (_, _, _, headers) = call!(app, other);
     let methods = headers.get("Access-Control-Allow-Methods").unwrap();
     assert!(!methods.to_str().unwrap().contains("POST"));
 
-    let (status, code, _, _) = call!(app, preflight("https://evil.example", "POST")).await;
+    let (status, code, _, _) = call!(app, preflight("https://evil.example", "POST"));
     assert_eq!((status, code.as_str()), (403, "origin_not_allowed"));
 
     // The publish itself carries the CORS headers (the browser reads its answer).
     let publish = post(uri, Some(PHOTON_KEY), r#"{"id": 1}"#).insert_header(("Origin", ORIGIN));
-    let answer = call!(app, publish).await;
+    let answer = call!(app, publish);
     assert_reached_the_writer(&answer);
     assert_eq!(answer.3.get("Access-Control-Allow-Origin").unwrap(), ORIGIN);
     assert_eq!(
@@ -455,6 +514,103 @@ async fn a_page_of_an_allowed_origin_may_publish() {
     );
     let foreign = post(uri, Some(PHOTON_KEY), r#"{"id": 1}"#)
         .insert_header(("Origin", "https://evil.example"));
-    let (status, code, _, _) = call!(app, foreign).await;
+    let (status, code, _, _) = call!(app, foreign);
     assert_eq!((status, code.as_str()), (403, "origin_not_allowed"));
+}
+
+#[actix_web::test]
+async fn receipts_say_what_each_batch_did() {
+    let sent = Arc::new(Sent::default());
+    let stop = CancellationToken::new();
+    let (state, _dir) = state_with(Some((sent.clone(), stop.clone()))).await;
+    let app = app!(state);
+    let photon = "/channels/photon/items?site=tst";
+    let key = Some(PHOTON_KEY);
+    let receipt = |body: &Value| {
+        let n = |k: &str| body[k].as_u64().unwrap();
+        (
+            n("seq"),
+            n("new"),
+            n("updated"),
+            n("removed"),
+            n("unchanged"),
+            body["replayed"].as_bool().unwrap(),
+        )
+    };
+    let ok = |answer: (u16, String, Value, actix_web::http::header::HeaderMap)| {
+        assert_eq!(answer.0, 200, "{}", answer.2);
+        assert_eq!(answer.2["channel"], "photon?site=tst");
+        answer.2
+    };
+
+    // seq 1 opens the channel; the batch is seq 2 and 3 (one event per change).
+    let first = ok(call!(
+        app,
+        post(photon, key, r#"[{"id": "a", "v": 1}, {"id": "b"}]"#)
+    ));
+    assert_eq!(receipt(&first), (3, 2, 0, 0, 0, false));
+    let keyed =
+        || post(photon, key, r#"{"id": "a", "v": 2}"#).insert_header(("Idempotency-Key", "k1"));
+    let updated = ok(call!(app, keyed()));
+    assert_eq!(receipt(&updated), (4, 0, 1, 0, 0, false));
+    let replayed_before = publishes("replayed");
+    let again = ok(call!(app, keyed()));
+    assert_eq!(receipt(&again), (4, 0, 1, 0, 0, true));
+    assert!(publishes("replayed") > replayed_before);
+    let reused =
+        post(photon, key, r#"{"id": "a", "v": 3}"#).insert_header(("Idempotency-Key", "k1"));
+    let (status, code, body, _) = call!(app, reused);
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "idempotency_key_reused"),
+        "{body}"
+    );
+
+    let unchanged = ok(call!(
+        app,
+        post(photon, key, "{\"id\": \"b\"}\n")
+            .insert_header(("Content-Type", "application/x-ndjson"))
+    ));
+    assert_eq!(receipt(&unchanged), (4, 0, 0, 0, 1, false));
+    let put = test::TestRequest::put()
+        .uri(photon)
+        .insert_header(("Authorization", format!("Bearer {PHOTON_KEY}")))
+        .set_payload(r#"[{"id": "a", "v": 2}, {"id": "c"}]"#);
+    assert_eq!(receipt(&ok(call!(app, put))), (6, 1, 0, 1, 1, false));
+    let delete = test::TestRequest::delete()
+        .uri("/channels/photon/items/c?site=tst")
+        .insert_header(("Authorization", format!("Bearer {PHOTON_KEY}")));
+    assert_eq!(receipt(&ok(call!(app, delete))), (7, 0, 0, 1, 0, false));
+
+    let events = call!(
+        app,
+        post("/channels/feed/items", Some(FEED_KEY), "[1, {\"x\": 2}]")
+    );
+    assert_eq!(events.0, 200, "{}", events.2);
+    assert_eq!(
+        (events.2["seq"].as_u64(), events.2["new"].as_u64()),
+        (Some(3), Some(2))
+    );
+
+    // Subscribers were told each change of photon, once, in seq order.
+    let sent: Vec<(String, String, u64)> = sent.0.lock().unwrap().clone();
+    let of = |channel: &str| -> Vec<(String, u64)> {
+        sent.iter()
+            .filter(|(c, _, _)| c == channel)
+            .map(|(_, t, seq)| (t.clone(), *seq))
+            .collect()
+    };
+    let t = |kinds: &[&str]| -> Vec<(String, u64)> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.to_string(), i as u64 + 1))
+            .collect()
+    };
+    assert_eq!(
+        of("photon?site=tst"),
+        t(&["snapshot", "new", "new", "updated", "new", "removed", "removed"])
+    );
+    assert_eq!(of("feed"), t(&["snapshot", "new", "new"]));
+    stop.cancel();
 }

@@ -95,19 +95,20 @@ fn answer(result: Result<(String, PushReceipt), ApiError>) -> HttpResponse {
 
 /// The channel with its params, if it is a push channel and the credential may publish to it.
 async fn admit(req: &HttpRequest, name: &str, state: &AppState) -> Result<ChannelQuery, ApiError> {
-    let q = resolve(&state.registry.current(), name, req.query_string())?;
-    // `?token=` is never a publish credential; it is only kept out of the params.
-    reject_options(&q.options, &["token"])?;
-    if q.entry.fetcher.push().is_none() {
+    let registry = state.registry.current();
+    if let Some(entry) = registry.get(name).filter(|e| e.fetcher.push().is_none()) {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "not_a_push_channel",
             format!(
                 "channel {} is polled by restream and does not take publishes",
-                q.id.name()
+                entry.metadata.name
             ),
         ));
     }
+    let q = resolve(&registry, name, req.query_string())?;
+    // `?token=` is never a publish credential; it is only kept out of the params.
+    reject_options(&q.options, &["token"])?;
     let credential = super::auth::bearer(req);
     super::publish_auth::check(state, &q.id, credential.as_deref()).await?;
     Ok(q)
