@@ -30,6 +30,7 @@ mod push_cluster;
 mod push_concurrency;
 mod push_crash;
 mod push_events;
+mod push_ids;
 mod push_queue;
 mod restart;
 mod smoke;
