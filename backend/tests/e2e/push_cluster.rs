@@ -265,3 +265,82 @@ async fn a_publish_to_either_replica_is_committed_once_and_reaches_both_pushpins
     }
     eprintln!("push channel leases: {takers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_lease_holder_dies_the_other_replica_takes_the_channel_over() {
+    let mut rig = Rig::start().await;
+    let q = "site=c0";
+    let send = |b: u64| {
+        Publish::post(THINGS, q)
+            .json(&json!({"id": format!("t{b}"), "b": b}))
+            .bearer(THINGS_KEY)
+            .idempotency_key(&format!("t{b}"))
+    };
+    let mut subs = Vec::new();
+    for (p, url) in rig.ws.iter().enumerate() {
+        let mut ws = restream_testkit::clients::ws::connect(url)
+            .await
+            .expect("a WebSocket");
+        let m = json!({"action": "subscribe", "channel": THINGS, "params": {"site": "c0"}});
+        restream_testkit::clients::ws::send_json(&mut ws, &m)
+            .await
+            .unwrap();
+        let mut mirror = Mirror::default();
+        let mut sub = Sub::Ws(ws);
+        mirror
+            .follow(
+                &mut sub,
+                1,
+                Duration::from_secs(30),
+                &format!("Pushpin {p}"),
+            )
+            .await;
+        subs.push((p, sub, mirror));
+    }
+    assert_eq!(send(0).send(&rig.http[0]).await.seq(), 2);
+    let channel = format!("{THINGS}?{q}");
+    let holder = *rig.lease_takers()[&channel].iter().next().unwrap();
+    let survivor = 1 - holder;
+    rig.replicas[holder].kill().await;
+
+    // Through the survivor's Pushpin: refused (503) until the dead holder's lease runs out,
+    // then committed by the survivor; a retry of the batch the dead one committed is known.
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(LEASE_TTL * 2.0 + 5.0);
+    let answer = loop {
+        let a = send(1).try_send(&rig.http[survivor]).await;
+        match a {
+            Ok(a) if a.status == 200 => break a,
+            Ok(a) if a.status == 503 => {
+                assert!(a.header("retry-after").is_some(), "{:?}", a.body)
+            }
+            Ok(a) => panic!("{} {:?}\n{}", a.status, a.body, rig.logs()),
+            Err(_) => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no takeover\n{}",
+            rig.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!((answer.seq(), counts(answer.receipt())), (3, (1, 0, 0, 0)));
+    let retry = send(0).send(&rig.http[survivor]).await;
+    assert_eq!(
+        (retry.seq(), retry.receipt()["replayed"].clone()),
+        (2, json!(true))
+    );
+    assert_eq!(send(2).send(&rig.http[survivor]).await.seq(), 4);
+    // Both Pushpins' subscribers (the dead replica's Pushpin is still up) get every event once.
+    for (p, sub, mirror) in &mut subs {
+        let who = format!("Pushpin {p}");
+        mirror.follow(sub, 4, Duration::from_secs(30), &who).await;
+        assert_eq!(sub.next(Duration::from_millis(300)).await, None, "{who}");
+        let ids: Vec<&str> = mirror.items.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["t0", "t1", "t2"], "{who}");
+    }
+    assert_eq!(
+        rig.lease_takers()[&channel].len(),
+        2,
+        "the survivor took the lease"
+    );
+}
