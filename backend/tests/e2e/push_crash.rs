@@ -1,6 +1,7 @@
 //! Issue 19: the backend is SIGKILLed between two batches of an events channel (append-only,
 //! so a repeat would show as an extra event): after the restart seq continues, a retried batch
 //! is recognised by its `Idempotency-Key`, and every subscriber sees each event exactly once.
+//! A writer that stopped after its linger resumes from the store the same way.
 
 use std::time::Duration;
 
@@ -91,4 +92,57 @@ async fn a_backend_killed_between_two_batches_loses_nothing_and_repeats_nothing(
     }
     assert_eq!(sse_resumed.next(Duration::from_millis(300)).await, None);
     assert_eq!(items_page(&stack, FEED, q).await.0, 7);
+}
+
+fn short_linger(settings: &mut restream::config::Settings) {
+    settings.push.linger = Duration::from_secs(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_lingered_out_picks_up_where_it_stopped() {
+    let stack = push_stack(Some(short_linger)).await;
+    let q = "site=linger";
+    let publish = |body: Value, key: &str| {
+        Publish::post(FEED, q)
+            .json(&body)
+            .bearer(FEED_KEY)
+            .idempotency_key(key)
+    };
+    // No subscriber: the writer opens the channel (seq 1), commits, and stops after linger.
+    let first = publish(batch(1), "l-1").send(&stack.http_url).await;
+    assert_eq!(first.seq(), 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !stack
+        .backend
+        .log_text()
+        .contains("push channel writer stopped")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A new writer reads the stored state: the key is remembered, seq continues.
+    let retry = publish(batch(1), "l-1").send(&stack.http_url).await;
+    assert_eq!(
+        (retry.seq(), retry.receipt()["replayed"].clone()),
+        (4, json!(true))
+    );
+    let second = publish(batch(4), "l-2").send(&stack.http_url).await;
+    assert_eq!(second.seq(), 7);
+    let mut sub = Sub::ws(&stack, FEED, json!({"site": "linger"}), None).await;
+    let snap = sub.next(Duration::from_secs(10)).await.expect("a snapshot");
+    assert_eq!(snap["seq"], 7);
+    let data: Vec<Value> = snap["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data"].clone())
+        .collect();
+    assert_eq!(
+        data,
+        [json!({"n": 4}), json!({"n": 5}), json!({"n": 6})],
+        "the last KEEP"
+    );
 }

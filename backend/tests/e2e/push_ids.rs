@@ -1,6 +1,7 @@
 //! Issue 19 through a real Pushpin: item ids as producers write them (numbers, spaces,
 //! non-ASCII, a slash) are deleted by `DELETE /channels/{name}/items/{id}` with the id
-//! percent-encoded; deleting an unknown id changes nothing; `PUT []` empties the channel.
+//! percent-encoded; an update dropping and nesting fields patches cleanly (`/` and `~` in
+//! keys); deleting an unknown id changes nothing; `PUT []` empties the channel.
 
 use std::time::Duration;
 
