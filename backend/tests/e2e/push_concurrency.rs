@@ -192,3 +192,34 @@ async fn a_websocket_resume_of_a_long_gap_gets_every_event() {
     let mut ws = Sub::ws(&stack, FEED, params, Some(1)).await;
     assert_eq!(replay(&mut ws, last).await, data);
 }
+
+/// One batch of many events reaches a live WebSocket subscriber whole (bugs19.md: Pushpin
+/// drops part of a burst of WebSocket messages; SSE gets them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_websocket_subscriber_gets_every_event_of_a_large_batch() {
+    let stack = push_stack(None).await;
+    let (q, params) = ("site=big", json!({"site": "big"}));
+    let mut ws = Sub::ws(&stack, FEED, params, None).await;
+    let mut sse = Sub::sse(&stack, FEED, q, None).await;
+    let mut mirrors = [Mirror::default(), Mirror::default()];
+    for (sub, mirror) in [&mut ws, &mut sse].into_iter().zip(&mut mirrors) {
+        mirror.follow(sub, 1, Duration::from_secs(10), "sub").await;
+    }
+    let n: u64 = 500;
+    let data: Vec<Value> = (0..n).map(|i| json!({"i": i})).collect();
+    let answer = Publish::post(FEED, q)
+        .json(&json!(data))
+        .bearer(FEED_KEY)
+        .send(&stack.http_url)
+        .await;
+    assert_eq!(answer.seq(), n + 1);
+    for ((who, sub), mirror) in [("sse", &mut sse), ("ws", &mut ws)]
+        .into_iter()
+        .zip(&mut mirrors)
+    {
+        mirror
+            .follow(sub, n + 1, Duration::from_secs(30), who)
+            .await;
+        assert_eq!(event_data(mirror), data, "{who}");
+    }
+}
