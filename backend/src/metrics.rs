@@ -73,15 +73,15 @@ pub struct Metrics {
     pub auth_key_refreshes: IntCounterVec,
     /// Public keys currently loaded from the JWKS.
     pub auth_jwks_keys: IntGauge,
-    // Publish API (issue 19).
-    /// Publishes to push channels over HTTP, by `result`: `ok`, `replayed`, or the error code.
-    pub publishes: IntCounterVec,
     // SQS queue source of push channels (issue 19).
     /// Queue messages handled, by push channel name and `result` (`committed`, `replayed`,
     /// `dead_lettered`, `unmappable_kept`, `retried`).
     pub queue_messages: IntCounterVec,
     /// SQS calls that failed (receive, delete, dead-letter send), by push channel name.
     pub queue_receive_errors: IntCounterVec,
+    // Publish API (issue 19).
+    /// Publishes to push channels over HTTP, by `result`: `ok`, `replayed`, or the error code.
+    pub publishes: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -294,11 +294,6 @@ impl Metrics {
                 IntGauge::new("auth_jwks_keys", "Public keys loaded from the JWKS")
                     .expect("valid metric"),
             ),
-            publishes: counter_vec(
-                "publishes_total",
-                "Publishes to push channels over the HTTP API, by result (ok, replayed, or the error code)",
-                &["result"],
-            ),
             queue_messages: counter_vec(
                 "queue_messages_total",
                 "SQS messages handled by push channels' queue consumers, by channel name and result (committed, replayed, dead_lettered, unmappable_kept, retried)",
@@ -308,6 +303,11 @@ impl Metrics {
                 "queue_receive_errors_total",
                 "Failed SQS calls of push channels' queue consumers (receive, delete, dead-letter send), by channel name",
                 &["channel"],
+            ),
+            publishes: counter_vec(
+                "publishes_total",
+                "Publishes to push channels over the HTTP API, by result (ok, replayed, or the error code)",
+                &["result"],
             ),
             registry: r,
         }
