@@ -11,6 +11,7 @@
 //! - [`upstream`] — the fake upstream API the fetchers and declarative channels read.
 //! - [`backend`] — the backend binary (or any WebSocket-over-HTTP responder) as a process.
 //! - [`stack`] — Pushpin in front of a backend, with the fake upstream, in one temp folder.
+//! - [`push`] — push channel files, producer keys, publish tokens and an HTTP publisher.
 //! - [`clients`] — WebSocket, SSE, HTTP JSON and `/metrics` clients.
 //! - [`Error`] — why something did not start.
 //!
@@ -26,6 +27,7 @@ pub mod emulators;
 mod error;
 pub mod ports;
 pub mod process;
+pub mod push;
 pub mod stack;
 pub mod upstream;
 
