@@ -89,6 +89,7 @@ impl Rig {
                 http_publish_urls: list(&|o| o.http_publish_url()),
                 stats_specs: list(&|o| o.stats_spec()),
                 sig_key: Some(SigKey::Value(sig_key)),
+                ..Settings::default().pushpin
             },
             ..Settings::default()
         };
