@@ -121,6 +121,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         interval: INTERVAL,
         message_rate: 50_000,
         auth: false,
+        push: false,
     })
     .await?;
     let opened = Instant::now();

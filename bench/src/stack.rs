@@ -1,6 +1,7 @@
 //! One benchmark stack: the test kit's isolated Pushpin on loopback with the `restream` backend
 //! binary (or the no-op WOH responder) behind it, and the fake upstream read by a declarative
-//! channel `bench` (`GET /feed/{n}.json`, param `n`). Everything stops on drop.
+//! channel `bench` (`GET /feed/{n}.json`, param `n`), and optionally the push channel
+//! `bench-push` with a producer key. Everything stops on drop.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,7 +30,15 @@ pub struct Options {
     /// The `bench` channel needs a token: clients connect with `?token=` (HS256, from the keys
     /// file's `_restream.jwt_secret`), checked on every WOH request.
     pub auth: bool,
+    /// Also declare the push channel [`PUSH_CHANNEL`] (items mode, id field `id`, no params),
+    /// with [`PRODUCER_KEY`] as its producer key in the keys file.
+    pub push: bool,
 }
+
+/// The push channel of `Options::push`.
+pub const PUSH_CHANNEL: &str = "bench-push";
+/// Its producer key (`Authorization: Bearer`).
+pub const PRODUCER_KEY: &str = "bench-producer-key-0123456789abcdef";
 
 const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef";
 
@@ -81,6 +90,12 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     std::fs::create_dir_all(&channels)?;
     std::fs::create_dir_all(dir.path().join("functions"))?;
     std::fs::write(channels.join("bench.toml"), channel_toml(options.interval))?;
+    if options.push {
+        let push = format!(
+            "kind = \"push\"\nname = \"{PUSH_CHANNEL}\"\ndescription = \"the benchmark's push channel\"\nmode = \"items\"\nid_field = \"id\"\n"
+        );
+        std::fs::write(channels.join(format!("{PUSH_CHANNEL}.toml")), push)?;
+    }
     settings.fetchers.kinds = vec![FetcherKind::Http];
     settings.fetchers.dir = dir.path().join("functions");
     settings.fetchers.channels_dir = channels;
@@ -91,14 +106,26 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
         file: dir.path().join("keys.json"),
     };
     settings.log.filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let mut keys = serde_json::Map::new();
     if options.auth {
-        use std::os::unix::fs::PermissionsExt;
-        let keys = dir.path().join("keys.json");
-        let text = serde_json::json!({"_restream": {"jwt_secret": JWT_SECRET}}).to_string();
-        std::fs::write(&keys, text)?;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600))?;
+        keys.insert(
+            "_restream".into(),
+            serde_json::json!({"jwt_secret": JWT_SECRET}),
+        );
         let access = &mut settings.auth.access;
         access.insert("bench".into(), restream::auth::Access::Token);
+    }
+    if options.push {
+        keys.insert(
+            PUSH_CHANNEL.into(),
+            serde_json::json!({"producer_key": PRODUCER_KEY}),
+        );
+    }
+    if !keys.is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, serde_json::Value::Object(keys).to_string())?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     }
     let config = dir.path().join("restream.toml");
     std::fs::write(&config, settings.to_toml()?)?;
