@@ -319,7 +319,9 @@ pub async fn run(
     );
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
-    let scheduler = scheduler.with_channel_caps(settings.limits.clone());
+    let scheduler = scheduler
+        .with_channel_caps(settings.limits.clone())
+        .with_push_settings(settings.push.clone());
     let scheduler = essentials.spawn("scheduler", scheduler.run(shutdown.clone()), &shutdown);
 
     let publishing = crate::push::Publishing::new(

@@ -104,4 +104,25 @@ impl Leases for DynamoLeases {
             }),
         }
     }
+
+    async fn publish_to(
+        &self,
+        to: &Member,
+        channel: &ChannelId,
+        batch: &crate::push::PushBatch,
+    ) -> Result<Result<crate::push::PushReceipt, crate::push::PushError>, HandOverError> {
+        let url = format!("{}{}", to.url.trim_end_matches('/'), super::PUBLISH_PATH);
+        let response = self
+            .http
+            .post(&url)
+            .header(crate::edge::cluster_secret::HEADER, self.secret.expose())
+            .json(&super::ForwardedPublish::new(channel, batch))
+            .send()
+            .await
+            .map_err(|source| HandOverError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        super::publish_wire::read_answer(url, response).await
+    }
 }

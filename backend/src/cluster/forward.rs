@@ -64,3 +64,30 @@ pub async fn forward<R: Forwardable>(
     tokio::time::sleep(RETRY_PAUSE).await;
     Handed::Undelivered(requests)
 }
+
+/// Sends a push batch to `holder`, the replica holding its channel's lease, and returns its
+/// answer; `Unavailable` when it cannot be reached (the producer retries).
+pub async fn forward_publish(
+    cluster: &Cluster,
+    channel: &ChannelId,
+    holder: &Holder,
+    batch: &crate::push::PushBatch,
+) -> Result<crate::push::PushReceipt, crate::push::PushError> {
+    let Some(member) = cluster.member(&holder.owner) else {
+        tracing::warn!(channel = %channel, holder = %holder.owner, "the lease holder is not a known replica; publish refused");
+        return Err(crate::push::PushError::Unavailable);
+    };
+    match cluster.leases().publish_to(&member, channel, batch).await {
+        Ok(answer) => {
+            crate::metrics::get()
+                .lease_events
+                .with_label_values(&["publish_forwarded"])
+                .inc();
+            answer
+        }
+        Err(e) => {
+            tracing::warn!(channel = %channel, error = %e, "cannot hand a publish to the lease holder");
+            Err(crate::push::PushError::Unavailable)
+        }
+    }
+}

@@ -24,6 +24,7 @@ mod guard;
 mod lease;
 mod members;
 mod memory;
+mod publish_wire;
 mod pushpins;
 mod wire;
 
@@ -37,11 +38,12 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::ChannelId;
 
 pub use dynamo::DynamoLeases;
-pub use forward::{forward, Forwardable, Handed};
+pub use forward::{forward, forward_publish, Forwardable, Handed};
 pub use guard::LeaseGuard;
 pub use lease::{lease_pk, now_ms, Held, Holder, LeaseError, LeaseTable, LEASE_SK};
 pub use members::{preferred, AdvertisedPushpin, Member, Membership};
 pub use memory::{Inbox, MemoryLeaseTable, MemoryLeases};
+pub use publish_wire::{ForwardedPublish, PUBLISH_PATH};
 pub use pushpins::{remote_targets, RemotePushpins, RemoteTargets};
 pub use wire::{ForwardedSnapshot, ForwardedSnapshots, HandOver, HandedRequest, WireError};
 
@@ -101,6 +103,19 @@ pub trait Leases: Send + Sync {
     /// Hands snapshot requests to replica `to`, which polls their channel.
     async fn hand_over(&self, to: &Member, batch: &ForwardedSnapshots)
         -> Result<(), HandOverError>;
+
+    /// Hands a push batch to replica `to`, which holds its channel's lease, and returns that
+    /// replica's answer. Without an implementation, batches are committed where they arrive
+    /// only (the in-memory table of tests).
+    async fn publish_to(
+        &self,
+        to: &Member,
+        channel: &ChannelId,
+        batch: &crate::push::PushBatch,
+    ) -> Result<Result<crate::push::PushReceipt, crate::push::PushError>, HandOverError> {
+        let _ = (channel, batch);
+        Err(HandOverError::NoInbox(to.id.clone()))
+    }
 }
 
 /// This replica's view of the cluster.

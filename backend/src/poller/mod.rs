@@ -7,6 +7,8 @@
 //! - `poll`: one poll's I/O around the plan (fetch, persist with recovery, publish);
 //! - `answers`: snapshots, resumes and statuses for subscribers;
 //! - `failure`: backoff, the degraded state and the status board;
+//! - `push_loop`: a push channel's writer (batches instead of polls, same persistence and
+//!   answers);
 //! - `state`: what a poller keeps in memory.
 
 use std::collections::HashMap;
@@ -26,11 +28,13 @@ mod answers;
 mod failure;
 pub mod plan;
 mod poll;
+mod push_loop;
 mod shell;
 mod state;
 
 pub use failure::{backoff, PollError};
 pub use plan::{plan, Announce, ChannelState, Plan, PlanInput, Report};
+pub use push_loop::{run_push, PublishRequest, PushWiring};
 pub use shell::{run, ChannelPoller};
 
 /// What a poller needs from the rest of the service.

@@ -202,7 +202,7 @@ fn events(
 }
 
 /// The client message of one change.
-fn event_message(channel: &ChannelId, seq: u64, change: &Change) -> ServerMessage {
+pub(crate) fn event_message(channel: &ChannelId, seq: u64, change: &Change) -> ServerMessage {
     let (name, params) = (channel.name().to_string(), channel.params().clone());
     let item = change.item.clone();
     match &change.kind {

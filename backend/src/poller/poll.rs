@@ -174,7 +174,7 @@ impl ChannelPoller {
 
     /// Writes `commit`; false when it did not land (then nothing may be published). The
     /// store is the authority on the lease: a commit under an old epoch is refused.
-    async fn persist(&mut self, commit: &Commit) -> bool {
+    pub(super) async fn persist(&mut self, commit: &Commit) -> bool {
         let Err(e) = self.ctx.store.commit(commit.clone()).await else {
             return true;
         };
@@ -259,7 +259,7 @@ impl ChannelPoller {
     }
 
     /// Hands events to Pushpin; kept for a retry before the next poll if it refuses them.
-    async fn publish_events(&mut self, publish: Vec<PublishItem>) {
+    pub(super) async fn publish_events(&mut self, publish: Vec<PublishItem>) {
         let handed_over = Instant::now();
         match self.ctx.publisher.publish(&publish).await {
             Ok(()) => {

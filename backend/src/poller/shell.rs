@@ -112,7 +112,7 @@ impl ChannelPoller {
     }
 
     /// Answers a request once Pushpin has surely applied its subscription.
-    async fn answer_in_turn(&self, request: SnapshotRequest) {
+    pub(super) async fn answer_in_turn(&self, request: SnapshotRequest) {
         tokio::time::sleep_until(request.requested_at + SNAPSHOT_DELAY).await;
         self.answer(request).await;
     }
@@ -166,7 +166,7 @@ impl ChannelPoller {
 
     /// Keeps an active channel from expiring: marks it active in the store at least every
     /// quarter of the retention (a commit does too). A failure is retried next attempt.
-    async fn touch_if_due(&mut self) {
+    pub(super) async fn touch_if_due(&mut self) {
         let Some(retention) = self.ctx.store.retention() else {
             return;
         };

@@ -53,6 +53,21 @@ impl Publishing {
             .spec(channel.name())
             .ok_or_else(|| PushError::NotPush(channel.name().to_string()))?;
         super::plan::check(&spec, &batch, self.settings.max_batch_items)?;
-        self.scheduler.publish(channel.clone(), batch).await
+        self.scheduler.publish(channel.clone(), batch, false).await
+    }
+
+    /// A batch another replica forwarded here (cluster mode): checked again (the replicas'
+    /// channel files may differ during a deployment), committed here or refused, never sent
+    /// on.
+    pub async fn publish_forwarded(
+        &self,
+        channel: &ChannelId,
+        batch: PushBatch,
+    ) -> Result<PushReceipt, PushError> {
+        let spec = self
+            .spec(channel.name())
+            .ok_or_else(|| PushError::NotPush(channel.name().to_string()))?;
+        super::plan::check(&spec, &batch, self.settings.max_batch_items)?;
+        self.scheduler.publish(channel.clone(), batch, true).await
     }
 }

@@ -15,8 +15,20 @@ use crate::read_cache::{Cached, ReadKey};
 use crate::status::ChannelStatus;
 use crate::store::{Page, StoreError};
 
-fn catalog_entry(m: &Metadata, access: crate::auth::Access) -> Value {
+/// A catalog entry. Push channels say so (`"kind": "push"`, their `mode`); the rest are
+/// `"kind": "polled"`.
+fn catalog_entry(
+    m: &Metadata,
+    access: crate::auth::Access,
+    push: Option<&crate::push::PushSpec>,
+) -> Value {
+    let mode = push.map(|p| match p.mode {
+        crate::push::PushMode::Items => "items",
+        crate::push::PushMode::Events => "events",
+    });
     json!({
+        "kind": if push.is_some() { "push" } else { "polled" },
+        "mode": mode,
         "name": m.name,
         "description": m.description,
         "id_field": m.id_field,
@@ -46,7 +58,7 @@ pub async fn catalog(state: web::Data<AppState>) -> HttpResponse {
         .filter_map(|n| registry.get(n))
         .map(|e| {
             let access = state.auth.access(&e.metadata.name, e.metadata.access);
-            catalog_entry(&e.metadata, access)
+            catalog_entry(&e.metadata, access, e.fetcher.push().as_deref())
         })
         .collect();
     HttpResponse::Ok()

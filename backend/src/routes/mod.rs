@@ -54,6 +54,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/internal/snapshot", web::post().to(internal::snapshot))
+        .route("/internal/publish", web::post().to(internal::publish))
         .route("/", web::get().to(demo::demo))
         .route("/demo", web::get().to(demo::demo))
         .route("/channels", web::get().to(channels::catalog))

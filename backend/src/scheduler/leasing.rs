@@ -33,7 +33,7 @@ pub(super) struct Forwarded {
 impl Scheduler {
     /// The `Remote` slot of `channel`, made if the channel had none; `None` when it is polled
     /// here or ignored.
-    fn remote(&mut self, channel: &ChannelId) -> Option<&mut Remote> {
+    pub(super) fn remote(&mut self, channel: &ChannelId) -> Option<&mut Remote> {
         match self
             .slots
             .entry(channel.clone())
@@ -67,12 +67,14 @@ impl Scheduler {
             return;
         };
         let since = *r.unowned_since.get_or_insert(now);
+        // Batches waiting for the lease do not wait for the channel's preferred replica.
+        let urgent = !r.publishes.is_empty();
         let waiting = match r.attempt {
             Attempt::InFlight => true,
             Attempt::After(t) => t > now,
             Attempt::Due => false,
         };
-        if waiting || (!cluster.prefers_me(&channel) && now < since + cluster.ttl()) {
+        if waiting || (!urgent && !cluster.prefers_me(&channel) && now < since + cluster.ttl()) {
             return;
         }
         r.attempt = Attempt::InFlight;
@@ -108,6 +110,7 @@ impl Scheduler {
             Attempted::HeldElsewhere { holder, retry_in } => (retry_in, Some(holder)),
             Attempted::Failed { retry_in } => (retry_in, None),
         };
+        self.publishes_not_taken(&channel, holder.clone());
         let at = Instant::now() + next;
         if let Some(r) = self.remote(&channel) {
             r.attempt = Attempt::After(at);
@@ -127,7 +130,8 @@ impl Scheduler {
         cluster: Arc<Cluster>,
         shutdown: &CancellationToken,
     ) {
-        let wanted = self.demand.is_active(&channel, Instant::now());
+        let wanted =
+            self.demand.is_active(&channel, Instant::now()) || self.publishes_waiting(&channel);
         let polled = matches!(self.slots.get(&channel), Some(Slot::Polling(_)));
         match self.resolve(&channel) {
             Ok(entry) if wanted && !polled => {

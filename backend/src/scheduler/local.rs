@@ -41,13 +41,14 @@ pub(super) enum Unservable {
 
 impl Scheduler {
     pub(super) fn reconcile(&mut self, shutdown: &CancellationToken) {
-        let active = self.demand.active(tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
+        let active = self.demand.active(now);
         self.forget_ignored_after_registry_change();
         self.slots.retain(|channel, slot| match slot {
             // The channel is taken anew below if it can.
             Slot::Polling(p) if p.lost_lease() => false,
             Slot::Polling(p) => {
-                let keep = active.contains(channel);
+                let keep = active.contains(channel) || p.lingers(now);
                 if !keep {
                     tracing::info!(channel = %channel, "no subscribers left; stopping poller");
                     p.token.cancel();
@@ -106,7 +107,7 @@ impl Scheduler {
 
     /// The pollers running here, counted once per pass (not once per channel: a pass over
     /// thousands of channels beyond a cap would otherwise cost O(channels²)).
-    fn running(&self) -> Running {
+    pub(super) fn running(&self) -> Running {
         let mut running = Running::default();
         for (channel, slot) in &self.slots {
             if matches!(slot, Slot::Polling(_)) {
@@ -118,7 +119,7 @@ impl Scheduler {
 
     /// Whether one more poller, for `channel`, stays within the channel caps; if so, it is
     /// counted in `running`.
-    fn within_caps(
+    pub(super) fn within_caps(
         &self,
         channel: &ChannelId,
         entry: &FetcherEntry,
@@ -174,24 +175,52 @@ impl Scheduler {
             guard
         });
         let (tx, rx) = mpsc::channel(super::slot::MAX_WAITING_REQUESTS);
-        self.tracker.spawn(poller::run(
-            channel.clone(),
-            entry,
-            self.ctx.clone(),
-            rx,
-            run.clone(),
-            guard,
-        ));
-        if let Some(Slot::Remote(r)) = self.slots.remove(&channel) {
-            for request in r.waiting {
-                let _ = tx.try_send(request);
+        let batches = match entry.fetcher.push() {
+            Some(spec) => {
+                let (batches, received) = mpsc::channel(self.push.max_pending_batches);
+                let wiring = poller::PushWiring {
+                    spec,
+                    batches: received,
+                    remembered_keys: self.push.idempotency_keys,
+                };
+                self.tracker.spawn(poller::run_push(
+                    channel.clone(),
+                    entry,
+                    self.ctx.clone(),
+                    rx,
+                    wiring,
+                    run.clone(),
+                    guard,
+                ));
+                Some(batches)
             }
-        }
-        let poller = Poller {
+            None => {
+                self.tracker.spawn(poller::run(
+                    channel.clone(),
+                    entry,
+                    self.ctx.clone(),
+                    rx,
+                    run.clone(),
+                    guard,
+                ));
+                None
+            }
+        };
+        let mut poller = Poller {
             token,
             run,
             requests: tx,
+            batches,
+            linger_until: None,
         };
+        if let Some(Slot::Remote(r)) = self.slots.remove(&channel) {
+            for request in r.waiting {
+                let _ = poller.requests.try_send(request);
+            }
+            for (request, _) in r.publishes {
+                super::publishing::deliver(&mut poller, request, self.push.linger);
+            }
+        }
         self.slots.insert(channel, Slot::Polling(poller));
     }
 

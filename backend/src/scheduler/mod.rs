@@ -6,11 +6,18 @@
 //! once where the channel prefers this replica, after a grace period otherwise), and hands
 //! snapshot requests for channels polled elsewhere to the owning replica.
 //!
+//! Push channels get a writer instead of a poller, started by subscribers or by a publish
+//! (and kept `push.linger_secs` after the last one).
+//!
 //! Layout: `mod.rs` the loop and its commands, `slot.rs` the per-channel states, `local.rs`
-//! passes and starting pollers, `leasing.rs` cluster mode's leases and forwarding.
+//! passes and starting pollers, `leasing.rs` cluster mode's leases and forwarding,
+//! `publishing.rs` routing push batches to their channel's writer.
 
 mod leasing;
 mod local;
+mod publishing;
+#[cfg(test)]
+mod push_tests;
 mod slot;
 #[cfg(test)]
 mod tests;
@@ -46,11 +53,20 @@ enum Command {
         attempt: Attempted,
     },
     Forwarded(Forwarded),
+    /// A push batch for `channel`'s writer; `forwarded` when another replica sent it here.
+    Publish {
+        channel: ChannelId,
+        request: crate::poller::PublishRequest,
+        forwarded: bool,
+    },
 }
 
 /// How long a snapshot request waits for its channel's poller to appear (here or elsewhere in
 /// the cluster) before it is dropped.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest a publish waits for its commit (a lease to take, a writer to start, the store).
+const PUBLISH_WAIT: Duration = Duration::from_secs(30);
 
 /// How often demand is re-read even without a change notification (TTL expiry).
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
@@ -78,14 +94,39 @@ impl SchedulerHandle {
     }
 
     /// Commits a push batch to `channel` through its writer: here, or (cluster mode) on the
-    /// replica holding the channel's lease.
+    /// replica holding the channel's lease. `forwarded`: another replica sent it (it is not
+    /// sent on again).
     pub async fn publish(
         &self,
         channel: ChannelId,
         batch: crate::push::PushBatch,
+        forwarded: bool,
     ) -> Result<crate::push::PushReceipt, crate::push::PushError> {
-        let _ = (channel, batch);
-        Err(crate::push::PushError::Unavailable)
+        use crate::push::PushError;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = crate::poller::PublishRequest { batch, reply };
+        let command = Command::Publish {
+            channel,
+            request,
+            forwarded,
+        };
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                crate::metrics::get()
+                    .queue_full
+                    .with_label_values(&["scheduler"])
+                    .inc();
+                return Err(PushError::Busy);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(PushError::Unavailable),
+        }
+        match tokio::time::timeout(PUBLISH_WAIT, answer).await {
+            Ok(Ok(result)) => result,
+            // Dropped unanswered (a writer that stopped) or too slow: whether it committed is
+            // unknown, and the producer's retry (with its Idempotency-Key) settles it.
+            Ok(Err(_)) | Err(_) => Err(PushError::Unavailable),
+        }
     }
 
     /// [`SchedulerHandle::request_snapshot`]; false when the scheduler has stopped.
@@ -175,6 +216,8 @@ pub struct Scheduler {
     /// Channel caps (`limits.max_channels*`): never more pollers than these, whatever demand
     /// says (stats after a restart included); channels already polling keep their place.
     caps: Option<crate::config::Limits>,
+    /// Push channels' writers: batches queued, keys remembered, linger.
+    push: crate::config::PushSettings,
 }
 
 impl Scheduler {
@@ -201,6 +244,7 @@ impl Scheduler {
             due: BinaryHeap::new(),
             ignored_with: None,
             caps: None,
+            push: Default::default(),
         };
         (scheduler, handle)
     }
@@ -208,6 +252,12 @@ impl Scheduler {
     /// Caps the pollers this scheduler runs, per fetcher and overall.
     pub fn with_channel_caps(mut self, caps: crate::config::Limits) -> Scheduler {
         self.caps = Some(caps);
+        self
+    }
+
+    /// Push channels' writers follow these settings.
+    pub fn with_push_settings(mut self, push: crate::config::PushSettings) -> Scheduler {
+        self.push = push;
         self
     }
 
@@ -240,6 +290,9 @@ impl Scheduler {
                     Command::Forwarded(f) => self.forwarded(f, &shutdown),
                     Command::Acquired { channel, attempt } => {
                         self.acquired(channel, attempt, &shutdown)
+                    }
+                    Command::Publish { channel, request, forwarded } => {
+                        self.route_publish(channel, request, forwarded, &shutdown)
                     }
                 },
             }

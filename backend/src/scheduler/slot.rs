@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::ChannelId;
 use crate::cluster::Holder;
-use crate::poller::SnapshotRequest;
+use crate::poller::{PublishRequest, SnapshotRequest};
 
 /// One channel's state in the scheduler.
 pub(super) enum Slot {
@@ -27,9 +27,19 @@ pub(super) struct Poller {
     /// What the poller runs under: `token`, or a lost lease.
     pub run: CancellationToken,
     pub requests: mpsc::Sender<SnapshotRequest>,
+    /// A push channel's writer: where its batches go.
+    pub batches: Option<mpsc::Sender<PublishRequest>>,
+    /// A push channel's writer stays until then without subscribers (its last publish plus
+    /// `push.linger_secs`).
+    pub linger_until: Option<Instant>,
 }
 
 impl Poller {
+    /// A push channel's writer that published recently enough to stay without subscribers.
+    pub fn lingers(&self, now: Instant) -> bool {
+        self.linger_until.is_some_and(|t| t > now)
+    }
+
     /// Stopped because its lease was lost, not by the scheduler.
     pub fn lost_lease(&self) -> bool {
         self.run.is_cancelled() && !self.token.is_cancelled()
@@ -64,6 +74,9 @@ pub(super) struct Remote {
     pub waiting: Vec<SnapshotRequest>,
     /// A forwarding task is under way; its result brings the waiting requests along.
     pub forwarding: bool,
+    /// Push batches waiting for the channel's lease to be taken here or found elsewhere, and
+    /// whether each was forwarded to us already (it is not forwarded again).
+    pub publishes: Vec<(PublishRequest, bool)>,
 }
 
 /// Where the channel's next try at its lease stands.
@@ -87,7 +100,10 @@ impl Remote {
         if let Attempt::After(_) = self.attempt {
             self.attempt = Attempt::Due;
         }
-        !self.waiting.is_empty() || self.forwarding || self.attempt == Attempt::InFlight
+        !self.waiting.is_empty()
+            || self.forwarding
+            || self.attempt == Attempt::InFlight
+            || !self.publishes.is_empty()
     }
 }
 
@@ -104,6 +120,8 @@ mod tests {
             token: CancellationToken::new(),
             run: CancellationToken::new(),
             requests: tx,
+            batches: None,
+            linger_until: None,
         };
         let full = || {
             crate::metrics::get()
