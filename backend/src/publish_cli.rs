@@ -88,7 +88,9 @@ pub enum PublishError {
         url: String,
         excerpt: String,
     },
-    #[error("cannot connect to {url}: is restream (behind Pushpin) listening there? Set it with --url")]
+    #[error(
+        "cannot connect to {url}: is restream (behind Pushpin) listening there? Set it with --url"
+    )]
     Connect { url: String },
     #[error("no answer from {url} within {}s", TIMEOUT.as_secs())]
     Timeout { url: String },
@@ -189,7 +191,10 @@ pub async fn send(
         }
         Some(answer) if answer["error"]["code"].is_string() => Err(PublishError::Api {
             status,
-            code: answer["error"]["code"].as_str().unwrap_or_default().to_string(),
+            code: answer["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             message: answer["error"]["message"]
                 .as_str()
                 .unwrap_or_default()
@@ -198,7 +203,12 @@ pub async fn send(
         _ => Err(PublishError::Unexpected {
             status,
             url: origin,
-            excerpt: text.chars().take(200).collect::<String>().trim().to_string(),
+            excerpt: text
+                .chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string(),
         }),
     }
 }

@@ -107,5 +107,8 @@ fn errors_name_the_origin_only() {
         code: "forbidden".into(),
         message: "this credential may not publish to b".into(),
     };
-    assert_eq!(e.to_string(), "forbidden: this credential may not publish to b");
+    assert_eq!(
+        e.to_string(),
+        "forbidden: this credential may not publish to b"
+    );
 }

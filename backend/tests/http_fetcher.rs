@@ -151,7 +151,11 @@ async fn shipped_channels_have_valid_metadata() {
                 .is_some_and(|x| x == "toml")
         })
         .count();
-    assert_eq!(declarative.len() + push.len(), files, "a channel file did not load");
+    assert_eq!(
+        declarative.len() + push.len(),
+        files,
+        "a channel file did not load"
+    );
     let fetchers: Vec<Arc<dyn Fetcher>> = declarative
         .into_iter()
         .map(|f| Arc::new(f) as Arc<dyn Fetcher>)
@@ -186,7 +190,9 @@ async fn shipped_channels_have_valid_metadata() {
 #[test]
 fn photon_queue_section_is_valid_when_uncommented() {
     let text = std::fs::read_to_string(repo("channels/photon.toml")).unwrap();
-    let start = text.find("# [queue]").expect("photon.toml has a commented [queue]");
+    let start = text
+        .find("# [queue]")
+        .expect("photon.toml has a commented [queue]");
     let queue: String = text[start..]
         .lines()
         .map(|l| l.strip_prefix("# ").unwrap_or(l))

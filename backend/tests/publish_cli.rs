@@ -136,13 +136,10 @@ async fn publish(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
     // A delete does not read stdin; the write may then fail, which is fine.
     let _ = input.write_all(stdin.as_bytes()).await;
     drop(input);
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        child.wait_with_output(),
-    )
-    .await
-    .expect("restream publish finishes")
-    .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("restream publish finishes")
+        .unwrap();
     Run {
         ok: out.status.success(),
         code: out.status.code(),
@@ -227,7 +224,9 @@ async fn ndjson_replace_sends_a_put_with_the_token_option() {
 async fn a_delete_sends_no_body() {
     let api = Responder::start("200 OK", receipt()).await;
     let run = publish(
-        &["board", "--delete", "a/1", "-p", "board=x", "--url", &api.url],
+        &[
+            "board", "--delete", "a/1", "-p", "board=x", "--url", &api.url,
+        ],
         "",
         &[("RESTREAM_PUBLISH_TOKEN", SECRET)],
     )

@@ -309,7 +309,10 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
                     let batch: Vec<Value> = (0..b)
                         .map(|i| {
                             let id = format!("r{round}-b{b}-{i}");
-                            item(id, json!({"round": round, "b": b, "i": i, "stamp_us": stamp}))
+                            item(
+                                id,
+                                json!({"round": round, "b": b, "i": i, "stamp_us": stamp}),
+                            )
                         })
                         .collect();
                     publish(&producer, &url, &batch).await?;

@@ -191,9 +191,7 @@ pub fn discover(dir: &Path, timeout: Duration) -> Vec<HttpFetcher> {
     files
         .into_iter()
         // Push channel files share the folder; `push::spec::discover` loads those.
-        .filter(|f| {
-            !std::fs::read_to_string(f).is_ok_and(|t| crate::push::spec::is_push_file(&t))
-        })
+        .filter(|f| !std::fs::read_to_string(f).is_ok_and(|t| crate::push::spec::is_push_file(&t)))
         .filter_map(|f| match HttpFetcher::load(&f, timeout) {
             Ok(fetcher) => Some(fetcher),
             Err(e) => {
