@@ -34,12 +34,16 @@ enum Cmd {
     Config,
     /// Exit 0 when the backend at `server.listen` answers `/healthz` (container healthchecks).
     Health,
-    /// Print a subscriber token (HS256, signed with the key store's `_restream.jwt_secret`).
+    /// Print a subscriber or producer token (HS256, signed with the key store's
+    /// `_restream.jwt_secret`).
     Token {
-        /// A channel it grants: a name, a canonical id (`name?k=v`), `prefix*` or `*`
-        /// (repeatable).
-        #[arg(long = "channel", required = true)]
+        /// A channel it may subscribe to: a name, a canonical id (`name?k=v`), `prefix*` or
+        /// `*` (repeatable).
+        #[arg(long = "channel", required_unless_present = "publish")]
         channels: Vec<String>,
+        /// A push channel it may publish to, same syntax as `--channel` (repeatable).
+        #[arg(long = "publish")]
+        publish: Vec<String>,
         /// Who it is for (shown in logs).
         #[arg(long)]
         sub: Option<String>,
@@ -116,8 +120,14 @@ async fn main() -> anyhow::Result<()> {
             result
         }
         Cmd::Health => restream::startup::check_health(&settings.server.listen).await,
-        Cmd::Token { channels, sub, ttl } => {
-            let token = startup::mint_token(&settings, &channels, sub.as_deref(), ttl).await?;
+        Cmd::Token {
+            channels,
+            publish,
+            sub,
+            ttl,
+        } => {
+            let token =
+                startup::mint_token(&settings, &channels, &publish, sub.as_deref(), ttl).await?;
             println!("{token}");
             Ok(())
         }

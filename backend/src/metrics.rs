@@ -73,6 +73,9 @@ pub struct Metrics {
     pub auth_key_refreshes: IntCounterVec,
     /// Public keys currently loaded from the JWKS.
     pub auth_jwks_keys: IntGauge,
+    // Publish API (issue 19).
+    /// Publishes to push channels over HTTP, by `result`: `ok`, `replayed`, or the error code.
+    pub publishes: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -284,6 +287,11 @@ impl Metrics {
                 &r,
                 IntGauge::new("auth_jwks_keys", "Public keys loaded from the JWKS")
                     .expect("valid metric"),
+            ),
+            publishes: counter_vec(
+                "publishes_total",
+                "Publishes to push channels over the HTTP API, by result (ok, replayed, or the error code)",
+                &["result"],
             ),
             registry: r,
         }

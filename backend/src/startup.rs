@@ -192,6 +192,7 @@ pub async fn auth(
 pub async fn mint_token(
     settings: &Settings,
     channels: &[String],
+    publish: &[String],
     sub: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
@@ -205,8 +206,14 @@ pub async fn mint_token(
         format!("the key store has no {{\"{SECRETS_ENTRY}\": {{\"{JWT_SECRET}\": \"...\"}}}} entry")
     })?;
     let exp = crate::auth::now_unix() + ttl.as_secs();
-    crate::auth::mint::hs256(secret.expose_secret().as_bytes(), sub, channels, exp)
-        .map_err(anyhow::Error::msg)
+    crate::auth::mint::hs256_with_publish(
+        secret.expose_secret().as_bytes(),
+        sub,
+        channels,
+        publish,
+        exp,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 fn publisher(settings: &Settings) -> anyhow::Result<Arc<dyn Publisher>> {
@@ -291,7 +298,7 @@ pub async fn run(
         .run(shutdown.clone()),
     );
     let ctx = PollerContext {
-        keys,
+        keys: keys.clone(),
         publisher: publisher.clone(),
         store: store.clone(),
         max_backoff: settings.fetchers.max_backoff,
@@ -356,6 +363,7 @@ pub async fn run(
         auth,
         publisher,
         publishing,
+        keys,
     });
     let emf = settings.log.emf().map(|emf| {
         let sources = crate::telemetry::emf::Sources {

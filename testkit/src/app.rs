@@ -42,5 +42,9 @@ pub fn state() -> AppState {
         guard: Arc::new(restream::abuse::Guard::new(Default::default(), demand)),
         auth: Arc::new(restream::auth::Auth::public()),
         publisher: Arc::new(restream::pushpin::publisher::HttpPublisher::new(&[])),
+        // A file that does not exist: no keys at all.
+        keys: Arc::new(restream::keys::FileKeyStore::new(
+            "/nonexistent/restream-testkit-keys.json",
+        )),
     }
 }

@@ -1,7 +1,8 @@
-//! What a verified token grants: its subject, its expiry and the channels it may subscribe to,
-//! as channel patterns.
+//! What a verified token grants: its subject, its expiry, the channels it may subscribe to
+//! (`channels`) and the push channels it may publish to (`publish`), as channel patterns. The
+//! two rights are separate: `publish` grants no subscribe, `channels` no publish.
 //!
-//! Pattern syntax (one string per entry of the `channels` claim):
+//! Pattern syntax (one string per entry of the `channels` and `publish` claims):
 //! - `*` — every channel;
 //! - `nyt-top` — every channel of that name, whatever its params;
 //! - `w?lat=5&u=c` — exactly that canonical channel id (params sorted, values
@@ -99,6 +100,8 @@ pub struct Claims {
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     pub channels: Vec<ChannelPattern>,
+    /// Channels its holder may publish to (push channels only; the `publish` claim).
+    pub publish: Vec<ChannelPattern>,
 }
 
 /// Why verified claims are unusable.
@@ -114,6 +117,26 @@ pub enum ClaimsError {
     BadChannels,
     #[error("`channels` entry {index}: {problem}")]
     BadPattern { index: usize, problem: PatternError },
+    #[error("`publish` must be a list of at most {MAX_PATTERNS} strings")]
+    BadPublish,
+    #[error("`publish` entry {index}: {problem}")]
+    BadPublishPattern { index: usize, problem: PatternError },
+}
+
+/// A claim holding a list of channel patterns: absent or null is an empty list.
+fn patterns(v: Option<&Value>) -> Result<Vec<ChannelPattern>, Option<(usize, PatternError)>> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) if a.len() <= MAX_PATTERNS => a
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let s = p.as_str().ok_or(None)?;
+                ChannelPattern::parse(s).map_err(|problem| Some((index, problem)))
+            })
+            .collect(),
+        Some(_) => Err(None),
+    }
 }
 
 impl Claims {
@@ -131,25 +154,30 @@ impl Claims {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(ClaimsError::BadSub),
         };
-        let channels = match obj.get("channels") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) if a.len() <= MAX_PATTERNS => a
-                .iter()
-                .enumerate()
-                .map(|(index, p)| {
-                    let s = p.as_str().ok_or(ClaimsError::BadChannels)?;
-                    ChannelPattern::parse(s)
-                        .map_err(|problem| ClaimsError::BadPattern { index, problem })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(ClaimsError::BadChannels),
-        };
-        Ok(Claims { sub, exp, channels })
+        let channels = patterns(obj.get("channels")).map_err(|e| match e {
+            Some((index, problem)) => ClaimsError::BadPattern { index, problem },
+            None => ClaimsError::BadChannels,
+        })?;
+        let publish = patterns(obj.get("publish")).map_err(|e| match e {
+            Some((index, problem)) => ClaimsError::BadPublishPattern { index, problem },
+            None => ClaimsError::BadPublish,
+        })?;
+        Ok(Claims {
+            sub,
+            exp,
+            channels,
+            publish,
+        })
     }
 
     /// Whether the token lets its holder subscribe to `id`.
     pub fn allows(&self, id: &ChannelId) -> bool {
         self.channels.iter().any(|p| p.matches(id))
+    }
+
+    /// Whether the token lets its holder publish to `id` (a canonical id of a push channel).
+    pub fn may_publish(&self, id: &ChannelId) -> bool {
+        self.publish.iter().any(|p| p.matches(id))
     }
 }
 
@@ -245,5 +273,28 @@ mod tests {
             .unwrap()
             .channels
             .is_empty());
+    }
+
+    #[test]
+    fn publish_and_subscribe_rights_are_separate() {
+        let c = Claims::from_value(&json!({"exp": 10, "channels": ["a"], "publish": ["p?site=*"]}))
+            .unwrap();
+        assert!(c.may_publish(&id("p?site=tst")) && !c.may_publish(&id("p")));
+        assert!(!c.may_publish(&id("a")) && !c.allows(&id("p?site=tst")));
+        let only = Claims::from_value(&json!({"exp": 10, "publish": ["*"]})).unwrap();
+        assert!(only.channels.is_empty() && only.may_publish(&id("x")) && !only.allows(&id("x")));
+        let e = |v: Value| Claims::from_value(&v).unwrap_err();
+        assert_eq!(
+            e(json!({"exp": 1, "publish": "a"})),
+            ClaimsError::BadPublish
+        );
+        assert_eq!(
+            e(json!({"exp": 1, "publish": [1]})),
+            ClaimsError::BadPublish
+        );
+        assert!(matches!(
+            e(json!({"exp": 1, "publish": ["a", "b*c"]})),
+            ClaimsError::BadPublishPattern { index: 1, .. }
+        ));
     }
 }

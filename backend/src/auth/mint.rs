@@ -15,10 +15,28 @@ pub fn hs256(
     channels: &[String],
     exp: u64,
 ) -> Result<String, String> {
+    hs256_with_publish(secret, sub, channels, &[], exp)
+}
+
+/// An HS256 token that may also publish to the push channels `publish` matches (the
+/// `publish` claim, left out when empty).
+pub fn hs256_with_publish(
+    secret: &[u8],
+    sub: Option<&str>,
+    channels: &[String],
+    publish: &[String],
+    exp: u64,
+) -> Result<String, String> {
     for c in channels {
         ChannelPattern::parse(c).map_err(|e| format!("channel pattern {c:?}: {e}"))?;
     }
+    for p in publish {
+        ChannelPattern::parse(p).map_err(|e| format!("publish pattern {p:?}: {e}"))?;
+    }
     let mut claims = json!({"exp": exp, "channels": channels});
+    if !publish.is_empty() {
+        claims["publish"] = json!(publish);
+    }
     if let Some(sub) = sub {
         claims["sub"] = json!(sub);
     }
@@ -74,5 +92,19 @@ mod tests {
     fn minting_refuses_bad_patterns() {
         assert!(hs256(b"s", None, &["a*b".into()], 1).is_err());
         assert!(hs256(b"s", Some("u"), &["a".into(), "w?*".into()], 1).is_ok());
+        assert!(hs256_with_publish(b"s", None, &[], &["p*q".into()], 1).is_err());
+    }
+
+    #[test]
+    fn publish_patterns_reach_the_claims() {
+        let token =
+            hs256_with_publish(b"s", None, &[], &["p?site=*".into()], 4_000_000_000).unwrap();
+        let keys = super::super::KeySet::new(Some(b"s"), &json!({}));
+        let claims = super::super::verify(&keys, &token, 1, &Default::default()).unwrap();
+        assert!(claims.channels.is_empty());
+        assert_eq!(
+            claims.publish,
+            vec![ChannelPattern::parse("p?site=*").unwrap()]
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The edge checks in front of every route (see `edge/` for the decisions): a `Grip-Sig`
-//! that does not verify is refused; CORS for the HTTP API and SSE (preflights answered,
+//! that does not verify is refused; CORS for the HTTP API, SSE and the publish API (preflights answered,
 //! `Access-Control-Allow-Origin` on allowed origins, other origins refused); and the checks
 //! the WebSocket endpoint and `/internal/*` make of their callers.
 
@@ -17,8 +17,23 @@ use crate::edge::{cluster_secret, OriginDecision};
 pub const GRIP_SIG: &str = "Grip-Sig";
 /// Request headers a cross-origin page may send: a token, and SSE's resume position.
 const ALLOW_HEADERS: &str = "Authorization, Last-Event-ID";
-/// The API is read-only over CORS.
+/// The API is read-only over CORS...
 const ALLOW_METHODS: &str = "GET, HEAD, OPTIONS";
+/// ...but for the publish API (`/channels/{name}/items[/{id}]`): its methods and headers.
+const PUBLISH_ALLOW_HEADERS: &str = "Authorization, Content-Type, Idempotency-Key";
+const PUBLISH_ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
+/// Response headers a cross-origin publisher may read (when to retry a 503).
+const PUBLISH_EXPOSE_HEADERS: &str = "Retry-After";
+
+/// `/channels/{name}/items` and `/channels/{name}/items/{id}`: the publish API's paths.
+fn is_publish_path(path: &str) -> bool {
+    let mut parts = path.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(""), Some("channels"), Some(name), Some("items"), id, None)
+            if !name.is_empty() && id.is_none_or(|id| !id.is_empty())
+    )
+}
 /// How long a browser may cache a preflight answer (seconds; Chromium caps it at 7200).
 const PREFLIGHT_MAX_AGE: &str = "3600";
 
@@ -57,14 +72,16 @@ pub async fn verify_grip_sig<B: MessageBody>(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
-/// CORS for the HTTP API and SSE (GET, HEAD and their preflights); POST routes (the
-/// WebSocket endpoint, replica hand-overs) check their callers themselves.
+/// CORS for the HTTP API and SSE (GET, HEAD and their preflights) and the publish API (POST,
+/// PUT, DELETE); other POST routes (the WebSocket endpoint, replica hand-overs) check their
+/// callers themselves.
 pub async fn cors<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let publish = is_publish_path(req.path());
     let decision = match app_state(&req) {
-        Some(state) if *req.method() != Method::POST => state.edge.origins.decide(
+        Some(state) if *req.method() != Method::POST || publish => state.edge.origins.decide(
             req.headers().get(header::ORIGIN).map(HeaderValue::as_bytes),
             req.headers().get(header::HOST).map(HeaderValue::as_bytes),
         ),
@@ -91,10 +108,15 @@ pub async fn cors<B: MessageBody>(
         OriginDecision::Refused if preflight => refused(req, "preflight"),
         OriginDecision::Refused => refused(req, "http"),
         OriginDecision::Allowed(origin) if preflight => {
+            let (methods, headers) = match publish {
+                // The same path serves reads (GET) and publishes.
+                true => (PUBLISH_ALLOW_METHODS, PUBLISH_ALLOW_HEADERS),
+                false => (ALLOW_METHODS, ALLOW_HEADERS),
+            };
             let response = HttpResponse::NoContent()
                 .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, methods))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, headers))
                 .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE))
                 .insert_header((header::VARY, "Origin"))
                 .finish();
@@ -106,6 +128,12 @@ pub async fn cors<B: MessageBody>(
             if let OriginDecision::Allowed(origin) = decision {
                 if let Ok(v) = HeaderValue::from_str(&origin) {
                     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+                }
+                if publish {
+                    headers.insert(
+                        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                        HeaderValue::from_static(PUBLISH_EXPOSE_HEADERS),
+                    );
                 }
             }
             headers.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -167,4 +195,25 @@ pub fn refuse_internal(req: &HttpRequest, state: &AppState) -> Option<HttpRespon
     }
     crate::metrics::get().cluster_secret_refusals.inc();
     Some(refusal(StatusCode::FORBIDDEN, "forbidden", "forbidden"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn publish_paths_are_the_items_routes() {
+        for p in ["/channels/a/items", "/channels/a/items/x%2Fy"] {
+            assert!(super::is_publish_path(p), "{p}");
+        }
+        for p in [
+            "/channels",
+            "/channels/a",
+            "/channels//items",
+            "/channels/a/items/",
+            "/channels/a/items/x/y",
+            "/ws",
+            "/channels/a/events",
+        ] {
+            assert!(!super::is_publish_path(p), "{p}");
+        }
+    }
 }

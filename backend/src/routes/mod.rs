@@ -12,6 +12,9 @@ mod health;
 pub mod internal;
 mod metrics;
 pub mod private;
+mod publish;
+mod publish_auth;
+mod publish_body;
 mod state;
 mod woh;
 
@@ -60,6 +63,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/channels", web::get().to(channels::catalog))
         .route("/channels/{name}", web::get().to(channels::status))
         .route("/channels/{name}/items", web::get().to(channels::items))
+        .route("/channels/{name}/items", web::post().to(publish::post))
+        .route("/channels/{name}/items", web::put().to(publish::put))
+        .route(
+            "/channels/{name}/items/{id}",
+            web::delete().to(publish::delete),
+        )
         .route("/channels/{name}/events", web::get().to(events::events))
         // The WebSocket endpoint: `/ws`, and `/channels` as the original restream clients used.
         .route("/ws", web::post().to(woh::websocket_over_http))

@@ -41,4 +41,7 @@ pub struct AppState {
     pub publisher: Arc<dyn crate::pushpin::publisher::Publisher>,
     /// Push channels: batches from the publish API go through it to the channel's writer.
     pub publishing: crate::push::Publishing,
+    /// The key store: push channels' `producer_key` entries (the publish API's other
+    /// credential besides a token).
+    pub keys: Arc<dyn crate::keys::KeyStore>,
 }
