@@ -122,6 +122,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         message_rate: 50_000,
         auth: false,
         push: false,
+        client_buffer_size: None,
     })
     .await?;
     let opened = Instant::now();

@@ -27,6 +27,9 @@ pub struct Options {
     pub interval: f64,
     /// Pushpin's delivery rate limit (messages/s).
     pub message_rate: u32,
+    /// Pushpin's `client_buffer_size` (bytes per connection): `None` keeps the test kit's
+    /// 8192. Bursts to one WebSocket beyond what it holds are dropped by Pushpin.
+    pub client_buffer_size: Option<usize>,
     /// The `bench` channel needs a token: clients connect with `?token=` (HS256, from the keys
     /// file's `_restream.jwt_secret`), checked on every WOH request.
     pub auth: bool,
@@ -83,6 +86,9 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     let mut layout = Layout::new("rb")?;
     let upstream = Upstream::start_with(upstream::Options { etags: false }).await?;
     layout.pushpin.message_rate = options.message_rate;
+    if let Some(size) = options.client_buffer_size {
+        layout.pushpin.client_buffer_size = size;
+    }
     let mut settings = layout.settings(PublishVia::Zmq);
     restream_testkit::stack::lift_abuse_limits(&mut settings);
     let (dir, backend_addr) = (&layout.dir, layout.backend_addr);
