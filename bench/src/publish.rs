@@ -13,6 +13,8 @@
 //! dropped unparsed), producers post batches back to back, each waiting for its receipt,
 //! for `seconds` per setting: 1 producer and `producers` concurrent producers (one channel),
 //! batches of 1 and of 100. Reported: items committed per second and the receipt latency.
+//! The same settings run first on a push channel nobody subscribes to (`throughput_idle`):
+//! the publish path without Pushpin's fan-out.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -25,7 +27,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::measure::{now_us, percentile, summary_ms};
-use crate::stack::{self, Behind, Options, Stack, PRODUCER_KEY, PUSH_CHANNEL};
+use crate::stack::{self, Behind, Options, Stack, IDLE_PUSH_CHANNEL, PRODUCER_KEY, PUSH_CHANNEL};
 use restream_testkit::clients::ws::{connect_many, next_json, send_json, Ws, BATCH};
 
 /// Batch sizes measured.
@@ -278,6 +280,13 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
     })
     .await?;
     let url = format!("{}/channels/{PUSH_CHANNEL}/items", stack.http_url);
+    let idle_url = format!("{}/channels/{IDLE_PUSH_CHANNEL}/items", stack.http_url);
+    let settings = |producers: usize| [(1, 1), (1, 100), (producers, 1), (producers, 100)];
+    let mut idle_rates = Vec::new();
+    for (producers, b) in settings(config.producers) {
+        let tag = format!("i{producers}x{b}");
+        idle_rates.push(throughput(&idle_url, producers, b, config.seconds, &tag).await?);
+    }
     let (tx, mut inbox) = mpsc::unbounded_channel();
     let forward = Arc::new(AtomicBool::new(true));
     let subscribing = Instant::now();
@@ -372,11 +381,9 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
     // Throughput: the subscribers stay connected; their messages are dropped unread.
     forward.store(false, Ordering::Relaxed);
     let mut rates = Vec::new();
-    for producers in [1, config.producers] {
-        for b in BATCHES {
-            let tag = format!("t{producers}x{b}");
-            rates.push(throughput(&url, producers, b, config.seconds, &tag).await?);
-        }
+    for (producers, b) in settings(config.producers) {
+        let tag = format!("t{producers}x{b}");
+        rates.push(throughput(&url, producers, b, config.seconds, &tag).await?);
     }
     Ok(json!({
         "scenario": "publish",
@@ -386,6 +393,7 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
         "client_buffer_size": CLIENT_BUFFER_SIZE,
         "latency": latency,
         "throughput": rates,
+        "throughput_idle": idle_rates,
         "machine": crate::measure::machine(),
     }))
 }

@@ -33,13 +33,16 @@ pub struct Options {
     /// The `bench` channel needs a token: clients connect with `?token=` (HS256, from the keys
     /// file's `_restream.jwt_secret`), checked on every WOH request.
     pub auth: bool,
-    /// Also declare the push channel [`PUSH_CHANNEL`] (items mode, id field `id`, no params),
-    /// with [`PRODUCER_KEY`] as its producer key in the keys file.
+    /// Also declare the push channels [`PUSH_CHANNELS`] (items mode, id field `id`, no
+    /// params), with [`PRODUCER_KEY`] as their producer key in the keys file.
     pub push: bool,
 }
 
-/// The push channel of `Options::push`.
+/// The push channel of `Options::push` that clients subscribe to.
 pub const PUSH_CHANNEL: &str = "bench-push";
+/// One that nobody subscribes to (the publish path without fan-out).
+pub const IDLE_PUSH_CHANNEL: &str = "bench-push-idle";
+const PUSH_CHANNELS: [&str; 2] = [PUSH_CHANNEL, IDLE_PUSH_CHANNEL];
 /// Its producer key (`Authorization: Bearer`).
 pub const PRODUCER_KEY: &str = "bench-producer-key-0123456789abcdef";
 
@@ -96,11 +99,11 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     std::fs::create_dir_all(&channels)?;
     std::fs::create_dir_all(dir.path().join("functions"))?;
     std::fs::write(channels.join("bench.toml"), channel_toml(options.interval))?;
-    if options.push {
+    for name in PUSH_CHANNELS.iter().filter(|_| options.push) {
         let push = format!(
-            "kind = \"push\"\nname = \"{PUSH_CHANNEL}\"\ndescription = \"the benchmark's push channel\"\nmode = \"items\"\nid_field = \"id\"\n"
+            "kind = \"push\"\nname = \"{name}\"\ndescription = \"a benchmark push channel\"\nmode = \"items\"\nid_field = \"id\"\n"
         );
-        std::fs::write(channels.join(format!("{PUSH_CHANNEL}.toml")), push)?;
+        std::fs::write(channels.join(format!("{name}.toml")), push)?;
     }
     settings.fetchers.kinds = vec![FetcherKind::Http];
     settings.fetchers.dir = dir.path().join("functions");
@@ -121,11 +124,9 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
         let access = &mut settings.auth.access;
         access.insert("bench".into(), restream::auth::Access::Token);
     }
-    if options.push {
-        keys.insert(
-            PUSH_CHANNEL.into(),
-            serde_json::json!({"producer_key": PRODUCER_KEY}),
-        );
+    for name in PUSH_CHANNELS.iter().filter(|_| options.push) {
+        let key = serde_json::json!({ "producer_key": PRODUCER_KEY });
+        keys.insert(name.to_string(), key);
     }
     if !keys.is_empty() {
         use std::os::unix::fs::PermissionsExt;
