@@ -14,6 +14,7 @@
 //! - [`fetcher`] — the fetcher contract and its kinds: `process` (`functions/<dir>/main.py`),
 //!   `http` (declarative `channels/*.toml`), `lambda` (AWS Lambda).
 //! - [`authoring`] — `restream fetchers list | run | new` for fetcher authors.
+//! - [`publish_cli`] — `restream publish`: one batch from stdin to a push channel's API.
 //! - [`cluster`] — cluster mode: channel leases, replica membership and hand-over behind the
 //!   `Leases` trait (DynamoDB, or in memory for tests); the Pushpins other replicas advertise.
 //! - [`discovery`] — finding fetchers of every configured kind, refreshed in the background.
@@ -51,6 +52,7 @@ pub mod keys;
 pub mod metrics;
 pub mod poller;
 pub mod protocol;
+pub mod publish_cli;
 pub mod push;
 pub mod pushpin;
 pub mod read_cache;

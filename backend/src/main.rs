@@ -51,6 +51,9 @@ enum Cmd {
         #[arg(long, default_value = "1h", value_parser = restream::auth::mint::parse_ttl)]
         ttl: std::time::Duration,
     },
+    /// Publish a batch from stdin to a push channel (JSON, or NDJSON with --ndjson) and print
+    /// the receipt; see docs/publishing.md.
+    Publish(restream::publish_cli::PublishArgs),
     /// Tools for fetcher authors.
     Fetchers {
         #[command(subcommand)]
@@ -128,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Cmd::Publish(args) => publish(args).await,
         Cmd::Config => {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
@@ -151,6 +155,33 @@ async fn main() -> anyhow::Result<()> {
             };
             print!("{out}");
             Ok(())
+        }
+    }
+}
+
+/// `restream publish`: the receipt on stdout; `error: <code>: <message>` on stderr and exit 1.
+async fn publish(args: restream::publish_cli::PublishArgs) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Read};
+    let body = if args.reads_body() {
+        if std::io::stdin().is_terminal() {
+            eprintln!("reading the batch from stdin (end with Ctrl-D)");
+        }
+        let mut body = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut body)
+            .context("cannot read the batch from stdin")?;
+        Some(body)
+    } else {
+        None
+    };
+    match restream::publish_cli::run(&args, body).await {
+        Ok(receipt) => {
+            println!("{receipt}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
         }
     }
 }

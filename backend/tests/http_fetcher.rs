@@ -135,25 +135,78 @@ fn refused(r: &Result<FetchOutcome, FetchError>) -> (Option<u64>, &str, Option<u
     }
 }
 
+/// Every file in `channels/` loads, as a declarative channel or a push channel, none twice.
 #[tokio::test]
 async fn shipped_channels_have_valid_metadata() {
-    let fetchers = restream::fetcher::http::discover(&repo("channels"), Duration::from_secs(2));
-    let n = fetchers.len();
-    let registry = Registry::load(
-        fetchers
-            .into_iter()
-            .map(|f| Arc::new(f) as Arc<dyn Fetcher>)
-            .collect(),
-        &HashMap::new(),
-    )
-    .await;
-    assert_eq!(registry.len(), n);
+    let dir = repo("channels");
+    let declarative = restream::fetcher::http::discover(&dir, Duration::from_secs(2));
+    let push = restream::push::spec::discover(&dir);
+    let files = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
+        .count();
+    assert_eq!(
+        declarative.len() + push.len(),
+        files,
+        "a channel file did not load"
+    );
+    let fetchers: Vec<Arc<dyn Fetcher>> = declarative
+        .into_iter()
+        .map(|f| Arc::new(f) as Arc<dyn Fetcher>)
+        .chain(push.into_iter().map(|p| Arc::new(p) as Arc<dyn Fetcher>))
+        .collect();
+    let registry = Registry::load(fetchers, &HashMap::new()).await;
+    assert_eq!(registry.len(), files);
     let usgs = &registry.get("usgs-earthquakes").unwrap().metadata;
     assert_eq!(usgs.id_field, "id");
     assert_eq!(usgs.params["feed"].default.as_deref(), Some("all_hour"));
     assert_eq!(
         registry.get("hn-top").unwrap().metadata.poll_interval,
         Duration::from_secs(60)
+    );
+
+    use restream::push::PushMode;
+    let photon = registry.get("photon").unwrap();
+    let spec = photon.fetcher.push().expect("photon is a push channel");
+    assert_eq!((spec.mode, spec.keep), (PushMode::Events, 50));
+    assert!(photon.metadata.params["site"].required);
+    let board = registry.get("board").unwrap();
+    let spec = board.fetcher.push().expect("board is a push channel");
+    assert_eq!((spec.mode, spec.id_field.as_str()), (PushMode::Items, "id"));
+    assert_eq!(
+        board.metadata.params["board"].default.as_deref(),
+        Some("main")
+    );
+}
+
+/// photon.toml's `[queue]` is commented out (it has no URL until PHOTON_QUEUE_URL is set);
+/// uncommented, it is the datastreamer mapping and loads.
+#[test]
+fn photon_queue_section_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(repo("channels/photon.toml")).unwrap();
+    let start = text
+        .find("# [queue]")
+        .expect("photon.toml has a commented [queue]");
+    let queue: String = text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let uncommented = format!("{}{queue}\n", &text[..start]);
+    let channel = restream::push::PushChannel::parse("photon.toml", &uncommented).unwrap();
+    let q = channel.spec().queue.clone().expect("a [queue] section");
+    assert_eq!(q.url_env.as_deref(), Some("PHOTON_QUEUE_URL"));
+    assert_eq!(q.params.get("site").map(String::as_str), Some("/site"));
+    assert_eq!(q.item, "/data");
+    assert_eq!(
+        q.dead_letter_url_env.as_deref(),
+        Some("PHOTON_DEAD_LETTER_URL")
     );
 }
 

@@ -121,6 +121,8 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         interval: INTERVAL,
         message_rate: 50_000,
         auth: false,
+        push: false,
+        client_buffer_size: None,
     })
     .await?;
     let opened = Instant::now();

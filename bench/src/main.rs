@@ -7,6 +7,8 @@
 //! - [`scale`] — scenario 4: thousands of active channels: RSS, CPU, scheduler drift.
 //! - [`store_cost`] — scenario 5: store writes per poll, embedded and DynamoDB.
 //! - [`classify`] — scenario 6: change-detection throughput (criterion: `benches/`).
+//! - [`publish`] — scenario 7: publishing to a push channel: throughput, and latency beside a
+//!   direct Pushpin publish.
 //! - [`stack`], [`measure`] — the parts every scenario uses; the fake upstream, the clients and
 //!   the processes come from `restream_testkit`.
 
@@ -14,6 +16,7 @@ mod classify;
 mod fanout;
 mod measure;
 mod null_woh;
+mod publish;
 mod scale;
 mod stack;
 mod store_cost;
@@ -74,6 +77,21 @@ enum Scenario {
         #[arg(long, default_value_t = 10_000)]
         items: usize,
     },
+    /// Scenario 7: a push channel with subscribers: publish throughput (items/s) and
+    /// publish→subscriber latency for batches of 1 and 100, beside a direct Pushpin publish.
+    Publish {
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        /// Latency rounds (each: a batch of 1 and a batch of 100, both paths).
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Seconds per throughput setting.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrent producers of the concurrent throughput settings.
+        #[arg(long, default_value_t = 4)]
+        producers: usize,
+    },
     /// Every scenario, small: completes in seconds and checks one upstream call per poll.
     Smoke,
     /// The no-op WebSocket-over-HTTP responder scenario 3 compares against (started by it).
@@ -113,6 +131,20 @@ async fn main() -> anyhow::Result<()> {
             emit(&store_cost::run(items, !no_dynamodb).await?)
         }
         Scenario::Classify { items } => emit(&classify::run(items)?),
+        Scenario::Publish {
+            subscribers,
+            rounds,
+            seconds,
+            producers,
+        } => emit(
+            &publish::run(publish::Config {
+                subscribers,
+                rounds,
+                seconds,
+                producers,
+            })
+            .await?,
+        ),
         Scenario::Smoke => smoke().await?,
         Scenario::NullWoh { listen } => null_woh::serve(listen).await?,
     }
@@ -136,5 +168,15 @@ async fn smoke() -> anyhow::Result<()> {
     );
     emit(&store_cost::run(100, true).await?);
     emit(&classify::run(1000)?);
+    // Every subscriber receives every published item (the scenario fails otherwise).
+    emit(
+        &publish::run(publish::Config {
+            subscribers: 10,
+            rounds: 2,
+            seconds: 0.5,
+            producers: 2,
+        })
+        .await?,
+    );
     Ok(())
 }

@@ -41,6 +41,8 @@ pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result
         interval,
         message_rate: 50_000,
         auth: false,
+        push: false,
+        client_buffer_size: None,
     })
     .await?;
     let connections = channels.div_ceil(PER_CONNECTION);

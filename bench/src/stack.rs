@@ -1,6 +1,7 @@
 //! One benchmark stack: the test kit's isolated Pushpin on loopback with the `restream` backend
 //! binary (or the no-op WOH responder) behind it, and the fake upstream read by a declarative
-//! channel `bench` (`GET /feed/{n}.json`, param `n`). Everything stops on drop.
+//! channel `bench` (`GET /feed/{n}.json`, param `n`), and optionally the push channel
+//! `bench-push` with a producer key. Everything stops on drop.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,10 +27,24 @@ pub struct Options {
     pub interval: f64,
     /// Pushpin's delivery rate limit (messages/s).
     pub message_rate: u32,
+    /// Pushpin's `client_buffer_size` (bytes per connection): `None` keeps the test kit's
+    /// 8192. Bursts to one WebSocket beyond what it holds are dropped by Pushpin.
+    pub client_buffer_size: Option<usize>,
     /// The `bench` channel needs a token: clients connect with `?token=` (HS256, from the keys
     /// file's `_restream.jwt_secret`), checked on every WOH request.
     pub auth: bool,
+    /// Also declare the push channels [`PUSH_CHANNELS`] (items mode, id field `id`, no
+    /// params), with [`PRODUCER_KEY`] as their producer key in the keys file.
+    pub push: bool,
 }
+
+/// The push channel of `Options::push` that clients subscribe to.
+pub const PUSH_CHANNEL: &str = "bench-push";
+/// One that nobody subscribes to (the publish path without fan-out).
+pub const IDLE_PUSH_CHANNEL: &str = "bench-push-idle";
+const PUSH_CHANNELS: [&str; 2] = [PUSH_CHANNEL, IDLE_PUSH_CHANNEL];
+/// Its producer key (`Authorization: Bearer`).
+pub const PRODUCER_KEY: &str = "bench-producer-key-0123456789abcdef";
 
 const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef";
 
@@ -74,6 +89,9 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     let mut layout = Layout::new("rb")?;
     let upstream = Upstream::start_with(upstream::Options { etags: false }).await?;
     layout.pushpin.message_rate = options.message_rate;
+    if let Some(size) = options.client_buffer_size {
+        layout.pushpin.client_buffer_size = size;
+    }
     let mut settings = layout.settings(PublishVia::Zmq);
     restream_testkit::stack::lift_abuse_limits(&mut settings);
     let (dir, backend_addr) = (&layout.dir, layout.backend_addr);
@@ -81,6 +99,12 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     std::fs::create_dir_all(&channels)?;
     std::fs::create_dir_all(dir.path().join("functions"))?;
     std::fs::write(channels.join("bench.toml"), channel_toml(options.interval))?;
+    for name in PUSH_CHANNELS.iter().filter(|_| options.push) {
+        let push = format!(
+            "kind = \"push\"\nname = \"{name}\"\ndescription = \"a benchmark push channel\"\nmode = \"items\"\nid_field = \"id\"\n"
+        );
+        std::fs::write(channels.join(format!("{name}.toml")), push)?;
+    }
     settings.fetchers.kinds = vec![FetcherKind::Http];
     settings.fetchers.dir = dir.path().join("functions");
     settings.fetchers.channels_dir = channels;
@@ -91,14 +115,24 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
         file: dir.path().join("keys.json"),
     };
     settings.log.filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let mut keys = serde_json::Map::new();
     if options.auth {
-        use std::os::unix::fs::PermissionsExt;
-        let keys = dir.path().join("keys.json");
-        let text = serde_json::json!({"_restream": {"jwt_secret": JWT_SECRET}}).to_string();
-        std::fs::write(&keys, text)?;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600))?;
+        keys.insert(
+            "_restream".into(),
+            serde_json::json!({"jwt_secret": JWT_SECRET}),
+        );
         let access = &mut settings.auth.access;
         access.insert("bench".into(), restream::auth::Access::Token);
+    }
+    for name in PUSH_CHANNELS.iter().filter(|_| options.push) {
+        let key = serde_json::json!({ "producer_key": PRODUCER_KEY });
+        keys.insert(name.to_string(), key);
+    }
+    if !keys.is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, serde_json::Value::Object(keys).to_string())?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     }
     let config = dir.path().join("restream.toml");
     std::fs::write(&config, settings.to_toml()?)?;

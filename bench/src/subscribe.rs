@@ -69,6 +69,8 @@ async fn rate(
         interval: 60.0,
         message_rate: 50_000,
         auth: matches!(subscribe, Subscribe::FreshWithToken),
+        push: false,
+        client_buffer_size: None,
     })
     .await?;
     let mut clients = connect_many(&stack.ws_url, connections).await?;

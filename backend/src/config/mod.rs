@@ -350,8 +350,13 @@ impl Settings {
             fig = fig.merge(Toml::file_exact(f));
         }
         let form: SettingsFile = fig
-            // RESTREAM_CONFIG names the file itself (see main.rs), it is not a setting.
-            .merge(Env::prefixed("RESTREAM_").ignore(&["CONFIG"]).split("__"))
+            // RESTREAM_CONFIG names the file itself (see main.rs) and RESTREAM_PUBLISH_TOKEN is
+            // `restream publish`'s credential: neither is a setting.
+            .merge(
+                Env::prefixed("RESTREAM_")
+                    .ignore(&["CONFIG", "PUBLISH_TOKEN"])
+                    .split("__"),
+            )
             .extract()
             .map_err(Box::new)?;
         Ok(Settings::try_from(form)?)

@@ -1,5 +1,6 @@
 //! The demo page (`/` and `/demo`): pick a channel, subscribe over WebSocket and SSE, watch
-//! events arrive. One static file, built into the binary.
+//! events arrive, and publish JSON to a push channel (its form calls the publish API with the
+//! credential typed in, which the page never stores). One static file, built into the binary.
 
 use actix_web::HttpResponse;
 

@@ -172,7 +172,8 @@ fn placeholders(template: &str) -> Vec<&str> {
     out
 }
 
-/// Every `*.toml` channel file of `dir`, in name order; unreadable files are logged and skipped.
+/// Every `*.toml` declarative channel file of `dir` (push channel files aside), in name order;
+/// unreadable files are logged and skipped.
 pub fn discover(dir: &Path, timeout: Duration) -> Vec<HttpFetcher> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -193,6 +194,8 @@ pub fn discover(dir: &Path, timeout: Duration) -> Vec<HttpFetcher> {
     files.sort();
     files
         .into_iter()
+        // Push channel files share the folder; `push::spec::discover` loads those.
+        .filter(|f| !std::fs::read_to_string(f).is_ok_and(|t| crate::push::spec::is_push_file(&t)))
         .filter_map(|f| match HttpFetcher::load(&f, timeout) {
             Ok(fetcher) => Some(fetcher),
             Err(e) => {
