@@ -59,7 +59,7 @@ async fn replay(sub: &mut Sub, last: u64) -> Vec<Value> {
     out
 }
 
-/// A resume over SSE (see `a_websocket_resume_of_a_long_gap_gets_every_event` for WebSocket).
+/// A resume over SSE (see `a_websocket_resume_replays_a_short_gap_and_snapshots_a_long_one`).
 async fn sse_replay(stack: &Stack, q: &str, last: u64) -> Vec<Value> {
     replay(&mut Sub::sse(stack, FEED, q, Some("1")).await, last).await
 }
@@ -174,27 +174,59 @@ async fn producers_retrying_through_a_backend_kill_commit_every_batch_once() {
     assert_eq!(items_page(&stack, FEED, q).await.0, last);
 }
 
-/// bugs19.md: Pushpin 1.36 drops WebSocket messages when a burst of them is published to one
-/// connection, as the resume path does with every missed event; SSE gets them all.
+/// Pushpin 1.36 drops WebSocket messages a connection's buffer cannot take at once, so a
+/// replay is paced, and one longer than 64 events is a reset snapshot instead (SSE replays
+/// every event).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_websocket_resume_of_a_long_gap_gets_every_event() {
+async fn a_websocket_resume_replays_a_short_gap_and_snapshots_a_long_one() {
     let stack = push_stack(None).await;
     let (q, params) = ("site=gap", json!({"site": "gap"}));
-    let data: Vec<Value> = (0..200).map(|i| json!({"i": i})).collect();
+    let data: Vec<Value> = (0..60).map(|i| json!({"i": i})).collect();
     let answer = Publish::post(FEED, q)
         .json(&json!(data))
         .bearer(FEED_KEY)
         .send(&stack.http_url)
         .await;
     let last = answer.seq();
-    assert_eq!(last, 201);
-    assert_eq!(sse_replay(&stack, q, last).await, data);
-    let mut ws = Sub::ws(&stack, FEED, params, Some(1)).await;
+    assert_eq!(last, 61);
+    // Within the WebSocket replay bound (64 events): every event, in order, paced.
+    let mut ws = Sub::ws(&stack, FEED, params.clone(), Some(1)).await;
     assert_eq!(replay(&mut ws, last).await, data);
+    // Beyond it: a reset snapshot (SSE still replays every event).
+    let more: Vec<Value> = (60..200).map(|i| json!({"i": i})).collect();
+    let last = Publish::post(FEED, q)
+        .json(&json!(more))
+        .bearer(FEED_KEY)
+        .send(&stack.http_url)
+        .await
+        .seq();
+    assert_eq!(last, 201);
+    let all: Vec<Value> = data.iter().chain(&more).cloned().collect();
+    assert_eq!(sse_replay(&stack, q, last).await, all);
+    let mut ws = Sub::ws(&stack, FEED, params, Some(1)).await;
+    let m = ws.next(Duration::from_secs(10)).await.expect("a snapshot");
+    assert_eq!(
+        (m["type"].as_str(), m["reset"].as_bool()),
+        (Some("snapshot"), Some(true)),
+        "{m}"
+    );
+    assert_eq!(m["seq"], json!(last));
+    let kept: Vec<Value> = m["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data"].clone())
+        .collect();
+    assert_eq!(
+        kept,
+        all[all.len() - KEEP..].to_vec(),
+        "the last `keep` events"
+    );
+    assert_eq!(ws.next(Duration::from_millis(500)).await, None);
 }
 
-/// One batch of many events reaches a live WebSocket subscriber whole (bugs19.md: Pushpin
-/// drops part of a burst of WebSocket messages; SSE gets them all).
+/// One batch of many events reaches a live WebSocket subscriber whole: Pushpin drops what a
+/// connection's buffer cannot take at once, so the burst goes in paced chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_websocket_subscriber_gets_every_event_of_a_large_batch() {
     let stack = push_stack(None).await;
