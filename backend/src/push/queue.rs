@@ -29,15 +29,29 @@ const MIN_EMPTY_RECEIVE: Duration = Duration::from_secs(1);
 /// How often a consumer whose channel left the registry (or lost its `[queue]`) looks again.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
-/// The names of `registry`'s push channels that read from a queue.
+/// The names of `registry`'s push channels that read from a queue. One whose queue URL is
+/// empty (`url` unset, its `url_env` variable unset) is left out with a warning: it has no
+/// queue to read.
 pub fn queued_channels(registry: &Registry) -> Vec<String> {
     registry
         .names()
         .filter(|name| {
-            registry
+            let queue = registry
                 .get(name)
                 .and_then(|e| e.fetcher.push())
-                .is_some_and(|spec| spec.queue.is_some())
+                .and_then(|spec| spec.queue.clone());
+            match queue {
+                Some(q) if q.queue_url().is_empty() => {
+                    tracing::warn!(
+                        channel = name,
+                        url_env = q.url_env.as_deref().unwrap_or(""),
+                        "push channel's [queue] has no URL (queue.url empty, queue.url_env unset); no consumer"
+                    );
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
         })
         .map(str::to_owned)
         .collect()
