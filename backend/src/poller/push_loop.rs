@@ -111,10 +111,7 @@ impl ChannelPoller {
                 Some(request) = requests.recv() => self.answer_in_turn(request).await,
                 Some(request) = wiring.batches.recv() => {
                     let group = gather(request, &mut wiring.batches, self.state.stored.items.len());
-                    let results = self.commit_group(&group, &wiring).await;
-                    for (request, result) in group.into_iter().zip(results) {
-                        let _ = request.reply.send(result);
-                    }
+                    self.commit_group(group, &wiring).await;
                 }
                 _ = tick.tick() => {
                     self.touch_if_due().await;
@@ -150,16 +147,13 @@ impl ChannelPoller {
     }
 
     /// Batches queued together: planned in order (each on the channel as the ones before it
-    /// left it), persisted in one commit, then published; one result per batch. A batch
-    /// refused by its plan is refused alone; a failed commit fails every planned batch.
-    async fn commit_group(
-        &mut self,
-        group: &[PublishRequest],
-        wiring: &PushWiring,
-    ) -> Vec<Result<PushReceipt, PushError>> {
+    /// left it), persisted in one commit, answered, then published. A batch refused by its
+    /// plan is refused alone; a failed commit fails every planned batch.
+    async fn commit_group(&mut self, group: Vec<PublishRequest>, wiring: &PushWiring) {
         if !self.may_act() {
             // The lease is gone: the senders retry (and reach the next holder).
-            return group.iter().map(|_| Err(PushError::Unavailable)).collect();
+            let refused = group.iter().map(|_| Err(PushError::Unavailable)).collect();
+            return reply(group, refused);
         }
         let started = (SystemTime::now(), Instant::now());
         let input = BatchInput {
@@ -175,18 +169,20 @@ impl ChannelPoller {
         let mut results = planned.results;
         let Some(commit) = planned.commit else {
             self.record(PollOutcome::Unchanged, started, Instant::now());
-            return results;
+            return reply(group, results);
         };
         if !self.persist(&commit).await {
             self.record(PollOutcome::Deferred, started, Instant::now());
             for r in results.iter_mut().filter(|r| r.is_ok()) {
                 *r = Err(PushError::Unavailable);
             }
-            return results;
+            return reply(group, results);
         }
         self.state.committed(commit);
         self.state.touched_at = Some(Instant::now());
         self.count_changes(&results);
+        // Committed: the producers hear so now, not after a paced publish of a big batch.
+        reply(group, results);
         let changed = !planned.publish.is_empty();
         if changed && self.may_act() {
             // Events wait behind any Pushpin refused, so they go out in seq order.
@@ -199,7 +195,6 @@ impl ChannelPoller {
             false => PollOutcome::Unchanged,
         };
         self.record(outcome, started, Instant::now());
-        results
     }
 
     fn count_changes(&self, results: &[Result<PushReceipt, PushError>]) {
@@ -225,6 +220,13 @@ impl ChannelPoller {
         }
         let publish = std::mem::take(&mut self.state.unpublished);
         self.publish_events(publish).await;
+    }
+}
+
+/// Answers each batch of `group` with its result.
+fn reply(group: Vec<PublishRequest>, results: Vec<Result<PushReceipt, PushError>>) {
+    for (request, result) in group.into_iter().zip(results) {
+        let _ = request.reply.send(result);
     }
 }
 

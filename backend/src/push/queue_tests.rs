@@ -27,7 +27,10 @@ async fn only_push_channels_with_a_queue_get_a_consumer() {
         ("fed", "[queue]\nurl = \"http://127.0.0.1:1/q\"\n"),
         ("plain", ""),
         // No URL: `url_env` names a variable nobody set.
-        ("unset", "[queue]\nurl_env = \"RESTREAM_TEST_NO_SUCH_QUEUE_URL\"\n"),
+        (
+            "unset",
+            "[queue]\nurl_env = \"RESTREAM_TEST_NO_SUCH_QUEUE_URL\"\n",
+        ),
     ] {
         let channel = PushChannel::parse(&format!("{name}.toml"), &file(name, queue)).unwrap();
         let metadata = Metadata::from_value(&channel.metadata().await.unwrap()).unwrap();
