@@ -15,10 +15,11 @@ use super::shell::ChannelPoller;
 use super::{SnapshotRequest, SNAPSHOT_DELAY};
 
 /// Most missed events replayed to one WebSocket connection; beyond it the subscriber gets a
-/// snapshot (`reset`). Pushpin 1.36 loses part of a burst of about a hundred messages queued
-/// for one WebSocket connection (SSE streams get every event), so a longer replay would leave
-/// a gap the client cannot see.
-pub const WS_REPLAY_MAX: usize = 64;
+/// snapshot (`reset`). Pushpin 1.36 drops WebSocket messages a connection's buffer cannot take
+/// at once (SSE streams get every event): a replay of about one burst
+/// (`pushpin.ws_burst_bytes`) goes out whole, a longer one could leave a gap the client
+/// cannot see.
+pub const WS_REPLAY_MAX: usize = 32;
 
 /// Longest the first snapshot waits for a burst of subscribes to settle.
 const FIRST_SNAPSHOT_MAX_WAIT: Duration = Duration::from_secs(2);
@@ -191,13 +192,17 @@ impl ChannelPoller {
     async fn missed(&self, request: &SnapshotRequest, since: u64) -> Option<Vec<PublishItem>> {
         if self.in_memory_from(since) {
             // An event broadcast after the subscription was surely applied (`SNAPSHOT_DELAY`
-            // after the subscribe) reached the subscriber live and is not sent again.
+            // after the subscribe) reached the subscriber live and is not sent again; one not
+            // broadcast yet (the rest of a paced burst, a publish Pushpin refused) reaches it
+            // live after this answer.
             let live_from = request.requested_at + SNAPSHOT_DELAY;
             return Some(
                 self.state
                     .recent
                     .iter()
-                    .filter(|r| r.event.seq > since && r.published_at.is_none_or(|t| t < live_from))
+                    .filter(|r| {
+                        r.event.seq > since && r.published_at.is_some_and(|t| t < live_from)
+                    })
                     .map(|r| to_connection(request, r.event.message.clone(), r.event.seq))
                     .collect(),
             );

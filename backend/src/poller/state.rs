@@ -45,6 +45,8 @@ pub(super) struct State {
     pub(super) poll_interval: Duration,
     /// When this poller last marked the channel active in the store (retention).
     pub(super) touched_at: Option<Instant>,
+    /// What this poller handed Pushpin lately, so bursts stay within its buffers.
+    pub(super) burst: crate::pushpin::publisher::BurstWindow,
 }
 
 impl State {
@@ -60,6 +62,7 @@ impl State {
             retry_in: poll_interval,
             poll_interval,
             touched_at: None,
+            burst: Default::default(),
         }
     }
 

@@ -175,25 +175,25 @@ async fn producers_retrying_through_a_backend_kill_commit_every_batch_once() {
 }
 
 /// Pushpin 1.36 drops WebSocket messages a connection's buffer cannot take at once, so a
-/// replay is paced, and one longer than 64 events is a reset snapshot instead (SSE replays
+/// replay is paced, and one longer than 32 events is a reset snapshot instead (SSE replays
 /// every event).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_resume_replays_a_short_gap_and_snapshots_a_long_one() {
     let stack = push_stack(None).await;
     let (q, params) = ("site=gap", json!({"site": "gap"}));
-    let data: Vec<Value> = (0..60).map(|i| json!({"i": i})).collect();
+    let data: Vec<Value> = (0..30).map(|i| json!({"i": i})).collect();
     let answer = Publish::post(FEED, q)
         .json(&json!(data))
         .bearer(FEED_KEY)
         .send(&stack.http_url)
         .await;
     let last = answer.seq();
-    assert_eq!(last, 61);
-    // Within the WebSocket replay bound (64 events): every event, in order, paced.
+    assert_eq!(last, 31);
+    // Within the WebSocket replay bound (32 events): every event, in order.
     let mut ws = Sub::ws(&stack, FEED, params.clone(), Some(1)).await;
     assert_eq!(replay(&mut ws, last).await, data);
     // Beyond it: a reset snapshot (SSE still replays every event).
-    let more: Vec<Value> = (60..200).map(|i| json!({"i": i})).collect();
+    let more: Vec<Value> = (30..200).map(|i| json!({"i": i})).collect();
     let last = Publish::post(FEED, q)
         .json(&json!(more))
         .bearer(FEED_KEY)

@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use crate::pushpin::grip::PublishItem;
 
-pub use paced::{Paced, PAUSE as BURST_PAUSE};
+pub use paced::{chunks, BurstWindow, Paced, PAUSE as BURST_PAUSE};
 pub use via_http::HttpPublisher;
 pub use via_zmq::ZmqPublisher;
 
@@ -52,6 +52,13 @@ pub trait Publisher: Send + Sync {
     /// publisher speaks), published to best effort beside the configured ones. Replaces the
     /// previous set; what is published after this call reaches the new ones.
     fn set_remotes(&self, _targets: &[String]) {}
+
+    /// WebSocket bytes one burst may carry (`pushpin.ws_burst_bytes`); 0: no bound. A caller
+    /// that wants to act between the chunks of a long burst (answer subscribers) splits it
+    /// itself with [`chunks`].
+    fn burst_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Counts published items in the metrics (failures are counted per target where they happen).

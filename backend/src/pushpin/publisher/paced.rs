@@ -53,6 +53,46 @@ pub fn chunks(items: &[PublishItem], max: usize) -> Vec<&[PublishItem]> {
     out
 }
 
+/// What one sender handed Pushpin in the current burst window: bytes, since when.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BurstWindow {
+    started: Option<tokio::time::Instant>,
+    bytes: usize,
+}
+
+impl BurstWindow {
+    /// When `bytes` more may go (`None`: now): the window has room, or has passed.
+    pub fn wait_until(
+        &self,
+        bytes: usize,
+        max: usize,
+        now: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
+        let started = self.started?;
+        let open = now < started + PAUSE;
+        let over = self.bytes.saturating_add(bytes) > max;
+        (max > 0 && open && self.bytes > 0 && over).then_some(started + PAUSE)
+    }
+
+    /// A burst of unknown size (an answer to one subscriber) went at `now`: the next waits a
+    /// whole window.
+    pub fn filled(&mut self, now: tokio::time::Instant) {
+        self.started = Some(now);
+        self.bytes = usize::MAX;
+    }
+
+    /// Counts `bytes` handed over at `now`, in the current window or a new one.
+    pub fn sent(&mut self, bytes: usize, now: tokio::time::Instant) {
+        match self.started {
+            Some(started) if now < started + PAUSE => self.bytes = self.bytes.saturating_add(bytes),
+            _ => {
+                self.started = Some(now);
+                self.bytes = bytes;
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl<P: Publisher> Publisher for Paced<P> {
     async fn publish(&self, items: &[PublishItem]) -> Result<(), PublishError> {
@@ -67,6 +107,10 @@ impl<P: Publisher> Publisher for Paced<P> {
 
     fn set_remotes(&self, targets: &[String]) {
         self.inner.set_remotes(targets)
+    }
+
+    fn burst_bytes(&self) -> usize {
+        self.burst_bytes
     }
 }
 
@@ -112,5 +156,29 @@ mod tests {
                 proptest::prop_assert!(max == 0 || bytes <= max || part.len() == 1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_burst_over_the_bound_waits_for_the_next_window() {
+        let now = Instant::now();
+        let mut w = BurstWindow::default();
+        assert_eq!(w.wait_until(5000, 6000, now), None, "nothing sent yet");
+        w.sent(5000, now);
+        assert_eq!(w.wait_until(1000, 6000, now), None, "fits");
+        assert_eq!(w.wait_until(1001, 6000, now), Some(now + PAUSE));
+        assert_eq!(
+            w.wait_until(1001, 6000, now + PAUSE),
+            None,
+            "the window passed"
+        );
+        assert_eq!(w.wait_until(1001, 0, now), None, "0: no pacing");
+        w.filled(now + PAUSE);
+        assert_eq!(w.wait_until(1, 6000, now + PAUSE), Some(now + PAUSE * 2));
     }
 }
