@@ -94,6 +94,10 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     }
     let mut settings = layout.settings(PublishVia::Zmq);
     restream_testkit::stack::lift_abuse_limits(&mut settings);
+    if let Some(size) = options.client_buffer_size {
+        // Bursts as large as three quarters of Pushpin's buffer go out unpaced.
+        settings.pushpin.ws_burst_bytes = size / 4 * 3;
+    }
     let (dir, backend_addr) = (&layout.dir, layout.backend_addr);
     let channels = dir.path().join("channels");
     std::fs::create_dir_all(&channels)?;

@@ -224,7 +224,11 @@ fn channels_dir(root: &std::path::Path, extras: &[(&str, String)]) -> PathBuf {
         std::os::unix::fs::symlink(&src, dir.join(src.file_name().unwrap())).unwrap();
     }
     for (name, text) in extras {
-        std::fs::write(dir.join(name), text).unwrap();
+        // An extra may replace a real file: drop its symlink first, or the write would go
+        // through it into the repository's channels/.
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(path, text).unwrap();
     }
     dir
 }
