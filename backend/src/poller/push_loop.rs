@@ -21,7 +21,6 @@ use crate::pushpin::publisher::chunks;
 use crate::status::PollOutcome;
 
 use super::shell::ChannelPoller;
-use super::state;
 use super::{PollerContext, SnapshotRequest};
 
 /// A batch for a push channel's writer and where its answer goes.
@@ -57,17 +56,8 @@ pub async fn run_push(
     let span = tracing::info_span!("writer", channel = %channel);
     async move {
         tracing::info!(mode = ?wiring.spec.mode, "push channel writer started");
-        let interval = entry.metadata.poll_interval;
-        let Some(state) = state::load(&channel, ctx.store.as_ref(), interval, &shutdown).await
-        else {
+        let Some(poller) = ChannelPoller::load(channel, entry, ctx, lease, &shutdown).await else {
             return;
-        };
-        let poller = ChannelPoller {
-            channel,
-            entry,
-            ctx,
-            lease,
-            state,
         };
         poller.run_push(requests, wiring, shutdown).await;
         tracing::info!("push channel writer stopped");

@@ -44,16 +44,8 @@ pub async fn run(
     async move {
         let interval = entry.metadata.poll_interval;
         tracing::info!(interval_s = interval.as_secs_f64(), "poller started");
-        let Some(state) = state::load(&channel, ctx.store.as_ref(), interval, &shutdown).await
-        else {
+        let Some(poller) = ChannelPoller::load(channel, entry, ctx, lease, &shutdown).await else {
             return;
-        };
-        let poller = ChannelPoller {
-            channel,
-            entry,
-            ctx,
-            lease,
-            state,
         };
         poller.run(requests, shutdown).await;
         tracing::info!("poller stopped");
@@ -63,6 +55,26 @@ pub async fn run(
 }
 
 impl ChannelPoller {
+    /// The poller (or writer) of `channel`, its state loaded from the store (retried until it
+    /// works); `None` when shut down first.
+    pub(super) async fn load(
+        channel: ChannelId,
+        entry: Arc<FetcherEntry>,
+        ctx: PollerContext,
+        lease: Option<Arc<LeaseGuard>>,
+        shutdown: &CancellationToken,
+    ) -> Option<ChannelPoller> {
+        let interval = entry.metadata.poll_interval;
+        let state = state::load(&channel, ctx.store.as_ref(), interval, shutdown).await?;
+        Some(ChannelPoller {
+            channel,
+            entry,
+            ctx,
+            lease,
+            state,
+        })
+    }
+
     /// Cluster mode: whether this replica may still act for the channel (single node: always).
     pub(super) fn may_act(&self) -> bool {
         self.lease.as_deref().is_none_or(LeaseGuard::is_valid)

@@ -49,10 +49,7 @@ impl Publishing {
         channel: &ChannelId,
         batch: PushBatch,
     ) -> Result<PushReceipt, PushError> {
-        let spec = self
-            .spec(channel.name())
-            .ok_or_else(|| PushError::NotPush(channel.name().to_string()))?;
-        super::plan::check(&spec, &batch, self.settings.max_batch_items)?;
+        self.check(channel, &batch)?;
         self.scheduler.publish(channel.clone(), batch, false).await
     }
 
@@ -64,10 +61,15 @@ impl Publishing {
         channel: &ChannelId,
         batch: PushBatch,
     ) -> Result<PushReceipt, PushError> {
+        self.check(channel, &batch)?;
+        self.scheduler.publish(channel.clone(), batch, true).await
+    }
+
+    /// The batch fits `channel`, a push channel.
+    fn check(&self, channel: &ChannelId, batch: &PushBatch) -> Result<(), PushError> {
         let spec = self
             .spec(channel.name())
             .ok_or_else(|| PushError::NotPush(channel.name().to_string()))?;
-        super::plan::check(&spec, &batch, self.settings.max_batch_items)?;
-        self.scheduler.publish(channel.clone(), batch, true).await
+        super::plan::check(&spec, batch, self.settings.max_batch_items)
     }
 }
