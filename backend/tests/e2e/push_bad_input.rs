@@ -184,3 +184,37 @@ async fn bad_publishes_are_refused_whole() {
         &("new".to_string(), 3, "ok2".to_string())
     );
 }
+
+fn one_things_channel(settings: &mut Settings) {
+    let caps = &mut settings.limits.max_channels_per_fetcher;
+    caps.insert(THINGS.to_string(), 1);
+}
+
+/// A publish that would start a writer beyond a channel cap is refused (503 `channel_limit`,
+/// with `Retry-After`) and commits nothing; the channel within the cap keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_beyond_a_channel_cap_is_refused_and_commits_nothing() {
+    let stack = push_stack(Some(one_things_channel)).await;
+    let first = Publish::post(THINGS, "site=one").json(&json!({"id": "a"}));
+    assert_eq!(publish_things(&stack, first).await.seq(), 2);
+    let beyond = Publish::post(THINGS, "site=two")
+        .json(&json!({"id": "b"}))
+        .bearer(THINGS_KEY)
+        .try_send(&stack.http_url)
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (beyond.status, beyond.code()),
+        (503, "channel_limit"),
+        "{:?}",
+        beyond.body
+    );
+    assert_eq!(beyond.header("retry-after"), Some("1"));
+    assert_eq!(
+        items_page(&stack, THINGS, "site=two").await.0,
+        0,
+        "nothing committed"
+    );
+    let again = Publish::post(THINGS, "site=one").json(&json!({"id": "c"}));
+    assert_eq!(publish_things(&stack, again).await.seq(), 3);
+}
