@@ -4,18 +4,21 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::budget::Budget;
 use crate::cluster::LeaseGuard;
 use crate::fetcher::{FetchOutcome, FetchRequest, Keys};
 use crate::pushpin::grip::PublishItem;
+use crate::pushpin::publisher::chunks;
 use crate::status::PollOutcome;
 use crate::store::{Commit, StoreError};
 
 use super::failure::PollError;
 use super::plan::{plan, Announce, PlanInput, Report};
 use super::shell::ChannelPoller;
+use super::SnapshotRequest;
 
 /// What one poll did, and the delay before the next attempt when the fetch failed.
 pub(super) struct Polled {
@@ -41,11 +44,14 @@ fn now_secs() -> u64 {
 
 impl ChannelPoller {
     /// One poll with `keys`, under a reserved slot (`permit`) of `budget`.
+    /// `requests`: snapshot and resume requests that come in while this poll publishes are
+    /// answered between its chunks ([`ChannelPoller::publish_in_turn`]).
     pub(super) async fn poll_once(
         &mut self,
         keys: &Keys,
         budget: &Budget,
         permit: Option<Instant>,
+        requests: &mut mpsc::Receiver<SnapshotRequest>,
     ) -> Polled {
         if !self.retry_unpublished().await {
             return PollOutcome::Deferred.into();
@@ -82,7 +88,9 @@ impl ChannelPoller {
             return PollOutcome::Deferred.into();
         }
         self.state.committed(commit);
-        self.announce(plan.announce, &plan.report).await.into()
+        self.announce(plan.announce, &plan.report, requests)
+            .await
+            .into()
     }
 
     /// Publishes events persisted earlier that Pushpin did not accept; false if it still
@@ -221,7 +229,12 @@ impl ChannelPoller {
     }
 
     /// Tells subscribers what the persisted commit changed.
-    async fn announce(&mut self, announce: Announce, report: &Report) -> PollOutcome {
+    async fn announce(
+        &mut self,
+        announce: Announce,
+        report: &Report,
+        requests: &mut mpsc::Receiver<SnapshotRequest>,
+    ) -> PollOutcome {
         let publish = match announce {
             // Broadcast by the run loop once recent subscribers can receive it.
             Announce::FirstSnapshot => {
@@ -254,8 +267,71 @@ impl ChannelPoller {
             );
             return PollOutcome::Changed;
         }
-        self.publish_events(publish).await;
+        self.publish_in_turn(publish, requests).await;
         PollOutcome::Changed
+    }
+
+    /// Publishes events in chunks of at most the publisher's burst bytes, [`BURST_PAUSE`]
+    /// apart (Pushpin drops what a WebSocket connection cannot take at once). Before each
+    /// chunk, the snapshot and resume requests that came in are answered (each once its
+    /// subscription is surely applied): a subscriber gets its answer before any event it then
+    /// receives live, and the answer holds what was published before it.
+    pub(super) async fn publish_in_turn(
+        &mut self,
+        publish: Vec<PublishItem>,
+        requests: &mut mpsc::Receiver<SnapshotRequest>,
+    ) {
+        let burst = self.ctx.publisher.burst_bytes();
+        let sizes: Vec<(usize, usize)> = chunks(&publish, burst)
+            .iter()
+            .map(|c| (c.len(), ws_bytes(c)))
+            .collect();
+        let mut rest = publish;
+        for (len, bytes) in sizes {
+            // Requests that came in are answered first (an answer is a burst of its own).
+            let mut answered = false;
+            while let Ok(request) = requests.try_recv() {
+                self.answer_in_turn(request).await;
+                answered = true;
+            }
+            if answered {
+                self.state.burst.filled(Instant::now());
+            }
+            // Room in Pushpin's buffers: answering requests that arrive meanwhile.
+            while let Some(at) = self.state.burst.wait_until(bytes, burst, Instant::now()) {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    // Within the window already waited for: it does not extend it.
+                    Some(request) = requests.recv() => self.answer_in_turn(request).await,
+                }
+            }
+            let later = rest.split_off(len);
+            if let Err(e) = self.ctx.publisher.publish(&rest).await {
+                tracing::error!(error = %e, "publish failed; retried later");
+                rest.extend(later);
+                self.state.unpublished = rest;
+                return;
+            }
+            let now = Instant::now();
+            self.state.burst.sent(bytes, now);
+            self.mark_published(&rest, now);
+            rest = later;
+        }
+    }
+
+    /// Notes when the events among `items` were handed to Pushpin (for resumes).
+    fn mark_published(&mut self, items: &[PublishItem], at: Instant) {
+        let seqs: Vec<u64> = items
+            .iter()
+            .filter_map(|i| i.id.as_deref().and_then(|id| id.parse().ok()))
+            .collect();
+        for r in self.state.recent.iter_mut().rev() {
+            if seqs.contains(&r.event.seq) {
+                r.published_at = Some(at);
+            } else if seqs.first().is_some_and(|first| r.event.seq < *first) {
+                break;
+            }
+        }
     }
 
     /// Hands events to Pushpin; kept for a retry before the next poll if it refuses them.
@@ -279,4 +355,10 @@ impl ChannelPoller {
             }
         }
     }
+}
+
+/// WebSocket bytes of `items`.
+fn ws_bytes(items: &[PublishItem]) -> usize {
+    let sizes = items.iter().filter_map(|i| i.formats.ws_message.as_ref());
+    sizes.map(|c| c.content.len()).sum()
 }

@@ -16,8 +16,6 @@ use crate::cluster::LeaseGuard;
 use crate::fetcher::FetcherEntry;
 use crate::push::plan::{self as push_plan, BatchInput};
 use crate::push::{PushBatch, PushError, PushReceipt, PushSpec};
-use crate::pushpin::grip::PublishItem;
-use crate::pushpin::publisher::chunks;
 use crate::status::PollOutcome;
 
 use super::shell::ChannelPoller;
@@ -210,69 +208,6 @@ impl ChannelPoller {
         }
     }
 
-    /// Publishes events in chunks of at most the publisher's burst bytes, [`BURST_PAUSE`]
-    /// apart (Pushpin drops what a WebSocket connection cannot take at once). Before each
-    /// chunk, the snapshot and resume requests that came in are answered (each once its
-    /// subscription is surely applied): a subscriber gets its answer before any event it then
-    /// receives live, and the answer holds what was published before it.
-    async fn publish_in_turn(
-        &mut self,
-        publish: Vec<PublishItem>,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
-    ) {
-        let burst = self.ctx.publisher.burst_bytes();
-        let sizes: Vec<(usize, usize)> = chunks(&publish, burst)
-            .iter()
-            .map(|c| (c.len(), ws_bytes(c)))
-            .collect();
-        let mut rest = publish;
-        for (len, bytes) in sizes {
-            // Requests that came in are answered first (an answer is a burst of its own).
-            let mut answered = false;
-            while let Ok(request) = requests.try_recv() {
-                self.answer_in_turn(request).await;
-                answered = true;
-            }
-            if answered {
-                self.state.burst.filled(Instant::now());
-            }
-            // Room in Pushpin's buffers: answering requests that arrive meanwhile.
-            while let Some(at) = self.state.burst.wait_until(bytes, burst, Instant::now()) {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    // Within the window already waited for: it does not extend it.
-                    Some(request) = requests.recv() => self.answer_in_turn(request).await,
-                }
-            }
-            let later = rest.split_off(len);
-            if let Err(e) = self.ctx.publisher.publish(&rest).await {
-                tracing::error!(error = %e, "publish failed; retried later");
-                rest.extend(later);
-                self.state.unpublished = rest;
-                return;
-            }
-            let now = Instant::now();
-            self.state.burst.sent(bytes, now);
-            self.mark_published(&rest, now);
-            rest = later;
-        }
-    }
-
-    /// Notes when the events among `items` were handed to Pushpin (for resumes).
-    fn mark_published(&mut self, items: &[PublishItem], at: Instant) {
-        let seqs: Vec<u64> = items
-            .iter()
-            .filter_map(|i| i.id.as_deref().and_then(|id| id.parse().ok()))
-            .collect();
-        for r in self.state.recent.iter_mut().rev() {
-            if seqs.contains(&r.event.seq) {
-                r.published_at = Some(at);
-            } else if seqs.first().is_some_and(|first| r.event.seq < *first) {
-                break;
-            }
-        }
-    }
-
     /// Retries events Pushpin refused earlier.
     async fn flush_unpublished(&mut self) {
         if self.state.unpublished.is_empty() || !self.may_act() {
@@ -281,12 +216,6 @@ impl ChannelPoller {
         let publish = std::mem::take(&mut self.state.unpublished);
         self.publish_events(publish).await;
     }
-}
-
-/// WebSocket bytes of `items`.
-fn ws_bytes(items: &[PublishItem]) -> usize {
-    let sizes = items.iter().filter_map(|i| i.formats.ws_message.as_ref());
-    sizes.map(|c| c.content.len()).sum()
 }
 
 /// Answers each batch of `group` with its result.

@@ -163,7 +163,7 @@ impl ChannelPoller {
             .insert(self.channel.clone(), started);
         let polled = tokio::select! {
             _ = shutdown.cancelled() => return None,
-            r = self.poll_once(&keys, &budget, permit) => r,
+            r = self.poll_once(&keys, &budget, permit, requests) => r,
         };
         if self.state.snapshot_due && !self.broadcast_first_snapshot(requests, shutdown).await {
             return None;

@@ -171,3 +171,30 @@ pub async fn late_large_snapshot(stack: &Stack) {
         "nothing duplicated"
     );
 }
+
+/// A poll with hundreds of changes reaches a live WebSocket subscriber whole: Pushpin drops
+/// WebSocket messages a connection's buffer cannot take at once, so the poller hands them
+/// over in paced chunks (`pushpin.ws_burst_bytes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_with_hundreds_of_changes_reaches_a_websocket_whole() {
+    let stack = Stack::start().await;
+    let feed = "2.5_week";
+    stack.upstream.set_quakes(feed, vec![quake("first", 1.0)]);
+    let mut c = Client::connect(&stack.ws_url).await;
+    c.subscribe("usgs-earthquakes", json!({"feed": feed})).await;
+    let (snap, _) = c.recv_type("snapshot", Duration::from_secs(10)).await;
+    assert_eq!(snap["seq"], 1);
+    let many: Vec<Value> = std::iter::once(quake("first", 1.0))
+        .chain((0..300).map(|i| quake(&format!("q{i:03}"), 2.0)))
+        .collect();
+    stack.upstream.set_quakes(feed, many);
+    let mut seqs = Vec::new();
+    while seqs.len() < 300 {
+        let Some(m) = c.recv(POLL * 10).await else {
+            panic!("got {} of 300 events, then nothing", seqs.len());
+        };
+        assert_eq!(m["type"], "new", "{m}");
+        seqs.push(m["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, (2..=301).collect::<Vec<_>>(), "every event, in order");
+}
