@@ -94,6 +94,27 @@ async fn publish_direct(
 
 /// Forwards every message `ws` receives to `tx`, stamped, then a `CLOSED` message saying why
 /// the connection ended.
+/// Sends client `i` its `subscribe` and waits for `subscribed`; messages that come first (the
+/// snapshot may) go to `tx`, stamped.
+pub(crate) async fn subscribe_one(
+    i: usize,
+    ws: &mut restream_testkit::clients::ws::Ws,
+    subscribe: &Value,
+    tx: &mpsc::UnboundedSender<(usize, u64, Value)>,
+) -> anyhow::Result<()> {
+    send_json(ws, subscribe).await?;
+    loop {
+        let m = next_json(ws, Duration::from_secs(30))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed before subscribed"))?;
+        anyhow::ensure!(m["type"] != "error", "subscribe failed: {m}");
+        if m["type"] == "subscribed" {
+            return Ok(());
+        }
+        let _ = tx.send((i, now_us(), m));
+    }
+}
+
 fn spawn_reader(
     i: usize,
     mut ws: restream_testkit::clients::ws::Ws,
@@ -146,21 +167,10 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         let subscribed = futures_util::future::join_all(batch.into_iter().map(|(i, mut ws)| {
             let tx = tx.clone();
             async move {
-                send_json(
-                    &mut ws,
-                    &json!({"action": "subscribe", "channel": "bench", "params": {"n": "0"}}),
-                )
-                .await?;
-                loop {
-                    let m = next_json(&mut ws, Duration::from_secs(30))
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("closed before subscribed"))?;
-                    anyhow::ensure!(m["type"] != "error", "subscribe failed: {m}");
-                    if m["type"] == "subscribed" {
-                        return anyhow::Ok((i, ws));
-                    }
-                    let _ = tx.send((i, now_us(), m));
-                }
+                let subscribe =
+                    json!({"action": "subscribe", "channel": "bench", "params": {"n": "0"}});
+                subscribe_one(i, &mut ws, &subscribe, &tx).await?;
+                anyhow::Ok((i, ws))
             }
         }))
         .await;

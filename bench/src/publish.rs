@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::measure::{now_us, percentile, summary_ms};
 use crate::stack::{self, Behind, Options, Stack, IDLE_PUSH_CHANNEL, PRODUCER_KEY, PUSH_CHANNEL};
-use restream_testkit::clients::ws::{connect_many, next_json, send_json, Ws, BATCH};
+use restream_testkit::clients::ws::{connect_many, Ws, BATCH};
 
 /// Batch sizes measured.
 const BATCHES: [usize; 2] = [1, 100];
@@ -132,21 +132,9 @@ async fn subscribe_all(
         let subscribed = futures_util::future::join_all(batch.into_iter().map(|(i, mut ws)| {
             let tx = tx.clone();
             async move {
-                send_json(
-                    &mut ws,
-                    &json!({"action": "subscribe", "channel": PUSH_CHANNEL}),
-                )
-                .await?;
-                loop {
-                    let m = next_json(&mut ws, Duration::from_secs(30))
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("closed before subscribed"))?;
-                    anyhow::ensure!(m["type"] != "error", "subscribe failed: {m}");
-                    if m["type"] == "subscribed" {
-                        return anyhow::Ok((i, ws));
-                    }
-                    let _ = tx.send((i, now_us(), m));
-                }
+                let subscribe = json!({"action": "subscribe", "channel": PUSH_CHANNEL});
+                crate::fanout::subscribe_one(i, &mut ws, &subscribe, &tx).await?;
+                anyhow::Ok((i, ws))
             }
         }))
         .await;
