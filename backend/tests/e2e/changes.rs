@@ -175,9 +175,19 @@ pub async fn late_large_snapshot(stack: &Stack) {
 /// A poll with hundreds of changes reaches a live WebSocket subscriber whole: Pushpin drops
 /// WebSocket messages a connection's buffer cannot take at once, so the poller hands them
 /// over in paced chunks (`pushpin.ws_burst_bytes`).
+fn quarter_buffer_bursts(settings: &mut restream::config::Settings) {
+    // A quarter of Pushpin's 8192-byte buffer per burst: headroom for a test client that drains
+    // slowly on a loaded CI machine (the default, 6144, leaves a quarter).
+    settings.pushpin.ws_burst_bytes = 2048;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_with_hundreds_of_changes_reaches_a_websocket_whole() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(StackOptions {
+        configure: Some(quarter_buffer_bursts),
+        ..StackOptions::default()
+    })
+    .await;
     let feed = "2.5_week";
     stack.upstream.set_quakes(feed, vec![quake("first", 1.0)]);
     let mut c = Client::connect(&stack.ws_url).await;
