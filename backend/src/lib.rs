@@ -34,6 +34,7 @@
 //! - [`supervisor`] — essential tasks: one that dies fails `/readyz` and stops the process.
 
 pub mod abuse;
+pub mod archive;
 pub mod auth;
 pub mod authoring;
 pub mod aws;
@@ -47,6 +48,7 @@ pub mod demand;
 pub mod discovery;
 pub mod edge;
 pub mod fetcher;
+pub mod history;
 pub mod janitor;
 pub mod keys;
 pub mod metrics;

@@ -310,6 +310,10 @@ pub async fn run(
         budgets: budgets.clone(),
         last_polls,
         status: status.clone(),
+        retentions: crate::history::Retentions::from_settings(
+            &settings.history,
+            settings.store.log_capacity,
+        ),
     };
     // Without any of these the service answers but serves nothing: see `supervisor`.
     let essentials = Essentials::default();
@@ -380,6 +384,10 @@ pub async fn run(
         publisher,
         publishing,
         keys,
+        history: crate::history::HistoryService::new(
+            settings.history.clone(),
+            settings.store.log_capacity,
+        ),
     });
     let emf = settings.log.emf().map(|emf| {
         let sources = crate::telemetry::emf::Sources {

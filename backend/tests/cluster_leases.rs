@@ -167,6 +167,7 @@ fn commit(expected_seq: u64, items: Vec<StoredItem>, fence: u64) -> Commit {
             fetcher_state: None,
             log_floor: 1,
             committed_from: expected_seq,
+            ..ChannelMeta::default()
         },
         upserts: items,
         fence: Some(fence),

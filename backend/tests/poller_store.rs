@@ -93,6 +93,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
         }),
     });
     let published = Arc::new(Recorder::default());
+    let retentions = restream::history::Retentions::count_only(store.log_capacity());
     let ctx = PollerContext {
         keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
         publisher: published.clone(),
@@ -101,6 +102,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
         budgets: Default::default(),
         last_polls: Default::default(),
         status: Default::default(),
+        retentions,
     };
     let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
@@ -435,6 +437,8 @@ impl Fetcher for Counting {
 }
 
 fn shared_context(store: Arc<dyn ItemStore>) -> PollerContext {
+    // The store's own capacity: what these tests trim by.
+    let retentions = restream::history::Retentions::count_only(store.log_capacity());
     PollerContext {
         keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
         publisher: Arc::new(Recorder::default()),
@@ -443,6 +447,7 @@ fn shared_context(store: Arc<dyn ItemStore>) -> PollerContext {
         budgets: Default::default(),
         last_polls: Default::default(),
         status: Default::default(),
+        retentions,
     }
 }
 

@@ -87,6 +87,7 @@ async fn oversized_items_are_refused_clearly_and_nothing_is_written() {
     assert!(store.max_item_bytes() < 400 * 1024);
     let commit = Commit {
         fence: None,
+        retention: None,
         channel: ch("big"),
         expected_seq: 0,
         meta: Default::default(),

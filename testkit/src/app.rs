@@ -46,5 +46,6 @@ pub fn state() -> AppState {
         keys: Arc::new(restream::keys::FileKeyStore::new(
             "/nonexistent/restream-testkit-keys.json",
         )),
+        history: restream::history::HistoryService::new(Default::default(), 10),
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Dev, FetcherKind, Limits, Log, LogFormat, PublishVia};
+use super::{Dev, FetcherKind, History, Limits, Log, LogFormat, PublishVia};
 use crate::auth::Access;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,6 +30,7 @@ pub struct SettingsFile {
     pub state: State,
     pub auth: Auth,
     pub push: Push,
+    pub history: History,
 }
 
 /// What restream keeps about channels and how much the items and status API may read
@@ -356,6 +357,7 @@ impl Default for SettingsFile {
                 linger_secs: 60,
                 max_pending_batches: 64,
             },
+            history: History::default(),
         }
     }
 }

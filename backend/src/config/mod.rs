@@ -10,6 +10,7 @@
 
 mod advertise;
 mod file;
+mod history;
 mod limits;
 mod log;
 #[cfg(test)]
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use advertise::{render, url_host, AdvertiseHost, PushpinTemplates};
 use file::SettingsFile;
+pub use history::{History, KindRetention};
 pub use limits::{ClientAddressFrom, Limits};
 pub use log::{Emf, Log, LogFormat};
 pub use parse::SettingsError;
@@ -56,6 +58,7 @@ pub struct Settings {
     pub state: StateSettings,
     pub auth: AuthSettings,
     pub push: PushSettings,
+    pub history: History,
 }
 
 /// What restream keeps about channels and how much the items and status API read.

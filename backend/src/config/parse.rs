@@ -535,6 +535,7 @@ impl TryFrom<SettingsFile> for Settings {
             limits: f.limits.check()?,
             auth: auth(f.auth)?,
             push: push(f.push)?,
+            history: f.history.check()?,
         })
     }
 }
@@ -593,6 +594,7 @@ impl From<Settings> for SettingsFile {
                 linger_secs: s.push.linger.as_secs(),
                 max_pending_batches: s.push.max_pending_batches,
             },
+            history: s.history,
         }
     }
 }

@@ -229,7 +229,10 @@ impl ChannelPoller {
         let floor = crate::store::trimmed_floor(
             state.stored.meta.log_floor,
             state.seq(),
-            self.ctx.store.log_capacity(),
+            self.ctx
+                .retentions
+                .of(crate::history::ChannelKind::of(&self.entry))
+                .max_events,
         );
         since < state.seq()
             && since >= floor

@@ -52,6 +52,8 @@ pub struct PollerContext {
     pub last_polls: Arc<std::sync::Mutex<HashMap<ChannelId, Instant>>>,
     /// What each poller last did, for the status API.
     pub status: Arc<StatusBoard>,
+    /// How much history each channel kind keeps (`[history]`); set on every commit.
+    pub retentions: crate::history::Retentions,
 }
 
 /// A subscriber that needs the channel's state (or the events it missed).

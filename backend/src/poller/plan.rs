@@ -176,6 +176,10 @@ fn events(
 ) -> Announce {
     let mut seq = state.meta.seq;
     let mut publish = Vec::with_capacity(changes.len());
+    let time_ms = match changes.is_empty() {
+        true => 0,
+        false => crate::store::stamp_events(&mut commit.meta),
+    };
     for change in changes {
         seq += 1;
         let message = event_message(input.channel, seq, &change).to_json();
@@ -191,7 +195,7 @@ fn events(
             )),
         }
         publish.push(event_item(input.channel, seq, message.clone()));
-        commit.events.push(LoggedEvent { seq, message });
+        commit.events.push(LoggedEvent::new(seq, message, time_ms));
     }
     commit.meta.seq = seq;
     if publish.is_empty() {

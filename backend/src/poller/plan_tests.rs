@@ -37,6 +37,7 @@ fn state(seq: u64, items: &[Value]) -> ChannelState {
         fetcher_state: Some(json!("e0")),
         log_floor: 1,
         committed_from: 1,
+        last_event_ms: 0,
     };
     ChannelState::from_loaded(meta, items)
 }

@@ -183,6 +183,11 @@ impl ChannelPoller {
     /// Writes `commit`; false when it did not land (then nothing may be published). The
     /// store is the authority on the lease: a commit under an old epoch is refused.
     pub(super) async fn persist(&mut self, commit: &Commit) -> bool {
+        let kind = crate::history::ChannelKind::of(&self.entry);
+        let commit = &Commit {
+            retention: Some(self.ctx.retentions.of(kind)),
+            ..commit.clone()
+        };
         let Err(e) = self.ctx.store.commit(commit.clone()).await else {
             return true;
         };

@@ -129,10 +129,7 @@ mod tests {
     fn commit(expected_seq: u64, seqs: impl IntoIterator<Item = u64>) -> Commit {
         let events: Vec<LoggedEvent> = seqs
             .into_iter()
-            .map(|seq| LoggedEvent {
-                seq,
-                message: format!("e{seq}"),
-            })
+            .map(|seq| LoggedEvent::new(seq, format!("e{seq}"), seq))
             .collect();
         let seq = events.last().map_or(expected_seq.max(1), |e| e.seq);
         Commit {

@@ -369,7 +369,7 @@ fn items_effects(
 /// leave the snapshot without an event.
 fn events_effects(state: &ChannelState, batch: &PushBatch, input: &BatchInput<'_>) -> Effects {
     let mut out = Effects::default();
-    let time = rfc3339_ms(input.now_ms);
+    let time = crate::history::rfc3339_ms(input.now_ms);
     let mut seq = state.meta.seq;
     for op in &batch.ops {
         let PushOp::Append(data) = op else { continue };
@@ -403,23 +403,6 @@ pub fn event_id(seq: u64) -> String {
     format!("{seq:020}")
 }
 
-/// Unix milliseconds as RFC 3339 UTC with milliseconds, e.g. `2026-12-02T05:40:00.123Z`.
-fn rfc3339_ms(ms: u64) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
-        return String::new();
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
 /// Fills `commit` with one logged event per change (seqs after the state's), its upserts and
 /// removals; returns the GRIP items.
 fn events(
@@ -432,6 +415,11 @@ fn events(
     let now = input.now_ms / 1000;
     let mut seq = state.meta.seq;
     let mut publish = Vec::with_capacity(changes.len());
+    // Never before the channel's last event, so its history stays in time order.
+    let time_ms = input.now_ms.max(state.meta.last_event_ms);
+    if !changes.is_empty() {
+        commit.meta.last_event_ms = time_ms;
+    }
     // Each id's last version in the batch (or its removal).
     let mut last: BTreeMap<String, Option<StoredItem>> = BTreeMap::new();
     for change in changes {
@@ -455,7 +443,7 @@ fn events(
         };
         last.insert(change.id, version);
         publish.push(event_item(input.channel, seq, message.clone()));
-        commit.events.push(LoggedEvent { seq, message });
+        commit.events.push(LoggedEvent::new(seq, message, time_ms));
     }
     for (id, version) in last {
         match version {

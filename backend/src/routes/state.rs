@@ -44,4 +44,6 @@ pub struct AppState {
     /// The key store: push channels' `producer_key` entries (the publish API's other
     /// credential besides a token).
     pub keys: Arc<dyn crate::keys::KeyStore>,
+    /// The history API's settings, retentions and archive reader.
+    pub history: crate::history::HistoryService,
 }

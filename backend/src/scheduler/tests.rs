@@ -206,6 +206,7 @@ fn build_replica(
         budgets: Default::default(),
         last_polls: Default::default(),
         status: Default::default(),
+        retentions: crate::history::Retentions::count_only(100),
     };
     let (mut scheduler, handle) = Scheduler::new(registry, demand.clone(), ctx, cluster);
     if let Some(caps) = caps {

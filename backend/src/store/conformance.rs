@@ -31,11 +31,17 @@ pub(super) fn item(id: &str, data: Value, seq: u64) -> StoredItem {
     }
 }
 
+/// The time conformance events are stamped with: 10 ms apart, in seq order.
+pub(super) fn event_time(seq: u64) -> u64 {
+    1_700_000_000_000 + seq * 10
+}
+
 pub(super) fn event(seq: u64) -> LoggedEvent {
-    LoggedEvent {
+    LoggedEvent::new(
         seq,
-        message: format!(r#"{{"type":"new","seq":{seq}}}"#),
-    }
+        format!(r#"{{"type":"new","seq":{seq}}}"#),
+        event_time(seq),
+    )
 }
 
 pub(super) fn meta(seq: u64, floor: u64) -> ChannelMeta {
@@ -44,6 +50,7 @@ pub(super) fn meta(seq: u64, floor: u64) -> ChannelMeta {
         fetcher_state: Some(json!({"etag": format!("e{seq}")})),
         log_floor: floor,
         committed_from: seq.saturating_sub(1),
+        last_event_ms: event_time(seq),
     }
 }
 
@@ -59,6 +66,7 @@ pub async fn run(store: &dyn ItemStore) {
     concurrent_writers_cannot_both_win(store).await;
     large_commits_apply_whole(store).await;
     pages_read_only_what_they_return(store).await;
+    super::conformance_history::run(store).await;
 }
 
 /// A page is the items after the cursor id, in id order, with whether more follow; the meta
@@ -154,6 +162,7 @@ async fn pages_read_only_what_they_return(store: &dyn ItemStore) {
 async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
     let attempt = |who: &str| Commit {
         fence: None,
+        retention: None,
         channel: ch("race"),
         expected_seq: 0,
         meta: meta(1, 1),
@@ -173,6 +182,7 @@ async fn concurrent_writers_cannot_both_win(store: &dyn ItemStore) {
     // The same race with commits too large for one DynamoDB transaction.
     let large = |who: &str| Commit {
         fence: None,
+        retention: None,
         channel: ch("race-large"),
         expected_seq: 0,
         meta: meta(1, 1),
@@ -206,6 +216,7 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
+            retention: None,
             channel: ch("many"),
             expected_seq: 0,
             meta: meta(1, 1),
@@ -223,6 +234,7 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
+            retention: None,
             channel: ch("many"),
             expected_seq: 1,
             meta: meta(131, 1),
@@ -281,6 +293,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
+            retention: None,
             channel: ch("rt"),
             expected_seq: 0,
             meta: meta(1, 1),
@@ -306,6 +319,7 @@ async fn commits_round_trip(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
+            retention: None,
             channel: ch("rt"),
             expected_seq: 1,
             meta: meta(3, 1),
@@ -327,6 +341,7 @@ async fn conflicts_change_nothing(store: &dyn ItemStore) {
     let writes = store.writes();
     let stale = Commit {
         fence: None,
+        retention: None,
         channel: ch("rt"),
         expected_seq: 1,
         meta: meta(9, 1),
@@ -391,6 +406,7 @@ async fn log_replays_and_trims(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
+            retention: None,
             channel: ch("rt"),
             expected_seq: 3,
             meta: meta(7, 1),
@@ -421,6 +437,7 @@ async fn channels_are_isolated(store: &dyn ItemStore) {
         store
             .commit(Commit {
                 fence: None,
+                retention: None,
                 channel: ch(channel),
                 expected_seq: 0,
                 meta: meta(1, 1),
@@ -449,6 +466,7 @@ async fn large_items_round_trip(store: &dyn ItemStore) {
     store
         .commit(Commit {
             fence: None,
+            retention: None,
             channel: ch("big"),
             expected_seq: 0,
             meta: meta(1, 1),

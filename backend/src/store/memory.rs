@@ -10,15 +10,16 @@ use async_trait::async_trait;
 use crate::channel::ChannelId;
 
 use super::{
-    trimmed_floor, unix_now, ChannelMeta, Commit, ItemStore, LoggedEvent, Page, StoreError,
-    StoredItem,
+    aged_floor, trimmed_floor, unix_now, unix_now_ms, ChannelMeta, Commit, ItemStore, LogPage,
+    LogRetention, LoggedEvent, Page, StoreError, StoredItem,
 };
 
 #[derive(Default)]
 struct Channel {
     meta: ChannelMeta,
     items: BTreeMap<String, StoredItem>,
-    log: BTreeMap<u64, String>,
+    /// seq → (message, time ms).
+    log: BTreeMap<u64, (String, u64)>,
     /// Unix seconds of the last commit or touch.
     last_active: u64,
 }
@@ -82,10 +83,21 @@ impl ItemStore for MemoryStore {
             c.items.remove(id);
         }
         for e in commit.events {
-            c.log.insert(e.seq, e.message);
+            c.log.insert(e.seq, (e.message, e.time_ms));
         }
+        let keep = commit.retention.unwrap_or(LogRetention {
+            max_events: self.capacity,
+            max_age: None,
+        });
         let mut meta = commit.meta;
-        meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, self.capacity);
+        meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, keep.max_events);
+        meta.log_floor = aged_floor(
+            meta.log_floor,
+            keep.cutoff_ms(unix_now_ms()),
+            c.log
+                .range(meta.log_floor + 1..)
+                .map(|(s, (_, t))| (*s, *t)),
+        );
         c.log.retain(|seq, _| *seq > meta.log_floor);
         c.meta = meta;
         c.last_active = unix_now();
@@ -108,12 +120,43 @@ impl ItemStore for MemoryStore {
         Ok(Some(
             c.log
                 .range(after + 1..)
-                .map(|(seq, m)| LoggedEvent {
-                    seq: *seq,
-                    message: m.clone(),
-                })
+                .map(|(seq, (m, t))| LoggedEvent::new(*seq, m.clone(), *t))
                 .collect(),
         ))
+    }
+
+    async fn log_page(
+        &self,
+        channel: &ChannelId,
+        after: u64,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let map = self.channels.lock().expect("store lock");
+        let Some(c) = map.get(channel) else {
+            return Ok(LogPage::default());
+        };
+        let mut rest = c
+            .log
+            .range(after.max(c.meta.log_floor) + 1..)
+            .map(|(seq, (m, t))| LoggedEvent::new(*seq, m.clone(), *t));
+        let events: Vec<LoggedEvent> = rest.by_ref().take(limit).collect();
+        Ok(LogPage {
+            meta: c.meta.clone(),
+            events,
+            more: rest.next().is_some(),
+        })
+    }
+
+    async fn seq_before(&self, channel: &ChannelId, time_ms: u64) -> Result<u64, StoreError> {
+        let map = self.channels.lock().expect("store lock");
+        let Some(c) = map.get(channel) else {
+            return Ok(0);
+        };
+        Ok(c.log
+            .range(c.meta.log_floor + 1..)
+            .take_while(|(_, (_, t))| *t < time_ms)
+            .last()
+            .map_or(c.meta.log_floor, |(seq, _)| *seq))
     }
 
     fn log_capacity(&self) -> u64 {

@@ -11,6 +11,7 @@ mod redb_store;
 mod redb_sweep;
 
 pub mod conformance;
+pub mod conformance_history;
 pub mod conformance_retention;
 
 pub use dynamo::{DynamoItemStore, TTL_ATTRIBUTE};
@@ -52,13 +53,59 @@ pub struct ChannelMeta {
     /// persisting and publishing them).
     #[serde(default)]
     pub committed_from: u64,
+    /// Time of the last logged event (unix ms): the next one is never stamped earlier, so a
+    /// channel's history is in time order and in seq order at once.
+    #[serde(default)]
+    pub last_event_ms: u64,
 }
 
-/// A logged event: its seq and the exact message sent to clients.
+/// A logged event: its seq, the exact message sent to clients, and when it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoggedEvent {
     pub seq: u64,
     pub message: String,
+    /// Unix milliseconds of the commit that logged it; 0 for events logged before history
+    /// existed (they sort first).
+    #[serde(default)]
+    pub time_ms: u64,
+}
+
+impl LoggedEvent {
+    pub fn new(seq: u64, message: impl Into<String>, time_ms: u64) -> LoggedEvent {
+        LoggedEvent {
+            seq,
+            message: message.into(),
+            time_ms,
+        }
+    }
+}
+
+/// How much of a channel's change log (its history) a commit keeps: the last `max_events`,
+/// none older than `max_age`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRetention {
+    pub max_events: u64,
+    /// `None`: kept whatever their age (count only).
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl LogRetention {
+    /// Events stamped before this (unix ms) are past the age limit at `now_ms`.
+    pub fn cutoff_ms(&self, now_ms: u64) -> u64 {
+        self.max_age
+            .map_or(0, |a| now_ms.saturating_sub(a.as_millis() as u64))
+    }
+}
+
+/// One page of a channel's change log, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogPage {
+    /// The channel's meta as read with the page (`seq`, `log_floor`).
+    pub meta: ChannelMeta,
+    /// At most `limit` events with seq after the requested one, in seq (and time) order.
+    pub events: Vec<LoggedEvent>,
+    /// More logged events follow the last one of this page.
+    pub more: bool,
 }
 
 /// Everything one poll changes, written atomically.
@@ -71,6 +118,9 @@ pub struct Commit {
     pub upserts: Vec<StoredItem>,
     pub removals: Vec<String>,
     pub events: Vec<LoggedEvent>,
+    /// What the log keeps after this commit; `None`: the store's defaults (its capacity and,
+    /// in DynamoDB, its log TTL).
+    pub retention: Option<LogRetention>,
     /// Cluster mode: the epoch of the lease this replica polls the channel under. The commit
     /// is refused (`StoreError::Fenced`) unless the lease still has that epoch.
     pub fence: Option<u64>,
@@ -86,6 +136,7 @@ impl Commit {
             upserts: Vec::new(),
             removals: Vec::new(),
             events: Vec::new(),
+            retention: None,
             fence: None,
         }
     }
@@ -220,6 +271,38 @@ pub trait ItemStore: Send + Sync {
         let (meta, items) = self.load(channel).await?;
         Ok(Page::of(meta, items, after, limit))
     }
+    /// At most `limit` logged events with seq > `after` (from the log's start when it is
+    /// below the floor), oldest first, and the meta; reads about `limit + 1` events.
+    async fn log_page(
+        &self,
+        channel: &ChannelId,
+        after: u64,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let meta = self.meta(channel).await?;
+        let events = self
+            .events_after(channel, after.max(meta.log_floor).min(meta.seq))
+            .await?
+            .unwrap_or_default();
+        let more = events.len() > limit;
+        Ok(LogPage {
+            meta,
+            events: events.into_iter().take(limit).collect(),
+            more,
+        })
+    }
+    /// The seq of the last logged event stamped before `time_ms`, or the log's floor when
+    /// none is: a read of the history from `time_ms` on starts after it. Events are in time
+    /// order, so stores search rather than scan.
+    async fn seq_before(&self, channel: &ChannelId, time_ms: u64) -> Result<u64, StoreError> {
+        let page = self.log_page(channel, 0, usize::MAX).await?;
+        Ok(page
+            .events
+            .iter()
+            .take_while(|e| e.time_ms < time_ms)
+            .last()
+            .map_or(page.meta.log_floor, |e| e.seq))
+    }
     /// How long a channel nobody polls is kept (`None`: for ever). An active poller calls
     /// [`ItemStore::touch`] at least every quarter of it.
     fn retention(&self) -> Option<std::time::Duration> {
@@ -236,6 +319,36 @@ pub trait ItemStore: Send + Sync {
     async fn sweep(&self, _now: u64, _max_channels: usize) -> Result<usize, StoreError> {
         Ok(0)
     }
+}
+
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// The time to stamp a commit's events with: now, but never before the channel's last
+/// event (a clock stepping back keeps the history in order). Records it in `meta`.
+pub fn stamp_events(meta: &mut ChannelMeta) -> u64 {
+    let time = unix_now_ms().max(meta.last_event_ms);
+    meta.last_event_ms = time;
+    time
+}
+
+/// The floor after dropping, from `floor` on, the events stamped before `cutoff_ms`; `times`
+/// yields (seq, time) in seq order after the current floor.
+pub(crate) fn aged_floor(
+    floor: u64,
+    cutoff_ms: u64,
+    times: impl IntoIterator<Item = (u64, u64)>,
+) -> u64 {
+    times
+        .into_iter()
+        .take_while(|&(_, t)| t < cutoff_ms)
+        .last()
+        .map_or(floor, |(seq, _)| seq.max(floor))
 }
 
 /// Unix seconds now.

@@ -13,8 +13,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::channel::ChannelId;
 
 use super::{
-    trimmed_floor, unix_now, ChannelMeta, Commit, ItemStore, LoggedEvent, Page, StoreError,
-    StoredItem,
+    aged_floor, trimmed_floor, unix_now, unix_now_ms, ChannelMeta, Commit, ItemStore, LogPage,
+    LogRetention, LoggedEvent, Page, StoreError, StoredItem,
 };
 
 /// channel → JSON `ChannelMeta`.
@@ -25,6 +25,10 @@ pub(super) const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 /// (channel, seq) → the event message as sent to clients.
 pub(super) const LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("change_log");
+/// (channel, seq) → the event's time (unix ms); absent for events logged before history
+/// existed (time 0). Apart from the messages, so a search by time reads 8-byte values.
+pub(super) const LOG_TIMES: TableDefinition<(&str, u64), u64> =
+    TableDefinition::new("change_log_times");
 /// channel → unix seconds of its last commit or touch (what retention goes by).
 pub(super) const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("channel_activity");
 
@@ -64,6 +68,7 @@ impl RedbStore {
             txn.open_table(META).map_err(backend)?;
             txn.open_table(ITEMS).map_err(backend)?;
             txn.open_table(LOG).map_err(backend)?;
+            txn.open_table(LOG_TIMES).map_err(backend)?;
             txn.open_table(BUDGETS).map_err(backend)?;
             // Channels stored before retention existed count as active from now on.
             let meta = txn.open_table(META).map_err(backend)?;
@@ -101,6 +106,34 @@ impl RedbStore {
             .await
             .map_err(backend)?
     }
+}
+
+/// Up to `limit` logged events after `after`, in seq order, and whether more follow.
+fn read_log(
+    txn: &redb::ReadTransaction,
+    channel: &str,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<LoggedEvent>, bool), StoreError> {
+    let log = txn.open_table(LOG).map_err(backend)?;
+    let times = txn.open_table(LOG_TIMES).map_err(backend)?;
+    let mut out = Vec::new();
+    for entry in log
+        .range((channel, after.saturating_add(1))..=(channel, u64::MAX))
+        .map_err(backend)?
+    {
+        let (k, v) = entry.map_err(backend)?;
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        let seq = k.value().1;
+        let time = times
+            .get((channel, seq))
+            .map_err(backend)?
+            .map_or(0, |t| t.value());
+        out.push(LoggedEvent::new(seq, v.value(), time));
+    }
+    Ok((out, false))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -150,7 +183,10 @@ impl ItemStore for RedbStore {
         if commit.fence.is_some() {
             return Err(StoreError::FenceUnsupported);
         }
-        let capacity = self.capacity;
+        let keep = commit.retention.unwrap_or(LogRetention {
+            max_events: self.capacity,
+            max_age: None,
+        });
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
@@ -179,16 +215,36 @@ impl ItemStore for RedbStore {
                         .map_err(backend)?;
                 }
                 let mut log = txn.open_table(LOG).map_err(backend)?;
+                let mut times = txn.open_table(LOG_TIMES).map_err(backend)?;
+                let ch = commit.channel.as_str();
                 for e in &commit.events {
-                    log.insert((commit.channel.as_str(), e.seq), e.message.as_str())
+                    log.insert((ch, e.seq), e.message.as_str())
                         .map_err(backend)?;
+                    times.insert((ch, e.seq), e.time_ms).map_err(backend)?;
                 }
                 let mut meta = commit.meta.clone();
-                meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, capacity);
+                meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, keep.max_events);
+                let cutoff = keep.cutoff_ms(unix_now_ms());
+                if cutoff > 0 {
+                    let mut aged = Vec::new();
+                    for entry in times
+                        .range((ch, meta.log_floor + 1)..=(ch, meta.seq))
+                        .map_err(backend)?
+                    {
+                        let (k, v) = entry.map_err(backend)?;
+                        if v.value() >= cutoff {
+                            break;
+                        }
+                        aged.push((k.value().1, v.value()));
+                    }
+                    meta.log_floor = aged_floor(meta.log_floor, cutoff, aged);
+                }
                 if meta.log_floor > current.log_floor {
-                    let (ch, from, to) =
-                        (commit.channel.as_str(), current.log_floor, meta.log_floor);
+                    let (from, to) = (current.log_floor, meta.log_floor);
                     log.retain_in((ch, from)..=(ch, to), |_, _| false)
+                        .map_err(backend)?;
+                    times
+                        .retain_in((ch, from)..=(ch, to), |_, _| false)
                         .map_err(backend)?;
                 }
                 let bytes = serde_json::to_vec(&meta).expect("meta serializes");
@@ -220,19 +276,54 @@ impl ItemStore for RedbStore {
             if meta.seq == 0 || after < meta.log_floor || after > meta.seq {
                 return Ok(None);
             }
-            let log = txn.open_table(LOG).map_err(backend)?;
-            let mut out = Vec::new();
-            for entry in log
-                .range((channel.as_str(), after + 1)..=(channel.as_str(), u64::MAX))
-                .map_err(backend)?
-            {
-                let (k, v) = entry.map_err(backend)?;
-                out.push(LoggedEvent {
-                    seq: k.value().1,
-                    message: v.value().to_string(),
-                });
-            }
+            let (out, _) = read_log(&txn, &channel, after, usize::MAX)?;
             Ok(Some(out))
+        })
+        .await
+    }
+
+    async fn log_page(
+        &self,
+        channel: &ChannelId,
+        after: u64,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
+            let (events, more) = read_log(&txn, &channel, after.max(meta.log_floor), limit)?;
+            Ok(LogPage { meta, events, more })
+        })
+        .await
+    }
+
+    async fn seq_before(&self, channel: &ChannelId, time_ms: u64) -> Result<u64, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = read_meta(&txn.open_table(META).map_err(backend)?, &channel)?;
+            let times = txn.open_table(LOG_TIMES).map_err(backend)?;
+            let log = txn.open_table(LOG).map_err(backend)?;
+            // Binary search over the log's seqs (time order is seq order); an event without a
+            // time entry predates history (time 0).
+            let time_of = |seq: u64| -> Result<u64, StoreError> {
+                Ok(times
+                    .get((channel.as_str(), seq))
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value()))
+            };
+            let (mut lo, mut hi) = (meta.log_floor, meta.seq);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                let present = log.get((channel.as_str(), mid)).map_err(backend)?.is_some();
+                if present && time_of(mid)? < time_ms {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            Ok(lo)
         })
         .await
     }

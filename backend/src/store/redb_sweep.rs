@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use redb::{Database, ReadableTable};
 
-use super::redb_store::{backend, ACTIVITY, ITEMS, LOG, META, SWEEP_SCAN};
+use super::redb_store::{backend, ACTIVITY, ITEMS, LOG, LOG_TIMES, META, SWEEP_SCAN};
 use super::StoreError;
 
 /// One pass from where the last one stopped (`from`): deletes up to `max_channels` channels
@@ -70,6 +70,10 @@ fn delete_channel(txn: &redb::WriteTransaction, channel: &str) -> Result<(), Sto
         items.remove((channel, id.as_str())).map_err(backend)?;
     }
     txn.open_table(LOG)
+        .map_err(backend)?
+        .retain_in((channel, 0)..=(channel, u64::MAX), |_, _| false)
+        .map_err(backend)?;
+    txn.open_table(LOG_TIMES)
         .map_err(backend)?
         .retain_in((channel, 0)..=(channel, u64::MAX), |_, _| false)
         .map_err(backend)?;

@@ -173,6 +173,7 @@ impl Driver {
         });
         let published = Arc::new(Published::default());
         let status = Arc::new(StatusBoard::default());
+        let retentions = restream::history::Retentions::count_only(store.log_capacity());
         let ctx = PollerContext {
             keys: Arc::new(NoKeys),
             publisher: published.clone(),
@@ -181,6 +182,7 @@ impl Driver {
             budgets: Default::default(),
             last_polls: Default::default(),
             status: status.clone(),
+            retentions,
         };
         let channel = ChannelId::from_request(CHANNEL, None, &BTreeMap::new())
             .map_err(|e| anyhow::anyhow!("channel id: {e:?}"))?;

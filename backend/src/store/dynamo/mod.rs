@@ -30,7 +30,8 @@ use requests::delete_request;
 use crate::channel::ChannelId;
 
 use super::{
-    trimmed_floor, ChannelMeta, Commit, ItemStore, LoggedEvent, Page, StoreError, StoredItem,
+    trimmed_floor, ChannelMeta, Commit, ItemStore, LogPage, LoggedEvent, Page, StoreError,
+    StoredItem,
 };
 
 pub use records::TTL_ATTRIBUTE;
@@ -309,8 +310,14 @@ impl ItemStore for DynamoItemStore {
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut meta = commit.meta.clone();
         let previous_floor = meta.log_floor;
-        meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, self.capacity);
-        let expires = now_secs() + self.log_ttl.as_secs();
+        let max_events = commit.retention.map_or(self.capacity, |r| r.max_events);
+        meta.log_floor = trimmed_floor(meta.log_floor, meta.seq, max_events);
+        // Age retention is the TTL: an event expires its kind's max age after its time.
+        let max_age = commit
+            .retention
+            .and_then(|r| r.max_age)
+            .unwrap_or(self.log_ttl)
+            .as_secs();
         let mut writes = Vec::new();
         let mut bytes = 0;
         for item in &commit.upserts {
@@ -323,7 +330,11 @@ impl ItemStore for DynamoItemStore {
             writes.push(self.delete(key(commit.channel.as_str(), item_sk(id))));
         }
         for event in &commit.events {
-            let record = event_record(commit.channel.as_str(), event, expires);
+            let time = match event.time_ms {
+                0 => now_secs(),
+                ms => ms / 1000,
+            };
+            let record = event_record(commit.channel.as_str(), event, time + max_age);
             bytes += self.checked_size(
                 commit.channel.as_str(),
                 &format!("event {}", event.seq),
@@ -385,6 +396,56 @@ impl ItemStore for DynamoItemStore {
             return Ok(None);
         }
         Ok(Some(events))
+    }
+
+    async fn log_page(
+        &self,
+        channel: &ChannelId,
+        after: u64,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let meta = self.settled_meta(channel.as_str()).await?;
+        let from = after.max(meta.log_floor).saturating_add(1);
+        if meta.seq == 0 || from > meta.seq || limit == 0 {
+            let more = limit == 0 && from <= meta.seq;
+            return Ok(LogPage {
+                meta,
+                events: Vec::new(),
+                more,
+            });
+        }
+        let records = self
+            .query_range_limited(
+                channel.as_str(),
+                &event_sk(from),
+                &event_sk(meta.seq),
+                limit.saturating_add(1),
+            )
+            .await?;
+        let mut events: Vec<LoggedEvent> =
+            records.iter().map(parse_event).collect::<Result<_, _>>()?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        Ok(LogPage { meta, events, more })
+    }
+
+    async fn seq_before(&self, channel: &ChannelId, time_ms: u64) -> Result<u64, StoreError> {
+        let meta = self.settled_meta(channel.as_str()).await?;
+        // Binary search on "the first logged event at or after seq m" (TTL may have left
+        // holes): O(log n) one-record queries instead of reading the log.
+        let (mut lo, mut hi) = (meta.log_floor, meta.seq);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let first = self
+                .query_range_limited(channel.as_str(), &event_sk(mid), &event_sk(hi), 1)
+                .await?;
+            match first.first().map(parse_event).transpose()? {
+                Some(e) if e.time_ms < time_ms => lo = e.seq,
+                Some(_) => hi = mid - 1,
+                None => hi = mid - 1,
+            }
+        }
+        Ok(lo)
     }
 
     fn log_capacity(&self) -> u64 {

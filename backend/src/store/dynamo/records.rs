@@ -110,6 +110,7 @@ pub fn event_record(channel: &str, event: &LoggedEvent, expires_at: u64) -> Reco
     let mut r = key(channel, event_sk(event.seq));
     r.insert("seq".into(), n(event.seq));
     r.insert("message".into(), s(&event.message));
+    r.insert("t".into(), n(event.time_ms));
     r.insert(TTL_ATTRIBUTE.into(), n(expires_at));
     r
 }
@@ -118,6 +119,11 @@ pub fn parse_event(r: &Record) -> Result<LoggedEvent, StoreError> {
     Ok(LoggedEvent {
         seq: get_n(r, "seq", "logged event")?,
         message: get_s(r, "message", "logged event")?.to_string(),
+        // Events logged before history existed have no time.
+        time_ms: match r.contains_key("t") {
+            true => get_n(r, "t", "logged event")?,
+            false => 0,
+        },
     })
 }
 
@@ -196,10 +202,7 @@ mod tests {
             last_changed: 2,
         };
         assert_eq!(parse_item(&item_record("c", &item)).unwrap(), item);
-        let e = LoggedEvent {
-            seq: 42,
-            message: "{}".into(),
-        };
+        let e = LoggedEvent::new(42, "{}", 1_700_000_000_123);
         assert_eq!(parse_event(&event_record("c", &e, 9)).unwrap(), e);
     }
 

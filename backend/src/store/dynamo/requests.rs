@@ -120,6 +120,40 @@ impl DynamoItemStore {
         .await
     }
 
+    /// The first `limit` records of `pk` whose sort key lies in `[from, to]`, in key order.
+    pub(super) async fn query_range_limited(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Record> = None;
+        loop {
+            let want = limit - out.len();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to))
+                .consistent_read(true)
+                .limit(i32::try_from(want).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.error("Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if out.len() < limit => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// Every record of `pk` whose sort key satisfies `condition`, in key order.
     pub(super) async fn query<const N: usize>(
         &self,

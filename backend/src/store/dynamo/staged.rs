@@ -229,10 +229,7 @@ mod tests {
         );
         let commit = Commit {
             events: (1..=400)
-                .map(|seq| LoggedEvent {
-                    seq,
-                    message: message.clone(),
-                })
+                .map(|seq| LoggedEvent::new(seq, message.clone(), seq))
                 .collect(),
             ..Commit::new(crate::channel::ChannelId::parse("t").unwrap())
         };
