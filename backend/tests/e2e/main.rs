@@ -17,6 +17,8 @@ mod fanout;
 mod fetcher_failures;
 mod history;
 mod history_access;
+mod history_archive;
+mod history_aws;
 mod history_bad_input;
 mod history_coalesced;
 mod history_ranges;

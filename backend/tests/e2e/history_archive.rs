@@ -1,0 +1,434 @@
+//! Issue 20 through a real Pushpin: a channel with a local archive sink (`archive.sinks`)
+//! writes its events as NDJSON objects laid out `channel=…/date=…/hour=…/<first seq>.ndjson`
+//! under `archive.local_dir`, and a history range older than the store keeps (a tiny
+//! `max_events`) is served from them. The admin API manages sinks on the backend port with
+//! its token, and is not reachable through Pushpin.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use restream::channel::encode_component;
+use restream::config::{KindRetention, Settings};
+use restream::history::{from_line, rfc3339_ms, ChannelKind};
+use serde_json::{json, Value};
+
+use crate::history_support::*;
+use crate::push::*;
+use crate::support::{scrape, value, Stack};
+
+const ADMIN: &str = "admin-token-e2e-7b41c9d2e0f35a86";
+const ARCHIVED: &str = "e2e-feed?site=ar";
+const KEPT: u64 = 5;
+
+fn keep_five(settings: &mut Settings) {
+    settings.history.retention.insert(
+        ChannelKind::Push,
+        KindRetention {
+            max_events: Some(KEPT),
+            max_age_secs: None,
+        },
+    );
+}
+
+/// A push stack archiving [`ARCHIVED`] into `dir` (objects flushed after a second), with
+/// the admin API on.
+async fn archive_stack(dir: &Path) -> Stack {
+    let mut options = push_options(Some(keep_five));
+    options.env.extend([
+        (
+            "RESTREAM_ARCHIVE__LOCAL_DIR".into(),
+            dir.display().to_string(),
+        ),
+        ("RESTREAM_ARCHIVE__FLUSH_SECS".into(), "1".into()),
+        (
+            "RESTREAM_ARCHIVE__SINKS".into(),
+            format!("[{{channel = \"{ARCHIVED}\", type = \"local\"}}]"),
+        ),
+        ("RESTREAM_ADMIN__TOKEN".into(), ADMIN.into()),
+    ]);
+    Stack::start_with(options).await
+}
+
+/// A request to the backend's own port (not through Pushpin) with the admin token.
+async fn admin(stack: &Stack, method: reqwest::Method, path: &str, token: Option<&str>) -> Reply {
+    let url = format!("http://{}{path}", stack.backend.addr);
+    let mut request = reqwest::Client::new()
+        .request(method.clone(), &url)
+        .timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        request = request.header("Authorization", format!("Bearer {t}"));
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        body,
+        retry_after: None,
+    }
+}
+
+/// Waits until the channel's local sink reports `seq` archived; its state then.
+async fn archived_up_to(stack: &Stack, name: &str, query: &str, seq: u64) -> Value {
+    let path = format!("/admin/channels/{name}/sinks/local?{query}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = admin(stack, reqwest::Method::GET, &path, Some(ADMIN)).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        if r.body["archived_seq"].as_u64() >= Some(seq) {
+            return r.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not archived to {seq}: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every object under `dir/channel=<id>/`: its path and its lines as JSON.
+fn objects(dir: &Path, id: &str) -> BTreeMap<PathBuf, Vec<Value>> {
+    let root = dir.join(format!("channel={}", encode_component(id)));
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| {
+                    from_line(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display()));
+                    serde_json::from_str(l).unwrap()
+                })
+                .collect();
+            out.insert(path.strip_prefix(&root).unwrap().to_path_buf(), lines);
+        }
+    }
+    out
+}
+
+/// Checks one object's key: `date=YYYY-MM-DD/hour=HH/<first seq, 20 digits>.ndjson`, every
+/// line of that UTC hour, in seq order.
+fn check_object(key: &Path, lines: &[Value]) {
+    let parts: Vec<&str> = key.iter().map(|p| p.to_str().unwrap()).collect();
+    assert_eq!(parts.len(), 3, "{}", key.display());
+    assert!(!lines.is_empty(), "{}", key.display());
+    assert_eq!(
+        parts[2],
+        format!("{:020}.ndjson", seq(&lines[0])),
+        "{}",
+        key.display()
+    );
+    for line in lines {
+        let time = rfc3339_ms(time_ms(line));
+        assert_eq!(parts[0], format!("date={}", &time[..10]), "{line}");
+        assert_eq!(parts[1], format!("hour={}", &time[11..13]), "{line}");
+    }
+    check_channel_order(lines);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_sink_archives_events_and_history_reads_older_ranges_from_it() {
+    let dir = tempfile::Builder::new()
+        .prefix("arch")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let stack = archive_stack(dir.path()).await;
+    let q = "site=ar";
+    let mut sub = Sub::ws(&stack, FEED, json!({"site": "ar"}), None).await;
+    let mut mirror = Mirror::default();
+    mirror
+        .follow(&mut sub, 1, Duration::from_secs(10), "sub")
+        .await;
+    let mut last = 0;
+    for b in 0..4 {
+        let values: Vec<Value> = (0..4).map(|i| json!({"b": b, "i": i})).collect();
+        last = publish(&stack.http_url, FEED, q, FEED_KEY, &values).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(last, 17);
+    mirror
+        .follow(&mut sub, last, Duration::from_secs(10), "sub")
+        .await;
+    let live_msgs: Vec<Value> = mirror.log[1..].to_vec();
+
+    // The sink catches up; its objects hold every event once, as history lines.
+    let state = archived_up_to(&stack, FEED, q, last).await;
+    assert_eq!(state["channel"], ARCHIVED);
+    assert_eq!(
+        (state["sink"].as_str(), state["enabled_by"].as_str()),
+        (Some("local"), Some("settings"))
+    );
+    assert_eq!(
+        (state["channel_seq"].as_u64(), state["lag_events"].as_u64()),
+        (Some(last), Some(0))
+    );
+    assert_eq!(state["last_error"], Value::Null);
+    let objects = objects(dir.path(), ARCHIVED);
+    let mut archived: Vec<Value> = Vec::new();
+    for (key, lines) in &objects {
+        check_object(key, lines);
+        archived.extend(lines.iter().cloned());
+    }
+    archived.sort_by_key(seq);
+    assert_eq!(
+        seqs(&archived),
+        (2..=last).collect::<Vec<_>>(),
+        "every event once: {objects:?}"
+    );
+    assert_eq!(archived.iter().map(live).collect::<Vec<_>>(), live_msgs);
+
+    // The store keeps the last KEPT; the whole history comes from the archive then the store.
+    let store_only = format!(
+        "{q}&from={}",
+        encode_component(&rfc3339_ms(time_ms(&archived[12])))
+    );
+    let (recent, _) = read_all(&stack.http_url, &channel_path(FEED, &store_only), None).await;
+    assert_eq!(recent, archived[12..]);
+    for query in [
+        format!("{q}&limit=3"),
+        format!("{q}&from=2020-01-01T00%3A00%3A00Z&limit=4"),
+    ] {
+        let (events, _) = read_all(&stack.http_url, &channel_path(FEED, &query), None).await;
+        assert_eq!(events, archived, "{query}");
+    }
+    // A range that lies wholly in the archive: exactly its events.
+    let (from, to) = (time_ms(&archived[2]), time_ms(&archived[9]));
+    let ranged = format!(
+        "{q}&from={}&to={}&limit=2",
+        encode_component(&rfc3339_ms(from)),
+        encode_component(&rfc3339_ms(to))
+    );
+    let (events, _) = read_all(&stack.http_url, &channel_path(FEED, &ranged), None).await;
+    let expected: Vec<Value> = archived
+        .iter()
+        .filter(|e| (from..to).contains(&time_ms(e)))
+        .cloned()
+        .collect();
+    assert!(expected.len() >= 4, "{expected:?}");
+    assert_eq!(events, expected);
+    let m = scrape(&format!("http://{}/metrics", stack.backend.addr)).await;
+    let read = |source| {
+        value(
+            &m,
+            "restream_history_events_read_total",
+            &[("source", source)],
+        )
+    };
+    assert!(
+        read("archive") >= (last - 1 - KEPT) as f64,
+        "{}",
+        read("archive")
+    );
+    assert!(read("store") > 0.0);
+
+    // A coalesced read over the archived channel and another one reads the archive too.
+    publish(&stack.http_url, FEED, "site=other", FEED_KEY, &[json!("x")]).await;
+    let set = coalesced_path(&[ARCHIVED, "e2e-feed?site=other"], "limit=6");
+    let (merged, _) = read_all(&stack.http_url, &set, None).await;
+    let (other, _) = read_all(&stack.http_url, &channel_path(FEED, "site=other"), None).await;
+    assert_eq!(
+        merged,
+        merge(&[
+            (ARCHIVED.into(), archived.clone()),
+            ("e2e-feed?site=other".into(), other)
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_manages_sinks_on_the_backend_port_only() {
+    let dir = tempfile::Builder::new()
+        .prefix("adm")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let stack = archive_stack(dir.path()).await;
+    use reqwest::Method;
+    let sinks = "/admin/sinks";
+    let api_sink = "/admin/channels/e2e-feed/sinks/local?site=api";
+
+    // Through Pushpin: not there, whatever the token.
+    for token in [Some(ADMIN), None] {
+        let r = get(&stack.http_url, sinks, token).await;
+        assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.body);
+        let r = get(&stack.http_url, api_sink, token).await;
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+    // On the backend port: the token, in the header.
+    let r = admin(&stack, Method::GET, sinks, None).await;
+    assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.body);
+    let r = admin(
+        &stack,
+        Method::GET,
+        sinks,
+        Some("not-the-admin-token-0000000000"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "invalid_credential"),
+        "{}",
+        r.body
+    );
+    let r = admin(&stack, Method::PUT, api_sink, Some(FEED_KEY)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "invalid_credential"),
+        "a producer key is not one"
+    );
+    let r = admin(&stack, Method::GET, sinks, Some(ADMIN)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed: Vec<(String, String)> = r.body["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["channel"].as_str().unwrap().into(),
+                s["enabled_by"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(ARCHIVED.to_string(), "settings".to_string())]);
+    let r = admin(
+        &stack,
+        Method::DELETE,
+        "/admin/channels/e2e-feed/sinks/local?site=ar",
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "sink_in_settings"),
+        "{}",
+        r.body
+    );
+
+    // PUT turns a sink on (twice is the same), events get archived, DELETE turns it off.
+    let before = publish(
+        &stack.http_url,
+        FEED,
+        "site=api",
+        FEED_KEY,
+        &[json!("before")],
+    )
+    .await;
+    let on = admin(&stack, Method::PUT, api_sink, Some(ADMIN)).await;
+    assert_eq!(on.status, 200, "{}", on.body);
+    assert_eq!(
+        (on.body["channel"].as_str(), on.body["enabled_by"].as_str()),
+        (Some("e2e-feed?site=api"), Some("api"))
+    );
+    let again = admin(&stack, Method::PUT, api_sink, Some(ADMIN)).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let last = publish(
+        &stack.http_url,
+        FEED,
+        "site=api",
+        FEED_KEY,
+        &[json!(1), json!(2)],
+    )
+    .await;
+    let state = archived_up_to(&stack, FEED, "site=api", last).await;
+    assert_eq!(state["lag_events"], 0, "{state}");
+    let files = objects(dir.path(), "e2e-feed?site=api");
+    let lines: Vec<Value> = files.values().flatten().cloned().collect();
+    // From the log's floor: the event before the PUT too, each once.
+    assert_eq!(
+        seqs(&lines),
+        (before..=last).collect::<Vec<_>>(),
+        "{files:?}"
+    );
+    let listed = admin(
+        &stack,
+        Method::GET,
+        "/admin/channels/e2e-feed/sinks?site=api",
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(
+        listed.body["channel"], "e2e-feed?site=api",
+        "{}",
+        listed.body
+    );
+    assert_eq!(
+        listed.body["sinks"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.body
+    );
+    let all = admin(&stack, Method::GET, sinks, Some(ADMIN)).await;
+    assert_eq!(
+        all.body["sinks"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        all.body
+    );
+    let off = admin(&stack, Method::DELETE, api_sink, Some(ADMIN)).await;
+    assert_eq!(off.status, 204, "{}", off.body);
+    for method in [Method::GET, Method::DELETE] {
+        let r = admin(&stack, method, api_sink, Some(ADMIN)).await;
+        assert_eq!((r.status, r.code()), (404, "sink_not_found"), "{}", r.body);
+    }
+    assert_eq!(
+        files,
+        objects(dir.path(), "e2e-feed?site=api"),
+        "what was archived stays"
+    );
+
+    // Refusals.
+    let cases = [
+        (
+            Method::PUT,
+            "/admin/channels/no-such-channel/sinks/local",
+            404,
+            "unknown_channel",
+        ),
+        (
+            Method::PUT,
+            "/admin/channels/e2e-feed/sinks/local",
+            400,
+            "invalid_params",
+        ),
+        (
+            Method::PUT,
+            "/admin/channels/e2e-feed/sinks/ftp?site=api",
+            400,
+            "unknown_sink_type",
+        ),
+        (
+            Method::PUT,
+            "/admin/channels/e2e-feed/sinks/s3?site=api",
+            409,
+            "sink_not_configured",
+        ),
+        (
+            Method::GET,
+            "/admin/channels/e2e-feed/sinks/local?site=none",
+            404,
+            "sink_not_found",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let r = admin(&stack, method.clone(), path, Some(ADMIN)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (status, code),
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+    let log = stack.backend.log_text();
+    assert!(!log.contains(ADMIN), "the admin token reached the log");
+}
