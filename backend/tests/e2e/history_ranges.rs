@@ -126,8 +126,8 @@ async fn from_and_to_pick_exactly_their_events_and_limit_bounds_pages() {
     ];
     for (what, from, to) in &cases {
         let (f, until) = (
-            from.as_deref().map(|x| parse_time(x)).unwrap_or(0),
-            to.as_deref().map(|x| parse_time(x)).unwrap_or(u64::MAX),
+            from.as_deref().map(parse_time).unwrap_or(0),
+            to.as_deref().map(parse_time).unwrap_or(u64::MAX),
         );
         let expected: Vec<Value> = full
             .iter()
