@@ -143,15 +143,7 @@ async fn a_coalesced_history_is_the_merge_of_its_channels_histories() {
     assert_eq!(new_events, merge(&fresh));
     assert_eq!(new_events.len(), 4);
 
-    // The same set in another order is the same set; another set refuses the cursor.
-    let reordered: Vec<&str> = ids.iter().rev().copied().collect();
-    let same = page(
-        &base,
-        &with_cursor(&coalesced_path(&reordered, "limit=4"), &later.cursor),
-        None,
-    )
-    .await;
-    assert_eq!((same.events.len(), same.more), (0, false), "{}", same.body);
+    // Another set of channels refuses the cursor (the same query continues it, above).
     for set in [
         &ids[..4],
         &[FEED_A, FEED_B, THINGS_C, OTHER, QUAKES, "e2e-feed?site=z"][..],
