@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use restream::channel::encode_component;
+use restream::history::rfc3339_ms;
 use serde_json::{json, Value};
 
 use crate::history_support::*;
@@ -59,6 +61,7 @@ async fn a_coalesced_history_is_the_merge_of_its_channels_histories() {
         .subscribe("usgs-earthquakes", json!({"feed": "2.5_day"}))
         .await;
     watcher.recv_type("snapshot", Duration::from_secs(10)).await;
+    let mut polled = Vec::new();
 
     for round in 0..3 {
         publish(
@@ -91,13 +94,22 @@ async fn a_coalesced_history_is_the_merge_of_its_channels_histories() {
             "2.5_day",
             vec![quake("q1", mag), quake(&format!("n{round}"), 1.0)],
         );
-        watcher.recv_type("updated", Duration::from_secs(10)).await;
+        let (updated, skipped) = watcher.recv_type("updated", Duration::from_secs(10)).await;
+        polled.extend(skipped);
+        polled.push(updated);
     }
 
+    while let Some(m) = watcher.recv(Duration::from_millis(500)).await {
+        polled.push(m);
+    }
     let own = own_histories(&base, &ids).await;
     for (id, events) in &own {
         assert!(!events.is_empty(), "{id} has a history");
     }
+    // The polled channel's history is what its subscriber got at each poll.
+    polled.retain(|m| matches!(m["type"].as_str(), Some("new" | "updated" | "removed")));
+    assert_eq!(own[4].1.iter().map(live).collect::<Vec<_>>(), polled);
+    assert!(polled.len() >= 7, "3 polls of changes: {polled:?}");
     let merged = merge(&own);
     let whole = page(&base, &coalesced_path(&ids, "limit=1000"), None).await;
     assert!(!whole.more);
@@ -119,6 +131,24 @@ async fn a_coalesced_history_is_the_merge_of_its_channels_histories() {
     let path = coalesced_path(&ids, "limit=4");
     let (paged, cursor) = read_all(&base, &path, None).await;
     assert_eq!(paged, merged);
+    // A time range over the set: the merge of the channels' events in it.
+    let (from, to) = (
+        time_ms(&merged[merged.len() / 3]),
+        time_ms(&merged[merged.len() * 2 / 3]),
+    );
+    let range = format!(
+        "from={}&to={}&limit=3",
+        encode_component(&rfc3339_ms(from)),
+        encode_component(&rfc3339_ms(to))
+    );
+    let (ranged, _) = read_all(&base, &coalesced_path(&ids, &range), None).await;
+    let expected: Vec<Value> = merged
+        .iter()
+        .filter(|e| (from..to).contains(&time_ms(e)))
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < merged.len());
+    assert_eq!(ranged, expected);
 
     // The one cursor continues the whole set with what came since, merged.
     publish(&base, FEED, "site=b", FEED_KEY, &[json!("b1"), json!("b2")]).await;
