@@ -1,8 +1,7 @@
 //! Issue 20 through a real Pushpin: a channel with a local archive sink (`archive.sinks`)
 //! writes its events as NDJSON objects laid out `channel=…/date=…/hour=…/<first seq>.ndjson`
 //! under `archive.local_dir`, and a history range older than the store keeps (a tiny
-//! `max_events`) is served from them. The admin API manages sinks on the backend port with
-//! its token, and is not reachable through Pushpin.
+//! `max_events`) is served from them. Also the stack the admin API tests use.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +16,8 @@ use crate::history_support::*;
 use crate::push::*;
 use crate::support::{scrape, value, Stack};
 
-const ADMIN: &str = "admin-token-e2e-7b41c9d2e0f35a86";
-const ARCHIVED: &str = "e2e-feed?site=ar";
+pub(crate) const ADMIN: &str = "admin-token-e2e-7b41c9d2e0f35a86";
+pub(crate) const ARCHIVED: &str = "e2e-feed?site=ar";
 const KEPT: u64 = 5;
 
 fn keep_five(settings: &mut Settings) {
@@ -33,7 +32,7 @@ fn keep_five(settings: &mut Settings) {
 
 /// A push stack archiving [`ARCHIVED`] into `dir` (objects flushed after a second), with
 /// the admin API on.
-async fn archive_stack(dir: &Path) -> Stack {
+pub(crate) async fn archive_stack(dir: &Path) -> Stack {
     let mut options = push_options(Some(keep_five));
     options.env.extend([
         (
@@ -51,7 +50,12 @@ async fn archive_stack(dir: &Path) -> Stack {
 }
 
 /// A request to the backend's own port (not through Pushpin) with the admin token.
-async fn admin(stack: &Stack, method: reqwest::Method, path: &str, token: Option<&str>) -> Reply {
+pub(crate) async fn admin(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+) -> Reply {
     let url = format!("http://{}{path}", stack.backend.addr);
     let mut request = reqwest::Client::new()
         .request(method.clone(), &url)
@@ -74,7 +78,7 @@ async fn admin(stack: &Stack, method: reqwest::Method, path: &str, token: Option
 }
 
 /// Waits until the channel's local sink reports `seq` archived; its state then.
-async fn archived_up_to(stack: &Stack, name: &str, query: &str, seq: u64) -> Value {
+pub(crate) async fn archived_up_to(stack: &Stack, name: &str, query: &str, seq: u64) -> Value {
     let path = format!("/admin/channels/{name}/sinks/local?{query}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -93,7 +97,7 @@ async fn archived_up_to(stack: &Stack, name: &str, query: &str, seq: u64) -> Val
 }
 
 /// Every object under `dir/channel=<id>/`: its path and its lines as JSON.
-fn objects(dir: &Path, id: &str) -> BTreeMap<PathBuf, Vec<Value>> {
+pub(crate) fn objects(dir: &Path, id: &str) -> BTreeMap<PathBuf, Vec<Value>> {
     let root = dir.join(format!("channel={}", encode_component(id)));
     let mut out = BTreeMap::new();
     let mut stack = vec![root.clone()];
@@ -245,190 +249,4 @@ async fn a_local_sink_archives_events_and_history_reads_older_ranges_from_it() {
             ("e2e-feed?site=other".into(), other)
         ])
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_api_manages_sinks_on_the_backend_port_only() {
-    let dir = tempfile::Builder::new()
-        .prefix("adm")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let stack = archive_stack(dir.path()).await;
-    use reqwest::Method;
-    let sinks = "/admin/sinks";
-    let api_sink = "/admin/channels/e2e-feed/sinks/local?site=api";
-
-    // Through Pushpin: not there, whatever the token.
-    for token in [Some(ADMIN), None] {
-        let r = get(&stack.http_url, sinks, token).await;
-        assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.body);
-        let r = get(&stack.http_url, api_sink, token).await;
-        assert_eq!(r.status, 404, "{}", r.body);
-    }
-    // On the backend port: the token, in the header.
-    let r = admin(&stack, Method::GET, sinks, None).await;
-    assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.body);
-    let r = admin(
-        &stack,
-        Method::GET,
-        sinks,
-        Some("not-the-admin-token-0000000000"),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (401, "invalid_credential"),
-        "{}",
-        r.body
-    );
-    let r = admin(&stack, Method::PUT, api_sink, Some(FEED_KEY)).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (401, "invalid_credential"),
-        "a producer key is not one"
-    );
-    let r = admin(&stack, Method::GET, sinks, Some(ADMIN)).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let listed: Vec<(String, String)> = r.body["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["channel"].as_str().unwrap().into(),
-                s["enabled_by"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    assert_eq!(listed, [(ARCHIVED.to_string(), "settings".to_string())]);
-    let r = admin(
-        &stack,
-        Method::DELETE,
-        "/admin/channels/e2e-feed/sinks/local?site=ar",
-        Some(ADMIN),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (409, "sink_in_settings"),
-        "{}",
-        r.body
-    );
-
-    // PUT turns a sink on (twice is the same), events get archived, DELETE turns it off.
-    let before = publish(
-        &stack.http_url,
-        FEED,
-        "site=api",
-        FEED_KEY,
-        &[json!("before")],
-    )
-    .await;
-    let on = admin(&stack, Method::PUT, api_sink, Some(ADMIN)).await;
-    assert_eq!(on.status, 200, "{}", on.body);
-    assert_eq!(
-        (on.body["channel"].as_str(), on.body["enabled_by"].as_str()),
-        (Some("e2e-feed?site=api"), Some("api"))
-    );
-    let again = admin(&stack, Method::PUT, api_sink, Some(ADMIN)).await;
-    assert_eq!(again.status, 200, "{}", again.body);
-    let last = publish(
-        &stack.http_url,
-        FEED,
-        "site=api",
-        FEED_KEY,
-        &[json!(1), json!(2)],
-    )
-    .await;
-    let state = archived_up_to(&stack, FEED, "site=api", last).await;
-    assert_eq!(state["lag_events"], 0, "{state}");
-    let files = objects(dir.path(), "e2e-feed?site=api");
-    let lines: Vec<Value> = files.values().flatten().cloned().collect();
-    // From the log's floor: the event before the PUT too, each once.
-    assert_eq!(
-        seqs(&lines),
-        (before..=last).collect::<Vec<_>>(),
-        "{files:?}"
-    );
-    let listed = admin(
-        &stack,
-        Method::GET,
-        "/admin/channels/e2e-feed/sinks?site=api",
-        Some(ADMIN),
-    )
-    .await;
-    assert_eq!(
-        listed.body["channel"], "e2e-feed?site=api",
-        "{}",
-        listed.body
-    );
-    assert_eq!(
-        listed.body["sinks"].as_array().map(Vec::len),
-        Some(1),
-        "{}",
-        listed.body
-    );
-    let all = admin(&stack, Method::GET, sinks, Some(ADMIN)).await;
-    assert_eq!(
-        all.body["sinks"].as_array().map(Vec::len),
-        Some(2),
-        "{}",
-        all.body
-    );
-    let off = admin(&stack, Method::DELETE, api_sink, Some(ADMIN)).await;
-    assert_eq!(off.status, 204, "{}", off.body);
-    for method in [Method::GET, Method::DELETE] {
-        let r = admin(&stack, method, api_sink, Some(ADMIN)).await;
-        assert_eq!((r.status, r.code()), (404, "sink_not_found"), "{}", r.body);
-    }
-    assert_eq!(
-        files,
-        objects(dir.path(), "e2e-feed?site=api"),
-        "what was archived stays"
-    );
-
-    // Refusals.
-    let cases = [
-        (
-            Method::PUT,
-            "/admin/channels/no-such-channel/sinks/local",
-            404,
-            "unknown_channel",
-        ),
-        (
-            Method::PUT,
-            "/admin/channels/e2e-feed/sinks/local",
-            400,
-            "invalid_params",
-        ),
-        (
-            Method::PUT,
-            "/admin/channels/e2e-feed/sinks/ftp?site=api",
-            400,
-            "unknown_sink_type",
-        ),
-        (
-            Method::PUT,
-            "/admin/channels/e2e-feed/sinks/s3?site=api",
-            409,
-            "sink_not_configured",
-        ),
-        (
-            Method::GET,
-            "/admin/channels/e2e-feed/sinks/local?site=none",
-            404,
-            "sink_not_found",
-        ),
-    ];
-    for (method, path, status, code) in cases {
-        let r = admin(&stack, method.clone(), path, Some(ADMIN)).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (status, code),
-            "{method} {path}: {}",
-            r.body
-        );
-    }
-    let log = stack.backend.log_text();
-    assert!(!log.contains(ADMIN), "the admin token reached the log");
 }

@@ -17,6 +17,7 @@ mod fanout;
 mod fetcher_failures;
 mod history;
 mod history_access;
+mod history_admin;
 mod history_archive;
 mod history_aws;
 mod history_bad_input;
