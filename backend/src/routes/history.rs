@@ -99,7 +99,10 @@ async fn read(
         .map_err(|e| match e {
             ReadError::Store(e) => {
                 tracing::error!(error = %e, "cannot read history from the item store");
-                ApiError::unavailable("the item store is unavailable; try again")
+                ApiError {
+                    retry_after: Some(2),
+                    ..ApiError::unavailable("the item store is unavailable; try again")
+                }
             }
             ReadError::Archive(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot read history from the archive");
