@@ -1,6 +1,7 @@
 //! Issue 20 through a real Pushpin: a token channel's history needs a subscribe token for it
 //! (like `/items`), on both routes; a push channel's history keeps only the last
-//! `history.retention.push.max_events` events, and `since` resumes within exactly those.
+//! `history.retention.push.max_events` events (`since` resumes within exactly those) and
+//! drops events older than its `max_age_secs`.
 
 use std::time::Duration;
 
@@ -167,4 +168,37 @@ async fn a_push_channels_history_keeps_its_last_events_and_since_resumes_within_
             .expect("the new event");
         assert_eq!(m["seq"], next, "{m}");
     }
+}
+
+fn two_seconds(settings: &mut Settings) {
+    settings.history.retention.insert(
+        ChannelKind::Push,
+        KindRetention {
+            max_events: None,
+            max_age_secs: Some(2),
+        },
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_channels_history_drops_events_older_than_its_max_age() {
+    let stack = push_stack(Some(two_seconds)).await;
+    let q = "site=age";
+    let old = publish(
+        &stack.http_url,
+        FEED,
+        q,
+        FEED_KEY,
+        &[json!(1), json!(2), json!(3)],
+    )
+    .await;
+    let (events, _) = read_all(&stack.http_url, &channel_path(FEED, q), None).await;
+    assert_eq!(seqs(&events), (old - 2..=old).collect::<Vec<_>>());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The next commit trims what is older than two seconds.
+    let new = publish(&stack.http_url, FEED, q, FEED_KEY, &[json!(4), json!(5)]).await;
+    let (events, _) = read_all(&stack.http_url, &channel_path(FEED, q), None).await;
+    assert_eq!(seqs(&events), [new - 1, new], "{events:?}");
+    let whole = channel_path(FEED, &format!("{q}&from=2020-01-01T00%3A00%3A00Z"));
+    assert_eq!(read_all(&stack.http_url, &whole, None).await.0, events);
 }
