@@ -51,7 +51,7 @@ fn item(c: usize, k: u64, version: u64, time_ms: u64) -> Map<String, Value> {
     let value = json!({
         "id": format!("sensor-{c}-{k}"),
         "title": format!("Sensor {k} of station {c}"),
-        "status": if version % 7 == 0 { "alert" } else { "ok" },
+        "status": if version.is_multiple_of(7) { "alert" } else { "ok" },
         "value": (version * 37 + k) % 1000,
         "unit": "µg/m³",
         "location": {"lat": 59.91 + c as f64 / 1000.0, "lon": 10.75 + k as f64 / 1000.0},
