@@ -15,16 +15,27 @@ use super::AppState;
 use crate::archive::{SinkError, SinkState, SinkType};
 use crate::channel::ChannelId;
 
-/// Registers the admin routes (on the backend port and the private listener alike).
+/// Registers the admin routes (on the backend port and the private listener alike). Another
+/// method on an admin path is refused only after the same admission checks, so a caller who
+/// may not use the API cannot tell its paths from any other (404).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/sinks", web::get().to(list))
-        .route("/admin/channels/{name}/sinks", web::get().to(channel_sinks))
-        .route("/admin/channels/{name}/sinks/{type}", web::get().to(get))
-        .route("/admin/channels/{name}/sinks/{type}", web::put().to(enable))
-        .route(
-            "/admin/channels/{name}/sinks/{type}",
-            web::delete().to(disable),
-        );
+    cfg.service(
+        web::resource("/admin/sinks")
+            .route(web::get().to(list))
+            .default_service(web::to(other_method)),
+    )
+    .service(
+        web::resource("/admin/channels/{name}/sinks")
+            .route(web::get().to(channel_sinks))
+            .default_service(web::to(other_method)),
+    )
+    .service(
+        web::resource("/admin/channels/{name}/sinks/{type}")
+            .route(web::get().to(get))
+            .route(web::put().to(enable))
+            .route(web::delete().to(disable))
+            .default_service(web::to(other_method)),
+    );
 }
 
 /// One admin call: what it does and on which channel, for its log line and metric.
@@ -49,7 +60,12 @@ impl Call {
             .with_label_values(&[result])
             .inc();
         let channel = self.channel.as_deref().unwrap_or("-");
-        tracing::info!(op = self.op, channel, result, "admin request");
+        match result {
+            // The API is off, or the caller came through Pushpin: no admin call, as if the
+            // path did not exist (strangers' probes do not fill the info log).
+            "not_found" => tracing::debug!(op = self.op, result, "admin request refused"),
+            _ => tracing::info!(op = self.op, channel, result, "admin request"),
+        }
         outcome.unwrap_or_else(|e| {
             let mut response = e.error_response();
             if e.status == StatusCode::UNAUTHORIZED {
@@ -162,6 +178,19 @@ async fn all_sinks(state: &AppState) -> Result<Vec<SinkState>, ApiError> {
         Some(sinks) => sinks.list().await.map_err(sink_error),
         None => Ok(Vec::new()),
     }
+}
+
+/// A method an admin path does not take: 405 to an admitted caller.
+async fn other_method(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let call = Call::new("other");
+    let outcome = admit(&req, &state).and_then(|()| {
+        Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not accepted here", req.method()),
+        ))
+    });
+    call.finish(outcome)
 }
 
 /// `GET /admin/sinks`: every channel's sinks.

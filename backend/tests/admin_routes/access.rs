@@ -4,18 +4,22 @@
 
 use super::*;
 
-const EVERY_ROUTE: [(&str, &str); 5] = [
+const EVERY_ROUTE: [(&str, &str); 7] = [
     ("GET", "/admin/sinks"),
     ("GET", "/admin/channels/feed/sinks"),
     ("GET", "/admin/channels/feed/sinks/local"),
     ("PUT", "/admin/channels/feed/sinks/local"),
     ("DELETE", "/admin/channels/feed/sinks/local"),
+    // Methods the paths do not take: refused the same way (nothing tells them apart).
+    ("POST", "/admin/channels/feed/sinks/local"),
+    ("DELETE", "/admin/sinks"),
 ];
 
 fn request(method: &str, uri: &str) -> test::TestRequest {
     let req = match method {
         "GET" => test::TestRequest::get(),
         "PUT" => test::TestRequest::put(),
+        "POST" => test::TestRequest::post(),
         _ => test::TestRequest::delete(),
     };
     with_token(req.uri(uri), TOKEN)
@@ -52,8 +56,11 @@ async fn requests_through_pushpin_are_refused_unless_public() {
         );
     }
     assert_eq!(sinks.on.lock().unwrap().len(), 1, "nothing changed");
-    // The same requests straight to the backend port are served.
+    // The same requests straight to the backend port are served (or get a 405 for a method
+    // the path does not take).
     assert_eq!(call!(app, get("/admin/sinks")).0, 200);
+    let (status, code, _, _) = call!(app, request("POST", "/admin/channels/feed/sinks/local"));
+    assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
 
     let public = app!(state(on(true), Some(sinks)).await);
     let (status, _, body, _) = call!(public, signed("GET", "/admin/sinks"));
