@@ -109,6 +109,9 @@ enum Scenario {
         requests: usize,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Walk the coalesced history to its end and check it returns every event once.
+        #[arg(long)]
+        walk_all: bool,
     },
     /// Every scenario, small: completes in seconds and checks one upstream call per poll.
     Smoke,
@@ -168,13 +171,14 @@ async fn main() -> anyhow::Result<()> {
             events,
             requests,
             limit,
+            walk_all,
         } => emit(
             &history::run(history::Config {
                 channels,
                 events,
                 requests,
                 limit,
-                walk_all: false,
+                walk_all,
             })
             .await?,
         ),
