@@ -7,7 +7,8 @@
 //!   page (`requests` times), the following pages by cursor (`requests` pages in a row), and
 //!   first pages `from` a time in the middle of the history (binary search per channel);
 //! - per channel, `GET /channels/bench-history/history?n=…`: first pages (the channel
-//!   rotating) and following pages by cursor, for comparison.
+//!   rotating) and following pages by cursor, for comparison;
+//! - `GET /healthz` through the same Pushpin: the floor (a request that reads nothing).
 //!
 //! Every page is checked: full pages while `more`, events in (time, channel, seq) order
 //! across pages, none twice. With `walk_all` the coalesced walk goes on to the end and must
@@ -243,6 +244,20 @@ async fn measure(config: &Config, seeded: &Seeded, reader: &Reader) -> anyhow::R
         from.push(ms);
     }
 
+    // The floor: a request through Pushpin that reads nothing (`/healthz`).
+    let mut floor = Vec::new();
+    for _ in 0..config.requests {
+        let started = Instant::now();
+        let status = reader
+            .client
+            .get(format!("{}/healthz", reader.base))
+            .send()
+            .await?
+            .status();
+        anyhow::ensure!(status == 200, "GET /healthz: {status}");
+        floor.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
     // One channel at a time: first pages, then pages by cursor.
     let path = format!("/channels/{HISTORY_CHANNEL}/history");
     let mut channel_first = Vec::new();
@@ -281,5 +296,6 @@ async fn measure(config: &Config, seeded: &Seeded, reader: &Reader) -> anyhow::R
         "coalesced_events_walked": read,
         "channel_first_page_ms": summary_ms(&channel_first),
         "channel_next_pages_ms": summary_ms(&channel_next),
+        "healthz_ms": summary_ms(&floor),
     }))
 }
