@@ -87,6 +87,9 @@ pub struct Metrics {
     // Publish API (issue 19).
     /// Publishes to push channels over HTTP, by `result`: `ok`, `replayed`, or the error code.
     pub publishes: IntCounterVec,
+    // Admin API (issue 20).
+    /// Calls of `/admin/*`, by `result`: `ok` or the error code.
+    pub admin_requests: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -322,6 +325,11 @@ impl Metrics {
             publishes: counter_vec(
                 "publishes_total",
                 "Publishes to push channels over the HTTP API, by result (ok, replayed, or the error code)",
+                &["result"],
+            ),
+            admin_requests: counter_vec(
+                "admin_requests_total",
+                "Calls of the admin API (/admin/*), by result (ok, or the error code)",
                 &["result"],
             ),
             registry: r,

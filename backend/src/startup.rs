@@ -388,6 +388,7 @@ pub async fn run(
             settings.history.clone(),
             settings.store.log_capacity,
         ),
+        admin: settings.admin.clone(),
     });
     let emf = settings.log.emf().map(|emf| {
         let sources = crate::telemetry::emf::Sources {

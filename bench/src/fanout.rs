@@ -144,6 +144,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         auth: false,
         push: false,
         client_buffer_size: None,
+        history: None,
     })
     .await?;
     let opened = Instant::now();

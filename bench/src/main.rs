@@ -9,11 +9,15 @@
 //! - [`classify`] — scenario 6: change-detection throughput (criterion: `benches/`).
 //! - [`publish`] — scenario 7: publishing to a push channel: throughput, and latency beside a
 //!   direct Pushpin publish.
+//! - [`history`] — scenario 8: history pages over 100 channels of 10,000 events (coalesced
+//!   and per channel) from a seeded store ([`history_seed`]).
 //! - [`stack`], [`measure`] — the parts every scenario uses; the fake upstream, the clients and
 //!   the processes come from `restream_testkit`.
 
 mod classify;
 mod fanout;
+mod history;
+mod history_seed;
 mod measure;
 mod null_woh;
 mod publish;
@@ -92,6 +96,23 @@ enum Scenario {
         #[arg(long, default_value_t = 4)]
         producers: usize,
     },
+    /// Scenario 8: history pages (limit 50) over channels seeded with events: coalesced
+    /// (`GET /history?channel=…` naming every channel) and per channel, p50/p99 latency.
+    History {
+        #[arg(long, default_value_t = 100)]
+        channels: usize,
+        /// Events per channel.
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Walk the coalesced history to its end and check it returns every event once.
+        #[arg(long)]
+        walk_all: bool,
+    },
     /// Every scenario, small: completes in seconds and checks one upstream call per poll.
     Smoke,
     /// The no-op WebSocket-over-HTTP responder scenario 3 compares against (started by it).
@@ -145,6 +166,22 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?,
         ),
+        Scenario::History {
+            channels,
+            events,
+            requests,
+            limit,
+            walk_all,
+        } => emit(
+            &history::run(history::Config {
+                channels,
+                events,
+                requests,
+                limit,
+                walk_all,
+            })
+            .await?,
+        ),
         Scenario::Smoke => smoke().await?,
         Scenario::NullWoh { listen } => null_woh::serve(listen).await?,
     }
@@ -175,6 +212,17 @@ async fn smoke() -> anyhow::Result<()> {
             rounds: 2,
             seconds: 0.5,
             producers: 2,
+        })
+        .await?,
+    );
+    // The coalesced walk returns every seeded event once, in order (it fails otherwise).
+    emit(
+        &history::run(history::Config {
+            channels: 5,
+            events: 120,
+            requests: 3,
+            limit: 50,
+            walk_all: true,
         })
         .await?,
     );

@@ -265,6 +265,7 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
         client_buffer_size: Some(CLIENT_BUFFER_SIZE),
         auth: false,
         push: true,
+        history: None,
     })
     .await?;
     let url = format!("{}/channels/{PUSH_CHANNEL}/items", stack.http_url);

@@ -43,6 +43,7 @@ pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result
         auth: false,
         push: false,
         client_buffer_size: None,
+        history: None,
     })
     .await?;
     let connections = channels.div_ceil(PER_CONNECTION);

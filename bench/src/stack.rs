@@ -1,7 +1,8 @@
 //! One benchmark stack: the test kit's isolated Pushpin on loopback with the `restream` backend
 //! binary (or the no-op WOH responder) behind it, and the fake upstream read by a declarative
 //! channel `bench` (`GET /feed/{n}.json`, param `n`), and optionally the push channel
-//! `bench-push` with a producer key. Everything stops on drop.
+//! `bench-push` with a producer key, or the push channel `bench-history` served from a store
+//! seeded beforehand. Everything stops on drop.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,7 +37,19 @@ pub struct Options {
     /// Also declare the push channels [`PUSH_CHANNELS`] (items mode, id field `id`, no
     /// params), with [`PRODUCER_KEY`] as their producer key in the keys file.
     pub push: bool,
+    /// Also declare the push channel [`HISTORY_CHANNEL`] (param `n`) and serve the store
+    /// seeded beforehand at `store`, keeping `max_events` events per channel.
+    pub history: Option<HistorySeed>,
 }
+
+/// A store file seeded with [`HISTORY_CHANNEL`]'s events.
+pub struct HistorySeed {
+    pub store: PathBuf,
+    pub max_events: u64,
+}
+
+/// The push channel of `Options::history` (items mode, id field `id`, param `n` required).
+pub const HISTORY_CHANNEL: &str = "bench-history";
 
 /// The push channel of `Options::push` that clients subscribe to.
 pub const PUSH_CHANNEL: &str = "bench-push";
@@ -115,6 +128,27 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
     settings.store.kind = StoreKind::Embedded {
         path: dir.path().join("items.redb"),
     };
+    if let Some(seed) = &options.history {
+        let push = format!(
+            "kind = \"push\"\nname = \"{HISTORY_CHANNEL}\"\ndescription = \"the history benchmark's seeded channels\"\nmode = \"items\"\nid_field = \"id\"\n[params.n]\nrequired = true\n"
+        );
+        let file = settings
+            .fetchers
+            .channels_dir
+            .join(format!("{HISTORY_CHANNEL}.toml"));
+        std::fs::write(file, push)?;
+        settings.store.kind = StoreKind::Embedded {
+            path: seed.store.clone(),
+        };
+        settings.store.log_capacity = seed.max_events;
+        // Every seeded event stays: this many per channel, whatever their age.
+        let keep = restream::config::KindRetention {
+            max_events: Some(seed.max_events),
+            max_age_secs: Some(0),
+        };
+        let retention = &mut settings.history.retention;
+        retention.insert(restream::history::ChannelKind::Push, keep);
+    }
     settings.keys = KeysSettings::File {
         file: dir.path().join("keys.json"),
     };

@@ -71,6 +71,7 @@ async fn rate(
         auth: matches!(subscribe, Subscribe::FreshWithToken),
         push: false,
         client_buffer_size: None,
+        history: None,
     })
     .await?;
     let mut clients = connect_many(&stack.ws_url, connections).await?;

@@ -47,5 +47,7 @@ pub fn state() -> AppState {
             "/nonexistent/restream-testkit-keys.json",
         )),
         history: restream::history::HistoryService::new(Default::default(), 10),
+        // Off: no admin token.
+        admin: Default::default(),
     }
 }

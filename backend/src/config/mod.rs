@@ -8,6 +8,7 @@
 //! - `parse.rs`: file form → typed settings (every check, with errors naming the key) and back;
 //! - here: the typed settings (`Duration`s, `Option`s, per-kind enums) and loading.
 
+mod admin;
 mod advertise;
 mod file;
 mod history;
@@ -30,6 +31,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use admin::Admin;
 pub use advertise::{render, url_host, AdvertiseHost, PushpinTemplates};
 use file::SettingsFile;
 pub use history::{History, KindRetention};
@@ -59,6 +61,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub push: PushSettings,
     pub history: History,
+    pub admin: Admin,
 }
 
 /// What restream keeps about channels and how much the items and status API read.
@@ -91,8 +94,8 @@ pub struct Server {
     /// Browser pages (origins) that may use the HTTP API, SSE and WebSocket from another
     /// origin (`server.cors_origins`: exact origins, or `["*"]`); empty = none, no CORS.
     pub cors_origins: AllowedOrigins,
-    /// A second, private listener serving only `GET /metrics` and `/healthz`, without the
-    /// `Grip-Sig` distinction (it is never routed by Pushpin or a load balancer: only the
+    /// A second, private listener serving only `GET /metrics`, `/healthz` and the admin API
+    /// (`/admin/*`, which still needs its token), without the `Grip-Sig` distinction (it is never routed by Pushpin or a load balancer: only the
     /// operator's scraper may reach it); `None` = none.
     pub metrics_listen: Option<SocketAddr>,
     /// Silence after which Pushpin sends a WebSocket client a ping frame (a GRIP
@@ -377,6 +380,9 @@ impl Settings {
         }) = &mut s.store.kind
         {
             c.secret = hidden();
+        }
+        if let Some(token) = &mut s.admin.token {
+            *token = hidden();
         }
         s
     }

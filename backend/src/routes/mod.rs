@@ -1,6 +1,8 @@
 //! HTTP routes, all reached through Pushpin on the public port (`/metrics` may also be scraped
-//! from the backend port directly), and the private metrics listener's two.
+//! from the backend port directly, the admin API is for direct callers only), and the private
+//! metrics listener's.
 
+mod admin;
 mod api_error;
 mod auth;
 mod channel_query;
@@ -75,7 +77,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/history", web::get().to(history::coalesced))
         // The WebSocket endpoint: `/ws`, and `/channels` as the original restream clients used.
         .route("/ws", web::post().to(woh::websocket_over_http))
-        .route("/channels", web::post().to(woh::websocket_over_http));
+        .route("/channels", web::post().to(woh::websocket_over_http))
+        .configure(admin::configure);
 }
 
 /// Wraps every request in a `http` span (method, path; never the query or headers) and logs

@@ -1,16 +1,17 @@
-//! The private metrics listener (`server.metrics_listen`, ECS: `0.0.0.0:9100`): `GET /metrics`
-//! and `GET /healthz`, every other path 404, on its own port beside the backend port.
+//! The private metrics listener (`server.metrics_listen`, ECS: `0.0.0.0:9100`): `GET /metrics`,
+//! `GET /healthz` and the admin API (`/admin/*`, when `admin.token` is set), every other path
+//! 404, on its own port beside the backend port.
 //!
 //! No edge checks: no Pushpin route and no load balancer target points at it, so its only
 //! callers are whoever the network lets in — it must be reachable from the operator's
-//! scraper only (a security group, a firewall). It shows counts and fetcher names, never a
-//! secret or a channel's params.
+//! scraper and tools only (a security group, a firewall). Its metrics show counts and fetcher
+//! names, never a secret or a channel's params; the admin API still needs its bearer token.
 
 use std::net::TcpListener;
 
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 
-use super::{health, metrics, ApiError, AppState};
+use super::{admin, health, metrics, ApiError, AppState};
 
 /// Binds `addr` for the listener; the error names the setting.
 pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
@@ -23,14 +24,15 @@ pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 
 fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics::private_metrics))
-        .route("/healthz", web::get().to(health::healthz));
+        .route("/healthz", web::get().to(health::healthz))
+        .configure(admin::configure);
 }
 
 async fn not_found() -> HttpResponse {
     ApiError::new(
         actix_web::http::StatusCode::NOT_FOUND,
         "not_found",
-        "this port serves GET /metrics and GET /healthz only",
+        "this port serves GET /metrics, GET /healthz and the admin API (/admin/*) only",
     )
     .error_response()
 }
@@ -57,7 +59,7 @@ impl Private {
         .listen(listener)
         .context("cannot serve metrics (server.metrics_listen)")?
         .run();
-        tracing::info!(%addr, "metrics listening (GET /metrics, /healthz)");
+        tracing::info!(%addr, "metrics listening (GET /metrics, /healthz, /admin/*)");
         Ok(Private {
             handle: server.handle(),
             task: tokio::spawn(server),

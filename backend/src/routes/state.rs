@@ -46,4 +46,6 @@ pub struct AppState {
     pub keys: Arc<dyn crate::keys::KeyStore>,
     /// The history API's settings, retentions and archive reader.
     pub history: crate::history::HistoryService,
+    /// The admin API's token and reach (`[admin]`).
+    pub admin: crate::config::Admin,
 }
