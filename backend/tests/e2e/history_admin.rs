@@ -1,6 +1,7 @@
-//! Issue 20: the admin API manages archive sinks on the backend port with the admin token
-//! (list, PUT, GET, DELETE; a settings sink cannot be removed; refusals with their codes),
-//! and is not reachable through Pushpin, whatever the token.
+//! Issue 20: the admin API is on the backend port only (through Pushpin it is not there,
+//! whatever the token), needs the admin token, is off without one, refuses bad requests with
+//! their codes, and manages archive sinks (list, PUT, GET, DELETE; a settings sink cannot be
+//! removed; what was archived stays).
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -8,17 +9,24 @@ use serde_json::{json, Value};
 use crate::history_archive::{admin, archive_stack, archived_up_to, objects, ADMIN, ARCHIVED};
 use crate::history_support::*;
 use crate::push::*;
+use crate::support::Stack;
+
+/// The push stack with the admin API on (no archive settings).
+async fn admin_stack(token: Option<&str>) -> Stack {
+    let mut options = push_options(None);
+    if let Some(t) = token {
+        options.env.push(("RESTREAM_ADMIN__TOKEN".into(), t.into()));
+    }
+    Stack::start_with(options).await
+}
+
+const SINKS: &str = "/admin/sinks";
+const API_SINK: &str = "/admin/channels/e2e-feed/sinks/local?site=api";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_api_manages_sinks_on_the_backend_port_only() {
-    let dir = tempfile::Builder::new()
-        .prefix("adm")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let stack = archive_stack(dir.path()).await;
-    let sinks = "/admin/sinks";
-    let api_sink = "/admin/channels/e2e-feed/sinks/local?site=api";
-
+async fn the_admin_api_is_on_the_backend_port_only_with_its_token() {
+    let stack = admin_stack(Some(ADMIN)).await;
+    let (sinks, api_sink) = (SINKS, API_SINK);
     // Through Pushpin: not there, whatever the token.
     for token in [Some(ADMIN), None] {
         let r = get(&stack.http_url, sinks, token).await;
@@ -48,6 +56,86 @@ async fn the_admin_api_manages_sinks_on_the_backend_port_only() {
         (401, "invalid_credential"),
         "a producer key is not one"
     );
+    let r = admin(&stack, Method::GET, sinks, Some(ADMIN)).await;
+    assert_eq!(
+        (r.status, r.body["sinks"].clone()),
+        (200, json!([])),
+        "no sink: {}",
+        r.body
+    );
+
+    // Refusals, each with its code.
+    let cases = [
+        (
+            Method::PUT,
+            "/admin/channels/no-such-channel/sinks/local",
+            404,
+            "unknown_channel",
+        ),
+        (
+            Method::PUT,
+            "/admin/channels/e2e-feed/sinks/local",
+            400,
+            "invalid_params",
+        ),
+        (
+            Method::PUT,
+            "/admin/channels/e2e-feed/sinks/ftp?site=api",
+            400,
+            "unknown_sink_type",
+        ),
+        (
+            Method::PUT,
+            "/admin/channels/e2e-feed/sinks/s3?site=api",
+            409,
+            "sink_not_configured",
+        ),
+        (
+            Method::GET,
+            "/admin/channels/e2e-feed/sinks/local?site=none",
+            404,
+            "sink_not_found",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let r = admin(&stack, method.clone(), path, Some(ADMIN)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (status, code),
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+    let r = admin(&stack, Method::DELETE, api_sink, Some(ADMIN)).await;
+    assert_eq!((r.status, r.code()), (404, "sink_not_found"), "{}", r.body);
+    let log = stack.backend.log_text();
+    assert!(!log.contains(ADMIN), "the admin token reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_admin_api_is_not_there() {
+    let stack = admin_stack(None).await;
+    for (method, path) in [(Method::GET, SINKS), (Method::PUT, API_SINK)] {
+        for token in [Some(ADMIN), None] {
+            let r = admin(&stack, method.clone(), path, token).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (404, "not_found"),
+                "{method} {path}: {}",
+                r.body
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_turns_archive_sinks_on_and_off() {
+    let dir = tempfile::Builder::new()
+        .prefix("adm")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let stack = archive_stack(dir.path()).await;
+    let (sinks, api_sink) = (SINKS, API_SINK);
     let r = admin(&stack, Method::GET, sinks, Some(ADMIN)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let listed: Vec<(String, String)> = r.body["sinks"]
@@ -148,48 +236,6 @@ async fn the_admin_api_manages_sinks_on_the_backend_port_only() {
         "what was archived stays"
     );
 
-    // Refusals.
-    let cases = [
-        (
-            Method::PUT,
-            "/admin/channels/no-such-channel/sinks/local",
-            404,
-            "unknown_channel",
-        ),
-        (
-            Method::PUT,
-            "/admin/channels/e2e-feed/sinks/local",
-            400,
-            "invalid_params",
-        ),
-        (
-            Method::PUT,
-            "/admin/channels/e2e-feed/sinks/ftp?site=api",
-            400,
-            "unknown_sink_type",
-        ),
-        (
-            Method::PUT,
-            "/admin/channels/e2e-feed/sinks/s3?site=api",
-            409,
-            "sink_not_configured",
-        ),
-        (
-            Method::GET,
-            "/admin/channels/e2e-feed/sinks/local?site=none",
-            404,
-            "sink_not_found",
-        ),
-    ];
-    for (method, path, status, code) in cases {
-        let r = admin(&stack, method.clone(), path, Some(ADMIN)).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (status, code),
-            "{method} {path}: {}",
-            r.body
-        );
-    }
     let log = stack.backend.log_text();
     assert!(!log.contains(ADMIN), "the admin token reached the log");
 }
