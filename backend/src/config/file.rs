@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Dev, FetcherKind, History, Limits, Log, LogFormat, PublishVia};
+use super::{Archive, Dev, FetcherKind, History, Limits, Log, LogFormat, PublishVia};
 use crate::auth::Access;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,6 +31,7 @@ pub struct SettingsFile {
     pub auth: Auth,
     pub push: Push,
     pub history: History,
+    pub archive: Archive,
 }
 
 /// What restream keeps about channels and how much the items and status API may read
@@ -358,6 +359,7 @@ impl Default for SettingsFile {
                 max_pending_batches: 64,
             },
             history: History::default(),
+            archive: Archive::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - here: the typed settings (`Duration`s, `Option`s, per-kind enums) and loading.
 
 mod advertise;
+mod archive;
 mod file;
 mod history;
 mod limits;
@@ -31,6 +32,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use advertise::{render, url_host, AdvertiseHost, PushpinTemplates};
+pub use archive::{Archive, ReadFrom, SinkEntry};
 use file::SettingsFile;
 pub use history::{History, KindRetention};
 pub use limits::{ClientAddressFrom, Limits};
@@ -59,6 +61,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub push: PushSettings,
     pub history: History,
+    pub archive: Archive,
 }
 
 /// What restream keeps about channels and how much the items and status API read.

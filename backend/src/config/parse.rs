@@ -536,6 +536,7 @@ impl TryFrom<SettingsFile> for Settings {
             auth: auth(f.auth)?,
             push: push(f.push)?,
             history: f.history.check()?,
+            archive: f.archive.check()?,
         })
     }
 }
@@ -595,6 +596,7 @@ impl From<Settings> for SettingsFile {
                 max_pending_batches: s.push.max_pending_batches,
             },
             history: s.history,
+            archive: s.archive,
         }
     }
 }
