@@ -72,6 +72,22 @@ fn tasks(essentials: Option<&Essentials>) -> Value {
     }
 }
 
+/// Each failing archive sink type, for the details only: a failing sink delays archiving
+/// (it retries, nothing is lost) but never live delivery, so it does not make the replica
+/// unready.
+fn archive(state: &AppState) -> Option<Value> {
+    let sinks = state.history.sinks.as_ref()?;
+    let failing = sinks.failing();
+    let mut out = serde_json::Map::new();
+    for (sink, detail) in &failing {
+        out.insert(sink.as_str().to_string(), check(false, detail.clone()));
+    }
+    Some(match failing.is_empty() {
+        true => check(true, "no sink failing".into()),
+        false => json!({"ok": false, "detail": "archiving is delayed (retrying)", "sinks": out}),
+    })
+}
+
 /// `GET /readyz`: 200 when every check passes, else 503; the body says which failed.
 /// `/readyz`: the checks in detail on the backend port; through Pushpin only whether it is
 /// ready (the details name internal hosts and errors).
@@ -89,10 +105,14 @@ pub async fn readyz(
         .all(|c| c["ok"] == json!(true));
     let body = match super::via_pushpin(&req) {
         true => json!({ "ready": ready }),
-        false => json!({
-            "ready": ready,
-            "checks": {"pushpin": pushpin, "store": store, "fetchers": fetchers, "tasks": tasks},
-        }),
+        false => {
+            let mut checks =
+                json!({"pushpin": pushpin, "store": store, "fetchers": fetchers, "tasks": tasks});
+            if let Some(archive) = archive(&state) {
+                checks["archive"] = archive;
+            }
+            json!({ "ready": ready, "checks": checks })
+        }
     };
     match ready {
         true => HttpResponse::Ok(),
