@@ -271,8 +271,11 @@ impl Archiver {
                     sink, channel = %channel, lost, after = record.archived_seq,
                     "archive: events left the log before they were archived"
                 );
-                record.archived_seq = page.meta.log_floor;
-                if !self.book.save(record).await.map_err(Failure::Store)? {
+                let next = SinkRecord {
+                    archived_seq: page.meta.log_floor,
+                    ..record.clone()
+                };
+                if !self.checkpoint(record, next).await? {
                     return Ok(());
                 }
             }
@@ -314,11 +317,14 @@ impl Archiver {
                 .with_label_values(&[sink])
                 .inc_by(n as u64);
             let last = &events[n - 1];
-            record.archived_seq = last.seq;
-            record.archived_time_ms = last.time_ms;
-            record.last_error = None;
             tracing::debug!(sink, channel = %channel, key, events = n, "archive: object written");
-            if !self.book.save(record).await.map_err(Failure::Store)? {
+            let next = SinkRecord {
+                archived_seq: last.seq,
+                archived_time_ms: last.time_ms,
+                last_error: None,
+                ..record.clone()
+            };
+            if !self.checkpoint(record, next).await? {
                 // Turned off meanwhile: what was written stays.
                 return Ok(());
             }
@@ -327,6 +333,15 @@ impl Archiver {
                 page.meta.seq.saturating_sub(record.archived_seq),
             );
         }
+    }
+
+    /// Stores `next` as the sink's record; `record` follows only once it is stored (a
+    /// failed write leaves the stored checkpoint, the one the retry starts from). False when
+    /// the sink was turned off meanwhile.
+    async fn checkpoint(&self, record: &mut SinkRecord, next: SinkRecord) -> Result<bool, Failure> {
+        let saved = self.book.save(&next).await.map_err(Failure::Store)?;
+        *record = next;
+        Ok(saved)
     }
 
     /// Lag (worst channel) and failing, per sink type.
