@@ -347,7 +347,7 @@ impl Archiver {
     /// Lag (worst channel) and failing, per sink type.
     fn report(&self, live: &[(SinkType, String)]) {
         let metrics = crate::metrics::get();
-        for (sink, _) in &self.targets {
+        for sink in self.targets.keys() {
             let lag = self
                 .lags
                 .iter()
