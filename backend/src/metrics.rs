@@ -79,6 +79,11 @@ pub struct Metrics {
     pub queue_messages: IntCounterVec,
     /// SQS calls that failed (receive, delete, dead-letter send), by push channel name.
     pub queue_receive_errors: IntCounterVec,
+    // History API (issue 20).
+    /// History requests, by `route` (`channel`, `coalesced`) and `result` (`ok` or the code).
+    pub history_requests: IntCounterVec,
+    /// Events history requests read, by `source` (`store`, `archive`).
+    pub history_events_read: IntCounterVec,
     // Publish API (issue 19).
     /// Publishes to push channels over HTTP, by `result`: `ok`, `replayed`, or the error code.
     pub publishes: IntCounterVec,
@@ -314,6 +319,16 @@ impl Metrics {
                 "queue_receive_errors_total",
                 "Failed SQS calls of push channels' queue consumers (receive, delete, dead-letter send), by channel name",
                 &["channel"],
+            ),
+            history_requests: counter_vec(
+                "history_requests_total",
+                "History API requests, by route (channel, coalesced) and result (ok or the error code)",
+                &["route", "result"],
+            ),
+            history_events_read: counter_vec(
+                "history_events_read_total",
+                "Events read by history requests, by source (store, archive)",
+                &["source"],
             ),
             publishes: counter_vec(
                 "publishes_total",

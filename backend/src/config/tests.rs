@@ -600,3 +600,28 @@ fn limits_are_checked_and_round_trip() {
     })
     .contains("fetchers.rate_limit_overrides.a"));
 }
+
+#[test]
+fn history_retention_is_set_per_channel_kind() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "h.toml",
+            "[store]\nlog_capacity = 500\n[history]\nmax_age_secs = 3600\n[history.retention.push]\nmax_events = 20000\nmax_age_secs = 0\n",
+        )?;
+        let s = Settings::load(Some(Path::new("h.toml"))).map_err(|e| e.to_string())?;
+        let r = crate::history::Retentions::from_settings(&s.history, s.store.log_capacity);
+        assert_eq!(r.polled.max_events, 500);
+        assert_eq!(r.polled.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(r.push.max_events, 20000);
+        assert_eq!(r.push.max_age, None, "0: no age limit");
+        jail.create_file("again.toml", &s.to_toml().expect("serializes"))?;
+        let back = Settings::load(Some(Path::new("again.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(back.history, s.history);
+        jail.create_file("bad.toml", "[history.retention.feeds]\nmax_events = 1\n")?;
+        assert!(Settings::load(Some(Path::new("bad.toml"))).is_err(), "an unknown kind");
+        jail.create_file("zero.toml", "[history]\npage_default = 2000\n")?;
+        let e = Settings::load(Some(Path::new("zero.toml"))).unwrap_err().to_string();
+        assert!(e.contains("history.page_default"), "{e}");
+        Ok(())
+    });
+}

@@ -11,9 +11,9 @@ use crate::channel::{is_valid_name, ParamKind, ParamSpec, ParamSpecs};
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(100);
 
 /// Query names the HTTP API uses beside a channel's params (`/channels/{name}/items?limit=`,
-/// `...&cursor=`, `/channels/{name}/events?since=`, `?token=` everywhere), so no fetcher may
-/// declare them.
-pub const RESERVED_PARAMS: [&str; 4] = ["cursor", "limit", "since", "token"];
+/// `...&cursor=`, `/channels/{name}/events?since=`, `/channels/{name}/history?from=&to=`,
+/// `?token=` everywhere), so no fetcher may declare them.
+pub const RESERVED_PARAMS: [&str; 6] = ["cursor", "limit", "since", "token", "from", "to"];
 
 /// What a fetcher says about itself.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,12 @@
 //! one time-ordered page, both with opaque cursors; ranges older than the store keeps come
 //! from the archive (docs/history.md).
 
+mod cursor;
 mod line;
+mod merge;
+mod source;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -14,7 +19,10 @@ use crate::channel::ChannelId;
 use crate::fetcher::FetcherEntry;
 use crate::store::LoggedEvent;
 
+pub use cursor::{Cursor, CursorError, MAX_CURSOR_CHARS};
 pub use line::{from_line, parse_rfc3339, rfc3339_ms, to_line, LineError};
+pub use merge::{page, Page};
+pub use source::{Range, ReadError, Source};
 
 /// A place in one channel's history: the last event read, by time then seq (a channel's
 /// events are in both orders at once).

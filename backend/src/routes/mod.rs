@@ -9,6 +9,7 @@ mod demo;
 pub mod edge;
 mod events;
 mod health;
+mod history;
 pub mod internal;
 mod metrics;
 pub mod private;
@@ -70,6 +71,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(publish::delete),
         )
         .route("/channels/{name}/events", web::get().to(events::events))
+        .route("/channels/{name}/history", web::get().to(history::channel))
+        .route("/history", web::get().to(history::coalesced))
         // The WebSocket endpoint: `/ws`, and `/channels` as the original restream clients used.
         .route("/ws", web::post().to(woh::websocket_over_http))
         .route("/channels", web::post().to(woh::websocket_over_http));
