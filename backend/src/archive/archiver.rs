@@ -6,7 +6,7 @@
 //! the upload and the checkpoint, the retry reads from the same checkpoint and replaces the
 //! object with the same events, or more. A failing sink is retried with exponential backoff
 //! (its own, so one bad sink never delays the others). In cluster mode one replica archives:
-//! whoever holds the lease on [`LEASE_ID`].
+//! whoever holds the lease on [`super::leader::LEASE_ID`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,16 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::book::{Book, SinkRecord};
 use super::layout::{cut, object_key, Cut};
+use super::leader::Leader;
 use super::target::{SinkTarget, TargetError};
 use super::SinkType;
 use crate::channel::ChannelId;
-use crate::cluster::{Held, Leases};
 use crate::history::to_line;
 use crate::store::{unix_now_ms, LoggedEvent, StoreError};
 
-/// The reserved lease id the archiving replica holds (channel leases live beside it; no
-/// fetcher is expected to be named so).
-pub const LEASE_ID: &str = "restream-archiver";
 /// Events read from the log per request.
 const PAGE: usize = 500;
 /// The first retry of a failing sink, doubled up to [`MAX_BACKOFF`].
@@ -60,49 +57,6 @@ impl Failure {
 struct Backoff {
     delay: Duration,
     until: Instant,
-}
-
-/// Whether this replica is the one that archives (cluster mode).
-pub struct Leader {
-    leases: Arc<dyn Leases>,
-    held: Option<Held>,
-}
-
-impl Leader {
-    pub fn new(leases: Arc<dyn Leases>) -> Leader {
-        Leader { leases, held: None }
-    }
-
-    fn valid(&self) -> bool {
-        self.held
-            .as_ref()
-            .is_some_and(|h| h.valid_until > Instant::now())
-    }
-
-    /// Takes or renews the archiver's lease; true while it is ours.
-    pub async fn hold(&mut self) -> bool {
-        let id = ChannelId::parse(LEASE_ID).expect("a valid id");
-        let result = match &self.held {
-            Some(held) => self.leases.renew(held).await,
-            None => self.leases.acquire(&id).await,
-        };
-        match result {
-            Ok(held) => self.held = held,
-            Err(e) => {
-                tracing::warn!(error = %e, "archive: cannot take or renew the archiver lease")
-            }
-        }
-        if !self.valid() {
-            self.held = None;
-        }
-        self.held.is_some()
-    }
-
-    async fn release(&mut self) {
-        if let Some(held) = self.held.take() {
-            let _ = self.leases.release(&held).await;
-        }
-    }
 }
 
 pub struct Archiver {
@@ -141,7 +95,7 @@ impl Archiver {
     pub fn every(&self) -> Duration {
         let mut every = Duration::from_secs(self.book.settings.flush_secs).min(MAX_PASS_EVERY);
         if let Some(leader) = &self.leader {
-            every = every.min(leader.leases.ttl() / 3);
+            every = every.min(leader.ttl() / 3);
         }
         every.max(Duration::from_millis(100))
     }

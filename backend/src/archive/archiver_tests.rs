@@ -9,6 +9,7 @@ use super::*;
 use crate::archive::control::Sinks;
 use crate::archive::local::LocalTarget;
 use crate::archive::reader::ArchiveReader;
+use crate::archive::Leader;
 use crate::archive::{EnabledBy, SinkControl, SinkError};
 use crate::config::{Archive, SinkEntry};
 use crate::history::{ArchiveRead, Position};

@@ -9,6 +9,7 @@ pub mod archiver;
 pub mod book;
 pub mod control;
 pub mod layout;
+pub mod leader;
 pub mod local;
 pub mod reader;
 pub mod s3;
@@ -20,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::ChannelId;
 
-pub use archiver::{Archiver, Leader};
+pub use archiver::Archiver;
+pub use leader::Leader;
 pub use setup::Setup;
 pub use target::{SinkTarget, TargetError};
 

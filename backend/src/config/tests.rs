@@ -618,9 +618,14 @@ fn history_retention_is_set_per_channel_kind() {
         let back = Settings::load(Some(Path::new("again.toml"))).map_err(|e| e.to_string())?;
         assert_eq!(back.history, s.history);
         jail.create_file("bad.toml", "[history.retention.feeds]\nmax_events = 1\n")?;
-        assert!(Settings::load(Some(Path::new("bad.toml"))).is_err(), "an unknown kind");
+        assert!(
+            Settings::load(Some(Path::new("bad.toml"))).is_err(),
+            "an unknown kind"
+        );
         jail.create_file("zero.toml", "[history]\npage_default = 2000\n")?;
-        let e = Settings::load(Some(Path::new("zero.toml"))).unwrap_err().to_string();
+        let e = Settings::load(Some(Path::new("zero.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("history.page_default"), "{e}");
         Ok(())
     });
