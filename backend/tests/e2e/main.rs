@@ -5,6 +5,7 @@ mod emulators;
 mod support;
 
 mod abuse;
+mod archive;
 mod auth;
 mod aws;
 mod bad_input;
