@@ -201,4 +201,48 @@ mod tests {
         };
         assert_eq!(ok.check().unwrap().read_sink(), Some(SinkType::S3));
     }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
+    fn the_section_loads_from_file_and_env_and_round_trips() {
+        use crate::config::Settings;
+        use std::path::Path;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "a.toml",
+                "[archive]\ns3_prefix = \"events/\"\nflush_secs = 30\nsinks = [{ channel = \"usgs?feed=all_hour\", type = \"s3\" }, { channel = \"nyt\", type = \"local\" }]\nread_from = \"local\"\n",
+            )?;
+            jail.set_env("RESTREAM_ARCHIVE__S3_BUCKET", "my-archive");
+            let s = Settings::load(Some(Path::new("a.toml"))).map_err(|e| e.to_string())?;
+            let a = &s.archive;
+            assert_eq!(
+                (a.s3_bucket.as_str(), a.s3_prefix.as_str()),
+                ("my-archive", "events/")
+            );
+            assert_eq!((a.flush_secs, a.max_object_bytes), (30, 4 << 20));
+            assert_eq!(a.sinks[0], entry("usgs?feed=all_hour", SinkType::S3));
+            assert_eq!(a.sinks[1], entry("nyt", SinkType::Local));
+            assert_eq!(a.read_sink(), Some(SinkType::Local));
+            jail.create_file("again.toml", &s.to_toml().expect("serializes"))?;
+            let back = Settings::load(Some(Path::new("again.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(back.archive, s.archive);
+            jail.set_env("RESTREAM_ARCHIVE__S3_BUCKET", "");
+            let e = Settings::load(Some(Path::new("a.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("archive.s3_bucket"),
+                "an s3 sink without a bucket: {e}"
+            );
+            jail.create_file(
+                "bad.toml",
+                "[archive]\nsinks = [{ channel = \"nyt\", type = \"ftp\" }]\n",
+            )?;
+            assert!(
+                Settings::load(Some(Path::new("bad.toml"))).is_err(),
+                "an unknown type"
+            );
+            Ok(())
+        });
+    }
 }
