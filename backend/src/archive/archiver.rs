@@ -149,6 +149,7 @@ impl Archiver {
         }
         self.backoff.retain(|k, _| live.contains(k));
         self.lags.retain(|k, _| live.contains(k));
+        self.book.retain_failing(&live);
         self.report(&live);
         true
     }
@@ -216,6 +217,21 @@ impl Archiver {
                 .log_page(channel, record.archived_seq, PAGE)
                 .await
                 .map_err(Failure::Store)?;
+            if page.meta.seq < record.archived_seq {
+                // The channel was removed (store retention) and began again from seq 0.
+                tracing::warn!(
+                    sink, channel = %channel, seq = page.meta.seq, archived = record.archived_seq,
+                    "archive: the channel's seq went back (it was removed and started again); archiving from its log"
+                );
+                let next = SinkRecord {
+                    archived_seq: page.meta.log_floor.min(page.meta.seq),
+                    ..record.clone()
+                };
+                if !self.checkpoint(record, next).await? {
+                    return Ok(());
+                }
+                continue;
+            }
             let lag = page.meta.seq.saturating_sub(record.archived_seq);
             self.lags.insert((record.sink, record.channel.clone()), lag);
             if page.meta.log_floor > record.archived_seq {

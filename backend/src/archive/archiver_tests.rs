@@ -66,6 +66,10 @@ struct Rig {
 
 impl Rig {
     fn new(settings: impl FnOnce(&mut Archive)) -> Rig {
+        Rig::with_store(settings, MemoryStore::new(1000))
+    }
+
+    fn with_store(settings: impl FnOnce(&mut Archive), store: MemoryStore) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = Archive {
             local_dir: dir.path().to_path_buf(),
@@ -73,7 +77,7 @@ impl Rig {
             ..Archive::default()
         };
         settings(&mut archive);
-        let store = Arc::new(MemoryStore::new(1000));
+        let store = Arc::new(store);
         let book = Arc::new(Book::new(store.clone(), archive));
         Rig {
             store,
@@ -325,4 +329,61 @@ async fn in_a_cluster_one_replica_archives_and_another_takes_over() {
         .flat_map(|(_, s)| s.clone())
         .collect();
     assert_eq!(seqs, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_channel_that_starts_again_from_seq_one_is_archived_again() {
+    let rig = Rig::with_store(
+        |_| {},
+        MemoryStore::new(1000).with_retention(Some(Duration::from_secs(60))),
+    );
+    let c = ch("reborn");
+    rig.book
+        .create(&c, SinkType::Local, EnabledBy::Api)
+        .await
+        .unwrap();
+    log(
+        &*rig.store,
+        &c,
+        &[(1, EIGHT), (2, EIGHT + 1), (3, EIGHT + 2)],
+        100,
+    )
+    .await;
+    rig.now.store(EIGHT + HOUR, Ordering::SeqCst);
+    rig.archiver().pass().await;
+    assert_eq!(
+        rig.book
+            .get(&c, SinkType::Local)
+            .await
+            .unwrap()
+            .unwrap()
+            .archived_seq,
+        3
+    );
+    // Removed by the store's retention, then logged again from seq 1 a day later.
+    assert_eq!(
+        rig.store
+            .sweep(crate::store::unix_now() + 3600, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    let day = EIGHT + 24 * HOUR;
+    log(&*rig.store, &c, &[(1, day), (2, day + 1)], 100).await;
+    rig.now.store(day + HOUR, Ordering::SeqCst);
+    rig.archiver().pass().await;
+    let objects = rig.objects(&c).await;
+    assert_eq!(
+        objects.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
+        vec![vec![1, 2, 3], vec![1, 2]]
+    );
+    assert_eq!(
+        rig.book
+            .get(&c, SinkType::Local)
+            .await
+            .unwrap()
+            .unwrap()
+            .archived_seq,
+        2
+    );
 }

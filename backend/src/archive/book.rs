@@ -174,6 +174,12 @@ impl Book {
         };
     }
 
+    /// Forgets the failures of sinks not in `live` (turned off elsewhere).
+    pub fn retain_failing(&self, live: &[(SinkType, String)]) {
+        let mut failing = self.failing.lock().expect("failing lock");
+        failing.retain(|k, _| live.contains(k));
+    }
+
     pub fn failure(&self, sink: SinkType, channel: &str) -> Option<String> {
         let failing = self.failing.lock().expect("failing lock");
         failing.get(&(sink, channel.to_string())).cloned()
