@@ -61,8 +61,9 @@ async fn crash_between_upload_and_checkpoint(
     sink: SinkType,
     root: &str,
     target: Arc<dyn SinkTarget>,
+    store: Flaky,
 ) {
-    let store = Arc::new(Flaky::new());
+    let store = Arc::new(store);
     let book = Arc::new(Book::new(store.clone(), settings(sink, root)));
     let c = ch("quakes?min=2.5");
     book.create(&c, sink, EnabledBy::Api).await.unwrap();
@@ -187,7 +188,7 @@ async fn outage_then_recovery(
 async fn s3_a_crash_between_upload_and_checkpoint_duplicates_nothing() {
     let s3 = S3::start().await;
     let target = s3.target(&s3.moto.url).await;
-    crash_between_upload_and_checkpoint(SinkType::S3, &s3.bucket, target).await;
+    crash_between_upload_and_checkpoint(SinkType::S3, &s3.bucket, target, Flaky::new()).await;
 }
 
 #[tokio::test]
@@ -195,7 +196,27 @@ async fn local_a_crash_between_upload_and_checkpoint_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
     let target: Arc<dyn SinkTarget> = Arc::new(LocalTarget::new(root));
-    crash_between_upload_and_checkpoint(SinkType::Local, root, target).await;
+    crash_between_upload_and_checkpoint(SinkType::Local, root, target, Flaky::new()).await;
+}
+
+/// The production profile: sink state in DynamoDB, objects in S3 (both moto).
+#[tokio::test]
+async fn s3_and_dynamodb_a_crash_between_upload_and_checkpoint_duplicates_nothing() {
+    let s3 = S3::start().await;
+    let target = s3.target(&s3.moto.url).await;
+    let settings = emulators::aws_settings(&s3.moto.url);
+    let sdk = emulators::sdk_config(&settings).await;
+    let dynamo = restream::store::DynamoItemStore::connect(
+        restream::aws::dynamodb(&sdk, &settings),
+        &emulators::unique("archive"),
+        10_000,
+        Duration::from_secs(3600),
+        true,
+    )
+    .await
+    .unwrap();
+    let store = Flaky::over(Arc::new(dynamo));
+    crash_between_upload_and_checkpoint(SinkType::S3, &s3.bucket, target, store).await;
 }
 
 #[tokio::test]

@@ -55,17 +55,21 @@ pub async fn log(store: &dyn ItemStore, channel: &ChannelId, events: &[(u64, u64
     }
 }
 
-/// The memory store, whose next `failures` checkpoint writes (`IfPresent` record writes)
+/// A store (memory unless told), whose next `failures` checkpoint writes (`IfPresent` record writes)
 /// fail as if the process died right after the upload.
 pub struct Flaky {
-    pub inner: MemoryStore,
+    pub inner: Arc<dyn ItemStore>,
     pub failures: AtomicU32,
 }
 
 impl Flaky {
     pub fn new() -> Flaky {
+        Flaky::over(Arc::new(MemoryStore::new(10_000)))
+    }
+
+    pub fn over(inner: Arc<dyn ItemStore>) -> Flaky {
         Flaky {
-            inner: MemoryStore::new(10_000),
+            inner,
             failures: AtomicU32::new(0),
         }
     }
