@@ -141,11 +141,19 @@ impl Archiver {
             .iter()
             .map(|r| (r.sink, r.channel.clone()))
             .collect();
+        // A target that failed this pass is not tried again for other channels until the
+        // next (a bucket that is down would fail each in turn, one timeout each).
+        let mut down = std::collections::BTreeSet::new();
         for record in records {
             if self.leader.as_ref().is_some_and(|l| !l.valid()) {
                 break;
             }
-            self.one(record).await;
+            if down.contains(&record.sink) {
+                continue;
+            }
+            if let Some(sink) = self.one(record).await {
+                down.insert(sink);
+            }
         }
         self.backoff.retain(|k, _| live.contains(k));
         self.lags.retain(|k, _| live.contains(k));
@@ -154,21 +162,20 @@ impl Archiver {
         true
     }
 
-    async fn one(&mut self, mut record: SinkRecord) {
+    /// Archives one sink if it is not backing off; `Some(its type)` when its target failed.
+    async fn one(&mut self, mut record: SinkRecord) -> Option<SinkType> {
         let key = (record.sink, record.channel.clone());
-        let Some(target) = self.targets.get(&record.sink).cloned() else {
-            return;
-        };
+        let target = self.targets.get(&record.sink).cloned()?;
         if self
             .backoff
             .get(&key)
             .is_some_and(|b| b.until > Instant::now())
         {
-            return;
+            return None;
         }
         let Ok(channel) = ChannelId::parse(&record.channel) else {
             tracing::warn!(channel = %record.channel, "archive: a sink names no valid channel");
-            return;
+            return None;
         };
         match self.archive(&channel, &mut record, &*target).await {
             Ok(()) => {
@@ -177,8 +184,10 @@ impl Archiver {
                 if record.last_error.take().is_some() {
                     let _ = self.book.save(&record).await;
                 }
+                None
             }
             Err(e) => {
+                let target_down = matches!(e, Failure::Target(_)).then_some(record.sink);
                 let general = e.to_string();
                 tracing::warn!(
                     sink = record.sink.as_str(), channel = %record.channel,
@@ -196,6 +205,7 @@ impl Archiver {
                     record.last_error = Some(general);
                     let _ = self.book.save(&record).await;
                 }
+                target_down
             }
         }
     }
