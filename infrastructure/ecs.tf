@@ -53,6 +53,9 @@ locals {
     { name = "RESTREAM_CLUSTER__PUSHPIN_PUBLISH_SPEC", value = "tcp://{host}:5560" },
     { name = "RESTREAM_CLUSTER__PUSHPIN_HTTP_URL", value = "http://{host}:5561" },
     { name = "RESTREAM_CLUSTER__PUSHPIN_STATS_SPEC", value = "tcp://{host}:5564" },
+    # The root filesystem is read-only: no local archive; S3 when archive_bucket is set.
+    { name = "RESTREAM_ARCHIVE__LOCAL_DIR", value = "" },
+    { name = "RESTREAM_ARCHIVE__S3_BUCKET", value = var.archive_bucket },
     { name = "AWS_REGION", value = var.region },
   ]
   # Seconds ECS waits after SIGTERM before SIGKILL (Pushpin first, as it depends on the

@@ -84,6 +84,26 @@ data "aws_iam_policy_document" "task" {
     }
   }
 
+  # Archive sinks (docs/history.md): objects are written (replaced on a retry), read back for
+  # history and listed by channel and hour; nothing when no archive bucket is named.
+  dynamic "statement" {
+    for_each = var.archive_bucket != "" ? [1] : []
+    content {
+      sid       = "ArchiveObjects"
+      actions   = ["s3:PutObject", "s3:GetObject"]
+      resources = ["arn:aws:s3:::${var.archive_bucket}/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.archive_bucket != "" ? [1] : []
+    content {
+      sid       = "ArchiveListing"
+      actions   = ["s3:ListBucket"]
+      resources = ["arn:aws:s3:::${var.archive_bucket}"]
+    }
+  }
+
   dynamic "statement" {
     for_each = length(var.sqs_dead_letter_queue_arns) > 0 ? [1] : []
     content {

@@ -215,3 +215,13 @@ variable "sqs_dead_letter_queue_arns" {
     error_message = "Each entry is an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)."
   }
 }
+
+variable "archive_bucket" {
+  description = "Name of an existing S3 bucket for archive sinks ([archive] s3_bucket, docs/history.md): the task role may put, get and list objects there and the backend archives to it. Empty = no S3 archive (and no permission)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.archive_bucket == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.archive_bucket))
+    error_message = "An S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens), or empty."
+  }
+}

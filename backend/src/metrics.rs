@@ -90,6 +90,17 @@ pub struct Metrics {
     // Admin API (issue 20).
     /// Calls of `/admin/*`, by `result`: `ok` or the error code.
     pub admin_requests: IntCounterVec,
+    // Archive sinks (issue 20).
+    /// Events written to archive objects, by sink type.
+    pub archive_events: IntCounterVec,
+    /// Archive object writes, by sink type and `result` (`ok`, `failed`).
+    pub archive_objects: IntCounterVec,
+    /// Events committed but not archived yet, the worst channel of each sink type.
+    pub archive_lag_events: IntGaugeVec,
+    /// 1 while a sink type fails on some channel.
+    pub archive_failing: IntGaugeVec,
+    /// Events that left the log before a sink archived them.
+    pub archive_lost_events: IntCounter,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -331,6 +342,30 @@ impl Metrics {
                 "admin_requests_total",
                 "Calls of the admin API (/admin/*), by result (ok, or the error code)",
                 &["result"],
+            ),
+            archive_events: counter_vec(
+                "archive_events_total",
+                "Events written to archive objects, by sink type (s3, local)",
+                &["sink"],
+            ),
+            archive_objects: counter_vec(
+                "archive_objects_total",
+                "Archive object writes, by sink type and result (ok, failed)",
+                &["sink", "result"],
+            ),
+            archive_lag_events: gauge_vec(
+                "archive_lag_events",
+                "Events committed but not archived yet, the worst channel of each sink type",
+                &["sink"],
+            ),
+            archive_failing: gauge_vec(
+                "archive_failing",
+                "1 while a sink type fails to archive some channel",
+                &["sink"],
+            ),
+            archive_lost_events: counter(
+                "archive_lost_events_total",
+                "Events that left the store's log before a sink archived them",
             ),
             registry: r,
         }

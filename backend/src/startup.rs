@@ -253,6 +253,28 @@ fn edge_trust(settings: &Settings) -> anyhow::Result<crate::edge::EdgeTrust> {
     })
 }
 
+/// The archive sinks `[archive]` configures and their archiver, running until `shutdown`
+/// (in cluster mode only while this replica holds the archiver lease); `None` without any
+/// sink target.
+async fn archive(
+    settings: &Settings,
+    store: Arc<dyn ItemStore>,
+    aws: &Aws,
+    cluster: Option<&crate::cluster::Cluster>,
+    shutdown: &CancellationToken,
+) -> Option<(crate::archive::Setup, tokio::task::JoinHandle<()>)> {
+    let targets = crate::archive::Setup::targets(&settings.archive, aws).await;
+    let setup = crate::archive::Setup::new(&settings.archive, store, targets)?;
+    let mut archiver = setup.archiver();
+    if let Some(cluster) = cluster {
+        archiver = archiver.with_leader(crate::archive::Leader::new(cluster.leases_arc()));
+    }
+    let kinds: Vec<&str> = setup.targets.keys().map(|k| k.as_str()).collect();
+    tracing::info!(sinks = ?kinds, read_from = ?settings.archive.read_sink(), "archive sinks");
+    let task = tokio::spawn(archiver.run(shutdown.clone()));
+    Some((setup, task))
+}
+
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains: the HTTP server
 /// stops accepting, pollers finish their current step, the stats reader exits.
 pub async fn run(
@@ -333,6 +355,18 @@ pub async fn run(
         ),
         &shutdown,
     );
+    let (archive, archiver) = match archive(
+        &settings,
+        store.clone(),
+        &aws,
+        cluster.as_deref(),
+        &shutdown,
+    )
+    .await
+    {
+        Some((setup, task)) => (Some(setup), Some(task)),
+        None => (None, None),
+    };
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
     let scheduler = scheduler
@@ -384,10 +418,14 @@ pub async fn run(
         publisher,
         publishing,
         keys,
-        history: crate::history::HistoryService::new(
-            settings.history.clone(),
-            settings.store.log_capacity,
-        ),
+        history: crate::history::HistoryService {
+            archive: archive.as_ref().and_then(|setup| setup.reader()),
+            sinks: archive.as_ref().map(|setup| setup.control()),
+            ..crate::history::HistoryService::new(
+                settings.history.clone(),
+                settings.store.log_capacity,
+            )
+        },
         admin: settings.admin.clone(),
     });
     let emf = settings.log.emf().map(|emf| {
@@ -435,6 +473,9 @@ pub async fn run(
     let _ = server_task.await;
     let _ = scheduler.await;
     let _ = stats_reader.await;
+    if let Some(archiver) = archiver {
+        let _ = archiver.await;
+    }
     // Scrapeable while draining; the last EMF line counts the drain.
     if let Some(private) = private {
         private.stop().await;

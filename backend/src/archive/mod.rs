@@ -5,10 +5,26 @@
 //! This file is the contract the admin API and the history reader use; the sinks, the
 //! archiver and the reader live in the submodules.
 
+pub mod archiver;
+pub mod book;
+pub mod control;
+pub mod layout;
+pub mod leader;
+pub mod local;
+pub mod reader;
+pub mod s3;
+pub mod setup;
+pub mod target;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::ChannelId;
+
+pub use archiver::Archiver;
+pub use leader::Leader;
+pub use setup::Setup;
+pub use target::{SinkTarget, TargetError};
 
 /// Where a sink writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -99,4 +115,8 @@ pub trait SinkControl: Send + Sync {
         channel: &ChannelId,
         sink: SinkType,
     ) -> Result<Option<SinkState>, SinkError>;
+    /// Each sink type failing on this replica, with a general description (for `/readyz`).
+    fn failing(&self) -> Vec<(SinkType, String)> {
+        Vec::new()
+    }
 }

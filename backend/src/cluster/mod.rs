@@ -161,6 +161,11 @@ impl Cluster {
         &*self.leases
     }
 
+    /// The lease operations, shared (the archiver takes its own lease with them).
+    pub fn leases_arc(&self) -> Arc<dyn Leases> {
+        self.leases.clone()
+    }
+
     pub fn me(&self) -> &Member {
         &self.me
     }

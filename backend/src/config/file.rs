@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Admin, Dev, FetcherKind, History, Limits, Log, LogFormat, PublishVia};
+use super::{Admin, Archive, Dev, FetcherKind, History, Limits, Log, LogFormat, PublishVia};
 use crate::auth::Access;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,6 +32,7 @@ pub struct SettingsFile {
     pub push: Push,
     pub history: History,
     pub admin: Admin,
+    pub archive: Archive,
 }
 
 /// What restream keeps about channels and how much the items and status API may read
@@ -360,6 +361,7 @@ impl Default for SettingsFile {
             },
             history: History::default(),
             admin: Admin::default(),
+            archive: Archive::default(),
         }
     }
 }

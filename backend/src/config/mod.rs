@@ -10,6 +10,7 @@
 
 mod admin;
 mod advertise;
+mod archive;
 mod file;
 mod history;
 mod limits;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::Admin;
 pub use advertise::{render, url_host, AdvertiseHost, PushpinTemplates};
+pub use archive::{Archive, ReadFrom, SinkEntry};
 use file::SettingsFile;
 pub use history::{History, KindRetention};
 pub use limits::{ClientAddressFrom, Limits};
@@ -62,6 +64,7 @@ pub struct Settings {
     pub push: PushSettings,
     pub history: History,
     pub admin: Admin,
+    pub archive: Archive,
 }
 
 /// What restream keeps about channels and how much the items and status API read.

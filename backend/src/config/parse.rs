@@ -537,6 +537,7 @@ impl TryFrom<SettingsFile> for Settings {
             push: push(f.push)?,
             history: f.history.check()?,
             admin: f.admin.check()?,
+            archive: f.archive.check()?,
         })
     }
 }
@@ -597,6 +598,7 @@ impl From<Settings> for SettingsFile {
             },
             history: s.history,
             admin: s.admin,
+            archive: s.archive,
         }
     }
 }

@@ -72,6 +72,21 @@ fn tasks(essentials: Option<&Essentials>) -> Value {
     }
 }
 
+/// Each failing archive sink type, for the details only: a failing sink delays archiving
+/// (it retries, nothing is lost) but never live delivery, so it does not make the replica
+/// unready.
+fn archive(sinks: Option<&dyn crate::archive::SinkControl>) -> Option<Value> {
+    let failing = sinks?.failing();
+    let mut out = serde_json::Map::new();
+    for (sink, detail) in &failing {
+        out.insert(sink.as_str().to_string(), check(false, detail.clone()));
+    }
+    Some(match failing.is_empty() {
+        true => check(true, "no sink failing".into()),
+        false => json!({"ok": false, "detail": "archiving is delayed (retrying)", "sinks": out}),
+    })
+}
+
 /// `GET /readyz`: 200 when every check passes, else 503; the body says which failed.
 /// `/readyz`: the checks in detail on the backend port; through Pushpin only whether it is
 /// ready (the details name internal hosts and errors).
@@ -89,10 +104,14 @@ pub async fn readyz(
         .all(|c| c["ok"] == json!(true));
     let body = match super::via_pushpin(&req) {
         true => json!({ "ready": ready }),
-        false => json!({
-            "ready": ready,
-            "checks": {"pushpin": pushpin, "store": store, "fetchers": fetchers, "tasks": tasks},
-        }),
+        false => {
+            let mut checks =
+                json!({"pushpin": pushpin, "store": store, "fetchers": fetchers, "tasks": tasks});
+            if let Some(archive) = archive(state.history.sinks.as_deref()) {
+                checks["archive"] = archive;
+            }
+            json!({ "ready": ready, "checks": checks })
+        }
     };
     match ready {
         true => HttpResponse::Ok(),
@@ -100,4 +119,41 @@ pub async fn readyz(
     }
     .insert_header(("Cache-Control", "no-store"))
     .json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::archive::book::Book;
+    use crate::archive::control::Sinks;
+    use crate::archive::SinkType;
+
+    #[test]
+    fn failing_sinks_show_in_the_details_by_type() {
+        assert_eq!(archive(None), None, "no archive, no entry");
+        let store = Arc::new(crate::store::MemoryStore::new(10));
+        let settings = crate::config::Archive {
+            s3_bucket: "b".into(),
+            ..Default::default()
+        };
+        let book = Arc::new(Book::new(store, settings));
+        let sinks = Sinks::new(book.clone());
+        assert_eq!(archive(Some(&sinks)).unwrap()["ok"], true);
+        for channel in ["a", "b?x=1"] {
+            book.set_failing(
+                SinkType::S3,
+                channel,
+                Some("the s3 sink cannot write objects".into()),
+            );
+        }
+        let check = archive(Some(&sinks)).unwrap();
+        assert_eq!(check["ok"], false, "{check}");
+        assert_eq!(
+            check["sinks"]["s3"],
+            json!({"ok": false, "detail": "the s3 sink cannot write objects (2 channel(s))"})
+        );
+        assert!(check["sinks"].get("local").is_none());
+    }
 }

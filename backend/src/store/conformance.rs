@@ -67,6 +67,7 @@ pub async fn run(store: &dyn ItemStore) {
     large_commits_apply_whole(store).await;
     pages_read_only_what_they_return(store).await;
     super::conformance_history::run(store).await;
+    super::conformance_records::run(store).await;
 }
 
 /// A page is the items after the cursor id, in id order, with whether more follow; the meta

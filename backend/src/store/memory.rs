@@ -11,7 +11,7 @@ use crate::channel::ChannelId;
 
 use super::{
     aged_floor, trimmed_floor, unix_now, unix_now_ms, ChannelMeta, Commit, ItemStore, LogPage,
-    LogRetention, LoggedEvent, Page, StoreError, StoredItem,
+    LogRetention, LoggedEvent, Page, RecordWrite, StoreError, StoredItem,
 };
 
 #[derive(Default)]
@@ -27,6 +27,8 @@ struct Channel {
 pub struct MemoryStore {
     channels: Mutex<HashMap<ChannelId, Channel>>,
     budgets: Mutex<HashMap<String, Vec<u64>>>,
+    /// (namespace, key) → value.
+    records: Mutex<BTreeMap<(String, String), String>>,
     capacity: u64,
     writes: AtomicU64,
     retention: Option<Duration>,
@@ -37,6 +39,7 @@ impl MemoryStore {
         MemoryStore {
             channels: Mutex::new(HashMap::new()),
             budgets: Mutex::new(HashMap::new()),
+            records: Mutex::default(),
             capacity: log_capacity,
             writes: AtomicU64::new(0),
             retention: None,
@@ -219,6 +222,45 @@ impl ItemStore for MemoryStore {
 
     fn retention(&self) -> Option<Duration> {
         self.retention
+    }
+
+    async fn get_record(&self, ns: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let records = self.records.lock().expect("store lock");
+        Ok(records.get(&(ns.to_string(), key.to_string())).cloned())
+    }
+
+    async fn put_record(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        when: RecordWrite,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.records.lock().expect("store lock");
+        let k = (ns.to_string(), key.to_string());
+        let ok = match when {
+            RecordWrite::Upsert => true,
+            RecordWrite::IfPresent => records.contains_key(&k),
+            RecordWrite::IfAbsent => !records.contains_key(&k),
+        };
+        if ok {
+            records.insert(k, value.to_string());
+        }
+        Ok(ok)
+    }
+
+    async fn delete_record(&self, ns: &str, key: &str) -> Result<bool, StoreError> {
+        let mut records = self.records.lock().expect("store lock");
+        Ok(records.remove(&(ns.to_string(), key.to_string())).is_some())
+    }
+
+    async fn list_records(&self, ns: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let records = self.records.lock().expect("store lock");
+        Ok(records
+            .range((ns.to_string(), String::new())..)
+            .take_while(|((n, _), _)| n == ns)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     async fn touch(&self, channel: &ChannelId, now: u64) -> Result<(), StoreError> {

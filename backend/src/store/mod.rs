@@ -7,11 +7,13 @@
 
 mod dynamo;
 mod memory;
+mod redb_records;
 mod redb_store;
 mod redb_sweep;
 
 pub mod conformance;
 pub mod conformance_history;
+pub mod conformance_records;
 pub mod conformance_retention;
 
 pub use dynamo::{DynamoItemStore, TTL_ATTRIBUTE};
@@ -220,6 +222,22 @@ impl Page {
     }
 }
 
+/// When [`ItemStore::put_record`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordWrite {
+    /// Whatever is there.
+    Upsert,
+    /// Only over an existing record (a concurrent delete wins).
+    IfPresent,
+    /// Only when there is none (a concurrent create wins).
+    IfAbsent,
+}
+
+/// The error of a store without small records (wrappers, test doubles).
+fn records_unsupported() -> StoreError {
+    StoreError::Backend("this item store keeps no records".into())
+}
+
 /// Where channel state lives.
 #[async_trait]
 pub trait ItemStore: Send + Sync {
@@ -302,6 +320,35 @@ pub trait ItemStore: Send + Sync {
             .take_while(|e| e.time_ms < time_ms)
             .last()
             .map_or(page.meta.log_floor, |e| e.seq))
+    }
+    // Small named records shared by every replica (the archive sinks' state): a namespace
+    // holds few of them (listed whole), each a short text. The defaults refuse.
+
+    /// The record `key` of namespace `ns`, if any.
+    async fn get_record(&self, ns: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let _ = (ns, key);
+        Err(records_unsupported())
+    }
+    /// Writes the record; false when `when` did not hold (nothing written).
+    async fn put_record(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        when: RecordWrite,
+    ) -> Result<bool, StoreError> {
+        let _ = (ns, key, value, when);
+        Err(records_unsupported())
+    }
+    /// Deletes the record; false when there was none.
+    async fn delete_record(&self, ns: &str, key: &str) -> Result<bool, StoreError> {
+        let _ = (ns, key);
+        Err(records_unsupported())
+    }
+    /// Every record of `ns`, in key order.
+    async fn list_records(&self, ns: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let _ = ns;
+        Err(records_unsupported())
     }
     /// How long a channel nobody polls is kept (`None`: for ever). An active poller calls
     /// [`ItemStore::touch`] at least every quarter of it.

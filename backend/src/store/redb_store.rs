@@ -14,7 +14,7 @@ use crate::channel::ChannelId;
 
 use super::{
     aged_floor, trimmed_floor, unix_now, unix_now_ms, ChannelMeta, Commit, ItemStore, LogPage,
-    LogRetention, LoggedEvent, Page, StoreError, StoredItem,
+    LogRetention, LoggedEvent, Page, RecordWrite, StoreError, StoredItem,
 };
 
 /// channel → JSON `ChannelMeta`.
@@ -70,6 +70,8 @@ impl RedbStore {
             txn.open_table(LOG).map_err(backend)?;
             txn.open_table(LOG_TIMES).map_err(backend)?;
             txn.open_table(BUDGETS).map_err(backend)?;
+            txn.open_table(super::redb_records::RECORDS)
+                .map_err(backend)?;
             // Channels stored before retention existed count as active from now on.
             let meta = txn.open_table(META).map_err(backend)?;
             let mut activity = txn.open_table(ACTIVITY).map_err(backend)?;
@@ -419,6 +421,36 @@ impl ItemStore for RedbStore {
             Ok(Page::of(meta, items, after.as_deref(), limit))
         })
         .await
+    }
+
+    async fn get_record(&self, ns: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let (ns, key) = (ns.to_string(), key.to_string());
+        self.blocking(move |db| super::redb_records::get(db, &ns, &key))
+            .await
+    }
+
+    async fn put_record(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        when: RecordWrite,
+    ) -> Result<bool, StoreError> {
+        let (ns, key, value) = (ns.to_string(), key.to_string(), value.to_string());
+        self.blocking(move |db| super::redb_records::put(db, &ns, &key, &value, when))
+            .await
+    }
+
+    async fn delete_record(&self, ns: &str, key: &str) -> Result<bool, StoreError> {
+        let (ns, key) = (ns.to_string(), key.to_string());
+        self.blocking(move |db| super::redb_records::delete(db, &ns, &key))
+            .await
+    }
+
+    async fn list_records(&self, ns: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let ns = ns.to_string();
+        self.blocking(move |db| super::redb_records::list(db, &ns))
+            .await
     }
 
     fn retention(&self) -> Option<Duration> {

@@ -6,6 +6,7 @@ mod support;
 
 mod abuse;
 mod admin;
+mod archive;
 mod auth;
 mod aws;
 mod bad_input;

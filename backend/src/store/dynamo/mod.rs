@@ -10,6 +10,7 @@
 //! marker finishes the work, with writes conditioned on item seqs so a late finisher never
 //! overwrites newer data.
 
+mod named;
 mod records;
 mod requests;
 mod retention;
@@ -30,8 +31,8 @@ use requests::delete_request;
 use crate::channel::ChannelId;
 
 use super::{
-    trimmed_floor, ChannelMeta, Commit, ItemStore, LogPage, LoggedEvent, Page, StoreError,
-    StoredItem,
+    trimmed_floor, ChannelMeta, Commit, ItemStore, LogPage, LoggedEvent, Page, RecordWrite,
+    StoreError, StoredItem,
 };
 
 pub use records::TTL_ATTRIBUTE;
@@ -491,6 +492,28 @@ impl ItemStore for DynamoItemStore {
             .await
             .map_err(|e| self.error("PutItem", e))?;
         Ok(())
+    }
+
+    async fn get_record(&self, ns: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.get_named(ns, key).await
+    }
+
+    async fn put_record(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        when: RecordWrite,
+    ) -> Result<bool, StoreError> {
+        self.put_named(ns, key, value, when).await
+    }
+
+    async fn delete_record(&self, ns: &str, key: &str) -> Result<bool, StoreError> {
+        self.delete_named(ns, key).await
+    }
+
+    async fn list_records(&self, ns: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.list_named(ns).await
     }
 
     async fn meta(&self, channel: &ChannelId) -> Result<ChannelMeta, StoreError> {

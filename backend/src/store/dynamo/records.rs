@@ -1,8 +1,9 @@
 //! How channel state maps onto DynamoDB items: one table, partition key `pk` = channel id,
 //! sort key `sk` = `meta` | `item#<item id>` | `event#<20-digit seq>` |
 //! `pending#<seq>#<attempt>#<n>`;
-//! budgets live under `pk` = `budget#<id>`, `sk` = `budget`; cluster leases and replica
-//! heartbeats are in `crate::cluster`.
+//! budgets live under `pk` = `budget#<id>`, `sk` = `budget`; small named records (archive sink
+//! state) under `pk` = `record#<namespace>`, `sk` = the key (`named.rs`); cluster leases and
+//! replica heartbeats are in `crate::cluster`.
 
 use std::collections::HashMap;
 

@@ -1,0 +1,66 @@
+//! Builds the archive from `[archive]`: a target per configured sink type, the shared state,
+//! the reader history uses, the admin API's control and the archiver task.
+
+use std::sync::Arc;
+
+use super::archiver::{Archiver, Targets};
+use super::book::Book;
+use super::control::Sinks;
+use super::local::LocalTarget;
+use super::reader::ArchiveReader;
+use super::s3::S3Target;
+use super::{SinkControl, SinkType};
+use crate::config::Archive;
+use crate::history::ArchiveRead;
+use crate::store::ItemStore;
+
+pub struct Setup {
+    pub book: Arc<Book>,
+    pub targets: Targets,
+}
+
+impl Setup {
+    /// The archive over `targets`; `None` without any.
+    pub fn new(settings: &Archive, store: Arc<dyn ItemStore>, targets: Targets) -> Option<Setup> {
+        if targets.is_empty() {
+            return None;
+        }
+        Some(Setup {
+            book: Arc::new(Book::new(store, settings.clone())),
+            targets,
+        })
+    }
+
+    /// The targets `settings` configure (S3 clients from `aws`, built only when a bucket is
+    /// set).
+    pub async fn targets(settings: &Archive, aws: &crate::aws::Aws) -> Targets {
+        let mut targets = Targets::new();
+        if settings.has_target(SinkType::Local) {
+            targets.insert(
+                SinkType::Local,
+                Arc::new(LocalTarget::new(settings.local_dir.clone())),
+            );
+        }
+        if settings.has_target(SinkType::S3) {
+            let client = aws.s3().await;
+            let target = S3Target::new(client, &settings.s3_bucket, &settings.s3_prefix);
+            targets.insert(SinkType::S3, Arc::new(target));
+        }
+        targets
+    }
+
+    /// What history reads archived ranges from (`archive.read_from`).
+    pub fn reader(&self) -> Option<Arc<dyn ArchiveRead>> {
+        let sink = self.book.settings.read_sink()?;
+        let target = self.targets.get(&sink)?.clone();
+        Some(Arc::new(ArchiveReader::new(target)))
+    }
+
+    pub fn control(&self) -> Arc<dyn SinkControl> {
+        Arc::new(Sinks::new(self.book.clone()))
+    }
+
+    pub fn archiver(&self) -> Archiver {
+        Archiver::new(self.book.clone(), self.targets.clone())
+    }
+}
