@@ -387,3 +387,37 @@ async fn a_channel_that_starts_again_from_seq_one_is_archived_again() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_sink_dropped_from_the_settings_is_turned_off_at_the_next_start() {
+    let rig = Rig::new(|a| {
+        a.sinks = vec![SinkEntry {
+            channel: "fixed".into(),
+            sink: SinkType::Local,
+        }];
+    });
+    rig.book.ensure_settings().await.unwrap();
+    Sinks::new(rig.book.clone())
+        .enable(&ch("other"), SinkType::Local)
+        .await
+        .unwrap();
+    // The next start: the same store, settings without the sink.
+    let settings = Archive {
+        sinks: Vec::new(),
+        ..rig.book.settings.clone()
+    };
+    let book = Arc::new(Book::new(rig.store.clone(), settings));
+    book.ensure_settings().await.unwrap();
+    let left: Vec<String> = book
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.channel)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["other"],
+        "the API's sink stays, the settings' one goes"
+    );
+}

@@ -78,13 +78,28 @@ impl Book {
             .any(|(c, s)| c == channel && *s == sink)
     }
 
-    /// Creates the record of every settings sink that has none yet (once per process).
+    /// Creates the record of every settings sink that has none yet, and turns off the sinks
+    /// the settings turned on but no longer list (once per process).
     pub async fn ensure_settings(&self) -> Result<(), SinkError> {
         if self.ensured.load(Ordering::Acquire) {
             return Ok(());
         }
         for (channel, sink) in &self.in_settings {
             self.create(channel, *sink, EnabledBy::Settings).await?;
+        }
+        for record in self.list().await? {
+            let Ok(channel) = ChannelId::parse(&record.channel) else {
+                continue;
+            };
+            if record.enabled_by == EnabledBy::Settings && !self.in_settings(&channel, record.sink)
+            {
+                tracing::info!(
+                    channel = %channel,
+                    sink = record.sink.as_str(),
+                    "archive sink no longer in the settings (archive.sinks): turned off"
+                );
+                self.delete(&channel, record.sink).await?;
+            }
         }
         self.ensured.store(true, Ordering::Release);
         Ok(())

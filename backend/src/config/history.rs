@@ -35,8 +35,8 @@ pub struct History {
     pub page_max: usize,
     /// Channels one coalesced read (`GET /history?channel=…`) may name.
     pub max_channels: usize,
-    /// Archive objects one history request may read (older ranges come from the archive);
-    /// a page that needs more ends early with a cursor.
+    /// Archive objects one read of a channel's archived range may open (older ranges come
+    /// from the archive); a page that needs more reads again.
     pub archive_objects_per_read: usize,
 }
 
