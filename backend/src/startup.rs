@@ -272,6 +272,13 @@ async fn archive(
     let kinds: Vec<&str> = setup.targets.keys().map(|k| k.as_str()).collect();
     tracing::info!(sinks = ?kinds, read_from = ?settings.archive.read_sink(), "archive sinks");
     let task = tokio::spawn(archiver.run(shutdown.clone()));
+    // Every replica reads the sinks' checkpoints: its pollers hold back what is not archived.
+    tokio::spawn(
+        setup
+            .holds
+            .clone()
+            .run(setup.book.clone(), shutdown.clone()),
+    );
     Some((setup, task))
 }
 
@@ -324,7 +331,7 @@ pub async fn run(
         }
         .run(shutdown.clone()),
     );
-    let ctx = PollerContext {
+    let mut ctx = PollerContext {
         keys: keys.clone(),
         publisher: publisher.clone(),
         store: store.clone(),
@@ -367,6 +374,7 @@ pub async fn run(
         Some((setup, task)) => (Some(setup), Some(task)),
         None => (None, None),
     };
+    ctx.retentions.holds = archive.as_ref().map(|setup| setup.holds.clone());
     let (scheduler, scheduler_handle) =
         Scheduler::new(registry.clone(), demand.clone(), ctx, cluster);
     let scheduler = scheduler

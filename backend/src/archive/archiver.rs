@@ -244,8 +244,9 @@ impl Archiver {
             }
             let lag = page.meta.seq.saturating_sub(record.archived_seq);
             self.lags.insert((record.sink, record.channel.clone()), lag);
-            if page.meta.log_floor > record.archived_seq {
-                let lost = page.meta.log_floor - record.archived_seq;
+            // Seq 1 is never an event (a channel's first snapshot is not logged).
+            if page.meta.log_floor > record.archived_seq.max(1) {
+                let lost = page.meta.log_floor - record.archived_seq.max(1);
                 metrics.archive_lost_events.inc_by(lost);
                 tracing::warn!(
                     sink, channel = %channel, lost, after = record.archived_seq,

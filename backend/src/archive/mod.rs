@@ -8,6 +8,7 @@
 pub mod archiver;
 pub mod book;
 pub mod control;
+pub mod holds;
 pub mod layout;
 pub mod leader;
 pub mod local;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::channel::ChannelId;
 
 pub use archiver::Archiver;
+pub use holds::Holds;
 pub use leader::Leader;
 pub use setup::Setup;
 pub use target::{SinkTarget, TargetError};

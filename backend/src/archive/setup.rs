@@ -17,6 +17,8 @@ use crate::store::ItemStore;
 pub struct Setup {
     pub book: Arc<Book>,
     pub targets: Targets,
+    /// The sinks' checkpoints, for the pollers' log retention.
+    pub holds: Arc<super::Holds>,
 }
 
 impl Setup {
@@ -28,6 +30,7 @@ impl Setup {
         Some(Setup {
             book: Arc::new(Book::new(store, settings.clone())),
             targets,
+            holds: Arc::new(super::Holds::new(settings.max_held_events)),
         })
     }
 

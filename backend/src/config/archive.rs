@@ -49,6 +49,9 @@ pub struct Archive {
     pub sinks: Vec<SinkEntry>,
     /// Where history reads archived ranges from: `auto`, `s3` or `local`.
     pub read_from: ReadFrom,
+    /// Events a channel's log keeps at most beyond its retention's count while one of its
+    /// sinks has not archived them (an outage of the sink's target loses nothing up to this).
+    pub max_held_events: u64,
 }
 
 impl Default for Archive {
@@ -61,6 +64,7 @@ impl Default for Archive {
             max_object_bytes: 4 << 20,
             sinks: Vec::new(),
             read_from: ReadFrom::Auto,
+            max_held_events: 100_000,
         }
     }
 }

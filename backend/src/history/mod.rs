@@ -115,11 +115,14 @@ impl ChannelKind {
     }
 }
 
-/// The retention of each channel kind, resolved from `[history]` and `store.log_capacity`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The retention of each channel kind, resolved from `[history]` and `store.log_capacity`,
+/// and what lagging archive sinks hold back.
+#[derive(Clone)]
 pub struct Retentions {
     pub polled: crate::store::LogRetention,
     pub push: crate::store::LogRetention,
+    /// Checkpoints of the archive sinks (`None` without an archive).
+    pub holds: Option<Arc<crate::archive::Holds>>,
 }
 
 impl Retentions {
@@ -127,6 +130,7 @@ impl Retentions {
         Retentions {
             polled: history.retention_for(ChannelKind::Polled, log_capacity),
             push: history.retention_for(ChannelKind::Push, log_capacity),
+            holds: None,
         }
     }
 
@@ -136,13 +140,32 @@ impl Retentions {
             max_events: log_capacity,
             max_age: None,
         };
-        Retentions { polled: r, push: r }
+        Retentions {
+            polled: r,
+            push: r,
+            holds: None,
+        }
     }
 
     pub fn of(&self, kind: ChannelKind) -> crate::store::LogRetention {
         match kind {
             ChannelKind::Polled => self.polled,
             ChannelKind::Push => self.push,
+        }
+    }
+
+    /// The retention of a commit bringing `channel` (of `kind`) to `seq`: its kind's, holding
+    /// back what its archive sinks have not archived yet.
+    pub fn for_commit(
+        &self,
+        kind: ChannelKind,
+        channel: &ChannelId,
+        seq: u64,
+    ) -> crate::store::LogRetention {
+        let base = self.of(kind);
+        match &self.holds {
+            Some(holds) => holds.retention(channel, seq, base),
+            None => base,
         }
     }
 }

@@ -184,8 +184,12 @@ impl ChannelPoller {
     /// store is the authority on the lease: a commit under an old epoch is refused.
     pub(super) async fn persist(&mut self, commit: &Commit) -> bool {
         let kind = crate::history::ChannelKind::of(&self.entry);
+        let retention = self
+            .ctx
+            .retentions
+            .for_commit(kind, &self.channel, commit.meta.seq);
         let commit = &Commit {
-            retention: Some(self.ctx.retentions.of(kind)),
+            retention: Some(retention),
             ..commit.clone()
         };
         let Err(e) = self.ctx.store.commit(commit.clone()).await else {
