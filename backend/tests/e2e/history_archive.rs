@@ -1,8 +1,9 @@
 //! Issue 20 through a real Pushpin: a channel with a local archive sink (`archive.sinks`)
 //! writes its events as NDJSON objects laid out `channel=…/date=…/hour=…/<first seq>.ndjson`
 //! under `archive.local_dir`, and a history range older than the store keeps (a tiny
-//! `max_events`) is served from them (503 `archive_unavailable` when it cannot be read). Also
-//! the stack the admin API tests use.
+//! `max_events`) is served from them (503 `archive_unavailable` when it cannot be read); a
+//! burst beyond what the log keeps is held until archived. Also the stack the admin API
+//! tests use.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -283,6 +284,59 @@ async fn a_local_sink_archives_events_and_history_reads_older_ranges_from_it() {
         .await;
 
     // Last (bugs20.md): nothing is counted lost, since every event was archived.
+    let m = scrape(&format!("http://{}/metrics", stack.backend.addr)).await;
+    let lost = value(&m, "restream_archive_lost_events_total", &[]);
+    assert_eq!(lost, 0.0, "nothing left the log unarchived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_what_the_log_keeps_is_held_until_archived() {
+    let dir = tempfile::Builder::new()
+        .prefix("held")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let stack = archive_stack(dir.path()).await;
+    let q = "site=ar";
+    let mut sub = Sub::ws(&stack, FEED, json!({"site": "ar"}), None).await;
+    let mut mirror = Mirror::default();
+    mirror
+        .follow(&mut sub, 1, Duration::from_secs(10), "sub")
+        .await;
+    // The sink exists, and every replica has read its checkpoint (every 5 s).
+    archived_up_to(&stack, FEED, q, 0).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // 20 events at once, four times what the log keeps, faster than the archiver passes.
+    let mut last = 0;
+    for b in 0..4 {
+        let values: Vec<Value> = (0..5).map(|i| json!({"b": b, "i": i})).collect();
+        last = publish(&stack.http_url, FEED, q, FEED_KEY, &values).await;
+    }
+    assert_eq!(last, 21);
+    archived_up_to(&stack, FEED, q, last).await;
+    let mut archived: Vec<Value> = objects(dir.path(), ARCHIVED)
+        .into_values()
+        .flatten()
+        .collect();
+    archived.sort_by_key(seq);
+    assert_eq!(
+        seqs(&archived),
+        (2..=last).collect::<Vec<_>>(),
+        "every event once"
+    );
+    let (events, _) = read_all(
+        &stack.http_url,
+        &channel_path(FEED, &format!("{q}&limit=6")),
+        None,
+    )
+    .await;
+    assert_eq!(events, archived);
+    mirror
+        .follow(&mut sub, last, Duration::from_secs(10), "sub")
+        .await;
+    assert_eq!(
+        events.iter().map(live).collect::<Vec<_>>(),
+        mirror.log[1..].to_vec()
+    );
     let m = scrape(&format!("http://{}/metrics", stack.backend.addr)).await;
     let lost = value(&m, "restream_archive_lost_events_total", &[]);
     assert_eq!(lost, 0.0, "nothing left the log unarchived");
