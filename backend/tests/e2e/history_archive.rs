@@ -158,8 +158,8 @@ async fn a_local_sink_archives_events_and_history_reads_older_ranges_from_it() {
         .follow(&mut sub, 1, Duration::from_secs(10), "sub")
         .await;
     let mut last = 0;
-    // Batches no larger than the log keeps, each archived before the next (so the objects
-    // are cut by batch; a burst is the test below).
+    // Batches no larger than the log keeps, each archived before the next (a burst beyond
+    // it is the test below).
     for b in 0..4 {
         let values: Vec<Value> = (0..4).map(|i| json!({"b": b, "i": i})).collect();
         last = publish(&stack.http_url, FEED, q, FEED_KEY, &values).await;
