@@ -163,25 +163,25 @@ async fn bad_history_requests_get_their_code_and_leave_streams_alone() {
             400,
             "invalid_time",
         ),
-        ("limit 0", chan("limit=0"), 400, "invalid_limit"),
+        ("limit 0", chan("limit=0"), 400, "bad_limit"),
         (
             "limit over the max",
             chan(&format!("limit={}", PAGE_MAX + 1)),
             400,
-            "invalid_limit",
+            "bad_limit",
         ),
         (
             "limit not a number",
             chan("limit=ten"),
             400,
-            "invalid_limit",
+            "bad_limit",
         ),
-        ("limit negative", coal("limit=-1"), 400, "invalid_limit"),
+        ("limit negative", coal("limit=-1"), 400, "bad_limit"),
         (
             "limit huge",
             coal("limit=99999999999999999999999"),
             400,
-            "invalid_limit",
+            "bad_limit",
         ),
         (
             "too many channels",
@@ -288,6 +288,6 @@ async fn bad_history_requests_get_their_code_and_leave_streams_alone() {
     assert_eq!(count("channel", "invalid_cursor"), 4.0);
     assert_eq!(count("coalesced", "invalid_cursor"), 3.0);
     assert_eq!(count("coalesced", "too_many_channels"), 1.0);
-    assert_eq!(count("channel", "invalid_limit"), 3.0);
+    assert_eq!(count("channel", "bad_limit"), 3.0);
     assert!(count("channel", "ok") >= 2.0 && count("coalesced", "ok") >= 2.0);
 }
