@@ -314,6 +314,13 @@ pub async fn run(
     let demand = Arc::new(Demand::new(settings.demand.hint_ttl));
     let status = Arc::new(crate::status::StatusBoard::default());
     let budgets: Arc<crate::budget::Budgets> = Default::default();
+    // Stopped after the pollers, so its last save has every call.
+    let stop_budgets = CancellationToken::new();
+    let budget_saver = tokio::spawn(budgets.clone().persist(
+        store.clone(),
+        settings.fetchers.budget_save,
+        stop_budgets.clone(),
+    ));
     let last_polls: Arc<std::sync::Mutex<_>> = Default::default();
     tokio::spawn(
         crate::janitor::Janitor {
@@ -472,6 +479,8 @@ pub async fn run(
     handle.stop(true).await;
     let _ = server_task.await;
     let _ = scheduler.await;
+    stop_budgets.cancel();
+    let _ = budget_saver.await;
     let _ = stats_reader.await;
     if let Some(archiver) = archiver {
         let _ = archiver.await;
