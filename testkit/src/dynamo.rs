@@ -119,7 +119,8 @@ fn units(bytes: u64) -> u64 {
 /// a delete 1, a batch the sum, a transaction twice its items'. An estimate for comparing runs,
 /// not DynamoDB's bill.
 pub fn write_units(operation: &str, body: &Value) -> u64 {
-    let update = |b: &Value| units(item_size(&b["Key"]) + item_size(&b["ExpressionAttributeValues"]));
+    let update =
+        |b: &Value| units(item_size(&b["Key"]) + item_size(&b["ExpressionAttributeValues"]));
     match operation {
         "PutItem" => units(item_size(&body["Item"])),
         "UpdateItem" => update(body),
@@ -197,7 +198,9 @@ impl Intercept for RequestLog {
             _ => 0,
         };
         let (write_units, pk) = if WRITE_OPERATIONS.contains(&operation.as_str()) {
-            body().map_or((0, String::new()), |b| (write_units(&operation, &b), first_pk(&b)))
+            body().map_or((0, String::new()), |b| {
+                (write_units(&operation, &b), first_pk(&b))
+            })
         } else {
             (0, String::new())
         };

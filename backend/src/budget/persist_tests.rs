@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Budgets;
 use crate::channel::ChannelId;
-use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, MemoryStore, StoreError};
 use crate::store::StoredItem;
+use crate::store::{ChannelMeta, Commit, ItemStore, LoggedEvent, MemoryStore, StoreError};
 
 /// A memory store counting budget saves.
 struct Saves(MemoryStore, AtomicU64);
@@ -79,25 +79,45 @@ async fn a_busy_budget_is_written_once_per_interval_and_at_shutdown() {
     let budgets = Arc::new(Budgets::default());
     let stop = CancellationToken::new();
     let saver = tokio::spawn(budgets.clone().persist(store.clone(), EVERY, stop.clone()));
+    settle().await;
     // 100 calls a second for 12 s: 1,200 calls.
     for _ in 0..120 {
         calls(&budgets, 10_000, 10, &store).await;
         advance(Duration::from_millis(100)).await;
         settle().await;
     }
-    assert_eq!(saves.1.load(Ordering::Relaxed), 2, "saved at 5 s and 10 s only");
+    assert_eq!(
+        saves.1.load(Ordering::Relaxed),
+        2,
+        "saved at 5 s and 10 s only"
+    );
     // Idle: nothing new to write.
     advance(EVERY * 3).await;
     settle().await;
-    assert_eq!(saves.1.load(Ordering::Relaxed), 3, "the calls after 10 s, once");
+    assert_eq!(
+        saves.1.load(Ordering::Relaxed),
+        3,
+        "the calls after 10 s, once"
+    );
     calls(&budgets, 10_000, 1, &store).await;
     stop.cancel();
     saver.await.unwrap();
-    assert_eq!(saves.1.load(Ordering::Relaxed), 4, "the shutdown saves the last call");
+    assert_eq!(
+        saves.1.load(Ordering::Relaxed),
+        4,
+        "the shutdown saves the last call"
+    );
     let restarted = Budgets::default();
-    restarted.get("keys:t", &[(MINUTE, 10_000)]).acquire(&store).await;
+    restarted
+        .get("keys:t", &[(MINUTE, 10_000)])
+        .acquire(&store)
+        .await;
     let used = restarted.usage()[0].used;
-    assert_eq!(used, 1 + 1, "the call within the minute, and the one in flight");
+    assert_eq!(
+        used,
+        1201 + 1,
+        "every call (all within the minute), and the one in flight"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -106,9 +126,19 @@ async fn a_crash_forgets_at_most_the_calls_of_one_interval() {
     let budgets = Arc::new(Budgets::default());
     let stop = CancellationToken::new();
     let saver = tokio::spawn(budgets.clone().persist(store.clone(), EVERY, stop.clone()));
+    settle().await;
     calls(&budgets, 10, 6, &store).await;
     advance(EVERY + Duration::from_millis(10)).await;
-    settle().await; // Saved: 6 calls.
+    settle().await;
+    let saved = store.load_budget("keys:t").await.unwrap().expect("saved");
+    assert_eq!(
+        super::saved::decode(&saved)
+            .unwrap()
+            .iter()
+            .map(|c| c.1)
+            .sum::<u64>(),
+        6
+    );
     calls(&budgets, 10, 4, &store).await; // Not saved yet: the replica dies now.
     saver.abort();
     drop(budgets);

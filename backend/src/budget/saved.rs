@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn the_original_format_loads() {
-        assert_eq!(decode("[1000,2000,2000]").unwrap(), vec![(1000, 1), (2000, 1), (2000, 1)]);
+        assert_eq!(
+            decode("[1000,2000,2000]").unwrap(),
+            vec![(1000, 1), (2000, 1), (2000, 1)]
+        );
         assert_eq!(decode("[]").unwrap(), vec![]);
         assert!(decode("{\"nope\": 1}").is_err());
     }
@@ -99,7 +102,10 @@ mod tests {
         let calls = decode(&text).unwrap();
         assert_eq!(calls.iter().map(|c| c.1).sum::<u64>(), 100_000);
         for window in [60_000, 3_600_000] {
-            let exact = ages.iter().filter(|a| (a.as_millis() as u64) < window).count() as u64;
+            let exact = ages
+                .iter()
+                .filter(|a| (a.as_millis() as u64) < window)
+                .count() as u64;
             let stored: u64 = calls
                 .iter()
                 .filter(|(ms, _)| at - ms < window)
@@ -113,11 +119,7 @@ mod tests {
 
     #[test]
     fn calls_older_than_every_window_are_dropped() {
-        let text = encode(
-            10_000_000,
-            &secs(&[1, 60]),
-            secs(&[0, 0, 30, 61, 5000]),
-        );
+        let text = encode(10_000_000, &secs(&[1, 60]), secs(&[0, 0, 30, 61, 5000]));
         let calls = decode(&text).unwrap();
         assert_eq!(calls.iter().map(|c| c.1).sum::<u64>(), 3);
         assert!(calls.contains(&(10_000_000, 2)), "{calls:?}");

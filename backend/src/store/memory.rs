@@ -171,7 +171,12 @@ impl ItemStore for MemoryStore {
     }
 
     async fn load_budget(&self, budget: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.budgets.lock().expect("store lock").get(budget).cloned())
+        Ok(self
+            .budgets
+            .lock()
+            .expect("store lock")
+            .get(budget)
+            .cloned())
     }
 
     async fn save_budget(&self, budget: &str, usage: String) -> Result<(), StoreError> {
