@@ -188,15 +188,20 @@ impl Budget {
         let (now, wall) = (Instant::now(), unix_ms());
         let mut u = self.usage.lock().expect("budget lock");
         let keep = Budget::longest(&u.windows);
+        // More calls at one time than the largest limit hold no window longer than that many.
+        let most = u.windows.iter().map(|w| w.1).max().unwrap_or(0);
         let mut ended: Vec<Instant> = Vec::new();
         for (ms, count) in calls {
-            // A time in the future (another clock) counts as now: never younger than it was.
+            // A time in the future (another clock) counts as now, the most recent it can be.
             let ago = Duration::from_millis(wall.saturating_sub(ms));
             if ago >= keep {
                 continue;
             }
-            let at = now.checked_sub(ago).unwrap_or(now);
-            ended.extend(std::iter::repeat_n(at, count as usize));
+            // Older than this process's clock reaches (just after boot): forgotten, as before.
+            let Some(at) = now.checked_sub(ago) else {
+                continue;
+            };
+            ended.extend(std::iter::repeat_n(at, count.min(most) as usize));
         }
         ended.extend(u.ended.drain(..));
         ended.sort();

@@ -314,13 +314,6 @@ pub async fn run(
     let demand = Arc::new(Demand::new(settings.demand.hint_ttl));
     let status = Arc::new(crate::status::StatusBoard::default());
     let budgets: Arc<crate::budget::Budgets> = Default::default();
-    // Stopped after the pollers, so its last save has every call.
-    let stop_budgets = CancellationToken::new();
-    let budget_saver = tokio::spawn(budgets.clone().persist(
-        store.clone(),
-        settings.fetchers.budget_save,
-        stop_budgets.clone(),
-    ));
     let last_polls: Arc<std::sync::Mutex<_>> = Default::default();
     tokio::spawn(
         crate::janitor::Janitor {
@@ -447,6 +440,7 @@ pub async fn run(
         .transpose()?;
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());
+    let budget_saving = (state.budgets.clone(), state.store.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -474,6 +468,13 @@ pub async fn run(
         },
         &shutdown,
     );
+    // Stopped after the pollers, so its last save has every call.
+    let stop_budgets = CancellationToken::new();
+    let budget_saver = tokio::spawn(budget_saving.0.persist(
+        budget_saving.1,
+        settings.fetchers.budget_save,
+        stop_budgets.clone(),
+    ));
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     handle.stop(true).await;

@@ -216,7 +216,14 @@ async fn smoke() -> anyhow::Result<()> {
         "scale: expected exactly one upstream call per channel per poll: {scale}"
     );
     emit(&store_cost::run(100, true).await?);
-    emit(&store_cost::budget::run(&[100], 2.0).await?);
+    let budget = store_cost::budget::run(&[100], 2.0).await?;
+    emit(&budget);
+    anyhow::ensure!(
+        budget["sizes"][0]["stored_item_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0 && b < 1024),
+        "budget cost: the saved budget should be one small record: {budget}"
+    );
     emit(&classify::run(1000)?);
     // Every subscriber receives every published item (the scenario fails otherwise).
     emit(

@@ -171,3 +171,19 @@ async fn usage_saved_by_the_previous_version_holds_the_budget() {
         "the 5 old calls leave the minute 30 s from now: waited {waited:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_saved_count_loads_as_a_full_budget() {
+    let (_, store) = store();
+    let usage = format!(
+        r#"{{"at":{},"calls":[[0,1000000000000]]}}"#,
+        super::unix_ms()
+    );
+    store.save_budget("keys:t", usage).await.unwrap();
+    let budgets = Budgets::default();
+    let waited = calls(&budgets, 5, 1, &store).await;
+    assert!(
+        waited >= MINUTE - Duration::from_secs(1) && waited <= MINUTE,
+        "the remembered calls (5 of them are enough) fill the minute: waited {waited:?}"
+    );
+}
