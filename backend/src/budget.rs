@@ -2,7 +2,11 @@
 //! fetchers, the same fetcher) draws from one rate limit, in FIFO order so none starves.
 //!
 //! A budget is a set of sliding windows (`per_second` … `per_day`); a call may start when every
-//! window has room. Usage is persisted through the item store so a restart does not reset it.
+//! window has room. The in-memory usage is exact and authoritative; it is persisted through the
+//! item store, compactly ([`saved`]) and at most once per `fetchers.budget_save_secs` and at
+//! shutdown ([`Budgets::persist`]), so a restart does not reset it.
+
+pub(crate) mod saved;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::fetcher::Keys;
 use crate::store::ItemStore;
@@ -49,6 +54,8 @@ struct Usage {
     /// Calls started and not finished: they occupy the budget until they end.
     in_flight: usize,
     loaded: bool,
+    /// Calls ended since the last save.
+    changed: bool,
 }
 
 /// When the next call may start.
@@ -149,8 +156,8 @@ impl Budget {
         }
     }
 
-    /// Ends a call counted by [`Budget::acquire`] and persists the usage.
-    pub async fn finish(&self, permit: Option<Instant>, store: &Arc<dyn ItemStore>) {
+    /// Ends a call counted by [`Budget::acquire`]; [`Budgets::persist`] saves it later.
+    pub fn finish(&self, permit: Option<Instant>) {
         if permit.is_none() {
             return;
         }
@@ -158,17 +165,21 @@ impl Budget {
             let mut u = self.usage.lock().expect("budget lock");
             u.in_flight = u.in_flight.saturating_sub(1);
             u.ended.push_back(Instant::now());
+            u.changed = true;
         }
         self.finished.notify_waiters();
-        self.save(store).await;
     }
 
     async fn load(&self, store: &Arc<dyn ItemStore>) {
         if self.usage.lock().expect("budget lock").loaded {
             return;
         }
-        let stamps = match store.load_budget(&self.id).await {
-            Ok(s) => s,
+        let calls = match store.load_budget(&self.id).await {
+            Ok(None) => Vec::new(),
+            Ok(Some(text)) => saved::decode(&text).unwrap_or_else(|e| {
+                tracing::warn!(budget = %self.id, error = %e, "unreadable budget usage; starting empty");
+                Vec::new()
+            }),
             Err(e) => {
                 tracing::warn!(budget = %self.id, error = %e, "cannot read budget usage; starting empty");
                 Vec::new()
@@ -176,27 +187,44 @@ impl Budget {
         };
         let (now, wall) = (Instant::now(), unix_ms());
         let mut u = self.usage.lock().expect("budget lock");
-        let mut ended: Vec<Instant> = stamps
-            .into_iter()
-            .filter(|ms| *ms <= wall)
-            .filter_map(|ms| now.checked_sub(Duration::from_millis(wall - ms)))
-            .collect();
+        let keep = Budget::longest(&u.windows);
+        // More calls at one time than the largest limit hold no window longer than that many.
+        let most = u.windows.iter().map(|w| w.1).max().unwrap_or(0);
+        let mut ended: Vec<Instant> = Vec::new();
+        for (ms, count) in calls {
+            // A time in the future (another clock) counts as now, the most recent it can be.
+            let ago = Duration::from_millis(wall.saturating_sub(ms));
+            if ago >= keep {
+                continue;
+            }
+            // Older than this process's clock reaches (just after boot): forgotten, as before.
+            let Some(at) = now.checked_sub(ago) else {
+                continue;
+            };
+            ended.extend(std::iter::repeat_n(at, count.min(most) as usize));
+        }
         ended.extend(u.ended.drain(..));
         ended.sort();
         u.ended = ended.into();
         u.loaded = true;
     }
 
+    /// Writes the usage if calls ended since the last save; a failed write is retried at the
+    /// next save.
     async fn save(&self, store: &Arc<dyn ItemStore>) {
-        let stamps: Vec<u64> = {
-            let u = self.usage.lock().expect("budget lock");
-            let (now, wall) = (Instant::now(), unix_ms());
-            u.ended
-                .iter()
-                .map(|t| wall.saturating_sub(now.saturating_duration_since(*t).as_millis() as u64))
-                .collect()
+        let text = {
+            let mut u = self.usage.lock().expect("budget lock");
+            if !u.changed || u.windows.is_empty() {
+                return;
+            }
+            u.changed = false;
+            let now = Instant::now();
+            let windows: Vec<Duration> = u.windows.iter().map(|w| w.0).collect();
+            let ages = u.ended.iter().map(|t| now.saturating_duration_since(*t));
+            saved::encode(unix_ms(), &windows, ages)
         };
-        if let Err(e) = store.save_budget(&self.id, stamps).await {
+        if let Err(e) = store.save_budget(&self.id, text).await {
+            self.usage.lock().expect("budget lock").changed = true;
             tracing::warn!(budget = %self.id, error = %e, "cannot persist budget usage");
         }
     }
@@ -272,6 +300,7 @@ impl Budgets {
                         ended: VecDeque::new(),
                         in_flight: 0,
                         loaded: false,
+                        changed: false,
                     }),
                     turn: tokio::sync::Mutex::new(()),
                     finished: tokio::sync::Notify::new(),
@@ -287,6 +316,39 @@ impl Budgets {
         }
         drop(u);
         budget
+    }
+
+    /// Saves every budget that changed since its last save.
+    pub async fn save_changed(&self, store: &Arc<dyn ItemStore>) {
+        let budgets: Vec<Arc<Budget>> = self
+            .by_id
+            .lock()
+            .expect("budgets lock")
+            .values()
+            .cloned()
+            .collect();
+        for b in budgets {
+            b.save(store).await;
+        }
+    }
+
+    /// Saves changed budgets every `every` until `stop`, then once more (call it after the
+    /// pollers stopped): at most one write per budget per `every`.
+    pub async fn persist(
+        self: Arc<Self>,
+        store: Arc<dyn ItemStore>,
+        every: Duration,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.save_changed(&store).await,
+                _ = stop.cancelled() => break,
+            }
+        }
+        self.save_changed(&store).await;
     }
 }
 
@@ -344,7 +406,7 @@ mod tests {
         let b = budgets.get("fetcher:x", &windows);
         budgets.get("fetcher:free", &[]);
         let first = b.acquire(&store).await;
-        b.finish(first, &store).await;
+        b.finish(first);
         let in_flight = b.acquire(&store).await;
         let usage = budgets.usage();
         assert_eq!(
@@ -354,6 +416,9 @@ mod tests {
         );
         assert!(usage.iter().all(|u| u.budget == "fetcher:x" && u.used == 2));
         assert_eq!((usage[0].window, usage[0].max), (Duration::from_secs(1), 5));
-        b.finish(in_flight, &store).await;
+        b.finish(in_flight);
     }
 }
+
+#[cfg(test)]
+mod persist_tests;

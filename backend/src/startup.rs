@@ -448,6 +448,7 @@ pub async fn run(
         .transpose()?;
     let addr = listener.local_addr()?;
     let readiness = web::Data::new(essentials.clone());
+    let budget_saving = (state.budgets.clone(), state.store.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -475,11 +476,20 @@ pub async fn run(
         },
         &shutdown,
     );
+    // Stopped after the pollers, so its last save has every call.
+    let stop_budgets = CancellationToken::new();
+    let budget_saver = tokio::spawn(budget_saving.0.persist(
+        budget_saving.1,
+        settings.fetchers.budget_save,
+        stop_budgets.clone(),
+    ));
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     handle.stop(true).await;
     let _ = server_task.await;
     let _ = scheduler.await;
+    stop_budgets.cancel();
+    let _ = budget_saver.await;
     let _ = stats_reader.await;
     if let Some(archiver) = archiver {
         let _ = archiver.await;

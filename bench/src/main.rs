@@ -76,6 +76,15 @@ enum Scenario {
         #[arg(long)]
         no_dynamodb: bool,
     },
+    /// Scenario 5b: DynamoDB write units per hour spent persisting one upstream budget shared
+    /// by N channels (moto).
+    BudgetCost {
+        #[arg(long, value_delimiter = ',', default_values_t = [100, 1000, 10000])]
+        channels: Vec<usize>,
+        /// Seconds measured per channel count.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+    },
     /// Scenario 6: items classified per second (a quick loop; `cargo bench` runs criterion).
     Classify {
         #[arg(long, default_value_t = 10_000)]
@@ -151,6 +160,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::StoreCost { items, no_dynamodb } => {
             emit(&store_cost::run(items, !no_dynamodb).await?)
         }
+        Scenario::BudgetCost { channels, seconds } => {
+            emit(&store_cost::budget::run(&channels, seconds).await?)
+        }
         Scenario::Classify { items } => emit(&classify::run(items)?),
         Scenario::Publish {
             subscribers,
@@ -204,6 +216,14 @@ async fn smoke() -> anyhow::Result<()> {
         "scale: expected exactly one upstream call per channel per poll: {scale}"
     );
     emit(&store_cost::run(100, true).await?);
+    let budget = store_cost::budget::run(&[100], 2.0).await?;
+    emit(&budget);
+    anyhow::ensure!(
+        budget["sizes"][0]["stored_item_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0 && b < 1024),
+        "budget cost: the saved budget should be one small record: {budget}"
+    );
     emit(&classify::run(1000)?);
     // Every subscriber receives every published item (the scenario fails otherwise).
     emit(

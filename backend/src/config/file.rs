@@ -183,6 +183,9 @@ pub struct Fetchers {
     pub default_rate_limit: BTreeMap<String, u64>,
     /// Per channel name, a budget that replaces the fetcher's declared one.
     pub rate_limit_overrides: HashMap<String, BTreeMap<String, u64>>,
+    /// Issue 21: a budget's usage is written to the store at most this often (and at
+    /// shutdown); a crash forgets at most this long of calls.
+    pub budget_save_secs: f64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -294,6 +297,7 @@ impl Default for SettingsFile {
                 // key by key with the operator's (figment), adding windows they did not write.
                 default_rate_limit: BTreeMap::new(),
                 rate_limit_overrides: HashMap::new(),
+                budget_save_secs: 5.0,
             },
             keys: Keys {
                 kind: KeysKind::File,

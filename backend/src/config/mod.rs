@@ -184,6 +184,9 @@ pub struct Fetchers {
     pub default_rate_limit: Vec<RateWindow>,
     /// Per channel name, a budget that replaces the fetcher's declared one.
     pub rate_limit_overrides: HashMap<String, Vec<RateWindow>>,
+    /// A budget's usage is saved at most this often (> 0, default 5 s) and at shutdown; a
+    /// crash forgets at most this long of upstream calls.
+    pub budget_save: Duration,
 }
 
 /// At most `.1` upstream calls in any `.0`.

@@ -193,6 +193,7 @@ fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
             })
             .collect::<Result<_, SettingsError>>()?,
         process_env: process_env(f.process_env)?,
+        budget_save: positive("fetchers.budget_save_secs", f.budget_save_secs)?,
         max_processes: match f.max_processes {
             0 => {
                 return Err(SettingsError::BelowOne {
@@ -626,6 +627,7 @@ fn fetchers_file(f: Fetchers) -> file::Fetchers {
             .iter()
             .map(|(name, w)| (name.clone(), rate_limit_file(w)))
             .collect(),
+        budget_save_secs: f.budget_save.as_secs_f64(),
     }
 }
 

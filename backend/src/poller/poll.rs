@@ -130,7 +130,7 @@ impl ChannelPoller {
             .upstream_latency
             .with_label_values(&[self.channel.name()])
             .observe(started.elapsed().as_secs_f64());
-        budget.finish(permit, &self.ctx.store).await;
+        budget.finish(permit);
         Ok(fetched?)
     }
 

@@ -139,11 +139,11 @@ impl ItemStore for Unfenced {
     fn log_capacity(&self) -> u64 {
         self.0.log_capacity()
     }
-    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+    async fn load_budget(&self, budget: &str) -> Result<Option<String>, StoreError> {
         self.0.load_budget(budget).await
     }
-    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
-        self.0.save_budget(budget, calls).await
+    async fn save_budget(&self, budget: &str, usage: String) -> Result<(), StoreError> {
+        self.0.save_budget(budget, usage).await
     }
 }
 

@@ -259,21 +259,32 @@ async fn large_commits_apply_whole(store: &dyn ItemStore) {
 }
 
 async fn budgets_round_trip(store: &dyn ItemStore) {
+    use crate::budget::saved;
     let writes = store.writes();
+    assert_eq!(store.load_budget("keys:ab").await.unwrap(), None);
+    // What the version before issue 21 wrote (the same bytes in redb, the same `calls`
+    // string attribute in DynamoDB): a JSON list of call times. It still loads.
+    store
+        .save_budget("keys:ab", "[1,2,3]".into())
+        .await
+        .unwrap();
+    let old = store.load_budget("keys:ab").await.unwrap().unwrap();
+    assert_eq!(saved::decode(&old).unwrap(), vec![(1, 1), (2, 1), (3, 1)]);
+    // The compact form replaces it.
+    let minute = [std::time::Duration::from_secs(60)];
+    let ages = (0..10_000).map(|i| std::time::Duration::from_millis(i * 6));
+    let compact = saved::encode(1_000_000, &minute, ages);
+    store.save_budget("keys:ab", compact.clone()).await.unwrap();
+    store.save_budget("fetcher:x", "[9]".into()).await.unwrap();
+    let loaded = store.load_budget("keys:ab").await.unwrap().unwrap();
+    assert_eq!(loaded, compact, "replaced");
+    let calls = saved::decode(&loaded).unwrap();
+    assert_eq!(calls.iter().map(|c| c.1).sum::<u64>(), 10_000);
+    assert!(calls.len() <= saved::BUCKETS as usize, "{calls:?}");
     assert_eq!(
-        store.load_budget("keys:ab").await.unwrap(),
-        Vec::<u64>::new()
+        store.load_budget("fetcher:x").await.unwrap().as_deref(),
+        Some("[9]")
     );
-    store.save_budget("keys:ab", vec![1, 2, 3]).await.unwrap();
-    store.save_budget("fetcher:x", vec![9]).await.unwrap();
-    assert_eq!(store.load_budget("keys:ab").await.unwrap(), vec![1, 2, 3]);
-    store.save_budget("keys:ab", vec![3, 4]).await.unwrap();
-    assert_eq!(
-        store.load_budget("keys:ab").await.unwrap(),
-        vec![3, 4],
-        "replaced"
-    );
-    assert_eq!(store.load_budget("fetcher:x").await.unwrap(), vec![9]);
     assert_eq!(store.writes(), writes, "budget usage is not an item write");
 }
 

@@ -26,7 +26,7 @@ struct Channel {
 
 pub struct MemoryStore {
     channels: Mutex<HashMap<ChannelId, Channel>>,
-    budgets: Mutex<HashMap<String, Vec<u64>>>,
+    budgets: Mutex<HashMap<String, String>>,
     /// (namespace, key) → value.
     records: Mutex<BTreeMap<(String, String), String>>,
     capacity: u64,
@@ -170,21 +170,20 @@ impl ItemStore for MemoryStore {
         self.writes.load(Ordering::Relaxed)
     }
 
-    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+    async fn load_budget(&self, budget: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .budgets
             .lock()
             .expect("store lock")
             .get(budget)
-            .cloned()
-            .unwrap_or_default())
+            .cloned())
     }
 
-    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
+    async fn save_budget(&self, budget: &str, usage: String) -> Result<(), StoreError> {
         self.budgets
             .lock()
             .expect("store lock")
-            .insert(budget.to_string(), calls);
+            .insert(budget.to_string(), usage);
         Ok(())
     }
 

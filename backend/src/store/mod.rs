@@ -262,10 +262,11 @@ pub trait ItemStore: Send + Sync {
     fn max_item_bytes(&self) -> usize {
         usize::MAX
     }
-    /// Recent upstream call times (unix milliseconds) of one budget; empty if unknown.
-    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError>;
-    /// Replaces a budget's recent call times.
-    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError>;
+    /// One budget's saved usage, as `crate::budget` encoded it (opaque here; older versions
+    /// saved a JSON list of call times, which the budget still reads); `None` if never saved.
+    async fn load_budget(&self, budget: &str) -> Result<Option<String>, StoreError>;
+    /// Replaces a budget's saved usage.
+    async fn save_budget(&self, budget: &str, usage: String) -> Result<(), StoreError>;
 
     // Reads that fetch only what they return (the HTTP API's) and retention. The defaults
     // fall back on `load` and keep everything, for wrappers and test doubles.

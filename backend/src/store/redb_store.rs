@@ -338,28 +338,30 @@ impl ItemStore for RedbStore {
         self.writes.load(Ordering::Relaxed)
     }
 
-    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+    async fn load_budget(&self, budget: &str) -> Result<Option<String>, StoreError> {
         let budget = budget.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(BUDGETS).map_err(backend)?;
-            match table.get(budget.as_str()).map_err(backend)? {
-                Some(v) => decode(v.value()),
-                None => Ok(Vec::new()),
-            }
+            let value = table.get(budget.as_str()).map_err(backend)?;
+            value
+                .map(|v| {
+                    String::from_utf8(v.value().to_vec())
+                        .map_err(|e| StoreError::Corrupt(format!("budget {budget}: {e}")))
+                })
+                .transpose()
         })
         .await
     }
 
-    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
+    async fn save_budget(&self, budget: &str, usage: String) -> Result<(), StoreError> {
         let budget = budget.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut table = txn.open_table(BUDGETS).map_err(backend)?;
-                let bytes = serde_json::to_vec(&calls).expect("numbers serialize");
                 table
-                    .insert(budget.as_str(), bytes.as_slice())
+                    .insert(budget.as_str(), usage.as_bytes())
                     .map_err(backend)?;
             }
             txn.commit().map_err(backend)

@@ -96,11 +96,11 @@ impl ItemStore for Flaky {
     fn log_capacity(&self) -> u64 {
         self.inner.log_capacity()
     }
-    async fn load_budget(&self, b: &str) -> Result<Vec<u64>, StoreError> {
+    async fn load_budget(&self, b: &str) -> Result<Option<String>, StoreError> {
         self.inner.load_budget(b).await
     }
-    async fn save_budget(&self, b: &str, calls: Vec<u64>) -> Result<(), StoreError> {
-        self.inner.save_budget(b, calls).await
+    async fn save_budget(&self, b: &str, usage: String) -> Result<(), StoreError> {
+        self.inner.save_budget(b, usage).await
     }
     async fn meta(&self, c: &ChannelId) -> Result<ChannelMeta, StoreError> {
         self.inner.meta(c).await

@@ -90,11 +90,11 @@ impl ItemStore for Counted {
     fn max_item_bytes(&self) -> usize {
         self.inner.max_item_bytes()
     }
-    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+    async fn load_budget(&self, budget: &str) -> Result<Option<String>, StoreError> {
         self.inner.load_budget(budget).await
     }
-    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
-        self.inner.save_budget(budget, calls).await
+    async fn save_budget(&self, budget: &str, usage: String) -> Result<(), StoreError> {
+        self.inner.save_budget(budget, usage).await
     }
 }
 

@@ -24,6 +24,7 @@ use restream_testkit::emulators;
 
 use crate::classify::{fetched, quakes, Case};
 
+pub mod budget;
 mod driver;
 use driver::{Counted, Driver};
 

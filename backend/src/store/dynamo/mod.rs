@@ -461,7 +461,7 @@ impl ItemStore for DynamoItemStore {
         MAX_ITEM_BYTES
     }
 
-    async fn load_budget(&self, budget: &str) -> Result<Vec<u64>, StoreError> {
+    async fn load_budget(&self, budget: &str) -> Result<Option<String>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -472,18 +472,14 @@ impl ItemStore for DynamoItemStore {
             .await
             .map_err(|e| self.error("GetItem", e))?;
         match out.item() {
-            None => Ok(Vec::new()),
-            Some(r) => serde_json::from_str(get_s(r, "calls", "budget")?)
-                .map_err(|e| StoreError::Corrupt(format!("budget {budget}: {e}"))),
+            None => Ok(None),
+            Some(r) => Ok(Some(get_s(r, "calls", "budget")?.to_string())),
         }
     }
 
-    async fn save_budget(&self, budget: &str, calls: Vec<u64>) -> Result<(), StoreError> {
+    async fn save_budget(&self, budget: &str, usage: String) -> Result<(), StoreError> {
         let mut r = key(&budget_pk(budget), BUDGET_SK);
-        r.insert(
-            "calls".into(),
-            s(serde_json::to_string(&calls).expect("numbers serialize")),
-        );
+        r.insert("calls".into(), s(usage));
         self.client
             .put_item()
             .table_name(&self.table)
