@@ -276,9 +276,7 @@ async fn s3_archived_events_read_back_in_pages_across_objects_and_hours() {
     archive.max_object_bytes = 1024;
     let book = Arc::new(Book::new(store.clone(), archive));
     let c = ch("quakes?min=2.5");
-    book.create(&c, SinkType::S3, EnabledBy::Api)
-        .await
-        .unwrap();
+    book.create(&c, SinkType::S3, EnabledBy::Api).await.unwrap();
     let events: Vec<(u64, u64)> = (1..=120)
         .map(|s| (s, EIGHT + (s - 1) * (3 * HOUR / 120)))
         .collect();

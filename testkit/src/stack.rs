@@ -69,10 +69,7 @@ impl Layout {
     pub async fn start(self, upstream: Upstream, backend: Spec) -> Result<Stack, Error> {
         let publish_url = format!("{}/publish/", self.pushpin.http_publish_url());
         let sig_key = self.pushpin.sig_key.clone();
-        let options = self.pushpin;
-        let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(options))
-            .await
-            .expect("Pushpin's start does not panic")?;
+        let pushpin = start_pushpin(self.pushpin).await?;
         let backend = Backend::start(backend, self.backend_addr).await?;
         Ok(Stack {
             backend,
@@ -85,6 +82,25 @@ impl Layout {
             keep_logs: None,
             dir: self.dir,
         })
+    }
+}
+
+/// Starts Pushpin; when it exits during startup (a free port another process took between
+/// the pick and Pushpin's bind — seen under heavy parallel load), tries again a moment later.
+async fn start_pushpin(options: PushpinOptions) -> Result<PushpinProcess, Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let opts = options.clone();
+        let started = tokio::task::spawn_blocking(move || PushpinProcess::start(opts))
+            .await
+            .expect("Pushpin's start does not panic");
+        match started {
+            Err(restream::pushpin::process::PushpinError::Exited { .. }) if attempt < 3 => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

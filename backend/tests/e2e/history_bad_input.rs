@@ -170,12 +170,7 @@ async fn bad_history_requests_get_their_code_and_leave_streams_alone() {
             400,
             "bad_limit",
         ),
-        (
-            "limit not a number",
-            chan("limit=ten"),
-            400,
-            "bad_limit",
-        ),
+        ("limit not a number", chan("limit=ten"), 400, "bad_limit"),
         ("limit negative", coal("limit=-1"), 400, "bad_limit"),
         (
             "limit huge",
