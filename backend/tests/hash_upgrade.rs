@@ -33,7 +33,11 @@ impl Fetcher for Scripted {
     }
     async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
         let mut r = self.0.lock().unwrap();
-        let v = if r.len() > 1 { r.remove(0) } else { r[0].clone() };
+        let v = if r.len() > 1 {
+            r.remove(0)
+        } else {
+            r[0].clone()
+        };
         parse_fetch_response("scripted", v)
     }
 }
@@ -109,8 +113,10 @@ async fn poll_after_upgrade(store: Arc<dyn ItemStore>) -> Vec<Value> {
     let unchanged = json!([{"tags": ["x"], "mag": 2.5, "id": "a"}, {"v": 1, "id": "b"}]);
     let changed = json!([{"tags": ["x"], "mag": 2.5, "id": "a"}, {"v": 2, "id": "b"}]);
     let entry = Arc::new(FetcherEntry {
-        metadata: Metadata::from_value(&json!({"name": "t", "id_field": "id", "poll_interval": 10}))
-            .unwrap(),
+        metadata: Metadata::from_value(
+            &json!({"name": "t", "id_field": "id", "poll_interval": 10}),
+        )
+        .unwrap(),
         fetcher: Arc::new(Scripted(Mutex::new(vec![
             ok(unchanged.clone()),
             ok(unchanged),
@@ -151,7 +157,10 @@ async fn check(store: Arc<dyn ItemStore>, writes_before: u64) {
         vec![(json!("updated"), json!(4), json!("b"))],
         "unchanged items with old hashes publish nothing; the changed one is one update"
     );
-    assert_eq!(messages[0]["patch"], json!([{"op": "replace", "path": "/v", "value": 2}]));
+    assert_eq!(
+        messages[0]["patch"],
+        json!([{"op": "replace", "path": "/v", "value": 2}])
+    );
     assert_eq!(store.writes(), writes_before + 1, "one write: the update");
     let (meta, items) = store.load(&channel()).await.unwrap();
     assert_eq!(meta.seq, 4);

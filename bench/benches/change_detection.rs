@@ -3,9 +3,7 @@
 //!
 //! `cargo bench -p restream-bench --bench change_detection` (add `-- --quick` for a short run).
 
-use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 #[allow(dead_code)] // the `restream-bench` binary uses the rest of it
 #[path = "../src/classify.rs"]

@@ -215,10 +215,11 @@ pub fn run(items: usize) -> anyhow::Result<serde_json::Value> {
     let legacy = legacy_state(&stored);
     // The cases, then an unchanged fetch against hashes an older version stored (compared
     // by SHA-256 until a poller has seen them once).
-    let runs = Case::ALL
-        .iter()
-        .map(|&c| (c, c.name(), &stored))
-        .chain([(Case::Unchanged, "unchanged_legacy_hashes", &legacy)]);
+    let runs = Case::ALL.iter().map(|&c| (c, c.name(), &stored)).chain([(
+        Case::Unchanged,
+        "unchanged_legacy_hashes",
+        &legacy,
+    )]);
     for (case, name, stored) in runs {
         let fetch = fetched(&base, case, 1);
         let changes = classify(&mut fetch.clone(), stored);

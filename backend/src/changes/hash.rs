@@ -95,8 +95,14 @@ pub fn legacy_hash(item: &Map<String, Value>) -> String {
     out
 }
 
+/// A length as LEB128: seven bits a byte, the high bit set on all but the last.
 fn encode_len(buf: &mut Vec<u8>, len: usize) {
-    buf.extend_from_slice(&(len as u64).to_le_bytes());
+    let mut n = len as u64;
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
 }
 
 fn encode_str(buf: &mut Vec<u8>, s: &str) {

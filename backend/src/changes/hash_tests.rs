@@ -22,7 +22,9 @@ fn the_stored_form_is_prefixed_hex() {
     let text = hash(&obj(json!({"id": 1}))).to_string();
     assert!(text.starts_with("x3:"), "{text}");
     assert_eq!(text.len(), 35);
-    assert!(text[3..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(text[3..]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
 
 #[test]
@@ -73,7 +75,10 @@ fn legacy_hashes_compare_with_the_content_they_were_made_of() {
     let changed = obj(json!({"id": "a", "v": [1, 2.5, "y"], "n": {"b": null, "a": true}}));
     assert_eq!(hash(&changed).matches(&legacy, &changed), Matches::Differs);
     assert_eq!(h.matches(&h.to_string(), &item), Matches::Same);
-    assert_eq!(hash(&changed).matches(&h.to_string(), &changed), Matches::Differs);
+    assert_eq!(
+        hash(&changed).matches(&h.to_string(), &changed),
+        Matches::Differs
+    );
 }
 
 fn arb_value() -> impl Strategy<Value = Value> {
