@@ -1,17 +1,25 @@
 //! Change detection: compares a fetch result with the stored items of a channel.
 //!
 //! Items are identified by the fetcher's `id_field` (a non-empty string of at most
-//! [`MAX_ITEM_ID_BYTES`], or a number) and compared by the SHA-256 of their JSON. An entry
+//! [`MAX_ITEM_ID_BYTES`], or a number) and compared by a 128-bit hash of their content
+//! ([`hash`]: XXH3 of a canonical encoding; records of older versions hold a SHA-256, still
+//! compared correctly). Only changed items are copied. An entry
 //! without such an id is rejected on its own ([`IdProblem`]); the rest of the poll goes on. When an id repeats inside one result, the first occurrence wins and
 //! the others are counted as duplicates. Items are `removed` only when the fetcher says the
 //! result is `complete`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::store::StoredItem;
+
+pub mod hash;
+mod patch;
+
+pub use hash::{ContentHash, Hasher, Matches};
+pub use patch::patch;
 
 /// What happened to one item.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +44,11 @@ pub struct Change {
 pub struct Diff {
     /// New and updated items in fetch order, then removals in id order.
     pub changes: Vec<Change>,
-    /// Every usable item of the result, first occurrence per id, in fetch order.
-    pub current: Vec<(String, String, Map<String, Value>)>,
+    /// Usable items of the result equal to their stored version.
+    pub unchanged: usize,
+    /// Unchanged items whose stored hash is of the older SHA-256 scheme, with their current
+    /// hash: a poller keeps it in memory so later polls compare without SHA-256.
+    pub rehashed: Vec<(String, String)>,
     /// Result entries without a usable id: their index and why.
     pub bad_ids: Vec<(usize, IdProblem)>,
     pub duplicates: usize,
@@ -73,12 +84,20 @@ impl IdProblem {
 /// The id of `item`: its `id_field`, a non-empty string of at most [`MAX_ITEM_ID_BYTES`] or a
 /// number.
 pub fn checked_item_id(item: &Map<String, Value>, id_field: &str) -> Result<String, IdProblem> {
+    borrowed_item_id(item, id_field).map(Cow::into_owned)
+}
+
+/// [`checked_item_id`] without copying a string id.
+fn borrowed_item_id<'a>(
+    item: &'a Map<String, Value>,
+    id_field: &str,
+) -> Result<Cow<'a, str>, IdProblem> {
     match item.get(id_field) {
         None => Err(IdProblem::Missing),
         Some(Value::String(s)) if s.is_empty() => Err(IdProblem::Empty),
         Some(Value::String(s)) if s.len() > MAX_ITEM_ID_BYTES => Err(IdProblem::TooLong),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(s)) => Ok(Cow::Borrowed(s)),
+        Some(Value::Number(n)) => Ok(Cow::Owned(n.to_string())),
         Some(_) => Err(IdProblem::NotScalar),
     }
 }
@@ -88,23 +107,31 @@ pub fn item_id(item: &Map<String, Value>, id_field: &str) -> Option<String> {
     checked_item_id(item, id_field).ok()
 }
 
-/// Hex SHA-256 of an item's JSON (keys are sorted, so equal content hashes equally).
+/// The stored form of an item's content hash (see [`hash`]): equal content, equal hash.
 pub fn content_hash(item: &Map<String, Value>) -> String {
-    let digest = Sha256::digest(serde_json::to_vec(item).expect("items serialize"));
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    Hasher::default().hash(item).to_string()
 }
 
-/// Compares `items` (one fetch) with `known` (stored, by id).
+/// Whether `stored`, a stored item's hash of either scheme, is the hash of `item`.
+pub fn same_content(stored: &str, item: &Map<String, Value>) -> bool {
+    Hasher::default().hash(item).matches(stored, item) != Matches::Differs
+}
+
+/// Compares `items` (one fetch) with `known` (stored, by id). Changes take their items out of
+/// `items` (leaving empty objects); unchanged items stay, neither copied nor given an id string.
 pub fn diff(
     id_field: &str,
-    items: &[Map<String, Value>],
+    items: &mut [Map<String, Value>],
     known: &BTreeMap<String, StoredItem>,
     complete: bool,
 ) -> Diff {
     let mut out = Diff::default();
-    let mut seen = HashSet::new();
+    // Where each new or updated change's item is, filled in once `seen` no longer borrows them.
+    let mut taken = Vec::new();
+    let mut seen: HashSet<Cow<'_, str>> = HashSet::with_capacity(items.len());
+    let mut hasher = Hasher::default();
     for (index, item) in items.iter().enumerate() {
-        let id = match checked_item_id(item, id_field) {
+        let id = match borrowed_item_id(item, id_field) {
             Ok(id) => id,
             Err(problem) => {
                 out.bad_ids.push((index, problem));
@@ -115,38 +142,37 @@ pub fn diff(
             out.duplicates += 1;
             continue;
         }
-        let hash = content_hash(item);
-        match known.get(&id) {
-            Some(old) if old.hash == hash => {}
-            Some(old) => {
-                let patch = json_patch::diff(
-                    &Value::Object(old.data.clone()),
-                    &Value::Object(item.clone()),
-                );
-                out.changes.push(Change {
-                    kind: ChangeKind::Updated(
-                        serde_json::to_value(patch).expect("patches serialize"),
-                    ),
-                    id: id.clone(),
-                    item: item.clone(),
-                    hash: hash.clone(),
-                });
-            }
-            None => out.changes.push(Change {
-                kind: ChangeKind::New,
-                id: id.clone(),
-                item: item.clone(),
-                hash: hash.clone(),
-            }),
-        }
-        out.current.push((id, hash, item.clone()));
+        let hash = hasher.hash(item);
+        let kind = match known.get(id.as_ref()) {
+            Some(old) => match hash.matches(&old.hash, item) {
+                Matches::Same => {
+                    out.unchanged += 1;
+                    continue;
+                }
+                Matches::SameLegacy => {
+                    out.unchanged += 1;
+                    out.rehashed.push((id.into_owned(), hash.to_string()));
+                    continue;
+                }
+                Matches::Differs => ChangeKind::Updated(patch(&old.data, item)),
+            },
+            None => ChangeKind::New,
+        };
+        taken.push(index);
+        out.changes.push(Change {
+            kind,
+            id: id.into_owned(),
+            item: Map::new(),
+            hash: hash.to_string(),
+        });
     }
+    let mut removals = Vec::new();
     // A fetch with unusable entries is not trusted to be complete: removing items because
     // their replacement lacked an id would invent events.
     if complete && out.bad_ids.is_empty() {
         for (id, old) in known {
-            if !seen.contains(id) {
-                out.changes.push(Change {
+            if !seen.contains(id.as_str()) {
+                removals.push(Change {
                     kind: ChangeKind::Removed,
                     id: id.clone(),
                     item: old.data.clone(),
@@ -155,6 +181,11 @@ pub fn diff(
             }
         }
     }
+    drop(seen);
+    for (change, index) in out.changes.iter_mut().zip(taken) {
+        change.item = std::mem::take(&mut items[index]);
+    }
+    out.changes.append(&mut removals);
     out
 }
 
@@ -197,7 +228,7 @@ mod tests {
             obj(json!({"id": "b", "v": 1})),
             obj(json!({"id": "c"})),
         ];
-        let d = diff("id", &items, &known, true);
+        let d = diff("id", &mut items.clone(), &known, true);
         let kinds: Vec<_> = d
             .changes
             .iter()
@@ -214,9 +245,9 @@ mod tests {
                 ("gone", ChangeKind::Removed),
             ]
         );
-        assert_eq!(d.current.len(), 3);
+        assert_eq!(d.unchanged, 1);
         // Without `complete`, nothing is removed.
-        assert!(diff("id", &items, &known, false)
+        assert!(diff("id", &mut items.clone(), &known, false)
             .changes
             .iter()
             .all(|c| c.kind != ChangeKind::Removed));
@@ -229,7 +260,7 @@ mod tests {
             .collect();
         let d = diff(
             "id",
-            &[obj(json!({"v": {"a": [1, 2]}, "id": 1}))],
+            &mut [obj(json!({"v": {"a": [1, 2]}, "id": 1}))],
             &known,
             true,
         );
@@ -245,7 +276,7 @@ mod tests {
             obj(json!({"id": "a", "v": 2})),
             obj(json!({"id": ""})),
         ];
-        let d = diff("id", &items, &known, true);
+        let d = diff("id", &mut items.clone(), &known, true);
         assert_eq!(
             d.bad_ids,
             vec![(0, IdProblem::Missing), (3, IdProblem::Empty)]
@@ -264,7 +295,7 @@ mod tests {
         let (_, old) = stored(json!({"id": 1, "tags": ["a", "b"], "n": {"x": 1}, "drop": true}));
         let new = obj(json!({"id": 1, "tags": ["b", "c"], "n": {"x": 2, "y": null}}));
         let known: BTreeMap<_, _> = [("1".to_string(), old.clone())].into_iter().collect();
-        let d = diff("id", std::slice::from_ref(&new), &known, false);
+        let d = diff("id", &mut [new.clone()], &known, false);
         let ChangeKind::Updated(patch) = &d.changes[0].kind else {
             panic!()
         };
@@ -288,7 +319,7 @@ mod tests {
             obj(json!({"id": null})),
             obj(json!({"id": 7})),
         ];
-        let d = diff("id", &items, &BTreeMap::new(), false);
+        let d = diff("id", &mut items.clone(), &BTreeMap::new(), false);
         assert_eq!(
             d.bad_ids,
             vec![
@@ -297,7 +328,7 @@ mod tests {
                 (3, IdProblem::NotScalar)
             ]
         );
-        let kept: Vec<_> = d.current.iter().map(|(id, _, _)| id.len()).collect();
+        let kept: Vec<_> = d.changes.iter().map(|c| c.id.len()).collect();
         assert_eq!(kept, vec![MAX_ITEM_ID_BYTES, 1]);
     }
 }
@@ -324,9 +355,9 @@ mod proptests {
                 .iter()
                 .map(|id| Map::from_iter([("id".to_string(), id.clone())]))
                 .collect();
-            let d = diff("id", &items, &BTreeMap::new(), true);
-            prop_assert!(d.current.iter().all(|(id, _, _)| !id.is_empty() && id.len() <= MAX_ITEM_ID_BYTES));
-            prop_assert_eq!(d.current.len() + d.duplicates + d.bad_ids.len(), items.len());
+            let d = diff("id", &mut items.clone(), &BTreeMap::new(), true);
+            prop_assert!(d.changes.iter().all(|c| !c.id.is_empty() && c.id.len() <= MAX_ITEM_ID_BYTES));
+            prop_assert_eq!(d.changes.len() + d.unchanged + d.duplicates + d.bad_ids.len(), items.len());
         }
     }
 }

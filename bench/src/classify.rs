@@ -1,13 +1,13 @@
 //! Scenario 6: change-detection throughput. Times `restream::changes::diff` (the exact function
-//! every poll runs: id lookup, SHA-256 of each item's JSON, an RFC 6902 patch per updated item,
-//! removal scan) over a channel of USGS-like earthquake features that is unchanged, 1 % changed
+//! every poll runs: id lookup, a 128-bit XXH3 of each item's content, an RFC 6902 patch and a
+//! copy per changed item, removal scan) over a channel of USGS-like earthquake features that is unchanged, 1 % changed
 //! or 100 % changed. A quick timed loop; `benches/change_detection.rs` runs the same cases
 //! under criterion and includes this file, so it uses nothing else from the bench crate.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use restream::changes::{content_hash, diff, item_id};
+use restream::changes::{content_hash, diff, hash::legacy_hash, item_id};
 use restream::store::StoredItem;
 use serde_json::{json, Map, Value};
 
@@ -177,9 +177,19 @@ pub fn stored_state(items: &[Map<String, Value>]) -> BTreeMap<String, StoredItem
         .collect()
 }
 
+/// `stored` as an older version wrote it: hashes are hex SHA-256 of the item's JSON.
+pub fn legacy_state(stored: &BTreeMap<String, StoredItem>) -> BTreeMap<String, StoredItem> {
+    let mut out = stored.clone();
+    for item in out.values_mut() {
+        item.hash = legacy_hash(&item.data);
+    }
+    out
+}
+
 /// Classifies one fetch against the stored state, as a poll does (the feeds are complete, so
-/// removals are scanned too); returns the number of changes.
-pub fn classify(items: &[Map<String, Value>], stored: &BTreeMap<String, StoredItem>) -> usize {
+/// removals are scanned too); returns the number of changes. Changed items are taken out of
+/// `items` (moved into the changes, as a poll does), so a changed fetch is classified once.
+pub fn classify(items: &mut [Map<String, Value>], stored: &BTreeMap<String, StoredItem>) -> usize {
     diff(ID_FIELD, items, stored, true).changes.len()
 }
 
@@ -202,32 +212,46 @@ pub fn run(items: usize) -> anyhow::Result<serde_json::Value> {
     let mut out = Map::new();
     out.insert("scenario".into(), json!("classify"));
     out.insert("items".into(), json!(items));
-    for case in Case::ALL {
+    let legacy = legacy_state(&stored);
+    // The cases, then an unchanged fetch against hashes an older version stored (compared
+    // by SHA-256 until a poller has seen them once).
+    let runs = Case::ALL.iter().map(|&c| (c, c.name(), &stored)).chain([(
+        Case::Unchanged,
+        "unchanged_legacy_hashes",
+        &legacy,
+    )]);
+    for (case, name, stored) in runs {
         let fetch = fetched(&base, case, 1);
-        let changes = classify(&fetch, &stored);
+        let changes = classify(&mut fetch.clone(), stored);
         anyhow::ensure!(
             changes == case.changed(items),
-            "classify {}: diff reported {changes} changes, expected {}",
-            case.name(),
+            "classify {name}: diff reported {changes} changes, expected {}",
             case.changed(items)
         );
+        // Only the classification (and freeing its result) is timed; a fetch whose items were
+        // taken by its changes is copied again, untimed, before the next repetition.
         let mut reps = 0u64;
-        let started = Instant::now();
-        let elapsed = loop {
+        let mut elapsed = Duration::ZERO;
+        let mut work = fetch.clone();
+        loop {
+            let started = Instant::now();
             std::hint::black_box(classify(
-                std::hint::black_box(&fetch),
-                std::hint::black_box(&stored),
+                std::hint::black_box(&mut work),
+                std::hint::black_box(stored),
             ));
+            elapsed += started.elapsed();
             reps += 1;
-            let elapsed = started.elapsed();
             if elapsed >= min_time {
-                break elapsed;
+                break;
             }
-        };
+            if changes > 0 {
+                work = fetch.clone();
+            }
+        }
         let secs = elapsed.as_secs_f64();
         let classified = reps as f64 * items as f64;
         out.insert(
-            case.name().into(),
+            name.into(),
             json!({
                 "changes": changes,
                 "repetitions": reps,

@@ -30,6 +30,15 @@ impl ChannelState {
         }
     }
 
+    /// Replaces stored hashes of the older scheme with current ones (same content), in memory.
+    pub fn rehash(&mut self, rehashed: Vec<(String, String)>) {
+        for (id, hash) in rehashed {
+            if let Some(item) = self.items.get_mut(&id) {
+                item.hash = hash;
+            }
+        }
+    }
+
     /// Takes in a persisted `commit`; returns its events.
     pub fn apply(&mut self, commit: Commit) -> Vec<LoggedEvent> {
         for id in &commit.removals {
@@ -104,6 +113,10 @@ pub struct Plan {
     pub commit: Option<Commit>,
     pub announce: Announce,
     pub report: Report,
+    /// Unchanged items whose stored hash is of the older SHA-256 scheme, with their current
+    /// hash: the caller's in-memory state takes it (the store keeps the old one until the item
+    /// changes; both compare correctly).
+    pub rehashed: Vec<(String, String)>,
 }
 
 /// Decides one poll of `input.channel` from its stored `state` and the fetch `outcome`.
@@ -120,18 +133,25 @@ pub fn plan(state: &ChannelState, outcome: FetchOutcome, input: &PlanInput<'_>) 
             commit: None,
             announce: Announce::Nothing,
             report,
+            rehashed: Vec::new(),
         };
     }
     let mut report = Report {
         skipped_non_objects: outcome.skipped_non_objects,
         ..Report::default()
     };
-    let items = within_store_limit(outcome.items, input, &state.items, &mut report.oversize);
-    let diff = changes::diff(input.id_field, &items, &state.items, outcome.complete);
+    let mut items = within_store_limit(outcome.items, input, &state.items, &mut report.oversize);
+    // The first poll snapshots every item, whatever the store held.
+    let no_items = BTreeMap::new();
+    let known = match state.meta.seq {
+        0 => &no_items,
+        _ => &state.items,
+    };
+    let diff = changes::diff(input.id_field, &mut items, known, outcome.complete);
     report.fetched = items.len();
     report.bad_ids = diff.bad_ids;
     report.duplicates = diff.duplicates;
-    classify(&diff.changes, diff.current.len(), &mut report);
+    classify(&diff.changes, diff.unchanged, &mut report);
     let mut commit = Commit {
         expected_seq: state.meta.seq,
         meta: ChannelMeta {
@@ -141,11 +161,13 @@ pub fn plan(state: &ChannelState, outcome: FetchOutcome, input: &PlanInput<'_>) 
         fence: input.fence,
         ..Commit::new(input.channel.clone())
     };
+    let rehashed = diff.rehashed;
     let announce = if state.meta.seq == 0 {
         commit.upserts = diff
-            .current
+            .changes
             .into_iter()
-            .map(|(id, hash, data)| stored(state, input.now, id, hash, data, 1))
+            .filter(|c| c.kind != ChangeKind::Removed)
+            .map(|c| stored(state, input.now, c.id, c.hash, c.item, 1))
             .collect();
         commit.meta.seq = 1;
         commit.meta.log_floor = 1;
@@ -158,12 +180,14 @@ pub fn plan(state: &ChannelState, outcome: FetchOutcome, input: &PlanInput<'_>) 
             commit: None,
             announce: Announce::Nothing,
             report,
+            rehashed,
         };
     }
     Plan {
         commit: Some(commit),
         announce,
         report,
+        rehashed,
     }
 }
 
@@ -257,7 +281,7 @@ fn stored(
     }
 }
 
-fn classify(changes: &[Change], current: usize, report: &mut Report) {
+fn classify(changes: &[Change], unchanged: usize, report: &mut Report) {
     for change in changes {
         let ids = match change.kind {
             ChangeKind::New => &mut report.new,
@@ -266,7 +290,7 @@ fn classify(changes: &[Change], current: usize, report: &mut Report) {
         };
         ids.push(change.id.clone());
     }
-    report.unchanged = current - report.new.len() - report.updated.len();
+    report.unchanged = unchanged;
 }
 
 /// Items the store cannot keep (larger than its limit) are left out; one it already holds

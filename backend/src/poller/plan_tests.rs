@@ -275,3 +275,25 @@ fn an_over_long_id_is_rejected_alone_and_the_rest_commits() {
     let commit = p.commit.expect("the usable items commit");
     assert!(commit.upserts.iter().all(|i| i.id.len() <= 1));
 }
+
+#[test]
+fn hashes_stored_by_an_older_version_compare_and_are_replaced_in_memory() {
+    let mut before = state(5, &[json!({"id": "a", "v": 1}), json!({"id": "b"})]);
+    for item in before.items.values_mut() {
+        item.hash = crate::changes::hash::legacy_hash(&item.data);
+    }
+    let after = [json!({"v": 1, "id": "a"}), json!({"id": "b"})];
+    let p = decide(&before, fetched(&after, true), usize::MAX);
+    assert_eq!(p.commit, None, "unchanged: nothing written");
+    assert_eq!(p.announce, Announce::Nothing);
+    assert_eq!(p.report.unchanged, 2);
+    let ids: Vec<_> = p.rehashed.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, vec!["a", "b"]);
+    before.rehash(p.rehashed);
+    assert!(before
+        .items
+        .values()
+        .all(|i| i.hash == content_hash(&i.data)));
+    let again = decide(&before, fetched(&after, true), usize::MAX);
+    assert!(again.commit.is_none() && again.rehashed.is_empty());
+}

@@ -75,7 +75,8 @@ impl ChannelPoller {
             now: now_secs(),
             fence: self.lease.as_deref().map(LeaseGuard::epoch),
         };
-        let plan = plan(&self.state.stored, outcome, &input);
+        let mut plan = plan(&self.state.stored, outcome, &input);
+        self.state.stored.rehash(std::mem::take(&mut plan.rehashed));
         self.log_report(&plan.report, started);
         let Some(commit) = plan.commit else {
             return match plan.report.not_modified {

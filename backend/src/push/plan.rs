@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::changes::{checked_item_id, content_hash, Change, ChangeKind};
+use crate::changes::{checked_item_id, content_hash, same_content, Change, ChangeKind};
 use crate::channel::ChannelId;
 use crate::poller::plan::{event_item, event_message, ChannelState};
 use crate::pushpin::grip::PublishItem;
@@ -305,17 +305,11 @@ fn items_effects(
                 let hash = content_hash(item);
                 upserted.insert(id.clone());
                 let kind = match current(&working, &id) {
-                    Some((old_hash, _)) if old_hash == hash => {
+                    Some((old_hash, _)) if same_content(&old_hash, item) => {
                         out.unchanged += 1;
                         continue;
                     }
-                    Some((_, old)) => ChangeKind::Updated(
-                        serde_json::to_value(json_patch::diff(
-                            &Value::Object(old),
-                            &Value::Object(item.clone()),
-                        ))
-                        .expect("patches serialize"),
-                    ),
+                    Some((_, old)) => ChangeKind::Updated(crate::changes::patch(&old, item)),
                     None => ChangeKind::New,
                 };
                 working.insert(id.clone(), Some((hash.clone(), item.clone())));

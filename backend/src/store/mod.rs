@@ -31,7 +31,8 @@ use crate::channel::ChannelId;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredItem {
     pub id: String,
-    /// Hex SHA-256 of the item's JSON.
+    /// Content hash (`x3:` + hex XXH3-128, see `changes::hash`); records of older versions
+    /// hold a hex SHA-256 of the item's JSON, which still compares.
     pub hash: String,
     pub data: Map<String, Value>,
     /// Seq of the event that last changed it.
