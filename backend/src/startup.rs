@@ -427,12 +427,9 @@ pub async fn run(
         publishing,
         keys,
         history: crate::history::HistoryService {
+            settings: settings.history.clone(),
             archive: archive.as_ref().and_then(|setup| setup.reader()),
             sinks: archive.as_ref().map(|setup| setup.control()),
-            ..crate::history::HistoryService::new(
-                settings.history.clone(),
-                settings.store.log_capacity,
-            )
         },
         admin: settings.admin.clone(),
     });

@@ -59,7 +59,7 @@ async fn state(n: u64) -> (web::Data<AppState>, tempfile::TempDir) {
             .await
             .unwrap();
     }
-    let mut history = restream::history::HistoryService::new(Default::default(), 1000);
+    let mut history = restream::history::HistoryService::new(Default::default());
     history.settings.max_channels = 3;
     history.settings.page_max = 50;
     let state = AppState {

@@ -46,7 +46,7 @@ pub fn state() -> AppState {
         keys: Arc::new(restream::keys::FileKeyStore::new(
             "/nonexistent/restream-testkit-keys.json",
         )),
-        history: restream::history::HistoryService::new(Default::default(), 10),
+        history: restream::history::HistoryService::new(Default::default()),
         // Off: no admin token.
         admin: Default::default(),
     }

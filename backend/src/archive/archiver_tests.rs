@@ -163,6 +163,20 @@ async fn objects_are_cut_by_hour_and_flushed_by_age() {
         vec![1, 2, 3]
     );
     assert!(!page.more);
+    // Behind the history routes: only channels with a sink on are looked up.
+    let holds = Arc::new(super::super::Holds::new(10));
+    let guarded = ArchiveReader::new(rig.target.clone()).only_channels_with_sinks(holds.clone());
+    let none = guarded
+        .read_after(&c, Position::default(), 10, 10)
+        .await
+        .unwrap();
+    assert!(none.events.is_empty(), "no sink known: nothing listed");
+    holds.set(std::collections::HashMap::from([(c.clone(), 0)]));
+    let some = guarded
+        .read_after(&c, Position::default(), 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(some.events.len(), 3);
 }
 
 #[tokio::test]

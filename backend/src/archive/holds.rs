@@ -36,6 +36,14 @@ impl Holds {
         *self.archived.write().expect("holds lock") = archived;
     }
 
+    /// Whether `channel` has a sink on (as last read).
+    pub fn has_sink(&self, channel: &ChannelId) -> bool {
+        self.archived
+            .read()
+            .expect("holds lock")
+            .contains_key(channel)
+    }
+
     /// The retention of a commit that brings `channel` to `seq`: `base`, with its count raised
     /// to keep every event its sinks have not archived (at most `max_held` more).
     pub fn retention(&self, channel: &ChannelId, seq: u64, base: LogRetention) -> LogRetention {

@@ -18,11 +18,23 @@ const LIST_BATCH: usize = 1000;
 
 pub struct ArchiveReader {
     target: Arc<dyn SinkTarget>,
+    /// When set, only channels with a sink on are looked up (a stranger's read of any other
+    /// channel costs no listing of the target).
+    sinks: Option<Arc<super::Holds>>,
 }
 
 impl ArchiveReader {
     pub fn new(target: Arc<dyn SinkTarget>) -> ArchiveReader {
-        ArchiveReader { target }
+        ArchiveReader {
+            target,
+            sinks: None,
+        }
+    }
+
+    /// Reads only the archives of channels that have a sink on (as `holds` last read them).
+    pub fn only_channels_with_sinks(mut self, holds: Arc<super::Holds>) -> ArchiveReader {
+        self.sinks = Some(holds);
+        self
     }
 }
 
@@ -35,6 +47,9 @@ impl ArchiveRead for ArchiveReader {
         limit: usize,
         max_objects: usize,
     ) -> anyhow::Result<ArchivedPage> {
+        if self.sinks.as_ref().is_some_and(|h| !h.has_sink(channel)) {
+            return Ok(ArchivedPage::default());
+        }
         let prefix = channel_dir(channel);
         // Every key of the position's hour and later sorts after its folder without the `/`.
         let hour = hour_dir(channel, after.time_ms);

@@ -56,7 +56,9 @@ impl Setup {
     pub fn reader(&self) -> Option<Arc<dyn ArchiveRead>> {
         let sink = self.book.settings.read_sink()?;
         let target = self.targets.get(&sink)?.clone();
-        Some(Arc::new(ArchiveReader::new(target)))
+        Some(Arc::new(
+            ArchiveReader::new(target).only_channels_with_sinks(self.holds.clone()),
+        ))
     }
 
     pub fn control(&self) -> Arc<dyn SinkControl> {

@@ -65,11 +65,10 @@ pub trait ArchiveRead: Send + Sync {
     ) -> anyhow::Result<ArchivedPage>;
 }
 
-/// What the history routes share: the settings, each kind's retention, the archive.
+/// What the history routes share: the settings and the archive.
 #[derive(Clone)]
 pub struct HistoryService {
     pub settings: crate::config::History,
-    pub retentions: Retentions,
     /// Where archived events are read from; `None` without an archive sink.
     pub archive: Option<Arc<dyn ArchiveRead>>,
     /// The sinks, for the admin API; `None` without an archive.
@@ -77,12 +76,10 @@ pub struct HistoryService {
 }
 
 impl HistoryService {
-    /// The default settings over `log_capacity` events, no archive (tests, embedders).
-    pub fn new(settings: crate::config::History, log_capacity: u64) -> HistoryService {
-        let retentions = Retentions::from_settings(&settings, log_capacity);
+    /// `settings`, no archive (tests, embedders).
+    pub fn new(settings: crate::config::History) -> HistoryService {
         HistoryService {
             settings,
-            retentions,
             archive: None,
             sinks: None,
         }
