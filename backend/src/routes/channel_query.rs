@@ -65,6 +65,25 @@ pub fn resolve(registry: &Registry, name: &str, query: &str) -> Result<ChannelQu
     Ok(ChannelQuery { id, entry, options })
 }
 
+/// A page's `limit` option: `default` when absent, else a whole number from 1 to `max`
+/// (`400 bad_limit` otherwise).
+pub fn page_limit(
+    options: &BTreeMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match options.get("limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "bad_limit",
+                format!("limit must be a whole number from 1 to {max}"),
+            )),
+        },
+    }
+}
+
 /// Refuses the API's own query names on a route that does not take them (they are never
 /// channel params).
 pub fn reject_options(

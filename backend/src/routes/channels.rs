@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::api_error::ApiError;
-use super::channel_query::{reject_options, resolve};
+use super::channel_query::{page_limit, reject_options, resolve};
 use super::AppState;
 use crate::channel::ChannelId;
 use crate::fetcher::Metadata;
@@ -203,19 +203,7 @@ pub async fn items(
     let mut q = resolve(&state.registry.current(), &name, req.query_string())?;
     super::auth::require(&state, &req, &mut q, "items").await?;
     reject_options(&q.options, &["limit", "cursor"])?;
-    let max = state.items_page_max;
-    let limit = match q.options.get("limit") {
-        None => state.items_page_default,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "bad_limit",
-                    format!("limit must be a whole number from 1 to {max}"),
-                ))
-            }
-        },
-    };
+    let limit = page_limit(&q.options, state.items_page_default, state.items_page_max)?;
     let cursor = q.options.get("cursor").map(String::as_str);
     let page = page(&state, &q.id, cursor, limit).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read items for the items API");

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::api_error::ApiError;
-use super::channel_query::{reject_options, resolve, ChannelQuery};
+use super::channel_query::{page_limit, reject_options, resolve, ChannelQuery};
 use super::AppState;
 use crate::channel::ChannelId;
 use crate::history::{self, Cursor, Range, ReadError, Source};
@@ -48,19 +48,7 @@ fn paging(options: &BTreeMap<String, String>, state: &AppState) -> Result<Paging
             ));
         }
     }
-    let max = settings.page_max;
-    let limit = match options.get("limit") {
-        None => settings.page_default,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "bad_limit",
-                    format!("limit must be a whole number from 1 to {max}"),
-                ))
-            }
-        },
-    };
+    let limit = page_limit(options, settings.page_default, settings.page_max)?;
     Ok(Paging {
         range,
         limit,
