@@ -1,6 +1,7 @@
 //! WebSocket clients through Pushpin, each consuming the `ready` message first: fallible
 //! functions on a raw stream (opened gradually in bulk: Pushpin 1.36 answers 502 to large
-//! bursts of simultaneous opens) and [`Client`], the tests' panicking wrapper.
+//! bursts of simultaneous opens) and [`Client`], the tests' panicking wrapper. Every text
+//! message received is checked against the protocol's schema ([`super::schema`]).
 
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub enum WsError {
     Timeout,
     #[error("not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A message that does not match `schemas/protocol/server-message.schema.json`.
+    #[error("{0}")]
+    Schema(String),
     #[error(transparent)]
     WebSocket(#[from] tungstenite::Error),
 }
@@ -123,7 +127,17 @@ pub async fn next_json(ws: &mut Ws, timeout: Duration) -> Result<Option<Value>, 
             .map_err(|_| WsError::Timeout)?;
         match msg {
             None | Some(Ok(Message::Close(_))) => return Ok(None),
-            Some(Ok(Message::Text(t))) => return Ok(Some(serde_json::from_str(&t)?)),
+            Some(Ok(Message::Text(t))) => {
+                let message: Value = serde_json::from_str(&t)?;
+                let errors = super::schema::server_message_errors(&message);
+                if !errors.is_empty() {
+                    return Err(WsError::Schema(format!(
+                        "a WebSocket message does not match schemas/protocol/server-message.schema.json:\n  {}\nmessage: {message}",
+                        errors.join("\n  ")
+                    )));
+                }
+                return Ok(Some(message));
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(e.into()),
         }
@@ -153,6 +167,7 @@ impl Client {
         match next_json(&mut self.ws, timeout).await {
             Ok(v) => v,
             Err(WsError::Json(e)) => panic!("server sends JSON: {e}"),
+            Err(WsError::Schema(e)) => panic!("{e}"),
             Err(_) => None,
         }
     }
@@ -198,9 +213,9 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, channel: &str, params: Value) -> Value {
-        let reply = self
-            .request(json!({"action": "subscribe", "channel": channel, "params": params}))
-            .await;
+        let message = json!({"action": "subscribe", "channel": channel, "params": params});
+        super::schema::check_client_message(&message);
+        let reply = self.request(message).await;
         assert_eq!(reply["type"], "subscribed", "{reply}");
         reply
     }

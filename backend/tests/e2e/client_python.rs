@@ -1,0 +1,42 @@
+//! Issue 22: the Python client (`clients/python`) against the real stack: its pytest suite runs
+//! with this stack's URLs and a push channel's producer key in the environment, publishes
+//! through the HTTP API, and checks the client's items against `GET /channels/{name}/items`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::push::{push_stack, THINGS, THINGS_KEY};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_follows_a_channel_and_resumes() {
+    let stack = push_stack(None).await;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "no .venv: run `bash scripts/install-deps.sh --tests`"
+    );
+    let output = tokio::process::Command::new(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+        .current_dir(root.join("clients/python"))
+        .env("RESTREAM_WS_URL", &stack.ws_url)
+        .env("RESTREAM_HTTP_URL", &stack.http_url)
+        .env("RESTREAM_CHANNEL", THINGS)
+        .env("RESTREAM_PRODUCER_KEY", THINGS_KEY)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), output)
+        .await
+        .expect("pytest finishes")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pytest failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(" passed") && !stdout.contains("skipped"),
+        "{stdout}"
+    );
+}

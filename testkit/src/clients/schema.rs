@@ -1,0 +1,60 @@
+//! The protocol as data, enforced: every message a test's WebSocket or SSE client receives, and
+//! every subscribe it sends, is checked against `schemas/protocol/*.schema.json`, so the
+//! documents cannot drift from what the backend really sends.
+
+use std::sync::LazyLock;
+
+use jsonschema::Validator;
+use serde_json::Value;
+
+const CLIENT: &str = include_str!("../../../schemas/protocol/client-message.schema.json");
+const SERVER: &str = include_str!("../../../schemas/protocol/server-message.schema.json");
+
+fn compile(name: &str, text: &str) -> Validator {
+    let schema: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name} is not a schema: {e}"))
+}
+
+static CLIENT_SCHEMA: LazyLock<Validator> =
+    LazyLock::new(|| compile("client-message.schema.json", CLIENT));
+static SERVER_SCHEMA: LazyLock<Validator> =
+    LazyLock::new(|| compile("server-message.schema.json", SERVER));
+
+fn errors(validator: &Validator, message: &Value) -> Vec<String> {
+    validator
+        .iter_errors(message)
+        .map(|e| format!("at {:?}: {e}", e.instance_path().as_str()))
+        .collect()
+}
+
+/// Why `message` is not a valid server → client message (empty when it is).
+pub fn server_message_errors(message: &Value) -> Vec<String> {
+    errors(&SERVER_SCHEMA, message)
+}
+
+/// Why `message` is not a valid client → server message (empty when it is).
+pub fn client_message_errors(message: &Value) -> Vec<String> {
+    errors(&CLIENT_SCHEMA, message)
+}
+
+/// Panics, naming the schema and what failed, unless `message` (received `via` a transport) is
+/// a valid server message.
+pub fn check_server_message(message: &Value, via: &str) {
+    let errors = server_message_errors(message);
+    assert!(
+        errors.is_empty(),
+        "a {via} message does not match schemas/protocol/server-message.schema.json:\n  {}\nmessage: {message}",
+        errors.join("\n  ")
+    );
+}
+
+/// Panics unless `message` is a valid client message.
+pub fn check_client_message(message: &Value) {
+    let errors = client_message_errors(message);
+    assert!(
+        errors.is_empty(),
+        "a client message does not match schemas/protocol/client-message.schema.json:\n  {}\nmessage: {message}",
+        errors.join("\n  ")
+    );
+}
