@@ -1,7 +1,8 @@
 """The Python client against a real Pushpin + backend, started by the Rust e2e test
 ``client_python`` (backend/tests/e2e/client_python.rs), which passes in the environment:
 RESTREAM_WS_URL, RESTREAM_HTTP_URL, RESTREAM_CHANNEL (an items-mode push channel with one
-required param ``site``) and RESTREAM_PRODUCER_KEY (its producer key).
+required param ``site``), RESTREAM_PRODUCER_KEY (its producer key), RESTREAM_TOKEN_CHANNEL (a
+channel whose access is ``token``) and RESTREAM_TOKEN (a subscriber token naming it).
 """
 
 import asyncio
@@ -115,5 +116,23 @@ def test_refusals_surface_with_their_codes():
             assert unknown.last_error.code == "unknown_channel"
             assert missing.last_error.code == "invalid_params"
             assert client.state == "open"
+
+    asyncio.run(run())
+
+
+def test_tokens_for_the_connection_and_for_one_subscribe():
+    channel, token = env("RESTREAM_TOKEN_CHANNEL"), env("RESTREAM_TOKEN")
+
+    async def run():
+        async with Client(env("RESTREAM_WS_URL")) as anonymous:
+            refused = await anonymous.subscribe(channel)
+            await refused.wait_for(lambda c: c.status == "failed", 10)
+            assert refused.last_error.code == "unauthorized"
+            allowed = await anonymous.subscribe(channel, token=token)
+            await allowed.wait_for(lambda c: c.status == "subscribed", 10)
+        async with Client(env("RESTREAM_WS_URL"), token=token) as holder:
+            ch = await holder.subscribe(channel)
+            await ch.wait_for(lambda c: c.status == "subscribed", 10)
+            assert ch.last_error is None
 
     asyncio.run(run())
