@@ -115,7 +115,8 @@ export interface ClientOptions {
   token?: string;
   /** `auto` (default): WebSocket, then SSE when it cannot open; or force one. */
   transport?: 'auto' | 'ws' | 'sse';
-  /** Failed WebSocket opens (never reaching `ready`) before `auto` falls back to SSE; default 3. */
+  /** Failed WebSocket opens (never reaching `ready`) before `auto` falls back to SSE; default 3.
+   *  Only while no WebSocket has opened yet: after one has, failures are outages and WebSocket is retried. */
   wsAttemptsBeforeSse?: number;
   /** The HTTP base for SSE; derived from the WebSocket URL. */
   httpUrl?: string;

@@ -318,7 +318,7 @@ export class Channel extends Emitter {
  * - `token`: a JWT for the connection (`?token=` on the URL; `Authorization` is not possible
  *   from a browser);
  * - `transport`: `auto` (WebSocket, falling back to SSE after `wsAttemptsBeforeSse` failed
- *   opens when `EventSource` exists), `ws` or `sse`;
+ *   opens when `EventSource` exists and no WebSocket has opened yet), `ws` or `sse`;
  * - `httpUrl`: the HTTP base for SSE (derived from `url`);
  * - `backoff`: `{ initialMs, maxMs }`; `WebSocket`, `EventSource`: implementations to use.
  * Events: `state` (`connecting` | `open` | `reconnecting` | `closed`), `transport`, `error`
@@ -345,6 +345,7 @@ export class RestreamClient extends Emitter {
     this.ready = false;
     this.attempt = 0;
     this.wsFailures = 0;
+    this.everReady = false;
     this.nextRef = 1;
     this.timer = null;
     this.stopped = false;
@@ -420,6 +421,7 @@ export class RestreamClient extends Emitter {
     this.emit('message', m);
     if (m.type === 'ready') {
       this.ready = true;
+      this.everReady = true;
       this.attempt = 0;
       this.wsFailures = 0;
       this.setState('open');
@@ -436,7 +438,9 @@ export class RestreamClient extends Emitter {
     this.ready = false;
     if (this.stopped) { this.setState('closed'); return; }
     if (!wasReady) this.wsFailures += 1;
-    if (this.fallback && this.wsFailures >= this.wsAttemptsBeforeSse && this.EventSource) {
+    // Only a WebSocket that never opened is taken as blocked: once one worked, a failure is an
+    // outage (a restart), and WebSocket is retried.
+    if (this.fallback && !this.everReady && this.wsFailures >= this.wsAttemptsBeforeSse && this.EventSource) {
       this.transport = 'sse';
       this.emit('transport', 'sse');
       this.setState('open');

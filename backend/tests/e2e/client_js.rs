@@ -1,7 +1,8 @@
 //! Issue 22: the JavaScript client library (`clients/js/restream.js`, served as
 //! `/demo/restream.js`) in headless Chromium (`tests/browser/client.mjs`) keeps a channel's item
 //! set through a backend restart and a Pushpin restart mid-stream: it ends equal to
-//! `GET /channels/{name}/items`, with every event applied exactly once, in seq order.
+//! `GET /channels/{name}/items`, with every event applied exactly once, in seq order; and it
+//! falls back to Server-Sent Events when WebSockets cannot open.
 
 use std::time::Duration;
 
@@ -98,6 +99,43 @@ async fn the_js_client_keeps_the_items_through_backend_and_pushpin_restarts() {
     assert_eq!(s["transport"], "ws", "{s}");
     assert_eq!(s["errors"], json!([]), "{s}");
 
+    driver.send("QUIT").await;
+    let status = tokio::time::timeout(Duration::from_secs(20), driver.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// WebSockets refused (the client's WebSocket URL has nothing listening): after three failed
+/// opens the client switches to SSE on the real stack, and keeps the items there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_js_client_falls_back_to_sse_when_websockets_cannot_open() {
+    let stack = Stack::start().await;
+    let feed = "2.5_week";
+    stack
+        .upstream
+        .set_quakes(feed, vec![quake("a", 1.5), quake("b", 1.5)]);
+    let mut driver = Driver::spawn(
+        "client.mjs",
+        &[
+            ("PAGE_URL", format!("{}/demo", stack.http_url)),
+            ("CHANNEL", "usgs-earthquakes".to_string()),
+            ("PARAMS", json!({"feed": feed}).to_string()),
+            ("BLOCKED_WS", "1".to_string()),
+            ("TIMEOUT_MS", "60000".to_string()),
+        ],
+    );
+    let ready = state(driver.expect("READY").await);
+    assert_eq!(ready, json!({"seq": 1, "count": 2}));
+    stack
+        .upstream
+        .set_quakes(feed, vec![quake("b", 2.5), quake("c", 1.5)]);
+    driver.send("WAIT_SEQ 4").await;
+    let s = state(driver.expect("AT").await);
+    assert_eq!(s["transport"], "sse", "{s}");
+    assert_same_items(&stack, feed, &s).await;
+    assert_eq!(s["applied"], json!([2, 3, 4]), "{s}");
     driver.send("QUIT").await;
     let status = tokio::time::timeout(Duration::from_secs(20), driver.child.wait())
         .await

@@ -58,3 +58,24 @@ pub fn check_client_message(message: &Value) {
         errors.join("\n  ")
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_message_that_drifts_fails_naming_the_schema_and_the_field() {
+        let drifted = json!({"type": "new", "channel": "c", "params": {}, "seq": "7", "item": {}});
+        let failure = std::panic::catch_unwind(|| check_server_message(&drifted, "WebSocket"))
+            .expect_err("a string seq does not match");
+        let text = failure.downcast_ref::<String>().unwrap();
+        assert!(
+            text.contains("server-message.schema.json") && text.contains("/seq"),
+            "{text}"
+        );
+        check_server_message(&json!({"type": "ready", "protocol": 1}), "WebSocket");
+        check_client_message(&json!({"action": "unsubscribe_all"}));
+        assert!(!client_message_errors(&json!({"action": "subscribe"})).is_empty());
+    }
+}
