@@ -4,6 +4,7 @@
 // env: PAGE_URL (required: the demo page, for its origin and the library), CHANNEL, PARAMS (JSON),
 //      BLOCKED_WS (set: the client's WebSocket URL refuses connections, as if WebSockets were
 //      blocked, and the client runs with transport `auto`, so it must fall back to SSE),
+//      TOKEN (a JWT the client sends for the whole connection),
 //      CHROMIUM (default /usr/bin/chromium), TIMEOUT_MS (per wait, default 30000),
 //      HARD_TIMEOUT_MS (whole run, default 300000).
 // stdout protocol, one line each:
@@ -22,6 +23,7 @@ const PAGE_URL = process.env.PAGE_URL;
 const CHANNEL = process.env.CHANNEL || 'usgs-earthquakes';
 const PARAMS = JSON.parse(process.env.PARAMS || '{}');
 const BLOCKED_WS = Boolean(process.env.BLOCKED_WS);
+const TOKEN = process.env.TOKEN || undefined;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT_MS = Number(process.env.TIMEOUT_MS) || 30000;
 const HARD_TIMEOUT_MS = Number(process.env.HARD_TIMEOUT_MS) || 300000;
@@ -85,12 +87,12 @@ async function main() {
   const res = await page.goto(PAGE_URL, { waitUntil: 'load' });
   if (!res || !res.ok()) throw new Error(`GET ${PAGE_URL} answered ${res ? res.status() : 'nothing'}`);
 
-  await page.evaluate(async ([channel, params, blocked]) => {
+  await page.evaluate(async ([channel, params, blocked, token]) => {
     const { RestreamClient } = await import('/demo/restream.js');
     const client = blocked
       // Port 9 (discard) on loopback: nothing listens, every WebSocket open is refused.
       ? new RestreamClient('ws://127.0.0.1:9/ws', { transport: 'auto', httpUrl: location.origin, backoff: { initialMs: 100, maxMs: 300 } })
-      : new RestreamClient(undefined, { transport: 'ws', backoff: { initialMs: 200, maxMs: 1000 } });
+      : new RestreamClient(undefined, { transport: 'ws', token, backoff: { initialMs: 200, maxMs: 1000 } });
     const t = { client, ignored: [], mismatches: 0, errors: [] };
     t.channel = client.subscribe(channel, params, { idField: 'id' });
     t.channel.on('ignored', ({ reason, message }) => t.ignored.push([reason, message.type, message.seq]));
@@ -98,7 +100,7 @@ async function main() {
     client.on('error', (e) => t.errors.push(e.code));
     client.on('state', (s) => console.log(`client state ${s} (reconnects ${client.reconnects}, seq ${t.channel.seq})`));
     window.__restreamTest = t;
-  }, [CHANNEL, PARAMS, BLOCKED_WS]);
+  }, [CHANNEL, PARAMS, BLOCKED_WS, TOKEN]);
 
   const ready = await waitFor(() => window.__restreamTest.channel.seq !== null, null, 'the first snapshot');
   out('READY ' + JSON.stringify({ seq: ready.seq, count: ready.ids.length }));

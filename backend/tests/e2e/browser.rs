@@ -18,7 +18,7 @@ use crate::support::*;
 pub(crate) struct Driver {
     pub(crate) child: Child,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    pub(crate) stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl Driver {

@@ -143,3 +143,61 @@ async fn the_js_client_falls_back_to_sse_when_websockets_cannot_open() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A token-access channel: the client's connection token (`?token=` on the WebSocket URL, as a
+/// browser must send it) admits it; the channel refuses a client without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_js_client_subscribes_to_a_token_channel_with_its_connection_token() {
+    const SECRET: &str = "e2e-js-jwt-secret-0123456789";
+    let stack = Stack::start_with(StackOptions {
+        keys: Some(json!({"_restream": {"jwt_secret": SECRET}}).to_string()),
+        env: vec![(
+            "RESTREAM_AUTH__ACCESS".into(),
+            "{\"usgs-earthquakes\" = \"token\"}".into(),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let exp = restream::auth::now_unix() + 3600;
+    let token = restream::auth::mint::hs256(
+        SECRET.as_bytes(),
+        Some("e2e"),
+        &["usgs-earthquakes".to_string()],
+        exp,
+    )
+    .unwrap();
+    let feed = "significant_week";
+    stack.upstream.set_quakes(feed, vec![quake("a", 1.5)]);
+    let env = |token: Option<&str>| {
+        let mut env = vec![
+            ("PAGE_URL", format!("{}/demo", stack.http_url)),
+            ("CHANNEL", "usgs-earthquakes".to_string()),
+            ("PARAMS", json!({"feed": feed}).to_string()),
+            ("TIMEOUT_MS", "5000".to_string()),
+        ];
+        if let Some(t) = token {
+            env.push(("TOKEN", t.to_string()));
+        }
+        env
+    };
+    let mut with_token = Driver::spawn("client.mjs", &env(Some(&token)));
+    let ready = state(with_token.expect("READY").await);
+    assert_eq!(ready, json!({"seq": 1, "count": 1}));
+    with_token.send("QUIT").await;
+
+    // Without the token: refused (`unauthorized`), no snapshot; the driver reports the wait
+    // that failed and the errors the client surfaced.
+    let mut without = Driver::spawn("client.mjs", &env(None));
+    let mut lines = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(60), without.stdout.next_line()).await
+    {
+        lines.push(line);
+    }
+    let report = lines.join("\n");
+    assert!(
+        report.starts_with("FAIL waiting for the first snapshot"),
+        "{report}"
+    );
+    assert!(report.contains(r#""errors":["unauthorized"]"#), "{report}");
+}
