@@ -426,7 +426,8 @@ export class RestreamClient extends Emitter {
       this.wsFailures = 0;
       this.setState('open');
       this.emit('ready', m);
-      for (const c of this.channels) this.sendSubscribe(c);
+      // A refused channel (unknown, bad params, no token) is not asked for again.
+      for (const c of this.channels) if (c.status !== 'failed') this.sendSubscribe(c);
       return;
     }
     this.route(m);

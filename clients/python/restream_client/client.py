@@ -269,7 +269,8 @@ class Client:
                             self._ready = True
                             self._set_state("open")
                             for ch in list(self.channels):
-                                await self._send_subscribe(ch)
+                                if ch.status != "failed":  # refused: not asked for again
+                                    await self._send_subscribe(ch)
                         else:
                             await self._route(m)
             except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, asyncio.TimeoutError) as e:
