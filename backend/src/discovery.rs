@@ -8,16 +8,18 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::LambdaClient;
 use crate::config::{FetcherKind, Fetchers};
 use crate::fetcher::sandbox::ProcessSlots;
 use crate::fetcher::{
-    http, lambda, registry, Fetcher, LoadReport, ProcessRuntime, Registry, SharedRegistry,
+    http, registry, Fetcher, LoadReport, ProcessRuntime, Registry, SharedRegistry,
 };
 
 /// How to find fetchers, from the settings.
 pub struct Discovery {
     settings: Fetchers,
-    lambda: Option<aws_sdk_lambda::Client>,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    lambda: Option<LambdaClient>,
     /// One for every discovery, so every process fetcher found shares its cap.
     process: ProcessRuntime,
 }
@@ -27,7 +29,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 impl Discovery {
     /// `lambda` is required when `settings.kinds` has `lambda`.
-    pub fn new(settings: &Fetchers, lambda: Option<aws_sdk_lambda::Client>) -> Discovery {
+    pub fn new(settings: &Fetchers, lambda: Option<LambdaClient>) -> Discovery {
         let process = ProcessRuntime {
             env: settings.process_env.clone(),
             slots: ProcessSlots::new(settings.max_processes),
@@ -67,21 +69,32 @@ impl Discovery {
                             .map(|p| Arc::new(p) as Arc<dyn Fetcher>),
                     );
                 }
-                FetcherKind::Lambda => {
-                    let client = self
-                        .lambda
-                        .clone()
-                        .context("fetchers.kinds has lambda but no Lambda client was built")?;
-                    let found = lambda::discover(client, &f.lambda_prefix, self.timeout())
-                        .await
-                        .with_context(|| {
-                            format!("cannot list Lambda functions named {}*", f.lambda_prefix)
-                        })?;
-                    out.extend(found.into_iter().map(|l| Arc::new(l) as Arc<dyn Fetcher>));
-                }
+                FetcherKind::Lambda => out.extend(self.lambda_fetchers().await?),
             }
         }
         Ok(out)
+    }
+
+    /// The Lambda functions named `fetchers.lambda_prefix*`.
+    #[cfg(feature = "aws")]
+    async fn lambda_fetchers(&self) -> anyhow::Result<Vec<Arc<dyn Fetcher>>> {
+        let prefix = &self.settings.lambda_prefix;
+        let client = self
+            .lambda
+            .clone()
+            .context("fetchers.kinds has lambda but no Lambda client was built")?;
+        let found = crate::fetcher::lambda::discover(client, prefix, self.timeout())
+            .await
+            .with_context(|| format!("cannot list Lambda functions named {prefix}*"))?;
+        Ok(found
+            .into_iter()
+            .map(|l| Arc::new(l) as Arc<dyn Fetcher>)
+            .collect())
+    }
+
+    #[cfg(not(feature = "aws"))]
+    async fn lambda_fetchers(&self) -> anyhow::Result<Vec<Arc<dyn Fetcher>>> {
+        anyhow::bail!(crate::aws::unavailable("fetchers.kinds has \"lambda\""))
     }
 
     /// Finds every fetcher and calls `metadata` on each (concurrently).

@@ -209,7 +209,7 @@ impl Metrics {
             ),
             lease_events: counter_vec(
                 "lease_events_total",
-                "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), and snapshot requests forwarded to the owning replica",
+                "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), snapshot requests forwarded to the owning replica, and replica sessions that ran out (session_lapsed)",
                 &["event"],
             ),
             fetcher_processes: register(

@@ -7,6 +7,7 @@
 //! [`FetchOutcome`] or [`FetchError`].
 
 pub mod http;
+#[cfg(feature = "aws")]
 pub mod lambda;
 mod metadata;
 mod process;
@@ -16,6 +17,7 @@ mod response;
 pub mod sandbox;
 
 pub use http::HttpFetcher;
+#[cfg(feature = "aws")]
 pub use lambda::LambdaFetcher;
 pub use metadata::{parse_rate_limit, Metadata, MetadataError, RESERVED_PARAMS};
 pub use process::{ProcessFetcher, ProcessRuntime};
