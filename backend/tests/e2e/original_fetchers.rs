@@ -183,3 +183,51 @@ async fn original_fetchers_run_unmodified() {
         stack.upstream.paths()
     );
 }
+
+/// The production profile: the byte-for-byte original `google_finance`, deployed as a Lambda
+/// function (minilambda, the AWS runtime client, cwd = the package root as on Lambda) with the
+/// `site-packages` its package carries, keys and items on moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_fetcher_runs_as_a_lambda_with_its_site_packages() {
+    let folder = fixtures().join("google_finance");
+    assert!(
+        folder
+            .join("site-packages/.restream-requirements")
+            .is_file(),
+        "run `bash scripts/install-deps.sh --tests` first"
+    );
+    let stack = Stack::start_with(StackOptions {
+        aws: Some(AwsOptions {
+            keys: Some("{}".into()),
+            functions: vec![folder.clone()],
+        }),
+        http_proxy_to_upstream: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let quotes = std::fs::read_to_string(folder.join("testdata/info.txt")).unwrap();
+    stack.upstream.set_raw_body(
+        "http://finance.google.com/finance/info?client=ig&q=AAPL",
+        &quotes,
+    );
+
+    let mut c = Client::connect(&stack.ws_url).await;
+    let reply = c
+        .subscribe("google-finance", json!({"symbols": "AAPL"}))
+        .await;
+    assert_eq!(reply["params"], json!({"symbols": "AAPL"}));
+    let (snap, _) = c.recv_type("snapshot", Duration::from_secs(30)).await;
+    assert_eq!(snap["items"].as_array().map(Vec::len), Some(2), "{snap}");
+    let asked = stack.upstream.paths();
+    assert!(
+        asked
+            .iter()
+            .any(|p| p == "http://finance.google.com/finance/info?client=ig&q=AAPL"),
+        "{asked:?}"
+    );
+    let lambda = stack.aws.as_ref().unwrap().lambda.log_text();
+    assert!(
+        lambda.contains("restreamables_google_finance"),
+        "served by the Lambda function:\n{lambda}"
+    );
+}
