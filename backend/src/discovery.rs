@@ -22,6 +22,8 @@ pub struct Discovery {
     lambda: Option<LambdaClient>,
     /// One for every discovery, so every process fetcher found shares its cap.
     process: ProcessRuntime,
+    /// The bounds on free-form params (`limits.max_free_param*`).
+    free_params: crate::channel::FreeParams,
 }
 
 /// A failed listing is retried sooner than a routine refresh.
@@ -39,7 +41,14 @@ impl Discovery {
             settings: settings.clone(),
             lambda,
             process,
+            free_params: crate::channel::FreeParams::default(),
         }
+    }
+
+    /// Fetchers without declared params take free-form ones within `bounds`.
+    pub fn with_free_params(mut self, bounds: crate::channel::FreeParams) -> Discovery {
+        self.free_params = bounds;
+        self
     }
 
     fn timeout(&self) -> Duration {
@@ -102,10 +111,12 @@ impl Discovery {
         let fetchers = self.fetchers().await?;
         let overrides = &self.settings.poll_interval_overrides;
         let (registry, report) = Registry::load_reporting(fetchers, overrides).await;
-        let registry = registry.with_rate_limits(
-            &self.settings.default_rate_limit,
-            &self.settings.rate_limit_overrides,
-        );
+        let registry = registry
+            .with_rate_limits(
+                &self.settings.default_rate_limit,
+                &self.settings.rate_limit_overrides,
+            )
+            .with_free_params(self.free_params);
         if registry.is_empty() {
             tracing::warn!(kinds = ?self.settings.kinds, "no fetchers loaded; every subscribe will get unknown_channel");
         }

@@ -101,6 +101,9 @@ pub struct Metrics {
     pub archive_failing: IntGaugeVec,
     /// Events that left the log before a sink archived them.
     pub archive_lost_events: IntCounter,
+    // Free-form params (issue 23).
+    /// Subscribes and requests refused for a free-form params bound, by `limit`.
+    pub free_param_refusals: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -367,7 +370,21 @@ impl Metrics {
                 "archive_lost_events_total",
                 "Events that left the store's log before a sink archived them",
             ),
+            free_param_refusals: counter_vec(
+                "free_param_refusals_total",
+                "Subscribes and requests refused for a free-form params bound (limits.max_free_param*), by limit (count, name_length, value_length)",
+                &["limit"],
+            ),
             registry: r,
+        }
+    }
+
+    /// Counts a refusal when `e` is about a free-form params bound.
+    pub fn free_param_refused(&self, e: &crate::channel::ParamError) {
+        if let Some(limit) = e.free_limit() {
+            self.free_param_refusals
+                .with_label_values(&[limit.as_str()])
+                .inc();
         }
     }
 

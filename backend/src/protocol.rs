@@ -60,6 +60,39 @@ pub enum ErrorCode {
     TooManyChannels,
     /// Too many subscribes from this connection or client address; see `retry_after`.
     RateLimited,
+    /// More free-form params than `limits.max_free_params` (fetchers that declare none).
+    TooManyParams,
+    /// A free-form param name or value over `limits.max_free_param_*_len`.
+    ParamTooLong,
+}
+
+impl ErrorCode {
+    /// The code of a subscribe whose params make no channel: the free-form bounds have their
+    /// own, everything else is `invalid_params`.
+    pub fn for_params(e: &crate::channel::ParamError) -> ErrorCode {
+        match e.free_limit() {
+            Some(crate::channel::FreeLimit::Count) => ErrorCode::TooManyParams,
+            Some(_) => ErrorCode::ParamTooLong,
+            None => ErrorCode::InvalidParams,
+        }
+    }
+
+    /// The code's text, as sent.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnknownAction => "unknown_action",
+            ErrorCode::UnknownChannel => "unknown_channel",
+            ErrorCode::InvalidParams => "invalid_params",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TooManyChannels => "too_many_channels",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyParams => "too_many_params",
+            ErrorCode::ParamTooLong => "param_too_long",
+        }
+    }
 }
 
 /// A channel's upstream health.
@@ -454,5 +487,25 @@ mod tests {
             serde_json::to_value(ErrorCode::TooManyChannels).unwrap(),
             "too_many_channels"
         );
+    }
+
+    #[test]
+    fn code_texts_are_what_is_sent() {
+        use ErrorCode::*;
+        for code in [
+            BadMessage,
+            UnknownAction,
+            UnknownChannel,
+            InvalidParams,
+            NotSubscribed,
+            TooManySubscriptions,
+            Unauthorized,
+            TooManyChannels,
+            RateLimited,
+            TooManyParams,
+            ParamTooLong,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
     }
 }

@@ -37,6 +37,7 @@ pub async fn list(settings: &Settings) -> anyhow::Result<String> {
                 };
                 let params: Vec<String> = m
                     .params
+                    .declared()
                     .iter()
                     .map(|(k, p)| match (&p.default, p.required) {
                         (_, true) => format!("{k} (required)"),
@@ -44,7 +45,9 @@ pub async fn list(settings: &Settings) -> anyhow::Result<String> {
                         (None, _) => k.clone(),
                     })
                     .collect();
-                let params = if params.is_empty() {
+                let params = if m.params.is_free() {
+                    "(free-form)".to_string()
+                } else if params.is_empty() {
                     "-".to_string()
                 } else {
                     params.join(", ")
@@ -161,7 +164,7 @@ fn channel_of(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
+    ChannelId::from_request_with(name, Some(&Value::Object(raw)), &entry.metadata.params)
         .map_err(|e| anyhow!("invalid params for {name}: {e}"))
 }
 

@@ -446,10 +446,13 @@ fn resolve(
             reference,
         });
     };
-    ChannelId::from_request(channel, params, &entry.metadata.params).map_err(|e| Rejection {
-        code: ErrorCode::InvalidParams,
-        message: format!("invalid params for {channel}: {e}"),
-        reference,
+    ChannelId::from_request_with(channel, params, &entry.metadata.params).map_err(|e| {
+        crate::metrics::get().free_param_refused(&e);
+        Rejection {
+            code: ErrorCode::for_params(&e),
+            message: format!("invalid params for {channel}: {e}"),
+            reference,
+        }
     })
 }
 

@@ -6,6 +6,7 @@
 //! Lambda) read that JSON with [`parse_fetch_response`]; every [`Fetcher`] answers a typed
 //! [`FetchOutcome`] or [`FetchError`].
 
+pub mod deps;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;

@@ -33,6 +33,7 @@ mod keys;
 mod lifecycle;
 mod metrics;
 mod ops;
+mod original_fetchers;
 mod politeness;
 mod push;
 mod push_auth;

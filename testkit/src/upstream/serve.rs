@@ -100,6 +100,16 @@ fn decide(head: &str, path: &str, state: &Mutex<UpstreamState>) -> Answer {
             body: format!("error for {path}"),
         };
     }
+    let raw = s
+        .raw_bodies
+        .iter()
+        .find(|(p, _)| path.starts_with(p.as_str()));
+    if let Some((_, body)) = raw {
+        return Answer::Body {
+            status: "200 OK",
+            body: body.clone(),
+        };
+    }
     let fixed = s.bodies.iter().find(|(p, _)| path.starts_with(p.as_str()));
     let (status, body) = match fixed {
         Some((_, body)) => ("200 OK", body.to_string()),
