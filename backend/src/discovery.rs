@@ -20,6 +20,8 @@ pub struct Discovery {
     lambda: Option<aws_sdk_lambda::Client>,
     /// One for every discovery, so every process fetcher found shares its cap.
     process: ProcessRuntime,
+    /// The `[declarative]` limits (one per-host budget for every declarative channel).
+    http_limits: http::HttpLimits,
 }
 
 /// A failed listing is retried sooner than a routine refresh.
@@ -37,7 +39,14 @@ impl Discovery {
             settings: settings.clone(),
             lambda,
             process,
+            http_limits: http::HttpLimits::default(),
         }
+    }
+
+    /// With the `[declarative]` settings' limits (default: their defaults).
+    pub fn with_declarative(mut self, settings: &crate::config::Declarative) -> Discovery {
+        self.http_limits = http::HttpLimits::new(settings);
+        self
     }
 
     fn timeout(&self) -> Duration {
@@ -57,7 +66,7 @@ impl Discovery {
                 ),
                 FetcherKind::Http => {
                     out.extend(
-                        http::discover(&f.channels_dir, self.timeout())
+                        http::discover_with(&f.channels_dir, self.timeout(), &self.http_limits)
                             .into_iter()
                             .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
                     );

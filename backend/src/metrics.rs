@@ -101,6 +101,13 @@ pub struct Metrics {
     pub archive_failing: IntGaugeVec,
     /// Events that left the log before a sink archived them.
     pub archive_lost_events: IntCounter,
+    // Declarative channels (issue 23).
+    /// Polls of declarative channels refused by a limit, by fetcher and code.
+    pub declarative_refusals: IntCounterVec,
+    /// Upstream pages fetched by declarative channels, by fetcher.
+    pub declarative_pages: IntCounterVec,
+    /// Polls that stopped at the page cap with more pages left, by fetcher.
+    pub declarative_page_cap: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -366,6 +373,21 @@ impl Metrics {
             archive_lost_events: counter(
                 "archive_lost_events_total",
                 "Events that left the store's log before a sink archived them",
+            ),
+            declarative_refusals: counter_vec(
+                "declarative_refusals_total",
+                "Polls of declarative channels refused by a limit, by fetcher and code (url_not_allowed, feed_too_large, transform_failed, host_budget_exhausted)",
+                &["fetcher", "code"],
+            ),
+            declarative_pages: counter_vec(
+                "declarative_pages_total",
+                "Upstream pages fetched by declarative channels, by fetcher",
+                &["fetcher"],
+            ),
+            declarative_page_cap: counter_vec(
+                "declarative_page_cap_total",
+                "Polls of declarative channels that stopped at the page cap with pages left (the list is then not complete), by fetcher",
+                &["fetcher"],
             ),
             registry: r,
         }

@@ -60,6 +60,8 @@ pub enum ErrorCode {
     TooManyChannels,
     /// Too many subscribes from this connection or client address; see `retry_after`.
     RateLimited,
+    /// A declarative channel's `url` param names a host not on the operator's allowlist.
+    UrlNotAllowed,
 }
 
 /// A channel's upstream health.
@@ -86,6 +88,14 @@ pub enum FailureCode {
     FetcherUnavailable,
     /// The channel's API keys could not be read.
     KeysUnavailable,
+    /// A declarative channel's URL (param, redirect or next page) is not on the allowlist.
+    UrlNotAllowed,
+    /// A feed document is larger than the operator allows.
+    FeedTooLarge,
+    /// A declarative channel's transform failed or passed its limits.
+    TransformFailed,
+    /// The upstream host had all the calls the operator allows per minute.
+    HostBudgetExhausted,
 }
 
 impl FailureCode {
@@ -99,6 +109,12 @@ impl FailureCode {
             FailureCode::FetcherFailed => "fetching this channel failed; retrying",
             FailureCode::FetcherUnavailable => "this channel's fetcher is unavailable; retrying",
             FailureCode::KeysUnavailable => "this channel's API keys are unavailable; retrying",
+            FailureCode::UrlNotAllowed => "this channel's URL is not allowed here",
+            FailureCode::FeedTooLarge => "the feed is larger than allowed; retrying",
+            FailureCode::TransformFailed => "reshaping the upstream answer failed; retrying",
+            FailureCode::HostBudgetExhausted => {
+                "the upstream host had all its calls for now; retrying later"
+            }
         }
     }
 
@@ -109,6 +125,10 @@ impl FailureCode {
             FailureCode::FetcherFailed => "fetcher_failed",
             FailureCode::FetcherUnavailable => "fetcher_unavailable",
             FailureCode::KeysUnavailable => "keys_unavailable",
+            FailureCode::UrlNotAllowed => "url_not_allowed",
+            FailureCode::FeedTooLarge => "feed_too_large",
+            FailureCode::TransformFailed => "transform_failed",
+            FailureCode::HostBudgetExhausted => "host_budget_exhausted",
         }
     }
 }

@@ -33,7 +33,7 @@ pub async fn discovery(settings: &Settings, aws: &Aws) -> Discovery {
         true => Some(aws.lambda(settings.fetchers.timeout).await),
         false => None,
     };
-    Discovery::new(&settings.fetchers, lambda)
+    Discovery::new(&settings.fetchers, lambda).with_declarative(&settings.declarative)
 }
 
 /// Every fetcher named by the settings, with a load report per fetcher (for the CLI).

@@ -539,6 +539,7 @@ impl TryFrom<SettingsFile> for Settings {
             history: f.history.check()?,
             admin: f.admin.check()?,
             archive: f.archive.check()?,
+            declarative: f.declarative.check()?,
         })
     }
 }
@@ -600,6 +601,7 @@ impl From<Settings> for SettingsFile {
             history: s.history,
             admin: s.admin,
             archive: s.archive,
+            declarative: s.declarative,
         }
     }
 }

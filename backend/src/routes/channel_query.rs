@@ -62,6 +62,10 @@ pub fn resolve(registry: &Registry, name: &str, query: &str) -> Result<ChannelQu
     );
     let id = ChannelId::from_request(name, Some(&raw), &entry.metadata.params)
         .map_err(|e| ApiError::bad_request("invalid_params", e.to_string()))?;
+    entry
+        .fetcher
+        .admit(id.params())
+        .map_err(|(code, message)| ApiError::bad_request(code.as_str(), message))?;
     Ok(ChannelQuery { id, entry, options })
 }
 

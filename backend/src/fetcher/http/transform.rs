@@ -1,0 +1,252 @@
+//! The transform step of declarative channels: a jq program (run by `jaq`) that reshapes an
+//! upstream answer into items, bounded in time and output. `$params` holds the channel's
+//! params. Filters that reach outside the document (`env`, `input`, `debug`, `halt`, …) are
+//! not available.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{data, unwrap_valr, Compiler, Ctx, Vars};
+use jaq_json::Val;
+use serde_json::Value;
+use thiserror::Error;
+
+/// Native filters left out: they read the environment or the process's input, write to
+/// stderr, or stop the program.
+const DENIED: &[&str] = &[
+    "env", "input", "inputs", "debug", "stderr", "halt", "halt_error", "now", "$__loc__",
+];
+
+/// How long a transform may run and how much it may produce, per page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransformLimits {
+    pub timeout: Duration,
+    pub max_items: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for TransformLimits {
+    fn default() -> Self {
+        let d = crate::config::Declarative::default();
+        TransformLimits {
+            timeout: Duration::from_millis(d.transform_timeout_ms),
+            max_items: d.transform_max_items as usize,
+            max_bytes: d.transform_max_bytes as usize,
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TransformError {
+    #[error("transform does not compile: {0}")]
+    Compile(String),
+    #[error("transform failed: {0}")]
+    Run(String),
+    #[error("transform produced a value that is not JSON")]
+    NotJson,
+    #[error("transform ran longer than {0:?}")]
+    Timeout(Duration),
+    #[error("transform produced more than {0} items")]
+    TooManyItems(usize),
+    #[error("transform produced more than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl TransformError {
+    /// A limit (time, items, bytes) stopped it, as opposed to a failing program.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            TransformError::Timeout(_) | TransformError::TooManyItems(_) | TransformError::TooLarge(_)
+        )
+    }
+}
+
+/// A jq program, checked when the channel file loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transform {
+    code: String,
+}
+
+type Filter = jaq_core::Filter<data::JustLut<Val>>;
+
+fn compile(code: &str) -> Result<Filter, TransformError> {
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .filter(|f| !DENIED.contains(&f.0));
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let modules = loader
+        .load(&arena, File { code, path: () })
+        .map_err(|e| TransformError::Compile(short(format!("{:?}", e.first().map(|e| &e.1)))))?;
+    Compiler::default()
+        .with_funs(funs)
+        .with_global_vars(["$params"])
+        .compile(modules)
+        .map_err(|e| {
+            let names: Vec<String> = e
+                .iter()
+                .flat_map(|(_, errs)| errs.iter().map(|(name, kind)| format!("{name} ({kind:?})")))
+                .collect();
+            TransformError::Compile(short(format!("undefined: {}", names.join(", "))))
+        })
+}
+
+fn short(s: String) -> String {
+    s.chars().take(300).collect()
+}
+
+impl Transform {
+    /// Compiles `code` once to check it.
+    pub fn new(code: &str) -> Result<Transform, TransformError> {
+        compile(code)?;
+        Ok(Transform { code: code.into() })
+    }
+
+    /// Runs the program on `input`: one output is returned as is, several become a list.
+    /// Blocking: call it off the async runtime ([`Transform::run`]).
+    pub fn run_blocking(
+        &self,
+        input: Value,
+        params: &BTreeMap<String, String>,
+        limits: TransformLimits,
+    ) -> Result<Value, TransformError> {
+        let started = Instant::now();
+        let filter = compile(&self.code)?;
+        let to_val = |v: Value| serde_json::from_value::<Val>(v).map_err(|_| TransformError::NotJson);
+        let input = to_val(input)?;
+        let params = to_val(serde_json::to_value(params).map_err(|_| TransformError::NotJson)?)?;
+        let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([params]));
+        let mut outputs = Vec::new();
+        let mut bytes = 0usize;
+        for out in filter.id.run((ctx, input)).map(unwrap_valr) {
+            let out = out.map_err(|e| TransformError::Run(short(e.to_string())))?;
+            let text = out.to_string();
+            bytes += text.len();
+            if bytes > limits.max_bytes {
+                return Err(TransformError::TooLarge(limits.max_bytes));
+            }
+            outputs.push(serde_json::from_str::<Value>(&text).map_err(|_| TransformError::NotJson)?);
+            if outputs.len() > limits.max_items {
+                return Err(TransformError::TooManyItems(limits.max_items));
+            }
+            if started.elapsed() > limits.timeout {
+                return Err(TransformError::Timeout(limits.timeout));
+            }
+        }
+        let count = match outputs.first() {
+            Some(Value::Array(a)) if outputs.len() == 1 => a.len(),
+            _ => outputs.len(),
+        };
+        if count > limits.max_items {
+            return Err(TransformError::TooManyItems(limits.max_items));
+        }
+        Ok(match outputs.len() {
+            1 => outputs.pop().unwrap_or_default(),
+            _ => Value::Array(outputs),
+        })
+    }
+
+    /// [`Transform::run_blocking`] on a blocking thread, given up after the time limit
+    /// (a program stuck inside one output keeps its thread until it ends; the poll does not
+    /// wait for it).
+    pub async fn run(
+        &self,
+        input: Value,
+        params: &BTreeMap<String, String>,
+        limits: TransformLimits,
+    ) -> Result<Value, TransformError> {
+        let this = self.clone();
+        let params = params.clone();
+        let task = tokio::task::spawn_blocking(move || this.run_blocking(input, &params, limits));
+        match tokio::time::timeout(limits.timeout * 2, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(TransformError::Run(short(e.to_string()))),
+            Err(_) => Err(TransformError::Timeout(limits.timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn run(code: &str, input: Value) -> Result<Value, TransformError> {
+        let params: BTreeMap<String, String> = [("base".into(), "EUR".into())].into();
+        Transform::new(code)?.run_blocking(input, &params, TransformLimits::default())
+    }
+
+    #[test]
+    fn reshapes_and_reads_params() {
+        let rates = json!({"rates": {"USD": 1.1, "JPY": 160}});
+        assert_eq!(
+            run("[.rates | to_entries[] | {id: ($params.base + \"-\" + .key), rate: .value}]", rates).unwrap(),
+            json!([{"id": "EUR-USD", "rate": 1.1}, {"id": "EUR-JPY", "rate": 160}])
+        );
+        assert_eq!(run(".[] | .a", json!([{"a": 1}, {"a": 2}])).unwrap(), json!([1, 2]));
+        assert_eq!(run(".x", json!({"x": {"y": 1}})).unwrap(), json!({"y": 1}));
+    }
+
+    #[test]
+    fn errors_and_denied_filters() {
+        assert!(matches!(run(".[", json!(1)), Err(TransformError::Compile(_))));
+        assert!(matches!(run("env", json!(1)), Err(TransformError::Compile(_))));
+        assert!(matches!(run("$ENV", json!(1)), Err(TransformError::Compile(_))));
+        assert!(matches!(run("input", json!(1)), Err(TransformError::Compile(_))));
+        assert!(matches!(run("error(\"x\")", json!(1)), Err(TransformError::Run(_))));
+    }
+
+    #[test]
+    fn limits_stop_it() {
+        let limits = TransformLimits {
+            max_items: 10,
+            ..TransformLimits::default()
+        };
+        let t = Transform::new("range(100)").unwrap();
+        assert_eq!(
+            t.run_blocking(json!(null), &BTreeMap::new(), limits),
+            Err(TransformError::TooManyItems(10))
+        );
+        let t = Transform::new("[range(100)]").unwrap();
+        assert_eq!(
+            t.run_blocking(json!(null), &BTreeMap::new(), limits),
+            Err(TransformError::TooManyItems(10))
+        );
+        let small = TransformLimits {
+            max_bytes: 100,
+            ..TransformLimits::default()
+        };
+        let t = Transform::new("[range(1000)]").unwrap();
+        assert_eq!(
+            t.run_blocking(json!(null), &BTreeMap::new(), small),
+            Err(TransformError::TooLarge(100))
+        );
+        let quick = TransformLimits {
+            timeout: Duration::from_millis(1),
+            max_items: usize::MAX,
+            max_bytes: usize::MAX,
+        };
+        let t = Transform::new("repeat(.)").unwrap();
+        assert_eq!(
+            t.run_blocking(json!(1), &BTreeMap::new(), quick),
+            Err(TransformError::Timeout(quick.timeout))
+        );
+    }
+
+    proptest! {
+        /// Any JSON document through `.` comes back equal (the value conversions are exact
+        /// for strings, integers and structure).
+        #[test]
+        fn identity_round_trips(s in "\\PC{0,30}", n in -1_000_000i64..1_000_000, b: bool) {
+            let doc = json!({"s": s, "n": n, "b": b, "l": [s, null]});
+            prop_assert_eq!(run(".", doc.clone()).unwrap(), doc);
+        }
+    }
+}
