@@ -47,7 +47,10 @@ impl Declarative {
         for (key, value) in [
             ("declarative.max_pages", u64::from(self.max_pages)),
             ("declarative.max_feed_bytes", self.max_feed_bytes),
-            ("declarative.transform_timeout_ms", self.transform_timeout_ms),
+            (
+                "declarative.transform_timeout_ms",
+                self.transform_timeout_ms,
+            ),
             ("declarative.transform_max_items", self.transform_max_items),
             ("declarative.transform_max_bytes", self.transform_max_bytes),
         ] {

@@ -111,23 +111,43 @@ mod tests {
     fn hosts_wildcards_schemes_and_ports() {
         assert!(allows(&["example.com"], "https://example.com/feed.xml"));
         assert!(allows(&["EXAMPLE.com"], "https://Example.COM/x"));
-        assert!(!allows(&["example.com"], "http://example.com/x"), "https only");
+        assert!(
+            !allows(&["example.com"], "http://example.com/x"),
+            "https only"
+        );
         assert!(allows(&["http://example.com"], "http://example.com/x"));
         assert!(!allows(&["example.com"], "https://www.example.com/x"));
         assert!(allows(&["*.example.com"], "https://www.example.com/x"));
         assert!(!allows(&["*.example.com"], "https://example.com/x"));
         assert!(!allows(&["*.example.com"], "https://evilexample.com/x"));
         assert!(!allows(&["example.com"], "https://example.com.evil.net/x"));
-        assert!(allows(&["http://127.0.0.1:8080"], "http://127.0.0.1:8080/x"));
-        assert!(!allows(&["http://127.0.0.1:8080"], "http://127.0.0.1:8081/x"));
+        assert!(allows(
+            &["http://127.0.0.1:8080"],
+            "http://127.0.0.1:8080/x"
+        ));
+        assert!(!allows(
+            &["http://127.0.0.1:8080"],
+            "http://127.0.0.1:8081/x"
+        ));
         assert!(!allows(&["example.com"], "https://user:pw@example.com/x"));
         assert!(!allows(&["example.com"], "ftp://example.com/x"));
-        assert!(!allows(&[], "https://example.com/x"), "empty allows nothing");
+        assert!(
+            !allows(&[], "https://example.com/x"),
+            "empty allows nothing"
+        );
     }
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["", "*.", "exa mple.com", "example.com:x", "https://", ".example.com", "a/b"] {
+        for bad in [
+            "",
+            "*.",
+            "exa mple.com",
+            "example.com:x",
+            "https://",
+            ".example.com",
+            "a/b",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }

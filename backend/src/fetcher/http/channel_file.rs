@@ -245,7 +245,10 @@ impl HttpFetcher {
             return Err(ChannelFileError::ItemsPointer { file: file() });
         }
         if channel.url_from_param() && !channel.params.contains_key("url") {
-            return Err(field("url", "\"{url}\" needs a declared `url` param".into()));
+            return Err(field(
+                "url",
+                "\"{url}\" needs a declared `url` param".into(),
+            ));
         }
         for (name, key) in &channel.keys {
             if key.location != KeyLocation::Template && key.name.is_empty() {
@@ -257,22 +260,26 @@ impl HttpFetcher {
         }
         if let Some(Pagination::Cursor { field: f, .. }) = &channel.pagination {
             if !f.starts_with('/') {
-                return Err(field("pagination", "`field` is a JSON pointer starting with '/'".into()));
+                return Err(field(
+                    "pagination",
+                    "`field` is a JSON pointer starting with '/'".into(),
+                ));
             }
         }
         if channel.pagination.as_ref().and_then(Pagination::max_pages) == Some(0) {
             return Err(field("pagination", "`max_pages` must be at least 1".into()));
         }
         let transform = match &channel.transform {
-            Some(code) => Some(Transform::new(code).map_err(|e| field("transform", e.to_string()))?),
+            Some(code) => {
+                Some(Transform::new(code).map_err(|e| field("transform", e.to_string()))?)
+            }
             None => None,
         };
-        let client = client(&channel, timeout, limits).map_err(|source| {
-            ChannelFileError::Client {
+        let client =
+            client(&channel, timeout, limits).map_err(|source| ChannelFileError::Client {
                 file: file(),
                 source,
-            }
-        })?;
+            })?;
         Ok(HttpFetcher {
             label: label.to_string(),
             channel,
@@ -286,7 +293,11 @@ impl HttpFetcher {
 
 /// Every placeholder names a declared param or key (`{base}` only in the URL).
 fn check_placeholders(channel: &HttpChannel, file: &str) -> Result<(), ChannelFileError> {
-    let body_strings = channel.body.as_ref().map(template::strings).unwrap_or_default();
+    let body_strings = channel
+        .body
+        .as_ref()
+        .map(template::strings)
+        .unwrap_or_default();
     let places = std::iter::once(("url", channel.url.as_str()))
         .chain(channel.headers.values().map(|v| ("headers", v.as_str())))
         .chain(body_strings.into_iter().map(|s| ("body", s)));

@@ -111,7 +111,11 @@ mod tests {
         assert!(a[1]["id"].as_str().unwrap().starts_with("h:"));
         assert!(a[2]["id"].as_str().unwrap().starts_with("h:"));
         assert_ne!(a[1]["id"], a[2]["id"]);
-        assert_eq!(a, items(RSS.as_bytes()).unwrap(), "ids are stable across parses");
+        assert_eq!(
+            a,
+            items(RSS.as_bytes()).unwrap(),
+            "ids are stable across parses"
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@ mod transform;
 
 pub use allowlist::{Allowlist, HostPattern, PatternError};
 pub use channel_file::{
-    channel_files, discover, discover_with, ChannelFileError, ChannelKind, HttpChannel,
-    HttpParam, KeyLocation, KeyPlacement, Method,
+    channel_files, discover, discover_with, ChannelFileError, ChannelKind, HttpChannel, HttpParam,
+    KeyLocation, KeyPlacement, Method,
 };
 pub use feed::{items as feed_items, FeedError};
 pub use limits::{HostBudgets, HttpLimits, Refusal};

@@ -170,7 +170,10 @@ mod tests {
         let reordered = r#"<https://x/1>; rel="prev", <https://x/3>; title="a, b"; rel="next""#;
         assert_eq!(next_link(reordered).as_deref(), Some("https://x/3"));
         assert_eq!(next_link(r#"<https://x/9>; rel="last""#), None);
-        assert_eq!(next_link(r#"<https://x/2>; rel=next"#).as_deref(), Some("https://x/2"));
+        assert_eq!(
+            next_link(r#"<https://x/2>; rel=next"#).as_deref(),
+            Some("https://x/2")
+        );
         assert_eq!(next_link(""), None);
         assert_eq!(next_link("<broken"), None);
     }
@@ -188,11 +191,22 @@ mod tests {
             Next::Url("http://h/a?x=1&rccontinue=2026%7C5".into())
         );
         assert_eq!(
-            next(&cursor, "http://h/a", 2, None, Some(&body), 3, Some("2026|5")),
+            next(
+                &cursor,
+                "http://h/a",
+                2,
+                None,
+                Some(&body),
+                3,
+                Some("2026|5")
+            ),
             Next::Done,
             "the same cursor twice ends the walk"
         );
-        assert_eq!(next(&cursor, "http://h/a", 1, None, Some(&json!({})), 3, None), Next::Done);
+        assert_eq!(
+            next(&cursor, "http://h/a", 1, None, Some(&json!({})), 3, None),
+            Next::Done
+        );
         let page = Pagination::Page {
             param: "page".into(),
             start: 1,
@@ -203,7 +217,10 @@ mod tests {
             next(&page, "http://h/a", 1, None, None, 5, None),
             Next::Url("http://h/a?page=2".into())
         );
-        assert_eq!(next(&page, "http://h/a", 2, None, None, 0, None), Next::Done);
+        assert_eq!(
+            next(&page, "http://h/a", 2, None, None, 0, None),
+            Next::Done
+        );
     }
 
     proptest! {

@@ -24,18 +24,34 @@ pub enum Piece<'a> {
     Hole(Placeholder<'a>),
 }
 
-/// The pieces of `template`; an unclosed `{` is literal text.
+/// Whether `name` (between braces) is a placeholder: a param name or `key:<name>`, made of
+/// ASCII letters, digits, `_`, `-` and `.`. Anything else (`{ a: 1 }` in a GraphQL query)
+/// is literal text.
+fn is_placeholder(name: &str) -> bool {
+    let name = name.strip_prefix("key:").unwrap_or(name);
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The pieces of `template`; braces around anything but a placeholder name are literal text.
 pub fn pieces(template: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
+    let mut literal = 0;
+    while let Some(open) = rest[literal..].find('{').map(|i| i + literal) {
+        let Some(close) = rest[open..].find('}').map(|i| i + open) else {
             break;
         };
+        let name = &rest[open + 1..close];
+        if !is_placeholder(name) {
+            literal = open + 1;
+            continue;
+        }
         if open > 0 {
             out.push(Piece::Text(&rest[..open]));
         }
-        let name = &rest[open + 1..open + close];
         out.push(Piece::Hole(match name {
             "base" => Placeholder::Base,
             _ => match name.strip_prefix("key:") {
@@ -43,7 +59,8 @@ pub fn pieces(template: &str) -> Vec<Piece<'_>> {
                 None => Placeholder::Param(name),
             },
         }));
-        rest = &rest[open + close + 1..];
+        rest = &rest[close + 1..];
+        literal = 0;
     }
     if !rest.is_empty() {
         out.push(Piece::Text(rest));
@@ -157,11 +174,12 @@ mod tests {
     #[test]
     fn placeholders_are_parsed() {
         assert_eq!(
-            placeholders("{base}/a/{x}?k={key:token}&{"),
+            placeholders("{base}/a/{x}?k={key:token}&{ q {y} }{"),
             vec![
                 Placeholder::Base,
                 Placeholder::Param("x"),
-                Placeholder::Key("token")
+                Placeholder::Key("token"),
+                Placeholder::Param("y"),
             ]
         );
     }
@@ -173,7 +191,8 @@ mod tests {
         keys.insert("token".into(), SecretString::from("t/1"));
         let v = values(&params, &keys);
         assert_eq!(
-            v.render("{base}/s?q={q}&k={key:token}", Encoding::Url).unwrap(),
+            v.render("{base}/s?q={q}&k={key:token}", Encoding::Url)
+                .unwrap(),
             "https://api.example/s?q=a%20b%26c&k=t%2F1"
         );
         assert_eq!(
@@ -211,10 +230,20 @@ mod tests {
             prop_assert_eq!(out, json!({"a": value.clone(), "b": [format!("x{value}y")]}));
         }
 
-        /// Any template text parses without panicking.
+        /// Any template text parses without panicking, and rendering it with no values gives
+        /// back its text minus the placeholders.
         #[test]
         fn any_template_parses(t in "\\PC{0,60}") {
-            let _ = placeholders(&t);
+            let literal: String = pieces(&t).into_iter().filter_map(|p| match p {
+                Piece::Text(x) => Some(x),
+                Piece::Hole(_) => None,
+            }).collect();
+            let params = BTreeMap::new();
+            let keys = Keys::new();
+            let v = Values { base: "", params: &params, keys: &keys };
+            if placeholders(&t).iter().all(|p| !matches!(p, Placeholder::Key(_))) {
+                prop_assert_eq!(v.render(&t, Encoding::Raw).unwrap(), literal);
+            }
         }
     }
 }
