@@ -81,6 +81,8 @@ enum FetchersCmd {
         /// Channel name, e.g. my-feed.
         name: String,
     },
+    /// Validate every channel file and fetcher: `path:line: message` per problem, exit 1 if any.
+    Check,
 }
 
 #[tokio::main]
@@ -144,6 +146,17 @@ async fn main() -> anyhow::Result<()> {
                     params,
                     state,
                 } => restream::authoring::run(&settings, &name, &params, state).await?,
+                FetchersCmd::Check => {
+                    let report = restream::authoring::check(&settings).await?;
+                    print!("{}", report.text);
+                    if report.problems > 0 {
+                        anyhow::bail!(
+                            "{} problem(s) in channel files or fetchers",
+                            report.problems
+                        );
+                    }
+                    String::new()
+                }
                 FetchersCmd::New { name } => {
                     let dir = restream::authoring::new_fetcher(&settings.fetchers.dir, &name)?;
                     format!(

@@ -79,7 +79,7 @@ async fn wikipedia_cursor_pages_through_a_transform() {
         "WIKIPEDIA_BASE_URL",
         &up.base,
     );
-    let o = fetch(&f, &[("type", "edit"), ("limit", "50")], &Keys::new(), None)
+    let o = fetch(&f, &[("type", "edit"), ("count", "50")], &Keys::new(), None)
         .await
         .unwrap();
     assert_eq!(

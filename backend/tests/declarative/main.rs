@@ -3,6 +3,7 @@
 //! headers, and the limits strangers meet (allowlist, feed size, transform, per-host budget).
 
 mod apis;
+mod check;
 mod feeds;
 mod limits;
 mod upstream;
