@@ -42,6 +42,8 @@ pub struct UpstreamState {
     pub requests: HashMap<String, Vec<Instant>>,
     /// Path prefix → exact JSON body to serve instead of the generated one.
     pub bodies: HashMap<String, Value>,
+    /// Path prefix → exact text to serve (a feed's XML), before `bodies`.
+    pub raw: HashMap<String, String>,
     /// Path prefixes answered with 500 and a body echoing the request (as some APIs do).
     pub failing: Vec<String>,
     /// Path prefix → (answers left, seconds): answered 429 with `Retry-After: seconds`.
