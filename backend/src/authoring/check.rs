@@ -48,8 +48,7 @@ fn message(error: &dyn std::fmt::Display, label: &str) -> String {
     // toml's errors draw the line under the text; keep the sentence.
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| !l.trim_start().starts_with('|') && !l.contains("-->"))
-        .last()
+        .rfind(|l| !l.trim_start().starts_with('|') && !l.contains("-->"))
         .unwrap_or("")
         .trim()
         .to_string()
