@@ -83,9 +83,10 @@ fn compile(code: &str) -> Result<Filter, TransformError> {
         .filter(|f| !DENIED.contains(&f.0));
     let loader = Loader::new(defs);
     let arena = Arena::default();
-    let modules = loader
-        .load(&arena, File { code, path: () })
-        .map_err(|e| TransformError::Compile(short(format!("{:?}", e.first().map(|e| &e.1)))))?;
+    let modules = loader.load(&arena, File { code, path: () }).map_err(|e| {
+        let why = e.first().map_or_else(String::new, |(_, e)| syntax(code, e));
+        TransformError::Compile(short(why))
+    })?;
     Compiler::default()
         .with_funs(funs)
         .with_global_vars(["$params"])
@@ -97,6 +98,33 @@ fn compile(code: &str) -> Result<Filter, TransformError> {
                 .collect();
             TransformError::Compile(short(format!("undefined: {}", names.join(", "))))
         })
+}
+
+/// A syntax error as "expected X at character N: `…`".
+fn syntax(code: &str, error: &jaq_core::load::Error<&str>) -> String {
+    use jaq_core::load::{lex, Error};
+    let (expected, at) = match error {
+        Error::Io(v) => return format!("cannot load: {:?}", v.first().map(|(_, m)| m)),
+        Error::Lex(v) => match v.first() {
+            Some((lex::Expect::Delim(d), at)) if !["(", "[", "{", "\""].contains(d) => {
+                ("closing delimiter", *at)
+            }
+            Some((expect, at)) => (expect.as_str(), *at),
+            None => return "syntax error".into(),
+        },
+        Error::Parse(v) => match v.first() {
+            Some((expect, at)) => (expect.as_str(), *at),
+            None => return "syntax error".into(),
+        },
+    };
+    // `at` is a slice of `code` (what was found instead).
+    let offset = (at.as_ptr() as usize)
+        .checked_sub(code.as_ptr() as usize)
+        .filter(|o| *o <= code.len())
+        .unwrap_or(0);
+    let column = code[..offset].chars().count() + 1;
+    let found: String = at.chars().take(20).collect();
+    format!("expected {expected} at character {column}, found `{found}`")
 }
 
 fn short(s: String) -> String {
