@@ -51,6 +51,9 @@ pub enum TransformError {
     TooManyItems(usize),
     #[error("transform produced more than {0} bytes")]
     TooLarge(usize),
+    /// Earlier runs of this channel's transform are still going past their time limit.
+    #[error("{0} earlier runs of this transform have not ended")]
+    Busy(usize),
 }
 
 impl TransformError {
@@ -61,14 +64,29 @@ impl TransformError {
             TransformError::Timeout(_)
                 | TransformError::TooManyItems(_)
                 | TransformError::TooLarge(_)
+                | TransformError::Busy(_)
         )
     }
 }
 
+/// Runs of one channel's transform at once: one stuck in a single endless output cannot be
+/// stopped, so at most this many blocking threads are ever held by one channel file.
+pub const MAX_IN_FLIGHT: usize = 2;
+
 /// A jq program, checked when the channel file loads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Transform {
     code: String,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a run as ended when dropped (when the blocking thread finishes, however late).
+struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 type Filter = jaq_core::Filter<data::JustLut<Val>>;
@@ -135,7 +153,10 @@ impl Transform {
     /// Compiles `code` once to check it.
     pub fn new(code: &str) -> Result<Transform, TransformError> {
         compile(code)?;
-        Ok(Transform { code: code.into() })
+        Ok(Transform {
+            code: code.into(),
+            in_flight: Default::default(),
+        })
     }
 
     /// Runs the program on `input`: one output is returned as is, several become a list.
@@ -193,9 +214,18 @@ impl Transform {
         params: &BTreeMap<String, String>,
         limits: TransformLimits,
     ) -> Result<Value, TransformError> {
+        use std::sync::atomic::Ordering;
+        let running = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(self.in_flight.clone());
+        if running >= MAX_IN_FLIGHT {
+            return Err(TransformError::Busy(running));
+        }
         let this = self.clone();
         let params = params.clone();
-        let task = tokio::task::spawn_blocking(move || this.run_blocking(input, &params, limits));
+        let task = tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            this.run_blocking(input, &params, limits)
+        });
         match tokio::time::timeout(limits.timeout * 2, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(TransformError::Run(short(e.to_string()))),
@@ -292,6 +322,31 @@ mod tests {
             t.run_blocking(json!(1), &BTreeMap::new(), quick),
             Err(TransformError::Timeout(quick.timeout))
         );
+    }
+
+    #[tokio::test]
+    async fn runs_past_their_time_are_bounded_per_channel() {
+        use std::sync::atomic::Ordering;
+        let t = Transform::new(".").unwrap();
+        let limits = TransformLimits::default();
+        assert_eq!(
+            t.run(json!([1]), &BTreeMap::new(), limits).await,
+            Ok(json!([1]))
+        );
+        assert_eq!(
+            t.in_flight.load(Ordering::Acquire),
+            0,
+            "a finished run is counted out"
+        );
+        // As if two earlier runs were stuck inside one output: no third thread is started.
+        t.in_flight.store(MAX_IN_FLIGHT, Ordering::Release);
+        assert_eq!(
+            t.run(json!([1]), &BTreeMap::new(), limits).await,
+            Err(TransformError::Busy(MAX_IN_FLIGHT))
+        );
+        assert_eq!(t.in_flight.load(Ordering::Acquire), MAX_IN_FLIGHT);
+        t.in_flight.store(MAX_IN_FLIGHT - 1, Ordering::Release);
+        assert!(t.run(json!([1]), &BTreeMap::new(), limits).await.is_ok());
     }
 
     proptest! {
