@@ -13,3 +13,6 @@ bash scripts/install-deps.sh --tests
 cargo test --workspace --locked -- --test-threads="${RESTREAM_TEST_THREADS:-2}"
 .venv/bin/python -m pytest functions -q
 .venv/bin/python -m pytest infrastructure -q
+# Channel files against schemas/channel.schema.json (restream fetchers check runs in
+# backend/tests/declarative/check.rs, part of cargo test above).
+.venv/bin/python -m pytest channels -q

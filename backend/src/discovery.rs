@@ -24,6 +24,8 @@ pub struct Discovery {
     process: ProcessRuntime,
     /// The bounds on free-form params (`limits.max_free_param*`).
     free_params: crate::channel::FreeParams,
+    /// The `[declarative]` limits (one per-host budget for every declarative channel).
+    http_limits: http::HttpLimits,
 }
 
 /// A failed listing is retried sooner than a routine refresh.
@@ -42,12 +44,19 @@ impl Discovery {
             lambda,
             process,
             free_params: crate::channel::FreeParams::default(),
+            http_limits: http::HttpLimits::default(),
         }
     }
 
     /// Fetchers without declared params take free-form ones within `bounds`.
     pub fn with_free_params(mut self, bounds: crate::channel::FreeParams) -> Discovery {
         self.free_params = bounds;
+        self
+    }
+
+    /// With the `[declarative]` settings' limits (default: their defaults).
+    pub fn with_declarative(mut self, settings: &crate::config::Declarative) -> Discovery {
+        self.http_limits = http::HttpLimits::new(settings);
         self
     }
 
@@ -68,7 +77,7 @@ impl Discovery {
                 ),
                 FetcherKind::Http => {
                     out.extend(
-                        http::discover(&f.channels_dir, self.timeout())
+                        http::discover_with(&f.channels_dir, self.timeout(), &self.http_limits)
                             .into_iter()
                             .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
                     );

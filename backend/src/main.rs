@@ -90,6 +90,8 @@ enum FetchersCmd {
         #[arg(long = "lambda")]
         for_lambda: bool,
     },
+    /// Validate every channel file and fetcher: `path:line: message` per problem, exit 1 if any.
+    Check,
 }
 
 #[tokio::main]
@@ -161,6 +163,17 @@ async fn main() -> anyhow::Result<()> {
                     let python = &settings.fetchers.python;
                     if !restream::fetcher::deps::install(python, &dirs, for_lambda)? {
                         anyhow::bail!("some fetcher dependencies could not be installed");
+                    }
+                    String::new()
+                }
+                FetchersCmd::Check => {
+                    let report = restream::authoring::check(&settings).await?;
+                    print!("{}", report.text);
+                    if report.problems > 0 {
+                        anyhow::bail!(
+                            "{} problem(s) in channel files or fetchers",
+                            report.problems
+                        );
                     }
                     String::new()
                 }

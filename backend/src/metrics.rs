@@ -104,6 +104,13 @@ pub struct Metrics {
     // Free-form params (issue 23).
     /// Subscribes and requests refused for a free-form params bound, by `limit`.
     pub free_param_refusals: IntCounterVec,
+    // Declarative channels (issue 23).
+    /// Polls of declarative channels refused by a limit, by fetcher and code.
+    pub declarative_refusals: IntCounterVec,
+    /// Upstream pages fetched by declarative channels, by fetcher.
+    pub declarative_pages: IntCounterVec,
+    /// Polls that stopped at the page cap with more pages left, by fetcher.
+    pub declarative_page_cap: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -374,6 +381,21 @@ impl Metrics {
                 "free_param_refusals_total",
                 "Subscribes and requests refused for a free-form params bound (limits.max_free_param*), by limit (count, name_length, value_length)",
                 &["limit"],
+            ),
+            declarative_refusals: counter_vec(
+                "declarative_refusals_total",
+                "Polls of declarative channels refused by a limit, by fetcher and code (url_not_allowed, feed_too_large, transform_failed, host_budget_exhausted)",
+                &["fetcher", "code"],
+            ),
+            declarative_pages: counter_vec(
+                "declarative_pages_total",
+                "Upstream pages fetched by declarative channels, by fetcher",
+                &["fetcher"],
+            ),
+            declarative_page_cap: counter_vec(
+                "declarative_page_cap_total",
+                "Polls of declarative channels that stopped at the page cap with pages left (the list is then not complete), by fetcher",
+                &["fetcher"],
             ),
             registry: r,
         }

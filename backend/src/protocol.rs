@@ -64,6 +64,8 @@ pub enum ErrorCode {
     TooManyParams,
     /// A free-form param name or value over `limits.max_free_param_*_len`.
     ParamTooLong,
+    /// A declarative channel's `url` param names a host not on the operator's allowlist.
+    UrlNotAllowed,
 }
 
 impl ErrorCode {
@@ -91,6 +93,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyParams => "too_many_params",
             ErrorCode::ParamTooLong => "param_too_long",
+            ErrorCode::UrlNotAllowed => "url_not_allowed",
         }
     }
 }
@@ -119,6 +122,14 @@ pub enum FailureCode {
     FetcherUnavailable,
     /// The channel's API keys could not be read.
     KeysUnavailable,
+    /// A declarative channel's URL (param, redirect or next page) is not on the allowlist.
+    UrlNotAllowed,
+    /// A feed document is larger than the operator allows.
+    FeedTooLarge,
+    /// A declarative channel's transform failed or passed its limits.
+    TransformFailed,
+    /// The upstream host had all the calls the operator allows per minute.
+    HostBudgetExhausted,
 }
 
 impl FailureCode {
@@ -132,6 +143,12 @@ impl FailureCode {
             FailureCode::FetcherFailed => "fetching this channel failed; retrying",
             FailureCode::FetcherUnavailable => "this channel's fetcher is unavailable; retrying",
             FailureCode::KeysUnavailable => "this channel's API keys are unavailable; retrying",
+            FailureCode::UrlNotAllowed => "this channel's URL is not allowed here",
+            FailureCode::FeedTooLarge => "the feed is larger than allowed; retrying",
+            FailureCode::TransformFailed => "reshaping the upstream answer failed; retrying",
+            FailureCode::HostBudgetExhausted => {
+                "the upstream host had all its calls for now; retrying later"
+            }
         }
     }
 
@@ -142,6 +159,10 @@ impl FailureCode {
             FailureCode::FetcherFailed => "fetcher_failed",
             FailureCode::FetcherUnavailable => "fetcher_unavailable",
             FailureCode::KeysUnavailable => "keys_unavailable",
+            FailureCode::UrlNotAllowed => "url_not_allowed",
+            FailureCode::FeedTooLarge => "feed_too_large",
+            FailureCode::TransformFailed => "transform_failed",
+            FailureCode::HostBudgetExhausted => "host_budget_exhausted",
         }
     }
 }

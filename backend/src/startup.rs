@@ -39,7 +39,9 @@ pub async fn discovery(settings: &Settings, aws: &Aws) -> Discovery {
     // Without AWS, settings with Lambda fetchers are refused when they are read.
     #[cfg(not(feature = "aws"))]
     let (lambda, _) = (None, aws);
-    Discovery::new(&settings.fetchers, lambda).with_free_params(settings.limits.free_params())
+    Discovery::new(&settings.fetchers, lambda)
+        .with_free_params(settings.limits.free_params())
+        .with_declarative(&settings.declarative)
 }
 
 /// Every fetcher named by the settings, with a load report per fetcher (for the CLI).

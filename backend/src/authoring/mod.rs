@@ -1,5 +1,6 @@
 //! Tools for fetcher authors: `restream fetchers list | run | new`.
 
+mod check;
 mod scaffold;
 
 use std::fmt::Write as _;
@@ -14,6 +15,7 @@ use crate::poller::{self, ChannelState, PlanInput, Report};
 use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
 
+pub use check::{check, check_channel_text, CheckReport};
 pub use scaffold::new_fetcher;
 
 /// A table of every fetcher found: channel, params, interval, and whether it loaded.

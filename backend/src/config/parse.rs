@@ -542,6 +542,7 @@ impl TryFrom<SettingsFile> for Settings {
             history: f.history.check()?,
             admin: f.admin.check()?,
             archive: f.archive.check()?,
+            declarative: f.declarative.check()?,
         };
         crate::aws::refuse_unless_built(crate::aws::BUILT_IN, &settings)?;
         Ok(settings)
@@ -605,6 +606,7 @@ impl From<Settings> for SettingsFile {
             history: s.history,
             admin: s.admin,
             archive: s.archive,
+            declarative: s.declarative,
         }
     }
 }

@@ -68,6 +68,10 @@ pub fn resolve(registry: &Registry, name: &str, query: &str) -> Result<ChannelQu
                 e.to_string(),
             )
         })?;
+    entry
+        .fetcher
+        .admit(id.params())
+        .map_err(|(code, message)| ApiError::bad_request(code.as_str(), message))?;
     Ok(ChannelQuery { id, entry, options })
 }
 

@@ -16,6 +16,7 @@ mod cluster;
 mod cluster_rolling;
 mod edge;
 mod fanout;
+mod feeds;
 mod fetcher_failures;
 mod history;
 mod history_access;

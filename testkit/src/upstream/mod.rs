@@ -42,8 +42,9 @@ pub struct UpstreamState {
     pub requests: HashMap<String, Vec<Instant>>,
     /// Path prefix → exact JSON body to serve instead of the generated one.
     pub bodies: HashMap<String, Value>,
-    /// Path prefix → exact text to serve (not JSON, e.g. Google Finance's `// [...]`).
-    pub raw_bodies: HashMap<String, String>,
+    /// Path prefix → exact text to serve (a feed's XML, Google Finance's `// [...]`), before
+    /// `bodies`.
+    pub raw: HashMap<String, String>,
     /// Path prefixes answered with 500 and a body echoing the request (as some APIs do).
     pub failing: Vec<String>,
     /// Path prefix → (answers left, seconds): answered 429 with `Retry-After: seconds`.
@@ -98,7 +99,7 @@ impl Upstream {
     /// path is its whole URL, `http://host/path`).
     pub fn set_raw_body(&self, prefix: &str, body: &str) {
         self.state()
-            .raw_bodies
+            .raw
             .insert(prefix.to_string(), body.to_string());
     }
 

@@ -100,14 +100,10 @@ fn decide(head: &str, path: &str, state: &Mutex<UpstreamState>) -> Answer {
             body: format!("error for {path}"),
         };
     }
-    let raw = s
-        .raw_bodies
-        .iter()
-        .find(|(p, _)| path.starts_with(p.as_str()));
-    if let Some((_, body)) = raw {
+    if let Some((_, text)) = s.raw.iter().find(|(p, _)| path.starts_with(p.as_str())) {
         return Answer::Body {
             status: "200 OK",
-            body: body.clone(),
+            body: text.clone(),
         };
     }
     let fixed = s.bodies.iter().find(|(p, _)| path.starts_with(p.as_str()));
