@@ -1,8 +1,11 @@
 # The fetchers' execution role (always: `apex deploy` uses it too, see the fetcher_role_arn
 # output and scripts/apex-project.sh) and, optionally (deploy_functions), the fetchers
 # themselves as Lambda functions, for users who do not deploy with Apex (archived upstream).
-# Names follow Apex's {project}_{function}, e.g. restreamables_nyt_top. The fetchers use the
-# Python standard library only, so a folder is the whole deployment package.
+# Names follow Apex's {project}_{function}, e.g. restreamables_nyt_top. A folder is the whole
+# deployment package: the shipped fetchers use the standard library only, and a folder with a
+# requirements.txt (the original restream's shape) carries its site-packages/, built for the
+# Lambda runtime by `python3 scripts/fetcher_deps.py --lambda functions` before `apply` (Apex
+# runs the same as its build hook, project.json). A missing or stale build stops the plan.
 
 data "archive_file" "fetcher" {
   for_each    = var.deploy_functions ? toset(var.functions) : toset([])
@@ -11,7 +14,18 @@ data "archive_file" "fetcher" {
   output_path = "${path.module}/.build/${each.value}.zip"
   # Tests and recorded upstream answers stay out of the package (exact names: every provider
   # version matches them, and a matching folder is skipped whole).
-  excludes = ["test_main.py", "testdata", "__pycache__"]
+  excludes = ["test_main.py", "testdata", "__pycache__", ".site-packages.new", ".site-packages.old"]
+}
+
+locals {
+  # Per function with a requirements.txt: the marker scripts/fetcher_deps.py --lambda writes
+  # into its site-packages, and the one it has.
+  fetcher_deps = {
+    for f in(var.deploy_functions ? var.functions : []) : f => {
+      want = "sha256=${filesha256("${path.module}/../functions/${f}/requirements.txt")} target=lambda"
+      have = trimspace(try(file("${path.module}/../functions/${f}/site-packages/.restream-requirements"), ""))
+    } if fileexists("${path.module}/../functions/${f}/requirements.txt")
+  }
 }
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -70,4 +84,11 @@ resource "aws_lambda_function" "fetcher" {
   timeout                        = 10
   reserved_concurrent_executions = 5
   depends_on                     = [aws_cloudwatch_log_group.fetcher]
+
+  lifecycle {
+    precondition {
+      condition     = !contains(keys(local.fetcher_deps), each.key) || try(local.fetcher_deps[each.key].want == local.fetcher_deps[each.key].have, false)
+      error_message = "functions/${each.key} has a requirements.txt but no site-packages built from it for Lambda: run python3 scripts/fetcher_deps.py --lambda functions, then plan again."
+    }
+  }
 }

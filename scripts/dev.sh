@@ -4,4 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-exec cargo run --release -p restream -- dev "$@"
+# The embedded defaults need none of the AWS adapters: building without them (and without
+# optimisations) brings a fresh machine up in minutes. RESTREAM_DEV_PROFILE=release builds
+# optimised; `cargo build --release -p restream` is the full binary (see docs/deploy.md).
+profile=()
+[[ "${RESTREAM_DEV_PROFILE:-dev}" == release ]] && profile=(--release)
+exec cargo run "${profile[@]}" --locked --no-default-features -p restream -- dev "$@"

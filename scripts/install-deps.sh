@@ -10,6 +10,7 @@
 #   Lambda Python runtime client driven by scripts/minilambda.py) and the offline
 #   infrastructure checks (python-hcl2 parses terraform, checkov scans it) and the deploy
 #   drill's WebSocket clients (aiohttp) and the Python client library's dependency (websockets);
+# - `requests` (from PyPI) into the site-packages of backend/tests/fixtures/original/*;
 # - docker-compose (v1), only to validate docker-compose.yml (no container engine is needed);
 # - Chromium and playwright-core (npm, tests/browser) for the demo page's browser test.
 set -euo pipefail
@@ -47,6 +48,9 @@ if $tests; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
+  # Fetchers in the original restream's shape (requirements.txt -> site-packages, `requests`),
+  # for backend/tests/e2e/original_fetchers.rs; a no-op when already installed (hash-keyed).
+  .venv/bin/python scripts/fetcher_deps.py backend/tests/fixtures/original
   if [ ! -d tests/browser/node_modules/playwright-core ]; then
     echo "installing tests/browser (playwright-core; the browser is the system chromium)"
     npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error

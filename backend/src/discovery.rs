@@ -8,18 +8,24 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::LambdaClient;
 use crate::config::{FetcherKind, Fetchers};
 use crate::fetcher::sandbox::ProcessSlots;
 use crate::fetcher::{
-    http, lambda, registry, Fetcher, LoadReport, ProcessRuntime, Registry, SharedRegistry,
+    http, registry, Fetcher, LoadReport, ProcessRuntime, Registry, SharedRegistry,
 };
 
 /// How to find fetchers, from the settings.
 pub struct Discovery {
     settings: Fetchers,
-    lambda: Option<aws_sdk_lambda::Client>,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    lambda: Option<LambdaClient>,
     /// One for every discovery, so every process fetcher found shares its cap.
     process: ProcessRuntime,
+    /// The bounds on free-form params (`limits.max_free_param*`).
+    free_params: crate::channel::FreeParams,
+    /// The `[declarative]` limits (one per-host budget for every declarative channel).
+    http_limits: http::HttpLimits,
 }
 
 /// A failed listing is retried sooner than a routine refresh.
@@ -27,7 +33,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 impl Discovery {
     /// `lambda` is required when `settings.kinds` has `lambda`.
-    pub fn new(settings: &Fetchers, lambda: Option<aws_sdk_lambda::Client>) -> Discovery {
+    pub fn new(settings: &Fetchers, lambda: Option<LambdaClient>) -> Discovery {
         let process = ProcessRuntime {
             env: settings.process_env.clone(),
             slots: ProcessSlots::new(settings.max_processes),
@@ -37,7 +43,21 @@ impl Discovery {
             settings: settings.clone(),
             lambda,
             process,
+            free_params: crate::channel::FreeParams::default(),
+            http_limits: http::HttpLimits::default(),
         }
+    }
+
+    /// Fetchers without declared params take free-form ones within `bounds`.
+    pub fn with_free_params(mut self, bounds: crate::channel::FreeParams) -> Discovery {
+        self.free_params = bounds;
+        self
+    }
+
+    /// With the `[declarative]` settings' limits (default: their defaults).
+    pub fn with_declarative(mut self, settings: &crate::config::Declarative) -> Discovery {
+        self.http_limits = http::HttpLimits::new(settings);
+        self
     }
 
     fn timeout(&self) -> Duration {
@@ -57,7 +77,7 @@ impl Discovery {
                 ),
                 FetcherKind::Http => {
                     out.extend(
-                        http::discover(&f.channels_dir, self.timeout())
+                        http::discover_with(&f.channels_dir, self.timeout(), &self.http_limits)
                             .into_iter()
                             .map(|h| Arc::new(h) as Arc<dyn Fetcher>),
                     );
@@ -67,21 +87,32 @@ impl Discovery {
                             .map(|p| Arc::new(p) as Arc<dyn Fetcher>),
                     );
                 }
-                FetcherKind::Lambda => {
-                    let client = self
-                        .lambda
-                        .clone()
-                        .context("fetchers.kinds has lambda but no Lambda client was built")?;
-                    let found = lambda::discover(client, &f.lambda_prefix, self.timeout())
-                        .await
-                        .with_context(|| {
-                            format!("cannot list Lambda functions named {}*", f.lambda_prefix)
-                        })?;
-                    out.extend(found.into_iter().map(|l| Arc::new(l) as Arc<dyn Fetcher>));
-                }
+                FetcherKind::Lambda => out.extend(self.lambda_fetchers().await?),
             }
         }
         Ok(out)
+    }
+
+    /// The Lambda functions named `fetchers.lambda_prefix*`.
+    #[cfg(feature = "aws")]
+    async fn lambda_fetchers(&self) -> anyhow::Result<Vec<Arc<dyn Fetcher>>> {
+        let prefix = &self.settings.lambda_prefix;
+        let client = self
+            .lambda
+            .clone()
+            .context("fetchers.kinds has lambda but no Lambda client was built")?;
+        let found = crate::fetcher::lambda::discover(client, prefix, self.timeout())
+            .await
+            .with_context(|| format!("cannot list Lambda functions named {prefix}*"))?;
+        Ok(found
+            .into_iter()
+            .map(|l| Arc::new(l) as Arc<dyn Fetcher>)
+            .collect())
+    }
+
+    #[cfg(not(feature = "aws"))]
+    async fn lambda_fetchers(&self) -> anyhow::Result<Vec<Arc<dyn Fetcher>>> {
+        anyhow::bail!(crate::aws::unavailable("fetchers.kinds has \"lambda\""))
     }
 
     /// Finds every fetcher and calls `metadata` on each (concurrently).
@@ -89,10 +120,12 @@ impl Discovery {
         let fetchers = self.fetchers().await?;
         let overrides = &self.settings.poll_interval_overrides;
         let (registry, report) = Registry::load_reporting(fetchers, overrides).await;
-        let registry = registry.with_rate_limits(
-            &self.settings.default_rate_limit,
-            &self.settings.rate_limit_overrides,
-        );
+        let registry = registry
+            .with_rate_limits(
+                &self.settings.default_rate_limit,
+                &self.settings.rate_limit_overrides,
+            )
+            .with_free_params(self.free_params);
         if registry.is_empty() {
             tracing::warn!(kinds = ?self.settings.kinds, "no fetchers loaded; every subscribe will get unknown_channel");
         }

@@ -81,6 +81,17 @@ enum FetchersCmd {
         /// Channel name, e.g. my-feed.
         name: String,
     },
+    /// Install each fetcher folder's requirements.txt into its site-packages/ (pip; skipped
+    /// when already built from the same file).
+    Install {
+        /// Folders (fetcher folders or folders of them); default: fetchers.dir.
+        dirs: Vec<std::path::PathBuf>,
+        /// Wheels for the Lambda runtime (python3.12, x86_64) instead of this machine.
+        #[arg(long = "lambda")]
+        for_lambda: bool,
+    },
+    /// Validate every channel file and fetcher: `path:line: message` per problem, exit 1 if any.
+    Check,
 }
 
 #[tokio::main]
@@ -144,6 +155,28 @@ async fn main() -> anyhow::Result<()> {
                     params,
                     state,
                 } => restream::authoring::run(&settings, &name, &params, state).await?,
+                FetchersCmd::Install { dirs, for_lambda } => {
+                    let dirs = match dirs.is_empty() {
+                        true => vec![settings.fetchers.dir.clone()],
+                        false => dirs,
+                    };
+                    let python = &settings.fetchers.python;
+                    if !restream::fetcher::deps::install(python, &dirs, for_lambda)? {
+                        anyhow::bail!("some fetcher dependencies could not be installed");
+                    }
+                    String::new()
+                }
+                FetchersCmd::Check => {
+                    let report = restream::authoring::check(&settings).await?;
+                    print!("{}", report.text);
+                    if report.problems > 0 {
+                        anyhow::bail!(
+                            "{} problem(s) in channel files or fetchers",
+                            report.problems
+                        );
+                    }
+                    String::new()
+                }
                 FetchersCmd::New { name } => {
                     let dir = restream::authoring::new_fetcher(&settings.fetchers.dir, &name)?;
                     format!(

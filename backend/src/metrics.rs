@@ -101,6 +101,16 @@ pub struct Metrics {
     pub archive_failing: IntGaugeVec,
     /// Events that left the log before a sink archived them.
     pub archive_lost_events: IntCounter,
+    // Free-form params (issue 23).
+    /// Subscribes and requests refused for a free-form params bound, by `limit`.
+    pub free_param_refusals: IntCounterVec,
+    // Declarative channels (issue 23).
+    /// Polls of declarative channels refused by a limit, by fetcher and code.
+    pub declarative_refusals: IntCounterVec,
+    /// Upstream pages fetched by declarative channels, by fetcher.
+    pub declarative_pages: IntCounterVec,
+    /// Polls that stopped at the page cap with more pages left, by fetcher.
+    pub declarative_page_cap: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -209,7 +219,7 @@ impl Metrics {
             ),
             lease_events: counter_vec(
                 "lease_events_total",
-                "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), and snapshot requests forwarded to the owning replica",
+                "Cluster mode: channel leases acquired, released, lost and refused (a conditional write that found the lease held), snapshot requests forwarded to the owning replica, and replica sessions that ran out (session_lapsed)",
                 &["event"],
             ),
             fetcher_processes: register(
@@ -367,7 +377,36 @@ impl Metrics {
                 "archive_lost_events_total",
                 "Events that left the store's log before a sink archived them",
             ),
+            free_param_refusals: counter_vec(
+                "free_param_refusals_total",
+                "Subscribes and requests refused for a free-form params bound (limits.max_free_param*), by limit (count, name_length, value_length)",
+                &["limit"],
+            ),
+            declarative_refusals: counter_vec(
+                "declarative_refusals_total",
+                "Polls of declarative channels refused by a limit, by fetcher and code (url_not_allowed, feed_too_large, transform_failed, host_budget_exhausted)",
+                &["fetcher", "code"],
+            ),
+            declarative_pages: counter_vec(
+                "declarative_pages_total",
+                "Upstream pages fetched by declarative channels, by fetcher",
+                &["fetcher"],
+            ),
+            declarative_page_cap: counter_vec(
+                "declarative_page_cap_total",
+                "Polls of declarative channels that stopped at the page cap with pages left (the list is then not complete), by fetcher",
+                &["fetcher"],
+            ),
             registry: r,
+        }
+    }
+
+    /// Counts a refusal when `e` is about a free-form params bound.
+    pub fn free_param_refused(&self, e: &crate::channel::ParamError) {
+        if let Some(limit) = e.free_limit() {
+            self.free_param_refusals
+                .with_label_values(&[limit.as_str()])
+                .inc();
         }
     }
 

@@ -60,6 +60,42 @@ pub enum ErrorCode {
     TooManyChannels,
     /// Too many subscribes from this connection or client address; see `retry_after`.
     RateLimited,
+    /// More free-form params than `limits.max_free_params` (fetchers that declare none).
+    TooManyParams,
+    /// A free-form param name or value over `limits.max_free_param_*_len`.
+    ParamTooLong,
+    /// A declarative channel's `url` param names a host not on the operator's allowlist.
+    UrlNotAllowed,
+}
+
+impl ErrorCode {
+    /// The code of a subscribe whose params make no channel: the free-form bounds have their
+    /// own, everything else is `invalid_params`.
+    pub fn for_params(e: &crate::channel::ParamError) -> ErrorCode {
+        match e.free_limit() {
+            Some(crate::channel::FreeLimit::Count) => ErrorCode::TooManyParams,
+            Some(_) => ErrorCode::ParamTooLong,
+            None => ErrorCode::InvalidParams,
+        }
+    }
+
+    /// The code's text, as sent.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnknownAction => "unknown_action",
+            ErrorCode::UnknownChannel => "unknown_channel",
+            ErrorCode::InvalidParams => "invalid_params",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TooManyChannels => "too_many_channels",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyParams => "too_many_params",
+            ErrorCode::ParamTooLong => "param_too_long",
+            ErrorCode::UrlNotAllowed => "url_not_allowed",
+        }
+    }
 }
 
 /// A channel's upstream health.
@@ -86,6 +122,14 @@ pub enum FailureCode {
     FetcherUnavailable,
     /// The channel's API keys could not be read.
     KeysUnavailable,
+    /// A declarative channel's URL (param, redirect or next page) is not on the allowlist.
+    UrlNotAllowed,
+    /// A feed document is larger than the operator allows.
+    FeedTooLarge,
+    /// A declarative channel's transform failed or passed its limits.
+    TransformFailed,
+    /// The upstream host had all the calls the operator allows per minute.
+    HostBudgetExhausted,
 }
 
 impl FailureCode {
@@ -99,6 +143,12 @@ impl FailureCode {
             FailureCode::FetcherFailed => "fetching this channel failed; retrying",
             FailureCode::FetcherUnavailable => "this channel's fetcher is unavailable; retrying",
             FailureCode::KeysUnavailable => "this channel's API keys are unavailable; retrying",
+            FailureCode::UrlNotAllowed => "this channel's URL is not allowed here",
+            FailureCode::FeedTooLarge => "the feed is larger than allowed; retrying",
+            FailureCode::TransformFailed => "reshaping the upstream answer failed; retrying",
+            FailureCode::HostBudgetExhausted => {
+                "the upstream host had all its calls for now; retrying later"
+            }
         }
     }
 
@@ -109,6 +159,10 @@ impl FailureCode {
             FailureCode::FetcherFailed => "fetcher_failed",
             FailureCode::FetcherUnavailable => "fetcher_unavailable",
             FailureCode::KeysUnavailable => "keys_unavailable",
+            FailureCode::UrlNotAllowed => "url_not_allowed",
+            FailureCode::FeedTooLarge => "feed_too_large",
+            FailureCode::TransformFailed => "transform_failed",
+            FailureCode::HostBudgetExhausted => "host_budget_exhausted",
         }
     }
 }
@@ -454,5 +508,25 @@ mod tests {
             serde_json::to_value(ErrorCode::TooManyChannels).unwrap(),
             "too_many_channels"
         );
+    }
+
+    #[test]
+    fn code_texts_are_what_is_sent() {
+        use ErrorCode::*;
+        for code in [
+            BadMessage,
+            UnknownAction,
+            UnknownChannel,
+            InvalidParams,
+            NotSubscribed,
+            TooManySubscriptions,
+            Unauthorized,
+            TooManyChannels,
+            RateLimited,
+            TooManyParams,
+            ParamTooLong,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
     }
 }

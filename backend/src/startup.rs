@@ -11,29 +11,37 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, LiveKeys, Policy, Rules, JWT_SECRET, SECRETS_ENTRY};
 use crate::aws::Aws;
-use crate::config::{
-    ClusterSettings, DynamodbSettings, FetcherKind, KeysSettings, PublishVia, Settings, StoreKind,
-};
+use crate::config::{DynamodbSettings, KeysSettings, PublishVia, Settings, StoreKind};
 use crate::connection::Limits;
 use crate::demand::Demand;
 use crate::discovery::Discovery;
 use crate::fetcher::{LoadReport, Registry, SharedRegistry};
-use crate::keys::{FileKeyStore, KeyStore, S3KeyStore};
+use crate::keys::{FileKeyStore, KeyStore};
 use crate::poller::PollerContext;
 use crate::pushpin::publisher::{HttpPublisher, Metered, Paced, Publisher, ZmqPublisher};
 use crate::pushpin::stats;
 use crate::routes::{self, AppState};
 use crate::scheduler::Scheduler;
-use crate::store::{DynamoItemStore, ItemStore, MemoryStore, RedbStore};
+use crate::store::{ItemStore, MemoryStore, RedbStore};
 use crate::supervisor::Essentials;
 
 /// How fetchers are found, with a Lambda client when `fetchers.kinds` has `lambda`.
 pub async fn discovery(settings: &Settings, aws: &Aws) -> Discovery {
-    let lambda = match settings.fetchers.kinds.contains(&FetcherKind::Lambda) {
+    #[cfg(feature = "aws")]
+    let lambda = match settings
+        .fetchers
+        .kinds
+        .contains(&crate::config::FetcherKind::Lambda)
+    {
         true => Some(aws.lambda(settings.fetchers.timeout).await),
         false => None,
     };
+    // Without AWS, settings with Lambda fetchers are refused when they are read.
+    #[cfg(not(feature = "aws"))]
+    let (lambda, _) = (None, aws);
     Discovery::new(&settings.fetchers, lambda)
+        .with_free_params(settings.limits.free_params())
+        .with_declarative(&settings.declarative)
 }
 
 /// Every fetcher named by the settings, with a load report per fetcher (for the CLI).
@@ -55,8 +63,14 @@ pub async fn item_store(settings: &Settings, aws: &Aws) -> anyhow::Result<Arc<dy
                 .with_retention(retention),
         ),
         StoreKind::Memory => Arc::new(MemoryStore::new(capacity).with_retention(retention)),
+        #[cfg(not(feature = "aws"))]
+        StoreKind::Dynamodb(_) => {
+            let _ = aws;
+            anyhow::bail!(crate::aws::unavailable("store.kind = \"dynamodb\""))
+        }
+        #[cfg(feature = "aws")]
         StoreKind::Dynamodb(d) => {
-            let store = DynamoItemStore::connect(
+            let store = crate::store::DynamoItemStore::connect(
                 aws.dynamodb().await,
                 &d.table,
                 capacity,
@@ -82,12 +96,18 @@ pub async fn key_store(
         KeysSettings::File { file } => {
             Arc::new(FileKeyStore::open(file).context("cannot use the keys file (keys.file)")?)
         }
+        #[cfg(not(feature = "aws"))]
+        KeysSettings::S3 { .. } => {
+            let _ = (aws, shutdown);
+            anyhow::bail!(crate::aws::unavailable("keys.kind = \"s3\""))
+        }
+        #[cfg(feature = "aws")]
         KeysSettings::S3 {
             bucket,
             key,
             refresh,
         } => Arc::new(
-            S3KeyStore::start(
+            crate::keys::S3KeyStore::start(
                 aws.s3().await,
                 bucket,
                 key,
@@ -101,6 +121,7 @@ pub async fn key_store(
 
 /// Cluster mode's view of the other replicas (`None` on a single node); it heartbeats until
 /// `shutdown`, keeping `pushpins` on the Pushpins the other replicas advertise.
+#[cfg(feature = "aws")]
 async fn cluster(
     settings: &Settings,
     aws: &Aws,
@@ -137,9 +158,22 @@ async fn cluster(
     Ok(Some(cluster))
 }
 
+/// Cluster mode needs DynamoDB: settings asking for it are refused when they are read.
+#[cfg(not(feature = "aws"))]
+async fn cluster(
+    _settings: &Settings,
+    _aws: &Aws,
+    _listener: &TcpListener,
+    _shutdown: &CancellationToken,
+    _pushpins: crate::cluster::RemotePushpins,
+) -> anyhow::Result<Option<Arc<crate::cluster::Cluster>>> {
+    Ok(None)
+}
+
 /// This replica as the others see it; unset names and URLs get defaults.
+#[cfg(feature = "aws")]
 async fn member(
-    c: &ClusterSettings,
+    c: &crate::config::ClusterSettings,
     listener: &TcpListener,
 ) -> anyhow::Result<crate::cluster::Member> {
     let id = c.replica_id.clone().unwrap_or_else(|| {
@@ -388,15 +422,30 @@ pub async fn run(
         settings.push.clone(),
     );
     // Push channels fed by SQS: competing consumers in every replica, not essential tasks.
-    let queued = crate::push::queue::queued_channels(&registry.current());
-    if !queued.is_empty() {
-        crate::push::queue::spawn(
-            queued,
-            aws.sqs().await,
-            publishing.clone(),
-            registry.clone(),
-            &shutdown,
-        );
+    #[cfg(feature = "aws")]
+    {
+        let queued = crate::push::queue::queued_channels(&registry.current());
+        if !queued.is_empty() {
+            crate::push::queue::spawn(
+                queued,
+                aws.sqs().await,
+                publishing.clone(),
+                registry.clone(),
+                &shutdown,
+            );
+        }
+    }
+    #[cfg(not(feature = "aws"))]
+    {
+        let current = registry.current();
+        let queued = current.names().filter(|name| {
+            let spec = current.get(name).and_then(|e| e.fetcher.push());
+            spec.is_some_and(|s| s.queue.is_some())
+        });
+        for name in queued {
+            let why = crate::aws::unavailable("a push channel's [queue] (SQS)");
+            tracing::warn!(channel = name, "no queue consumer: {why}");
+        }
     }
     let state = web::Data::new(AppState {
         registry,

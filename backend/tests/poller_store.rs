@@ -477,7 +477,8 @@ fn spawn_channel(
     stop: &CancellationToken,
 ) -> (tokio::task::JoinHandle<()>, mpsc::Sender<SnapshotRequest>) {
     let channel =
-        ChannelId::from_request("t", Some(&json!({ "p": p })), &entry.metadata.params).unwrap();
+        ChannelId::from_request_with("t", Some(&json!({ "p": p })), &entry.metadata.params)
+            .unwrap();
     let (tx, rx) = mpsc::channel(1);
     (
         tokio::spawn(poller::run(

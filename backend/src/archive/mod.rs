@@ -13,6 +13,7 @@ pub mod layout;
 pub mod leader;
 pub mod local;
 pub mod reader;
+#[cfg(feature = "aws")]
 pub mod s3;
 pub mod setup;
 pub mod target;

@@ -8,7 +8,6 @@ use super::book::Book;
 use super::control::Sinks;
 use super::local::LocalTarget;
 use super::reader::ArchiveReader;
-use super::s3::S3Target;
 use super::{SinkControl, SinkType};
 use crate::config::Archive;
 use crate::history::ArchiveRead;
@@ -44,11 +43,15 @@ impl Setup {
                 Arc::new(LocalTarget::new(settings.local_dir.clone())),
             );
         }
+        #[cfg(feature = "aws")]
         if settings.has_target(SinkType::S3) {
             let client = aws.s3().await;
-            let target = S3Target::new(client, &settings.s3_bucket, &settings.s3_prefix);
+            let target = super::s3::S3Target::new(client, &settings.s3_bucket, &settings.s3_prefix);
             targets.insert(SinkType::S3, Arc::new(target));
         }
+        // Without AWS, settings with an S3 bucket are refused when they are read.
+        #[cfg(not(feature = "aws"))]
+        let _ = aws;
         targets
     }
 

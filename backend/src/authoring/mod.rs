@@ -1,5 +1,6 @@
 //! Tools for fetcher authors: `restream fetchers list | run | new`.
 
+mod check;
 mod scaffold;
 
 use std::fmt::Write as _;
@@ -14,6 +15,7 @@ use crate::poller::{self, ChannelState, PlanInput, Report};
 use crate::startup::{self, load_registry_reporting};
 use crate::store::{ItemStore, RedbStore};
 
+pub use check::{check, check_channel_text, CheckReport};
 pub use scaffold::new_fetcher;
 
 /// A table of every fetcher found: channel, params, interval, and whether it loaded.
@@ -37,6 +39,7 @@ pub async fn list(settings: &Settings) -> anyhow::Result<String> {
                 };
                 let params: Vec<String> = m
                     .params
+                    .declared()
                     .iter()
                     .map(|(k, p)| match (&p.default, p.required) {
                         (_, true) => format!("{k} (required)"),
@@ -44,7 +47,9 @@ pub async fn list(settings: &Settings) -> anyhow::Result<String> {
                         (None, _) => k.clone(),
                     })
                     .collect();
-                let params = if params.is_empty() {
+                let params = if m.params.is_free() {
+                    "(free-form)".to_string()
+                } else if params.is_empty() {
                     "-".to_string()
                 } else {
                     params.join(", ")
@@ -161,7 +166,7 @@ fn channel_of(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    ChannelId::from_request(name, Some(&Value::Object(raw)), &entry.metadata.params)
+    ChannelId::from_request_with(name, Some(&Value::Object(raw)), &entry.metadata.params)
         .map_err(|e| anyhow!("invalid params for {name}: {e}"))
 }
 

@@ -3,12 +3,15 @@
 //! Params are validated against the fetcher's declared params, defaults are applied, keys are
 //! sorted and keys and values are percent-encoded, so two requests that mean the same thing share
 //! one id (one GRIP channel, one poller) and any replica can rebuild the fetch from the id alone.
+//! A fetcher that declares no params takes free-form ones (`free`), canonicalised the same way.
 
+mod free;
 mod grip_channel;
 mod normalize;
 #[cfg(test)]
 mod tests;
 
+pub use free::{FreeLimit, FreeParams, ParamRules, RESERVED_PARAMS};
 pub use grip_channel::{GripChannel, GripChannelError};
 pub use normalize::{canonical_number, ParamKind};
 
@@ -91,6 +94,31 @@ pub enum ParamError {
     NotANumber(String),
     #[error("param {0:?} must be one of: {1}")]
     NotAllowed(String, String),
+    #[error("param name {0:?} must be ASCII letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    #[error("param {0:?} is reserved by the HTTP API")]
+    Reserved(String),
+    /// A free-form bound: which, and its value.
+    #[error("{}", free_limit_text(*.0, *.1))]
+    FreeLimit(FreeLimit, usize),
+}
+
+fn free_limit_text(limit: FreeLimit, max: usize) -> String {
+    match limit {
+        FreeLimit::Count => format!("at most {max} params are accepted"),
+        FreeLimit::NameLength => format!("param names are at most {max} characters"),
+        FreeLimit::ValueLength => format!("param values are at most {max} characters"),
+    }
+}
+
+impl ParamError {
+    /// The free-form bound this error is about, if any.
+    pub fn free_limit(&self) -> Option<FreeLimit> {
+        match self {
+            ParamError::FreeLimit(limit, _) => Some(*limit),
+            _ => None,
+        }
+    }
 }
 
 /// Why a string is not a canonical channel id.
@@ -114,6 +142,29 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 impl ChannelId {
+    /// Builds the canonical id for `name` from client params (a JSON object or absent),
+    /// validated against a channel type's rules: its declared params, or free-form ones.
+    pub fn from_request_with(
+        name: &str,
+        raw: Option<&Value>,
+        rules: &ParamRules,
+    ) -> Result<ChannelId, ParamError> {
+        let free = match rules {
+            ParamRules::Declared(specs) => return ChannelId::from_request(name, raw, specs),
+            ParamRules::Free(free) => free,
+        };
+        let params = match raw {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(m)) => free.accept(m)?,
+            Some(_) => return Err(ParamError::NotAnObject),
+        };
+        let id = ChannelId::new(name.to_string(), params);
+        if id.as_str().len() > MAX_ID_LEN {
+            return Err(ParamError::IdTooLong);
+        }
+        Ok(id)
+    }
+
     /// Builds the canonical id for `name` from client params (a JSON object or absent),
     /// validated against `specs`.
     pub fn from_request(

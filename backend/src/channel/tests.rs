@@ -187,3 +187,120 @@ fn ids_compare_by_meaning_and_clone_cheaply() {
     sorted.sort();
     assert_eq!(sorted[0].as_str(), "a-b", "in the order of their text");
 }
+
+fn free() -> ParamRules {
+    ParamRules::Free(FreeParams {
+        max_count: 3,
+        max_name_len: 8,
+        max_value_len: 10,
+    })
+}
+
+#[test]
+fn free_form_params_are_canonical_like_declared_ones() {
+    let a = ChannelId::from_request_with(
+        "nyt-top",
+        Some(&json!({"section": "world", "b": 2, "c": true})),
+        &free(),
+    )
+    .unwrap();
+    let b = ChannelId::from_request_with(
+        "nyt-top",
+        Some(&json!({"c": "true", "section": "world", "b": "2", "gone": null})),
+        &free(),
+    )
+    .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.as_str(), "nyt-top?b=2&c=true&section=world");
+    assert_eq!(ChannelId::parse(a.as_str()).unwrap(), a);
+    let spaced =
+        ChannelId::from_request_with("g", Some(&json!({"symbols": "A&B C"})), &free()).unwrap();
+    assert_eq!(spaced.as_str(), "g?symbols=A%26B%20C");
+    assert_eq!(
+        ChannelId::from_request_with("g", None, &free())
+            .unwrap()
+            .as_str(),
+        "g"
+    );
+}
+
+#[test]
+fn free_form_params_are_bounded() {
+    let refused = |v: Value| ChannelId::from_request_with("g", Some(&v), &free()).unwrap_err();
+    assert_eq!(
+        refused(json!({"a": 1, "b": 2, "c": 3, "d": 4})),
+        ParamError::FreeLimit(FreeLimit::Count, 3)
+    );
+    assert_eq!(
+        refused(json!({"a": 1, "b": 2, "c": 3, "d": 4})).free_limit(),
+        Some(FreeLimit::Count)
+    );
+    assert_eq!(
+        refused(json!({"longername": "x"})),
+        ParamError::FreeLimit(FreeLimit::NameLength, 8)
+    );
+    assert_eq!(
+        refused(json!({"a": "12345678901"})),
+        ParamError::FreeLimit(FreeLimit::ValueLength, 10)
+    );
+    // Ten characters, not ten bytes.
+    assert!(ChannelId::from_request_with("g", Some(&json!({"a": "éééééééééé"})), &free()).is_ok());
+    assert_eq!(
+        refused(json!({"a b": "x"})),
+        ParamError::BadName("a b".into())
+    );
+    assert_eq!(
+        refused(json!({"limit": "5"})),
+        ParamError::Reserved("limit".into())
+    );
+    assert_eq!(
+        refused(json!({"a": {"x": 1}})),
+        ParamError::BadType("a".into())
+    );
+    assert_eq!(refused(json!({"a": [1]})), ParamError::BadType("a".into()));
+    assert_eq!(refused(json!("a=1")), ParamError::NotAnObject);
+    // The id stays within its bound whatever the settings allow.
+    let wide = ParamRules::Free(FreeParams {
+        max_count: 8,
+        max_name_len: 64,
+        max_value_len: MAX_VALUE_LEN,
+    });
+    let big: serde_json::Map<String, Value> = (0..3)
+        .map(|i| (format!("k{i}"), json!("%".repeat(200))))
+        .collect();
+    assert_eq!(
+        ChannelId::from_request_with("g", Some(&Value::Object(big)), &wide),
+        Err(ParamError::IdTooLong)
+    );
+}
+
+#[test]
+fn declared_rules_stay_strict() {
+    let strict = ParamRules::Declared(ParamSpecs::new());
+    assert!(matches!(
+        ChannelId::from_request_with("a", Some(&json!({"section": "x"})), &strict),
+        Err(ParamError::Unknown(..))
+    ));
+    let declared = ParamRules::Declared(specs());
+    assert_eq!(
+        ChannelId::from_request_with("w", Some(&json!({"lat": "1"})), &declared).unwrap(),
+        ChannelId::from_request("w", Some(&json!({"lat": "1"})), &specs()).unwrap()
+    );
+}
+
+proptest! {
+    #[test]
+    fn free_form_ids_round_trip(params in proptest::collection::btree_map("[a-z][a-z0-9_]{0,7}", "\\PC{0,10}", 0..4)) {
+        let raw = Value::Object(params.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
+        match ChannelId::from_request_with("g", Some(&raw), &free()) {
+            Ok(id) => {
+                prop_assert_eq!(ChannelId::parse(id.as_str()).unwrap(), id.clone());
+                prop_assert_eq!(id.params(), &params);
+            }
+            Err(e) => prop_assert!(
+                matches!(e, ParamError::Reserved(_)),
+                "{e:?}"
+            ),
+        }
+    }
+}

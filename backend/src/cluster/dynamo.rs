@@ -1,5 +1,6 @@
-//! [`Leases`] in production: the lease table and membership records in DynamoDB, hand-overs
-//! over HTTP to the other replica's backend port.
+//! [`Leases`] in production: the lease table and membership records in DynamoDB (session
+//! leases: one heartbeat renews them all), hand-overs over HTTP to the other replica's backend
+//! port.
 
 use std::time::Duration;
 
@@ -7,13 +8,11 @@ use async_trait::async_trait;
 
 use super::{
     ForwardedSnapshots, HandOverError, Held, Holder, LeaseError, LeaseTable, Leases, Member,
-    Membership,
 };
 use crate::channel::ChannelId;
 
 pub struct DynamoLeases {
     table: LeaseTable,
-    members: Membership,
     http: reqwest::Client,
     /// Sent with every hand-over: the other replica's `/internal/*` requires it.
     secret: crate::config::Secret,
@@ -28,8 +27,7 @@ impl DynamoLeases {
         secret: crate::config::Secret,
     ) -> DynamoLeases {
         DynamoLeases {
-            table: LeaseTable::new(client.clone(), table, owner, ttl),
-            members: Membership::new(client, table),
+            table: LeaseTable::new(client, table, owner, ttl),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -66,17 +64,15 @@ impl Leases for DynamoLeases {
     }
 
     async fn heartbeat(&self, me: &Member) -> Result<(), LeaseError> {
-        self.members
-            .heartbeat(me, self.ttl().as_millis() as u64)
-            .await
+        self.table.heartbeat(me).await
     }
 
     async fn live(&self) -> Result<Vec<Member>, LeaseError> {
-        self.members.live().await
+        self.table.members().live().await
     }
 
     async fn leave(&self, me: &Member) -> Result<(), LeaseError> {
-        self.members.leave(&me.id).await
+        self.table.members().leave(&me.id).await
     }
 
     async fn hand_over(

@@ -68,8 +68,15 @@ impl Cluster {
                 _ = stop.cancelled() => break,
                 _ = guard.poller.cancelled() => return, // Lost (the store refused the epoch).
                 _ = tokio::time::sleep_until(valid_until) => {
-                    guard.lose("not renewed in time");
-                    return;
+                    // A session lease is renewed by the replica's heartbeat, which may have
+                    // landed since the last look: one more look before giving it up.
+                    match self.leases().renew(&guard.held()).await {
+                        Ok(Some(held)) if held.valid_until > Instant::now() => guard.renewed(held),
+                        _ => {
+                            guard.lose("not renewed in time");
+                            return;
+                        }
+                    }
                 }
                 _ = tokio::time::sleep(self.renew_every()) => {
                     match self.leases().renew(&guard.held()).await {

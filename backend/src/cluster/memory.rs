@@ -151,6 +151,7 @@ impl Leases for MemoryLeases {
         Ok(Some(Held {
             channel: channel.clone(),
             epoch,
+            session: 0,
             valid_until: self.valid_until(),
         }))
     }

@@ -9,7 +9,7 @@
 //!
 //! The lease table, the membership records and the hand-over of snapshot requests between
 //! replicas sit behind one trait, [`Leases`]: DynamoDB plus HTTP in production
-//! ([`DynamoLeases`]), and an in-memory table shared by replicas of one process
+//! (`DynamoLeases`, feature `aws`), and an in-memory table shared by replicas of one process
 //! ([`MemoryLeaseTable`]), the testing backend.
 //!
 //! A replica advertises its own Pushpin in its membership record; every replica publishes to
@@ -17,15 +17,22 @@
 //! configured ones. A replica that stops gracefully releases its leases and deletes its record.
 
 pub mod advertise;
+#[cfg(feature = "aws")]
 mod dynamo;
 pub mod ecs_metadata;
 mod forward;
 mod guard;
 mod lease;
+#[cfg(feature = "aws")]
+mod lease_table;
 mod members;
+#[cfg(feature = "aws")]
+mod membership;
 mod memory;
 mod publish_wire;
 mod pushpins;
+#[cfg(feature = "aws")]
+mod session;
 mod wire;
 
 use std::sync::{Arc, RwLock};
@@ -37,14 +44,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::ChannelId;
 
+#[cfg(feature = "aws")]
 pub use dynamo::DynamoLeases;
 pub use forward::{forward, forward_publish, Forwardable, Handed};
 pub use guard::LeaseGuard;
-pub use lease::{lease_pk, now_ms, Held, Holder, LeaseError, LeaseTable, LEASE_SK};
-pub use members::{preferred, AdvertisedPushpin, Member, Membership};
+pub use lease::{lease_pk, now_ms, Held, Holder, LeaseError, LEASE_SK};
+#[cfg(feature = "aws")]
+pub use lease_table::LeaseTable;
+pub use members::{preferred, AdvertisedPushpin, Member};
+#[cfg(feature = "aws")]
+pub use membership::Membership;
 pub use memory::{Inbox, MemoryLeaseTable, MemoryLeases};
 pub use publish_wire::{ForwardedPublish, PUBLISH_PATH};
 pub use pushpins::{remote_targets, RemotePushpins, RemoteTargets};
+#[cfg(feature = "aws")]
+pub use session::Beat;
 pub use wire::{ForwardedSnapshot, ForwardedSnapshots, HandOver, HandedRequest, WireError};
 
 /// Why snapshot requests did not reach their replica.

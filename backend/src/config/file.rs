@@ -33,6 +33,7 @@ pub struct SettingsFile {
     pub history: History,
     pub admin: Admin,
     pub archive: Archive,
+    pub declarative: super::Declarative,
 }
 
 /// What restream keeps about channels and how much the items and status API may read
@@ -366,6 +367,7 @@ impl Default for SettingsFile {
             history: History::default(),
             admin: Admin::default(),
             archive: Archive::default(),
+            declarative: Default::default(),
         }
     }
 }

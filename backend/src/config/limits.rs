@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::SettingsError;
+use crate::channel::{FreeParams, MAX_NAME_LEN, MAX_VALUE_LEN};
 
 /// Where a client's address comes from.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,6 +49,28 @@ pub struct Limits {
     /// `X-Forwarded-For` entries appended by proxies we trust: 1 = Pushpin's own append
     /// (`x_forwarded_for=append`), 2 = a load balancer in front of Pushpin as well.
     pub trusted_proxy_hops: usize,
+    /// Free-form params (fetchers that declare no `params`, the original's shape): at most
+    /// this many per subscribe (`too_many_params`)...
+    #[serde(default = "default_max_free_params")]
+    pub max_free_params: usize,
+    /// ...names at most this long and values at most this long, in characters
+    /// (`param_too_long`; values at most 256).
+    #[serde(default = "default_max_free_param_name_len")]
+    pub max_free_param_name_len: usize,
+    #[serde(default = "default_max_free_param_value_len")]
+    pub max_free_param_value_len: usize,
+}
+
+fn default_max_free_params() -> usize {
+    FreeParams::default().max_count
+}
+
+fn default_max_free_param_name_len() -> usize {
+    FreeParams::default().max_name_len
+}
+
+fn default_max_free_param_value_len() -> usize {
+    FreeParams::default().max_value_len
 }
 
 impl Default for Limits {
@@ -66,6 +89,9 @@ impl Default for Limits {
             tracked_clients: 100_000,
             client_address_from: ClientAddressFrom::XForwardedFor,
             trusted_proxy_hops: 1,
+            max_free_params: default_max_free_params(),
+            max_free_param_name_len: default_max_free_param_name_len(),
+            max_free_param_value_len: default_max_free_param_value_len(),
         }
     }
 }
@@ -99,6 +125,24 @@ impl Limits {
         one("limits.sse_open_burst", self.sse_open_burst as usize)?;
         one("limits.tracked_clients", self.tracked_clients)?;
         one("limits.trusted_proxy_hops", self.trusted_proxy_hops)?;
+        one("limits.max_free_params", self.max_free_params)?;
+        for (key, n, max) in [
+            (
+                "limits.max_free_param_name_len",
+                self.max_free_param_name_len,
+                MAX_NAME_LEN,
+            ),
+            (
+                "limits.max_free_param_value_len",
+                self.max_free_param_value_len,
+                MAX_VALUE_LEN,
+            ),
+        ] {
+            one(key, n)?;
+            if n > max {
+                return Err(SettingsError::TooLarge { key });
+            }
+        }
         for (key, rate) in [
             (
                 "limits.connection_subscribes_per_sec",
@@ -120,6 +164,15 @@ impl Limits {
             });
         }
         Ok(self)
+    }
+
+    /// The bounds on free-form params.
+    pub fn free_params(&self) -> FreeParams {
+        FreeParams {
+            max_count: self.max_free_params,
+            max_name_len: self.max_free_param_name_len,
+            max_value_len: self.max_free_param_value_len,
+        }
     }
 
     /// The cap on active channels of the fetcher `name`, whose metadata declared `declared`.

@@ -11,6 +11,7 @@
 mod admin;
 mod advertise;
 mod archive;
+mod declarative;
 mod file;
 mod history;
 mod limits;
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use admin::Admin;
 pub use advertise::{render, url_host, AdvertiseHost, PushpinTemplates};
 pub use archive::{Archive, ReadFrom, SinkEntry};
+pub use declarative::Declarative;
 use file::SettingsFile;
 pub use history::{History, KindRetention};
 pub use limits::{ClientAddressFrom, Limits};
@@ -65,6 +67,7 @@ pub struct Settings {
     pub history: History,
     pub admin: Admin,
     pub archive: Archive,
+    pub declarative: Declarative,
 }
 
 /// What restream keeps about channels and how much the items and status API read.

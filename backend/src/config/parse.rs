@@ -38,6 +38,9 @@ pub enum SettingsError {
         "cluster.enabled needs store.kind = \"dynamodb\" (the replicas share its table and leases)"
     )]
     ClusterNeedsDynamodb,
+    /// Settings that need AWS in a binary built without the `aws` feature.
+    #[error("{0}")]
+    AwsNotBuilt(String),
     #[error("pushpin: at least one publish endpoint is required")]
     NoPublishEndpoint,
     #[error("fetchers.process_env: {name:?} {problem}")]
@@ -520,7 +523,7 @@ impl TryFrom<SettingsFile> for Settings {
         let fetchers = fetchers(f.fetchers)?;
         let keys = keys(f.keys)?;
         let store = store(f.store, f.cluster)?;
-        Ok(Settings {
+        let settings = Settings {
             server,
             pushpin: pushpin(f.pushpin)?,
             demand: DemandSettings {
@@ -539,7 +542,10 @@ impl TryFrom<SettingsFile> for Settings {
             history: f.history.check()?,
             admin: f.admin.check()?,
             archive: f.archive.check()?,
-        })
+            declarative: f.declarative.check()?,
+        };
+        crate::aws::refuse_unless_built(crate::aws::BUILT_IN, &settings)?;
+        Ok(settings)
     }
 }
 
@@ -600,6 +606,7 @@ impl From<Settings> for SettingsFile {
             history: s.history,
             admin: s.admin,
             archive: s.archive,
+            declarative: s.declarative,
         }
     }
 }

@@ -589,6 +589,16 @@ fn limits_are_checked_and_round_trip() {
     assert!(bad(|f| f.limits.connection_subscribes_per_sec = f64::NAN)
         .contains("limits.connection_subscribes_per_sec"));
     assert!(bad(|f| f.limits.snapshot_resend_secs = -1.0).contains("limits.snapshot_resend_secs"));
+    assert!(bad(|f| f.limits.max_free_params = 0).contains("limits.max_free_params"));
+    assert!(bad(|f| f.limits.max_free_param_name_len = 65)
+        .contains("limits.max_free_param_name_len is too large"));
+    assert!(bad(|f| f.limits.max_free_param_value_len = 257)
+        .contains("limits.max_free_param_value_len is too large"));
+    assert_eq!(
+        s.limits.free_params(),
+        crate::channel::FreeParams::default(),
+        "the settings' defaults are the built-in ones"
+    );
     assert!(bad(|f| {
         f.fetchers.default_rate_limit = [("per_week".to_string(), 1)].into();
     })

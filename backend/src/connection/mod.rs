@@ -446,11 +446,24 @@ fn resolve(
             reference,
         });
     };
-    ChannelId::from_request(channel, params, &entry.metadata.params).map_err(|e| Rejection {
-        code: ErrorCode::InvalidParams,
-        message: format!("invalid params for {channel}: {e}"),
-        reference,
-    })
+    let id = ChannelId::from_request_with(channel, params, &entry.metadata.params).map_err(|e| {
+        crate::metrics::get().free_param_refused(&e);
+        Rejection {
+            code: ErrorCode::for_params(&e),
+            message: format!("invalid params for {channel}: {e}"),
+            reference: reference.clone(),
+        }
+    })?;
+    // A declarative channel's `url` allowlist (issue 23): refused here, never polled.
+    entry
+        .fetcher
+        .admit(id.params())
+        .map_err(|(_, message)| Rejection {
+            code: ErrorCode::UrlNotAllowed,
+            message,
+            reference,
+        })?;
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -381,3 +381,44 @@ proptest::proptest! {
 
 mod auth;
 mod keep_alive;
+
+#[test]
+fn a_fetcher_without_declared_params_takes_free_form_ones_within_bounds() {
+    let context = context_with(Scripted::default());
+    let r = handle(
+        "cid",
+        vec![
+            text(
+                json!({"action": "subscribe", "channel": "a", "params": {"section": "world"}, "ref": 1}),
+            ),
+            text(
+                json!({"action": "subscribe", "channel": "a", "params": {"k": "v".repeat(300)}, "ref": 2}),
+            ),
+            text(
+                json!({"action": "subscribe", "channel": "a", "params": (0..9).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>(), "ref": 3}),
+            ),
+            text(
+                json!({"action": "subscribe", "channel": "w", "params": {"lat": "1", "section": "x"}, "ref": 4}),
+            ),
+        ],
+        Subscriptions::default(),
+        &context,
+    );
+    let t = texts(&r);
+    let of = |reference: i64| {
+        t.iter()
+            .find(|m| m["ref"] == reference)
+            .cloned()
+            .unwrap_or_else(|| panic!("no reply to {reference}: {t:?}"))
+    };
+    assert_eq!(of(1)["type"], "subscribed");
+    assert_eq!(of(1)["params"], json!({"section": "world"}));
+    assert_eq!(of(2)["code"], "param_too_long");
+    assert_eq!(of(3)["code"], "too_many_params");
+    assert_eq!(
+        of(4)["code"],
+        "invalid_params",
+        "declared params stay strict"
+    );
+    assert_eq!(r.subscriptions.to_meta(), "a?section=world");
+}

@@ -5,15 +5,11 @@ use std::time::Duration;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::channel::{is_valid_name, ParamKind, ParamSpec, ParamSpecs};
+pub use crate::channel::RESERVED_PARAMS;
+use crate::channel::{is_valid_name, FreeParams, ParamKind, ParamRules, ParamSpec, ParamSpecs};
 
 /// Poll interval when a fetcher declares none (the original restream default).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(100);
-
-/// Query names the HTTP API uses beside a channel's params (`/channels/{name}/items?limit=`,
-/// `...&cursor=`, `/channels/{name}/events?since=`, `/channels/{name}/history?from=&to=`,
-/// `?token=` everywhere), so no fetcher may declare them.
-pub const RESERVED_PARAMS: [&str; 6] = ["cursor", "limit", "since", "token", "from", "to"];
 
 /// What a fetcher says about itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +21,9 @@ pub struct Metadata {
     pub doc_url: Option<String>,
     pub keys: Vec<String>,
     pub poll_interval: Duration,
-    pub params: ParamSpecs,
+    /// The declared params; without a `params` field (the original restream's fetchers),
+    /// free-form ones within the default bounds (the registry applies the settings').
+    pub params: ParamRules,
     /// The upstream budget: at most N calls per window, shared by every channel using the
     /// same keys (see `budget`).
     pub rate_limit: Vec<(Duration, u64)>,
@@ -113,7 +111,10 @@ impl Metadata {
             doc_url: opt_str("doc_url")?,
             keys,
             poll_interval,
-            params: parse_params(obj.get("params"))?,
+            params: match obj.get("params") {
+                None | Some(Value::Null) => ParamRules::Free(FreeParams::default()),
+                declared => ParamRules::Declared(parse_params(declared)?),
+            },
             rate_limit: parse_rate_limit(obj.get("rate_limit"))?,
             env: parse_env(obj.get("env"))?,
             max_channels: match obj.get("max_channels") {
@@ -301,7 +302,15 @@ mod tests {
         .unwrap();
         assert_eq!(m.name, "nyt-top");
         assert_eq!(m.poll_interval, Duration::from_secs(100));
-        assert!(m.params.is_empty());
+        // No `params` field: free-form params, as the original passed them through.
+        assert!(m.params.is_free());
+        assert!(m.params.declared().is_empty());
+        let none_declared =
+            Metadata::from_value(&json!({"name": "a", "id_field": "id", "params": {}})).unwrap();
+        assert_eq!(
+            none_declared.params,
+            ParamRules::Declared(ParamSpecs::new())
+        );
         assert_eq!(m.access, None);
     }
 
@@ -328,8 +337,11 @@ mod tests {
             "params": {"lat": {"required": true, "description": "latitude"}, "units": {"default": "metric"}}
         }))
         .unwrap();
-        assert!(m.params["lat"].required);
-        assert_eq!(m.params["units"].default.as_deref(), Some("metric"));
+        assert!(m.params.declared()["lat"].required);
+        assert_eq!(
+            m.params.declared()["units"].default.as_deref(),
+            Some("metric")
+        );
         assert_eq!(m.poll_interval, Duration::from_millis(500));
         assert!(m.rate_limit.is_empty());
         let limited = Metadata::from_value(&json!({"name": "w", "id_field": "id", "rate_limit": {"per_minute": 5, "per_day": 500}})).unwrap();
@@ -405,7 +417,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(m.max_channels, Some(50));
-        let n = &m.params["n"];
+        let n = &m.params.declared()["n"];
         assert_eq!(n.default.as_deref(), Some("1.5"));
         assert_eq!(n.allowed, Some(vec!["1.5".into(), "2".into(), "3".into()]));
     }

@@ -6,7 +6,9 @@
 //! Lambda) read that JSON with [`parse_fetch_response`]; every [`Fetcher`] answers a typed
 //! [`FetchOutcome`] or [`FetchError`].
 
+pub mod deps;
 pub mod http;
+#[cfg(feature = "aws")]
 pub mod lambda;
 mod metadata;
 mod process;
@@ -16,6 +18,7 @@ mod response;
 pub mod sandbox;
 
 pub use http::HttpFetcher;
+#[cfg(feature = "aws")]
 pub use lambda::LambdaFetcher;
 pub use metadata::{parse_rate_limit, Metadata, MetadataError, RESERVED_PARAMS};
 pub use process::{ProcessFetcher, ProcessRuntime};
@@ -90,6 +93,16 @@ pub enum FetchError {
     /// The fetcher cannot be reached: not deployed, no permission, network trouble.
     #[error("fetcher {fetcher} is unavailable: {detail}")]
     Unavailable { fetcher: String, detail: String },
+    /// A declarative channel refused to call (or keep reading) its upstream: a limit or the
+    /// `url` allowlist said no (issue 23).
+    #[error("fetcher {fetcher} refused the call ({}): {message}", code.as_str())]
+    Refused {
+        fetcher: String,
+        code: http::Refusal,
+        message: String,
+        /// Seconds until the limit allows a call again, when it knows.
+        retry_after: Option<f64>,
+    },
     #[error("could not start fetcher {fetcher}: {source}")]
     Spawn {
         fetcher: String,
@@ -129,5 +142,10 @@ pub trait Fetcher: Send + Sync {
     /// writer instead of a poller.
     fn push(&self) -> Option<std::sync::Arc<crate::push::PushSpec>> {
         None
+    }
+    /// Checks a channel's params at subscribe, beyond their declaration (a declarative
+    /// channel's `url` allowlist): a refusal is an error to the client, never a poll.
+    fn admit(&self, _params: &BTreeMap<String, String>) -> Result<(), (http::Refusal, String)> {
+        Ok(())
     }
 }

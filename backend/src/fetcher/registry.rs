@@ -61,6 +61,26 @@ impl Registry {
         Registry { by_name }
     }
 
+    /// Every fetcher that takes free-form params (no `params` in its metadata) gets the
+    /// settings' bounds on them.
+    pub fn with_free_params(self, bounds: crate::channel::FreeParams) -> Registry {
+        use crate::channel::ParamRules;
+        let by_name = self
+            .by_name
+            .into_iter()
+            .map(|(name, entry)| match &entry.metadata.params {
+                ParamRules::Free(b) if *b != bounds => {
+                    let mut metadata = entry.metadata.clone();
+                    metadata.params = ParamRules::Free(bounds);
+                    let fetcher = entry.fetcher.clone();
+                    (name, Arc::new(FetcherEntry { metadata, fetcher }))
+                }
+                _ => (name, entry),
+            })
+            .collect();
+        Registry { by_name }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<FetcherEntry>> {
         self.by_name.get(name)
     }
@@ -115,6 +135,12 @@ impl Registry {
                     continue;
                 }
                 Err(e) => {
+                    if let Some(hint) = match &e {
+                        FetchError::Crashed { detail, .. } => super::deps::import_hint(detail),
+                        _ => None,
+                    } {
+                        tracing::warn!(fetcher = %label, %hint, "fetcher cannot import a module");
+                    }
                     tracing::error!(fetcher = %label, error = %e, "metadata call failed; fetcher skipped");
                     report.push((label, Err(LoadError::MetadataCall(e))));
                     continue;
@@ -202,6 +228,10 @@ pub fn discover_process_fetchers(
         .filter(|p| p.join("main.py").is_file())
         .collect();
     dirs.sort();
+    for d in &dirs {
+        let label = d.file_name().map(|n| n.to_string_lossy().into_owned());
+        super::deps::warn_if_missing(d, label.as_deref().unwrap_or_default());
+    }
     Ok(dirs
         .into_iter()
         .map(|d| Arc::new(ProcessFetcher::new(&d, runtime.clone())) as Arc<dyn Fetcher>)

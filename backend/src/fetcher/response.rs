@@ -161,6 +161,41 @@ mod tests {
         }
     }
 
+    /// The answers of the original restream's fetchers, verbatim: `{'status_code': 200,
+    /// 'result': resp.json()['results']}` and `{'status_code': resp.status_code, 'result':
+    /// resp.text}`, with no `complete`, `state` or `retry_after`.
+    #[test]
+    fn original_fetcher_answers_keep_working() {
+        let o = parse_fetch_response(
+            "nyt_top",
+            json!({"status_code": 200, "result": [{"short_url": "https://nyti.ms/a", "title": "A"}]}),
+        )
+        .unwrap();
+        assert_eq!(o.items.len(), 1);
+        assert!(!o.complete, "no `complete`: a window, nothing is removed");
+        assert_eq!(
+            (o.state, o.retry_after, o.not_modified),
+            (None, None, false)
+        );
+        let html = format!("<html><body>{}</body></html>", "Unauthorized ".repeat(100));
+        match parse_fetch_response("nyt_top", json!({"status_code": 401, "result": html})) {
+            Err(FetchError::Upstream {
+                status: 401,
+                message,
+                retry_after: None,
+                ..
+            }) => assert!(message.starts_with("<html>") && message.chars().count() == 500),
+            other => panic!("{other:?}"),
+        }
+        // An empty body, and a 2xx other than 200 (the original took only 200 as success).
+        for (status, result) in [(500, json!("")), (204, json!(""))] {
+            assert!(matches!(
+                parse_fetch_response("f", json!({"status_code": status, "result": result})),
+                Err(FetchError::Upstream { .. })
+            ));
+        }
+    }
+
     #[test]
     fn not_modified_means_unchanged() {
         let o = parse_fetch_response(

@@ -1,13 +1,15 @@
 //! API keys for fetchers: a `KeyStore` trait, the default local JSON file ([`FileKeyStore`])
-//! and the production S3 object ([`S3KeyStore`]).
+//! and the production S3 object (`S3KeyStore`, feature `aws`).
 //!
 //! Both hold the original restream layout: `{"<channel name>": {"<key name>": "<secret>"}}`.
 //! Values are held as `SecretString` and never logged.
 
 mod file;
+#[cfg(feature = "aws")]
 mod s3;
 
 pub use file::FileKeyStore;
+#[cfg(feature = "aws")]
 pub use s3::S3KeyStore;
 
 use std::collections::BTreeMap;

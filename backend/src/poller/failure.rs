@@ -33,7 +33,8 @@ impl PollError {
         match self {
             PollError::Fetch(
                 FetchError::Upstream { retry_after, .. }
-                | FetchError::Throttled { retry_after, .. },
+                | FetchError::Throttled { retry_after, .. }
+                | FetchError::Refused { retry_after, .. },
             ) => *retry_after,
             _ => None,
         }
@@ -47,6 +48,15 @@ impl PollError {
                 FailureCode::UpstreamRateLimited
             }
             PollError::Fetch(FetchError::Upstream { .. }) => FailureCode::UpstreamUnavailable,
+            PollError::Fetch(FetchError::Refused { code, .. }) => {
+                use crate::fetcher::http::Refusal;
+                match code {
+                    Refusal::UrlNotAllowed => FailureCode::UrlNotAllowed,
+                    Refusal::FeedTooLarge => FailureCode::FeedTooLarge,
+                    Refusal::TransformFailed => FailureCode::TransformFailed,
+                    Refusal::HostBudgetExhausted => FailureCode::HostBudgetExhausted,
+                }
+            }
             PollError::Fetch(
                 FetchError::Throttled { .. }
                 | FetchError::Unavailable { .. }

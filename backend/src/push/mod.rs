@@ -12,7 +12,9 @@
 pub mod batch;
 pub mod plan;
 mod publishing;
+#[cfg(feature = "aws")]
 pub mod queue;
+#[cfg(feature = "aws")]
 mod queue_map;
 pub mod spec;
 

@@ -186,7 +186,7 @@ impl QueueConsumer {
         Some(Current {
             spec,
             queue,
-            params: entry.metadata.params.clone(),
+            params: entry.metadata.params.declared().clone(),
         })
     }
 

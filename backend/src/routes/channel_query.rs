@@ -60,8 +60,18 @@ pub fn resolve(registry: &Registry, name: &str, query: &str) -> Result<ChannelQu
             .map(|(k, v)| (k, Value::String(v)))
             .collect::<Map<_, _>>(),
     );
-    let id = ChannelId::from_request(name, Some(&raw), &entry.metadata.params)
-        .map_err(|e| ApiError::bad_request("invalid_params", e.to_string()))?;
+    let id =
+        ChannelId::from_request_with(name, Some(&raw), &entry.metadata.params).map_err(|e| {
+            crate::metrics::get().free_param_refused(&e);
+            ApiError::bad_request(
+                crate::protocol::ErrorCode::for_params(&e).as_str(),
+                e.to_string(),
+            )
+        })?;
+    entry
+        .fetcher
+        .admit(id.params())
+        .map_err(|(code, message)| ApiError::bad_request(code.as_str(), message))?;
     Ok(ChannelQuery { id, entry, options })
 }
 

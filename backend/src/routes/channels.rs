@@ -32,7 +32,9 @@ fn catalog_entry(
         "name": m.name,
         "description": m.description,
         "id_field": m.id_field,
-        "params": m.params.iter().map(|(name, spec)| (name.clone(), json!({
+        // A fetcher without declared params (the original's shape) takes any, within bounds.
+        "free_params": m.params.is_free(),
+        "params": m.params.declared().iter().map(|(name, spec)| (name.clone(), json!({
             "required": spec.required,
             "default": spec.default,
             "description": spec.description,

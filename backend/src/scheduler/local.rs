@@ -237,7 +237,7 @@ impl Scheduler {
                 .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                 .collect(),
         );
-        match ChannelId::from_request(channel.name(), Some(&raw), &entry.metadata.params) {
+        match ChannelId::from_request_with(channel.name(), Some(&raw), &entry.metadata.params) {
             Ok(canonical) if &canonical == channel => Ok(entry.clone()),
             _ => Err(Unservable::Params),
         }

@@ -2,9 +2,10 @@
 //!
 //! Items are keyed by (channel id, item id) with a content hash; a channel's meta holds its
 //! last `seq`, the fetcher's opaque state and the oldest seq the change log can replay from.
-//! [`RedbStore`] (an embedded, crash-safe file) is the default, [`DynamoItemStore`] runs in
+//! [`RedbStore`] (an embedded, crash-safe file) is the default, `DynamoItemStore` (feature `aws`) runs in
 //! production, [`MemoryStore`] serves tests.
 
+#[cfg(feature = "aws")]
 mod dynamo;
 mod memory;
 mod redb_records;
@@ -16,6 +17,7 @@ pub mod conformance_history;
 pub mod conformance_records;
 pub mod conformance_retention;
 
+#[cfg(feature = "aws")]
 pub use dynamo::{DynamoItemStore, TTL_ATTRIBUTE};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;

@@ -95,6 +95,10 @@ pub struct StackOptions {
     pub aws: Option<AwsOptions>,
     /// Changes the backend settings last, before they are written.
     pub configure: Option<fn(&mut Settings)>,
+    /// Sets `http_proxy` to the fake upstream (and `no_proxy` to loopback) for the backend
+    /// and its fetcher processes, so a fetcher calling a fixed `http://` host (the original
+    /// restream's, unmodified) reaches the fake upstream and nothing else.
+    pub http_proxy_to_upstream: bool,
 }
 
 /// The production profile: `store = dynamodb`, `keys = s3`, `fetchers = lambda`.
@@ -207,6 +211,7 @@ impl Default for StackOptions {
             extra_channels: Vec::new(),
             aws: None,
             configure: None,
+            http_proxy_to_upstream: false,
         }
     }
 }
@@ -273,11 +278,15 @@ impl Stack {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let base = format!("http://{}", upstream.addr);
-        let base_urls: Vec<(String, String)> =
+        let mut base_urls: Vec<(String, String)> =
             ["USGS_BASE_URL", "NYT_BASE_URL", "OPEN_METEO_BASE_URL"]
                 .into_iter()
                 .map(|k| (k.to_string(), base.clone()))
                 .collect();
+        if opts.http_proxy_to_upstream {
+            base_urls.push(("http_proxy".into(), base.clone()));
+            base_urls.push(("no_proxy".into(), "127.0.0.1,localhost".into()));
+        }
         let aws = match &opts.aws {
             Some(aws) => {
                 let env: Vec<_> = base_urls.iter().cloned().chain(opts.env.clone()).collect();
@@ -314,6 +323,10 @@ impl Stack {
         // Many clients on one address, fast polls: the abuse bounds out of the way unless a
         // test sets them (abuse.rs).
         restream_testkit::stack::lift_abuse_limits(&mut settings);
+        if opts.http_proxy_to_upstream {
+            let env = &mut settings.fetchers.process_env;
+            env.extend(["http_proxy".to_string(), "no_proxy".to_string()]);
+        }
         if let Some(configure) = opts.configure {
             configure(&mut settings);
         }

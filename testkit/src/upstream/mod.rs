@@ -42,6 +42,9 @@ pub struct UpstreamState {
     pub requests: HashMap<String, Vec<Instant>>,
     /// Path prefix → exact JSON body to serve instead of the generated one.
     pub bodies: HashMap<String, Value>,
+    /// Path prefix → exact text to serve (a feed's XML, Google Finance's `// [...]`), before
+    /// `bodies`.
+    pub raw: HashMap<String, String>,
     /// Path prefixes answered with 500 and a body echoing the request (as some APIs do).
     pub failing: Vec<String>,
     /// Path prefix → (answers left, seconds): answered 429 with `Retry-After: seconds`.
@@ -90,6 +93,14 @@ impl Upstream {
     /// Serves `body` for every path starting with `prefix` from now on.
     pub fn set_body(&self, prefix: &str, body: Value) {
         self.state().bodies.insert(prefix.to_string(), body);
+    }
+
+    /// Serves the text `body` as is for every path starting with `prefix` (a proxied request's
+    /// path is its whole URL, `http://host/path`).
+    pub fn set_raw_body(&self, prefix: &str, body: &str) {
+        self.state()
+            .raw
+            .insert(prefix.to_string(), body.to_string());
     }
 
     /// Answers every path starting with `prefix` with a 500 that echoes the request path.

@@ -100,6 +100,12 @@ fn decide(head: &str, path: &str, state: &Mutex<UpstreamState>) -> Answer {
             body: format!("error for {path}"),
         };
     }
+    if let Some((_, text)) = s.raw.iter().find(|(p, _)| path.starts_with(p.as_str())) {
+        return Answer::Body {
+            status: "200 OK",
+            body: text.clone(),
+        };
+    }
     let fixed = s.bodies.iter().find(|(p, _)| path.starts_with(p.as_str()));
     let (status, body) = match fixed {
         Some((_, body)) => ("200 OK", body.to_string()),

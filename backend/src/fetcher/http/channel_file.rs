@@ -8,6 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use super::limits::HttpLimits;
+use super::pagination::Pagination;
+use super::template::{self, Placeholder};
+use super::transform::Transform;
 use super::HttpFetcher;
 use crate::channel::ParamSpec;
 
@@ -25,6 +29,8 @@ pub struct HttpParam {
 pub enum KeyLocation {
     Query,
     Header,
+    /// Only where a `{key:<name>}` placeholder puts it (a header value, the body, the URL).
+    Template,
 }
 
 /// Where one API key goes in the request.
@@ -33,7 +39,8 @@ pub enum KeyLocation {
 pub struct KeyPlacement {
     #[serde(rename = "in")]
     pub location: KeyLocation,
-    /// Query parameter or header name.
+    /// Query parameter or header name (not for `in = "template"`).
+    #[serde(default)]
     pub name: String,
     /// How the value is written; `{value}` is replaced, e.g. `Bearer {value}`.
     #[serde(default = "default_format")]
@@ -44,16 +51,42 @@ fn default_format() -> String {
     "{value}".into()
 }
 
+fn default_id_field() -> String {
+    "id".into()
+}
+
+/// What the upstream answers: a JSON document, or a feed (RSS, Atom, JSON Feed).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    #[default]
+    Http,
+    Feed,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+}
+
 /// A declarative channel file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpChannel {
+    /// `"http"` (default: a JSON API) or `"feed"` (RSS, Atom or JSON Feed).
+    #[serde(default)]
+    pub kind: ChannelKind,
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub doc_url: Option<String>,
-    /// URL template, e.g. `{base}/api/v1/search?tags=front_page&hitsPerPage={limit}`.
+    /// URL template, e.g. `{base}/api/v1/search?tags=front_page&hitsPerPage={limit}`;
+    /// exactly `"{url}"` takes the whole URL from the `url` param (checked against
+    /// `declarative.url_allowlist`).
     pub url: String,
     /// What `{base}` stands for.
     #[serde(default)]
@@ -61,18 +94,33 @@ pub struct HttpChannel {
     /// An environment variable that overrides `base_url` (mirrors, tests).
     #[serde(default)]
     pub base_url_env: Option<String>,
-    /// JSON pointer to the list of items (`""` when the body itself is the list).
+    /// `GET` (default) or `POST`.
+    #[serde(default)]
+    pub method: Method,
+    /// A JSON body (POST), its strings templated from params and keys.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// JSON pointer to the list of items, in the transform's output when there is one
+    /// (`""`, the default, when that is the list itself).
+    #[serde(default)]
     pub items: String,
+    #[serde(default = "default_id_field")]
     pub id_field: String,
     #[serde(default)]
     pub poll_interval: Option<f64>,
     /// Whether the list is the whole collection (missing ids are `removed`).
     #[serde(default)]
     pub complete: bool,
+    /// A jq program reshaping each page (a feed: its list of items) before `items` is read.
+    #[serde(default)]
+    pub transform: Option<String>,
+    #[serde(default)]
+    pub pagination: Option<Pagination>,
     #[serde(default)]
     pub params: BTreeMap<String, HttpParam>,
     #[serde(default)]
     pub keys: BTreeMap<String, KeyPlacement>,
+    /// Request headers; values templated from params and keys.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -84,6 +132,16 @@ pub struct HttpChannel {
     #[serde(default)]
     pub access: Option<String>,
 }
+
+impl HttpChannel {
+    /// Whether the whole URL comes from the `url` param.
+    pub fn url_from_param(&self) -> bool {
+        self.url == URL_FROM_PARAM
+    }
+}
+
+/// The `url` template that takes the whole URL from the `url` param.
+pub const URL_FROM_PARAM: &str = "{url}";
 
 /// Why a channel file cannot be used; every message names the file (and the field).
 #[derive(Debug, Error)]
@@ -105,6 +163,13 @@ pub enum ChannelFileError {
     UnknownPlaceholder { file: String, placeholder: String },
     #[error("{file}: field `items`: a JSON pointer starts with '/' (or is empty)")]
     ItemsPointer { file: String },
+    /// Any other check, naming the field.
+    #[error("{file}: field `{field}`: {problem}")]
+    Field {
+        file: String,
+        field: String,
+        problem: String,
+    },
     #[error("{file}: {source}")]
     Client {
         file: String,
@@ -113,68 +178,206 @@ pub enum ChannelFileError {
     },
 }
 
+impl ChannelFileError {
+    /// The field at fault, when the error is about one (for `fetchers check` line numbers).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ChannelFileError::UnknownPlaceholder { .. } => Some("url"),
+            ChannelFileError::ItemsPointer { .. } => Some("items"),
+            ChannelFileError::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The byte range of a TOML syntax or shape error.
+    pub fn span(&self) -> Option<std::ops::Range<usize>> {
+        match self {
+            ChannelFileError::Invalid { source, .. } => source.span(),
+            _ => None,
+        }
+    }
+}
+
 impl HttpFetcher {
-    /// Reads and checks a channel file; errors name the file and the field.
+    /// Reads and checks a channel file with the default limits; errors name the file and the
+    /// field.
     pub fn load(path: &Path, timeout: Duration) -> Result<HttpFetcher, ChannelFileError> {
+        HttpFetcher::load_with(path, timeout, &HttpLimits::default())
+    }
+
+    /// Reads and checks a channel file; `limits` are the `[declarative]` settings.
+    pub fn load_with(
+        path: &Path,
+        timeout: Duration,
+        limits: &HttpLimits,
+    ) -> Result<HttpFetcher, ChannelFileError> {
         let label = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let file = || label.clone();
         let text = std::fs::read_to_string(path).map_err(|source| ChannelFileError::Read {
-            file: file(),
+            file: label.clone(),
             source,
         })?;
+        HttpFetcher::parse(&label, &text, timeout, limits)
+    }
+
+    /// Checks a channel file's text; `label` names it in errors.
+    pub fn parse(
+        label: &str,
+        text: &str,
+        timeout: Duration,
+        limits: &HttpLimits,
+    ) -> Result<HttpFetcher, ChannelFileError> {
+        let file = || label.to_string();
         let channel: HttpChannel =
-            toml::from_str(&text).map_err(|source| ChannelFileError::Invalid {
+            toml::from_str(text).map_err(|source| ChannelFileError::Invalid {
                 file: file(),
                 source,
             })?;
-        if let Some(placeholder) = placeholders(&channel.url)
-            .into_iter()
-            .find(|p| *p != "base" && !channel.params.contains_key(*p))
-        {
-            return Err(ChannelFileError::UnknownPlaceholder {
-                file: file(),
-                placeholder: placeholder.to_string(),
-            });
-        }
+        let field = |field: &str, problem: String| ChannelFileError::Field {
+            file: file(),
+            field: field.into(),
+            problem,
+        };
+        check_placeholders(&channel, label)?;
         if !(channel.items.is_empty() || channel.items.starts_with('/')) {
             return Err(ChannelFileError::ItemsPointer { file: file() });
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("restream/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| ChannelFileError::Client {
+        if channel.url_from_param() && !channel.params.contains_key("url") {
+            return Err(field(
+                "url",
+                "\"{url}\" needs a declared `url` param".into(),
+            ));
+        }
+        for (name, key) in &channel.keys {
+            if key.location != KeyLocation::Template && key.name.is_empty() {
+                return Err(field("keys", format!("key {name}: `name` is required")));
+            }
+        }
+        if channel.body.is_some() && channel.method != Method::Post {
+            return Err(field("body", "a body needs method = \"POST\"".into()));
+        }
+        if let Some(Pagination::Cursor { field: f, .. }) = &channel.pagination {
+            if !f.starts_with('/') {
+                return Err(field(
+                    "pagination",
+                    "`field` is a JSON pointer starting with '/'".into(),
+                ));
+            }
+        }
+        if channel.pagination.as_ref().and_then(Pagination::max_pages) == Some(0) {
+            return Err(field("pagination", "`max_pages` must be at least 1".into()));
+        }
+        let transform = match &channel.transform {
+            Some(code) => {
+                Some(Transform::new(code).map_err(|e| field("transform", e.to_string()))?)
+            }
+            None => None,
+        };
+        let client =
+            client(&channel, timeout, limits).map_err(|source| ChannelFileError::Client {
                 file: file(),
                 source,
             })?;
         Ok(HttpFetcher {
-            label,
+            label: label.to_string(),
             channel,
             client,
             timeout,
+            limits: limits.clone(),
+            transform,
         })
     }
 }
 
-fn placeholders(template: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        out.push(&rest[open + 1..open + close]);
-        rest = &rest[open + close + 1..];
+/// Every placeholder names a declared param or key (`{base}` only in the URL).
+fn check_placeholders(channel: &HttpChannel, file: &str) -> Result<(), ChannelFileError> {
+    let body_strings = channel
+        .body
+        .as_ref()
+        .map(template::strings)
+        .unwrap_or_default();
+    let places = std::iter::once(("url", channel.url.as_str()))
+        .chain(channel.headers.values().map(|v| ("headers", v.as_str())))
+        .chain(body_strings.into_iter().map(|s| ("body", s)));
+    for (place, text) in places {
+        for p in template::placeholders(text) {
+            match p {
+                Placeholder::Base if place == "url" => {}
+                Placeholder::Param(name) if channel.params.contains_key(name) => {}
+                Placeholder::Key(name) if channel.keys.contains_key(name) => {}
+                Placeholder::Param(name) if place == "url" => {
+                    return Err(ChannelFileError::UnknownPlaceholder {
+                        file: file.into(),
+                        placeholder: name.to_string(),
+                    })
+                }
+                other => {
+                    return Err(ChannelFileError::Field {
+                        file: file.into(),
+                        field: place.into(),
+                        problem: format!("placeholder {other:?} is not a declared param or key"),
+                    })
+                }
+            }
+        }
     }
-    out
+    Ok(())
 }
 
-/// Every `*.toml` declarative channel file of `dir` (push channel files aside), in name order;
-/// unreadable files are logged and skipped.
+/// The channel's HTTP client: its timeout, and its redirect rule: a URL from a param may
+/// only be redirected to hosts on the allowlist; others follow up to 5 redirects.
+fn client(
+    channel: &HttpChannel,
+    timeout: Duration,
+    limits: &HttpLimits,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let allowlist = limits.allowlist.clone();
+    let from_param = channel.url_from_param();
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if from_param && !allowlist.allows(attempt.url()) {
+            attempt.error(RedirectRefused)
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(policy)
+        .user_agent(concat!("restream/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// A redirect to a host not on the allowlist.
+#[derive(Debug, Error)]
+#[error("redirect to a host not on the allowlist")]
+pub struct RedirectRefused;
+
+/// Every `*.toml` declarative channel file of `dir` (push channel files aside), in name order,
+/// with the default limits; unreadable files are logged and skipped.
 pub fn discover(dir: &Path, timeout: Duration) -> Vec<HttpFetcher> {
+    discover_with(dir, timeout, &HttpLimits::default())
+}
+
+/// [`discover`] with the `[declarative]` settings' limits.
+pub fn discover_with(dir: &Path, timeout: Duration, limits: &HttpLimits) -> Vec<HttpFetcher> {
+    channel_files(dir)
+        .into_iter()
+        .filter_map(|f| match HttpFetcher::load_with(&f, timeout, limits) {
+            Ok(fetcher) => Some(fetcher),
+            Err(e) => {
+                tracing::error!(error = %e, "invalid declarative channel; skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Every declarative (not push) `*.toml` file of `dir`, in name order.
+pub fn channel_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
@@ -193,17 +396,6 @@ pub fn discover(dir: &Path, timeout: Duration) -> Vec<HttpFetcher> {
     };
     files.sort();
     files
-        .into_iter()
-        // Push channel files share the folder; `push::spec::discover` loads those.
-        .filter(|f| !std::fs::read_to_string(f).is_ok_and(|t| crate::push::spec::is_push_file(&t)))
-        .filter_map(|f| match HttpFetcher::load(&f, timeout) {
-            Ok(fetcher) => Some(fetcher),
-            Err(e) => {
-                tracing::error!(error = %e, "invalid declarative channel; skipped");
-                None
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! One AWS configuration for every adapter (DynamoDB, S3, Lambda, SQS): region and credentials
-//! from the SDK's standard chain, retries and timeouts from our settings, and an optional
-//! endpoint override per service for local emulators.
+//! The AWS SDK side (feature `aws`): one configuration for every adapter (DynamoDB, S3, Lambda,
+//! SQS): region and credentials from the SDK's standard chain, retries and timeouts from our
+//! settings, and an optional endpoint override per service for local emulators.
 
 use std::time::Duration;
 
@@ -61,6 +61,9 @@ impl Aws {
         sqs(self.sdk().await, &self.settings)
     }
 }
+
+/// A Lambda client (see `LambdaClient` for builds without AWS).
+pub type LambdaClient = aws_sdk_lambda::Client;
 
 /// Standard retries (exponential backoff with jitter, throttling errors included), up to
 /// `max_attempts` attempts per request in all.
