@@ -20,6 +20,75 @@ fn item(id: &str) -> Map<String, Value> {
         .clone()
 }
 
+/// Every error code. A new variant fails to compile in [`listed_error`] until it is added here
+/// (and so checked against the schema).
+const ERROR_CODES: [ErrorCode; 12] = [
+    ErrorCode::BadMessage,
+    ErrorCode::UnknownAction,
+    ErrorCode::UnknownChannel,
+    ErrorCode::InvalidParams,
+    ErrorCode::NotSubscribed,
+    ErrorCode::TooManySubscriptions,
+    ErrorCode::Unauthorized,
+    ErrorCode::TooManyChannels,
+    ErrorCode::RateLimited,
+    ErrorCode::TooManyParams,
+    ErrorCode::ParamTooLong,
+    ErrorCode::UrlNotAllowed,
+];
+
+/// Every failure code of a degraded status, kept complete by [`listed_failure`].
+const FAILURE_CODES: [FailureCode; 9] = [
+    FailureCode::UpstreamUnavailable,
+    FailureCode::UpstreamRateLimited,
+    FailureCode::FetcherFailed,
+    FailureCode::FetcherUnavailable,
+    FailureCode::KeysUnavailable,
+    FailureCode::UrlNotAllowed,
+    FailureCode::FeedTooLarge,
+    FailureCode::TransformFailed,
+    FailureCode::HostBudgetExhausted,
+];
+
+/// Exhaustive: adding an `ErrorCode` variant breaks this match, pointing at [`ERROR_CODES`].
+fn listed_error(code: ErrorCode) -> bool {
+    match code {
+        ErrorCode::BadMessage
+        | ErrorCode::UnknownAction
+        | ErrorCode::UnknownChannel
+        | ErrorCode::InvalidParams
+        | ErrorCode::NotSubscribed
+        | ErrorCode::TooManySubscriptions
+        | ErrorCode::Unauthorized
+        | ErrorCode::TooManyChannels
+        | ErrorCode::RateLimited
+        | ErrorCode::TooManyParams
+        | ErrorCode::ParamTooLong
+        | ErrorCode::UrlNotAllowed => ERROR_CODES.contains(&code),
+    }
+}
+
+/// Exhaustive: adding a `FailureCode` variant breaks this match, pointing at [`FAILURE_CODES`].
+fn listed_failure(code: FailureCode) -> bool {
+    match code {
+        FailureCode::UpstreamUnavailable
+        | FailureCode::UpstreamRateLimited
+        | FailureCode::FetcherFailed
+        | FailureCode::FetcherUnavailable
+        | FailureCode::KeysUnavailable
+        | FailureCode::UrlNotAllowed
+        | FailureCode::FeedTooLarge
+        | FailureCode::TransformFailed
+        | FailureCode::HostBudgetExhausted => FAILURE_CODES.contains(&code),
+    }
+}
+
+#[test]
+fn every_code_is_listed() {
+    assert!(ERROR_CODES.into_iter().all(listed_error));
+    assert!(FAILURE_CODES.into_iter().all(listed_failure));
+}
+
 /// One of each server message, as the backend serializes them.
 fn every_server_message() -> Vec<ServerMessage> {
     let channel = || "usgs-earthquakes".to_string();
@@ -81,13 +150,7 @@ fn every_server_message() -> Vec<ServerMessage> {
         },
         ServerMessage::rate_limited("slow down", Some(json!(7)), 3),
     ];
-    for code in [
-        FailureCode::UpstreamUnavailable,
-        FailureCode::UpstreamRateLimited,
-        FailureCode::FetcherFailed,
-        FailureCode::FetcherUnavailable,
-        FailureCode::KeysUnavailable,
-    ] {
+    for code in FAILURE_CODES {
         out.push(ServerMessage::Status {
             channel: channel(),
             params: params(),
@@ -98,17 +161,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             retry_in: Some(60.0),
         });
     }
-    for code in [
-        ErrorCode::BadMessage,
-        ErrorCode::UnknownAction,
-        ErrorCode::UnknownChannel,
-        ErrorCode::InvalidParams,
-        ErrorCode::NotSubscribed,
-        ErrorCode::TooManySubscriptions,
-        ErrorCode::Unauthorized,
-        ErrorCode::TooManyChannels,
-        ErrorCode::RateLimited,
-    ] {
+    for code in ERROR_CODES {
         out.push(ServerMessage::error(code, "m", None));
     }
     out

@@ -23,7 +23,8 @@ export interface SubscribedMessage { type: 'subscribed' | 'unsubscribed'; channe
 export interface SnapshotMessage extends ChannelMessageBase { type: 'snapshot'; items: Item[]; reset?: true }
 export interface ItemMessage extends ChannelMessageBase { type: 'new' | 'removed'; item: Item }
 export interface UpdatedMessage extends ChannelMessageBase { type: 'updated'; item: Item; patch: PatchOperation[] }
-export type FailureCode = 'upstream_unavailable' | 'upstream_rate_limited' | 'fetcher_failed' | 'fetcher_unavailable' | 'keys_unavailable';
+export type FailureCode = 'upstream_unavailable' | 'upstream_rate_limited' | 'fetcher_failed' | 'fetcher_unavailable' | 'keys_unavailable'
+  | 'url_not_allowed' | 'feed_too_large' | 'transform_failed' | 'host_budget_exhausted';
 export interface StatusMessage extends ChannelMessageBase {
   type: 'status';
   status: 'ok' | 'degraded';
@@ -32,7 +33,8 @@ export interface StatusMessage extends ChannelMessageBase {
   retry_in?: number;
 }
 export type ErrorCode = 'bad_message' | 'unknown_action' | 'unknown_channel' | 'invalid_params' | 'not_subscribed'
-  | 'too_many_subscriptions' | 'unauthorized' | 'too_many_channels' | 'rate_limited';
+  | 'too_many_subscriptions' | 'unauthorized' | 'too_many_channels' | 'rate_limited'
+  | 'too_many_params' | 'param_too_long' | 'url_not_allowed';
 export interface ErrorMessage { type: 'error'; code: ErrorCode; message: string; ref?: string | number; retry_after?: number }
 export type ServerMessage = ReadyMessage | SubscribedMessage | SnapshotMessage | ItemMessage | UpdatedMessage | StatusMessage | ErrorMessage;
 

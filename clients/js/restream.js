@@ -193,7 +193,8 @@ export class ChannelState {
 export const PROTOCOL_VERSION = 1;
 const CHANNEL_EVENTS = ['snapshot', 'new', 'updated', 'removed', 'status'];
 /** Refusals a retry cannot fix: the channel ends in state `failed`. */
-const FINAL_ERRORS = new Set(['unknown_channel', 'invalid_params', 'unauthorized', 'bad_message', 'unknown_action']);
+const FINAL_ERRORS = new Set(['unknown_channel', 'invalid_params', 'unauthorized', 'bad_message', 'unknown_action',
+  'too_many_params', 'param_too_long', 'url_not_allowed']);
 
 /** A small event emitter: `on(type, fn)` returns a function that removes the listener. */
 class Emitter {

@@ -21,7 +21,10 @@ log = logging.getLogger("restream_client")
 PROTOCOL_VERSION = 1
 CHANNEL_EVENTS = ("snapshot", "new", "updated", "removed", "status")
 #: Refusals a retry cannot fix: the channel ends in status ``failed``.
-FINAL_ERRORS = {"unknown_channel", "invalid_params", "unauthorized", "bad_message", "unknown_action"}
+FINAL_ERRORS = {
+    "unknown_channel", "invalid_params", "unauthorized", "bad_message", "unknown_action",
+    "too_many_params", "param_too_long", "url_not_allowed",
+}
 
 
 def backoff_delay(attempt: int, initial: float = 0.5, maximum: float = 15.0, rand: Callable[[], float] = random.random) -> float:
