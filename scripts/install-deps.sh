@@ -9,7 +9,7 @@
 #   stand-ins the tests start themselves (moto for DynamoDB and S3; awslambdaric, the AWS
 #   Lambda Python runtime client driven by scripts/minilambda.py) and the offline
 #   infrastructure checks (python-hcl2 parses terraform, checkov scans it) and the deploy
-#   drill's WebSocket clients (aiohttp);
+#   drill's WebSocket clients (aiohttp) and the Python client library's dependency (websockets);
 # - `requests` (from PyPI) into the site-packages of backend/tests/fixtures/original/*;
 # - docker-compose (v1), only to validate docker-compose.yml (no container engine is needed);
 # - Chromium and playwright-core (npm, tests/browser) for the demo page's browser test.
@@ -42,8 +42,8 @@ fi
 
 if $tests; then
   PY_PACKAGES=(pytest jsonschema 'moto[server]==5.2.5' 'awslambdaric==4.2.2' 'python-hcl2==8.1.4' 'checkov==3.3.30'
-               'aiohttp==3.14.5')
-  if ! .venv/bin/python -c "import pytest, jsonschema, moto, awslambdaric, hcl2, checkov, aiohttp" >/dev/null 2>&1; then
+               'aiohttp==3.14.5' 'websockets==17.4')
+  if ! .venv/bin/python -c "import pytest, jsonschema, moto, awslambdaric, hcl2, checkov, aiohttp, websockets" >/dev/null 2>&1; then
     echo "installing into .venv: ${PY_PACKAGES[*]}"
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"

@@ -13,6 +13,10 @@ bash scripts/install-deps.sh --tests
 cargo test --workspace --locked -- --test-threads="${RESTREAM_TEST_THREADS:-2}"
 .venv/bin/python -m pytest functions -q
 .venv/bin/python -m pytest infrastructure -q
+# The JavaScript client's unit tests (seq rule, patches, backoff) under node's test runner; its
+# real-browser tests and the Python client's tests run in the e2e suite above (client_js,
+# client_python).
+node --test clients/js/test/
 # Channel files against schemas/channel.schema.json (restream fetchers check runs in
 # backend/tests/declarative/check.rs, part of cargo test above).
 .venv/bin/python -m pytest channels -q

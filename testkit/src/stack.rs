@@ -69,12 +69,14 @@ impl Layout {
     pub async fn start(self, upstream: Upstream, backend: Spec) -> Result<Stack, Error> {
         let publish_url = format!("{}/publish/", self.pushpin.http_publish_url());
         let sig_key = self.pushpin.sig_key.clone();
+        let pushpin_options = self.pushpin.clone();
         let pushpin = start_pushpin(self.pushpin).await?;
         let backend = Backend::start(backend, self.backend_addr).await?;
         Ok(Stack {
             backend,
             upstream,
-            _pushpin: pushpin,
+            pushpin: Some(pushpin),
+            pushpin_options,
             ws_url: format!("ws://{}/ws", self.public),
             http_url: format!("http://{}", self.public),
             publish_url,
@@ -108,8 +110,10 @@ async fn start_pushpin(options: PushpinOptions) -> Result<PushpinProcess, Error>
 pub struct Stack {
     pub backend: Backend,
     pub upstream: Upstream,
-    /// Held so Pushpin stops when the stack is dropped.
-    _pushpin: PushpinProcess,
+    /// Held so Pushpin stops when the stack is dropped; `None` while stopped
+    /// ([`Stack::stop_pushpin`]).
+    pushpin: Option<PushpinProcess>,
+    pushpin_options: PushpinOptions,
     pub ws_url: String,
     /// Pushpin's public port as `http://127.0.0.1:port`: the HTTP API and SSE.
     pub http_url: String,
@@ -124,6 +128,21 @@ pub struct Stack {
 impl Stack {
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Stops Pushpin (SIGTERM, then SIGKILL): every client connection through it drops.
+    pub async fn stop_pushpin(&mut self) {
+        let old = self.pushpin.take();
+        tokio::task::spawn_blocking(move || drop(old))
+            .await
+            .expect("Pushpin's stop does not panic");
+    }
+
+    /// Starts Pushpin again on the same ports (after [`Stack::stop_pushpin`]).
+    pub async fn start_pushpin(&mut self) -> Result<(), Error> {
+        assert!(self.pushpin.is_none(), "Pushpin is running");
+        self.pushpin = Some(start_pushpin(self.pushpin_options.clone()).await?);
+        Ok(())
     }
 
     /// A `Grip-Sig` as this stack's Pushpin would send it, for requests straight to the

@@ -4,7 +4,9 @@
 //      TIMEOUT_MS (per wait, default 20000), HARD_TIMEOUT_MS (whole run, default 300000).
 // stdout protocol, one line each:
 //   after both panes show a snapshot:  SNAPSHOT {"ws":{"seq":N,"count":N},"sse":{"seq":N,"count":N}}
-//   stdin "EXPECT <type> <item-id>"  -> SEEN <type> <id> {"ws_seq":N,"sse_seq":N}
+//   stdin "EXPECT <type> <item-id>"  -> SEEN <type> <id> {"ws_seq":N,"sse_seq":N,"ws_rows":N,"sse_rows":N}
+//   stdin "RECONNECTED"              -> RECONNECTED {"ws":N,"sse":N} once both panes show a
+//                                       reconnect (N made) and are open again
 //   stdin "SCREENSHOT"               -> SHOT <path>
 //   stdin "QUIT" or EOF              -> exit 0
 //   any error or timeout             -> FAIL <message>, then LOG/DOM lines for debugging, exit 1
@@ -64,7 +66,8 @@ function domState(panes) {
     result[k] = {
       state: document.querySelector(`#${k}-state`)?.textContent,
       health: root?.querySelector('.health')?.textContent,
-      items: root ? root.querySelectorAll('ul.items li[data-item-id]').length : null,
+      items: root ? root.querySelectorAll('table.items tbody tr[data-item-id]').length : null,
+      meta: root?.querySelector('.meta')?.textContent,
       log: root ? [...root.querySelectorAll('ol.log li')].slice(0, 15).map((li) => li.textContent) : null,
     };
   }
@@ -78,7 +81,20 @@ function newestEvents([panes, type, id]) {
     const li = [...document.querySelectorAll(`#${k}-pane ol.log li.event`)]
       .find((e) => e.dataset.type === type && (id === null || e.dataset.itemId === id));
     if (!li) return null;
-    found[k] = { seq: Number(li.dataset.seq), count: li.dataset.count === undefined ? null : Number(li.dataset.count) };
+    found[k] = { seq: Number(li.dataset.seq), count: li.dataset.count === undefined ? null : Number(li.dataset.count),
+      rows: document.querySelectorAll(`#${k}-pane table.items tbody tr[data-item-id]`).length };
+  }
+  return found;
+}
+
+// Runs in the page: each pane's reconnect count once all are open after at least one, or null.
+function reconnected(panes) {
+  const found = {};
+  for (const k of panes) {
+    const n = Number(document.querySelector(`#${k}-pane .meta-reconnects`)?.textContent);
+    if (!(n >= 1) || document.querySelector(`#${k}-state`)?.textContent !== 'open') return null;
+    if (![...document.querySelectorAll(`#${k}-pane ol.log li.event`)].some((li) => li.dataset.type === 'reconnect')) return null;
+    found[k] = n;
   }
   return found;
 }
@@ -127,7 +143,15 @@ async function main() {
     if (!line) continue;
     const [cmd, ...rest] = line.split(/\s+/);
     if (cmd === 'QUIT') break;
-    if (cmd === 'SCREENSHOT') {
+    if (cmd === 'RECONNECTED') {
+      let handle;
+      try {
+        handle = await page.waitForFunction(reconnected, PANES, { timeout: TIMEOUT_MS, polling: 100 });
+      } catch (e) {
+        throw new Error(`waiting for both panes to reconnect: ${e.message}`);
+      }
+      out('RECONNECTED ' + JSON.stringify(await handle.jsonValue()));
+    } else if (cmd === 'SCREENSHOT') {
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
       out('SHOT ' + SCREENSHOT);
     } else if (cmd === 'EXPECT' && rest.length === 2) {
@@ -138,7 +162,7 @@ async function main() {
       } catch (e) {
         throw new Error(`waiting for ${type} ${id} in both panes: ${e.message}`);
       }
-      out(`SEEN ${type} ${id} ` + JSON.stringify({ ws_seq: seen.ws.seq, sse_seq: seen.sse.seq }));
+      out(`SEEN ${type} ${id} ` + JSON.stringify({ ws_seq: seen.ws.seq, sse_seq: seen.sse.seq, ws_rows: seen.ws.rows, sse_rows: seen.sse.rows }));
     } else {
       throw new Error(`unknown command: ${line}`);
     }

@@ -63,6 +63,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/publish", web::post().to(internal::publish))
         .route("/", web::get().to(demo::demo))
         .route("/demo", web::get().to(demo::demo))
+        .route("/demo/restream.js", web::get().to(demo::library))
         .route("/channels", web::get().to(channels::catalog))
         .route("/channels/{name}", web::get().to(channels::status))
         .route("/channels/{name}/items", web::get().to(channels::items))

@@ -178,7 +178,7 @@ async fn connect_claiming(stack: &Stack, address: &str) -> Client {
         .headers_mut()
         .insert("X-Forwarded-For", address.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let ready = restream_testkit::clients::ws::next_json(&mut ws, Duration::from_secs(10))
+    let ready = restream_testkit::clients::ws::next_message(&mut ws, Duration::from_secs(10))
         .await
         .unwrap()
         .unwrap();

@@ -1,7 +1,8 @@
 //! Issue 8, the real-browser test: headless Chromium (Debian's `chromium`, driven by
 //! playwright-core in `tests/browser/demo.mjs`) loads the demo page through Pushpin, subscribes
 //! over WebSocket and EventSource, and both panes render the event an upstream change causes.
-//! The screenshot is kept in `target/tmp/browser/demo.png`. Issue 17: a page on a second
+//! The screenshot is kept in `target/tmp/browser/demo.png`. Issue 22: the page is built on the
+//! client library (`clients/js`), and both panes reconnect and resume after a Pushpin restart. Issue 17: a page on a second
 //! loopback origin (`tests/browser/cross-origin.mjs`) uses the API across origins.
 
 use std::path::PathBuf;
@@ -14,25 +15,37 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::support::*;
 
-struct Driver {
-    child: Child,
+pub(crate) struct Driver {
+    pub(crate) child: Child,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    pub(crate) stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl Driver {
     fn start(demo_url: &str, screenshot: &std::path::Path) -> Driver {
+        Driver::spawn(
+            "demo.mjs",
+            &[
+                ("DEMO_URL", demo_url.to_string()),
+                ("SCREENSHOT", screenshot.display().to_string()),
+                ("TIMEOUT_MS", "20000".to_string()),
+            ],
+        )
+    }
+
+    /// Runs `tests/browser/<script>` under node with `env`, its stdin and stdout piped.
+    pub(crate) fn spawn(script: &str, env: &[(&str, String)]) -> Driver {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
         assert!(
             dir.join("node_modules/playwright-core").is_dir(),
             "playwright-core is not installed: run `bash scripts/install-deps.sh --tests` (npm ci in tests/browser)"
         );
-        let mut child = tokio::process::Command::new("node")
-            .arg("demo.mjs")
-            .current_dir(&dir)
-            .env("DEMO_URL", demo_url)
-            .env("SCREENSHOT", screenshot)
-            .env("TIMEOUT_MS", "20000")
+        let mut command = tokio::process::Command::new("node");
+        command.arg(script).current_dir(&dir);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -48,7 +61,7 @@ impl Driver {
     }
 
     /// The next line starting with `tag`, parsed after it; the driver's report on `FAIL`.
-    async fn expect(&mut self, tag: &str) -> String {
+    pub(crate) async fn expect(&mut self, tag: &str) -> String {
         let mut report = Vec::new();
         loop {
             let line = tokio::time::timeout(Duration::from_secs(60), self.stdout.next_line())
@@ -71,7 +84,7 @@ impl Driver {
         }
     }
 
-    async fn send(&mut self, line: &str) {
+    pub(crate) async fn send(&mut self, line: &str) {
         self.stdin
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -82,7 +95,7 @@ impl Driver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_page_shows_live_events_over_websocket_and_sse() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&dir).unwrap();
     let screenshot = dir.join("demo.png");
@@ -108,11 +121,33 @@ async fn the_demo_page_shows_live_events_over_websocket_and_sse() {
         (&seen["ws_seq"], &seen["sse_seq"]),
         (&Value::from(2), &Value::from(2))
     );
+    assert_eq!(
+        (&seen["ws_rows"], &seen["sse_rows"]),
+        (&2.into(), &2.into())
+    );
     // One upstream request per interval while two browser transports listen.
     let (min_gap, _) = gaps(&stack.upstream.requests("summary/1.0_day"));
     assert!(
         min_gap >= Duration::from_secs_f64(POLL_INTERVAL * 0.9),
         "{min_gap:?}"
+    );
+
+    // Issue 22: Pushpin restarts; both panes (the client library over WebSocket and over SSE)
+    // show the reconnect, resume, and render the next change with the next seq.
+    stack.stop_pushpin().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stack.start_pushpin().await.expect("Pushpin starts again");
+    driver.send("RECONNECTED").await;
+    driver.expect("RECONNECTED").await;
+    let g = stack.upstream.bump();
+    let id = format!("1.0_day-g{g}");
+    driver.send(&format!("EXPECT new {id}")).await;
+    let seen: Value =
+        serde_json::from_str(&driver.expect(&format!("SEEN new {id}")).await).unwrap();
+    assert_eq!((&seen["ws_seq"], &seen["sse_seq"]), (&3.into(), &3.into()));
+    assert_eq!(
+        (&seen["ws_rows"], &seen["sse_rows"]),
+        (&3.into(), &3.into())
     );
 
     driver.send("SCREENSHOT").await;

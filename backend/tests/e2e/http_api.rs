@@ -223,8 +223,19 @@ async fn every_route_answers_through_pushpin() {
             .unwrap()
             .starts_with("text/html"));
         let html = page.text().await.unwrap();
-        assert!(html.contains("EventSource") && html.contains("WebSocket"));
+        assert!(html.contains("/demo/restream.js") && html.contains("WebSocket"));
     }
+    // The client library it is built on (clients/js/restream.js).
+    let library = reqwest::get(format!("{api}/demo/restream.js"))
+        .await
+        .unwrap();
+    assert_eq!(library.status(), 200);
+    assert!(library.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let js = library.text().await.unwrap();
+    assert_eq!(js, include_str!("../../../clients/js/restream.js"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,8 @@ mod aws;
 mod bad_input;
 mod browser;
 mod changes;
+mod client_js;
+mod client_python;
 mod cluster;
 mod cluster_rolling;
 mod edge;

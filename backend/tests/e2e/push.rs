@@ -91,8 +91,9 @@ impl Sub {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let m = match self {
-                Sub::Ws(w) => match ws::next_json(w, left).await {
+                Sub::Ws(w) => match ws::next_message(w, left).await {
                     Ok(Some(m)) => m,
+                    Err(ws::WsError::Schema(e)) => panic!("{e}"),
                     Ok(None) | Err(_) => return None,
                 },
                 Sub::Sse(s) => {

@@ -1,5 +1,6 @@
 //! A plain streaming HTTP client reading Server-Sent Events through Pushpin, like `curl -N`;
-//! panics where a test should fail.
+//! panics where a test should fail. Every event's data is checked against the protocol's
+//! schema ([`super::schema`]), and its event name and id against the message's `type` and `seq`.
 
 use std::time::Duration;
 
@@ -72,7 +73,21 @@ impl SseClient {
                 if data.is_empty() {
                     continue; // A comment or `retry:` block.
                 }
-                let data = serde_json::from_str(&data.join("\n")).expect("events carry JSON");
+                let data: Value =
+                    serde_json::from_str(&data.join("\n")).expect("events carry JSON");
+                super::schema::check_server_message(&data, "Server-Sent Event");
+                assert_eq!(
+                    data["type"],
+                    event.as_str(),
+                    "an SSE event is named after its type"
+                );
+                if let Some(id) = &id {
+                    assert_eq!(
+                        Some(id.as_str()),
+                        data["seq"].as_u64().map(|s| s.to_string()).as_deref(),
+                        "an SSE event's id is its seq: {data}"
+                    );
+                }
                 return Some(SseEvent { event, id, data });
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())

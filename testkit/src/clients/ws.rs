@@ -1,6 +1,8 @@
 //! WebSocket clients through Pushpin, each consuming the `ready` message first: fallible
 //! functions on a raw stream (opened gradually in bulk: Pushpin 1.36 answers 502 to large
-//! bursts of simultaneous opens) and [`Client`], the tests' panicking wrapper.
+//! bursts of simultaneous opens) and [`Client`], the tests' panicking wrapper. The `ready`
+//! message and every message a [`Client`] receives ([`next_message`]) are checked against the
+//! protocol's schema ([`super::schema`]).
 
 use std::time::Duration;
 
@@ -27,6 +29,9 @@ pub enum WsError {
     Timeout,
     #[error("not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A message that does not match `schemas/protocol/server-message.schema.json`.
+    #[error("{0}")]
+    Schema(String),
     #[error(transparent)]
     WebSocket(#[from] tungstenite::Error),
 }
@@ -67,7 +72,7 @@ pub async fn connect_with(url: &str, retry: Retry) -> Result<Ws, WsError> {
     loop {
         match tokio_tungstenite::connect_async(url).await {
             Ok((mut ws, _)) => {
-                let ready = next_json(&mut ws, Duration::from_secs(10))
+                let ready = next_message(&mut ws, Duration::from_secs(10))
                     .await?
                     .ok_or(WsError::ClosedBeforeReady)?;
                 if ready["type"] != "ready" {
@@ -114,7 +119,8 @@ pub async fn send_json(ws: &mut Ws, v: &Value) -> Result<(), WsError> {
     Ok(())
 }
 
-/// The next JSON text message; `None` when closed; an error on timeout.
+/// The next JSON text message; `None` when closed; an error on timeout. Any JSON: the bench
+/// publishes its own payloads straight to Pushpin. Protocol messages: [`next_message`].
 pub async fn next_json(ws: &mut Ws, timeout: Duration) -> Result<Option<Value>, WsError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -128,6 +134,22 @@ pub async fn next_json(ws: &mut Ws, timeout: Duration) -> Result<Option<Value>, 
             Some(Err(e)) => return Err(e.into()),
         }
     }
+}
+
+/// The next protocol message, checked against `schemas/protocol/server-message.schema.json`
+/// ([`WsError::Schema`] when it does not match); `None` when closed; an error on timeout.
+pub async fn next_message(ws: &mut Ws, timeout: Duration) -> Result<Option<Value>, WsError> {
+    let Some(message) = next_json(ws, timeout).await? else {
+        return Ok(None);
+    };
+    let errors = super::schema::server_message_errors(&message);
+    if !errors.is_empty() {
+        return Err(WsError::Schema(format!(
+            "a WebSocket message does not match schemas/protocol/server-message.schema.json:\n  {}\nmessage: {message}",
+            errors.join("\n  ")
+        )));
+    }
+    Ok(Some(message))
 }
 
 /// A WebSocket client connected through Pushpin; panics where a test should fail.
@@ -150,9 +172,10 @@ impl Client {
 
     /// The next JSON text message, or None on timeout, close or a broken connection.
     pub async fn recv(&mut self, timeout: Duration) -> Option<Value> {
-        match next_json(&mut self.ws, timeout).await {
+        match next_message(&mut self.ws, timeout).await {
             Ok(v) => v,
             Err(WsError::Json(e)) => panic!("server sends JSON: {e}"),
+            Err(WsError::Schema(e)) => panic!("{e}"),
             Err(_) => None,
         }
     }
@@ -198,9 +221,9 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, channel: &str, params: Value) -> Value {
-        let reply = self
-            .request(json!({"action": "subscribe", "channel": channel, "params": params}))
-            .await;
+        let message = json!({"action": "subscribe", "channel": channel, "params": params});
+        super::schema::check_client_message(&message);
+        let reply = self.request(message).await;
         assert_eq!(reply["type"], "subscribed", "{reply}");
         reply
     }
