@@ -9,11 +9,12 @@
 pub mod http;
 pub mod lambda;
 mod metadata;
-mod process;
+pub(crate) mod process;
 pub mod redact;
 pub mod registry;
 mod response;
 pub mod sandbox;
+pub mod worker;
 
 pub use http::HttpFetcher;
 pub use lambda::LambdaFetcher;
@@ -22,6 +23,7 @@ pub use process::{ProcessFetcher, ProcessRuntime};
 pub use redact::redact;
 pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};
 pub use response::{parse_fetch_response, FetchOutcome};
+pub use worker::{ProcessMode, WorkerCap, WorkerSettings};
 
 use std::collections::BTreeMap;
 
