@@ -141,8 +141,21 @@ impl Worker {
     }
 
     /// Whether it already ended or left bytes behind since its last answer: not to be used.
+    /// Read from `/proc` without reaping it, so its group is still killed by its own id.
     pub fn spoiled(&mut self) -> bool {
-        self.reader.has_leftover() || !matches!(self.child.try_wait(), Ok(None))
+        if self.reader.has_leftover() {
+            return true;
+        }
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z'),
+            // No /proc: ask the child (this reaps it; its group was emptied after its last call).
+            Err(_) => !matches!(self.child.try_wait(), Ok(None)),
+        }
     }
 
     /// Its resident memory, when the platform tells.
@@ -223,8 +236,9 @@ impl Worker {
 
     /// How the worker ended, once its answer pipe closed; the rest of its stderr is read.
     async fn ended(&mut self, stderr: &mut Vec<u8>) -> String {
-        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        // Its group first, while the leader is unreaped (a zombie keeps its exit status).
         self.group.kill();
+        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         let rest = async {
             let mut chunk = [0u8; 8192];
             while let Ok(n @ 1..) = self.stderr.read(&mut chunk).await {
