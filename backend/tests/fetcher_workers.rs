@@ -407,3 +407,27 @@ async fn calls_wait_in_fifo_order_and_never_behind_another_fetchers_backlog() {
     }
     assert_eq!(depth.get(), 0);
 }
+
+#[tokio::test]
+async fn at_the_global_cap_the_longest_idle_worker_makes_room() {
+    let (_a_root, a_dir) = copy("warm", "warm-cap-a");
+    let (_b_root, b_dir) = copy("warm", "warm-cap-b");
+    let cap = restream::fetcher::WorkerCap::new(1);
+    let with_cap = || ProcessRuntime {
+        cap: cap.clone(),
+        ..runtime(Duration::from_secs(20), settings(1, 100, 512))
+    };
+    let a = ProcessFetcher::new(&a_dir, with_cap());
+    let b = ProcessFetcher::new(&b_dir, with_cap());
+    let first = item(&a, &[]).await;
+    let other = item(&b, &[]).await;
+    assert!(
+        !alive(pid(&first) as i32).await,
+        "a's idle worker was stopped"
+    );
+    let again = item(&a, &[]).await;
+    assert_ne!(pid(&again), pid(&first));
+    assert!(!alive(pid(&other) as i32).await, "then b's");
+    assert_eq!(events("warm-cap-a", "recycle", "evicted"), 1);
+    assert_eq!(events("warm-cap-b", "recycle", "evicted"), 1);
+}
