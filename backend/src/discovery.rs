@@ -37,6 +37,9 @@ impl Discovery {
         let process = ProcessRuntime {
             env: settings.process_env.clone(),
             slots: ProcessSlots::new(settings.max_processes),
+            mode: settings.process_mode,
+            workers: settings.workers.clone(),
+            cap: crate::fetcher::WorkerCap::new(settings.max_workers),
             ..ProcessRuntime::new(&settings.python, settings.timeout)
         };
         Discovery {

@@ -41,6 +41,15 @@ pub struct Metrics {
     pub fetcher_processes: IntGauge,
     pub fetcher_process_wait: Histogram,
     pub fetcher_process_kills: IntCounterVec,
+    // Warm fetcher workers (issue 24).
+    /// Calls waiting for a fetcher's worker, by fetcher.
+    pub fetcher_queue_depth: IntGaugeVec,
+    /// Time a call waited for its fetcher's worker (and a process slot), by fetcher.
+    pub fetcher_queue_wait: HistogramVec,
+    /// Warm workers running now (capped by fetchers.max_workers).
+    pub fetcher_workers: IntGauge,
+    /// Warm workers started, recycled and killed, by fetcher, event and reason.
+    pub fetcher_worker_events: IntCounterVec,
     pub bodies_too_large: IntCounterVec,
     pub items_rejected: IntCounterVec,
     // Bounded state (issue 17): memory of inactive channels, the read cache, retention.
@@ -245,6 +254,42 @@ impl Metrics {
                 "fetcher_process_kills_total",
                 "Fetcher process groups killed before they answered, by reason (timeout, output_too_large)",
                 &["reason"],
+            ),
+            fetcher_queue_depth: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "fetcher_queue_depth",
+                        "Calls waiting for a warm worker of their fetcher (fetchers.workers_per_fetcher), by fetcher",
+                    ),
+                    &["fetcher"],
+                )
+                .expect("valid metric"),
+            ),
+            fetcher_queue_wait: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "fetcher_queue_wait_seconds",
+                        "Time a call waited in its fetcher's FIFO queue for a warm worker and a process slot, by fetcher",
+                    )
+                    .buckets(vec![0.0005, 0.002, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+                    &["fetcher"],
+                )
+                .expect("valid metric"),
+            ),
+            fetcher_workers: register(
+                &r,
+                IntGauge::new(
+                    "fetcher_workers",
+                    "Warm fetcher workers running now, idle or busy (capped by fetchers.max_workers)",
+                )
+                .expect("valid metric"),
+            ),
+            fetcher_worker_events: counter_vec(
+                "fetcher_worker_events_total",
+                "Warm fetcher workers started (demand), recycled (calls, memory, changed, env, exited, evicted) and killed (timeout, exited, protocol, output_too_large), by fetcher",
+                &["fetcher", "event", "reason"],
             ),
             bodies_too_large: counter_vec(
                 "bodies_too_large_total",

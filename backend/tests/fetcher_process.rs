@@ -1,4 +1,5 @@
-//! The `process` fetcher against real Python processes that misbehave in every way we know.
+//! The `process` fetcher against real Python processes that misbehave in every way we know,
+//! on warm workers and one process per call alike.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -6,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use restream::fetcher::registry::discover_process_fetchers;
 use restream::fetcher::{
-    FetchError, FetchOutcome, FetchRequest, Fetcher, Keys, ProcessFetcher, ProcessRuntime, Registry,
+    FetchError, FetchOutcome, FetchRequest, Fetcher, Keys, ProcessFetcher, ProcessMode,
+    ProcessRuntime, Registry,
 };
 use secrecy::SecretString;
 
@@ -16,8 +18,22 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-async fn fetch(name: &str, timeout: Duration, keys: &Keys) -> Result<FetchOutcome, FetchError> {
-    let f = ProcessFetcher::new(&fixture(name), ProcessRuntime::new("python3", timeout));
+const MODES: [ProcessMode; 2] = [ProcessMode::Warm, ProcessMode::Oneshot];
+
+fn runtime(mode: ProcessMode, timeout: Duration) -> ProcessRuntime {
+    ProcessRuntime {
+        mode,
+        ..ProcessRuntime::new("python3", timeout)
+    }
+}
+
+async fn fetch(
+    mode: ProcessMode,
+    name: &str,
+    timeout: Duration,
+    keys: &Keys,
+) -> Result<FetchOutcome, FetchError> {
+    let f = ProcessFetcher::new(&fixture(name), runtime(mode, timeout));
     fetch_with(&f, name, &BTreeMap::new(), keys).await
 }
 
@@ -38,63 +54,105 @@ async fn fetch_with(
 
 #[tokio::test]
 async fn a_crash_is_reported_with_its_error() {
-    match fetch("crash", Duration::from_secs(10), &Keys::new()).await {
-        Err(FetchError::Crashed { detail, .. }) => assert!(detail.contains("api-key"), "{detail}"),
-        other => panic!("{other:?}"),
+    for mode in MODES {
+        match fetch(mode, "crash", Duration::from_secs(10), &Keys::new()).await {
+            Err(FetchError::Crashed { detail, .. }) => {
+                assert!(detail.contains("api-key"), "{mode:?}: {detail}")
+            }
+            other => panic!("{mode:?}: {other:?}"),
+        }
     }
 }
 
 #[tokio::test]
 async fn a_hang_times_out_and_the_process_is_killed() {
-    let started = Instant::now();
-    let e = fetch("hang", Duration::from_millis(1500), &Keys::new())
-        .await
-        .unwrap_err();
-    assert!(matches!(e, FetchError::Timeout { .. }), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    // kill_on_drop: no python process running this fetch of the hang fixture survives. The
-    // runner's arguments end with the timeout in ms, which tells this call (1500) apart from
-    // the registry test's quick metadata calls of the same fixture running in parallel.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    let this_call = format!("{} 1500", fixture("hang").join("main.py").display());
-    let running = String::from_utf8_lossy(&ps.stdout);
-    assert!(!running.contains(&this_call), "{running}");
+    for mode in MODES {
+        let started = Instant::now();
+        let e = fetch(mode, "hang", Duration::from_millis(1500), &Keys::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FetchError::Timeout { .. }), "{mode:?}: {e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // No python process running this fetch of the hang fixture survives. The runner's
+        // (and the worker's) arguments end with the timeout in ms, which tells this call
+        // (1500) apart from the registry test's quick metadata calls of the same fixture.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap();
+        let this_call = format!("{} 1500", fixture("hang").join("main.py").display());
+        let running = String::from_utf8_lossy(&ps.stdout);
+        assert!(!running.contains(&this_call), "{mode:?}: {running}");
+    }
 }
 
 #[tokio::test]
 async fn garbage_output_is_an_invalid_response() {
-    let e = fetch("garbage", Duration::from_secs(10), &Keys::new())
-        .await
-        .unwrap_err();
+    let e = fetch(
+        ProcessMode::Oneshot,
+        "garbage",
+        Duration::from_secs(10),
+        &Keys::new(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, FetchError::InvalidResponse { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn garbage_written_to_stdout_by_a_warm_worker_lands_in_stderr() {
+    // The worker's fd 1 is its stderr: the garbage is never read as an answer, and the
+    // process exiting without one is a crash that shows what it wrote.
+    match fetch(
+        ProcessMode::Warm,
+        "garbage",
+        Duration::from_secs(10),
+        &Keys::new(),
+    )
+    .await
+    {
+        Err(FetchError::Crashed { detail, .. }) => {
+            assert!(detail.contains("exited with status 0"), "{detail}");
+            assert!(detail.contains("502 Bad Gateway"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
 async fn prints_do_not_corrupt_the_answer_and_secrets_stay_out_of_errors() {
     let mut keys = Keys::new();
     keys.insert("token".into(), SecretString::from("very-secret-token"));
-    let outcome = fetch("noisy", Duration::from_secs(10), &keys)
-        .await
-        .unwrap();
-    assert_eq!(outcome.items.len(), 1);
-    assert_eq!(outcome.items[0]["remaining_ms"], true);
-    let e = fetch("crash", Duration::from_secs(10), &keys)
-        .await
-        .unwrap_err();
-    assert!(!e.to_string().contains("very-secret-token"));
+    for mode in MODES {
+        let outcome = fetch(mode, "noisy", Duration::from_secs(10), &keys)
+            .await
+            .unwrap();
+        assert_eq!(outcome.items.len(), 1);
+        assert_eq!(outcome.items[0]["remaining_ms"], true);
+        let e = fetch(mode, "crash", Duration::from_secs(10), &keys)
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("very-secret-token"));
+    }
 }
 
 #[tokio::test]
 async fn a_missing_interpreter_is_a_spawn_error() {
-    let f = ProcessFetcher::new(
-        &fixture("noisy"),
-        ProcessRuntime::new("/nonexistent/python", Duration::from_secs(1)),
-    );
-    assert!(matches!(f.metadata().await, Err(FetchError::Spawn { .. })));
+    for mode in MODES {
+        let f = ProcessFetcher::new(
+            &fixture("noisy"),
+            ProcessRuntime {
+                mode,
+                ..ProcessRuntime::new("/nonexistent/python", Duration::from_secs(1))
+            },
+        );
+        let answer = f.metadata().await;
+        assert!(
+            matches!(answer, Err(FetchError::Spawn { .. })),
+            "{mode:?}: {answer:?}"
+        );
+    }
 }
 
 #[tokio::test]

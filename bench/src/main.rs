@@ -11,6 +11,8 @@
 //!   direct Pushpin publish.
 //! - [`history`] — scenario 8: history pages over 100 channels of 10,000 events (coalesced
 //!   and per channel) from a seeded store ([`history_seed`]).
+//! - [`workers`] — scenario 9: process fetchers on warm workers beside one process per call:
+//!   polls per second, and 300 held channels of one fetcher.
 //! - [`stack`], [`measure`] — the parts every scenario uses; the fake upstream, the clients and
 //!   the processes come from `restream_testkit`.
 
@@ -25,6 +27,7 @@ mod scale;
 mod stack;
 mod store_cost;
 mod subscribe;
+mod workers;
 
 use clap::{Parser, Subcommand};
 
@@ -122,6 +125,24 @@ enum Scenario {
         #[arg(long)]
         walk_all: bool,
     },
+    /// Scenario 9: a process fetcher on warm workers beside one process per call: polls per
+    /// second, and held channels (first polls, a new client's snapshot).
+    Workers {
+        /// Seconds per throughput measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Throughput measurements per mode (alternating; the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Channels fetched at once in the throughput part.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Held channels (20 per connection) and their poll interval.
+        #[arg(long, default_value_t = 300)]
+        channels: usize,
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+    },
     /// Every scenario, small: completes in seconds and checks one upstream call per poll.
     Smoke,
     /// The no-op WebSocket-over-HTTP responder scenario 3 compares against (started by it).
@@ -194,6 +215,22 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?,
         ),
+        Scenario::Workers {
+            seconds,
+            rounds,
+            concurrency,
+            channels,
+            interval,
+        } => emit(
+            &workers::run(workers::Config {
+                seconds,
+                rounds,
+                concurrency,
+                channels,
+                interval,
+            })
+            .await?,
+        ),
         Scenario::Smoke => smoke().await?,
         Scenario::NullWoh { listen } => null_woh::serve(listen).await?,
     }
@@ -235,6 +272,22 @@ async fn smoke() -> anyhow::Result<()> {
         })
         .await?,
     );
+    // Warm workers and one-shot processes both serve every held channel.
+    let workers = workers::run(workers::Config {
+        seconds: 0.5,
+        rounds: 1,
+        concurrency: 4,
+        channels: 20,
+        interval: 1.0,
+    })
+    .await?;
+    emit(&workers);
+    for mode in ["warm", "oneshot"] {
+        anyhow::ensure!(
+            workers["held_channels"][mode]["channels_first_polled"] == 20,
+            "workers: every held channel is polled ({mode}): {workers}"
+        );
+    }
     // The coalesced walk returns every seeded event once, in order (it fails otherwise).
     emit(
         &history::run(history::Config {

@@ -99,6 +99,15 @@ required = true
 /// Starts a stack: Pushpin, the backend `options.behind` says, and the upstream (no ETags: the
 /// channel's polls fetch the whole feed every time, as the scenarios measure).
 pub async fn start(options: Options) -> anyhow::Result<Stack> {
+    start_customized(options, |_, _| Ok(())).await
+}
+
+/// [`start`], with `customize` given the backend's settings and the stack's folder (its
+/// `functions/` holds the process fetchers) before the backend starts.
+pub async fn start_customized(
+    options: Options,
+    customize: impl FnOnce(&mut restream::config::Settings, &std::path::Path) -> anyhow::Result<()>,
+) -> anyhow::Result<Stack> {
     let mut layout = Layout::new("rb")?;
     let upstream = Upstream::start_with(upstream::Options { etags: false }).await?;
     layout.pushpin.message_rate = options.message_rate;
@@ -172,6 +181,7 @@ pub async fn start(options: Options) -> anyhow::Result<Stack> {
         std::fs::write(&file, serde_json::Value::Object(keys).to_string())?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     }
+    customize(&mut settings, dir.path())?;
     let config = dir.path().join("restream.toml");
     std::fs::write(&config, settings.to_toml()?)?;
     let log = dir.path().join("backend.log");

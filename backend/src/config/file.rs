@@ -187,6 +187,13 @@ pub struct Fetchers {
     /// Issue 21: a budget's usage is written to the store at most this often (and at
     /// shutdown); a crash forgets at most this long of calls.
     pub budget_save_secs: f64,
+    /// Issue 24: warm workers (`warm`) or a process per call (`oneshot`), and the workers'
+    /// limits.
+    pub process_mode: crate::fetcher::ProcessMode,
+    pub workers_per_fetcher: usize,
+    pub max_workers: usize,
+    pub worker_max_calls: u64,
+    pub worker_max_rss_mb: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -299,6 +306,11 @@ impl Default for SettingsFile {
                 default_rate_limit: BTreeMap::new(),
                 rate_limit_overrides: HashMap::new(),
                 budget_save_secs: 5.0,
+                process_mode: crate::fetcher::ProcessMode::Warm,
+                workers_per_fetcher: crate::fetcher::worker::DEFAULT_WORKERS_PER_FETCHER,
+                max_workers: crate::fetcher::worker::DEFAULT_MAX_WORKERS,
+                worker_max_calls: crate::fetcher::worker::DEFAULT_WORKER_MAX_CALLS,
+                worker_max_rss_mb: crate::fetcher::worker::DEFAULT_WORKER_MAX_RSS_MB,
             },
             keys: Keys {
                 kind: KeysKind::File,

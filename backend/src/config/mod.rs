@@ -190,6 +190,15 @@ pub struct Fetchers {
     /// A budget's usage is saved at most this often (> 0, default 5 s) and at shutdown; a
     /// crash forgets at most this long of upstream calls.
     pub budget_save: Duration,
+    /// Warm workers (default) or a Python process per call (`fetchers.process_mode`).
+    pub process_mode: crate::fetcher::ProcessMode,
+    /// Per process fetcher: warm workers (`fetchers.workers_per_fetcher`, ≥ 1, default 2),
+    /// replaced after `fetchers.worker_max_calls` calls (≥ 1, default 1000) or once a call
+    /// leaves one above `fetchers.worker_max_rss_mb` (≥ 16, default 256).
+    pub workers: crate::fetcher::WorkerSettings,
+    /// At most this many warm workers live at once over all fetchers (≥ 1, default 16); the
+    /// longest-idle one is stopped to make room.
+    pub max_workers: usize,
 }
 
 /// At most `.1` upstream calls in any `.0`.

@@ -20,6 +20,8 @@ use crate::edge::AllowedOrigins;
 pub enum SettingsError {
     #[error("{key} must be at least 1")]
     BelowOne { key: &'static str },
+    #[error("{key} must be at least {min}")]
+    AtLeast { key: &'static str, min: u64 },
     #[error("{key} must be positive")]
     NotPositive { key: &'static str },
     #[error("{key} is too large")]
@@ -205,7 +207,27 @@ fn fetchers(f: file::Fetchers) -> Result<Fetchers, SettingsError> {
             }
             n => n,
         },
+        process_mode: f.process_mode,
+        workers: crate::fetcher::WorkerSettings {
+            per_fetcher: at_least(
+                "fetchers.workers_per_fetcher",
+                f.workers_per_fetcher as u64,
+                1,
+            )? as usize,
+            max_calls: at_least("fetchers.worker_max_calls", f.worker_max_calls, 1)?,
+            max_rss_bytes: at_least("fetchers.worker_max_rss_mb", f.worker_max_rss_mb, 16)?
+                .saturating_mul(1024 * 1024),
+        },
+        max_workers: at_least("fetchers.max_workers", f.max_workers as u64, 1)? as usize,
     })
+}
+
+/// `value`, unless it is below `min`.
+fn at_least(key: &'static str, value: u64, min: u64) -> Result<u64, SettingsError> {
+    match value >= min {
+        true => Ok(value),
+        false => Err(SettingsError::AtLeast { key, min }),
+    }
 }
 
 /// `fetchers.process_env`: variable names, none of them denied.
@@ -635,6 +657,11 @@ fn fetchers_file(f: Fetchers) -> file::Fetchers {
             .map(|(name, w)| (name.clone(), rate_limit_file(w)))
             .collect(),
         budget_save_secs: f.budget_save.as_secs_f64(),
+        process_mode: f.process_mode,
+        workers_per_fetcher: f.workers.per_fetcher,
+        max_workers: f.max_workers,
+        worker_max_calls: f.workers.max_calls,
+        worker_max_rss_mb: f.workers.max_rss_bytes / (1024 * 1024),
     }
 }
 

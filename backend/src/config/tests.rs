@@ -508,6 +508,71 @@ fn fetcher_process_settings_refuse_credentials_and_round_trip() {
 }
 
 #[test]
+fn warm_worker_settings_have_safe_defaults_refuse_nonsense_and_round_trip() {
+    for (key, value, message) in [
+        (
+            "RESTREAM_FETCHERS__WORKERS_PER_FETCHER",
+            "0",
+            "fetchers.workers_per_fetcher must be at least 1",
+        ),
+        (
+            "RESTREAM_FETCHERS__MAX_WORKERS",
+            "0",
+            "fetchers.max_workers must be at least 1",
+        ),
+        (
+            "RESTREAM_FETCHERS__WORKER_MAX_CALLS",
+            "0",
+            "fetchers.worker_max_calls must be at least 1",
+        ),
+        (
+            "RESTREAM_FETCHERS__WORKER_MAX_RSS_MB",
+            "8",
+            "fetchers.worker_max_rss_mb must be at least 16",
+        ),
+        (
+            "RESTREAM_FETCHERS__PROCESS_MODE",
+            "forked",
+            "expected ``warm` or `oneshot``",
+        ),
+    ] {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(key, value);
+            let got = Settings::load(None).map(|_| ()).map_err(|e| e.to_string());
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(message)),
+                "{key}: {got:?}"
+            );
+            Ok(())
+        });
+    }
+    let mut s = Settings::default();
+    assert_eq!(s.fetchers.process_mode, crate::fetcher::ProcessMode::Warm);
+    assert_eq!(
+        s.fetchers.workers,
+        crate::fetcher::WorkerSettings::default()
+    );
+    assert_eq!(s.fetchers.max_workers, 16);
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("RESTREAM_FETCHERS__PROCESS_MODE", "oneshot");
+        jail.set_env("RESTREAM_FETCHERS__WORKER_MAX_RSS_MB", "100");
+        let loaded = Settings::load(None).unwrap();
+        assert_eq!(
+            loaded.fetchers.process_mode,
+            crate::fetcher::ProcessMode::Oneshot
+        );
+        assert_eq!(loaded.fetchers.workers.max_rss_bytes, 100 * 1024 * 1024);
+        Ok(())
+    });
+    s.fetchers.process_mode = crate::fetcher::ProcessMode::Oneshot;
+    s.fetchers.workers.per_fetcher = 5;
+    s.fetchers.workers.max_calls = 7;
+    s.fetchers.workers.max_rss_bytes = 300 * 1024 * 1024;
+    s.fetchers.max_workers = 40;
+    assert_eq!(round_trip(&s), s);
+}
+
+#[test]
 fn cluster_mode_needs_a_secret_and_one_sig_key_source() {
     figment::Jail::expect_with(|jail| {
         jail.set_env("RESTREAM_STORE__KIND", "dynamodb");

@@ -11,11 +11,12 @@ pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
 mod metadata;
-mod process;
+pub(crate) mod process;
 pub mod redact;
 pub mod registry;
 mod response;
 pub mod sandbox;
+pub mod worker;
 
 pub use http::HttpFetcher;
 #[cfg(feature = "aws")]
@@ -25,6 +26,7 @@ pub use process::{ProcessFetcher, ProcessRuntime};
 pub use redact::redact;
 pub use registry::{FetcherEntry, LoadError, LoadReport, Registry, SharedRegistry};
 pub use response::{parse_fetch_response, FetchOutcome};
+pub use worker::{ProcessMode, WorkerCap, WorkerSettings};
 
 use std::collections::BTreeMap;
 

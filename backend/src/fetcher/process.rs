@@ -1,5 +1,5 @@
-//! The `process` fetcher kind: runs `functions/<dir>/main.py` locally, one Python process per
-//! call, exactly as it would run on Lambda.
+//! The `process` fetcher kind: runs `functions/<dir>/main.py` locally, exactly as it would run
+//! on Lambda: on warm workers (`worker`, the default) or one Python process per call.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::sandbox::{self, GroupKill, ProcessSlots};
+use super::worker::{self, ProcessMode, Refused, WorkerCap, WorkerPool, WorkerSettings};
 use super::{parse_fetch_response, redact, FetchError, FetchOutcome, FetchRequest, Fetcher, Keys};
 
 const RUNNER: &str = include_str!("runner.py");
@@ -31,16 +32,25 @@ pub struct ProcessRuntime {
     /// (`fetchers.process_env`).
     pub env: Vec<String>,
     pub slots: ProcessSlots,
+    /// Warm workers (the default) or a process per call (`fetchers.process_mode`).
+    pub mode: ProcessMode,
+    /// Per fetcher: how many warm workers, when they are replaced.
+    pub workers: WorkerSettings,
+    /// The cap on live warm workers, shared by every process fetcher (`fetchers.max_workers`).
+    pub cap: WorkerCap,
 }
 
 impl ProcessRuntime {
-    /// `python` with `timeout`, no extra variables and the default cap.
+    /// `python` with `timeout`, no extra variables, warm workers and the default caps.
     pub fn new(python: &str, timeout: Duration) -> ProcessRuntime {
         ProcessRuntime {
             python: python.to_string(),
             timeout,
             env: Vec::new(),
             slots: ProcessSlots::default(),
+            mode: ProcessMode::Warm,
+            workers: WorkerSettings::default(),
+            cap: WorkerCap::default(),
         }
     }
 }
@@ -53,6 +63,8 @@ pub struct ProcessFetcher {
     runtime: ProcessRuntime,
     /// The variable names its metadata declares (`"env"`), learnt from its `metadata` answer.
     declared_env: Arc<RwLock<Vec<String>>>,
+    /// Its warm workers; `None` in one-shot mode.
+    pool: Option<Arc<WorkerPool>>,
 }
 
 impl ProcessFetcher {
@@ -63,17 +75,109 @@ impl ProcessFetcher {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let pool = (runtime.mode == ProcessMode::Warm).then(|| {
+            Arc::new(WorkerPool::new(
+                &label,
+                &runtime.python,
+                &dir,
+                runtime.timeout,
+                runtime.workers.clone(),
+                runtime.slots.clone(),
+                runtime.cap.clone(),
+            ))
+        });
         ProcessFetcher {
             dir,
             label,
             runtime,
             declared_env: Arc::default(),
+            pool,
         }
     }
 
     async fn call(&self, event: Value, keys: &Keys) -> Result<Value, FetchError> {
+        if let Some(pool) = &self.pool {
+            return self.call_warm(pool, &event, keys).await;
+        }
         let finished = self.run(&event).await?;
         self.answer(finished, keys)
+    }
+
+    /// A call on one of the fetcher's warm workers.
+    async fn call_warm(
+        &self,
+        pool: &WorkerPool,
+        event: &Value,
+        keys: &Keys,
+    ) -> Result<Value, FetchError> {
+        let declared = self.declared_env.read().expect("env lock").clone();
+        let env = sandbox::environment(&self.runtime.env, &declared);
+        let called = pool
+            .call(event, &env)
+            .await
+            .map_err(|refused| match refused {
+                Refused::Busy(detail) => FetchError::Throttled {
+                    fetcher: self.label.clone(),
+                    detail,
+                    retry_after: None,
+                },
+                Refused::Spawn(source) => FetchError::Spawn {
+                    fetcher: self.label.clone(),
+                    source,
+                },
+            })?;
+        let stderr_text = redact(
+            &String::from_utf8_lossy(&worker::stderr_tail(called.stderr)),
+            keys,
+        );
+        if !stderr_text.trim().is_empty() {
+            tracing::debug!(fetcher = %self.label, stderr = %tail(&stderr_text, 2000), "fetcher wrote to stderr");
+        }
+        let invalid = |detail: String| FetchError::InvalidResponse {
+            fetcher: self.label.clone(),
+            detail,
+        };
+        match called.answer {
+            Ok(out) => serde_json::from_slice(&out)
+                .map_err(|e| invalid(format!("answer is not JSON ({e})"))),
+            Err(worker::Failure::Timeout) => {
+                crate::metrics::get()
+                    .fetcher_process_kills
+                    .with_label_values(&["timeout"])
+                    .inc();
+                Err(self.timeout())
+            }
+            Err(worker::Failure::Exited(how)) => Err(FetchError::Crashed {
+                fetcher: self.label.clone(),
+                detail: format!(
+                    "worker {how} without answering; stderr: {}",
+                    tail(&stderr_text, 300)
+                ),
+            }),
+            Err(worker::Failure::Protocol(e)) => {
+                crate::metrics::get()
+                    .fetcher_process_kills
+                    .with_label_values(&["protocol"])
+                    .inc();
+                Err(invalid(format!(
+                    "worker's answer unusable ({e}); worker killed"
+                )))
+            }
+            Err(worker::Failure::OutputTooLarge) => {
+                let metrics = crate::metrics::get();
+                metrics
+                    .fetcher_process_kills
+                    .with_label_values(&["output_too_large"])
+                    .inc();
+                metrics
+                    .bodies_too_large
+                    .with_label_values(&["process_stdout"])
+                    .inc();
+                Err(invalid(format!(
+                    "output larger than {MAX_OUTPUT} bytes; process killed"
+                )))
+            }
+        }
     }
 
     fn timeout(&self) -> FetchError {

@@ -162,6 +162,65 @@ impl Drop for GroupKill {
     }
 }
 
+/// Kills every process a warm worker's call left running: the worker is a child subreaper, so
+/// each of them is its child or, once its parent is gone, becomes one. Returns how many were
+/// killed. Reads `/proc`; elsewhere it finds none.
+pub async fn kill_leftovers(leader: i32) -> usize {
+    let mut killed = 0;
+    // A killed process's own children come back to the worker only once it died: a few passes.
+    for _ in 0..100 {
+        let left = leftovers(leader);
+        if left.is_empty() {
+            return killed;
+        }
+        for pid in &left {
+            // SAFETY: kill only sends a signal to a child of our worker.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        killed += left.len();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tracing::warn!(
+        worker = leader,
+        "processes started by a fetcher call could not all be killed"
+    );
+    killed
+}
+
+/// The running (not zombie) children of every thread of `leader`.
+fn leftovers(leader: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{leader}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        out.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .filter(|p| *p > 1 && !zombie(*p)),
+        );
+    }
+    out
+}
+
+fn zombie(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
