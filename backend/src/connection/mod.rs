@@ -446,14 +446,15 @@ fn resolve(
             reference,
         });
     };
-    let id = ChannelId::from_request_with(channel, params, &entry.metadata.params).map_err(|e| {
-        crate::metrics::get().free_param_refused(&e);
-        Rejection {
-            code: ErrorCode::for_params(&e),
-            message: format!("invalid params for {channel}: {e}"),
-            reference: reference.clone(),
-        }
-    })?;
+    let id =
+        ChannelId::from_request_with(channel, params, &entry.metadata.params).map_err(|e| {
+            crate::metrics::get().free_param_refused(&e);
+            Rejection {
+                code: ErrorCode::for_params(&e),
+                message: format!("invalid params for {channel}: {e}"),
+                reference: reference.clone(),
+            }
+        })?;
     // A declarative channel's `url` allowlist (issue 23): refused here, never polled.
     entry
         .fetcher
