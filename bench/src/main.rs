@@ -88,6 +88,19 @@ enum Scenario {
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
     },
+    /// DynamoDB write units an hour to keep N channels leased in cluster mode (moto).
+    LeaseCost {
+        #[arg(long, value_delimiter = ',', default_values_t = [100, 1000, 10000])]
+        channels: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// Seconds measured per channel count, once every lease is taken.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// The lease TTL (cluster.lease_ttl_secs; default 10).
+        #[arg(long, default_value_t = 10.0)]
+        ttl_secs: f64,
+    },
     /// Scenario 6: items classified per second (a quick loop; `cargo bench` runs criterion).
     Classify {
         #[arg(long, default_value_t = 10_000)]
@@ -184,6 +197,20 @@ async fn main() -> anyhow::Result<()> {
         Scenario::BudgetCost { channels, seconds } => {
             emit(&store_cost::budget::run(&channels, seconds).await?)
         }
+        Scenario::LeaseCost {
+            channels,
+            replicas,
+            seconds,
+            ttl_secs,
+        } => emit(
+            &store_cost::lease::run(
+                &channels,
+                replicas,
+                seconds,
+                std::time::Duration::from_secs_f64(ttl_secs),
+            )
+            .await?,
+        ),
         Scenario::Classify { items } => emit(&classify::run(items)?),
         Scenario::Publish {
             subscribers,
@@ -260,6 +287,13 @@ async fn smoke() -> anyhow::Result<()> {
             .as_u64()
             .is_some_and(|b| b > 0 && b < 1024),
         "budget cost: the saved budget should be one small record: {budget}"
+    );
+    // 20 leases on 2 replicas, TTL 3 s: no lease is written while held (session leases).
+    let leases = store_cost::lease::run(&[20], 2, 2.5, std::time::Duration::from_secs(3)).await?;
+    emit(&leases);
+    anyhow::ensure!(
+        leases["sizes"][0]["steady_lease_writes"] == 0,
+        "lease cost: held leases should cost no writes (one heartbeat renews them): {leases}"
     );
     emit(&classify::run(1000)?);
     // Every subscriber receives every published item (the scenario fails otherwise).

@@ -26,6 +26,7 @@ use crate::classify::{fetched, quakes, Case};
 
 pub mod budget;
 mod driver;
+pub mod lease;
 use driver::{Counted, Driver};
 
 /// Polls measured per case.
