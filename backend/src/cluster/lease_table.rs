@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use tokio::time::Instant;
@@ -248,6 +249,17 @@ impl LeaseTable {
         }
     }
 
+    /// An `UpdateItem` applying `t` to `channel`'s lease.
+    fn take_update(&self, channel: &ChannelId, t: Take) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(channel)))
+            .update_expression(t.expression)
+            .set_expression_attribute_names(Some(t.names))
+            .set_expression_attribute_values(Some(t.values))
+    }
+
     /// A lease without a session (never taken, released, or written before sessions): free
     /// once its own `lease_until` has passed, or when it names us.
     async fn take_free(
@@ -258,13 +270,7 @@ impl LeaseTable {
     ) -> Result<Option<u64>, LeaseError> {
         let t = self.take(session, None);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(channel)))
-            .update_expression(t.expression)
-            .set_expression_attribute_names(Some(t.names))
-            .set_expression_attribute_values(Some(t.values))
+            .take_update(channel, t)
             .condition_expression(
                 "attribute_not_exists(pk) OR (attribute_not_exists(#session) \
                  AND (lease_until <= :now OR #owner = :me))",
@@ -285,13 +291,7 @@ impl LeaseTable {
     ) -> Result<Option<u64>, LeaseError> {
         let t = self.take(session, Some(epoch + 1));
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(channel)))
-            .update_expression(t.expression)
-            .set_expression_attribute_names(Some(t.names))
-            .set_expression_attribute_values(Some(t.values))
+            .take_update(channel, t)
             .condition_expression("#owner = :me AND #session = :session AND epoch = :old")
             .expression_attribute_values(":old", num(epoch))
             .send()

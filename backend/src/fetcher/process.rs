@@ -164,15 +164,7 @@ impl ProcessFetcher {
                 )))
             }
             Err(worker::Failure::OutputTooLarge) => {
-                let metrics = crate::metrics::get();
-                metrics
-                    .fetcher_process_kills
-                    .with_label_values(&["output_too_large"])
-                    .inc();
-                metrics
-                    .bodies_too_large
-                    .with_label_values(&["process_stdout"])
-                    .inc();
+                count_output_too_large();
                 Err(invalid(format!(
                     "output larger than {MAX_OUTPUT} bytes; process killed"
                 )))
@@ -260,15 +252,7 @@ impl ProcessFetcher {
             return Err(self.timeout());
         };
         if matches!(out, Output::TooLarge) {
-            let metrics = crate::metrics::get();
-            metrics
-                .fetcher_process_kills
-                .with_label_values(&["output_too_large"])
-                .inc();
-            metrics
-                .bodies_too_large
-                .with_label_values(&["process_stdout"])
-                .inc();
+            count_output_too_large();
         }
         let status = tokio::time::timeout(Duration::from_secs(2), child.wait())
             .await
@@ -352,6 +336,19 @@ impl Fetcher for ProcessFetcher {
         let raw = self.call(request.event(), request.keys).await?;
         parse_fetch_response(&self.label, raw)
     }
+}
+
+/// A process killed for an answer over [`MAX_OUTPUT`], in both metrics that count it.
+fn count_output_too_large() {
+    let metrics = crate::metrics::get();
+    metrics
+        .fetcher_process_kills
+        .with_label_values(&["output_too_large"])
+        .inc();
+    metrics
+        .bodies_too_large
+        .with_label_values(&["process_stdout"])
+        .inc();
 }
 
 /// Reads a pipe to its end, or stops once it holds more than `cap` bytes.

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use restream_testkit::dynamo::RequestLog;
-use restream_testkit::emulators;
+
+use super::counted_dynamodb;
 
 const TABLE: &str = "restream-bench-budgets";
 /// Callers drawing from the budget at once (as the pollers of many channels do).
@@ -28,14 +29,7 @@ const CALLERS: usize = 16;
 
 /// Measures each channel count for `seconds`.
 pub async fn run(channels: &[usize], seconds: f64) -> anyhow::Result<Value> {
-    let moto = emulators::try_start_moto()?;
-    let sdk = emulators::sdk_config(&emulators::aws_settings(&moto.url)).await;
-    let requests = RequestLog::default();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(requests.clone())
-            .build(),
-    );
+    let (moto, client, requests) = counted_dynamodb().await?;
     let store: Arc<dyn ItemStore> = Arc::new(
         DynamoItemStore::connect(
             client.clone(),

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use restream_testkit::dynamo::RequestLog;
 use restream_testkit::emulators;
 
+use super::counted_dynamodb;
+
 /// Measures each channel count for `seconds` of steady state, leases of `ttl`.
 pub async fn run(
     channels: &[usize],
@@ -25,14 +27,7 @@ pub async fn run(
     ttl: Duration,
 ) -> anyhow::Result<Value> {
     anyhow::ensure!(replicas > 0, "lease-cost: --replicas must be at least 1");
-    let moto = emulators::try_start_moto()?;
-    let sdk = emulators::sdk_config(&emulators::aws_settings(&moto.url)).await;
-    let requests = RequestLog::default();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(requests.clone())
-            .build(),
-    );
+    let (moto, client, requests) = counted_dynamodb().await?;
     let mut sizes = Vec::new();
     for &n in channels {
         anyhow::ensure!(n > 0, "lease-cost: a channel count must be at least 1");

@@ -237,14 +237,7 @@ fn round3(x: f64) -> f64 {
 
 /// The DynamoDB store on a moto started for the run (and stopped, by PID, whatever happens).
 async fn dynamodb_case(items: usize) -> anyhow::Result<Value> {
-    let moto = emulators::try_start_moto()?;
-    let sdk = emulators::sdk_config(&emulators::aws_settings(&moto.url)).await;
-    let requests = RequestLog::default();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(requests.clone())
-            .build(),
-    );
+    let (moto, client, requests) = counted_dynamodb().await?;
     let store = DynamoItemStore::connect(
         client,
         "restream-bench-items",
@@ -258,4 +251,19 @@ async fn dynamodb_case(items: usize) -> anyhow::Result<Value> {
     report["emulator"] = json!("moto (scripts/moto_server.py, one request at a time)");
     drop(moto);
     Ok(report)
+}
+
+/// A moto started for the run (stopped by PID when dropped) and a DynamoDB client on it whose
+/// requests are counted in the returned log.
+pub(crate) async fn counted_dynamodb(
+) -> anyhow::Result<(emulators::Server, aws_sdk_dynamodb::Client, RequestLog)> {
+    let moto = emulators::try_start_moto()?;
+    let sdk = emulators::sdk_config(&emulators::aws_settings(&moto.url)).await;
+    let requests = RequestLog::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    Ok((moto, client, requests))
 }
