@@ -23,13 +23,13 @@ fn every_scenario_completes_with_one_upstream_call_per_poll() {
          was not built beside it: run `cargo test --workspace`\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    // One JSON line per scenario: fan-out, subscribe, scale, store cost, budget cost,
-    // classify, publish, history.
+    // One JSON line per scenario: fan-out, subscribe, scale, store cost, budget cost, lease
+    // cost, classify, publish, workers, history.
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).expect("each result line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 8, "one result per scenario:\n{stdout}");
+    assert_eq!(lines.len(), 10, "one result per scenario:\n{stdout}");
     println!("{stdout}");
 }
