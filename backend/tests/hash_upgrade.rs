@@ -134,7 +134,7 @@ async fn poll_after_upgrade(store: Arc<dyn ItemStore>) -> Vec<Value> {
         last_polls: Default::default(),
         status: Default::default(),
     };
-    let (_requests, rx) = tokio::sync::mpsc::channel(8);
+    let (_requests, rx) = restream::poller::requests::channel(8);
     let stop = CancellationToken::new();
     let task = tokio::spawn(poller::run(channel(), entry, ctx, rx, stop.clone(), None));
     for _ in 0..4 {

@@ -14,13 +14,13 @@ use restream::fetcher::{
     parse_fetch_response, FetchError, FetchOutcome, FetchRequest, Fetcher, FetcherEntry, Metadata,
 };
 use restream::keys::FileKeyStore;
+use restream::poller::requests::{self, RequestSender};
 use restream::poller::{self, PollerContext, SnapshotRequest};
 use restream::pushpin::grip::PublishItem;
 use restream::pushpin::publisher::{PublishError, Publisher};
 use restream::store::{ItemStore, MemoryStore, RedbStore};
 use restream_testkit::dynamo::RequestLog as DynamoWrites;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Answers each fetch with the next scripted response (the last one repeats).
@@ -70,7 +70,7 @@ fn ok(items: Value) -> Value {
 struct Run {
     published: Arc<Recorder>,
     times: Arc<Mutex<Vec<tokio::time::Instant>>>,
-    requests: mpsc::Sender<SnapshotRequest>,
+    requests: RequestSender,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -104,7 +104,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
         status: Default::default(),
         retentions,
     };
-    let (tx, rx) = mpsc::channel(8);
+    let (tx, rx) = requests::channel(8);
     let stop = CancellationToken::new();
     let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
     let task = tokio::spawn(poller::run(channel, entry, ctx, rx, stop.clone(), None));
@@ -276,7 +276,7 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
         transport: restream::pushpin::grip::Transports::WebSocket,
     };
     for since in [None, Some(2), Some(4), Some(1), Some(99)] {
-        run.requests.send(ask(since)).await.unwrap();
+        run.requests.try_send(ask(since)).unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let private: Vec<_> = run
@@ -475,11 +475,11 @@ fn spawn_channel(
     entry: &Arc<FetcherEntry>,
     p: &str,
     stop: &CancellationToken,
-) -> (tokio::task::JoinHandle<()>, mpsc::Sender<SnapshotRequest>) {
+) -> (tokio::task::JoinHandle<()>, RequestSender) {
     let channel =
         ChannelId::from_request_with("t", Some(&json!({ "p": p })), &entry.metadata.params)
             .unwrap();
-    let (tx, rx) = mpsc::channel(1);
+    let (tx, rx) = requests::channel(1);
     (
         tokio::spawn(poller::run(
             channel,

@@ -145,6 +145,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         push: false,
         client_buffer_size: None,
         history: None,
+        upstream_keep_alive: false,
     })
     .await?;
     let opened = Instant::now();

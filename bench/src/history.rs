@@ -145,6 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
             store,
             max_events: config.events,
         }),
+        upstream_keep_alive: false,
     })
     .await?;
     let reader = Reader {

@@ -80,7 +80,7 @@ pub async fn seed(path: &Path, channels: usize, events: u64) -> anyhow::Result<S
         max_age: None,
     };
     for (c, id) in seeded.channels.iter().enumerate() {
-        let params: BTreeMap<String, String> = id.params().clone();
+        let params: BTreeMap<String, String> = id.params();
         let mut commit = Commit::new(id.clone());
         let mut items: BTreeMap<u64, StoredItem> = BTreeMap::new();
         for seq in 1..=events {

@@ -70,6 +70,10 @@ enum Scenario {
         interval: f64,
         #[arg(long, default_value_t = 120.0)]
         seconds: f64,
+        /// The fake upstream closes every connection after its answer (one TCP connection per
+        /// poll) instead of keeping it open as APIs do.
+        #[arg(long)]
+        close_connections: bool,
     },
     /// Scenario 5: store writes per poll (unchanged, 1 %, 100 % changed), embedded and DynamoDB.
     StoreCost {
@@ -190,7 +194,8 @@ async fn main() -> anyhow::Result<()> {
             channels,
             interval,
             seconds,
-        } => emit(&scale::run(channels, interval, seconds).await?),
+            close_connections,
+        } => emit(&scale::run(channels, interval, seconds, close_connections).await?),
         Scenario::StoreCost { items, no_dynamodb } => {
             emit(&store_cost::run(items, !no_dynamodb).await?)
         }
@@ -273,7 +278,7 @@ async fn smoke() -> anyhow::Result<()> {
         "fan-out: expected exactly one upstream call per poll: {fan}"
     );
     emit(&subscribe::run(4, 1.0).await?);
-    let scale = scale::run(100, 2.0, 5.0).await?;
+    let scale = scale::run(100, 2.0, 5.0, false).await?;
     emit(&scale);
     anyhow::ensure!(
         scale["max_upstream_calls_per_interval"] == 1,

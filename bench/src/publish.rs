@@ -266,6 +266,7 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
         auth: false,
         push: true,
         history: None,
+        upstream_keep_alive: false,
     })
     .await?;
     let url = format!("{}/channels/{PUSH_CHANNEL}/items", stack.http_url);

@@ -1,7 +1,9 @@
 //! Scenario 4: many active channels (20 per connection, the default per-connection limit) of
 //! one declarative fetcher. Measured over `seconds` once all are subscribed: the backend's
 //! RSS and CPU (% of one core), and scheduler drift — per channel, the gap between two
-//! consecutive upstream calls minus the poll interval, as seen by the fake upstream.
+//! consecutive upstream calls minus the poll interval, as seen by the fake upstream. The
+//! upstream keeps connections open between polls, as APIs do (`--close-connections`: one TCP
+//! connection per poll, as the scenario ran before).
 
 use std::time::{Duration, Instant};
 
@@ -35,7 +37,12 @@ async fn subscribe_all(mut ws: Ws, ns: Vec<usize>) -> anyhow::Result<Ws> {
     Ok(ws)
 }
 
-pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result<Value> {
+pub async fn run(
+    channels: usize,
+    interval: f64,
+    seconds: f64,
+    close_connections: bool,
+) -> anyhow::Result<Value> {
     let stack = stack::start(Options {
         behind: Behind::Restream,
         interval,
@@ -44,6 +51,7 @@ pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result
         push: false,
         client_buffer_size: None,
         history: None,
+        upstream_keep_alive: !close_connections,
     })
     .await?;
     let connections = channels.div_ceil(PER_CONNECTION);
@@ -110,6 +118,7 @@ pub async fn run(channels: usize, interval: f64, seconds: f64) -> anyhow::Result
         "scenario": "scale",
         "channels": channels,
         "channels_polled": requests.len(),
+        "upstream_keeps_connections": !close_connections,
         "connections": connections,
         "poll_interval_secs": interval,
         "measured_secs": (elapsed.as_secs_f64() * 10.0).round() / 10.0,

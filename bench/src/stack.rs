@@ -40,6 +40,9 @@ pub struct Options {
     /// Also declare the push channel [`HISTORY_CHANNEL`] (param `n`) and serve the store
     /// seeded beforehand at `store`, keeping `max_events` events per channel.
     pub history: Option<HistorySeed>,
+    /// The fake upstream keeps connections open between requests (keep-alive) instead of
+    /// closing each after its answer.
+    pub upstream_keep_alive: bool,
 }
 
 /// A store file seeded with [`HISTORY_CHANNEL`]'s events.
@@ -109,7 +112,11 @@ pub async fn start_customized(
     customize: impl FnOnce(&mut restream::config::Settings, &std::path::Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<Stack> {
     let mut layout = Layout::new("rb")?;
-    let upstream = Upstream::start_with(upstream::Options { etags: false }).await?;
+    let upstream = Upstream::start_with(upstream::Options {
+        etags: false,
+        keep_alive: options.upstream_keep_alive,
+    })
+    .await?;
     layout.pushpin.message_rate = options.message_rate;
     if let Some(size) = options.client_buffer_size {
         layout.pushpin.client_buffer_size = size;

@@ -72,6 +72,7 @@ async fn rate(
         push: false,
         client_buffer_size: None,
         history: None,
+        upstream_keep_alive: false,
     })
     .await?;
     let mut clients = connect_many(&stack.ws_url, connections).await?;

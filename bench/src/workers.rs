@@ -199,6 +199,7 @@ async fn held(mode: ProcessMode, config: &Config) -> anyhow::Result<Value> {
         push: false,
         client_buffer_size: None,
         history: None,
+        upstream_keep_alive: false,
     };
     let stack = stack::start_customized(options, |settings, dir| {
         write_fetcher(&dir.join("functions"), interval)?;

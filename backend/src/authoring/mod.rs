@@ -94,11 +94,12 @@ pub async fn run(
     let aws = crate::aws::Aws::new(&settings.aws);
     let keys = keys_of(settings, &aws, name).await?;
     let (mut stored_note, stored) = stored_state(settings, &aws, &channel).await;
+    let params = channel.params();
     let outcome = entry
         .fetcher
         .fetch(FetchRequest {
             channel: name,
-            params: channel.params(),
+            params: &params,
             keys: &keys,
             state: state.as_ref(),
         })

@@ -67,10 +67,11 @@ pub type ParamSpecs = BTreeMap<String, ParamSpec>;
 #[derive(Clone)]
 pub struct ChannelId(Arc<Parts>);
 
+/// Only the canonical text is kept (the name is its prefix, the params are decoded from it on
+/// request): tens of thousands of ids stay small.
 struct Parts {
-    name: String,
-    params: BTreeMap<String, String>,
-    canonical: String,
+    canonical: Box<str>,
+    name_len: usize,
 }
 
 /// Why params from a client do not make a channel.
@@ -258,7 +259,8 @@ impl ChannelId {
     }
 
     fn new(name: String, params: BTreeMap<String, String>) -> ChannelId {
-        let mut canonical = name.clone();
+        let name_len = name.len();
+        let mut canonical = name;
         for (i, (k, v)) in params.iter().enumerate() {
             canonical.push(if i == 0 { '?' } else { '&' });
             canonical.extend(utf8_percent_encode(k, COMPONENT));
@@ -266,18 +268,25 @@ impl ChannelId {
             canonical.extend(utf8_percent_encode(v, COMPONENT));
         }
         ChannelId(Arc::new(Parts {
-            name,
-            params,
-            canonical,
+            canonical: canonical.into_boxed_str(),
+            name_len,
         }))
     }
 
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.0.canonical[..self.0.name_len]
     }
 
-    pub fn params(&self) -> &BTreeMap<String, String> {
-        &self.0.params
+    /// The params, decoded from the canonical text (which only valid ids have).
+    pub fn params(&self) -> BTreeMap<String, String> {
+        let query = self.0.canonical[self.0.name_len..].strip_prefix('?');
+        let decode = |x: &str| percent_decode_str(x).decode_utf8_lossy().into_owned();
+        query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (decode(k), decode(v)))
+            .collect()
     }
 
     /// The canonical id: the GRIP channel name and the store's key.

@@ -121,7 +121,7 @@ proptest! {
         prop_assert_eq!(text.matches('&').count(), values.len().saturating_sub(1));
         prop_assert!(text.is_ascii() && !text.contains(' '));
         let back = ChannelId::parse(&text).unwrap();
-        prop_assert_eq!(back.params(), &values);
+        prop_assert_eq!(&back.params(), &values);
     }
 
     #[test]
@@ -295,7 +295,7 @@ proptest! {
         match ChannelId::from_request_with("g", Some(&raw), &free()) {
             Ok(id) => {
                 prop_assert_eq!(ChannelId::parse(id.as_str()).unwrap(), id.clone());
-                prop_assert_eq!(id.params(), &params);
+                prop_assert_eq!(&id.params(), &params);
             }
             Err(e) => prop_assert!(
                 matches!(e, ParamError::Reserved(_)),

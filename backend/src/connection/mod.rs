@@ -304,7 +304,7 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
                 reply,
                 ServerMessage::Subscribed {
                     channel: id.name().to_string(),
-                    params: id.params().clone(),
+                    params: id.params(),
                     reference,
                 },
             );
@@ -418,7 +418,7 @@ fn unsubscribe(reply: &mut Reply, id: &ChannelId, reference: Option<Value>) {
         reply,
         ServerMessage::Unsubscribed {
             channel: id.name().to_string(),
-            params: id.params().clone(),
+            params: id.params(),
             reference,
         },
     );
@@ -458,7 +458,7 @@ fn resolve(
     // A declarative channel's `url` allowlist (issue 23): refused here, never polled.
     entry
         .fetcher
-        .admit(id.params())
+        .admit(&id.params())
         .map_err(|(_, message)| Rejection {
             code: ErrorCode::UrlNotAllowed,
             message,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use super::requests::RequestReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ impl ChannelPoller {
         let state = &self.state;
         ServerMessage::Snapshot {
             channel: self.channel.name().to_string(),
-            params: self.channel.params().clone(),
+            params: self.channel.params(),
             seq: state.seq(),
             items: state
                 .stored
@@ -46,7 +46,7 @@ impl ChannelPoller {
         let state = &self.state;
         ServerMessage::Status {
             channel: self.channel.name().to_string(),
-            params: self.channel.params().clone(),
+            params: self.channel.params(),
             seq: state.seq(),
             status: if state.degraded.is_some() {
                 Health::Degraded
@@ -110,7 +110,7 @@ impl ChannelPoller {
     /// theirs privately. Returns false when shut down while waiting.
     pub(super) async fn broadcast_first_snapshot(
         &mut self,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
+        requests: &mut RequestReceiver,
         shutdown: &CancellationToken,
     ) -> bool {
         let Some(held) = settle(requests, shutdown).await else {
@@ -265,13 +265,13 @@ fn to_connection(request: &SnapshotRequest, message: String, seq: u64) -> Publis
 /// Holds the requests that arrive until the last of them has had `SNAPSHOT_DELAY` (at most
 /// `FIRST_SNAPSHOT_MAX_WAIT`). `None` when shut down while waiting.
 async fn settle(
-    requests: &mut mpsc::Receiver<SnapshotRequest>,
+    requests: &mut RequestReceiver,
     shutdown: &CancellationToken,
 ) -> Option<Vec<SnapshotRequest>> {
     let give_up = Instant::now() + FIRST_SNAPSHOT_MAX_WAIT;
     let mut held = Vec::new();
     loop {
-        while let Ok(request) = requests.try_recv() {
+        while let Some(request) = requests.try_recv() {
             held.push(request);
         }
         let settled = held

@@ -9,7 +9,8 @@
 //! - `failure`: backoff, the degraded state and the status board;
 //! - `push_loop`: a push channel's writer (batches instead of polls, same persistence and
 //!   answers);
-//! - `state`: what a poller keeps in memory.
+//! - `state`: what a poller keeps in memory;
+//! - [`requests`]: the queue of snapshot requests from the scheduler.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ mod failure;
 pub mod plan;
 mod poll;
 mod push_loop;
+pub mod requests;
 mod shell;
 mod state;
 

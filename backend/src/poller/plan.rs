@@ -231,7 +231,7 @@ fn events(
 
 /// The client message of one change.
 pub(crate) fn event_message(channel: &ChannelId, seq: u64, change: &Change) -> ServerMessage {
-    let (name, params) = (channel.name().to_string(), channel.params().clone());
+    let (name, params) = (channel.name().to_string(), channel.params());
     let item = change.item.clone();
     match &change.kind {
         ChangeKind::New => ServerMessage::New {

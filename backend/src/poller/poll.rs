@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use super::requests::RequestReceiver;
 use tokio::time::Instant;
 
 use crate::budget::Budget;
@@ -18,7 +18,6 @@ use crate::store::{Commit, StoreError};
 use super::failure::PollError;
 use super::plan::{plan, Announce, PlanInput, Report};
 use super::shell::ChannelPoller;
-use super::SnapshotRequest;
 
 /// What one poll did, and the delay before the next attempt when the fetch failed.
 pub(super) struct Polled {
@@ -51,7 +50,7 @@ impl ChannelPoller {
         keys: &Keys,
         budget: &Budget,
         permit: Option<Instant>,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
+        requests: &mut RequestReceiver,
     ) -> Polled {
         if !self.retry_unpublished().await {
             return PollOutcome::Deferred.into();
@@ -120,9 +119,10 @@ impl ChannelPoller {
         permit: Option<Instant>,
     ) -> Result<FetchOutcome, PollError> {
         let started = Instant::now();
+        let params = self.channel.params();
         let request = FetchRequest {
             channel: self.channel.name(),
-            params: self.channel.params(),
+            params: &params,
             keys,
             state: self.state.stored.meta.fetcher_state.as_ref(),
         };
@@ -243,7 +243,7 @@ impl ChannelPoller {
         &mut self,
         announce: Announce,
         report: &Report,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
+        requests: &mut RequestReceiver,
     ) -> PollOutcome {
         let publish = match announce {
             // Broadcast by the run loop once recent subscribers can receive it.
@@ -289,7 +289,7 @@ impl ChannelPoller {
     pub(super) async fn publish_in_turn(
         &mut self,
         publish: Vec<PublishItem>,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
+        requests: &mut RequestReceiver,
     ) {
         let burst = self.ctx.publisher.burst_bytes();
         let sizes: Vec<(usize, usize)> = chunks(&publish, burst)
@@ -300,7 +300,7 @@ impl ChannelPoller {
         for (len, bytes) in sizes {
             // Requests that came in are answered first (an answer is a burst of its own).
             let mut answered = false;
-            while let Ok(request) = requests.try_recv() {
+            while let Some(request) = requests.try_recv() {
                 self.answer_in_turn(request).await;
                 answered = true;
             }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
+
+use super::requests::RequestReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,7 +21,7 @@ use crate::push::{PushBatch, PushError, PushReceipt, PushSpec};
 use crate::status::PollOutcome;
 
 use super::shell::ChannelPoller;
-use super::{PollerContext, SnapshotRequest};
+use super::PollerContext;
 
 /// A batch for a push channel's writer and where its answer goes.
 #[derive(Debug)]
@@ -46,7 +48,7 @@ pub async fn run_push(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
     ctx: PollerContext,
-    requests: mpsc::Receiver<SnapshotRequest>,
+    requests: RequestReceiver,
     wiring: PushWiring,
     shutdown: CancellationToken,
     lease: Option<Arc<LeaseGuard>>,
@@ -67,7 +69,7 @@ pub async fn run_push(
 impl ChannelPoller {
     async fn run_push(
         mut self,
-        mut requests: mpsc::Receiver<SnapshotRequest>,
+        mut requests: RequestReceiver,
         mut wiring: PushWiring,
         shutdown: CancellationToken,
     ) {
@@ -119,11 +121,7 @@ impl ChannelPoller {
 
     /// Commits the empty snapshot that opens the channel and broadcasts it; false when the
     /// store refused (or shut down).
-    async fn open(
-        &mut self,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
-        shutdown: &CancellationToken,
-    ) -> bool {
+    async fn open(&mut self, requests: &mut RequestReceiver, shutdown: &CancellationToken) -> bool {
         if !self.may_act() {
             return false;
         }
@@ -143,7 +141,7 @@ impl ChannelPoller {
         &mut self,
         group: Vec<PublishRequest>,
         wiring: &PushWiring,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
+        requests: &mut RequestReceiver,
     ) {
         if !self.may_act() {
             // The lease is gone: the senders retry (and reach the next holder).

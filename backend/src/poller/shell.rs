@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::mpsc;
+use super::requests::RequestReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -36,7 +36,7 @@ pub async fn run(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
     ctx: PollerContext,
-    requests: mpsc::Receiver<SnapshotRequest>,
+    requests: RequestReceiver,
     shutdown: CancellationToken,
     lease: Option<Arc<LeaseGuard>>,
 ) {
@@ -44,7 +44,8 @@ pub async fn run(
     async move {
         let interval = entry.metadata.poll_interval;
         tracing::info!(interval_s = interval.as_secs_f64(), "poller started");
-        let Some(poller) = ChannelPoller::load(channel, entry, ctx, lease, &shutdown).await else {
+        let load = ChannelPoller::load(channel, entry, ctx, lease, &shutdown);
+        let Some(poller) = Box::pin(load).await else {
             return;
         };
         poller.run(requests, shutdown).await;
@@ -81,13 +82,9 @@ impl ChannelPoller {
     }
 
     /// Polls until `shutdown`, answering snapshot requests in between.
-    async fn run(
-        mut self,
-        mut requests: mpsc::Receiver<SnapshotRequest>,
-        shutdown: CancellationToken,
-    ) {
+    async fn run(mut self, mut requests: RequestReceiver, shutdown: CancellationToken) {
         if self.lease.is_some() {
-            self.republish_last_commit().await;
+            Box::pin(self.republish_last_commit()).await;
         }
         let state = &self.state;
         let run = self.ctx.status.started(
@@ -111,13 +108,16 @@ impl ChannelPoller {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                // The work of an attempt or an answer is boxed: a running poller's task holds
+                // only this loop between polls (thousands of them idle at any time), not the
+                // largest state of everything it awaits.
                 _ = tokio::time::sleep_until(next) => {
-                    match self.attempt(&mut requests, &shutdown).await {
+                    match Box::pin(self.attempt(&mut requests, &shutdown)).await {
                         Some(at) => next = at,
                         None => break,
                     }
                 }
-                Some(request) = requests.recv() => self.answer_in_turn(request).await,
+                Some(request) = requests.recv() => Box::pin(self.answer_in_turn(request)).await,
             }
         }
         self.ctx.status.stopped(&self.channel, run);
@@ -133,7 +133,7 @@ impl ChannelPoller {
     /// to try next, or `None` when shut down.
     async fn attempt(
         &mut self,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
+        requests: &mut RequestReceiver,
         shutdown: &CancellationToken,
     ) -> Option<Instant> {
         // Whatever the attempt's fate (a key store or upstream failing for days), an active
@@ -218,7 +218,7 @@ impl ChannelPoller {
     async fn wait_for_budget(
         &self,
         budget: &Budget,
-        requests: &mut mpsc::Receiver<SnapshotRequest>,
+        requests: &mut RequestReceiver,
         shutdown: &CancellationToken,
     ) -> Option<Option<Instant>> {
         let acquire = budget.acquire(&self.ctx.store);

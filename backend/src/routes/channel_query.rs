@@ -70,7 +70,7 @@ pub fn resolve(registry: &Registry, name: &str, query: &str) -> Result<ChannelQu
         })?;
     entry
         .fetcher
-        .admit(id.params())
+        .admit(&id.params())
         .map_err(|(code, message)| ApiError::bad_request(code.as_str(), message))?;
     Ok(ChannelQuery { id, entry, options })
 }

@@ -23,10 +23,12 @@ pub(super) struct Running {
 impl Running {
     fn add(&mut self, channel: &ChannelId) {
         self.total += 1;
-        *self
-            .by_fetcher
-            .entry(channel.name().to_string())
-            .or_default() += 1;
+        match self.by_fetcher.get_mut(channel.name()) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_fetcher.insert(channel.name().to_string(), 1);
+            }
+        }
     }
 }
 
@@ -58,8 +60,18 @@ impl Scheduler {
             Slot::Ignored => active.contains(channel),
             Slot::Remote(r) => active.contains(channel) || r.demand_ended(),
         });
+        // Most passes find every active channel served already: only the others are sorted
+        // (a stable order for the caps) and counted against the caps.
+        let mut unserved: Vec<ChannelId> = active
+            .into_iter()
+            .filter(|c| !matches!(self.slots.get(c), Some(Slot::Polling(_) | Slot::Ignored)))
+            .collect();
+        if unserved.is_empty() {
+            return;
+        }
+        unserved.sort_unstable();
         let mut running = self.running();
-        for channel in active {
+        for channel in unserved {
             self.serve(channel, shutdown, &mut running);
         }
     }
@@ -168,13 +180,14 @@ impl Scheduler {
     ) {
         let token = shutdown.child_token();
         let run = token.child_token();
+        let guard_taken = lease.is_some();
         let guard = lease.map(|(cluster, held)| {
             let guard = Arc::new(LeaseGuard::new(held, run.clone()));
             self.tracker
                 .spawn(cluster.keep(guard.clone(), token.clone()));
             guard
         });
-        let (tx, rx) = mpsc::channel(super::slot::MAX_WAITING_REQUESTS);
+        let (tx, rx) = poller::requests::channel(super::slot::MAX_WAITING_REQUESTS);
         let batches = match entry.fetcher.push() {
             Some(spec) => {
                 let (batches, received) = mpsc::channel(self.push.max_pending_batches);
@@ -207,6 +220,7 @@ impl Scheduler {
             }
         };
         let mut poller = Poller {
+            leased: guard_taken,
             token,
             run,
             requests: tx,
@@ -233,8 +247,8 @@ impl Scheduler {
         let raw = serde_json::Value::Object(
             channel
                 .params()
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
                 .collect(),
         );
         match ChannelId::from_request_with(channel.name(), Some(&raw), &entry.metadata.params) {

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::ChannelId;
 use crate::cluster::Holder;
+use crate::poller::requests::RequestSender;
 use crate::poller::{PublishRequest, SnapshotRequest};
 
 /// One channel's state in the scheduler.
@@ -24,9 +25,11 @@ pub(super) enum Slot {
 pub(super) struct Poller {
     /// Cancelled by the scheduler (demand ended, shutdown): the lease is released.
     pub token: CancellationToken,
+    /// Cluster mode: it runs under a lease (which it may lose).
+    pub leased: bool,
     /// What the poller runs under: `token`, or a lost lease.
     pub run: CancellationToken,
-    pub requests: mpsc::Sender<SnapshotRequest>,
+    pub requests: RequestSender,
     /// A push channel's writer: where its batches go.
     pub batches: Option<mpsc::Sender<PublishRequest>>,
     /// A push channel's writer stays until then without subscribers (its last publish plus
@@ -42,7 +45,8 @@ impl Poller {
 
     /// Stopped because its lease was lost, not by the scheduler.
     pub fn lost_lease(&self) -> bool {
-        self.run.is_cancelled() && !self.token.is_cancelled()
+        // Checked for every channel once a second: a token's check takes a lock.
+        self.leased && self.run.is_cancelled() && !self.token.is_cancelled()
     }
 
     pub fn send(&self, channel: &ChannelId, request: SnapshotRequest) {
@@ -115,8 +119,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_poller_queue_drops_and_counts_instead_of_logging_each() {
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = crate::poller::requests::channel(1);
         let poller = Poller {
+            leased: false,
             token: CancellationToken::new(),
             run: CancellationToken::new(),
             requests: tx,

@@ -42,7 +42,14 @@ pub struct RedbStore {
     retention: Option<Duration>,
     /// Where the next sweep pass starts (the last channel the previous one looked at).
     sweep_from: Arc<Mutex<Option<String>>>,
+    /// Store operations running at once, each on a blocking thread. Writes take turns in redb
+    /// anyway: without a bound, thousands of first polls at once grew the blocking pool to
+    /// hundreds of threads, each waiting on the same lock and holding memory.
+    running: Arc<tokio::sync::Semaphore>,
 }
+
+/// Store operations on blocking threads at once (reads run side by side; writes queue in redb).
+const MAX_RUNNING_OPERATIONS: usize = 8;
 
 pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Embedded(Box::new(e))
@@ -90,6 +97,7 @@ impl RedbStore {
             writes: AtomicU64::new(0),
             retention: None,
             sweep_from: Arc::default(),
+            running: Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING_OPERATIONS)),
         })
     }
 
@@ -104,9 +112,13 @@ impl RedbStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(backend)?
+        let turn = self.running.clone().acquire_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            f(&db)
+        })
+        .await
+        .map_err(backend)?
     }
 }
 

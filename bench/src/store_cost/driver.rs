@@ -151,7 +151,7 @@ pub(super) struct Driver {
     pub(super) status: Arc<StatusBoard>,
     pub(super) published: Arc<Published>,
     /// Kept open, as the service keeps each poller's subscriber queue.
-    pub(super) _requests: mpsc::Sender<poller::SnapshotRequest>,
+    pub(super) _requests: poller::requests::RequestSender,
     pub(super) stop: CancellationToken,
     pub(super) task: tokio::task::JoinHandle<()>,
 }
@@ -186,7 +186,7 @@ impl Driver {
         };
         let channel = ChannelId::from_request(CHANNEL, None, &BTreeMap::new())
             .map_err(|e| anyhow::anyhow!("channel id: {e:?}"))?;
-        let (requests_tx, requests_rx) = mpsc::channel(1);
+        let (requests_tx, requests_rx) = poller::requests::channel(1);
         let stop = CancellationToken::new();
         let task = tokio::spawn(poller::run(
             channel,

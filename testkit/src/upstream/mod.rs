@@ -23,11 +23,17 @@ use tokio::net::TcpListener;
 pub struct Options {
     /// Like a static file server: an ETag per content, and 304 when the client has it.
     pub etags: bool,
+    /// Keeps each connection open for the client's next request (HTTP/1.1 keep-alive), as most
+    /// APIs do; otherwise every answer closes its connection.
+    pub keep_alive: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { etags: true }
+        Options {
+            etags: true,
+            keep_alive: false,
+        }
     }
 }
 
@@ -80,7 +86,7 @@ impl Upstream {
         let st = state.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve::serve_one(sock, st.clone(), options));
+                tokio::spawn(serve::serve_connection(sock, st.clone(), options));
             }
         });
         Ok(Upstream { addr, state })

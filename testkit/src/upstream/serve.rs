@@ -1,4 +1,4 @@
-//! One HTTP/1.1 exchange of the fake upstream: read the head, record it, answer (throttled,
+//! The fake upstream's HTTP/1.1 exchanges: read each head, record it, answer (throttled,
 //! failing, fixed or generated body, optionally delayed, with an ETag and 304 when asked).
 
 use std::sync::{Arc, Mutex};
@@ -20,16 +20,35 @@ enum Answer {
     },
 }
 
-pub(super) async fn serve_one(
+/// Answers the requests of one connection: one, or (keep-alive) until the client closes it.
+pub(super) async fn serve_connection(
     mut sock: TcpStream,
     state: Arc<Mutex<UpstreamState>>,
     options: Options,
 ) {
-    let Some(head) = read_head(&mut sock).await else {
-        return;
-    };
+    let mut buf = Vec::new();
+    while let Some(head) = read_request(&mut sock, &mut buf).await {
+        let client_closes = head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("connection: close"));
+        let keep_open = options.keep_alive && !client_closes;
+        if !answer(&mut sock, &head, &state, options, keep_open).await || !keep_open {
+            break;
+        }
+    }
+    let _ = sock.shutdown().await;
+}
+
+/// Answers one request; false when the connection broke.
+async fn answer(
+    sock: &mut TcpStream,
+    head: &str,
+    state: &Arc<Mutex<UpstreamState>>,
+    options: Options,
+    keep_open: bool,
+) -> bool {
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let answer = decide(&head, &path, &state);
+    let answer = decide(head, &path, state);
     let delay = {
         let s = state.lock().expect("upstream lock");
         s.delays
@@ -44,26 +63,47 @@ pub(super) async fn serve_one(
         Answer::Throttled(seconds) => format!(
             "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {seconds}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         ),
-        Answer::Body { status, body } if options.etags => with_etag(&head, status, body, &state),
+        Answer::Body { status, body } if options.etags => with_etag(head, status, body, state),
         Answer::Body { status, body } => format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         ),
     };
-    let _ = sock.write_all(response.as_bytes()).await;
-    let _ = sock.shutdown().await;
+    let response = match keep_open {
+        true => response.replacen("Connection: close", "Connection: keep-alive", 1),
+        false => response,
+    };
+    sock.write_all(response.as_bytes()).await.is_ok()
 }
 
-async fn read_head(sock: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
+/// Reads the next request's head, and skips its body (`Content-Length`); `buf` keeps what was
+/// read beyond it. `None` at the end of the connection.
+async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let body_len = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while buf.len() < end + body_len {
         match sock.read(&mut chunk).await {
             Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    Some(String::from_utf8_lossy(&buf).to_string())
+    buf.drain(..end + body_len);
+    Some(head)
 }
 
 /// Records the request and decides the answer.
