@@ -93,7 +93,7 @@ impl Serialize for Ops<'_> {
         let mut seq = serializer.serialize_seq(Some(self.ops.len()))?;
         for (op, range, value) in &self.ops {
             seq.serialize_element(&Op {
-                op: *op,
+                op,
                 path: &self.paths[range.clone()],
                 value: *value,
             })?;
