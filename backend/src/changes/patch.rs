@@ -128,7 +128,7 @@ fn diff_value<'a>(old: &Value, new: &'a Value, path: &mut String, ops: &mut Ops<
 }
 
 /// Walks both maps side by side: their keys come in sorted order (serde_json's `Map` is a
-/// `BTreeMap`; `hash_tests` checks it), so no key is looked up.
+/// `BTreeMap`; a test here checks it), so no key is looked up.
 fn diff_object<'a>(
     old: &Map<String, Value>,
     new: &'a Map<String, Value>,
@@ -214,6 +214,16 @@ mod tests {
                 {"op": "remove", "path": "/gone"},
             ])
         );
+    }
+
+    #[test]
+    fn maps_iterate_in_key_order() {
+        let m: Map<String, Value> = [("b", 1), ("a", 2), ("ab", 3), ("B", 4)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::from(v)))
+            .collect();
+        let keys: Vec<_> = m.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["B", "a", "ab", "b"]);
     }
 
     #[test]
