@@ -9,7 +9,7 @@
 //! result is `complete`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -19,14 +19,14 @@ pub mod hash;
 mod patch;
 
 pub use hash::{ContentHash, Hasher, Matches};
-pub use patch::patch;
+pub use patch::{patch, Patch};
 
 /// What happened to one item.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeKind {
     New,
     /// RFC 6902 patch from the stored version to the new one.
-    Updated(Value),
+    Updated(Patch),
     Removed,
 }
 
@@ -109,7 +109,7 @@ pub fn item_id(item: &Map<String, Value>, id_field: &str) -> Option<String> {
 
 /// The stored form of an item's content hash (see [`hash`]): equal content, equal hash.
 pub fn content_hash(item: &Map<String, Value>) -> String {
-    Hasher::default().hash(item).to_string()
+    Hasher::default().hash(item).stored()
 }
 
 /// Whether `stored`, a stored item's hash of either scheme, is the hash of `item`.
@@ -126,9 +126,19 @@ pub fn diff(
     complete: bool,
 ) -> Diff {
     let mut out = Diff::default();
-    // Where each new or updated change's item is, filled in once `seen` no longer borrows them.
+    // Where each new or updated change's item is, filled in once `new_ids` no longer borrows them.
     let mut taken = Vec::new();
-    let mut seen: HashSet<Cow<'_, str>> = HashSet::with_capacity(items.len());
+    // The stored items in id order, found by id through one hash table built per fetch (a
+    // lookup in the B-tree compares a dozen ids), with whether this fetch had them: that
+    // tells duplicates of stored ids and, read in order, the removals.
+    let stored: Vec<(&String, &StoredItem)> = known.iter().collect();
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(stored.len());
+    for (i, (id, _)) in stored.iter().enumerate() {
+        position.insert(id.as_str(), i);
+    }
+    let mut fetched = vec![false; stored.len()];
+    // Ids of this fetch the store does not hold.
+    let mut new_ids: HashSet<Cow<'_, str>> = HashSet::new();
     let mut hasher = Hasher::default();
     for (index, item) in items.iter().enumerate() {
         let id = match borrowed_item_id(item, id_field) {
@@ -138,12 +148,24 @@ pub fn diff(
                 continue;
             }
         };
-        if !seen.insert(id.clone()) {
+        let old = match position.get(id.as_ref()) {
+            Some(&i) if fetched[i] => None,
+            Some(&i) => {
+                fetched[i] = true;
+                Some(Some(stored[i].1))
+            }
+            None if new_ids.contains(id.as_ref()) => None,
+            None => {
+                new_ids.insert(id.clone());
+                Some(None)
+            }
+        };
+        let Some(old) = old else {
             out.duplicates += 1;
             continue;
-        }
+        };
         let hash = hasher.hash(item);
-        let kind = match known.get(id.as_ref()) {
+        let kind = match old {
             Some(old) => match hash.matches(&old.hash, item) {
                 Matches::Same => {
                     out.unchanged += 1;
@@ -151,7 +173,7 @@ pub fn diff(
                 }
                 Matches::SameLegacy => {
                     out.unchanged += 1;
-                    out.rehashed.push((id.into_owned(), hash.to_string()));
+                    out.rehashed.push((id.into_owned(), hash.stored()));
                     continue;
                 }
                 Matches::Differs => ChangeKind::Updated(patch(&old.data, item)),
@@ -163,25 +185,23 @@ pub fn diff(
             kind,
             id: id.into_owned(),
             item: Map::new(),
-            hash: hash.to_string(),
+            hash: hash.stored(),
         });
     }
+    drop(new_ids);
     let mut removals = Vec::new();
     // A fetch with unusable entries is not trusted to be complete: removing items because
     // their replacement lacked an id would invent events.
     if complete && out.bad_ids.is_empty() {
-        for (id, old) in known {
-            if !seen.contains(id.as_str()) {
-                removals.push(Change {
-                    kind: ChangeKind::Removed,
-                    id: id.clone(),
-                    item: old.data.clone(),
-                    hash: old.hash.clone(),
-                });
-            }
+        for ((id, old), _) in stored.iter().zip(&fetched).filter(|(_, &seen)| !seen) {
+            removals.push(Change {
+                kind: ChangeKind::Removed,
+                id: (*id).clone(),
+                item: old.data.clone(),
+                hash: old.hash.clone(),
+            });
         }
     }
-    drop(seen);
     for (change, index) in out.changes.iter_mut().zip(taken) {
         change.item = std::mem::take(&mut items[index]);
     }
@@ -239,7 +259,9 @@ mod tests {
             vec![
                 (
                     "1",
-                    ChangeKind::Updated(json!([{"op": "replace", "path": "/v", "value": 2}]))
+                    ChangeKind::Updated(Patch::from(
+                        json!([{"op": "replace", "path": "/v", "value": 2}])
+                    ))
                 ),
                 ("c", ChangeKind::New),
                 ("gone", ChangeKind::Removed),
@@ -302,7 +324,7 @@ mod tests {
         let mut doc = Value::Object(old.data);
         json_patch::patch(
             &mut doc,
-            &serde_json::from_value::<json_patch::Patch>(patch.clone()).unwrap(),
+            &serde_json::from_value::<json_patch::Patch>(patch.to_value()).unwrap(),
         )
         .unwrap();
         assert_eq!(doc, Value::Object(new));

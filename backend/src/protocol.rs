@@ -322,7 +322,7 @@ pub enum ServerMessage {
         params: BTreeMap<String, String>,
         seq: u64,
         item: Map<String, Value>,
-        patch: Value,
+        patch: crate::changes::Patch,
     },
     /// An item gone from a complete fetch result: its last known content.
     Removed {

@@ -131,7 +131,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             params: params(),
             seq: 43,
             item: item("a"),
-            patch: json!([{"op": "replace", "path": "/properties/mag", "value": 2.9}]),
+            patch: json!([{"op": "replace", "path": "/properties/mag", "value": 2.9}]).into(),
         },
         ServerMessage::Removed {
             channel: channel(),

@@ -200,7 +200,33 @@ fn budget(items: usize) -> Duration {
 }
 
 pub fn run(items: usize) -> anyhow::Result<serde_json::Value> {
+    run_with(items, None, None)
+}
+
+/// [`run`], optionally of one case only (by its output key) and with a fixed number of timed
+/// repetitions per case instead of a time budget.
+pub fn run_with(
+    items: usize,
+    only: Option<&str>,
+    repetitions: Option<u64>,
+) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(items > 0, "classify: --items must be at least 1");
+    anyhow::ensure!(
+        repetitions != Some(0),
+        "classify: --repetitions must be at least 1"
+    );
+    const NAMES: [&str; 4] = [
+        "unchanged",
+        "changed_1pct",
+        "changed_100pct",
+        "unchanged_legacy_hashes",
+    ];
+    if let Some(name) = only {
+        anyhow::ensure!(
+            NAMES.contains(&name),
+            "classify: unknown --case {name:?} (one of {NAMES:?})"
+        );
+    }
     let min_time = budget(items);
     let base = quakes(items, 0);
     let stored = stored_state(&base);
@@ -220,7 +246,7 @@ pub fn run(items: usize) -> anyhow::Result<serde_json::Value> {
         "unchanged_legacy_hashes",
         &legacy,
     )]);
-    for (case, name, stored) in runs {
+    for (case, name, stored) in runs.filter(|(_, name, _)| only.is_none_or(|o| o == *name)) {
         let fetch = fetched(&base, case, 1);
         let changes = classify(&mut fetch.clone(), stored);
         anyhow::ensure!(
@@ -241,7 +267,11 @@ pub fn run(items: usize) -> anyhow::Result<serde_json::Value> {
             ));
             elapsed += started.elapsed();
             reps += 1;
-            if elapsed >= min_time {
+            let done = match repetitions {
+                Some(n) => reps >= n,
+                None => elapsed >= min_time,
+            };
+            if done {
                 break;
             }
             if changes > 0 {

@@ -103,7 +103,8 @@ pub async fn seed(path: &Path, channels: usize, events: u64) -> anyhow::Result<S
                     patch: json!([
                         {"op": "replace", "path": "/value", "value": data["value"]},
                         {"op": "replace", "path": "/observed_at", "value": data["observed_at"]},
-                    ]),
+                    ])
+                    .into(),
                 },
             };
             commit

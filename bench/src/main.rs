@@ -109,6 +109,14 @@ enum Scenario {
     Classify {
         #[arg(long, default_value_t = 10_000)]
         items: usize,
+        /// Only this case (`unchanged`, `changed_1pct`, `changed_100pct`,
+        /// `unchanged_legacy_hashes`), e.g. for `perf stat`/`perf record` of one case.
+        #[arg(long)]
+        case: Option<String>,
+        /// Exactly this many timed repetitions per case instead of ~1 s of them (comparable
+        /// instruction counts under `perf stat`).
+        #[arg(long)]
+        repetitions: Option<u64>,
     },
     /// Scenario 7: a push channel with subscribers: publish throughput (items/s) and
     /// publish→subscriber latency for batches of 1 and 100, beside a direct Pushpin publish.
@@ -216,7 +224,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?,
         ),
-        Scenario::Classify { items } => emit(&classify::run(items)?),
+        Scenario::Classify {
+            items,
+            case,
+            repetitions,
+        } => emit(&classify::run_with(items, case.as_deref(), repetitions)?),
         Scenario::Publish {
             subscribers,
             rounds,

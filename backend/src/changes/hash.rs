@@ -52,6 +52,11 @@ impl ContentHash {
         out
     }
 
+    /// The stored form as a string (what `StoredItem::hash` holds).
+    pub fn stored(self) -> String {
+        String::from(std::str::from_utf8(&self.text()).expect("ASCII"))
+    }
+
     /// Whether `stored` (a `StoredItem::hash`) is the hash of the same content as `item`,
     /// whose hash this is; `stored` may be of the current scheme or the older SHA-256 one.
     pub fn matches(self, stored: &str, item: &Map<String, Value>) -> Matches {
