@@ -276,7 +276,10 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
         transport: restream::pushpin::grip::Transports::WebSocket,
     };
     for since in [None, Some(2), Some(4), Some(1), Some(99)] {
-        run.requests.try_send(ask(since)).unwrap();
+        run.requests
+            .try_send(ask(since))
+            .map_err(|_| "queue full")
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let private: Vec<_> = run
@@ -602,13 +605,13 @@ async fn snapshots_are_answered_while_waiting_for_the_budget() {
     let (task, requests) = spawn_channel(&ctx, &entry, "x", &stop);
     tokio::time::sleep(Duration::from_secs(5)).await; // first poll done, now waiting ~55 s
     requests
-        .send(SnapshotRequest {
+        .try_send(SnapshotRequest {
             connection_channel: GripChannel::connection("late"),
             since: None,
             requested_at: tokio::time::Instant::now(),
             transport: restream::pushpin::grip::Transports::WebSocket,
         })
-        .await
+        .map_err(|_| "queue full")
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let private: Vec<_> = recorder
@@ -677,13 +680,13 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let asked = tokio::time::Instant::now();
     requests
-        .send(SnapshotRequest {
+        .try_send(SnapshotRequest {
             connection_channel: GripChannel::connection("early"),
             since: None,
             requested_at: asked,
             transport: restream::pushpin::grip::Transports::WebSocket,
         })
-        .await
+        .map_err(|_| "queue full")
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let snapshots: Vec<_> = recorder
