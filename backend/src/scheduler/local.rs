@@ -13,14 +13,25 @@ use crate::cluster::{Cluster, Held, LeaseGuard};
 use crate::fetcher::FetcherEntry;
 use crate::poller;
 
-/// Pollers running, overall and by fetcher name (for the channel caps).
-#[derive(Default)]
+/// Pollers running, overall and by fetcher name (for the channel caps): kept as pollers start
+/// and stop, and copied (a few fetchers) by a pass that may start more.
+#[derive(Default, Clone)]
 pub(super) struct Running {
     total: usize,
     by_fetcher: std::collections::HashMap<String, usize>,
 }
 
 impl Running {
+    pub(super) fn remove(&mut self, channel: &ChannelId) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_fetcher.get_mut(channel.name()) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_fetcher.remove(channel.name());
+            }
+        }
+    }
+
     fn add(&mut self, channel: &ChannelId) {
         self.total += 1;
         match self.by_fetcher.get_mut(channel.name()) {
@@ -46,14 +57,19 @@ impl Scheduler {
         let now = tokio::time::Instant::now();
         let active = self.demand.active(now);
         self.forget_ignored_after_registry_change();
+        let running = &mut self.running;
         self.slots.retain(|channel, slot| match slot {
             // The channel is taken anew below if it can.
-            Slot::Polling(p) if p.lost_lease() => false,
+            Slot::Polling(p) if p.lost_lease() => {
+                running.remove(channel);
+                false
+            }
             Slot::Polling(p) => {
                 let keep = active.contains(channel) || p.lingers(now);
                 if !keep {
                     tracing::info!(channel = %channel, "no subscribers left; stopping poller");
                     p.token.cancel();
+                    running.remove(channel);
                 }
                 keep
             }
@@ -70,7 +86,7 @@ impl Scheduler {
             return;
         }
         unserved.sort_unstable();
-        let mut running = self.running();
+        let mut running = self.running.clone();
         for channel in unserved {
             self.serve(channel, shutdown, &mut running);
         }
@@ -82,13 +98,14 @@ impl Scheduler {
         match self.slots.get(channel) {
             Some(Slot::Polling(p)) if p.lost_lease() => {
                 self.slots.remove(channel);
+                self.running.remove(channel);
             }
             Some(Slot::Polling(_)) => return,
             _ => {}
         }
         if self.demand.is_active(channel, tokio::time::Instant::now()) {
             self.forget_ignored_after_registry_change();
-            let mut running = self.running();
+            let mut running = self.running.clone();
             self.serve(channel.clone(), shutdown, &mut running);
         }
     }
@@ -115,18 +132,6 @@ impl Scheduler {
                 self.slots.insert(channel, Slot::Ignored);
             }
         }
-    }
-
-    /// The pollers running here, counted once per pass (not once per channel: a pass over
-    /// thousands of channels beyond a cap would otherwise cost O(channels²)).
-    pub(super) fn running(&self) -> Running {
-        let mut running = Running::default();
-        for (channel, slot) in &self.slots {
-            if matches!(slot, Slot::Polling(_)) {
-                running.add(channel);
-            }
-        }
-        running
     }
 
     /// Whether one more poller, for `channel`, stays within the channel caps; if so, it is
@@ -235,6 +240,7 @@ impl Scheduler {
                 super::publishing::deliver(&mut poller, request, self.push.linger);
             }
         }
+        self.running.add(&channel);
         self.slots.insert(channel, Slot::Polling(poller));
     }
 

@@ -222,6 +222,8 @@ pub struct Scheduler {
     caps: Option<crate::config::Limits>,
     /// Push channels' writers: batches queued, keys remembered, linger.
     push: crate::config::PushSettings,
+    /// The `Polling` slots, counted (a count per subscribe would cost O(channels)).
+    running: local::Running,
 }
 
 impl Scheduler {
@@ -249,6 +251,7 @@ impl Scheduler {
             ignored_with: None,
             caps: None,
             push: Default::default(),
+            running: Default::default(),
         };
         (scheduler, handle)
     }

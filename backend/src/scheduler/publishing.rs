@@ -27,6 +27,7 @@ impl Scheduler {
         match self.slots.get_mut(&channel) {
             Some(Slot::Polling(p)) if p.lost_lease() => {
                 self.slots.remove(&channel);
+                self.running.remove(&channel);
             }
             Some(Slot::Polling(p)) => return deliver(p, request, self.push.linger),
             _ => {}
@@ -35,7 +36,7 @@ impl Scheduler {
             Ok(entry) if entry.fetcher.push().is_some() => entry,
             _ => return refuse(request, PushError::NotPush(channel.name().to_string())),
         };
-        let mut running = self.running();
+        let mut running = self.running.clone();
         if !self.within_caps(&channel, &entry, &mut running) {
             return refuse(request, PushError::ChannelCap);
         }
