@@ -74,6 +74,11 @@ enum Scenario {
         /// poll) instead of keeping it open as APIs do.
         #[arg(long)]
         close_connections: bool,
+        /// Pause between batches of 10 connections subscribing, ms: a backend busy with tens of
+        /// thousands of first polls answers subscribes slower, and Pushpin resets connections
+        /// once ~100 requests queue toward it (use ~200 for 100,000 channels).
+        #[arg(long, default_value_t = 0)]
+        batch_pause_ms: u64,
     },
     /// Scenario 5: store writes per poll (unchanged, 1 %, 100 % changed), embedded and DynamoDB.
     StoreCost {
@@ -203,7 +208,11 @@ async fn main() -> anyhow::Result<()> {
             interval,
             seconds,
             close_connections,
-        } => emit(&scale::run(channels, interval, seconds, close_connections).await?),
+            batch_pause_ms,
+        } => {
+            let pause = std::time::Duration::from_millis(batch_pause_ms);
+            emit(&scale::run(channels, interval, seconds, close_connections, pause).await?)
+        }
         Scenario::StoreCost { items, no_dynamodb } => {
             emit(&store_cost::run(items, !no_dynamodb).await?)
         }
@@ -290,7 +299,7 @@ async fn smoke() -> anyhow::Result<()> {
         "fan-out: expected exactly one upstream call per poll: {fan}"
     );
     emit(&subscribe::run(4, 1.0).await?);
-    let scale = scale::run(100, 2.0, 5.0, false).await?;
+    let scale = scale::run(100, 2.0, 5.0, false, std::time::Duration::ZERO).await?;
     emit(&scale);
     anyhow::ensure!(
         scale["max_upstream_calls_per_interval"] == 1,

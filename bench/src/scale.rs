@@ -42,6 +42,7 @@ pub async fn run(
     interval: f64,
     seconds: f64,
     close_connections: bool,
+    batch_pause: Duration,
 ) -> anyhow::Result<Value> {
     let stack = stack::start(Options {
         behind: Behind::Restream,
@@ -55,19 +56,24 @@ pub async fn run(
     })
     .await?;
     let connections = channels.div_ceil(PER_CONNECTION);
-    let clients = connect_many(&stack.ws_url, connections).await?;
     let subscribing = Instant::now();
-    let mut clients = clients.into_iter().enumerate().peekable();
-    while clients.peek().is_some() {
-        // One batch of connections subscribing at a time: each subscribe is a WOH request
-        // through Pushpin, whose proxy resets connections once about 100 requests are queued
-        // toward the backend (all 500 connections at once overran it on some machines).
-        let batch: Vec<_> = clients.by_ref().take(BATCH).collect();
-        let subscribed = futures_util::future::join_all(batch.into_iter().map(|(i, ws)| {
-            let ns: Vec<usize> =
-                (i * PER_CONNECTION..((i + 1) * PER_CONNECTION).min(channels)).collect();
-            subscribe_all(ws, ns)
-        }))
+    let mut opened = 0;
+    while opened < connections {
+        // One batch of connections opening and subscribing at a time: each subscribe is a WOH
+        // request through Pushpin, whose proxy resets connections once about 100 requests are
+        // queued toward the backend (all 500 connections at once overran it on some machines).
+        // Opening them batch by batch also spreads their keep-alives: 5,000 connections opened
+        // in the same second send 5,000 keep-alive requests in the same second, 20 s later.
+        let batch = BATCH.min(connections - opened);
+        let clients = connect_many(&stack.ws_url, batch).await?;
+        let subscribed = futures_util::future::join_all(clients.into_iter().enumerate().map(
+            |(k, ws)| {
+                let i = opened + k;
+                let ns: Vec<usize> =
+                    (i * PER_CONNECTION..((i + 1) * PER_CONNECTION).min(channels)).collect();
+                subscribe_all(ws, ns)
+            },
+        ))
         .await;
         for ws in subscribed {
             let mut ws = ws?;
@@ -76,6 +82,8 @@ pub async fn run(
                 while let Ok(Some(_)) = next_json(&mut ws, Duration::from_secs(3600)).await {}
             });
         }
+        opened += batch;
+        tokio::time::sleep(batch_pause).await;
     }
     let subscribe_secs = subscribing.elapsed().as_secs_f64();
 
@@ -123,6 +131,7 @@ pub async fn run(
         "poll_interval_secs": interval,
         "measured_secs": (elapsed.as_secs_f64() * 10.0).round() / 10.0,
         "subscribe_secs": (subscribe_secs * 100.0).round() / 100.0,
+        "subscribe_batch_pause_ms": batch_pause.as_millis() as u64,
         "backend_rss_mb": mb(rss_end),
         "backend_rss_max_mb": mb(rss_max),
         "backend_cpu_percent_of_one_core": ((cpu.as_secs_f64() / elapsed.as_secs_f64()) * 1000.0).round() / 10.0,
