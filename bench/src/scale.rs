@@ -66,15 +66,14 @@ pub async fn run(
         // in the same second send 5,000 keep-alive requests in the same second, 20 s later.
         let batch = BATCH.min(connections - opened);
         let clients = connect_many(&stack.ws_url, batch).await?;
-        let subscribed = futures_util::future::join_all(clients.into_iter().enumerate().map(
-            |(k, ws)| {
+        let subscribed =
+            futures_util::future::join_all(clients.into_iter().enumerate().map(|(k, ws)| {
                 let i = opened + k;
                 let ns: Vec<usize> =
                     (i * PER_CONNECTION..((i + 1) * PER_CONNECTION).min(channels)).collect();
                 subscribe_all(ws, ns)
-            },
-        ))
-        .await;
+            }))
+            .await;
         for ws in subscribed {
             let mut ws = ws?;
             // Keep reading so the connection never backs up.
