@@ -8,12 +8,14 @@
 mod free;
 mod grip_channel;
 mod normalize;
+mod tally;
 #[cfg(test)]
 mod tests;
 
 pub use free::{FreeLimit, FreeParams, ParamRules, RESERVED_PARAMS};
 pub use grip_channel::{GripChannel, GripChannelError};
 pub use normalize::{canonical_number, ParamKind};
+pub use tally::Tally;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

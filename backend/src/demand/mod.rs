@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use serde::Deserialize;
 
-use crate::channel::{ChannelId, GripChannel};
+use crate::channel::{ChannelId, GripChannel, Tally};
 
 /// One stats `sub` report as Pushpin sends it (`pushpin::stats` reads them off the socket).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -84,10 +84,9 @@ struct State {
     reported: HashMap<ChannelId, HashMap<Source, Reported>>,
     /// channel → hint expiry.
     hints: HashMap<ChannelId, Instant>,
-    /// Active channels (a report or a hint) by fetcher name, and over all: kept as channels
+    /// Active channels (a report or a hint), overall and by fetcher name: kept as channels
     /// come and go, so a channel cap is checked without a scan.
-    active_by_fetcher: HashMap<String, usize>,
-    active_total: usize,
+    active: Tally,
 }
 
 impl State {
@@ -100,22 +99,8 @@ impl State {
     /// Updates the counts after `channel`'s entries changed; it was active before if `was`.
     fn count(&mut self, channel: &ChannelId, was: bool) {
         match (was, self.is_active(channel)) {
-            (false, true) => {
-                self.active_total += 1;
-                *self
-                    .active_by_fetcher
-                    .entry(channel.name().to_string())
-                    .or_default() += 1;
-            }
-            (true, false) => {
-                self.active_total -= 1;
-                if let Some(n) = self.active_by_fetcher.get_mut(channel.name()) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.active_by_fetcher.remove(channel.name());
-                    }
-                }
-            }
+            (false, true) => self.active.add(channel),
+            (true, false) => self.active.remove(channel),
             _ => {}
         }
     }
@@ -222,15 +207,10 @@ impl Demand {
         let mut s = self.state.lock().expect("demand lock");
         let was_active = s.is_active(channel);
         if !was_active {
-            let of_fetcher = s
-                .active_by_fetcher
-                .get(channel.name())
-                .copied()
-                .unwrap_or(0);
-            if of_fetcher >= fetcher_cap {
+            if s.active.of_fetcher(channel.name()) >= fetcher_cap {
                 return Err(CapReached::Fetcher(fetcher_cap));
             }
-            if s.active_total >= total_cap {
+            if s.active.total() >= total_cap {
                 return Err(CapReached::Total(total_cap));
             }
         }

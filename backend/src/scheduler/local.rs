@@ -15,33 +15,7 @@ use crate::poller;
 
 /// Pollers running, overall and by fetcher name (for the channel caps): kept as pollers start
 /// and stop, and copied (a few fetchers) by a pass that may start more.
-#[derive(Default, Clone)]
-pub(super) struct Running {
-    total: usize,
-    by_fetcher: std::collections::HashMap<String, usize>,
-}
-
-impl Running {
-    pub(super) fn remove(&mut self, channel: &ChannelId) {
-        self.total = self.total.saturating_sub(1);
-        if let Some(n) = self.by_fetcher.get_mut(channel.name()) {
-            *n -= 1;
-            if *n == 0 {
-                self.by_fetcher.remove(channel.name());
-            }
-        }
-    }
-
-    fn add(&mut self, channel: &ChannelId) {
-        self.total += 1;
-        match self.by_fetcher.get_mut(channel.name()) {
-            Some(n) => *n += 1,
-            None => {
-                self.by_fetcher.insert(channel.name().to_string(), 1);
-            }
-        }
-    }
-}
+pub(super) type Running = crate::channel::Tally;
 
 /// Why a channel with subscribers is not ours to poll.
 #[derive(Debug, thiserror::Error)]
@@ -96,10 +70,7 @@ impl Scheduler {
     /// (a full pass costs O(active channels)).
     pub(super) fn serve_if_active(&mut self, channel: &ChannelId, shutdown: &CancellationToken) {
         match self.slots.get(channel) {
-            Some(Slot::Polling(p)) if p.lost_lease() => {
-                self.slots.remove(channel);
-                self.running.remove(channel);
-            }
+            Some(Slot::Polling(p)) if p.lost_lease() => self.forget_poller(channel),
             Some(Slot::Polling(_)) => return,
             _ => {}
         }
@@ -134,6 +105,13 @@ impl Scheduler {
         }
     }
 
+    /// Forgets `channel`'s poller, which stopped on its own (a lost lease).
+    pub(super) fn forget_poller(&mut self, channel: &ChannelId) {
+        if let Some(Slot::Polling(_)) = self.slots.remove(channel) {
+            self.running.remove(channel);
+        }
+    }
+
     /// Whether one more poller, for `channel`, stays within the channel caps; if so, it is
     /// counted in `running`.
     pub(super) fn within_caps(
@@ -143,11 +121,11 @@ impl Scheduler {
         running: &mut Running,
     ) -> bool {
         let Some(caps) = &self.caps else { return true };
-        let of_fetcher = running.by_fetcher.get(channel.name()).copied().unwrap_or(0);
+        let of_fetcher = running.of_fetcher(channel.name());
         let fetcher_cap = caps.max_channels_for(channel.name(), entry.metadata.max_channels);
         let limit = if of_fetcher >= fetcher_cap {
             "channels_per_fetcher"
-        } else if running.total >= caps.max_channels {
+        } else if running.total() >= caps.max_channels {
             "channels_total"
         } else {
             running.add(channel);

@@ -25,10 +25,7 @@ impl Scheduler {
         shutdown: &CancellationToken,
     ) {
         match self.slots.get_mut(&channel) {
-            Some(Slot::Polling(p)) if p.lost_lease() => {
-                self.slots.remove(&channel);
-                self.running.remove(&channel);
-            }
+            Some(Slot::Polling(p)) if p.lost_lease() => self.forget_poller(&channel),
             Some(Slot::Polling(p)) => return deliver(p, request, self.push.linger),
             _ => {}
         }
