@@ -206,14 +206,15 @@ impl Client {
         }
     }
 
-    /// Sends a request and returns the first reply that is not a channel event.
+    /// Sends a request and returns the first reply that is not a channel event (items or a
+    /// `status`, which a channel's poller publishes whenever its state changes).
     pub async fn request(&mut self, v: Value) -> Value {
         self.send(v).await;
         loop {
             let m = self.recv(Duration::from_secs(10)).await.expect("a reply");
             if !matches!(
                 m["type"].as_str(),
-                Some("snapshot" | "new" | "updated" | "removed")
+                Some("snapshot" | "new" | "updated" | "removed" | "status")
             ) {
                 return m;
             }
