@@ -2,7 +2,7 @@
 //! ever: forgets inactive channels' in-memory state (status board, last poll times) after
 //! `state.inactive_channel_memory_secs`, and sweeps channels inactive for longer than
 //! `store.retention_secs` out of the store (a bounded batch per pass; DynamoDB's TTL does its
-//! own).
+//! own), and hands the allocator's free pages back to the operating system.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -87,6 +87,7 @@ impl Janitor {
                 _ = ticks.tick() => {
                     self.forget_inactive(Instant::now());
                     self.sweep().await;
+                    crate::memory::release_free_pages();
                 }
             }
         }

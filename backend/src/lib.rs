@@ -25,6 +25,9 @@
 //! - [`status`] / [`metrics`] — what each poller last did (status API) and Prometheus metrics.
 //! - [`read_cache`] / [`janitor`] — the items/status API's cache per seq; forgetting inactive
 //!   channels (memory) and sweeping expired ones (store).
+//! - [`memory`] — handing the allocator's free pages back to the operating system.
+//! - [`snapshot_cache`] — channels' current snapshots, sent inline to fresh WebSocket
+//!   subscribers.
 //! - [`config`], [`telemetry`], [`startup`], [`routes`] — settings, logs (and CloudWatch EMF
 //!   metric lines), wiring, HTTP (the public routes, and the private metrics listener).
 //! - [`abuse`] — abuse bounds on the subscribe path: channel caps, subscribe churn, snapshot
@@ -51,6 +54,7 @@ pub mod fetcher;
 pub mod history;
 pub mod janitor;
 pub mod keys;
+pub mod memory;
 pub mod metrics;
 pub mod poller;
 pub mod protocol;
@@ -60,6 +64,7 @@ pub mod pushpin;
 pub mod read_cache;
 pub mod routes;
 pub mod scheduler;
+pub mod snapshot_cache;
 pub mod startup;
 pub mod status;
 pub mod store;

@@ -61,6 +61,11 @@ pub struct Metrics {
     pub store_orphans_removed: IntCounter,
     /// The items/status API's read cache, by `event` (`hit`, `miss`, `eviction`).
     pub read_cache: IntCounterVec,
+    /// Fresh WebSocket subscribes' snapshot cache, by `event` (`inline`, `stored`, `full`,
+    /// `too_large`).
+    pub snapshot_cache: IntCounterVec,
+    /// Bytes of snapshot messages the snapshot cache holds (`state.snapshot_cache_bytes`).
+    pub snapshot_cache_bytes: IntGauge,
     /// Requests refused for a `Grip-Sig` that does not verify, or none where one is required.
     pub grip_sig_refusals: IntCounterVec,
     /// Requests refused for their `Origin`: HTTP API, CORS preflight, WebSocket handshake.
@@ -318,6 +323,19 @@ impl Metrics {
                 "read_cache_events_total",
                 "Items and status API read cache: hits, misses (a store read) and evictions",
                 &["event"],
+            ),
+            snapshot_cache: counter_vec(
+                "snapshot_cache_events_total",
+                "Snapshots of fresh WebSocket subscribes: sent inline in the WOH response, stored, not stored because the cache is full or the snapshot is over 16 KiB",
+                &["event"],
+            ),
+            snapshot_cache_bytes: register(
+                &r,
+                IntGauge::new(
+                    "snapshot_cache_bytes",
+                    "Bytes of snapshot messages held for fresh WebSocket subscribes (capped by state.snapshot_cache_bytes)",
+                )
+                .expect("valid metric"),
             ),
             grip_sig_refusals: counter_vec(
                 "grip_sig_refusals_total",

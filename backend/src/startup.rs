@@ -365,6 +365,9 @@ pub async fn run(
         }
         .run(shutdown.clone()),
     );
+    let snapshots = Arc::new(crate::snapshot_cache::SnapshotCache::new(
+        settings.state.snapshot_cache_bytes,
+    ));
     let mut ctx = PollerContext {
         keys: keys.clone(),
         publisher: publisher.clone(),
@@ -377,6 +380,7 @@ pub async fn run(
             &settings.history,
             settings.store.log_capacity,
         ),
+        snapshots: snapshots.clone(),
     };
     // Without any of these the service answers but serves nothing: see `supervisor`.
     let essentials = Essentials::default();
@@ -464,6 +468,7 @@ pub async fn run(
         read_cache: Arc::new(crate::read_cache::ReadCache::new(
             settings.state.read_cache_items,
         )),
+        snapshots,
         items_page_default: settings.state.items_page_default,
         items_page_max: settings.state.items_page_max,
         edge,

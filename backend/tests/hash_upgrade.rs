@@ -133,6 +133,7 @@ async fn poll_after_upgrade(store: Arc<dyn ItemStore>) -> Vec<Value> {
         budgets: Default::default(),
         last_polls: Default::default(),
         status: Default::default(),
+        snapshots: Default::default(),
     };
     let (_requests, rx) = restream::poller::requests::channel(8);
     let stop = CancellationToken::new();

@@ -18,6 +18,7 @@ use restream::poller::requests::{self, RequestSender};
 use restream::poller::{self, PollerContext, SnapshotRequest};
 use restream::pushpin::grip::PublishItem;
 use restream::pushpin::publisher::{PublishError, Publisher};
+use restream::snapshot_cache::SnapshotCache;
 use restream::store::{ItemStore, MemoryStore, RedbStore};
 use restream_testkit::dynamo::RequestLog as DynamoWrites;
 use serde_json::{json, Value};
@@ -69,6 +70,7 @@ fn ok(items: Value) -> Value {
 
 struct Run {
     published: Arc<Recorder>,
+    snapshots: Arc<SnapshotCache>,
     times: Arc<Mutex<Vec<tokio::time::Instant>>>,
     requests: RequestSender,
     stop: CancellationToken,
@@ -93,6 +95,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
         }),
     });
     let published = Arc::new(Recorder::default());
+    let snapshots = Arc::new(SnapshotCache::new(1 << 20));
     let retentions = restream::history::Retentions::count_only(store.log_capacity());
     let ctx = PollerContext {
         keys: Arc::new(FileKeyStore::new("/nonexistent/keys.json")),
@@ -103,6 +106,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
         last_polls: Default::default(),
         status: Default::default(),
         retentions,
+        snapshots: snapshots.clone(),
     };
     let (tx, rx) = requests::channel(8);
     let stop = CancellationToken::new();
@@ -110,6 +114,7 @@ fn start_every(store: Arc<dyn ItemStore>, responses: Vec<Value>, interval: f64) 
     let task = tokio::spawn(poller::run(channel, entry, ctx, rx, stop.clone(), None));
     Run {
         published,
+        snapshots,
         times,
         requests: tx,
         stop,
@@ -313,6 +318,78 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
     assert_eq!(private[0]["items"].as_array().unwrap().len(), 4);
 }
 
+/// What the WOH handler does for a fresh subscribe when the channel's snapshot is kept: send
+/// it inline and ask the poller to resume after its seq.
+#[tokio::test(start_paused = true)]
+async fn a_kept_snapshot_is_current_until_a_commit_and_its_subscriber_misses_nothing() {
+    let store = Arc::new(MemoryStore::new(100));
+    let run = start(
+        store,
+        vec![
+            ok(json!([{"id": "a"}])),
+            ok(json!([{"id": "a"}])),
+            ok(json!([{"id": "a"}, {"id": "b"}])),
+        ],
+    );
+    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
+    let ask = |connection: &str, since| SnapshotRequest {
+        connection_channel: GripChannel::connection(connection),
+        since,
+        requested_at: tokio::time::Instant::now(),
+        transport: restream::pushpin::grip::Transports::WebSocket,
+    };
+    polls(1).await; // Two polls: seq 1, unchanged.
+    assert_eq!(run.snapshots.current(&channel), None, "nobody asked yet");
+    run.requests.try_send(ask("first", None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kept = run.snapshots.current(&channel).expect("kept once answered");
+    let published = run.messages();
+    let (_, answered) = published
+        .iter()
+        .find(|(ch, _)| ch == "_conn:first")
+        .unwrap();
+    assert_eq!(kept.seq, 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&kept.message).unwrap(),
+        *answered
+    );
+
+    // Sent inline at seq 1 just before the third poll, its resume request reaching the
+    // poller only after that poll committed seq 2: the resume sends seq 2.
+    tokio::time::sleep(Duration::from_millis(9_749)).await;
+    let inline = ask("inline", Some(kept.seq));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(
+        run.snapshots.current(&channel),
+        None,
+        "forgotten at the commit"
+    );
+    run.requests.try_send(inline).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.requests.try_send(ask("later", None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(run.snapshots.current(&channel).unwrap().seq, 2);
+    let messages = run.finish().await;
+    let to = |connection: &str| -> Vec<(String, u64)> {
+        messages
+            .iter()
+            .filter(|(ch, _)| *ch == format!("_conn:{connection}"))
+            .map(|(_, m)| {
+                (
+                    m["type"].as_str().unwrap().into(),
+                    m["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        to("inline"),
+        vec![("new".into(), 2)],
+        "the event after its snapshot"
+    );
+    assert_eq!(to("later"), vec![("snapshot".into(), 2)]);
+}
+
 impl Run {
     /// Seconds between consecutive fetches.
     fn gaps(&self) -> Vec<f64> {
@@ -451,6 +528,7 @@ fn shared_context(store: Arc<dyn ItemStore>) -> PollerContext {
         last_polls: Default::default(),
         status: Default::default(),
         retentions,
+        snapshots: Default::default(),
     }
 }
 

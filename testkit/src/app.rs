@@ -36,6 +36,7 @@ pub fn state() -> AppState {
         budgets: Default::default(),
         pushpin_control_urls: Vec::new(),
         read_cache: Arc::new(restream::read_cache::ReadCache::new(100)),
+        snapshots: Default::default(),
         items_page_default: 100,
         items_page_max: 1000,
         edge: Default::default(),

@@ -49,6 +49,14 @@ pub struct State {
     pub items_page_max: usize,
     /// Items the items/status API's read cache holds at most, over all channels (0: none).
     pub read_cache_items: usize,
+    /// Bytes of channel snapshots kept to answer fresh WebSocket subscribes inline, over all
+    /// channels (0: none; every snapshot is then published to its subscriber).
+    #[serde(default = "default_snapshot_cache_bytes")]
+    pub snapshot_cache_bytes: usize,
+}
+
+fn default_snapshot_cache_bytes() -> usize {
+    8 * 1024 * 1024
 }
 
 /// Push channels (`kind = "push"` channel files): what one publish may carry and how long a
@@ -357,6 +365,7 @@ impl Default for SettingsFile {
                 items_page_default: 100,
                 items_page_max: 1000,
                 read_cache_items: 10_000,
+                snapshot_cache_bytes: default_snapshot_cache_bytes(),
             },
             limits: Limits::default(),
             auth: Auth {

@@ -81,6 +81,8 @@ pub struct StateSettings {
     pub items_page_max: usize,
     /// Items the read cache holds at most, over all channels (0: no cache).
     pub read_cache_items: usize,
+    /// Bytes of snapshots kept for fresh WebSocket subscribes (0: none).
+    pub snapshot_cache_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -377,6 +377,7 @@ fn state(s: file::State) -> Result<StateSettings, SettingsError> {
         items_page_default: s.items_page_default,
         items_page_max: s.items_page_max,
         read_cache_items: s.read_cache_items,
+        snapshot_cache_bytes: s.snapshot_cache_bytes,
     })
 }
 
@@ -413,6 +414,7 @@ fn state_file(s: StateSettings) -> file::State {
         items_page_default: s.items_page_default,
         items_page_max: s.items_page_max,
         read_cache_items: s.read_cache_items,
+        snapshot_cache_bytes: s.snapshot_cache_bytes,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::protocol::{
 };
 use crate::pushpin::grip::Control;
 use crate::pushpin::woh::Event;
+use crate::snapshot_cache::SnapshotCache;
 
 /// Name of the connection meta field holding the subscribed channel ids.
 pub const SUBS_META: &str = "Restream-Subs";
@@ -145,6 +146,8 @@ pub struct Context<'a> {
     /// Which channels need a token, and the tokens this request carries or earlier ones
     /// granted (verified outside: the checks here are synchronous).
     pub auth: &'a RequestAuth<'a>,
+    /// Channels' current snapshots: a fresh subscriber gets its channel's inline.
+    pub snapshots: &'a SnapshotCache,
 }
 
 /// The answer to one WOH request.
@@ -241,6 +244,17 @@ fn control(reply: &mut Reply, c: Control) {
     reply.events.push(Event::text(c.to_text()));
 }
 
+/// A fresh subscriber's snapshot from the cache, right after its `subscribed` (Pushpin applies
+/// the GRIP subscription before it sends the message), and the seq it is at: the poller then
+/// sends only what was committed after it, as to a subscriber resuming there.
+fn inline_snapshot(reply: &mut Reply, snapshots: &SnapshotCache, id: &ChannelId) -> Option<u64> {
+    let current = snapshots.current(id)?;
+    reply
+        .events
+        .push(Event::Text(current.message.as_bytes().to_vec()));
+    Some(current.seq)
+}
+
 fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
     let Context {
         registry,
@@ -313,6 +327,7 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
             } else if !admission.resend_snapshot(&id) {
                 return;
             }
+            let since = since.or_else(|| inline_snapshot(reply, context.snapshots, &id));
             reply.snapshots.push(SnapshotWanted { channel: id, since });
         }
         ClientMessage::Unsubscribe {

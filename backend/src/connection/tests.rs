@@ -137,6 +137,7 @@ fn build(admission: Scripted, auth: RequestAuth<'static>) -> Context<'static> {
         limits: &LIMITS,
         admission: Box::leak(Box::new(admission)),
         auth: Box::leak(Box::new(auth)),
+        snapshots: Box::leak(Box::default()),
     }
 }
 
@@ -179,6 +180,39 @@ fn subscribe_emits_control_then_reply_and_updates_meta() {
     assert!(r.subscriptions_changed);
     assert_eq!(r.subscriptions.to_meta(), "w?lat=5&u=c");
     assert_eq!(r.live_channels, vec!["w?lat=5&u=c"]);
+}
+
+#[test]
+fn a_fresh_subscribe_gets_a_kept_snapshot_inline_and_resumes_after_it() {
+    let snapshots: &'static SnapshotCache = Box::leak(Box::new(SnapshotCache::new(1 << 20)));
+    let a = ChannelId::parse("a").unwrap();
+    let kept = json!({"type": "snapshot", "channel": "a", "params": {}, "seq": 7, "items": []});
+    snapshots.offer(&a, 7, &kept.to_string());
+    let context = Context {
+        snapshots,
+        ..context()
+    };
+    let events = vec![
+        subscribe("a", 1),
+        text(json!({"action": "subscribe", "channel": "w", "params": {"lat": 1}})),
+    ];
+    let r = handle("cid", events, Subscriptions::default(), &context);
+    let t = texts(&r);
+    assert_eq!(t[1]["type"], "subscribed");
+    assert_eq!(t[2], kept, "right after its subscribed: {t:?}");
+    assert_eq!(t.len(), 5, "none kept for w: {t:?}");
+    let wanted: Vec<_> = r.snapshots.iter().map(|w| w.since).collect();
+    assert_eq!(
+        wanted,
+        vec![Some(7), None],
+        "a resumes after the inline snapshot"
+    );
+
+    // A subscriber resuming at its own seq is not sent the snapshot.
+    let resume = text(json!({"action": "subscribe", "channel": "a", "since": 3}));
+    let r = handle("cid", vec![resume], Subscriptions::default(), &context);
+    assert_eq!(texts(&r).len(), 2, "control and subscribed only");
+    assert_eq!(r.snapshots[0].since, Some(3));
 }
 
 #[test]

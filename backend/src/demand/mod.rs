@@ -96,6 +96,17 @@ impl State {
         self.reported.contains_key(channel) || self.hints.contains_key(channel)
     }
 
+    /// Sets `channel`'s hint expiry; an existing hint (every keep-alive re-hints its
+    /// connection's channels) is updated in place, without a copy of the id.
+    fn hint(&mut self, channel: &ChannelId, expires: Instant) {
+        match self.hints.get_mut(channel) {
+            Some(at) => *at = expires,
+            None => {
+                self.hints.insert(channel.clone(), expires);
+            }
+        }
+    }
+
     /// Updates the counts after `channel`'s entries changed; it was active before if `was`.
     fn count(&mut self, channel: &ChannelId, was: bool) {
         match (was, self.is_active(channel)) {
@@ -163,13 +174,23 @@ impl Demand {
             }
         } else {
             let ttl = Duration::from_secs(report.ttl.unwrap_or(60)) + TTL_SLACK;
-            s.reported.entry(channel.clone()).or_default().insert(
-                source,
-                Reported {
-                    expires: now + ttl,
-                    subscribers: report.subscribers.unwrap_or(1),
+            let reported = Reported {
+                expires: now + ttl,
+                subscribers: report.subscribers.unwrap_or(1),
+            };
+            // Refreshes (the steady state: one per channel and TTL) reuse the entries.
+            match s.reported.get_mut(&channel) {
+                Some(sources) => match sources.get_mut(&source) {
+                    Some(r) => *r = reported,
+                    None => {
+                        sources.insert(source, reported);
+                    }
                 },
-            );
+                None => {
+                    s.reported
+                        .insert(channel.clone(), HashMap::from([(source, reported)]));
+                }
+            }
         }
         s.count(&channel, was_active);
         let flipped = s.is_active(&channel) != was_active;
@@ -185,7 +206,7 @@ impl Demand {
     pub fn hint(&self, channel: &ChannelId, now: Instant) {
         let mut s = self.state.lock().expect("demand lock");
         let was_active = s.is_active(channel);
-        s.hints.insert(channel.clone(), now + self.hint_ttl);
+        s.hint(channel, now + self.hint_ttl);
         s.count(channel, was_active);
         drop(s);
         if !was_active {
@@ -214,7 +235,7 @@ impl Demand {
                 return Err(CapReached::Total(total_cap));
             }
         }
-        s.hints.insert(channel.clone(), now + self.hint_ttl);
+        s.hint(channel, now + self.hint_ttl);
         s.count(channel, was_active);
         drop(s);
         if !was_active {

@@ -246,8 +246,14 @@ impl ChannelPoller {
                 .is_some_and(|r| r.event.seq == state.seq())
     }
 
+    /// A subscriber's snapshot; a plain one is also kept for later fresh subscribers to get
+    /// inline (`snapshot_cache`).
     fn snapshot_for(&self, request: &SnapshotRequest, reset: bool) -> PublishItem {
         let message = self.snapshot_message(reset).to_json();
+        if !reset {
+            let snapshots = &self.ctx.snapshots;
+            snapshots.offer(&self.channel, self.state.seq(), &message);
+        }
         to_connection(request, message, self.state.seq())
     }
 }

@@ -56,6 +56,8 @@ pub struct PollerContext {
     pub status: Arc<StatusBoard>,
     /// How much history each channel kind keeps (`[history]`); set on every commit.
     pub retentions: crate::history::Retentions,
+    /// Snapshots answered to fresh subscribers, for later ones to get inline.
+    pub snapshots: Arc<crate::snapshot_cache::SnapshotCache>,
 }
 
 /// A subscriber that needs the channel's state (or the events it missed).

@@ -184,6 +184,8 @@ impl ChannelPoller {
     /// Writes `commit`; false when it did not land (then nothing may be published). The
     /// store is the authority on the lease: a commit under an old epoch is refused.
     pub(super) async fn persist(&mut self, commit: &Commit) -> bool {
+        // Whether it lands or not, the snapshot kept for fresh subscribers may be stale now.
+        self.ctx.snapshots.forget(&self.channel);
         let kind = crate::history::ChannelKind::of(&self.entry);
         let retention = self
             .ctx

@@ -121,6 +121,7 @@ impl ChannelPoller {
             }
         }
         self.ctx.status.stopped(&self.channel, run);
+        self.ctx.snapshots.forget(&self.channel);
     }
 
     /// Answers a request once Pushpin has surely applied its subscription.

@@ -28,6 +28,8 @@ pub struct AppState {
     pub pushpin_control_urls: Vec<String>,
     /// The items and status API's cache of reads per channel and seq.
     pub read_cache: Arc<crate::read_cache::ReadCache>,
+    /// Channels' current snapshots, sent inline to fresh WebSocket subscribers.
+    pub snapshots: Arc<crate::snapshot_cache::SnapshotCache>,
     /// Items per page of the items API: unless `limit` says, and at most.
     pub items_page_default: usize,
     pub items_page_max: usize,

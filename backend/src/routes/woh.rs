@@ -93,6 +93,7 @@ pub async fn websocket_over_http(
             limits: &state.limits,
             admission: &state.guard.for_connection(connection_id, address),
             auth: &request_auth,
+            snapshots: &state.snapshots,
         },
     );
     for (channel, refusal) in &reply.refusals {

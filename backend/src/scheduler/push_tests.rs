@@ -88,6 +88,7 @@ fn node() -> Node {
         last_polls: Default::default(),
         status: status.clone(),
         retentions: crate::history::Retentions::count_only(store.log_capacity()),
+        snapshots: Default::default(),
     };
     let demand = Arc::new(Demand::new(Duration::from_secs(60)));
     let (scheduler, handle) = Scheduler::new(registry, demand, ctx, None);

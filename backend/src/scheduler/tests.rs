@@ -207,6 +207,7 @@ fn build_replica(
         last_polls: Default::default(),
         status: Default::default(),
         retentions: crate::history::Retentions::count_only(100),
+        snapshots: Default::default(),
     };
     let (mut scheduler, handle) = Scheduler::new(registry, demand.clone(), ctx, cluster);
     if let Some(caps) = caps {

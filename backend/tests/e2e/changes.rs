@@ -208,3 +208,58 @@ async fn a_poll_with_hundreds_of_changes_reaches_a_websocket_whole() {
     }
     assert_eq!(seqs, (2..=301).collect::<Vec<_>>(), "every event, in order");
 }
+
+/// Issue 21: once a channel's snapshot was answered, later fresh subscribers get it inline in
+/// their WOH response, right after `subscribed`; a change makes it stale (the next one is
+/// published, then kept again), and nobody gets an event twice or misses one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_fresh_subscribers_get_the_kept_snapshot_inline() {
+    let stack = Stack::start().await;
+    let feed = "2.5_week";
+    let metrics = format!("http://{}/metrics", stack.backend.addr);
+    let inline = || async {
+        let m = scrape(&metrics).await;
+        value(
+            &m,
+            "restream_snapshot_cache_events_total",
+            &[("event", "inline")],
+        )
+    };
+    stack.upstream.set_quakes(feed, vec![quake("a", 1.0)]);
+    let params = json!({"feed": feed});
+    let mut clients = Vec::new();
+    for expected_inline in [0.0, 0.0, 1.0] {
+        // The first gets the broadcast first snapshot, the second its own (kept), the third
+        // the kept one.
+        let mut c = Client::connect(&stack.ws_url).await;
+        c.subscribe("usgs-earthquakes", params.clone()).await;
+        let (snap, skipped) = c.recv_type("snapshot", Duration::from_secs(10)).await;
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(
+            (snap["seq"].as_u64(), snap["reset"].as_bool()),
+            (Some(1), None)
+        );
+        assert_eq!(inline().await, expected_inline);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clients.push(c);
+    }
+
+    stack.upstream.set_quakes(feed, vec![quake("a", 2.0)]);
+    for c in &mut clients {
+        let got = drain(c, POLL * 2).await;
+        assert_eq!(
+            kinds(&got),
+            vec![("updated".into(), 2, "a".into())],
+            "{got:?}"
+        );
+    }
+    for expected_inline in [1.0, 2.0] {
+        let mut c = Client::connect(&stack.ws_url).await;
+        c.subscribe("usgs-earthquakes", params.clone()).await;
+        let (snap, _) = c.recv_type("snapshot", Duration::from_secs(10)).await;
+        assert_eq!(snap["seq"], 2, "the stale one is never sent: {snap}");
+        assert_eq!(snap["items"][0]["properties"]["mag"], 2.0);
+        assert_eq!(inline().await, expected_inline);
+        assert!(drain(&mut c, Duration::from_millis(500)).await.is_empty());
+    }
+}

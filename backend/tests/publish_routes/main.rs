@@ -125,6 +125,7 @@ async fn state_with(
                 last_polls: Default::default(),
                 status: Default::default(),
                 retentions: restream::history::Retentions::count_only(100),
+                snapshots: Default::default(),
             };
             let demand = Arc::new(Demand::new(Duration::from_secs(60)));
             let (scheduler, handle) = Scheduler::new(registry.clone(), demand, ctx, None);

@@ -183,6 +183,7 @@ impl Driver {
             last_polls: Default::default(),
             status: status.clone(),
             retentions,
+            snapshots: Default::default(),
         };
         let channel = ChannelId::from_request(CHANNEL, None, &BTreeMap::new())
             .map_err(|e| anyhow::anyhow!("channel id: {e:?}"))?;
