@@ -124,6 +124,15 @@ fn encode_map(buf: &mut Vec<u8>, map: &Map<String, Value>) {
     }
 }
 
+fn encode_array(buf: &mut Vec<u8>, values: &[Value]) {
+    buf.push(b'a');
+    encode_len(buf, values.len());
+    for v in values {
+        encode_value(buf, v);
+    }
+}
+
+#[inline(always)]
 fn encode_number(buf: &mut Vec<u8>, n: &Number) {
     if let Some(u) = n.as_u64() {
         buf.push(b'u');
@@ -140,6 +149,9 @@ fn encode_number(buf: &mut Vec<u8>, n: &Number) {
     }
 }
 
+/// Inlined (with `encode_number`) into the loops over members: a scalar, what most members
+/// are, costs no call; only a nested container recurses.
+#[inline(always)]
 fn encode_value(buf: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => buf.push(b'n'),
@@ -150,13 +162,7 @@ fn encode_value(buf: &mut Vec<u8>, value: &Value) {
             buf.push(b's');
             encode_str(buf, s);
         }
-        Value::Array(values) => {
-            buf.push(b'a');
-            encode_len(buf, values.len());
-            for v in values {
-                encode_value(buf, v);
-            }
-        }
+        Value::Array(values) => encode_array(buf, values),
         Value::Object(map) => encode_map(buf, map),
     }
 }

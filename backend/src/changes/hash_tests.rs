@@ -27,6 +27,22 @@ fn the_stored_form_is_prefixed_hex() {
         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
 
+/// Stored hashes must stay valid: the scheme's output for a fixed item never changes.
+#[test]
+fn the_scheme_is_stable() {
+    let item = obj(json!({
+        "id": "us7000abcd",
+        "n": {"mag": 4.5, "sig": 312, "neg": -7, "tz": null, "ok": true, "no": false},
+        "coordinates": [-117.5, 35.25, 8.1],
+        "title": "M 4.5 - 5 km SW of Ridgecrest, CA",
+        "long": "x".repeat(200),
+    }));
+    assert_eq!(
+        hash(&item).to_string(),
+        "x3:6b566d031d84084886e1120c449999ce"
+    );
+}
+
 #[test]
 fn types_and_nesting_are_told_apart() {
     let cases = [

@@ -3,7 +3,8 @@
 //! and the same bytes serde_json writes for them as a `Value` (a property test compares both),
 //! without copying either version or building a map per operation.
 
-use std::fmt::{self, Write as _};
+use std::cmp::Ordering;
+use std::fmt;
 use std::ops::Range;
 
 use serde::ser::{SerializeSeq, Serializer};
@@ -57,10 +58,35 @@ impl Serialize for Patch {
 /// differs, `add`/`remove` for keys and array tail elements, objects and arrays compared
 /// member by member.
 pub fn patch(old: &Map<String, Value>, new: &Map<String, Value>) -> Patch {
-    let mut ops = Ops::default();
-    let mut path = String::new();
-    diff_object(old, new, &mut path, &mut ops);
-    Patch(serde_json::value::to_raw_value(&ops).expect("patches serialize"))
+    let mut differ = Differ::default();
+    differ.compare(old, new);
+    differ.patch()
+}
+
+/// Compares versions of items, keeping the operations of the last comparison; its buffers are
+/// reused from one comparison to the next. Comparing is the patch's walk: two versions are
+/// equal exactly when it finds no operation.
+#[derive(Default)]
+pub struct Differ<'a> {
+    ops: Ops<'a>,
+    path: String,
+}
+
+impl<'a> Differ<'a> {
+    /// Compares `old` with `new`; true when they differ (then [`Differ::patch`] is their patch).
+    /// A JSON pointer is written only for an operation or a nested container, not for each
+    /// equal member.
+    pub fn compare(&mut self, old: &Map<String, Value>, new: &'a Map<String, Value>) -> bool {
+        self.ops.clear();
+        self.path.clear();
+        diff_object(old, new, &mut self.path, &mut self.ops);
+        !self.ops.ops.is_empty()
+    }
+
+    /// The patch of the last comparison.
+    pub fn patch(&self) -> Patch {
+        Patch(serde_json::value::to_raw_value(&self.ops).expect("patches serialize"))
+    }
 }
 
 /// The operations found so far; their paths are ranges of one string.
@@ -75,6 +101,11 @@ impl<'a> Ops<'a> {
         let start = self.paths.len();
         self.paths.push_str(path);
         self.ops.push((kind, start..self.paths.len(), value));
+    }
+
+    fn clear(&mut self) {
+        self.paths.clear();
+        self.ops.clear();
     }
 }
 
@@ -102,81 +133,144 @@ impl Serialize for Ops<'_> {
     }
 }
 
-/// Appends `/token` to a JSON pointer, escaping `~` and `/`.
-fn push_token(path: &mut String, token: &str) {
-    path.push('/');
-    if !token.contains(['~', '/']) {
-        path.push_str(token);
-        return;
-    }
-    for c in token.chars() {
-        match c {
-            '~' => path.push_str("~0"),
-            '/' => path.push_str("~1"),
-            c => path.push(c),
+/// One step of a JSON pointer: an object key or an array index.
+#[derive(Debug, Clone, Copy)]
+enum Token<'k> {
+    Key(&'k str),
+    Index(usize),
+}
+
+impl Token<'_> {
+    /// Appends `/token` to a JSON pointer, escaping `~` and `/` in a key.
+    fn push_to(self, path: &mut String) {
+        path.push('/');
+        match self {
+            Token::Key(key) if !key.bytes().any(|b| b == b'~' || b == b'/') => path.push_str(key),
+            Token::Key(key) => {
+                for c in key.chars() {
+                    match c {
+                        '~' => path.push_str("~0"),
+                        '/' => path.push_str("~1"),
+                        c => path.push(c),
+                    }
+                }
+            }
+            Token::Index(index) => push_decimal(path, index),
         }
     }
 }
 
-fn diff_value<'a>(old: &Value, new: &'a Value, path: &mut String, ops: &mut Ops<'a>) {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => diff_object(o, n, path, ops),
-        (Value::Array(o), Value::Array(n)) => diff_array(o, n, path, ops),
-        _ if old == new => {}
-        _ => ops.push("replace", path, Some(new)),
+/// Appends `n` in decimal (without `fmt`: an index is written for every array element that
+/// differs).
+fn push_decimal(path: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    path.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
+}
+
+/// Compares the member `token` of both versions (the path so far leads to their container).
+fn diff_value<'a>(
+    old: &Value,
+    new: &'a Value,
+    token: Token<'_>,
+    path: &mut String,
+    ops: &mut Ops<'a>,
+) {
+    let len = path.len();
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            token.push_to(path);
+            diff_object(o, n, path, ops);
+        }
+        (Value::Array(o), Value::Array(n)) => {
+            token.push_to(path);
+            diff_array(o, n, path, ops);
+        }
+        _ if old == new => {}
+        _ => {
+            token.push_to(path);
+            ops.push("replace", path, Some(new));
+        }
+    }
+    path.truncate(len);
+}
+
+/// Pushes operation `kind` at the member `token` of the container `path` leads to.
+fn push_at<'a>(
+    ops: &mut Ops<'a>,
+    kind: &'static str,
+    path: &mut String,
+    token: Token<'_>,
+    value: Option<&'a Value>,
+) {
+    let len = path.len();
+    token.push_to(path);
+    ops.push(kind, path, value);
+    path.truncate(len);
 }
 
 /// Walks both maps side by side: their keys come in sorted order (serde_json's `Map` is a
-/// `BTreeMap`; a test here checks it), so no key is looked up.
+/// `BTreeMap`; a test here checks it), so no key is looked up and each pair of keys is
+/// compared once.
 fn diff_object<'a>(
     old: &Map<String, Value>,
     new: &'a Map<String, Value>,
     path: &mut String,
     ops: &mut Ops<'a>,
 ) {
-    let len = path.len();
     let mut olds = old.iter().peekable();
     let mut removed = false;
     for (key, new_value) in new {
-        while olds.next_if(|(k, _)| k.as_str() < key.as_str()).is_some() {
-            removed = true;
+        let old_value = loop {
+            let Some((old_key, old_value)) = olds.peek() else {
+                break None;
+            };
+            match old_key.as_str().cmp(key.as_str()) {
+                Ordering::Less => removed = true,
+                Ordering::Equal => break Some(*old_value),
+                Ordering::Greater => break None,
+            }
+            olds.next();
+        };
+        match old_value {
+            Some(old_value) => {
+                olds.next();
+                diff_value(old_value, new_value, Token::Key(key), path, ops);
+            }
+            None => push_at(ops, "add", path, Token::Key(key), Some(new_value)),
         }
-        push_token(path, key);
-        match olds.next_if(|(k, _)| *k == key) {
-            Some((_, old_value)) => diff_value(old_value, new_value, path, ops),
-            None => ops.push("add", path, Some(new_value)),
-        }
-        path.truncate(len);
     }
     // Removals come after every other operation on this object, in key order.
     if removed || olds.peek().is_some() {
         for key in old.keys() {
             if !new.contains_key(key) {
-                push_token(path, key);
-                ops.push("remove", path, None);
-                path.truncate(len);
+                push_at(ops, "remove", path, Token::Key(key), None);
             }
         }
     }
 }
 
 fn diff_array<'a>(old: &[Value], new: &'a [Value], path: &mut String, ops: &mut Ops<'a>) {
-    let len = path.len();
     let mut shift = 0usize;
     for idx in 0..old.len().max(new.len()) {
-        // An index needs no escaping.
-        write!(path, "/{}", idx - shift).expect("writing to a String");
+        let token = Token::Index(idx - shift);
         match (old.get(idx), new.get(idx)) {
-            (Some(o), Some(n)) => diff_value(o, n, path, ops),
+            (Some(o), Some(n)) => diff_value(o, n, token, path, ops),
             (Some(_), None) => {
                 shift += 1;
-                ops.push("remove", path, None);
+                push_at(ops, "remove", path, token, None);
             }
-            (None, Some(n)) => ops.push("add", path, Some(n)),
+            (None, Some(n)) => push_at(ops, "add", path, token, Some(n)),
             (None, None) => unreachable!("idx < max(len)"),
         }
-        path.truncate(len);
     }
 }
 
@@ -214,6 +308,27 @@ mod tests {
                 {"op": "remove", "path": "/gone"},
             ])
         );
+    }
+
+    #[test]
+    fn long_arrays_have_decimal_indexes() {
+        let old = obj(json!({"a": (0..25).collect::<Vec<_>>()}));
+        let new = obj(json!({"a": (0..25).map(|i| i * (i % 11)).collect::<Vec<_>>()}));
+        let p = patch(&old, &new);
+        assert_eq!(p.to_value(), reference(&old, &new));
+        assert!(p.as_str().contains(r#""path":"/a/22""#), "{p:?}");
+    }
+
+    #[test]
+    fn a_differ_is_reused_and_equal_versions_have_no_operations() {
+        let a = obj(json!({"id": 1, "n": {"x": [1, 2]}}));
+        let b = obj(json!({"id": 1, "n": {"x": [1, 3]}}));
+        let same = a.clone();
+        let mut differ = Differ::default();
+        assert!(differ.compare(&a, &b));
+        assert_eq!(differ.patch(), patch(&a, &b));
+        assert!(!differ.compare(&a, &same));
+        assert_eq!(differ.patch().as_str(), "[]");
     }
 
     #[test]
@@ -271,6 +386,7 @@ mod tests {
         fn matches_json_patch_and_applies(old in arb_item(), new in arb_item()) {
             let p = patch(&old, &new);
             let reference = reference(&old, &new);
+            prop_assert_eq!(Differ::default().compare(&old, &new), old != new);
             prop_assert_eq!(p.as_str(), serde_json::to_string(&reference).unwrap());
             prop_assert_eq!(p.to_value(), reference);
             let mut doc = Value::Object(old);
