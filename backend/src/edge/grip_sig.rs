@@ -2,10 +2,12 @@
 //! signed with its `sig_key`. A request whose signature verifies came through Pushpin's public
 //! port (so Pushpin set its `Connection-Id` and `Meta-*` headers, not the client).
 
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
@@ -33,6 +35,10 @@ struct Claims {
 pub struct GripSigKey {
     key: DecodingKey,
     validation: Validation,
+    /// The last signature that verified and its `exp`: Pushpin signs every request, but its
+    /// signature only changes once a second (the `exp` is in whole seconds), so the same bytes
+    /// arrive again and again. Compared in constant time; never trusted past its `exp`.
+    last_verified: Mutex<Option<(Box<[u8]>, u64)>>,
 }
 
 impl GripSigKey {
@@ -45,14 +51,38 @@ impl GripSigKey {
         GripSigKey {
             key: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
+            last_verified: Mutex::new(None),
         }
     }
 
     /// Whether `header` (the raw `Grip-Sig` value) is a current signature by this key.
     pub fn verify(&self, header: &[u8]) -> Result<(), SigError> {
+        if self.verified_before(header) {
+            return Ok(());
+        }
         let token = std::str::from_utf8(header).map_err(|_| SigError::Malformed)?;
-        jsonwebtoken::decode::<Claims>(token.trim(), &self.key, &self.validation)
-            .map(|_| ())
+        let claims = self.decode(token.trim())?;
+        *self.last_verified.lock().expect("grip-sig cache lock") =
+            Some((header.into(), claims.exp));
+        Ok(())
+    }
+
+    /// Whether `header` is the signature that verified last, still within its `exp`.
+    fn verified_before(&self, header: &[u8]) -> bool {
+        let last = self.last_verified.lock().expect("grip-sig cache lock");
+        let Some((token, exp)) = last.as_ref() else {
+            return false;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        now <= exp + self.validation.leeway && bool::from(token.as_ref().ct_eq(header))
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, SigError> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => SigError::Expired,
                 jsonwebtoken::errors::ErrorKind::InvalidToken
@@ -137,6 +167,31 @@ mod tests {
         let inner = Sha256::digest(inner);
         let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).chain(inner).collect();
         Sha256::digest(outer).to_vec()
+    }
+
+    #[test]
+    fn the_last_good_signature_is_remembered_only_until_its_exp() {
+        let verifier = GripSigKey::new(&key());
+        let sig = sign(&key(), Duration::from_secs(3600));
+        assert_eq!(verifier.verify(sig.as_bytes()), Ok(()));
+        assert_eq!(verifier.verify(sig.as_bytes()), Ok(()), "again, remembered");
+        let mut forged = sig.clone().into_bytes();
+        *forged.last_mut().unwrap() ^= 1;
+        assert!(verifier.verify(&forged).is_err(), "one byte off");
+        assert_eq!(verifier.verify(sig.as_bytes()), Ok(()));
+
+        // What is remembered is trusted until its exp (plus the leeway), never after.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let remember = |exp| {
+            *verifier.last_verified.lock().unwrap() = Some((b"not-a-jwt".as_slice().into(), exp))
+        };
+        remember(now + 10);
+        assert_eq!(verifier.verify(b"not-a-jwt"), Ok(()), "the memory is used");
+        remember(now - 31);
+        assert_eq!(verifier.verify(b"not-a-jwt"), Err(SigError::Malformed));
     }
 
     #[test]
