@@ -261,6 +261,16 @@ async fn a_restart_continues_the_sequence_without_spurious_news() {
     assert_eq!(messages[0].1["item"]["id"], "c");
 }
 
+/// A WebSocket subscriber's request, made now, `since` its resume point.
+fn ask(connection: &str, since: Option<u64>) -> SnapshotRequest {
+    SnapshotRequest {
+        connection_channel: GripChannel::connection(connection),
+        since,
+        requested_at: tokio::time::Instant::now(),
+        transport: restream::pushpin::grip::Transports::WebSocket,
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
     let store = Arc::new(MemoryStore::new(2));
@@ -274,12 +284,7 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
         ],
     );
     polls(3).await; // seq: 1 snapshot, 2 new b, 3 new c, 4 new d (log keeps 3..4)
-    let ask = |since| SnapshotRequest {
-        connection_channel: GripChannel::connection("x"),
-        since,
-        requested_at: tokio::time::Instant::now(),
-        transport: restream::pushpin::grip::Transports::WebSocket,
-    };
+    let ask = |since| ask("x", since);
     for since in [None, Some(2), Some(4), Some(1), Some(99)] {
         run.requests
             .try_send(ask(since))
@@ -332,12 +337,6 @@ async fn a_kept_snapshot_is_current_until_a_commit_and_its_subscriber_misses_not
         ],
     );
     let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
-    let ask = |connection: &str, since| SnapshotRequest {
-        connection_channel: GripChannel::connection(connection),
-        since,
-        requested_at: tokio::time::Instant::now(),
-        transport: restream::pushpin::grip::Transports::WebSocket,
-    };
     polls(1).await; // Two polls: seq 1, unchanged.
     assert_eq!(run.snapshots.current(&channel), None, "nobody asked yet");
     run.requests.try_send(ask("first", None)).unwrap();
