@@ -73,11 +73,8 @@ impl GripSigKey {
         let Some((token, exp)) = last.as_ref() else {
             return false;
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        now <= exp + self.validation.leeway && bool::from(token.as_ref().ct_eq(header))
+        crate::auth::now_unix() <= exp + self.validation.leeway
+            && bool::from(token.as_ref().ct_eq(header))
     }
 
     fn decode(&self, token: &str) -> Result<Claims, SigError> {
@@ -181,10 +178,7 @@ mod tests {
         assert_eq!(verifier.verify(sig.as_bytes()), Ok(()));
 
         // What is remembered is trusted until its exp (plus the leeway), never after.
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = crate::auth::now_unix();
         let remember = |exp| {
             *verifier.last_verified.lock().unwrap() = Some((b"not-a-jwt".as_slice().into(), exp))
         };

@@ -251,8 +251,9 @@ impl ChannelPoller {
     fn snapshot_for(&self, request: &SnapshotRequest, reset: bool) -> PublishItem {
         let message = self.snapshot_message(reset).to_json();
         if !reset {
-            let snapshots = &self.ctx.snapshots;
-            snapshots.offer(&self.channel, self.state.seq(), &message);
+            self.ctx
+                .snapshots
+                .offer(&self.channel, self.state.seq(), &message);
         }
         to_connection(request, message, self.state.seq())
     }
