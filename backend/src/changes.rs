@@ -9,11 +9,11 @@
 //! result is `complete`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::store::StoredItem;
+use crate::store::{StoredItem, StoredItems};
 
 pub mod hash;
 mod patch;
@@ -122,7 +122,7 @@ pub fn same_content(stored: &str, item: &Map<String, Value>) -> bool {
 pub fn diff(
     id_field: &str,
     items: &mut [Map<String, Value>],
-    known: &BTreeMap<String, StoredItem>,
+    known: &StoredItems,
     complete: bool,
 ) -> Diff {
     let mut out = Diff::default();
@@ -232,25 +232,21 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
-    fn stored(v: Value) -> (String, StoredItem) {
+    fn stored(v: Value) -> StoredItem {
         let data = obj(v);
-        let id = item_id(&data, "id").unwrap();
-        (
-            id.clone(),
-            StoredItem {
-                id,
-                hash: content_hash(&data),
-                data,
-                seq: 1,
-                first_seen: 0,
-                last_changed: 0,
-            },
-        )
+        StoredItem {
+            id: item_id(&data, "id").unwrap(),
+            hash: content_hash(&data),
+            data,
+            seq: 1,
+            first_seen: 0,
+            last_changed: 0,
+        }
     }
 
     #[test]
     fn classifies_new_updated_removed_and_unchanged() {
-        let known: BTreeMap<_, _> = [
+        let known: StoredItems = [
             stored(json!({"id": 1, "v": 1})),
             stored(json!({"id": "b", "v": 1})),
             stored(json!({"id": "gone"})),
@@ -291,7 +287,7 @@ mod tests {
 
     #[test]
     fn unchanged_poll_has_no_changes() {
-        let known: BTreeMap<_, _> = [stored(json!({"id": 1, "v": {"a": [1, 2]}}))]
+        let known: StoredItems = [stored(json!({"id": 1, "v": {"a": [1, 2]}}))]
             .into_iter()
             .collect();
         let d = diff(
@@ -305,7 +301,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_missing_ids_are_counted_and_block_removals() {
-        let known: BTreeMap<_, _> = [stored(json!({"id": "old"}))].into_iter().collect();
+        let known: StoredItems = [stored(json!({"id": "old"}))].into_iter().collect();
         let items = [
             obj(json!({"x": 1})),
             obj(json!({"id": "a", "v": 1})),
@@ -328,9 +324,9 @@ mod tests {
 
     #[test]
     fn patches_apply_to_the_old_version() {
-        let (_, old) = stored(json!({"id": 1, "tags": ["a", "b"], "n": {"x": 1}, "drop": true}));
+        let old = stored(json!({"id": 1, "tags": ["a", "b"], "n": {"x": 1}, "drop": true}));
         let new = obj(json!({"id": 1, "tags": ["b", "c"], "n": {"x": 2, "y": null}}));
-        let known: BTreeMap<_, _> = [("1".to_string(), old.clone())].into_iter().collect();
+        let known: StoredItems = [old.clone()].into_iter().collect();
         let d = diff("id", &mut [new.clone()], &known, false);
         let ChangeKind::Updated(patch) = &d.changes[0].kind else {
             panic!()
@@ -355,7 +351,7 @@ mod tests {
             obj(json!({"id": null})),
             obj(json!({"id": 7})),
         ];
-        let d = diff("id", &mut items.clone(), &BTreeMap::new(), false);
+        let d = diff("id", &mut items.clone(), &StoredItems::default(), false);
         assert_eq!(
             d.bad_ids,
             vec![
@@ -391,7 +387,7 @@ mod proptests {
                 .iter()
                 .map(|id| Map::from_iter([("id".to_string(), id.clone())]))
                 .collect();
-            let d = diff("id", &mut items.clone(), &BTreeMap::new(), true);
+            let d = diff("id", &mut items.clone(), &StoredItems::default(), true);
             prop_assert!(d.changes.iter().all(|c| !c.id.is_empty() && c.id.len() <= MAX_ITEM_ID_BYTES));
             prop_assert_eq!(d.changes.len() + d.unchanged + d.duplicates + d.bad_ids.len(), items.len());
         }

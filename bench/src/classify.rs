@@ -4,11 +4,10 @@
 //! or 100 % changed. A quick timed loop; `benches/change_detection.rs` runs the same cases
 //! under criterion and includes this file, so it uses nothing else from the bench crate.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use restream::changes::{content_hash, diff, hash::legacy_hash, item_id};
-use restream::store::StoredItem;
+use restream::store::{StoredItem, StoredItems};
 use serde_json::{json, Map, Value};
 
 /// The id field of the generated items (as in `channels/usgs-earthquakes.toml`).
@@ -159,26 +158,22 @@ pub fn fetched(
 }
 
 /// The store's view of `items` (by id), as the poller keeps it after persisting them.
-pub fn stored_state(items: &[Map<String, Value>]) -> BTreeMap<String, StoredItem> {
+pub fn stored_state(items: &[Map<String, Value>]) -> StoredItems {
     items
         .iter()
-        .map(|data| {
-            let id = item_id(data, ID_FIELD).expect("generated items have ids");
-            let item = StoredItem {
-                id: id.clone(),
-                hash: content_hash(data),
-                data: data.clone(),
-                seq: 1,
-                first_seen: 1_741_900_000,
-                last_changed: 1_741_900_000,
-            };
-            (id, item)
+        .map(|data| StoredItem {
+            id: item_id(data, ID_FIELD).expect("generated items have ids"),
+            hash: content_hash(data),
+            data: data.clone(),
+            seq: 1,
+            first_seen: 1_741_900_000,
+            last_changed: 1_741_900_000,
         })
         .collect()
 }
 
 /// `stored` as an older version wrote it: hashes are hex SHA-256 of the item's JSON.
-pub fn legacy_state(stored: &BTreeMap<String, StoredItem>) -> BTreeMap<String, StoredItem> {
+pub fn legacy_state(stored: &StoredItems) -> StoredItems {
     let mut out = stored.clone();
     for item in out.values_mut() {
         item.hash = legacy_hash(&item.data);
@@ -189,7 +184,7 @@ pub fn legacy_state(stored: &BTreeMap<String, StoredItem>) -> BTreeMap<String, S
 /// Classifies one fetch against the stored state, as a poll does (the feeds are complete, so
 /// removals are scanned too); returns the number of changes. Changed items are taken out of
 /// `items` (moved into the changes, as a poll does), so a changed fetch is classified once.
-pub fn classify(items: &mut [Map<String, Value>], stored: &BTreeMap<String, StoredItem>) -> usize {
+pub fn classify(items: &mut [Map<String, Value>], stored: &StoredItems) -> usize {
     diff(ID_FIELD, items, stored, true).changes.len()
 }
 

@@ -79,6 +79,10 @@ enum Scenario {
         /// once ~100 requests queue toward it (use ~200 for 100,000 channels).
         #[arg(long, default_value_t = 0)]
         batch_pause_ms: u64,
+        /// Channels per client connection (the backend's `server.max_subscriptions_per_connection`
+        /// is raised to match): 100,000 channels at 20 each are 5,000 WebSocket connections.
+        #[arg(long, default_value_t = 20)]
+        per_connection: usize,
     },
     /// Scenario 5: store writes per poll (unchanged, 1 %, 100 % changed), embedded and DynamoDB.
     StoreCost {
@@ -209,10 +213,18 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             close_connections,
             batch_pause_ms,
-        } => {
-            let pause = std::time::Duration::from_millis(batch_pause_ms);
-            emit(&scale::run(channels, interval, seconds, close_connections, pause).await?)
-        }
+            per_connection,
+        } => emit(
+            &scale::run(scale::Run {
+                channels,
+                interval,
+                seconds,
+                close_connections,
+                batch_pause: std::time::Duration::from_millis(batch_pause_ms),
+                per_connection,
+            })
+            .await?,
+        ),
         Scenario::StoreCost { items, no_dynamodb } => {
             emit(&store_cost::run(items, !no_dynamodb).await?)
         }
@@ -299,7 +311,16 @@ async fn smoke() -> anyhow::Result<()> {
         "fan-out: expected exactly one upstream call per poll: {fan}"
     );
     emit(&subscribe::run(4, 1.0).await?);
-    let scale = scale::run(100, 2.0, 5.0, false, std::time::Duration::ZERO).await?;
+    let scale = scale::run(scale::Run {
+        channels: 100,
+        interval: 2.0,
+        seconds: 5.0,
+        close_connections: false,
+        batch_pause: std::time::Duration::ZERO,
+        // Above the default limit of 20: the backend's limit follows the option.
+        per_connection: 25,
+    })
+    .await?;
     emit(&scale);
     anyhow::ensure!(
         scale["max_upstream_calls_per_interval"] == 1,

@@ -1,5 +1,5 @@
-//! Scenario 4: many active channels (20 per connection, the default per-connection limit) of
-//! one declarative fetcher. Measured over `seconds` once all are subscribed: the backend's
+//! Scenario 4: many active channels (20 per connection by default, the default per-connection
+//! limit; `--per-connection` raises both) of one declarative fetcher. Measured over `seconds` once all are subscribed: the backend's
 //! RSS and CPU (% of one core), and scheduler drift — per channel, the gap between two
 //! consecutive upstream calls minus the poll interval, as seen by the fake upstream. The
 //! upstream keeps connections open between polls, as APIs do (`--close-connections`: one TCP
@@ -13,7 +13,6 @@ use crate::measure::{cpu_time, max_calls_within, rss_bytes, summary_ms};
 use crate::stack::{self, Behind, Options};
 use restream_testkit::clients::ws::{connect_many, next_json, send_json, Ws};
 
-const PER_CONNECTION: usize = 20;
 /// Connections subscribing at once.
 const BATCH: usize = 10;
 
@@ -37,14 +36,30 @@ async fn subscribe_all(mut ws: Ws, ns: Vec<usize>) -> anyhow::Result<Ws> {
     Ok(ws)
 }
 
-pub async fn run(
-    channels: usize,
-    interval: f64,
-    seconds: f64,
-    close_connections: bool,
-    batch_pause: Duration,
-) -> anyhow::Result<Value> {
-    let stack = stack::start(Options {
+/// How the scenario runs: `restream-bench scale --help`.
+pub struct Run {
+    pub channels: usize,
+    pub interval: f64,
+    pub seconds: f64,
+    pub close_connections: bool,
+    pub batch_pause: Duration,
+    /// Channels each client connection subscribes to (the backend's per-connection limit is
+    /// set to it).
+    pub per_connection: usize,
+}
+
+pub async fn run(run: Run) -> anyhow::Result<Value> {
+    let Run {
+        channels,
+        interval,
+        seconds,
+        close_connections,
+        batch_pause,
+        per_connection,
+    } = run;
+    let limit = std::num::NonZeroUsize::new(per_connection)
+        .ok_or_else(|| anyhow::anyhow!("--per-connection must be at least 1"))?;
+    let options = Options {
         behind: Behind::Restream,
         interval,
         message_rate: 50_000,
@@ -53,9 +68,13 @@ pub async fn run(
         client_buffer_size: None,
         history: None,
         upstream_keep_alive: !close_connections,
+    };
+    let stack = stack::start_customized(options, |settings, _| {
+        settings.server.max_subscriptions_per_connection = limit;
+        Ok(())
     })
     .await?;
-    let connections = channels.div_ceil(PER_CONNECTION);
+    let connections = channels.div_ceil(per_connection);
     let subscribing = Instant::now();
     let mut opened = 0;
     while opened < connections {
@@ -70,7 +89,7 @@ pub async fn run(
             futures_util::future::join_all(clients.into_iter().enumerate().map(|(k, ws)| {
                 let i = opened + k;
                 let ns: Vec<usize> =
-                    (i * PER_CONNECTION..((i + 1) * PER_CONNECTION).min(channels)).collect();
+                    (i * per_connection..((i + 1) * per_connection).min(channels)).collect();
                 subscribe_all(ws, ns)
             }))
             .await;
@@ -127,6 +146,7 @@ pub async fn run(
         "channels_polled": requests.len(),
         "upstream_keeps_connections": !close_connections,
         "connections": connections,
+        "channels_per_connection": per_connection,
         "poll_interval_secs": interval,
         "measured_secs": (elapsed.as_secs_f64() * 10.0).round() / 10.0,
         "subscribe_secs": (subscribe_secs * 100.0).round() / 100.0,

@@ -81,7 +81,9 @@ impl Subscribers {
 #[derive(Default)]
 struct State {
     /// channel → (Pushpin instance, mode) → latest report.
-    reported: HashMap<ChannelId, HashMap<Source, Reported>>,
+    /// (A list, not a map: one source per channel is the rule, and a map's smallest table
+    /// holds four.)
+    reported: HashMap<ChannelId, Vec<(Source, Reported)>>,
     /// channel → hint expiry.
     hints: HashMap<ChannelId, Instant>,
     /// Active channels (a report or a hint), overall and by fetcher name: kept as channels
@@ -164,7 +166,7 @@ impl Demand {
         let source = (report.from.clone(), report.mode.clone());
         if gone {
             if let Some(sources) = s.reported.get_mut(&channel) {
-                sources.remove(&source);
+                sources.retain(|(s, _)| *s != source);
                 if sources.is_empty() {
                     s.reported.remove(&channel);
                 }
@@ -180,15 +182,12 @@ impl Demand {
             };
             // Refreshes (the steady state: one per channel and TTL) reuse the entries.
             match s.reported.get_mut(&channel) {
-                Some(sources) => match sources.get_mut(&source) {
-                    Some(r) => *r = reported,
-                    None => {
-                        sources.insert(source, reported);
-                    }
+                Some(sources) => match sources.iter_mut().find(|(s, _)| *s == source) {
+                    Some((_, r)) => *r = reported,
+                    None => sources.push((source, reported)),
                 },
                 None => {
-                    s.reported
-                        .insert(channel.clone(), HashMap::from([(source, reported)]));
+                    s.reported.insert(channel.clone(), vec![(source, reported)]);
                 }
             }
         }
@@ -262,7 +261,7 @@ impl Demand {
         }
         let mut emptied = Vec::new();
         for (channel, sources) in s.reported.iter_mut() {
-            sources.retain(|_, r| r.expires > now);
+            sources.retain(|(_, r)| r.expires > now);
             if sources.is_empty() {
                 emptied.push(channel.clone());
             }
@@ -283,7 +282,7 @@ impl Demand {
         s.hints.get(channel).is_some_and(|exp| *exp > now)
             || s.reported
                 .get(channel)
-                .is_some_and(|sources| sources.values().any(|r| r.expires > now))
+                .is_some_and(|sources| sources.iter().any(|(_, r)| r.expires > now))
     }
 
     /// How many channels have subscribers at `now` (the size of [`Demand::active`], read
@@ -293,7 +292,7 @@ impl Demand {
         let reported = |c: &ChannelId| {
             s.reported
                 .get(c)
-                .is_some_and(|sources| sources.values().any(|r| r.expires > now))
+                .is_some_and(|sources| sources.iter().any(|(_, r)| r.expires > now))
         };
         let hinted_only = s
             .hints

@@ -3,8 +3,6 @@
 //! passes the time and the store's limits, persists the commit, and only then announces.
 //! `restream fetchers run` uses the same decision to show what a poll would do.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use crate::changes::{self, Change, ChangeKind};
@@ -12,13 +10,13 @@ use crate::channel::ChannelId;
 use crate::fetcher::FetchOutcome;
 use crate::protocol::ServerMessage;
 use crate::pushpin::grip::{PublishItem, Transports};
-use crate::store::{ChannelMeta, Commit, LoggedEvent, StoredItem};
+use crate::store::{ChannelMeta, Commit, LoggedEvent, StoredItem, StoredItems};
 
 /// A channel as stored: its meta and its items by id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChannelState {
     pub meta: ChannelMeta,
-    pub items: BTreeMap<String, StoredItem>,
+    pub items: StoredItems,
 }
 
 impl ChannelState {
@@ -26,7 +24,7 @@ impl ChannelState {
     pub fn from_loaded(meta: ChannelMeta, items: Vec<StoredItem>) -> ChannelState {
         ChannelState {
             meta,
-            items: items.into_iter().map(|i| (i.id.clone(), i)).collect(),
+            items: StoredItems::from_unsorted(items),
         }
     }
 
@@ -41,12 +39,7 @@ impl ChannelState {
 
     /// Takes in a persisted `commit`; returns its events.
     pub fn apply(&mut self, commit: Commit) -> Vec<LoggedEvent> {
-        for id in &commit.removals {
-            self.items.remove(id);
-        }
-        for item in commit.upserts {
-            self.items.insert(item.id.clone(), item);
-        }
+        self.items.apply(&commit.removals, commit.upserts);
         self.meta = commit.meta;
         commit.events
     }
@@ -142,7 +135,7 @@ pub fn plan(state: &ChannelState, outcome: FetchOutcome, input: &PlanInput<'_>) 
     };
     let mut items = within_store_limit(outcome.items, input, &state.items, &mut report.oversize);
     // The first poll snapshots every item, whatever the store held.
-    let no_items = BTreeMap::new();
+    let no_items = StoredItems::default();
     let known = match state.meta.seq {
         0 => &no_items,
         _ => &state.items,
@@ -298,7 +291,7 @@ fn classify(changes: &[Change], unchanged: usize, report: &mut Report) {
 fn within_store_limit(
     items: Vec<Map<String, Value>>,
     input: &PlanInput<'_>,
-    known: &BTreeMap<String, StoredItem>,
+    known: &StoredItems,
     oversize: &mut Vec<(Option<String>, usize)>,
 ) -> Vec<Map<String, Value>> {
     if input.max_item_bytes == usize::MAX {

@@ -47,7 +47,7 @@ const IDLE_TICK: Duration = Duration::from_secs(5);
 pub async fn run_push(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
-    ctx: PollerContext,
+    ctx: impl Into<Arc<PollerContext>>,
     requests: RequestReceiver,
     wiring: PushWiring,
     shutdown: CancellationToken,
@@ -56,6 +56,7 @@ pub async fn run_push(
     let span = tracing::info_span!("writer", channel = %channel);
     async move {
         tracing::info!(mode = ?wiring.spec.mode, "push channel writer started");
+        let ctx = ctx.into();
         let Some(poller) = ChannelPoller::load(channel, entry, ctx, lease, &shutdown).await else {
             return;
         };

@@ -44,9 +44,6 @@ pub fn channel(capacity: usize) -> (RequestSender, RequestReceiver) {
     (sender, RequestReceiver { shared })
 }
 
-/// Queues grown by a burst shrink back once drained beyond this many slots.
-const KEEP_SLOTS: usize = 64;
-
 impl RequestSender {
     /// Queues `request`; gives it back when the queue is full or the poller is gone.
     pub fn try_send(&self, request: SnapshotRequest) -> Result<(), SnapshotRequest> {
@@ -85,8 +82,10 @@ impl RequestReceiver {
     pub fn try_recv(&mut self) -> Option<SnapshotRequest> {
         let mut queue = self.shared.queue.lock().expect("request queue lock");
         let request = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > KEEP_SLOTS {
-            queue.shrink_to_fit();
+        if queue.is_empty() && queue.capacity() > 0 {
+            // A drained queue holds nothing: most pollers get a request now and then, and
+            // thousands of them would each keep the room for several.
+            *queue = VecDeque::new();
         }
         request
     }

@@ -24,7 +24,8 @@ use super::{PollerContext, SnapshotRequest, SNAPSHOT_DELAY};
 pub struct ChannelPoller {
     pub(super) channel: ChannelId,
     pub(super) entry: Arc<FetcherEntry>,
-    pub(super) ctx: PollerContext,
+    /// Shared by every poller (one copy, not one per channel).
+    pub(super) ctx: Arc<PollerContext>,
     pub(super) lease: Option<Arc<LeaseGuard>>,
     pub(super) state: State,
 }
@@ -32,15 +33,16 @@ pub struct ChannelPoller {
 /// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`. In cluster
 /// mode it acts under `lease`: its commits carry the lease's epoch, and it neither commits nor
 /// publishes once the lease is no longer valid.
-pub async fn run(
+pub fn run(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
-    ctx: PollerContext,
+    ctx: impl Into<Arc<PollerContext>>,
     requests: RequestReceiver,
     shutdown: CancellationToken,
     lease: Option<Arc<LeaseGuard>>,
-) {
+) -> impl std::future::Future<Output = ()> {
     let span = tracing::info_span!("poller", channel = %channel);
+    let ctx = ctx.into();
     async move {
         let interval = entry.metadata.poll_interval;
         tracing::info!(interval_s = interval.as_secs_f64(), "poller started");
@@ -52,7 +54,6 @@ pub async fn run(
         tracing::info!("poller stopped");
     }
     .instrument(span)
-    .await
 }
 
 impl ChannelPoller {
@@ -61,7 +62,7 @@ impl ChannelPoller {
     pub(super) async fn load(
         channel: ChannelId,
         entry: Arc<FetcherEntry>,
-        ctx: PollerContext,
+        ctx: Arc<PollerContext>,
         lease: Option<Arc<LeaseGuard>>,
         shutdown: &CancellationToken,
     ) -> Option<ChannelPoller> {

@@ -203,7 +203,8 @@ impl Forwardable for SnapshotRequest {
 pub struct Scheduler {
     registry: Arc<SharedRegistry>,
     demand: Arc<Demand>,
-    ctx: PollerContext,
+    /// Every poller's context, shared.
+    ctx: Arc<PollerContext>,
     tracker: TaskTracker,
     slots: HashMap<ChannelId, Slot>,
     commands: mpsc::Receiver<Command>,
@@ -241,7 +242,7 @@ impl Scheduler {
         let scheduler = Scheduler {
             registry,
             demand,
-            ctx,
+            ctx: Arc::new(ctx),
             tracker: TaskTracker::new(),
             slots: HashMap::new(),
             commands: rx,

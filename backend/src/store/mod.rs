@@ -11,6 +11,7 @@ mod memory;
 mod redb_records;
 mod redb_store;
 mod redb_sweep;
+mod stored_items;
 
 pub mod conformance;
 pub mod conformance_history;
@@ -21,6 +22,7 @@ pub mod conformance_retention;
 pub use dynamo::{DynamoItemStore, TTL_ATTRIBUTE};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
+pub use stored_items::StoredItems;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
