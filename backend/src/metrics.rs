@@ -61,8 +61,8 @@ pub struct Metrics {
     pub store_orphans_removed: IntCounter,
     /// The items/status API's read cache, by `event` (`hit`, `miss`, `eviction`).
     pub read_cache: IntCounterVec,
-    /// Fresh WebSocket subscribes' snapshot cache, by `event` (`inline`, `stored`, `full`,
-    /// `too_large`).
+    /// Fresh WebSocket subscribes' snapshot cache, by `event` (`inline`, `up_to_date`,
+    /// `unwatched`, `resume_owed`, `stored`, `full`, `too_large`).
     pub snapshot_cache: IntCounterVec,
     /// Bytes of snapshot messages the snapshot cache holds (`state.snapshot_cache_bytes`).
     pub snapshot_cache_bytes: IntGauge,
@@ -326,7 +326,7 @@ impl Metrics {
             ),
             snapshot_cache: counter_vec(
                 "snapshot_cache_events_total",
-                "Snapshots of fresh WebSocket subscribes: sent inline in the WOH response, stored, not stored because the cache is full or the snapshot is over 16 KiB",
+                "Snapshots of fresh WebSocket subscribes: sent inline in the WOH response (inline), a resume at the kept seq answered (up_to_date), served but not watched for want of room (unwatched), a watched subscriber handed to its poller at a change (resume_owed), stored, not stored because the cache is full or the snapshot is over 16 KiB",
                 &["event"],
             ),
             snapshot_cache_bytes: register(

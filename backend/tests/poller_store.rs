@@ -324,7 +324,8 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
 }
 
 /// What the WOH handler does for a fresh subscribe when the channel's snapshot is kept: send
-/// it inline and ask the poller to resume after its seq.
+/// it inline (the cache watches the subscriber; the poller hears of it only if it commits
+/// before the subscription is surely applied, as a resume after the kept seq).
 #[tokio::test(start_paused = true)]
 async fn a_kept_snapshot_is_current_until_a_commit_and_its_subscriber_misses_nothing() {
     let store = Arc::new(MemoryStore::new(100));
@@ -353,21 +354,51 @@ async fn a_kept_snapshot_is_current_until_a_commit_and_its_subscriber_misses_not
         *answered
     );
 
-    // Sent inline at seq 1 just before the third poll, its resume request reaching the
-    // poller only after that poll committed seq 2: the resume sends seq 2.
-    tokio::time::sleep(Duration::from_millis(9_749)).await;
-    let inline = ask("inline", Some(kept.seq));
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Served inline at seq 1: one well before the third poll (surely subscribed when that
+    // poll commits seq 2), one just before it (handed back to the poller at the commit, which
+    // then publishes seq 2 only once that subscription is surely applied); and one the cache
+    // could not watch, whose resume request reaches the poller after seq 2 went out.
+    let serve = |connection| {
+        let served = run
+            .snapshots
+            .serve(&channel, None, connection, tokio::time::Instant::now());
+        let served = served.expect("kept");
+        assert!(served.watched);
+        assert_eq!(served.snapshot, kept);
+    };
+    tokio::time::sleep(Duration::from_millis(9_449)).await;
+    serve("settled");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    serve("inline");
+    let inline_at = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let unwatched = ask("unwatched", Some(kept.seq));
+    tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(
         run.snapshots.current(&channel),
         None,
         "forgotten at the commit"
     );
-    run.requests.try_send(inline).unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    run.requests.try_send(unwatched).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     run.requests.try_send(ask("later", None)).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(run.snapshots.current(&channel).unwrap().seq, 2);
+    let seq_2_published_at = run
+        .published
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, item)| item.channel == "t" && item.id.as_deref() == Some("2"))
+        .map(|(at, _)| *at)
+        .expect("seq 2 published");
+    assert!(
+        seq_2_published_at >= inline_at + restream::poller::SNAPSHOT_DELAY,
+        "published {:?} after the inline subscribe",
+        seq_2_published_at - inline_at
+    );
     let messages = run.finish().await;
     let to = |connection: &str| -> Vec<(String, u64)> {
         messages
@@ -382,11 +413,62 @@ async fn a_kept_snapshot_is_current_until_a_commit_and_its_subscriber_misses_not
             .collect()
     };
     assert_eq!(
-        to("inline"),
+        to("unwatched"),
         vec![("new".into(), 2)],
         "the event after its snapshot"
     );
+    assert_eq!(to("inline"), vec![], "seq 2 reached it live");
+    assert_eq!(to("settled"), vec![], "seq 2 reached it live");
     assert_eq!(to("later"), vec![("snapshot".into(), 2)]);
+}
+
+/// A subscriber served the kept snapshot just before its channel turns degraded is told so,
+/// like one the poller answered; the cache keeps nothing while the channel is degraded.
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_served_the_kept_snapshot_hears_that_the_channel_turned_degraded() {
+    let store = Arc::new(MemoryStore::new(100));
+    let run = start(
+        store,
+        vec![
+            ok(json!([{"id": "a"}])),
+            ok(json!([{"id": "a"}])),
+            err(500, None),
+        ],
+    );
+    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
+    polls(1).await; // Two polls: seq 1, unchanged.
+    run.requests.try_send(ask("first", None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(run.snapshots.current(&channel).is_some());
+    tokio::time::sleep(Duration::from_millis(9_749)).await;
+    let now = tokio::time::Instant::now();
+    let served = run.snapshots.serve(&channel, None, "inline", now).unwrap();
+    assert!(served.watched);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        run.snapshots.current(&channel),
+        None,
+        "forgotten when degraded"
+    );
+    run.requests.try_send(ask("later", None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        run.snapshots.current(&channel),
+        None,
+        "not kept while degraded"
+    );
+    let messages = run.finish().await;
+    let statuses_to = |connection: &str| {
+        let private: Vec<_> = messages
+            .iter()
+            .filter(|(ch, _)| *ch == format!("_conn:{connection}"))
+            .cloned()
+            .collect();
+        statuses(&private)
+    };
+    assert_eq!(statuses_to("inline").len(), 1, "{messages:?}");
+    assert_eq!(statuses_to("inline")[0].0, "degraded");
+    assert_eq!(statuses_to("later")[0].0, "degraded");
 }
 
 impl Run {

@@ -59,8 +59,11 @@ enum Scenario {
         /// 1.36 resets connections once about 100 WOH requests are queued.
         #[arg(long, default_value_t = 50)]
         connections: usize,
-        #[arg(long, default_value_t = 10.0)]
+        /// Seconds of each side in all, split into `rounds` alternating turns.
+        #[arg(long, default_value_t = 20.0)]
         seconds: f64,
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
     },
     /// Scenario 4: many active channels: backend RSS, CPU, scheduler drift.
     Scale {
@@ -206,7 +209,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Subscribe {
             connections,
             seconds,
-        } => emit(&subscribe::run(connections, seconds).await?),
+            rounds,
+        } => emit(&subscribe::run(connections, seconds, rounds).await?),
         Scenario::Scale {
             channels,
             interval,
@@ -310,7 +314,7 @@ async fn smoke() -> anyhow::Result<()> {
         fan["max_upstream_calls_per_interval"] == 1,
         "fan-out: expected exactly one upstream call per poll: {fan}"
     );
-    emit(&subscribe::run(4, 1.0).await?);
+    emit(&subscribe::run(4, 1.0, 2).await?);
     let scale = scale::run(scale::Run {
         channels: 100,
         interval: 2.0,

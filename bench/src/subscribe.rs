@@ -1,5 +1,6 @@
 //! Scenario 3: subscribe/unsubscribe messages per second through Pushpin, with restream behind
-//! it and with the no-op responder behind it, in the same run (alternating, twice each). Each
+//! it and with the no-op responder behind it, in the same run (alternating, `rounds` times
+//! each: a few seconds of a shared 2-core machine vary by several percent). Each
 //! connection sends `subscribe`, waits for `subscribed`, sends `unsubscribe`, waits for
 //! `unsubscribed`, and repeats; the rate counts answered messages.
 //!
@@ -125,27 +126,29 @@ async fn rate(
     Ok((total as f64 / started.elapsed().as_secs_f64(), resets))
 }
 
-pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
-    let half = seconds / 2.0;
+/// Each side for `seconds` in all, in `rounds` turns.
+pub async fn run(connections: usize, seconds: f64, rounds: usize) -> anyhow::Result<Value> {
+    anyhow::ensure!(rounds > 0, "at least one round");
+    let (turn, share) = (seconds / rounds as f64, 1.0 / rounds as f64);
     let (mut ours, mut up_to_date, mut null, mut with_token) = (0.0, 0.0, 0.0, 0.0);
     let (mut our_resets, mut null_resets) = (0, 0);
-    for _ in 0..2 {
-        let (rate_, resets) = rate(Behind::Restream, Subscribe::Fresh, connections, half).await?;
-        (ours, our_resets) = (ours + rate_ / 2.0, our_resets + resets);
+    for _ in 0..rounds {
+        let (rate_, resets) = rate(Behind::Restream, Subscribe::Fresh, connections, turn).await?;
+        (ours, our_resets) = (ours + rate_ * share, our_resets + resets);
         let (rate_, resets) =
-            rate(Behind::NullResponder, Subscribe::Fresh, connections, half).await?;
-        (null, null_resets) = (null + rate_ / 2.0, null_resets + resets);
+            rate(Behind::NullResponder, Subscribe::Fresh, connections, turn).await?;
+        (null, null_resets) = (null + rate_ * share, null_resets + resets);
         let (rate_, resets) =
-            rate(Behind::Restream, Subscribe::UpToDate, connections, half).await?;
-        (up_to_date, our_resets) = (up_to_date + rate_ / 2.0, our_resets + resets);
+            rate(Behind::Restream, Subscribe::UpToDate, connections, turn).await?;
+        (up_to_date, our_resets) = (up_to_date + rate_ * share, our_resets + resets);
         let (rate_, resets) = rate(
             Behind::Restream,
             Subscribe::FreshWithToken,
             connections,
-            half,
+            turn,
         )
         .await?;
-        (with_token, our_resets) = (with_token + rate_ / 2.0, our_resets + resets);
+        (with_token, our_resets) = (with_token + rate_ * share, our_resets + resets);
     }
     let r = |v: f64| (v * 10.0).round() / 10.0;
     let ratio = |v: f64| {
@@ -159,6 +162,7 @@ pub async fn run(connections: usize, seconds: f64) -> anyhow::Result<Value> {
         "scenario": "subscribe",
         "connections": connections,
         "seconds_each": seconds,
+        "rounds": rounds,
         "restream_msgs_per_sec": r(ours),
         "restream_up_to_date_msgs_per_sec": r(up_to_date),
         "restream_with_token_msgs_per_sec": r(with_token),

@@ -59,6 +59,9 @@ impl Grants {
 
     /// Keeps only the entries of `held`; true if anything went.
     pub fn retain_held<'a>(&mut self, held: impl IntoIterator<Item = &'a ChannelId>) -> bool {
+        if self.0.is_empty() {
+            return false; // Public channels only: nothing to hash.
+        }
         let keep: std::collections::BTreeSet<String> = held.into_iter().map(key).collect();
         let before = self.0.len();
         self.0.retain(|k, _| keep.contains(k));

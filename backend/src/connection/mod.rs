@@ -16,6 +16,7 @@ use crate::protocol::{
 use crate::pushpin::grip::Control;
 use crate::pushpin::woh::Event;
 use crate::snapshot_cache::SnapshotCache;
+use tokio::time::Instant;
 
 /// Name of the connection meta field holding the subscribed channel ids.
 pub const SUBS_META: &str = "Restream-Subs";
@@ -148,6 +149,8 @@ pub struct Context<'a> {
     pub auth: &'a RequestAuth<'a>,
     /// Channels' current snapshots: a fresh subscriber gets its channel's inline.
     pub snapshots: &'a SnapshotCache,
+    /// When the request is handled (subscribers served from `snapshots` are watched from then).
+    pub now: Instant,
 }
 
 /// The answer to one WOH request.
@@ -203,7 +206,7 @@ pub fn handle(
                 );
             }
             Event::Text(text) => match protocol::parse(&text) {
-                Ok(message) => apply(message, &mut reply, context),
+                Ok(message) => apply(connection_id, message, &mut reply, context),
                 Err(rejection) => send(&mut reply, rejection.into()),
             },
             Event::Binary(_) => send(
@@ -231,8 +234,7 @@ pub fn handle(
         end_unauthorized(&mut reply, context);
         reply.live_channels = reply.subscriptions.iter().cloned().collect();
     }
-    let held = reply.subscriptions.0.clone();
-    reply.grants_changed |= reply.grants.retain_held(&held);
+    reply.grants_changed |= reply.grants.retain_held(&reply.subscriptions.0);
     reply
 }
 
@@ -244,18 +246,36 @@ fn control(reply: &mut Reply, c: Control) {
     reply.events.push(Event::text(c.to_text()));
 }
 
-/// A fresh subscriber's snapshot from the cache, right after its `subscribed` (Pushpin applies
-/// the GRIP subscription before it sends the message), and the seq it is at: the poller then
-/// sends only what was committed after it, as to a subscriber resuming there.
-fn inline_snapshot(reply: &mut Reply, snapshots: &SnapshotCache, id: &ChannelId) -> Option<u64> {
-    let current = snapshots.current(id)?;
-    reply
-        .events
-        .push(Event::Text(current.message.as_bytes().to_vec()));
-    Some(current.seq)
+/// What a subscriber at `since` is owed beyond what the snapshot cache serves. A fresh one
+/// gets the kept snapshot right after its `subscribed` (Pushpin applies the GRIP subscription
+/// before it sends the message); one resuming at the kept seq is up to date. Either way the
+/// cache watches it until its subscription is surely applied and hands it to the poller if the
+/// channel changes meanwhile, so the poller hears nothing of it. What the cache cannot serve is
+/// left to the poller; what it serves but cannot watch too, as a resume after the kept seq.
+fn snapshot_wanted(
+    reply: &mut Reply,
+    context: &Context<'_>,
+    connection_id: &str,
+    id: ChannelId,
+    since: Option<u64>,
+) -> Option<SnapshotWanted> {
+    let Some(served) = context
+        .snapshots
+        .serve(&id, since, connection_id, context.now)
+    else {
+        return Some(SnapshotWanted { channel: id, since });
+    };
+    if since.is_none() {
+        let message = served.snapshot.message.as_bytes().to_vec();
+        reply.events.push(Event::Text(message));
+    }
+    (!served.watched).then_some(SnapshotWanted {
+        channel: id,
+        since: Some(served.snapshot.seq),
+    })
 }
 
-fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
+fn apply(connection_id: &str, message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
     let Context {
         registry,
         limits,
@@ -327,8 +347,9 @@ fn apply(message: ClientMessage, reply: &mut Reply, context: &Context<'_>) {
             } else if !admission.resend_snapshot(&id) {
                 return;
             }
-            let since = since.or_else(|| inline_snapshot(reply, context.snapshots, &id));
-            reply.snapshots.push(SnapshotWanted { channel: id, since });
+            if let Some(wanted) = snapshot_wanted(reply, context, connection_id, id, since) {
+                reply.snapshots.push(wanted);
+            }
         }
         ClientMessage::Unsubscribe {
             channel,

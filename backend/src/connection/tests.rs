@@ -138,6 +138,7 @@ fn build(admission: Scripted, auth: RequestAuth<'static>) -> Context<'static> {
         admission: Box::leak(Box::new(admission)),
         auth: Box::leak(Box::new(auth)),
         snapshots: Box::leak(Box::default()),
+        now: tokio::time::Instant::now(),
     }
 }
 
@@ -183,11 +184,12 @@ fn subscribe_emits_control_then_reply_and_updates_meta() {
 }
 
 #[test]
-fn a_fresh_subscribe_gets_a_kept_snapshot_inline_and_resumes_after_it() {
+fn a_fresh_subscribe_gets_a_kept_snapshot_inline_and_the_poller_hears_nothing_of_it() {
     let snapshots: &'static SnapshotCache = Box::leak(Box::new(SnapshotCache::new(1 << 20)));
     let a = ChannelId::parse("a").unwrap();
     let kept = json!({"type": "snapshot", "channel": "a", "params": {}, "seq": 7, "items": []});
-    snapshots.offer(&a, 7, &kept.to_string());
+    let (_tx, mut poller_queue) = crate::poller::requests::channel(8);
+    snapshots.offer(&a, 7, &kept.to_string(), &poller_queue.requeue());
     let context = Context {
         snapshots,
         ..context()
@@ -201,18 +203,31 @@ fn a_fresh_subscribe_gets_a_kept_snapshot_inline_and_resumes_after_it() {
     assert_eq!(t[1]["type"], "subscribed");
     assert_eq!(t[2], kept, "right after its subscribed: {t:?}");
     assert_eq!(t.len(), 5, "none kept for w: {t:?}");
-    let wanted: Vec<_> = r.snapshots.iter().map(|w| w.since).collect();
-    assert_eq!(
-        wanted,
-        vec![Some(7), None],
-        "a resumes after the inline snapshot"
-    );
+    let wanted: Vec<_> = r.snapshots.iter().map(|w| w.channel.as_str()).collect();
+    assert_eq!(wanted, vec!["w?lat=1&u=c"], "a is the cache's to watch");
 
-    // A subscriber resuming at its own seq is not sent the snapshot.
+    // A subscriber resuming at the kept seq is up to date: nothing to send, nothing to ask.
+    let current = text(json!({"action": "subscribe", "channel": "a", "since": 7}));
+    let r = handle("c2", vec![current], Subscriptions::default(), &context);
+    assert_eq!(texts(&r).len(), 2, "control and subscribed only");
+    assert!(r.snapshots.is_empty());
+
+    // One resuming at its own seq is the poller's to answer.
     let resume = text(json!({"action": "subscribe", "channel": "a", "since": 3}));
-    let r = handle("cid", vec![resume], Subscriptions::default(), &context);
+    let r = handle("c3", vec![resume], Subscriptions::default(), &context);
     assert_eq!(texts(&r).len(), 2, "control and subscribed only");
     assert_eq!(r.snapshots[0].since, Some(3));
+
+    // The channel changes: the two it served are owed a resume after seq 7.
+    assert!(poller_queue.try_recv().is_none());
+    snapshots.forget(&a);
+    let owed: Vec<_> = std::iter::from_fn(|| poller_queue.try_recv())
+        .map(|r| (r.connection_channel.to_string(), r.since))
+        .collect();
+    assert_eq!(
+        owed,
+        vec![("_conn:cid".into(), Some(7)), ("_conn:c2".into(), Some(7))]
+    );
 }
 
 #[test]

@@ -250,10 +250,12 @@ impl ChannelPoller {
     /// inline (`snapshot_cache`).
     fn snapshot_for(&self, request: &SnapshotRequest, reset: bool) -> PublishItem {
         let message = self.snapshot_message(reset).to_json();
-        if !reset {
+        // Not while degraded: a new subscriber must hear of it from the poller.
+        if !reset && self.state.degraded.is_none() {
+            let seq = self.state.seq();
             self.ctx
                 .snapshots
-                .offer(&self.channel, self.state.seq(), &message);
+                .offer(&self.channel, seq, &message, &self.requeue);
         }
         to_connection(request, message, self.state.seq())
     }

@@ -114,7 +114,9 @@ impl ChannelPoller {
         );
         let retry_in = state.retry_in;
         if state.degraded.replace(code).is_none() {
-            // Only the transition is announced, not every failed poll.
+            // Only the transition is announced, not every failed poll; subscribers served
+            // the kept snapshot meanwhile are handed back to be told too.
+            self.ctx.snapshots.forget(&self.channel);
             self.publish_status().await;
         }
         retry_in

@@ -44,7 +44,7 @@ const IDLE_TICK: Duration = Duration::from_secs(5);
 /// Runs `channel`'s writer until `shutdown`: opens the channel (an empty snapshot at seq 1)
 /// if it never was, then commits batches and answers snapshot requests in arrival order. In
 /// cluster mode it acts under `lease`, like a poller.
-pub async fn run_push(
+pub fn run_push(
     channel: ChannelId,
     entry: Arc<FetcherEntry>,
     ctx: impl Into<Arc<PollerContext>>,
@@ -52,19 +52,20 @@ pub async fn run_push(
     wiring: PushWiring,
     shutdown: CancellationToken,
     lease: Option<Arc<LeaseGuard>>,
-) {
+) -> impl std::future::Future<Output = ()> {
     let span = tracing::info_span!("writer", channel = %channel);
+    let ctx = ctx.into();
     async move {
         tracing::info!(mode = ?wiring.spec.mode, "push channel writer started");
-        let ctx = ctx.into();
-        let Some(poller) = ChannelPoller::load(channel, entry, ctx, lease, &shutdown).await else {
+        let requeue = requests.requeue();
+        let load = ChannelPoller::load(channel, entry, ctx, lease, requeue, &shutdown);
+        let Some(poller) = load.await else {
             return;
         };
         poller.run_push(requests, wiring, shutdown).await;
         tracing::info!("push channel writer stopped");
     }
     .instrument(span)
-    .await
 }
 
 impl ChannelPoller {

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 
@@ -28,6 +28,32 @@ pub struct RequestSender {
 /// The poller's end.
 pub struct RequestReceiver {
     shared: Arc<Shared>,
+}
+
+/// The poller's own queue as others may hand it requests owed to it (the snapshot cache, for
+/// the subscribers it served when the poller commits): they go first and past the capacity
+/// (their number is bounded where they were kept). Held weakly: nothing once the queue is gone.
+#[derive(Clone, Default)]
+pub struct Requeue {
+    shared: Weak<Shared>,
+}
+
+impl Requeue {
+    /// Puts `owed` at the front of the queue, in order.
+    pub fn push_front(&self, owed: Vec<SnapshotRequest>) {
+        if owed.is_empty() {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut queue = shared.queue.lock().expect("request queue lock");
+        for request in owed.into_iter().rev() {
+            queue.push_front(request);
+        }
+        drop(queue);
+        shared.ready.notify_one();
+    }
 }
 
 /// A queue that holds at most `capacity` requests.
@@ -78,6 +104,13 @@ impl Drop for RequestSender {
 }
 
 impl RequestReceiver {
+    /// A handle others may give this queue's owner the requests it owes.
+    pub fn requeue(&self) -> Requeue {
+        Requeue {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
     /// The oldest queued request, if any.
     pub fn try_recv(&mut self) -> Option<SnapshotRequest> {
         let mut queue = self.shared.queue.lock().expect("request queue lock");
@@ -169,6 +202,21 @@ mod tests {
         assert!(timed_out.is_err());
         tx.try_send(request(1)).unwrap();
         assert_eq!(rx.recv().await.unwrap().since, Some(1));
+    }
+
+    #[test]
+    fn owed_requests_go_first_past_the_capacity_and_nowhere_once_the_queue_is_gone() {
+        let (tx, mut rx) = channel(1);
+        tx.try_send(request(1)).unwrap();
+        let requeue = rx.requeue();
+        requeue.push_front(vec![request(5), request(6)]);
+        let order: Vec<_> = std::iter::from_fn(|| rx.try_recv())
+            .map(|r| r.since)
+            .collect();
+        assert_eq!(order, vec![Some(5), Some(6), Some(1)]);
+        drop((tx, rx));
+        requeue.push_front(vec![request(7)]); // Harmless.
+        Requeue::default().push_front(vec![request(8)]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::requests::RequestReceiver;
+use super::requests::{RequestReceiver, Requeue};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -28,6 +28,8 @@ pub struct ChannelPoller {
     pub(super) ctx: Arc<PollerContext>,
     pub(super) lease: Option<Arc<LeaseGuard>>,
     pub(super) state: State,
+    /// Its own request queue, for the snapshot cache to hand back subscribers it served.
+    pub(super) requeue: Requeue,
 }
 
 /// Polls `channel` every `poll_interval` (first poll at once) until `shutdown`. In cluster
@@ -46,7 +48,7 @@ pub fn run(
     async move {
         let interval = entry.metadata.poll_interval;
         tracing::info!(interval_s = interval.as_secs_f64(), "poller started");
-        let load = ChannelPoller::load(channel, entry, ctx, lease, &shutdown);
+        let load = ChannelPoller::load(channel, entry, ctx, lease, requests.requeue(), &shutdown);
         let Some(poller) = Box::pin(load).await else {
             return;
         };
@@ -64,6 +66,7 @@ impl ChannelPoller {
         entry: Arc<FetcherEntry>,
         ctx: Arc<PollerContext>,
         lease: Option<Arc<LeaseGuard>>,
+        requeue: Requeue,
         shutdown: &CancellationToken,
     ) -> Option<ChannelPoller> {
         let interval = entry.metadata.poll_interval;
@@ -74,6 +77,7 @@ impl ChannelPoller {
             ctx,
             lease,
             state,
+            requeue,
         })
     }
 

@@ -33,9 +33,24 @@ pub enum Control {
 impl Control {
     /// The `c:{...}` text sent to Pushpin in a TEXT event.
     pub fn to_text(&self) -> String {
+        /// A subscription change, written straight (one per subscribe and unsubscribe).
+        #[derive(Serialize)]
+        struct Membership<'a> {
+            channel: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        let membership = |channel: &GripChannel, kind| {
+            let body = Membership {
+                channel: &channel.to_string(),
+                kind,
+            };
+            let body = serde_json::to_string(&body).expect("strings serialize");
+            format!("{CONTROL_PREFIX}{body}")
+        };
         let body = match self {
-            Control::Subscribe(ch) => json!({"type": "subscribe", "channel": ch.to_string()}),
-            Control::Unsubscribe(ch) => json!({"type": "unsubscribe", "channel": ch.to_string()}),
+            Control::Subscribe(ch) => return membership(ch, "subscribe"),
+            Control::Unsubscribe(ch) => return membership(ch, "unsubscribe"),
             Control::KeepAlive(silence) => json!({
                 "type": "keep-alive",
                 "content": KEEP_ALIVE_PAYLOAD,
@@ -173,9 +188,10 @@ mod tests {
             Control::Subscribe(GripChannel::parse("nyt-top?section=home").unwrap()).to_text(),
             r#"c:{"channel":"nyt-top?section=home","type":"subscribe"}"#
         );
-        assert!(Control::Unsubscribe(GripChannel::parse("x").unwrap())
-            .to_text()
-            .starts_with("c:{"));
+        assert_eq!(
+            Control::Unsubscribe(GripChannel::parse("x").unwrap()).to_text(),
+            r#"c:{"channel":"x","type":"unsubscribe"}"#
+        );
     }
 
     #[test]

@@ -56,7 +56,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    // The WebSocket endpoint first: every client message is a request to it, and routes are
+    // matched in order. `/channels` (POST) also serves it, as the original restream clients
+    // used, further down beside the catalog.
+    cfg.route("/ws", web::post().to(woh::websocket_over_http))
+        .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/internal/snapshot", web::post().to(internal::snapshot))
@@ -76,8 +80,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/channels/{name}/events", web::get().to(events::events))
         .route("/channels/{name}/history", web::get().to(history::channel))
         .route("/history", web::get().to(history::coalesced))
-        // The WebSocket endpoint: `/ws`, and `/channels` as the original restream clients used.
-        .route("/ws", web::post().to(woh::websocket_over_http))
         .route("/channels", web::post().to(woh::websocket_over_http))
         .configure(admin::configure);
 }

@@ -1,15 +1,22 @@
 //! The WebSocket-over-HTTP endpoint Pushpin forwards client WebSockets to.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::AppState;
-use crate::auth::{self, Grants, RequestAuth, GRANTS_META};
+use crate::auth::{self, Grants, RequestAuth};
 use crate::channel::GripChannel;
-use crate::connection::{self, Subscriptions, SUBS_META};
+use crate::connection::{self, Subscriptions};
 use crate::poller::SnapshotRequest;
 use crate::pushpin::grip;
 use crate::pushpin::woh;
+
+/// The connection meta headers: what Pushpin sends with each request (`Meta-*`) and what sets
+/// it (`Set-Meta-*`), for the connection's subscriptions and its channel tokens' grants.
+const SUBS_META_HEADER: &str = "meta-restream-subs";
+const SET_SUBS_META_HEADER: &str = "set-meta-restream-subs";
+const GRANTS_META_HEADER: &str = "meta-restream-grants";
+const SET_GRANTS_META_HEADER: &str = "set-meta-restream-grants";
 
 fn plain(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
     HttpResponse::build(status)
@@ -69,11 +76,11 @@ pub async fn websocket_over_http(
     };
     let meta = req
         .headers()
-        .get(format!("Meta-{SUBS_META}"))
+        .get(SUBS_META_HEADER)
         .and_then(|v| v.to_str().ok());
     let grants = req
         .headers()
-        .get(format!("Meta-{GRANTS_META}"))
+        .get(GRANTS_META_HEADER)
         .and_then(|v| v.to_str().ok());
     let event_count = events.len();
     crate::metrics::get().woh_request(&events);
@@ -84,6 +91,7 @@ pub async fn websocket_over_http(
         grants: Grants::from_meta(grants),
         now,
     };
+    let handled_at = tokio::time::Instant::now();
     let reply = connection::handle(
         connection_id,
         events,
@@ -94,6 +102,7 @@ pub async fn websocket_over_http(
             admission: &state.guard.for_connection(connection_id, address),
             auth: &request_auth,
             snapshots: &state.snapshots,
+            now: handled_at,
         },
     );
     for (channel, refusal) in &reply.refusals {
@@ -104,9 +113,8 @@ pub async fn websocket_over_http(
         subscriptions = reply.live_channels.len(),
         "woh request"
     );
-    let now = tokio::time::Instant::now();
     for channel in &reply.live_channels {
-        state.demand.hint(channel, now);
+        state.demand.hint(channel, handled_at);
     }
     for wanted in &reply.snapshots {
         state.scheduler.request_snapshot(
@@ -115,7 +123,7 @@ pub async fn websocket_over_http(
                 connection_channel: GripChannel::connection(connection_id),
                 since: wanted.since,
                 transport: grip::Transports::WebSocket,
-                requested_at: now,
+                requested_at: handled_at,
             },
         );
     }
@@ -130,7 +138,8 @@ pub async fn websocket_over_http(
     if reply.subscriptions_changed {
         match HeaderValue::from_str(&reply.subscriptions.to_meta()) {
             Ok(v) => {
-                response.insert_header((format!("Set-Meta-{SUBS_META}"), v));
+                let name = HeaderName::from_static(SET_SUBS_META_HEADER);
+                response.insert_header((name, v));
             }
             Err(e) => tracing::error!(error = %e, "subscription meta is not a valid header value"),
         }
@@ -138,10 +147,30 @@ pub async fn websocket_over_http(
     if reply.grants_changed {
         match HeaderValue::from_str(&reply.grants.to_meta()) {
             Ok(v) => {
-                response.insert_header((format!("Set-Meta-{GRANTS_META}"), v));
+                let name = HeaderName::from_static(SET_GRANTS_META_HEADER);
+                response.insert_header((name, v));
             }
             Err(e) => tracing::error!(error = %e, "grants meta is not a valid header value"),
         }
     }
     response.body(woh::encode(&reply.events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::GRANTS_META;
+    use crate::connection::SUBS_META;
+
+    #[test]
+    fn meta_header_names_are_the_metas_in_lower_case() {
+        let lower = |s: String| s.to_ascii_lowercase();
+        assert_eq!(SUBS_META_HEADER, lower(format!("Meta-{SUBS_META}")));
+        assert_eq!(SET_SUBS_META_HEADER, lower(format!("Set-Meta-{SUBS_META}")));
+        assert_eq!(GRANTS_META_HEADER, lower(format!("Meta-{GRANTS_META}")));
+        assert_eq!(
+            SET_GRANTS_META_HEADER,
+            lower(format!("Set-Meta-{GRANTS_META}"))
+        );
+    }
 }

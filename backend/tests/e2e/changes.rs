@@ -212,6 +212,91 @@ async fn a_poll_with_hundreds_of_changes_reaches_a_websocket_whole() {
 /// Issue 21: once a channel's snapshot was answered, later fresh subscribers get it inline in
 /// their WOH response, right after `subscribed`; a change makes it stale (the next one is
 /// published, then kept again), and nobody gets an event twice or misses one.
+/// Fresh subscribers served the kept snapshot inline all through a change: those served in
+/// the moment before the change (their subscription not yet surely applied in Pushpin) are
+/// handed back to the poller, which publishes the change after that moment and resumes them.
+/// Following the client rule, every one ends at the new state without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_subscribers_served_inline_around_a_change_miss_nothing() {
+    let stack = Stack::start().await;
+    let feed = "1.0_hour";
+    let metrics = format!("http://{}/metrics", stack.backend.addr);
+    stack.upstream.set_quakes(feed, vec![quake("a", 1.0)]);
+    let params = json!({"feed": feed});
+    // The first gets the broadcast first snapshot, the second the poller's, kept from then on.
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(&stack.ws_url).await;
+        c.subscribe("usgs-earthquakes", params.clone()).await;
+        c.recv_type("snapshot", Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.push(c);
+    }
+    stack.upstream.set_quakes(feed, vec![quake("a", 2.0)]);
+    // A new subscriber every 40 ms for two intervals: the change lands among them.
+    let mut clients = Vec::new();
+    let until = tokio::time::Instant::now() + POLL * 2;
+    while tokio::time::Instant::now() < until {
+        let mut c = Client::connect(&stack.ws_url).await;
+        c.subscribe("usgs-earthquakes", params.clone()).await;
+        clients.push(c);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    tokio::time::sleep(POLL).await;
+    let got = futures_util::future::join_all(
+        clients
+            .iter_mut()
+            .map(|c| drain(c, Duration::from_millis(500))),
+    )
+    .await;
+    let (mut before, mut after) = (0, 0);
+    for messages in &got {
+        // The client rule (docs/protocol.md): a snapshot newer than what is held replaces it;
+        // events count only after a snapshot and only above the seq held, one at a time.
+        let mut held: Option<(u64, Value)> = None;
+        for m in messages {
+            let seq = m["seq"].as_u64().expect("a seq");
+            match (m["type"].as_str(), &held) {
+                (Some("snapshot"), None) => {
+                    let mag = m["items"][0]["properties"]["mag"].clone();
+                    if seq == 1 {
+                        before += 1;
+                    } else {
+                        after += 1;
+                    }
+                    held = Some((seq, mag));
+                }
+                (Some("snapshot"), Some((at, _))) if seq > *at => {
+                    held = Some((seq, m["items"][0]["properties"]["mag"].clone()));
+                }
+                (_, Some((at, _))) if seq <= *at => {} // Already applied.
+                (Some("updated"), Some((at, _))) => {
+                    assert_eq!(seq, at + 1, "no gap: {messages:?}");
+                    held = Some((seq, m["item"]["properties"]["mag"].clone()));
+                }
+                _ => panic!("unexpected {m} in {messages:?}"),
+            }
+        }
+        assert_eq!(
+            held,
+            Some((2, json!(2.0))),
+            "at the new state: {messages:?}"
+        );
+    }
+    assert!(
+        before > 0 && after > 0,
+        "the change came among them: {before} / {after}"
+    );
+    let m = scrape(&metrics).await;
+    let event = |e| value(&m, "restream_snapshot_cache_events_total", &[("event", e)]);
+    assert!(event("inline") > 0.0, "served from the cache");
+    eprintln!(
+        "{} subscribers: {before} before the change, {after} after; {} handed back to the poller",
+        got.len(),
+        event("resume_owed")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_fresh_subscribers_get_the_kept_snapshot_inline() {
     let stack = Stack::start().await;
