@@ -85,6 +85,8 @@ pub struct Metrics {
     pub auth_refusals: IntCounterVec,
     /// Reloads of the token keys (JWT secret, JWKS), by outcome.
     pub auth_key_refreshes: IntCounterVec,
+    /// WebSocket connections' tokens found verified already (`hit`) or verified (`miss`).
+    pub auth_token_cache: IntCounterVec,
     /// Public keys currently loaded from the JWKS.
     pub auth_jwks_keys: IntGauge,
     // SQS queue source of push channels (issue 19).
@@ -375,6 +377,11 @@ impl Metrics {
                 "auth_refusals_total",
                 "Subscribes and HTTP requests refused for want of a valid token, by reason (missing, malformed, expired, bad_signature, unknown_key, wrong_channel, ...)",
                 &["reason"],
+            ),
+            auth_token_cache: counter_vec(
+                "auth_token_cache_total",
+                "WebSocket connections' tokens (replayed by Pushpin on every request) found verified already (hit) or verified again (miss)",
+                &["event"],
             ),
             auth_key_refreshes: counter_vec(
                 "auth_key_refreshes_total",

@@ -218,6 +218,7 @@ pub async fn auth(
             audience: a.audience.clone(),
             issuer: a.issuer.clone(),
         },
+        verified: Default::default(),
     })
 }
 

@@ -422,6 +422,44 @@ async fn a_kept_snapshot_is_current_until_a_commit_and_its_subscriber_misses_not
     assert_eq!(to("later"), vec![("snapshot".into(), 2)]);
 }
 
+/// A subscriber resuming at the current seq is sent nothing, and the snapshot is kept from
+/// then on: later subscribers at that seq, and fresh ones, are served from the cache.
+#[tokio::test(start_paused = true)]
+async fn an_up_to_date_resume_keeps_the_snapshot_for_later_subscribers() {
+    let run = start(
+        Arc::new(MemoryStore::new(100)),
+        vec![ok(json!([{"id": "a"}]))],
+    );
+    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
+    polls(1).await;
+    assert_eq!(run.snapshots.current(&channel), None, "nobody asked yet");
+    run.requests.try_send(ask("resuming", Some(1))).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kept = run.snapshots.current(&channel).expect("kept");
+    assert_eq!(kept.seq, 1);
+    let now = tokio::time::Instant::now();
+    let again = run
+        .snapshots
+        .serve(&channel, Some(1), "again", now)
+        .unwrap();
+    assert!(again.watched, "up to date, from the cache");
+    let fresh = run.snapshots.serve(&channel, None, "fresh", now).unwrap();
+    let fresh: Value = serde_json::from_str(&fresh.snapshot.message).unwrap();
+    assert_eq!(
+        (fresh["type"].as_str(), fresh["seq"].as_u64()),
+        (Some("snapshot"), Some(1))
+    );
+    let messages = run.finish().await;
+    let private: Vec<_> = messages
+        .iter()
+        .filter(|(ch, _)| ch.starts_with("_conn:"))
+        .collect();
+    assert!(
+        private.is_empty(),
+        "nothing published to any of them: {private:?}"
+    );
+}
+
 /// A subscriber served the kept snapshot just before its channel turns degraded is told so,
 /// like one the poller answered; the cache keeps nothing while the channel is degraded.
 #[tokio::test(start_paused = true)]

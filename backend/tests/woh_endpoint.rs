@@ -242,6 +242,7 @@ async fn token_state(secret: &[u8]) -> web::Data<AppState> {
             &serde_json::json!({}),
         ))),
         rules: Rules::default(),
+        verified: Default::default(),
     };
     state_with(registry, auth, Vec::new())
 }

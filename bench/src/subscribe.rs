@@ -77,10 +77,14 @@ async fn rate(
     })
     .await?;
     let mut clients = connect_many(&stack.ws_url, connections).await?;
-    let since = match subscribe {
-        Subscribe::Fresh | Subscribe::FreshWithToken => None,
-        Subscribe::UpToDate => {
-            // The first poll (the interval is a minute: the only one) sets the seq.
+    // Subscribes to a live channel, not a channel's start: before the clock starts, one
+    // subscriber waits for the snapshot of the first poll (the interval is a minute: the only
+    // one), which sets the seq. (Started by the measured burst itself, the first snapshot
+    // waits for the burst to settle, up to 2 s of a 5-second turn, and then answers
+    // every subscriber held meanwhile: a channel's start-up, which the no-op side never has.)
+    let seq = match behind {
+        Behind::NullResponder => None, // Nothing to start, and no snapshot.
+        Behind::Restream => {
             let ws = &mut clients[0];
             ask(ws, "subscribe", None, "subscribed").await?;
             let snapshot = wait_for(ws, "subscribe", "snapshot").await;
@@ -89,6 +93,10 @@ async fn rate(
             anyhow::ensure!(seq > 0, "no snapshot with a seq");
             Some(seq)
         }
+    };
+    let since = match subscribe {
+        Subscribe::Fresh | Subscribe::FreshWithToken => None,
+        Subscribe::UpToDate => seq,
     };
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();

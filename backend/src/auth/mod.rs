@@ -17,12 +17,14 @@ mod grants;
 mod keys;
 pub mod mint;
 mod policy;
+mod verified;
 mod verify;
 
 pub use claims::{ChannelPattern, Claims, ClaimsError, PatternError, MAX_PATTERNS};
 pub use grants::{Grants, GRANTS_META};
 pub use keys::{JwksSource, KeySet, LiveKeys, JWT_SECRET, SECRETS_ENTRY};
 pub use policy::{Access, Policy};
+pub use verified::VerifiedTokens;
 pub use verify::{verify, Refusal, Rules, MAX_TOKEN_LEN};
 
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct Auth {
     pub policy: Policy,
     pub keys: Arc<LiveKeys>,
     pub rules: Rules,
+    /// Connections' tokens verified lately.
+    pub verified: VerifiedTokens,
 }
 
 impl Auth {
@@ -43,6 +47,7 @@ impl Auth {
             policy: Policy::default(),
             keys: Arc::new(LiveKeys::fixed(KeySet::default())),
             rules: Rules::default(),
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -71,14 +76,23 @@ impl Auth {
         }
     }
 
-    /// The connection's (or request's) token, verified.
+    /// A WebSocket connection's token, verified (Pushpin replays it on every request of the
+    /// connection: one verified lately with the current keys is not verified again).
     pub async fn credential(&self, token: Option<&str>, now: u64) -> Credential {
-        match token {
-            None | Some("") => Credential::Absent,
-            Some(t) => match self.verify_fresh(t, now).await {
-                Ok(claims) => Credential::Valid(claims),
-                Err(refusal) => Credential::Invalid(refusal),
-            },
+        let token = match token {
+            None | Some("") => return Credential::Absent,
+            Some(t) => t,
+        };
+        let keys = self.keys.current();
+        if let Some(claims) = self.verified.get(&keys, token, now) {
+            return Credential::Valid(claims);
+        }
+        match self.verify_fresh(token, now).await {
+            Ok(claims) => {
+                self.verified.insert(&keys, token, &claims);
+                Credential::Valid(claims)
+            }
+            Err(refusal) => Credential::Invalid(refusal),
         }
     }
 

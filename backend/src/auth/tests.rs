@@ -158,6 +158,7 @@ fn auth(default_access: Access) -> Auth {
         },
         keys: Arc::new(LiveKeys::fixed(keys())),
         rules: Rules::default(),
+        verified: Default::default(),
     }
 }
 
@@ -382,4 +383,34 @@ async fn live_keys_load_the_secret_and_jwks_and_refresh_at_most_once_per_interva
     std::fs::write(&jwks_file, "{not json").unwrap();
     live.refresh().await;
     assert!(verify(&live.current(), &b, NOW, &rules).is_ok());
+}
+
+#[tokio::test]
+async fn a_connection_token_is_verified_once_and_never_outlives_its_exp() {
+    let auth = auth(Access::Token);
+    let token = hs(json!({"exp": NOW + 10, "channels": ["a"]}));
+    assert!(matches!(
+        auth.credential(Some(&token), NOW).await,
+        Credential::Valid(_)
+    ));
+    let kept = auth.verified.bytes();
+    assert!(kept > 0, "kept once verified");
+    let again = auth.credential(Some(&token), NOW + 1).await;
+    assert!(matches!(again, Credential::Valid(c) if c.exp == NOW + 10));
+    assert_eq!(
+        auth.verified.bytes(),
+        kept,
+        "found, not verified and kept again"
+    );
+    assert_eq!(
+        auth.credential(Some(&token), NOW + 10).await,
+        Credential::Invalid(Refusal::Expired),
+        "the kept one expires with the token"
+    );
+    let forged = format!("{token}x");
+    assert!(matches!(
+        auth.credential(Some(&forged), NOW).await,
+        Credential::Invalid(_)
+    ));
+    assert_eq!(auth.verified.bytes(), kept, "refusals are never kept");
 }

@@ -1,6 +1,7 @@
 //! What a poller sends besides events: snapshots, resumes and statuses, and the GRIP items
 //! that carry them.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::requests::RequestReceiver;
@@ -162,7 +163,7 @@ impl ChannelPoller {
             return; // It subscribed in time for the broadcast snapshot.
         }
         let items = match request.since {
-            Some(since) if since == self.state.seq() => return,
+            Some(since) if since == self.state.seq() => return self.keep_snapshot(),
             Some(since) => self.resume(&request, since).await,
             None => vec![self.snapshot_for(&request, false)],
         };
@@ -244,6 +245,19 @@ impl ChannelPoller {
                 .recent
                 .back()
                 .is_some_and(|r| r.event.seq == state.seq())
+    }
+
+    /// Offers the snapshot to the snapshot cache after answering a subscriber that was up to
+    /// date (nothing sent): later ones at this seq, and fresh ones, are then served from there.
+    fn keep_snapshot(&self) {
+        let seq = self.state.seq();
+        let offered = &self.state.offered_seq;
+        if self.state.degraded.is_some() || offered.swap(seq, Ordering::Relaxed) == seq {
+            return; // Tried at this seq already (kept, or too large to be).
+        }
+        let message = self.snapshot_message(false).to_json();
+        let snapshots = &self.ctx.snapshots;
+        snapshots.offer(&self.channel, seq, &message, &self.requeue);
     }
 
     /// A subscriber's snapshot; a plain one is also kept for later fresh subscribers to get

@@ -47,6 +47,9 @@ pub(super) struct State {
     pub(super) touched_at: Option<Instant>,
     /// What this poller handed Pushpin lately, so bursts stay within its buffers.
     pub(super) burst: crate::pushpin::publisher::BurstWindow,
+    /// The seq whose snapshot an up-to-date subscriber's answer last offered to the snapshot
+    /// cache (0: none): built at most once per seq on that path.
+    pub(super) offered_seq: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -63,6 +66,7 @@ impl State {
             poll_interval,
             touched_at: None,
             burst: Default::default(),
+            offered_seq: Default::default(),
         }
     }
 

@@ -142,6 +142,7 @@ async fn state_with(
             policy: Policy::default(),
             keys: Arc::new(LiveKeys::fixed(KeySet::new(Some(SECRET), &json!({})))),
             rules: Rules::default(),
+            verified: Default::default(),
         }),
         keys: Arc::new(restream::keys::FileKeyStore::open(&keys_file).unwrap()),
         edge: EdgeTrust {

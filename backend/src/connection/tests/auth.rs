@@ -11,6 +11,7 @@ fn service() -> &'static Auth {
         policy: Policy::default(),
         keys: std::sync::Arc::new(LiveKeys::fixed(KeySet::new(Some(SECRET), &json!({})))),
         rules: Rules::default(),
+        verified: Default::default(),
     }))
 }
 
