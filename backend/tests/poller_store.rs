@@ -323,26 +323,33 @@ async fn subscribers_get_snapshots_and_resumes_on_their_private_channel() {
     assert_eq!(private[0]["items"].as_array().unwrap().len(), 4);
 }
 
+/// A poller of `t` whose third fetch gets `third`, two polls in (seq 1, unchanged) and its
+/// snapshot kept once it answered a fresh subscriber, `first`.
+async fn with_kept_snapshot(third: Value) -> (Run, ChannelId) {
+    let unchanged = || ok(json!([{"id": "a"}]));
+    let run = start(
+        Arc::new(MemoryStore::new(100)),
+        vec![unchanged(), unchanged(), third],
+    );
+    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
+    polls(1).await;
+    assert_eq!(run.snapshots.current(&channel), None, "nobody asked yet");
+    run.requests.try_send(ask("first", None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        run.snapshots.current(&channel).is_some(),
+        "kept once answered"
+    );
+    (run, channel)
+}
+
 /// What the WOH handler does for a fresh subscribe when the channel's snapshot is kept: send
 /// it inline (the cache watches the subscriber; the poller hears of it only if it commits
 /// before the subscription is surely applied, as a resume after the kept seq).
 #[tokio::test(start_paused = true)]
 async fn a_kept_snapshot_is_current_until_a_commit_and_its_subscriber_misses_nothing() {
-    let store = Arc::new(MemoryStore::new(100));
-    let run = start(
-        store,
-        vec![
-            ok(json!([{"id": "a"}])),
-            ok(json!([{"id": "a"}])),
-            ok(json!([{"id": "a"}, {"id": "b"}])),
-        ],
-    );
-    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
-    polls(1).await; // Two polls: seq 1, unchanged.
-    assert_eq!(run.snapshots.current(&channel), None, "nobody asked yet");
-    run.requests.try_send(ask("first", None)).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let kept = run.snapshots.current(&channel).expect("kept once answered");
+    let (run, channel) = with_kept_snapshot(ok(json!([{"id": "a"}, {"id": "b"}]))).await;
+    let kept = run.snapshots.current(&channel).unwrap();
     let published = run.messages();
     let (_, answered) = published
         .iter()
@@ -464,20 +471,7 @@ async fn an_up_to_date_resume_keeps_the_snapshot_for_later_subscribers() {
 /// like one the poller answered; the cache keeps nothing while the channel is degraded.
 #[tokio::test(start_paused = true)]
 async fn a_subscriber_served_the_kept_snapshot_hears_that_the_channel_turned_degraded() {
-    let store = Arc::new(MemoryStore::new(100));
-    let run = start(
-        store,
-        vec![
-            ok(json!([{"id": "a"}])),
-            ok(json!([{"id": "a"}])),
-            err(500, None),
-        ],
-    );
-    let channel = ChannelId::from_request("t", None, &BTreeMap::new()).unwrap();
-    polls(1).await; // Two polls: seq 1, unchanged.
-    run.requests.try_send(ask("first", None)).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(run.snapshots.current(&channel).is_some());
+    let (run, channel) = with_kept_snapshot(err(500, None)).await;
     tokio::time::sleep(Duration::from_millis(9_749)).await;
     let now = tokio::time::Instant::now();
     let served = run.snapshots.serve(&channel, None, "inline", now).unwrap();
