@@ -1,12 +1,32 @@
-//! Free loopback ports: one for a listener, or a block of five for Pushpin's sockets.
+//! Free loopback ports: one for a listener, or a block of five for Pushpin's sockets. Both
+//! are picked below Linux's ephemeral range (32768+), where the kernel never puts the local end
+//! of an outgoing connection: a port picked there could be taken by any test's client between
+//! the pick and its listener's bind (seen as Pushpin's condure exiting at startup in CI).
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Error;
+
+/// Single ports come from 12000–19999, blocks from 20000–31999.
+const SINGLE_FROM: u16 = 12000;
+const SINGLES: u64 = 8000;
 
 /// A local port nobody is listening on. Panics when the machine cannot bind loopback at all
 /// (nothing else in a test would work either).
 pub fn free_port() -> u16 {
+    // Each pick in a process starts elsewhere, so two picks before either binds differ.
+    static PICKS: AtomicU64 = AtomicU64::new(0);
+    let seed = (u64::from(std::process::id()) ^ nanos())
+        .wrapping_add(PICKS.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
+    for i in 0..500u64 {
+        let offset = seed.wrapping_mul(2654435761).wrapping_add(i * 7919) % SINGLES;
+        let port = SINGLE_FROM + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    // Every one taken: the kernel's pick.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a loopback port")
@@ -37,4 +57,22 @@ fn nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_below_the_ephemeral_range_and_apart() {
+        let picks: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        assert!(
+            picks.iter().all(|p| (12000..20000).contains(p)),
+            "{picks:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = picks.iter().collect();
+        assert!(distinct.len() > 45, "successive picks differ: {picks:?}");
+        let block = free_port_block();
+        assert!((20000..32005).contains(&block));
+    }
 }
