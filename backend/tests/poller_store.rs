@@ -880,25 +880,66 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
         .map_err(|_| "queue full")
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let snapshots: Vec<_> = recorder
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, i)| {
-            i.formats
-                .ws_message
-                .as_ref()
-                .unwrap()
-                .content
-                .contains("\"snapshot\"")
-        })
-        .map(|(t, i)| (*t - asked, i.channel.clone()))
-        .collect();
     assert_eq!(
-        snapshots,
+        snapshots_after(&recorder, asked),
         vec![(poller::SNAPSHOT_DELAY, "t?p=x".to_string())],
         "one broadcast, once the subscribe has settled; no private copy"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// Every snapshot `recorder` got: how long after `asked`, and to which channel.
+fn snapshots_after(recorder: &Recorder, asked: tokio::time::Instant) -> Vec<(Duration, String)> {
+    let log = recorder.0.lock().unwrap();
+    let is_snapshot = |i: &PublishItem| {
+        let message = i.formats.ws_message.as_ref().unwrap();
+        message.content.contains("\"snapshot\"")
+    };
+    log.iter()
+        .filter(|(_, i)| is_snapshot(i))
+        .map(|(t, i)| (*t - asked, i.channel.clone()))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_subscribe_that_starts_a_poller_gets_the_first_snapshot_once_however_late_it_queues() {
+    // The subscribe's admission makes the channel active, so its poller may start, fetch and
+    // be ready to broadcast before the subscribe's request is queued: the broadcast still
+    // waits for that request's subscription, and it gets no private copy on top.
+    let entry = Arc::new(FetcherEntry {
+        metadata: Metadata::from_value(&json!({
+            "name": "t", "id_field": "id", "poll_interval": 10,
+            "params": {"p": {"required": true}}
+        }))
+        .unwrap(),
+        fetcher: Arc::new(Slow {
+            latency: Duration::from_millis(1),
+        }),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let ctx = PollerContext {
+        publisher: recorder.clone(),
+        ..shared_context(Arc::new(MemoryStore::new(10)))
+    };
+    let stop = CancellationToken::new();
+    let asked = tokio::time::Instant::now();
+    let (task, requests) = spawn_channel(&ctx, &entry, "x", &stop);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    requests
+        .try_send(SnapshotRequest {
+            connection_channel: GripChannel::connection("starter"),
+            since: None,
+            requested_at: asked,
+            transport: restream::pushpin::grip::Transports::WebSocket,
+        })
+        .map_err(|_| "queue full")
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        snapshots_after(&recorder, asked),
+        vec![(poller::SNAPSHOT_DELAY, "t?p=x".to_string())],
+        "one broadcast, a SNAPSHOT_DELAY after the poller started; no private copy"
     );
     stop.cancel();
     task.await.unwrap();

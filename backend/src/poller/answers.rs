@@ -114,7 +114,8 @@ impl ChannelPoller {
         requests: &mut RequestReceiver,
         shutdown: &CancellationToken,
     ) -> bool {
-        let Some(held) = settle(requests, shutdown).await else {
+        let not_before = self.state.loaded_at + SNAPSHOT_DELAY;
+        let Some(held) = settle(requests, not_before, shutdown).await else {
             return false;
         };
         let item = event_item(&self.channel, 1, self.snapshot_message(false).to_json());
@@ -285,10 +286,15 @@ fn to_connection(request: &SnapshotRequest, message: String, seq: u64) -> Publis
     )
 }
 
-/// Holds the requests that arrive until the last of them has had `SNAPSHOT_DELAY` (at most
-/// `FIRST_SNAPSHOT_MAX_WAIT`). `None` when shut down while waiting.
+/// Holds the requests that arrive until the last of them has had `SNAPSHOT_DELAY`, and at least
+/// until `not_before` (at most `FIRST_SNAPSHOT_MAX_WAIT`). `None` when shut down while waiting.
+///
+/// `not_before` covers the subscribe that started the poller: its admission makes the channel
+/// active before its request is queued, and a broadcast sent in between would reach it twice
+/// (then privately as well, being less than `SNAPSHOT_DELAY` older).
 async fn settle(
     requests: &mut RequestReceiver,
+    not_before: Instant,
     shutdown: &CancellationToken,
 ) -> Option<Vec<SnapshotRequest>> {
     let give_up = Instant::now() + FIRST_SNAPSHOT_MAX_WAIT;
@@ -300,8 +306,8 @@ async fn settle(
         let settled = held
             .iter()
             .map(|r| r.requested_at + SNAPSHOT_DELAY)
-            .max()
-            .map_or(Instant::now(), |t| t.min(give_up));
+            .fold(not_before, Instant::max)
+            .min(give_up);
         if settled <= Instant::now() {
             return Some(held);
         }

@@ -32,6 +32,9 @@ pub(super) struct State {
     /// The latest logged events (at most `RECENT_EVENTS`, consecutive, ending at the seq),
     /// so a reconnect storm's resumes are answered without reading the store.
     pub(super) recent: VecDeque<Recent>,
+    /// When this poller had loaded the channel: a subscribe whose admission started it was
+    /// handled before, though its snapshot request may reach the queue a little later.
+    pub(super) loaded_at: Instant,
     /// When the channel's first snapshot was broadcast, if by this poller.
     pub(super) first_snapshot_at: Option<Instant>,
     /// The first poll is persisted and its snapshot not yet broadcast.
@@ -58,6 +61,7 @@ impl State {
             stored,
             unpublished: Vec::new(),
             recent: VecDeque::new(),
+            loaded_at: Instant::now(),
             first_snapshot_at: None,
             snapshot_due: false,
             degraded: None,

@@ -149,8 +149,9 @@ async fn a_publish_starts_the_writer_which_commits_in_order_then_lingers_and_sto
     let (meta, items) = n.store.load(&p).await.unwrap();
     assert_eq!((meta.seq, items.len()), (4, 2));
     assert!(n.status.get(&p).unwrap().active);
-    // Nobody subscribes: the writer stops after the linger...
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Nobody subscribes: the writer stops after the linger (5 s from the last publish, at the
+    // next 5-second demand pass)...
+    tokio::time::sleep(Duration::from_secs(11)).await;
     assert!(!n.status.get(&p).unwrap().active, "writer stopped");
     // ...and a later publish starts it again from the store.
     let r = n
