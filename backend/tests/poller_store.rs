@@ -1129,10 +1129,20 @@ async fn an_over_long_item_id_never_leaves_a_dynamodb_channel_stuck() {
     assert!(rejected >= 2, "one rejection per poll, counted: {rejected}");
 }
 
-/// A store that records when the poller marks its channel active (retention).
+/// A memory store that records when the poller marks its channel active (retention), and
+/// accepts fenced commits as a store whose lease is still held would.
 struct Touches {
     inner: MemoryStore,
     at: Mutex<Vec<tokio::time::Instant>>,
+}
+
+impl Touches {
+    fn new(inner: MemoryStore) -> Touches {
+        Touches {
+            inner,
+            at: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 #[async_trait]
@@ -1153,7 +1163,11 @@ impl ItemStore for Touches {
         &self,
         commit: restream::store::Commit,
     ) -> Result<(), restream::store::StoreError> {
-        self.inner.commit(commit).await
+        let unfenced = restream::store::Commit {
+            fence: None,
+            ..commit
+        };
+        self.inner.commit(unfenced).await
     }
     async fn events_after(
         &self,
@@ -1200,10 +1214,9 @@ impl ItemStore for Touches {
 #[tokio::test(start_paused = true)]
 async fn an_active_poller_keeps_its_channel_from_expiring() {
     let retention = Duration::from_secs(400);
-    let store = Arc::new(Touches {
-        inner: MemoryStore::new(100).with_retention(Some(retention)),
-        at: Mutex::new(Vec::new()),
-    });
+    let store = Arc::new(Touches::new(
+        MemoryStore::new(100).with_retention(Some(retention)),
+    ));
     let run = start(store.clone(), vec![ok(json!([{"id": "a"}]))]);
     tokio::time::sleep(Duration::from_secs(1000)).await;
     run.finish().await;
@@ -1237,10 +1250,7 @@ async fn an_active_poller_keeps_its_channel_from_expiring() {
         1
     );
 
-    let plain = Arc::new(Touches {
-        inner: MemoryStore::new(100),
-        at: Mutex::new(Vec::new()),
-    });
+    let plain = Arc::new(Touches::new(MemoryStore::new(100)));
     let run = start(plain.clone(), vec![ok(json!([{"id": "a"}]))]);
     tokio::time::sleep(Duration::from_secs(100)).await;
     run.finish().await;
@@ -1248,4 +1258,104 @@ async fn an_active_poller_keeps_its_channel_from_expiring() {
         plain.at.lock().unwrap().is_empty(),
         "no retention: no touches"
     );
+}
+
+/// The first fetch answers one item at once; later ones two items, after `latency`.
+struct GrowsSlowly {
+    calls: Mutex<u32>,
+    latency: Duration,
+}
+
+#[async_trait]
+impl Fetcher for GrowsSlowly {
+    fn label(&self) -> &str {
+        "grows-slowly"
+    }
+    async fn metadata(&self) -> Result<Value, FetchError> {
+        unreachable!()
+    }
+    async fn fetch(&self, _: FetchRequest<'_>) -> Result<FetchOutcome, FetchError> {
+        let first = std::mem::replace(&mut *self.calls.lock().unwrap(), 1) == 0;
+        if first {
+            return parse_fetch_response("grows", ok(json!([{"id": "a"}])));
+        }
+        tokio::time::sleep(self.latency).await;
+        parse_fetch_response("grows", ok(json!([{"id": "a"}, {"id": "b"}])))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_committed_as_the_lease_lapses_go_out_once_it_is_renewed() {
+    // The lease is valid when the second poll starts and lapses while it fetches (a heartbeat
+    // late under load); the commit lands (the store still knows this replica as the holder),
+    // but publishing must wait. Renewed in the same session, the poller publishes the event
+    // before its next poll rather than leave subscribers without it until the next change.
+    let entry = Arc::new(FetcherEntry {
+        metadata: Metadata::from_value(
+            &json!({"name": "t", "id_field": "id", "poll_interval": 10}),
+        )
+        .unwrap(),
+        fetcher: Arc::new(GrowsSlowly {
+            calls: Mutex::new(0),
+            latency: Duration::from_secs(2),
+        }),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let store = Arc::new(Touches::new(MemoryStore::new(10)));
+    let ctx = PollerContext {
+        publisher: recorder.clone(),
+        ..shared_context(store.clone())
+    };
+    let channel = ChannelId::parse("t").unwrap();
+    let start = tokio::time::Instant::now();
+    let held = |valid_for: u64| restream::cluster::Held {
+        channel: channel.clone(),
+        epoch: 1,
+        session: 0,
+        valid_until: start + Duration::from_secs(valid_for),
+    };
+    let stop = CancellationToken::new();
+    let lease = Arc::new(restream::cluster::LeaseGuard::new(held(11), stop.clone()));
+    let (_tx, rx) = requests::channel(1);
+    let task = tokio::spawn(poller::run(
+        channel.clone(),
+        entry,
+        ctx,
+        rx,
+        stop.clone(),
+        Some(lease.clone()),
+    ));
+    let published = || {
+        let log = recorder.0.lock().unwrap();
+        let contents = log.iter().map(|(t, i)| {
+            let message = &i.formats.ws_message.as_ref().unwrap().content;
+            (*t - start, serde_json::from_str::<Value>(message).unwrap())
+        });
+        contents
+            .map(|(t, m)| {
+                (
+                    t.as_secs(),
+                    m["type"].as_str().unwrap().to_string(),
+                    m["seq"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // The second poll's fetch ends at 12 s, a second after the lease lapsed: nothing goes out.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert_eq!(published(), vec![(0, "snapshot".into(), json!(1))]);
+    let (meta, _) = store.load(&channel).await.unwrap();
+    assert_eq!(meta.seq, 2, "the commit itself landed");
+    // Renewed at 13 s: seq 2 goes out before the third poll (at 20 s), then nothing new.
+    lease.renewed(held(100));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        published(),
+        vec![
+            (0, "snapshot".into(), json!(1)),
+            (20, "new".into(), json!(2))
+        ]
+    );
+    stop.cancel();
+    task.await.unwrap();
 }

@@ -53,7 +53,8 @@ impl LeaseGuard {
         self.held.lock().expect("lease lock").clone()
     }
 
-    fn renewed(&self, held: Held) {
+    /// Records a renewal: the poller may act until `held.valid_until` again.
+    pub fn renewed(&self, held: Held) {
         *self.held.lock().expect("lease lock") = held;
     }
 }

@@ -101,7 +101,8 @@ impl ChannelPoller {
         }
         match self.ctx.publisher.publish(&self.state.unpublished).await {
             Ok(()) => {
-                self.state.unpublished.clear();
+                let published = std::mem::take(&mut self.state.unpublished);
+                self.mark_published(&published, Instant::now());
                 true
             }
             Err(e) => {
@@ -271,12 +272,7 @@ impl ChannelPoller {
             counter.inc_by(ids.len() as u64);
         }
         if !self.may_act() {
-            // Persisted under the lease but too late to publish: the next owner's subscribers
-            // fill the gap by `since` from the change log.
-            tracing::warn!(
-                seq = self.state.seq(),
-                "lease ran out before publishing; not published"
-            );
+            self.hold_for_renewal(publish);
             return PollOutcome::Changed;
         }
         self.publish_in_turn(publish, requests).await;
@@ -329,6 +325,17 @@ impl ChannelPoller {
             self.mark_published(&rest, now);
             rest = later;
         }
+    }
+
+    /// Keeps events persisted under the lease that lapsed before they were published (a late
+    /// renewal). They go out before anything else once it is renewed; if it is lost instead,
+    /// this poller stops and the next owner re-publishes the last commit.
+    pub(super) fn hold_for_renewal(&mut self, publish: Vec<PublishItem>) {
+        tracing::warn!(
+            seq = self.state.seq(),
+            "lease lapsed before publishing; held until it is renewed"
+        );
+        self.state.unpublished.extend(publish);
     }
 
     /// Notes when the events among `items` were handed to Pushpin (for resumes).

@@ -179,7 +179,9 @@ impl ChannelPoller {
         // Committed: the producers hear so now, not after a paced publish of a big batch.
         reply(group, results);
         let changed = !planned.publish.is_empty();
-        if changed && self.may_act() {
+        if changed && !self.may_act() {
+            self.hold_for_renewal(planned.publish);
+        } else if changed {
             // Events wait behind any Pushpin refused, so they go out in seq order.
             let mut publish = std::mem::take(&mut self.state.unpublished);
             publish.extend(planned.publish);
@@ -208,7 +210,7 @@ impl ChannelPoller {
         }
     }
 
-    /// Retries events Pushpin refused earlier.
+    /// Retries events Pushpin refused earlier, or held while the lease had lapsed.
     async fn flush_unpublished(&mut self) {
         if self.state.unpublished.is_empty() || !self.may_act() {
             return;
