@@ -144,7 +144,8 @@ impl SnapshotCache {
         }
     }
 
-    /// The channel's snapshot, when its poller offered one since its last commit.
+    /// The channel's snapshot, when its poller offered one since its last commit: what a fresh
+    /// subscriber would be served, without serving anyone (subscribes go through `serve`).
     pub fn current(&self, channel: &ChannelId) -> Option<CurrentSnapshot> {
         if self.capacity == 0 {
             return None;
@@ -283,20 +284,21 @@ fn forgotten(inner: &mut Inner, mut gone: Entry) -> (Requeue, Vec<SnapshotReques
             requested_at: w.at,
         })
         .collect();
-    if !owed.is_empty() {
-        crate::metrics::get()
-            .snapshot_cache
-            .with_label_values(&["resume_owed"])
-            .inc_by(owed.len() as u64);
-    }
+    events("resume_owed", owed.len());
     (gone.owner, owed)
 }
 
 fn event(name: &str) {
-    crate::metrics::get()
-        .snapshot_cache
-        .with_label_values(&[name])
-        .inc();
+    events(name, 1);
+}
+
+fn events(name: &str, n: usize) {
+    if n > 0 {
+        let counter = crate::metrics::get()
+            .snapshot_cache
+            .with_label_values(&[name]);
+        counter.inc_by(n as u64);
+    }
 }
 
 #[cfg(test)]
