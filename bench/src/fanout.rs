@@ -92,8 +92,23 @@ async fn publish_direct(
     Ok(())
 }
 
-/// Forwards every message `ws` receives to `tx`, stamped, then a `CLOSED` message saying why
-/// the connection ended.
+/// WOH events the backend has handled so far (`restream_woh_events_total`, every kind).
+async fn woh_events(client: &reqwest::Client, stack: &Stack) -> anyhow::Result<u64> {
+    let url = format!("http://{}/metrics", stack.backend.addr);
+    let text = client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let counts = text
+        .lines()
+        .filter(|l| l.starts_with("restream_woh_events_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    Ok(counts.sum::<f64>() as u64)
+}
+
 /// Sends client `i` its `subscribe` and waits for `subscribed`; messages that come first (the
 /// snapshot may) go to `tx`, stamped.
 pub(crate) async fn subscribe_one(
@@ -115,6 +130,8 @@ pub(crate) async fn subscribe_one(
     }
 }
 
+/// Forwards every message `ws` receives to `tx`, stamped, then a `CLOSED` message saying why
+/// the connection ended.
 fn spawn_reader(
     i: usize,
     mut ws: restream_testkit::clients::ws::Ws,
@@ -196,36 +213,60 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         .await?;
     let measuring = Instant::now();
     let (mut restream, mut direct) = (Vec::new(), Vec::new());
+    // Each path's round: when it started, its latencies, and the WOH events (keep-alives,
+    // pongs) the backend handled meanwhile, so a slow round can be told apart.
+    let mut round_details = Vec::new();
     // The size of restream's last event; round 0 measures restream first, so it is set before
     // the first direct publish.
     let event_size = std::cell::Cell::new(0);
     for round in 0..rounds {
         for path in [round % 2, 1 - round % 2] {
-            if path == 0 {
+            let started_s = measuring.elapsed().as_secs_f64();
+            let woh_before = woh_events(&publisher, &stack).await?;
+            let latencies = if path == 0 {
                 let id = format!("0-g{}", stack.upstream.bump());
-                restream.extend(
-                    collect(&mut inbox, subscribers, "an upstream change", |m| {
-                        let ours = m["type"] == "new" && m["item"]["id"] == id.as_str();
-                        if ours {
-                            event_size.set(m.to_string().len());
-                        }
-                        ours.then(|| m["item"]["stamp_us"].as_u64()).flatten()
-                    })
-                    .await?,
-                );
+                collect(&mut inbox, subscribers, "an upstream change", |m| {
+                    let ours = m["type"] == "new" && m["item"]["id"] == id.as_str();
+                    if ours {
+                        event_size.set(m.to_string().len());
+                    }
+                    ours.then(|| m["item"]["stamp_us"].as_u64()).flatten()
+                })
+                .await?
             } else {
                 publish_direct(&publisher, &stack, round, event_size.get()).await?;
-                direct.extend(
-                    collect(&mut inbox, subscribers, "a direct publish", |m| {
-                        (m["type"] == "direct" && m["round"] == round)
-                            .then(|| m["stamp_us"].as_u64())
-                            .flatten()
-                    })
-                    .await?,
-                );
-            }
+                collect(&mut inbox, subscribers, "a direct publish", |m| {
+                    (m["type"] == "direct" && m["round"] == round)
+                        .then(|| m["stamp_us"].as_u64())
+                        .flatten()
+                })
+                .await?
+            };
+            let woh = woh_events(&publisher, &stack).await? - woh_before;
+            let ms = |p: f64| (percentile(&latencies, p) * 10.0).round() / 10.0;
+            let name = ["restream", "direct"][path];
+            round_details.push(json!({
+                "round": round,
+                "path": name,
+                "started_s": (started_s * 10.0).round() / 10.0,
+                "p50_ms": ms(50.0),
+                "p99_ms": ms(99.0),
+                "woh_events": woh,
+            }));
+            [&mut restream, &mut direct][path].extend(latencies);
         }
     }
+    // Each round's two paths ran back to back, under about the same background load (Pushpin's
+    // keep-alives come in waves): the median over rounds of restream p99 / direct p99.
+    let mut paired: Vec<f64> = round_details
+        .chunks(2)
+        .filter_map(|pair| {
+            let p99 = |path: &str| pair.iter().find(|r| r["path"] == path)?["p99_ms"].as_f64();
+            Some(p99("restream")? / p99("direct")?)
+        })
+        .collect();
+    paired.sort_by(f64::total_cmp);
+    let paired_median = paired.get(paired.len() / 2).copied().unwrap_or(0.0);
     let measured = measuring.elapsed();
     let calls = stack.upstream.requests_since("/feed/0.json", measuring);
     let ratio = |p: f64| {
@@ -249,6 +290,8 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         "direct_publish_latency_ms": summary_ms(&direct),
         "overhead_ratio_p50": ratio(50.0),
         "overhead_ratio_p99": ratio(99.0),
+        "overhead_ratio_p99_paired_median": (paired_median * 100.0).round() / 100.0,
+        "rounds_detail": round_details,
         "machine": crate::measure::machine(),
     }))
 }

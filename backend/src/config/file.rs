@@ -134,7 +134,8 @@ pub struct Cluster {
 #[serde(deny_unknown_fields)]
 pub struct Server {
     pub listen: SocketAddr,
-    /// Seconds between Pushpin's keep-alive requests on idle connections (Pushpin enforces ≥ 20).
+    /// Most seconds between Pushpin's keep-alive requests on idle connections (Pushpin enforces
+    /// ≥ 20); each connection gets its own period in the last quarter (`woh::keep_alive_secs`).
     pub keep_alive_interval: u32,
     pub max_subscriptions_per_connection: usize,
     pub workers: usize,

@@ -222,6 +222,28 @@ impl Kind {
     }
 }
 
+/// Pushpin's shortest keep-alive interval: it raises anything below to this.
+pub const MIN_KEEP_ALIVE_SECS: u64 = 20;
+
+/// The `Keep-Alive-Interval` for one connection: a fixed value between three quarters of
+/// `interval` and `interval` (whole seconds, at least Pushpin's 20), picked by the connection id.
+///
+/// Pushpin sends a connection's keep-alive an interval after its last request, so connections
+/// opened together (a mass subscribe, everyone reconnecting after a restart) would send theirs
+/// together forever; with periods that differ, their keep-alives drift apart. Never above
+/// `interval`, so whatever waits for "one keep-alive" (token expiry, demand hints) still does.
+pub fn keep_alive_secs(connection_id: &str, interval: std::time::Duration) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let most = interval.as_secs();
+    let least = (most * 3 / 4).max(MIN_KEEP_ALIVE_SECS);
+    if most <= least {
+        return most;
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    connection_id.hash(&mut hasher);
+    least + hasher.finish() % (most - least + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +356,33 @@ mod tests {
         fn encode_then_decode_round_trips(events in proptest::collection::vec(event_strategy(), 0..8)) {
             prop_assert_eq!(decode(&encode(&events)).unwrap(), events);
         }
+    }
+
+    #[test]
+    fn keep_alive_intervals_spread_over_the_last_quarter_and_stay_fixed_per_connection() {
+        let interval = std::time::Duration::from_secs(40);
+        let picked: Vec<u64> = (0..1000)
+            .map(|i| keep_alive_secs(&format!("conn-{i}"), interval))
+            .collect();
+        assert!(picked.iter().all(|s| (30..=40).contains(s)), "{picked:?}");
+        let distinct: std::collections::BTreeSet<_> = picked.iter().collect();
+        assert_eq!(distinct.len(), 11, "every second of 30..=40 is used");
+        assert_eq!(
+            keep_alive_secs("conn-7", interval),
+            picked[7],
+            "fixed per connection"
+        );
+        // At or near Pushpin's minimum there is no room below: the interval as configured.
+        for secs in [20, 21, 26] {
+            let interval = std::time::Duration::from_secs(secs);
+            let all: Vec<u64> = (0..50)
+                .map(|i| keep_alive_secs(&format!("c{i}"), interval))
+                .collect();
+            assert!(
+                all.iter().all(|s| (20..=secs).contains(s)),
+                "{secs}: {all:?}"
+            );
+        }
+        assert_eq!(keep_alive_secs("c", std::time::Duration::from_secs(20)), 20);
     }
 }

@@ -133,7 +133,7 @@ pub async fn websocket_over_http(
         .insert_header(("Sec-WebSocket-Extensions", grip::WS_EXTENSION))
         .insert_header((
             "Keep-Alive-Interval",
-            state.keep_alive_interval.as_secs().to_string(),
+            woh::keep_alive_secs(connection_id, state.keep_alive_interval).to_string(),
         ));
     if reply.subscriptions_changed {
         match HeaderValue::from_str(&reply.subscriptions.to_meta()) {
