@@ -851,34 +851,11 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
     // The subscribe comes while the first fetch runs, and the fetch ends long before Pushpin
     // can be relied on to have applied that subscription: the broadcast must wait for it
     // rather than be doubled by a private snapshot.
-    let entry = Arc::new(FetcherEntry {
-        metadata: Metadata::from_value(&json!({
-            "name": "t", "id_field": "id", "poll_interval": 10,
-            "params": {"p": {"required": true}}
-        }))
-        .unwrap(),
-        fetcher: Arc::new(Slow {
-            latency: Duration::from_millis(10),
-        }),
-    });
-    let recorder = Arc::new(Recorder::default());
-    let ctx = PollerContext {
-        publisher: recorder.clone(),
-        ..shared_context(Arc::new(MemoryStore::new(10)))
-    };
     let stop = CancellationToken::new();
-    let (task, requests) = spawn_channel(&ctx, &entry, "x", &stop);
+    let (task, requests, recorder) = slow_channel(Duration::from_millis(10), &stop);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let asked = tokio::time::Instant::now();
-    requests
-        .try_send(SnapshotRequest {
-            connection_channel: GripChannel::connection("early"),
-            since: None,
-            requested_at: asked,
-            transport: restream::pushpin::grip::Transports::WebSocket,
-        })
-        .map_err(|_| "queue full")
-        .unwrap();
+    requests.try_send(ask("early", None)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         snapshots_after(&recorder, asked),
@@ -887,6 +864,28 @@ async fn an_early_subscriber_gets_the_first_snapshot_exactly_once() {
     );
     stop.cancel();
     task.await.unwrap();
+}
+
+/// The poller of `t?p=x`, whose every fetch takes `latency`, and what it publishes.
+fn slow_channel(
+    latency: Duration,
+    stop: &CancellationToken,
+) -> (tokio::task::JoinHandle<()>, RequestSender, Arc<Recorder>) {
+    let entry = Arc::new(FetcherEntry {
+        metadata: Metadata::from_value(&json!({
+            "name": "t", "id_field": "id", "poll_interval": 10,
+            "params": {"p": {"required": true}}
+        }))
+        .unwrap(),
+        fetcher: Arc::new(Slow { latency }),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let ctx = PollerContext {
+        publisher: recorder.clone(),
+        ..shared_context(Arc::new(MemoryStore::new(10)))
+    };
+    let (task, requests) = spawn_channel(&ctx, &entry, "x", stop);
+    (task, requests, recorder)
 }
 
 /// Every snapshot `recorder` got: how long after `asked`, and to which channel.
@@ -907,34 +906,15 @@ async fn the_subscribe_that_starts_a_poller_gets_the_first_snapshot_once_however
     // The subscribe's admission makes the channel active, so its poller may start, fetch and
     // be ready to broadcast before the subscribe's request is queued: the broadcast still
     // waits for that request's subscription, and it gets no private copy on top.
-    let entry = Arc::new(FetcherEntry {
-        metadata: Metadata::from_value(&json!({
-            "name": "t", "id_field": "id", "poll_interval": 10,
-            "params": {"p": {"required": true}}
-        }))
-        .unwrap(),
-        fetcher: Arc::new(Slow {
-            latency: Duration::from_millis(1),
-        }),
-    });
-    let recorder = Arc::new(Recorder::default());
-    let ctx = PollerContext {
-        publisher: recorder.clone(),
-        ..shared_context(Arc::new(MemoryStore::new(10)))
-    };
     let stop = CancellationToken::new();
     let asked = tokio::time::Instant::now();
-    let (task, requests) = spawn_channel(&ctx, &entry, "x", &stop);
+    let (task, requests, recorder) = slow_channel(Duration::from_millis(1), &stop);
     tokio::time::sleep(Duration::from_millis(30)).await;
-    requests
-        .try_send(SnapshotRequest {
-            connection_channel: GripChannel::connection("starter"),
-            since: None,
-            requested_at: asked,
-            transport: restream::pushpin::grip::Transports::WebSocket,
-        })
-        .map_err(|_| "queue full")
-        .unwrap();
+    let made_before_the_poller_started = SnapshotRequest {
+        requested_at: asked,
+        ..ask("starter", None)
+    };
+    requests.try_send(made_before_the_poller_started).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         snapshots_after(&recorder, asked),
