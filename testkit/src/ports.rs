@@ -3,8 +3,10 @@
 //! of an outgoing connection: a port picked there could be taken by any test's client between
 //! the pick and its listener's bind (seen as Pushpin's condure exiting at startup in CI).
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::Error;
 
@@ -12,17 +14,23 @@ use crate::Error;
 const SINGLE_FROM: u16 = 12000;
 const SINGLES: u64 = 8000;
 
-/// A local port nobody is listening on. Panics when the machine cannot bind loopback at all
-/// (nothing else in a test would work either).
+/// A local port nobody is listening on, and never handed out before in this process: tests
+/// running side by side pick ports before their servers bind them (a backend binds its port
+/// only after Pushpin is up), so a port free at one test's pick could otherwise go to another
+/// test too. Panics when the machine cannot bind loopback at all (nothing else in a test would
+/// work either).
 pub fn free_port() -> u16 {
-    // Each pick in a process starts elsewhere, so two picks before either binds differ.
+    // Each pick in a process starts elsewhere, so picks spread over the range.
     static PICKS: AtomicU64 = AtomicU64::new(0);
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let seed = (u64::from(std::process::id()) ^ nanos())
         .wrapping_add(PICKS.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for i in 0..500u64 {
         let offset = seed.wrapping_mul(2654435761).wrapping_add(i * 7919) % SINGLES;
         let port = SINGLE_FROM + offset as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
@@ -70,8 +78,12 @@ mod tests {
             picks.iter().all(|p| (12000..20000).contains(p)),
             "{picks:?}"
         );
-        let distinct: std::collections::BTreeSet<_> = picks.iter().collect();
-        assert!(distinct.len() > 45, "successive picks differ: {picks:?}");
+        let distinct: BTreeSet<_> = picks.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            picks.len(),
+            "a port is handed out once: {picks:?}"
+        );
         let block = free_port_block();
         assert!((20000..32005).contains(&block));
     }

@@ -179,7 +179,7 @@ impl Process {
             what: self.spec.what.clone(),
             status,
             hint,
-            log: tail(&log),
+            log: format!("{}{}", error_report(&log), tail(&log)),
         }
     }
 
@@ -221,6 +221,21 @@ impl Drop for Process {
     }
 }
 
+/// The error a program printed when it exited (`Error: …` and its causes, up to a backtrace),
+/// followed by a blank line; empty when there is none. A backtrace can fill the whole tail.
+pub fn error_report(log: &str) -> String {
+    let report: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.starts_with("Error: "))
+        .take_while(|l| !l.starts_with("Stack backtrace:"))
+        .take(20)
+        .collect();
+    if report.is_empty() {
+        return String::new();
+    }
+    format!("{}\n\n", report.join("\n").trim_end())
+}
+
 /// The last lines of a log, for error messages.
 pub fn tail(log: &str) -> String {
     let lines: Vec<_> = log.lines().collect();
@@ -244,4 +259,19 @@ async fn http_ok(addr: SocketAddr, path: &str) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_report_is_pulled_out_from_above_a_backtrace() {
+        let log = "INFO starting\nError: binding 127.0.0.1:5000\n\nCaused by:\n    Address in use\n\nStack backtrace:\n   0: main\n";
+        assert_eq!(
+            error_report(log),
+            "Error: binding 127.0.0.1:5000\n\nCaused by:\n    Address in use\n\n"
+        );
+        assert_eq!(error_report("INFO fine\n"), "");
+    }
 }
