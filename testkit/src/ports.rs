@@ -13,6 +13,9 @@ use crate::Error;
 /// Single ports come from 12000–19999, blocks from 20000–31999.
 const SINGLE_FROM: u16 = 12000;
 const SINGLES: u64 = 8000;
+const BLOCK_FROM: u16 = 20000;
+const BLOCKS: u64 = 12000;
+const BLOCK_LEN: u16 = 5;
 
 /// A local port nobody is listening on, and never handed out before in this process: tests
 /// running side by side pick ports before their servers bind them (a backend binds its port
@@ -20,19 +23,8 @@ const SINGLES: u64 = 8000;
 /// test too. Panics when the machine cannot bind loopback at all (nothing else in a test would
 /// work either).
 pub fn free_port() -> u16 {
-    // Each pick in a process starts elsewhere, so picks spread over the range.
-    static PICKS: AtomicU64 = AtomicU64::new(0);
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let seed = (u64::from(std::process::id()) ^ nanos())
-        .wrapping_add(PICKS.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    for i in 0..500u64 {
-        let offset = seed.wrapping_mul(2654435761).wrapping_add(i * 7919) % SINGLES;
-        let port = SINGLE_FROM + offset as u16;
-        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            handed_out.insert(port);
-            return port;
-        }
+    if let Some(port) = pick(SINGLE_FROM, SINGLES, 1) {
+        return port;
     }
     // Every one taken: the kernel's pick.
     TcpListener::bind("127.0.0.1:0")
@@ -43,16 +35,31 @@ pub fn free_port() -> u16 {
 
 /// Five consecutive free ports for Pushpin's ZeroMQ and HTTP publish sockets, below Linux's
 /// ephemeral range (32768+), so no outgoing connection or port-0 listener (the emulators, the
-/// Lambda runtime servers) can take one between this check and Pushpin's start.
+/// Lambda runtime servers) can take one between this check and Pushpin's start; like
+/// [`free_port`]'s, never handed out twice in this process.
 pub fn try_free_port_block() -> Result<u16, Error> {
-    let seed = u64::from(std::process::id()) ^ nanos();
+    pick(BLOCK_FROM, BLOCKS, BLOCK_LEN).ok_or(Error::NoPortBlock)
+}
+
+/// The first of `len` consecutive ports, from `from` to `from + span - 1`, that are free now and
+/// were never handed out by this process (they are recorded as handed out).
+fn pick(from: u16, span: u64, len: u16) -> Option<u16> {
+    // Each pick in a process starts elsewhere, so picks spread over the range.
+    static PICKS: AtomicU64 = AtomicU64::new(0);
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let seed = (u64::from(std::process::id()) ^ nanos())
+        .wrapping_add(PICKS.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for i in 0..500u64 {
-        let base = 20000 + (seed.wrapping_mul(2654435761).wrapping_add(i * 7919) % 12000) as u16;
-        if (0..5).all(|k| TcpListener::bind(("127.0.0.1", base + k)).is_ok()) {
-            return Ok(base);
+        let base = from + (seed.wrapping_mul(2654435761).wrapping_add(i * 7919) % span) as u16;
+        let ports = base..base + len;
+        let free = |p: u16| !handed_out.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if ports.clone().all(free) {
+            handed_out.extend(ports);
+            return Some(base);
         }
     }
-    Err(Error::NoPortBlock)
+    None
 }
 
 /// [`try_free_port_block`], panicking when there is none.
@@ -84,7 +91,14 @@ mod tests {
             picks.len(),
             "a port is handed out once: {picks:?}"
         );
-        let block = free_port_block();
-        assert!((20000..32005).contains(&block));
+        let blocks: Vec<u16> = (0..20).map(|_| free_port_block()).collect();
+        assert!(
+            blocks.iter().all(|b| (20000..32000).contains(b)),
+            "{blocks:?}"
+        );
+        let mut ports: Vec<u16> = blocks.iter().flat_map(|b| *b..b + 5).collect();
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), 100, "blocks never share a port: {blocks:?}");
     }
 }
