@@ -2,8 +2,9 @@
 //! it inline in its WOH response instead of a publish Pushpin must route back to it.
 //!
 //! A poller offers its snapshot when it answers a fresh subscriber or one resuming up to date
-//! (never on its own, so an idle channel costs nothing) and forgets it before every commit, when it turns degraded and
-//! when it stops: an entry is always the channel's state at its `seq`. A subscriber served from
+//! (never on its own, so an idle channel costs nothing) and forgets it before every commit,
+//! when it turns degraded and when it stops: an entry is always the channel's state at its
+//! `seq`. A subscriber served from
 //! here (a fresh one inline, or one resuming at that very `seq`) is watched for
 //! [`SNAPSHOT_DELAY`], until Pushpin has surely applied its subscription: if the entry is
 //! forgotten meanwhile, its poller is handed a resume after that `seq` for each one, so an
