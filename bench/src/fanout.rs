@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::measure::{max_calls_within, now_us, percentile, summary_ms};
 use crate::stack::{self, Behind, Options, Stack};
+use restream_testkit::clients::http::{scrape, value};
 use restream_testkit::clients::ws::{connect_many, next_json, send_json};
 
 const INTERVAL: f64 = 1.0;
@@ -93,20 +94,9 @@ async fn publish_direct(
 }
 
 /// WOH events the backend has handled so far (`restream_woh_events_total`, every kind).
-async fn woh_events(client: &reqwest::Client, stack: &Stack) -> anyhow::Result<u64> {
-    let url = format!("http://{}/metrics", stack.backend.addr);
-    let text = client
-        .get(url)
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    let counts = text
-        .lines()
-        .filter(|l| l.starts_with("restream_woh_events_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-    Ok(counts.sum::<f64>() as u64)
+async fn woh_events(stack: &Stack) -> u64 {
+    let metrics = scrape(&format!("http://{}/metrics", stack.backend.addr)).await;
+    value(&metrics, "restream_woh_events_total", &[]) as u64
 }
 
 /// Sends client `i` its `subscribe` and waits for `subscribed`; messages that come first (the
@@ -222,7 +212,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
     for round in 0..rounds {
         for path in [round % 2, 1 - round % 2] {
             let started_s = measuring.elapsed().as_secs_f64();
-            let woh_before = woh_events(&publisher, &stack).await?;
+            let woh_before = woh_events(&stack).await;
             let latencies = if path == 0 {
                 let id = format!("0-g{}", stack.upstream.bump());
                 collect(&mut inbox, subscribers, "an upstream change", |m| {
@@ -242,7 +232,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
                 })
                 .await?
             };
-            let woh = woh_events(&publisher, &stack).await? - woh_before;
+            let woh = woh_events(&stack).await - woh_before;
             let ms = |p: f64| (percentile(&latencies, p) * 10.0).round() / 10.0;
             let name = ["restream", "direct"][path];
             round_details.push(json!({
