@@ -5,6 +5,13 @@
 //! event; then publishes one message straight to the same Pushpin over HTTP and times that to
 //! every subscriber. The overhead ratio divides the first by the second (p50 and p99), so
 //! Pushpin's own fan-out cost, common to both, cancels out. Rounds alternate which goes first.
+//!
+//! Both paths start from an equally quiet machine, at the same point of the poll cycle: each
+//! waits for the channel's next poll; restream's change is then made, and served by the poll
+//! after, one interval later; the direct message is published one interval later. (Published
+//! straight after the previous fan-out, into warm caches and busy cores, the direct message
+//! used to reach its first subscriber about 4 ms sooner and its median one about 8 ms sooner
+//! than after a pause, so restream looked 10–15 % slower than it is.)
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +25,8 @@ use restream_testkit::clients::ws::{connect_many, next_json, send_json};
 
 const INTERVAL: f64 = 1.0;
 const CHANNEL_ID: &str = "bench?n=0";
+/// The upstream path the channel polls.
+const FEED: &str = "/feed/0.json";
 
 /// The type of the message a client's reader sends when its connection ends.
 const CLOSED: &str = "_closed";
@@ -30,7 +39,7 @@ async fn collect(
     inbox: &mut Inbox,
     n: usize,
     what: &str,
-    pick: impl Fn(&Value) -> Option<u64>,
+    mut pick: impl FnMut(&Value) -> Option<u64>,
 ) -> anyhow::Result<Vec<f64>> {
     let mut seen = vec![false; n];
     let mut out = Vec::with_capacity(n);
@@ -67,14 +76,15 @@ async fn collect(
 
 /// One message straight to Pushpin's HTTP publish API (a warm, kept-alive client), stamped
 /// just before it is sent and padded to `size` bytes, the size of restream's event, with the
-/// same two formats, so both paths hand Pushpin the same work.
+/// same two formats, so both paths hand Pushpin the same work. Returns the stamp.
 async fn publish_direct(
     client: &reqwest::Client,
     stack: &Stack,
     round: usize,
     size: usize,
-) -> anyhow::Result<()> {
-    let mut message = json!({"type": "direct", "round": round, "stamp_us": now_us(), "pad": ""});
+) -> anyhow::Result<u64> {
+    let stamp_us = now_us();
+    let mut message = json!({"type": "direct", "round": round, "stamp_us": stamp_us, "pad": ""});
     let pad = size.saturating_sub(message.to_string().len());
     message["pad"] = json!("x".repeat(pad));
     let content = message.to_string();
@@ -90,7 +100,16 @@ async fn publish_direct(
         .send()
         .await?
         .error_for_status()?;
-    Ok(())
+    Ok(stamp_us)
+}
+
+/// Returns once the channel has polled the upstream again.
+async fn next_poll(stack: &Stack) {
+    let polls = || stack.upstream.requests(FEED).len();
+    let before = polls();
+    while polls() == before {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// WOH events the backend has handled so far (`restream_woh_events_total`, every kind).
@@ -143,7 +162,87 @@ fn spawn_reader(
     });
 }
 
-pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// An upstream change, polled, committed and published by restream.
+    Restream,
+    /// A message published straight to Pushpin.
+    Direct,
+}
+
+/// Measures one path's round at a time, on one subscribed stack.
+struct Paths<'a> {
+    stack: &'a Stack,
+    publisher: reqwest::Client,
+    inbox: Inbox,
+    subscribers: usize,
+    /// The size of restream's last event, for the direct message's padding (the first round
+    /// measures restream first).
+    event_size: usize,
+    /// When the previous round's last subscriber had its message.
+    quiet_since_us: u64,
+}
+
+impl Paths<'_> {
+    /// Both paths start at the channel's next poll and hand out their change or message one
+    /// interval later. Returns the latencies (ms) and the round's summary.
+    async fn measure(&mut self, path: Path, round: usize) -> anyhow::Result<(Vec<f64>, Value)> {
+        let stack = self.stack;
+        next_poll(stack).await;
+        let woh_before = woh_events(stack).await;
+        // When the change or message was handed out: the upstream's stamp, the direct publish's.
+        let mut stamp = 0;
+        let latencies = match path {
+            Path::Restream => {
+                let id = format!("0-g{}", stack.upstream.bump());
+                let mut size = self.event_size;
+                let latencies = collect(
+                    &mut self.inbox,
+                    self.subscribers,
+                    "an upstream change",
+                    |m| {
+                        let ours = m["type"] == "new" && m["item"]["id"] == id.as_str();
+                        let at = ours.then(|| m["item"]["stamp_us"].as_u64()).flatten();
+                        if let Some(at) = at {
+                            (size, stamp) = (m.to_string().len(), at);
+                        }
+                        at
+                    },
+                )
+                .await?;
+                self.event_size = size;
+                latencies
+            }
+            Path::Direct => {
+                tokio::time::sleep(Duration::from_secs_f64(INTERVAL)).await;
+                stamp = publish_direct(&self.publisher, stack, round, self.event_size).await?;
+                collect(&mut self.inbox, self.subscribers, "a direct publish", |m| {
+                    (m["type"] == "direct" && m["round"] == round)
+                        .then(|| m["stamp_us"].as_u64())
+                        .flatten()
+                })
+                .await?
+            }
+        };
+        let quiet_ms = stamp.saturating_sub(self.quiet_since_us) / 1000;
+        self.quiet_since_us = now_us();
+        let woh = woh_events(stack).await - woh_before;
+        let ms = |p: f64| (percentile(&latencies, p) * 10.0).round() / 10.0;
+        let detail = json!({
+            "path": match path { Path::Restream => "restream", Path::Direct => "direct" },
+            "quiet_ms": quiet_ms,
+            "first_ms": ms(0.0),
+            "p50_ms": ms(50.0),
+            "p99_ms": ms(99.0),
+            "woh_events": woh,
+        });
+        Ok((latencies, detail))
+    }
+}
+
+/// `rounds` measured rounds of `subscribers` on one channel, after unmeasured ones until
+/// `warm_up` has passed since the last subscribe.
+pub async fn run(subscribers: usize, rounds: usize, warm_up: Duration) -> anyhow::Result<Value> {
     let stack = stack::start(Options {
         behind: Behind::Restream,
         interval: INTERVAL,
@@ -201,50 +300,51 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         .json(&json!({"items": [{"channel": "warm-up", "formats": {"ws-message": {"content": "{}"}}}]}))
         .send()
         .await?;
+    let mut paths = Paths {
+        stack: &stack,
+        publisher,
+        inbox,
+        subscribers,
+        event_size: 0,
+        quiet_since_us: now_us(),
+    };
+    // Unmeasured rounds first, until the keep-alives that the subscribe burst set off together
+    // have passed (`warm_up`): a wave of them takes the cores for a round or two, from
+    // whichever path that happens to be (later keep-alives are spread out, and fall on both
+    // paths alike). The rounds keep the clients busy meanwhile, so Pushpin's pings to idle
+    // clients do not make a wave of pongs instead.
+    let settled = subscribing + Duration::from_secs_f64(subscribe_secs) + warm_up;
+    let mut round = 0;
+    let mut warm_up_rounds = 0;
+    while Instant::now() < settled {
+        for path in [Path::Restream, Path::Direct] {
+            paths.measure(path, round).await?;
+        }
+        round += 1;
+        warm_up_rounds += 1;
+    }
     let measuring = Instant::now();
     let (mut restream, mut direct) = (Vec::new(), Vec::new());
-    // Each path's round: when it started, its latencies, and the WOH events (keep-alives,
-    // pongs) the backend handled meanwhile, so a slow round can be told apart.
+    // Each path's round: when it started, how it went, and the WOH events (keep-alives, pongs)
+    // the backend handled meanwhile, so a slow round can be told apart.
     let mut round_details = Vec::new();
-    // The size of restream's last event; round 0 measures restream first, so it is set before
-    // the first direct publish.
-    let event_size = std::cell::Cell::new(0);
-    for round in 0..rounds {
-        for path in [round % 2, 1 - round % 2] {
+    for measured in 0..rounds {
+        let order = match measured % 2 {
+            0 => [Path::Restream, Path::Direct],
+            _ => [Path::Direct, Path::Restream],
+        };
+        for path in order {
             let started_s = measuring.elapsed().as_secs_f64();
-            let woh_before = woh_events(&stack).await;
-            let latencies = if path == 0 {
-                let id = format!("0-g{}", stack.upstream.bump());
-                collect(&mut inbox, subscribers, "an upstream change", |m| {
-                    let ours = m["type"] == "new" && m["item"]["id"] == id.as_str();
-                    if ours {
-                        event_size.set(m.to_string().len());
-                    }
-                    ours.then(|| m["item"]["stamp_us"].as_u64()).flatten()
-                })
-                .await?
-            } else {
-                publish_direct(&publisher, &stack, round, event_size.get()).await?;
-                collect(&mut inbox, subscribers, "a direct publish", |m| {
-                    (m["type"] == "direct" && m["round"] == round)
-                        .then(|| m["stamp_us"].as_u64())
-                        .flatten()
-                })
-                .await?
-            };
-            let woh = woh_events(&stack).await - woh_before;
-            let ms = |p: f64| (percentile(&latencies, p) * 10.0).round() / 10.0;
-            let name = ["restream", "direct"][path];
-            round_details.push(json!({
-                "round": round,
-                "path": name,
-                "started_s": (started_s * 10.0).round() / 10.0,
-                "p50_ms": ms(50.0),
-                "p99_ms": ms(99.0),
-                "woh_events": woh,
-            }));
-            [&mut restream, &mut direct][path].extend(latencies);
+            let (latencies, mut detail) = paths.measure(path, round).await?;
+            detail["round"] = json!(measured);
+            detail["started_s"] = json!((started_s * 10.0).round() / 10.0);
+            round_details.push(detail);
+            match path {
+                Path::Restream => restream.extend(latencies),
+                Path::Direct => direct.extend(latencies),
+            }
         }
+        round += 1;
     }
     // Each round's two paths ran back to back, under about the same background load (Pushpin's
     // keep-alives come in waves): the median over rounds of restream p99 / direct p99.
@@ -258,7 +358,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
     paired.sort_by(f64::total_cmp);
     let paired_median = paired.get(paired.len() / 2).copied().unwrap_or(0.0);
     let measured = measuring.elapsed();
-    let calls = stack.upstream.requests_since("/feed/0.json", measuring);
+    let calls = stack.upstream.requests_since(FEED, measuring);
     let ratio = |p: f64| {
         let d = percentile(&direct, p);
         if d > 0.0 {
@@ -274,6 +374,7 @@ pub async fn run(subscribers: usize, rounds: usize) -> anyhow::Result<Value> {
         "poll_interval_secs": INTERVAL,
         "connect_secs": (connect_secs * 100.0).round() / 100.0,
         "subscribe_secs": (subscribe_secs * 100.0).round() / 100.0,
+        "warm_up_rounds": warm_up_rounds,
         "max_upstream_calls_per_interval": max_calls_within(&calls, crate::measure::duplicate_window(INTERVAL)),
         "upstream_calls_per_interval": ((calls.len() as f64 / (measured.as_secs_f64() / INTERVAL)) * 100.0).round() / 100.0,
         "restream_latency_ms": summary_ms(&restream),

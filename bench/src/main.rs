@@ -52,6 +52,11 @@ enum Scenario {
         /// Upstream changes measured per count.
         #[arg(long, default_value_t = 10)]
         rounds: usize,
+        /// Unmeasured rounds run first, for this many seconds after the last subscribe: the
+        /// default waits out the first keep-alive of every connection (the backend's default
+        /// 30 s `server.keep_alive_interval`), which the subscribe burst sets off together.
+        #[arg(long, default_value_t = 32.0)]
+        warm_up: f64,
     },
     /// Scenario 3: subscribe/unsubscribe messages per second, restream vs a no-op WOH responder.
     Subscribe {
@@ -201,9 +206,11 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Fanout {
             subscribers,
             rounds,
+            warm_up,
         } => {
             for n in subscribers {
-                emit(&fanout::run(n, rounds).await?);
+                let warm_up = std::time::Duration::from_secs_f64(warm_up);
+                emit(&fanout::run(n, rounds, warm_up).await?);
             }
         }
         Scenario::Subscribe {
@@ -308,7 +315,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Each scenario at a size that takes seconds; fails loudly on anything wrong.
 async fn smoke() -> anyhow::Result<()> {
-    let fan = fanout::run(20, 2).await?;
+    let fan = fanout::run(20, 2, std::time::Duration::ZERO).await?;
     emit(&fan);
     anyhow::ensure!(
         fan["max_upstream_calls_per_interval"] == 1,
