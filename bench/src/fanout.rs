@@ -103,13 +103,20 @@ async fn publish_direct(
     Ok(stamp_us)
 }
 
-/// Returns once the channel has polled the upstream again.
-async fn next_poll(stack: &Stack) {
+/// Returns once the channel has polled the upstream again; an error if it has not within a
+/// minute (the poller stopped or is backing off).
+async fn next_poll(stack: &Stack) -> anyhow::Result<()> {
     let polls = || stack.upstream.requests(FEED).len();
     let before = polls();
+    let deadline = Instant::now() + Duration::from_secs(60);
     while polls() == before {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no poll of the channel for a minute (BENCH_KEEP_LOGS=DIR keeps the backend's log)"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    Ok(())
 }
 
 /// WOH events the backend has handled so far (`restream_woh_events_total`, every kind).
@@ -188,7 +195,7 @@ impl Paths<'_> {
     /// interval later. Returns the latencies (ms) and the round's summary.
     async fn measure(&mut self, path: Path, round: usize) -> anyhow::Result<(Vec<f64>, Value)> {
         let stack = self.stack;
-        next_poll(stack).await;
+        next_poll(stack).await?;
         let woh_before = woh_events(stack).await;
         // When the change or message was handed out: the upstream's stamp, the direct publish's.
         let mut stamp = 0;
