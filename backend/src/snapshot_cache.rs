@@ -2,17 +2,16 @@
 //! it inline in its WOH response instead of a publish Pushpin must route back to it.
 //!
 //! A poller offers its snapshot when it answers a fresh subscriber or one resuming up to date
-//! (never on its own, so an idle channel costs nothing) and forgets it before every commit,
-//! when it turns degraded and when it stops: an entry is always the channel's state at its
-//! `seq`. A subscriber served from
-//! here (a fresh one inline, or one resuming at that very `seq`) is watched for
-//! [`SNAPSHOT_DELAY`], until Pushpin has surely applied its subscription: if the entry is
-//! forgotten meanwhile, its poller is handed a resume after that `seq` for each one, so an
-//! event committed in between is not missed; otherwise the poller never hears of it (no
-//! request, no wake-up per subscribe). Bounded by bytes (`state.snapshot_cache_bytes`, 0 =
-//! off), watched subscribers included; a snapshot larger than Pushpin 1.36 delivers from a
-//! WOH response ([`MAX_INLINE_BYTES`]) is never kept. Counted in
-//! `restream_snapshot_cache_events_total` and `restream_snapshot_cache_bytes`.
+//! (never on its own, so an idle channel costs nothing) and forgets it before every commit, when it
+//! turns degraded and when it stops: an entry is always the channel's state at its `seq`. A
+//! subscriber served from here (a fresh one inline, or one resuming at that very `seq`) is watched
+//! for [`SNAPSHOT_DELAY`], until Pushpin has surely applied its subscription: if the entry is
+//! forgotten meanwhile, its poller is handed a resume after that `seq` for each one, so an event
+//! committed in between is not missed; otherwise the poller never hears of it (no request, no
+//! wake-up per subscribe). Bounded by bytes (`state.snapshot_cache_bytes`, 0 = off), watched
+//! subscribers included; a snapshot larger than Pushpin 1.36 delivers from a WOH response
+//! ([`MAX_INLINE_BYTES`]) is never kept. Counted in `restream_snapshot_cache_events_total` and
+//! `restream_snapshot_cache_bytes`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

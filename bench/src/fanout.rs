@@ -186,7 +186,7 @@ struct Paths<'a> {
     /// The size of restream's last event, for the direct message's padding (the first round
     /// measures restream first).
     event_size: usize,
-    /// When the previous round's last subscriber had its message.
+    /// When the previous path's round ended (its last subscriber had its message).
     quiet_since_us: u64,
 }
 
@@ -321,13 +321,11 @@ pub async fn run(subscribers: usize, rounds: usize, warm_up: Duration) -> anyhow
     // paths alike). The rounds keep the clients busy meanwhile, so Pushpin's pings to idle
     // clients do not make a wave of pongs instead.
     let settled = subscribing + Duration::from_secs_f64(subscribe_secs) + warm_up;
-    let mut round = 0;
     let mut warm_up_rounds = 0;
     while Instant::now() < settled {
         for path in [Path::Restream, Path::Direct] {
-            paths.measure(path, round).await?;
+            paths.measure(path, warm_up_rounds).await?;
         }
-        round += 1;
         warm_up_rounds += 1;
     }
     let measuring = Instant::now();
@@ -342,7 +340,7 @@ pub async fn run(subscribers: usize, rounds: usize, warm_up: Duration) -> anyhow
         };
         for path in order {
             let started_s = measuring.elapsed().as_secs_f64();
-            let (latencies, mut detail) = paths.measure(path, round).await?;
+            let (latencies, mut detail) = paths.measure(path, warm_up_rounds + measured).await?;
             detail["round"] = json!(measured);
             detail["started_s"] = json!((started_s * 10.0).round() / 10.0);
             round_details.push(detail);
@@ -351,7 +349,6 @@ pub async fn run(subscribers: usize, rounds: usize, warm_up: Duration) -> anyhow
                 Path::Direct => direct.extend(latencies),
             }
         }
-        round += 1;
     }
     // Each round's two paths ran back to back, under about the same background load (Pushpin's
     // keep-alives come in waves): the median over rounds of restream p99 / direct p99.
