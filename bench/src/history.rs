@@ -179,22 +179,9 @@ pub async fn run(config: Config) -> anyhow::Result<Value> {
 }
 
 /// The seq the backend reports for the first seeded channel (its status, from the store).
-/// The stack's first request through Pushpin: a connection it closes unanswered is tried
-/// again, a few times (seen once in CI, right after the stack started).
 async fn served_seq(reader: &Reader) -> anyhow::Result<u64> {
     let url = format!("{}/channels/{HISTORY_CHANNEL}?n=0", reader.base);
-    let mut attempts = 0;
-    let response = loop {
-        attempts += 1;
-        match reader.client.get(&url).send().await {
-            Err(e) if attempts < 5 && (e.is_request() || e.is_connect()) => {
-                eprintln!("channel status not answered ({e}); trying again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            sent => break sent?,
-        }
-    };
-    let status: Value = response.json().await?;
+    let status: Value = reader.client.get(url).send().await?.json().await?;
     status["seq"]
         .as_u64()
         .with_context(|| format!("no seq in the channel's status: {status}"))

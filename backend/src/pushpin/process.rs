@@ -148,8 +148,8 @@ pub struct PushpinProcess {
 }
 
 impl PushpinProcess {
-    /// Writes the config, starts `pushpin` and waits until it accepts connections and its
-    /// publish API answers.
+    /// Writes the config, starts `pushpin` and waits until its publish API answers and a
+    /// request through its public port comes back answered.
     pub fn start(options: PushpinOptions) -> Result<PushpinProcess, PushpinError> {
         let binary = find_on_path("pushpin").ok_or(PushpinError::NotInstalled)?;
         let dir = &options.run_dir;
@@ -244,6 +244,7 @@ impl PushpinProcess {
 
     fn wait_ready(&mut self, limit: Duration) -> Result<(), PushpinError> {
         let started = Instant::now();
+        let mut probes = 0;
         while started.elapsed() < limit {
             if let Some(status) = self.exit_status(Duration::ZERO) {
                 let mut output = String::new();
@@ -256,8 +257,14 @@ impl PushpinProcess {
                 });
             }
             let publish: SocketAddr = ([127, 0, 0, 1], self.options.base_port + 1).into();
-            if accepts(self.options.public_listen) && publish_api_answers(publish) {
-                return Ok(());
+            if publish_api_answers(publish) {
+                // Each probe waits longer for its answer: on a loaded machine a slow answer is
+                // not a lost one.
+                probes += 1;
+                let wait = Duration::from_millis(500) * probes.min(10);
+                if public_route_answers(self.options.public_listen, wait) {
+                    return Ok(());
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -303,25 +310,33 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .write_all(text.as_bytes())
 }
 
-fn accepts(addr: SocketAddr) -> bool {
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-}
-
 /// `GET /` on the HTTP publish port answers `Pushpin API` once the handler is up.
 fn publish_api_answers(addr: SocketAddr) -> bool {
+    http_answer(addr, "/", Duration::from_millis(500))
+        .is_some_and(|answer| answer.contains("Pushpin"))
+}
+
+/// A request through the public port comes back answered, whatever its status (before the
+/// backend is up, Pushpin answers 502 itself). It crosses condure, the proxy and zurl, whose
+/// ZeroMQ links come up some time after each of them listens: until they do, a request can be
+/// closed unanswered, or lost (its answer never reaches the proxy, which gives up after a
+/// minute), so an open port alone does not mean the route works.
+fn public_route_answers(addr: SocketAddr, wait: Duration) -> bool {
+    http_answer(addr, "/healthz", wait).is_some()
+}
+
+/// The answer to `GET path` on `addr` when one arrives within `wait`: the whole response,
+/// starting with an HTTP status line.
+fn http_answer(addr: SocketAddr, path: &str, wait: Duration) -> Option<String> {
     use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    s.write_all(request.as_bytes()).ok()?;
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    buf.starts_with(b"HTTP/1.") && String::from_utf8_lossy(&buf).contains("Pushpin")
+    buf.starts_with(b"HTTP/1.")
+        .then(|| String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -365,5 +380,42 @@ mod tests {
         assert!(o.sig_key.is_strong());
         let other = PushpinOptions::new(o.public_listen, o.backend, 15560, "/tmp/rs".into());
         assert_ne!(other.sig_key, o.sig_key, "one key per instance");
+    }
+
+    /// A listener on loopback whose connections each get `reply` (after reading the request)
+    /// and are then closed.
+    fn one_shot_server(reply: &'static [u8]) -> SocketAddr {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let _ = conn.read(&mut request);
+                let _ = conn.write_all(reply);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn the_public_route_counts_as_answered_only_with_a_status_line() {
+        let wait = Duration::from_millis(300);
+        let bad_gateway = one_shot_server(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        assert!(
+            public_route_answers(bad_gateway, wait),
+            "Pushpin's own 502 is an answer"
+        );
+        let closed = one_shot_server(b"");
+        assert!(!public_route_answers(closed, wait), "closed unanswered");
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = free.local_addr().unwrap();
+        assert!(
+            !public_route_answers(silent, wait),
+            "accepted, never answered"
+        );
+        let api = one_shot_server(b"HTTP/1.1 200 OK\r\n\r\nPushpin API\n");
+        assert!(publish_api_answers(api));
+        assert!(!publish_api_answers(bad_gateway), "not the publish API");
     }
 }
