@@ -64,10 +64,12 @@ enum Scenario {
         /// 1.36 resets connections once about 100 WOH requests are queued.
         #[arg(long, default_value_t = 50)]
         connections: usize,
-        /// Seconds of each side in all, split into `rounds` alternating turns.
-        #[arg(long, default_value_t = 20.0)]
+        /// Seconds of each side in all, split into `rounds` alternating turns. On a shared
+        /// 2-vCPU VM one 5-second turn's rate moves by about ±10 %, so a run needs many turns
+        /// (bench/README.md, scenario 3).
+        #[arg(long, default_value_t = 60.0)]
         seconds: f64,
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 12)]
         rounds: usize,
     },
     /// Scenario 4: many active channels: backend RSS, CPU, scheduler drift.

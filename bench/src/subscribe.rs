@@ -137,47 +137,71 @@ async fn rate(
 /// Each side for `seconds` in all, in `rounds` turns.
 pub async fn run(connections: usize, seconds: f64, rounds: usize) -> anyhow::Result<Value> {
     anyhow::ensure!(rounds > 0, "at least one round");
-    let (turn, share) = (seconds / rounds as f64, 1.0 / rounds as f64);
-    let (mut ours, mut up_to_date, mut null, mut with_token) = (0.0, 0.0, 0.0, 0.0);
-    let (mut our_resets, mut null_resets) = (0, 0);
+    let turn = seconds / rounds as f64;
+    // Each round's rates, in the order the sides run: `FRESH`, `NULL`, `UP_TO_DATE`, `TOKEN`.
+    const FRESH: usize = 0;
+    const NULL: usize = 1;
+    const UP_TO_DATE: usize = 2;
+    const TOKEN: usize = 3;
+    let sides = [
+        (Behind::Restream, Subscribe::Fresh),
+        (Behind::NullResponder, Subscribe::Fresh),
+        (Behind::Restream, Subscribe::UpToDate),
+        (Behind::Restream, Subscribe::FreshWithToken),
+    ];
+    let (mut per_round, mut our_resets, mut null_resets) = (Vec::new(), 0, 0);
     for _ in 0..rounds {
-        let (rate_, resets) = rate(Behind::Restream, Subscribe::Fresh, connections, turn).await?;
-        (ours, our_resets) = (ours + rate_ * share, our_resets + resets);
-        let (rate_, resets) =
-            rate(Behind::NullResponder, Subscribe::Fresh, connections, turn).await?;
-        (null, null_resets) = (null + rate_ * share, null_resets + resets);
-        let (rate_, resets) =
-            rate(Behind::Restream, Subscribe::UpToDate, connections, turn).await?;
-        (up_to_date, our_resets) = (up_to_date + rate_ * share, our_resets + resets);
-        let (rate_, resets) = rate(
-            Behind::Restream,
-            Subscribe::FreshWithToken,
-            connections,
-            turn,
-        )
-        .await?;
-        (with_token, our_resets) = (with_token + rate_ * share, our_resets + resets);
+        let mut rates = [0.0; 4];
+        for (rate_, (behind, subscribe)) in rates.iter_mut().zip(sides) {
+            let resets;
+            (*rate_, resets) = rate(behind, subscribe, connections, turn).await?;
+            match behind {
+                Behind::Restream => our_resets += resets,
+                Behind::NullResponder => null_resets += resets,
+            }
+        }
+        per_round.push(rates);
     }
     let r = |v: f64| (v * 10.0).round() / 10.0;
-    let ratio = |v: f64| {
-        if null > 0.0 {
-            (v / null * 100.0).round() / 100.0
-        } else {
-            0.0
-        }
+    let two = |v: f64| (v * 100.0).round() / 100.0;
+    // Side `i` over the no-op responder: pooled (mean rates over all rounds), and the median
+    // over rounds of each round's own ratio (its sides ran back to back, on about the same
+    // machine: a slow spell of a shared VM moves one round, not the median).
+    let mean = |i: usize| per_round.iter().map(|round| round[i]).sum::<f64>() / rounds as f64;
+    let null = mean(NULL);
+    let ratio = |i: usize| if null > 0.0 { two(mean(i) / null) } else { 0.0 };
+    let paired_median = |i: usize| {
+        let ratios: Vec<f64> = per_round
+            .iter()
+            .filter(|round| round[NULL] > 0.0)
+            .map(|round| round[i] / round[NULL])
+            .collect();
+        two(crate::measure::percentile(&ratios, 50.0))
     };
+    let rounds_detail: Vec<Value> = per_round
+        .iter()
+        .map(|round| {
+            json!({"restream": r(round[FRESH]), "null_responder": r(round[NULL]),
+                   "restream_up_to_date": r(round[UP_TO_DATE]),
+                   "restream_with_token": r(round[TOKEN])})
+        })
+        .collect();
     Ok(json!({
         "scenario": "subscribe",
         "connections": connections,
         "seconds_each": seconds,
         "rounds": rounds,
-        "restream_msgs_per_sec": r(ours),
-        "restream_up_to_date_msgs_per_sec": r(up_to_date),
-        "restream_with_token_msgs_per_sec": r(with_token),
+        "restream_msgs_per_sec": r(mean(FRESH)),
+        "restream_up_to_date_msgs_per_sec": r(mean(UP_TO_DATE)),
+        "restream_with_token_msgs_per_sec": r(mean(TOKEN)),
         "null_responder_msgs_per_sec": r(null),
-        "ratio": ratio(ours),
-        "ratio_up_to_date": ratio(up_to_date),
-        "ratio_with_token": ratio(with_token),
+        "ratio": ratio(FRESH),
+        "ratio_up_to_date": ratio(UP_TO_DATE),
+        "ratio_with_token": ratio(TOKEN),
+        "ratio_paired_median": paired_median(FRESH),
+        "ratio_up_to_date_paired_median": paired_median(UP_TO_DATE),
+        "ratio_with_token_paired_median": paired_median(TOKEN),
+        "rounds_detail": rounds_detail,
         "connection_resets": {"restream": our_resets, "null_responder": null_resets},
         "machine": crate::measure::machine(),
     }))
